@@ -1,0 +1,38 @@
+"""Machine-readable reason codes for quarantined rows and files.
+
+Every quarantined row carries one or more of these codes plus the offending column (or null when
+the reason concerns the whole line). Parsers, the pandera model and the generator's truth all use
+this one vocabulary.
+"""
+
+from __future__ import annotations
+
+REASONS: dict[str, str] = {
+    # line / message level (parsers)
+    "MALFORMED_LINE": "the line does not have the expected structure (field count, quoting)",
+    "MALFORMED_MESSAGE": "the message or record is broken (missing or unreadable segments)",
+    "DUPLICATE_ROW": "exact duplicate of an earlier line of the same file",
+    "TEST_IDENTITY": "the INS carries a test OID (.10/.11) that must never appear in production",
+    # value level (parsers and the pandera model)
+    "MISSING_VALUE": "a required field is empty",
+    "NIR_FORMAT": "the NIR/INS is not 13 characters + a 2-digit key",
+    "NIR_KEY": "the NIR/INS key does not match its number",
+    "DATE_INVALID": "a date or time cannot be parsed or does not exist",
+    "DATE_ORDER": "dates are impossible together (collection after validation, birth after collection, future)",
+    "SEX_INVALID": "sex is not one of F, M or empty",
+    "POSTAL_CODE_INVALID": "postal code is not 5 digits",
+    "LOINC_CHECK": "a LOINC code given by the source fails its check digit",
+    "STATUS_INVALID": "result status is not one of F, C, X, D",
+    "VALUE_INVALID": "a numeric value cannot be read as a number",
+    # file level
+    "UNPARSEABLE_FILE": "the file cannot be read in any supported format",
+    "EMPTY_FILE": "the file holds no data",
+    "HEADER_INVALID": "the file's header does not name the required columns",
+}
+
+
+def check(code: str) -> str:
+    """Return ``code`` if it is a known reason, else raise (a typo must not invent a reason)."""
+    if code not in REASONS:
+        raise KeyError(f"unknown reason code {code!r}")
+    return code
