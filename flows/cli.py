@@ -1,0 +1,222 @@
+"""The ``biolake`` command line: generate, run, demo, sql, mappings."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="biolake: lab results in, LOINC-coded warehouse and SI-DEP indicators out.")
+mappings_app = typer.Typer(no_args_is_help=True, help="The mapping work queue: export, review, import.")
+app.add_typer(mappings_app, name="mappings")
+console = Console()
+
+HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="data directory (env BIOLAKE_HOME, default ./data)")]
+
+
+def _settings(home: Path | None, demo: bool = False):
+    from flows.settings import Settings
+
+    kwargs = {}
+    if home is not None:
+        kwargs["home"] = home
+    if demo:
+        kwargs["demo"] = True
+    return Settings(**kwargs)
+
+
+def configure_prefect(settings) -> None:
+    """Embedded Prefect by default: its database under <home>/prefect, no telemetry, quiet console.
+
+    With PREFECT_API_URL set, runs go to that server instead.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home_abs))
+        settings.prefect_home_abs.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+class Bars:
+    """rich progress bars keyed by stage name, fed by flows.progress.report."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.tasks = progress, {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+@app.command()
+def generate(
+    home: HomeOpt = None,
+    results: Annotated[int, typer.Option(help="about how many results to generate")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same files)")] = 42,
+    days: Annotated[int, typer.Option(help="days of collection")] = 7,
+) -> None:
+    """Write synthetic lab extracts into <home>/landing and their truth into <home>/truth."""
+    from transforms.synthetic import generate as gen
+
+    settings = _settings(home)
+    t0 = time.perf_counter()
+    with _progress() as p:
+        res = gen(settings.home_abs, n_results=results, seed=seed, days=days, progress=Bars(p))
+    console.print(f"{res.n_rows:,} rows in {len(res.landing_files)} files under {settings.landing} "
+                  f"({time.perf_counter() - t0:.1f} s); truth in {res.truth_dir}")
+
+
+def _run(settings) -> dict:
+    configure_prefect(settings)
+    from flows import progress
+    from flows.pipeline import pipeline
+
+    settings.secret_bytes()  # fail early, before Prefect starts, when the secret is missing
+    if settings.demo:
+        os.environ["BIOLAKE_DEMO"] = "1"
+    with _progress() as p:
+        progress.set_reporter(Bars(p))
+        try:
+            return pipeline(home=str(settings.home_abs))
+        finally:
+            progress.set_reporter(None)
+
+
+@app.command()
+def run(home: HomeOpt = None) -> None:
+    """Process whatever is new in <home>/landing and publish the warehouse."""
+    from flows.settings import SecretMissing
+
+    settings = _settings(home)
+    try:
+        summary = _run(settings)
+    except SecretMissing as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2)
+    print_summary(summary)
+
+
+@app.command()
+def demo(
+    home: HomeOpt = None,
+    results: Annotated[int, typer.Option(help="about how many results to generate")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 42,
+    fresh: Annotated[bool, typer.Option(help="delete <home> first")] = False,
+) -> None:
+    """Generate about a week of extracts for several labs, run everything, print a summary."""
+    settings = _settings(home, demo=True)
+    if fresh and settings.home_abs.exists():
+        shutil.rmtree(settings.home_abs)
+    console.rule("[bold]1/2 generate synthetic lab extracts")
+    generate(home=settings.home_abs, results=results, seed=seed, days=7)
+    console.rule("[bold]2/2 run the pipeline (embedded Prefect)")
+    t0 = time.perf_counter()
+    summary = _run(settings)
+    print_summary(summary, wall=time.perf_counter() - t0)
+
+
+def print_summary(s: dict, wall: float | None = None) -> None:
+    t = Table(title="files", show_edge=False)
+    for c in ("loaded", "re-deliveries skipped", "failed"):
+        t.add_column(c, justify="right")
+    t.add_row(str(s["files_new"]), str(s["files_duplicate"]), str(s["files_failed"]))
+    console.print(t)
+    r = Table(title="rows", show_edge=False)
+    for c in ("in", "valid", "quarantined"):
+        r.add_column(c, justify="right")
+    r.add_row(f"{s['rows_in']:,}", f"{s['rows_valid']:,}", f"{s['rows_quarantined']:,}")
+    console.print(r)
+    if s["quarantine_reasons"]:
+        q = Table(title="quarantine by reason", show_edge=False)
+        q.add_column("reason")
+        q.add_column("rows", justify="right")
+        for k, v in s["quarantine_reasons"].items():
+            q.add_row(k, f"{v:,}")
+        console.print(q)
+    m = Table(title="LOINC mapping coverage", show_edge=False)
+    for c in ("lab", "results", "mapped", "coverage"):
+        m.add_column(c, justify="right")
+    for src, n, k, cov in s["mapping_coverage"]:
+        m.add_row(src, f"{n:,}", f"{k:,}", f"{cov:.1%}")
+    console.print(m)
+    console.print(f"unmapped local codes waiting in quality.unmapped_backlog: {s['unmapped_codes']}")
+    mt = Table(title="marts", show_edge=False)
+    mt.add_column("table")
+    mt.add_column("rows", justify="right")
+    for k, v in s["marts"].items():
+        mt.add_row(f"marts.{k}", f"{v:,}")
+    console.print(mt)
+    st = Table(title="time per stage (s)", show_edge=False)
+    for k in s["stage_seconds"]:
+        st.add_column(k, justify="right")
+    st.add_row(*[f"{v:.1f}" for v in s["stage_seconds"].values()])
+    console.print(st)
+    if wall is not None:
+        console.print(f"pipeline wall time: {wall:.1f} s (includes starting the embedded Prefect)")
+    home = s["home"]
+    prefect_home = os.environ.get("PREFECT_HOME", f"{home}/prefect")
+    console.print("\n[bold]Next:[/bold]")
+    console.print(f"  query the warehouse:  uv run biolake sql --home {home} \"SELECT * FROM marts.sidep_daily WHERE cl_age90 = 0 ORDER BY P DESC LIMIT 10\"")
+    console.print(f"  or with DuckDB:       duckdb -readonly {s['database']}")
+    console.print(f"  see the runs in the Prefect UI:  PREFECT_HOME={prefect_home} uv run prefect server start  "
+                  "(then open http://127.0.0.1:4200)")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL to run against the warehouse (read-only)")],
+    home: HomeOpt = None,
+    csv: Annotated[bool, typer.Option("--csv", help="print CSV instead of a table")] = False,
+    limit: Annotated[int, typer.Option(help="rows shown at most")] = 50,
+) -> None:
+    """Query <home>/biolake.duckdb read-only (schemas raw, staging, marts, quality, ref)."""
+    import duckdb
+
+    settings = _settings(home)
+    db = settings.home_abs / "biolake.duckdb"
+    if not db.exists():
+        console.print(f"[red]error:[/red] {db} does not exist: run `biolake run` or `biolake demo` first")
+        raise typer.Exit(2)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rel = con.sql(query)
+        if rel is None:
+            return
+        df = rel.pl()
+    except duckdb.Error as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2)
+    finally:
+        con.close()
+    if csv:
+        sys.stdout.write(df.write_csv(separator=";"))
+        return
+    t = Table(show_edge=False)
+    for c in df.columns:
+        t.add_column(c)
+    for row in df.head(limit).iter_rows():
+        t.add_row(*["" if v is None else str(v) for v in row])
+    console.print(t)
+    if df.height > limit:
+        console.print(f"({df.height:,} rows, {limit} shown; --limit to see more, --csv for all)")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,65 @@
+"""All of biolake's settings in one typed place, read from the environment (prefix BIOLAKE_).
+
+| variable | meaning | default |
+|---|---|---|
+| BIOLAKE_HOME | data directory (landing/, warehouse/, biolake.duckdb, reports/) | ./data |
+| BIOLAKE_PSEUDONYM_SECRET | secret key of the patient pseudonym (HMAC); required outside demo mode | none |
+| BIOLAKE_DEMO | 1 to allow the built-in demo secret (never for real data) | 0 |
+| BIOLAKE_SEEDS_DIR | reference tables and lab mappings shipped with biolake | <repo>/seeds |
+| BIOLAKE_MAPPINGS_DIR | operator's approved mappings, overriding the seeds | <home>/mappings |
+| BIOLAKE_CHUNK_ROWS | rows per parsing chunk (memory bound) | 500000 |
+| BIOLAKE_PREFECT_HOME | where the embedded Prefect keeps its database | <home>/prefect |
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_SECRET = "biolake-demo-secret-not-for-real-data"
+
+
+class SecretMissing(RuntimeError):
+    pass
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BIOLAKE_", extra="ignore")
+
+    home: Path = Field(default=Path("data"), description="data directory")
+    pseudonym_secret: SecretStr | None = Field(default=None, description="HMAC secret of the pseudonym")
+    demo: bool = Field(default=False, description="allow the built-in demo secret")
+    seeds_dir: Path = Field(default=REPO_ROOT / "seeds", description="shipped reference tables and mappings")
+    mappings_dir: Path | None = Field(default=None, description="operator's approved mappings")
+    chunk_rows: int = Field(default=500_000, ge=1000, description="rows per parsing chunk")
+    prefect_home: Path | None = Field(default=None, description="embedded Prefect's database folder")
+
+    @property
+    def home_abs(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def landing(self) -> Path:
+        return self.home_abs / "landing"
+
+    @property
+    def operator_mappings(self) -> Path:
+        return (self.mappings_dir or self.home_abs / "mappings").expanduser().resolve()
+
+    @property
+    def prefect_home_abs(self) -> Path:
+        return (self.prefect_home or self.home_abs / "prefect").expanduser().resolve()
+
+    def secret_bytes(self) -> bytes:
+        if self.pseudonym_secret is not None and self.pseudonym_secret.get_secret_value():
+            return self.pseudonym_secret.get_secret_value().encode("utf-8")
+        if self.demo:
+            return DEMO_SECRET.encode("utf-8")
+        raise SecretMissing(
+            "BIOLAKE_PSEUDONYM_SECRET is not set: patient pseudonyms need a secret key held outside the "
+            "repository (export BIOLAKE_PSEUDONYM_SECRET=...), or run the demo (`biolake demo`, BIOLAKE_DEMO=1) "
+            "which uses a built-in secret fit only for synthetic data."
+        )

@@ -1,0 +1,379 @@
+"""The pipeline's steps as plain functions: each reads and writes warehouse tables by path.
+
+flows/pipeline.py wraps them as Prefect tasks; tests call them directly too. Every function
+records what happened (file log, quarantine) so that, for every file,
+rows_in = rows_valid + rows_quarantined.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from flows.settings import Settings
+from quality.reasons import REASONS
+from quality.schemas import validate_rows
+from transforms.parsers.base import FileFormatError
+from transforms.parsers.detect import detect_format, get_parser
+from transforms.staging import to_staging
+from transforms.epi import sidep
+from warehouse import catalog as cat
+from warehouse.store import Warehouse
+from warehouse.views import build_views, sql_literal
+
+HASH_BLOCK = 8 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------------------------
+# context
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Context:
+    settings: Settings
+    wh: Warehouse
+    run_id: str
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings, run_id: str) -> "Context":
+        return cls(settings=settings, wh=Warehouse(settings.home_abs), run_id=run_id)
+
+
+@dataclass
+class FileTicket:
+    """A file the run will process (or has recognised as a re-delivery)."""
+
+    log_id: str
+    path: str  # relative to landing/
+    source: str
+    sha256: str
+    file_id: str
+    file_seq: int
+    size_bytes: int
+    status: str  # new | duplicate
+    duplicate_of: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# reference tables
+# --------------------------------------------------------------------------------------------
+def load_ref(ctx: Context) -> dict[str, pl.DataFrame]:
+    """Read the seed CSVs (all columns as text, codes keep their leading zeros) and store them as ref tables."""
+    refs: dict[str, pl.DataFrame] = {}
+    for name, rel in cat.REF_SEEDS.items():
+        df = pl.read_csv(ctx.settings.seeds_dir / rel, infer_schema=False)
+        if name == "population":
+            df = df.with_columns(pl.col("cl_age90").cast(pl.Int64), pl.col("pop").cast(pl.Float64))
+        refs[name] = df
+        out = ctx.wh.root / "ref" / name
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f".data.{ctx.run_id}.tmp"
+        df.write_parquet(tmp)
+        os.replace(tmp, out / "data.parquet")
+    return refs
+
+
+def metro_drom_departements(refs: dict[str, pl.DataFrame]) -> list[str]:
+    return refs["departements"].filter(pl.col("is_com") == "no")["dep_code"].sort().to_list()
+
+
+# --------------------------------------------------------------------------------------------
+# discover and register
+# --------------------------------------------------------------------------------------------
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def discover(ctx: Context) -> list[FileTicket]:
+    """Files in landing/<source>/ not yet logged, in path order, each hashed and registered.
+
+    A file whose content was already loaded (same sha256, any name) is a re-delivery: it is logged
+    as duplicate and skipped.
+    """
+    landing = ctx.settings.landing
+    if not landing.exists():
+        return []
+    log = ctx.wh.read(cat.FILE_LOG)
+    seen_logs = set(log["log_id"].to_list())
+    loaded = {fid: p for fid, p, st in log.select("file_id", "path", "status").iter_rows() if st == "loaded"}
+    next_seq = (log["file_seq"].max() or 0) + 1 if log.height else 1
+    tickets: list[FileTicket] = []
+    for path in sorted(p for p in landing.rglob("*") if p.is_file() and not p.is_symlink()):
+        rel = path.relative_to(landing).as_posix()
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue  # hidden files: partial uploads by convention
+        source = rel.split("/")[0] if "/" in rel else "_unknown"
+        digest = sha256_of(path)
+        log_id = hashlib.sha256(f"{rel}\0{digest}".encode()).hexdigest()[:16]
+        if log_id in seen_logs:
+            continue
+        file_id = digest[:16]
+        if file_id in loaded:
+            tickets.append(FileTicket(log_id, rel, source, digest, file_id, 0, path.stat().st_size, "duplicate",
+                                      loaded[file_id]))
+            continue
+        loaded[file_id] = rel
+        tickets.append(FileTicket(log_id, rel, source, digest, file_id, next_seq, path.stat().st_size, "new"))
+        next_seq += 1
+    return tickets
+
+
+def log_file(ctx: Context, t: FileTicket, *, fmt: str | None, status: str, rows_in: int = 0,
+             rows_valid: int = 0, rows_quarantined: int = 0, reason_code: str | None = None,
+             detail: str | None = None) -> dict:
+    row = {
+        "log_id": t.log_id, "path": t.path, "source": t.source, "sha256": t.sha256, "file_id": t.file_id,
+        "file_seq": t.file_seq, "size_bytes": t.size_bytes, "format": fmt, "status": status,
+        "duplicate_of": t.duplicate_of, "rows_in": rows_in, "rows_valid": rows_valid,
+        "rows_quarantined": rows_quarantined, "reason_code": reason_code, "detail": detail,
+        "registered_at": datetime.now(), "run_id": ctx.run_id,
+    }
+    df = pl.DataFrame([row], schema=cat.FILE_LOG.schema)
+    ctx.wh.write_partition_file(cat.FILE_LOG, t.log_id, df)
+    return row
+
+
+# --------------------------------------------------------------------------------------------
+# ingest: parse into raw.results and raw.rejected_lines
+# --------------------------------------------------------------------------------------------
+def ingest(ctx: Context, t: FileTicket) -> dict:
+    """Parse one file into raw parts. Returns {'format', 'rows_in', 'rows_parsed', 'rejected'}
+    or, for a file that cannot be parsed at all, {'failed': reason, 'detail': message}."""
+    path = ctx.settings.landing / t.path
+    now = datetime.now()
+    rejects: list[pl.DataFrame] = []
+    units = 0
+    parsed = 0
+
+    def rows():
+        nonlocal units, parsed
+        for chunk in parser(path, file_id=t.file_id, source=t.source, chunk_rows=ctx.settings.chunk_rows):
+            units += chunk.units_seen
+            parsed += chunk.rows.height
+            if chunk.rejects.height:
+                rejects.append(chunk.rejects)
+            yield chunk.rows.with_columns(pl.lit(now).cast(pl.Datetime("us")).alias("ingested_at"))
+
+    try:
+        fmt = detect_format(path)
+        parser = get_parser(fmt)
+        ctx.wh.write_partition(cat.RAW_RESULTS, t.file_id, rows())
+    except FileFormatError as err:
+        ctx.wh.delete_partition(cat.RAW_RESULTS, t.file_id)
+        return {"failed": err.reason_code, "detail": str(err)}
+    rej = pl.concat(rejects) if rejects else cat.RAW_REJECTED.empty()
+    ctx.wh.write_partition(cat.RAW_REJECTED, t.file_id, [rej])
+    n_rej = rej["line_no"].n_unique()
+    return {"format": fmt, "rows_in": parsed + n_rej, "units_seen": units, "rows_parsed": parsed, "rejected_lines": n_rej}
+
+
+def quarantine_file_failure(ctx: Context, t: FileTicket, reason: str, detail: str) -> None:
+    q = pl.DataFrame(
+        [{"file_id": t.file_id, "path": t.path, "source": t.source, "line_no": None, "reason_code": reason,
+          "column": None, "detail": detail}], schema=cat.QUARANTINE.schema)
+    ctx.wh.write_partition(cat.QUARANTINE, t.file_id, [q])
+
+
+# --------------------------------------------------------------------------------------------
+# validate: pandera model -> staging rows + quarantine
+# --------------------------------------------------------------------------------------------
+def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame) -> dict:
+    secret = ctx.settings.secret_bytes()
+    quarantines: list[pl.DataFrame] = []
+    n_valid = 0
+    run_time = datetime.now()
+
+    def staged():
+        nonlocal n_valid
+        for part in ctx.wh.files_of(cat.RAW_RESULTS, t.file_id):
+            rows = pl.read_parquet(part).drop("ingested_at")
+            valid, q = validate_rows(rows, now=run_time)
+            quarantines.append(q)
+            n_valid += valid.height
+            yield to_staging(valid, file_seq=t.file_seq, postal_codes=postal_codes, secret=secret)
+
+    ctx.wh.write_partition(cat.STG_RESULTS, t.file_id, staged())
+    rejected = ctx.wh.read(cat.RAW_REJECTED, [t.file_id]).select(
+        "line_no", "reason_code", "column", "detail")
+    q = pl.concat([rejected, *quarantines], how="vertical_relaxed") if quarantines else rejected
+    q = q.with_columns(file_id=pl.lit(t.file_id), path=pl.lit(t.path), source=pl.lit(t.source))
+    ctx.wh.write_partition(cat.QUARANTINE, t.file_id, [q])
+    return {"rows_valid": n_valid, "rows_quarantined": q["line_no"].n_unique(),
+            "reasons": q.group_by("reason_code").len().sort("reason_code").rows()}
+
+
+# --------------------------------------------------------------------------------------------
+# transcode: LOINC, qualitative results, units
+# --------------------------------------------------------------------------------------------
+def mapping_dirs(ctx: Context) -> list[Path]:
+    return [ctx.settings.seeds_dir / "mappings", ctx.settings.operator_mappings]
+
+
+def load_terminology(ctx: Context, refs: dict[str, pl.DataFrame]):
+    from transforms.terminology.loinc import load_loinc_seed
+    from transforms.terminology.mappings import load_mappings
+
+    loinc = load_loinc_seed(ctx.settings.seeds_dir / cat.REF_SEEDS["loinc"])
+    mappings = load_mappings([d for d in mapping_dirs(ctx) if d.exists()], loinc)
+    fingerprint = hashlib.sha256(mappings.drop("origin", strict=False).sort(pl.all()).write_csv().encode()).hexdigest()
+    return loinc, mappings, fingerprint
+
+
+def transcode(ctx: Context, file_id: str, loinc: pl.DataFrame, mappings: pl.DataFrame) -> dict:
+    from transforms.terminology.transcode import transcode as do_transcode
+
+    n = mapped = 0
+
+    def coded():
+        nonlocal n, mapped
+        for part in ctx.wh.files_of(cat.STG_RESULTS, file_id):
+            df = do_transcode(pl.read_parquet(part), mappings, loinc)
+            n += df.height
+            mapped += df["loinc_code"].is_not_null().sum()
+            yield df
+
+    ctx.wh.write_partition(cat.STG_RESULTS_CODED, file_id, coded())
+    return {"rows": n, "mapped": mapped}
+
+
+# --------------------------------------------------------------------------------------------
+# publish: marts and quality tables over every file
+# --------------------------------------------------------------------------------------------
+def duck(ctx: Context) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    con.execute("SET preserve_insertion_order = false")
+    tmp = ctx.wh.tmp / "duckdb"
+    tmp.mkdir(parents=True, exist_ok=True)
+    con.execute(f"SET temp_directory = {sql_literal(str(tmp))}")
+    return con
+
+
+def publish_fct(ctx: Context) -> int:
+    """marts.fct_lab_results: every valid coded row, with the version that is current.
+
+    Versions of one result share (lab, request, test); the latest validation wins, then the later
+    delivery (file_seq), then the later line. A latest version with status D deletes the result.
+    """
+    t = cat.FCT_LAB_RESULTS
+    if not ctx.wh.files(cat.STG_RESULTS_CODED):
+        ctx.wh.write_table(t, t.empty())
+        return 0
+    src = f"read_parquet({sql_literal(ctx.wh.glob(cat.STG_RESULTS_CODED))}, union_by_name=true, hive_partitioning=false)"
+    cols = ", ".join(f'"{c.name}"' for c in cat.STG_RESULTS_CODED.columns)
+    sql = f"""
+        WITH v AS (
+            SELECT {cols},
+                   first_value(file_id || ':' || line_no) OVER w AS latest_id,
+                   first_value(result_status) OVER w AS latest_status,
+                   file_id || ':' || line_no AS row_id
+            FROM {src}
+            WINDOW w AS (PARTITION BY source, request_id, coalesce(local_code, loinc_code_src), specimen
+                         ORDER BY validated_at DESC NULLS LAST, file_seq DESC, line_no DESC)
+        )
+        SELECT {cols},
+               (row_id = latest_id AND latest_status <> 'D') AS is_current,
+               CASE WHEN row_id <> latest_id THEN latest_id END AS superseded_by
+        FROM v
+    """
+    con = duck(ctx)
+    try:
+        ctx.wh.write_table_from(t, lambda p: con.execute(
+            f"COPY ({sql}) TO {sql_literal(str(p))} (FORMAT parquet, COMPRESSION zstd)"))
+        return con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(ctx.wh.glob(t))})").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_definition_loincs(ctx: Context, disease: str) -> list[str]:
+    defs = pl.read_csv(ctx.settings.seeds_dir / "test_definitions.csv", infer_schema=False)
+    return defs.filter(pl.col("disease") == disease)["loinc_num"].to_list()
+
+
+def publish_sidep(ctx: Context, refs: dict[str, pl.DataFrame]) -> int:
+    loincs = test_definition_loincs(ctx, "covid19")
+    cols = ["person_key", "collected_date", "collected_at", "dep", "cl_age90", "sex", "file_seq", "line_no",
+            "result_class"]
+    results = (
+        ctx.wh.scan(cat.FCT_LAB_RESULTS)
+        .filter(pl.col("is_current") & pl.col("loinc_code").is_in(loincs))
+        .select(cols)
+        .collect()
+    )
+    days = sidep.person_days(results)
+    daily = sidep.sidep_daily(days, metro_drom_departements(refs))
+    return ctx.wh.write_table(cat.SIDEP_DAILY, daily)
+
+
+def publish_quality(ctx: Context) -> dict:
+    fct = ctx.wh.scan(cat.FCT_LAB_RESULTS)
+    backlog = (
+        fct.filter(pl.col("loinc_code").is_null())
+        .group_by("source", "local_code", "local_label", "unit_raw")
+        .agg(n_results=pl.len(), first_seen=pl.col("collected_at").min(), last_seen=pl.col("collected_at").max())
+        .sort("n_results", "source", "local_code", descending=[True, False, False])
+        .collect()
+    )
+    ctx.wh.write_table(cat.UNMAPPED_BACKLOG, backlog)
+    coverage = (
+        fct.group_by("source")
+        .agg(n_results=pl.len(), n_mapped=pl.col("loinc_code").is_not_null().sum())
+        .with_columns(coverage=pl.col("n_mapped") / pl.col("n_results"))
+        .sort("source")
+        .collect()
+    )
+    ctx.wh.write_table(cat.MAPPING_COVERAGE, coverage)
+    return {"backlog_codes": backlog.height, "coverage": coverage.rows()}
+
+
+def write_run_log(ctx: Context, started: datetime, totals: dict) -> None:
+    row = {
+        "run_id": ctx.run_id, "started_at": started, "finished_at": datetime.now(),
+        "files_new": totals.get("files_new", 0), "files_duplicate": totals.get("files_duplicate", 0),
+        "files_failed": totals.get("files_failed", 0), "rows_in": totals.get("rows_in", 0),
+        "rows_valid": totals.get("rows_valid", 0), "rows_quarantined": totals.get("rows_quarantined", 0),
+        "stage_seconds": json.dumps(ctx.stage_seconds),
+    }
+    ctx.wh.write_partition_file(cat.RUN_LOG, ctx.run_id, pl.DataFrame([row], schema=cat.RUN_LOG.schema))
+
+
+def refresh_views(ctx: Context) -> Path:
+    return build_views(ctx.wh)
+
+
+def reason_descriptions() -> dict[str, str]:
+    return dict(REASONS)
+
+
+# --------------------------------------------------------------------------------------------
+# mapping changes trigger a re-coding of earlier files
+# --------------------------------------------------------------------------------------------
+def _state_path(ctx: Context) -> Path:
+    return ctx.wh.root / "state.json"
+
+
+def _state(ctx: Context) -> dict:
+    p = _state_path(ctx)
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def mappings_changed(ctx: Context, fingerprint: str) -> bool:
+    return _state(ctx).get("mappings_fingerprint") != fingerprint
+
+
+def save_mappings_fingerprint(ctx: Context, fingerprint: str) -> None:
+    state = _state(ctx) | {"mappings_fingerprint": fingerprint}
+    p = _state_path(ctx)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, p)

@@ -1,0 +1,108 @@
+"""The CSV extract parser: fields, types, encodings, rejected lines with their line numbers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import polars as pl
+import pytest
+
+from transforms.parsers.base import FileFormatError
+from transforms.parsers.csv_extract import parse
+from tests.helpers import HEADER, line
+
+
+def parse_all(path, **kw):
+    chunks = list(parse(path, file_id="f1", source="lab", **kw))
+    rows = pl.concat([c.rows for c in chunks])
+    rejects = pl.concat([c.rejects for c in chunks])
+    return rows, rejects, sum(c.units_seen for c in chunks)
+
+
+def write(tmp_path, lines, encoding="utf-8", name="x.csv"):
+    p = tmp_path / name
+    p.write_bytes(("\n".join(lines) + "\n").encode(encoding))
+    return p
+
+
+def test_fields_become_typed_canonical_columns(tmp_path):
+    rows, rejects, seen = parse_all(write(tmp_path, [HEADER, line()]))
+    assert seen == 1 and rejects.is_empty()
+    r = rows.row(0, named=True)
+    assert r["file_id"] == "f1" and r["source"] == "lab" and r["line_no"] == 2
+    assert r["lab_finess"] == "750000001" and r["request_id"] == "D1"
+    assert r["birth_date"] == date(1955, 9, 12)
+    assert r["collected_at"] == datetime(2026, 11, 2, 8, 30)
+    assert r["validated_at"] == datetime(2026, 11, 2, 18, 0)
+    assert r["value_raw"] == "5,4" and r["value_num"] == 5.4 and r["value_type"] == "NM"
+    assert r["unit_raw"] == "mmol/L" and r["ref_range"] == "3,9-5,8" and r["result_status"] == "F"
+    assert r["local_label"] == "Glycémie" and r["parse_issues"] is None
+
+
+def test_compact_dates_and_latin1(tmp_path):
+    l = line(DATE_NAISSANCE="19550912", DATE_PRELEVEMENT="202611020830", LIBELLE_ANALYSE="Hématies")
+    rows, _, _ = parse_all(write(tmp_path, [HEADER, l], encoding="latin-1"))
+    r = rows.row(0, named=True)
+    assert r["birth_date"] == date(1955, 9, 12)
+    assert r["collected_at"] == datetime(2026, 11, 2, 8, 30)
+    assert r["local_label"] == "Hématies"
+
+
+def test_qualitative_value_stays_text(tmp_path):
+    rows, _, _ = parse_all(write(tmp_path, [HEADER, line(RESULTAT="Non détecté", UNITE="")]))
+    r = rows.row(0, named=True)
+    assert r["value_raw"] == "Non détecté" and r["value_num"] is None and r["value_type"] == "ST"
+    assert r["unit_raw"] is None
+
+
+def test_unreadable_values_are_flagged_not_dropped(tmp_path):
+    rows, _, _ = parse_all(write(tmp_path, [HEADER, line(DATE_NAISSANCE="31/02/1955", SEXE="X",
+                                                         DATE_PRELEVEMENT="30/13/2026 08:00")]))
+    issues = set(rows["parse_issues"][0].split(";"))
+    assert issues == {"DATE_INVALID:birth_date", "DATE_INVALID:collected_at", "SEX_INVALID:sex"}
+
+
+def test_malformed_and_duplicate_lines_are_rejected_with_line_numbers(tmp_path):
+    good = line()
+    p = write(tmp_path, [HEADER, good, line(N_DEMANDE="D2"), good, "750000001;D3;truncated", ""])
+    rows, rejects, seen = parse_all(p)
+    assert rows["line_no"].to_list() == [2, 3]
+    assert rejects.select("line_no", "reason_code").rows() == [(4, "DUPLICATE_ROW"), (5, "MALFORMED_LINE")]
+    assert rejects.filter(pl.col("line_no") == 5)["raw_text"][0] == "750000001;D3;truncated"
+    assert seen == 4
+
+
+def test_duplicates_are_found_across_chunks_and_blocks(tmp_path):
+    lines = [HEADER] + [line(N_DEMANDE=f"D{i}") for i in range(50)] + [line(N_DEMANDE="D7")]
+    rows, rejects, seen = parse_all(write(tmp_path, lines), chunk_rows=10, block_bytes=300)
+    assert seen == 51 and rows.height == 50
+    assert rejects.select("line_no", "reason_code").rows() == [(52, "DUPLICATE_ROW")]
+    assert rows["line_no"].to_list() == list(range(2, 52))
+
+
+def test_quoted_fields_go_through_the_csv_reader(tmp_path):
+    p = write(tmp_path, [HEADER, line(LIBELLE_ANALYSE='"Glycémie; à jeun"')])
+    rows, rejects, _ = parse_all(p)
+    assert rejects.is_empty() and rows["local_label"][0] == "Glycémie; à jeun"
+
+
+def test_crlf_and_bom(tmp_path):
+    p = tmp_path / "crlf.csv"
+    p.write_bytes(("\ufeff" + HEADER + "\r\n" + line() + "\r\n").encode("utf-8"))
+    rows, rejects, _ = parse_all(p)
+    assert rows.height == 1 and rejects.is_empty() and rows["result_status"][0] == "F"
+
+
+def test_header_errors_name_the_file(tmp_path):
+    p = write(tmp_path, ["A;B;C", "1;2;3"], name="weird.csv")
+    with pytest.raises(FileFormatError, match=r"weird.csv: line 1: header lacks") as e:
+        parse_all(p)
+    assert e.value.reason_code == "HEADER_INVALID"
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.csv"
+    p.write_bytes(b"")
+    with pytest.raises(FileFormatError) as e:
+        parse_all(p)
+    assert e.value.reason_code == "EMPTY_FILE"

@@ -1,0 +1,71 @@
+"""The pandera model accepts good rows and quarantines each defect with its reason and column."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+import pytest
+
+from quality.schemas import validate_rows
+from transforms.parsers.csv_extract import parse
+from tests.helpers import HEADER, bad_nir, line
+
+
+def rows_of(tmp_path, *lines):
+    p = tmp_path / "x.csv"
+    p.write_text("\n".join([HEADER, *lines]) + "\n", encoding="utf-8")
+    return pl.concat([c.rows for c in parse(p, file_id="f", source="lab")])
+
+
+NOW = datetime(2026, 12, 1)
+
+
+def test_good_rows_pass(tmp_path):
+    valid, q = validate_rows(rows_of(tmp_path, line(), line(N_DEMANDE="D2", SEXE="", DATE_NAISSANCE="")), now=NOW)
+    assert valid.height == 2 and q.is_empty()
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason", "column"),
+    [
+        ({"NIR": bad_nir("2550999000116")}, "NIR_KEY", "patient_nir"),
+        ({"NIR": "2550999"}, "NIR_FORMAT", "patient_nir"),
+        ({"DATE_NAISSANCE": "31/02/1955"}, "DATE_INVALID", "birth_date"),
+        ({"DATE_PRELEVEMENT": "32/11/2026 08:00"}, "DATE_INVALID", "collected_at"),
+        ({"DATE_PRELEVEMENT": ""}, "MISSING_VALUE", "collected_at"),
+        ({"DATE_VALIDATION": "01/11/2026 08:00"}, "DATE_ORDER", "validated_at"),
+        ({"DATE_RECEPTION": "01/11/2026 08:00"}, "DATE_ORDER", "received_at"),
+        ({"DATE_NAISSANCE": "01/01/2027"}, "DATE_ORDER", "birth_date"),
+        ({"DATE_NAISSANCE": "01/01/1850"}, "DATE_INVALID", "birth_date"),
+        ({"DATE_PRELEVEMENT": "02/11/2027 08:00", "DATE_RECEPTION": "", "DATE_VALIDATION": ""},
+         "DATE_ORDER", "collected_at"),
+        ({"SEXE": "X"}, "SEX_INVALID", "sex"),
+        ({"CODE_POSTAL": "7501"}, "POSTAL_CODE_INVALID", "postal_code"),
+        ({"STATUT": "Z"}, "STATUS_INVALID", "result_status"),
+        ({"N_DEMANDE": ""}, "MISSING_VALUE", "request_id"),
+        ({"CODE_ANALYSE": ""}, "MISSING_VALUE", "local_code"),
+        ({"RESULTAT": ""}, "MISSING_VALUE", "value_raw"),
+        ({"NIR": "", "NOM": ""}, "MISSING_VALUE", "patient_nir"),
+    ],
+)
+def test_each_defect_gets_its_reason(tmp_path, fields, reason, column):
+    valid, q = validate_rows(rows_of(tmp_path, line(), line(**{"N_DEMANDE": "D9", **fields})), now=NOW)
+    assert valid["line_no"].to_list() == [2]
+    assert q.select("line_no", "reason_code", "column").rows() == [(3, reason, column)]
+
+
+def test_a_row_with_two_defects_gets_both(tmp_path):
+    _, q = validate_rows(rows_of(tmp_path, line(NIR=bad_nir("2550999000116"), SEXE="Y")), now=NOW)
+    assert sorted(q.select("reason_code", "column").rows()) == [("NIR_KEY", "patient_nir"), ("SEX_INVALID", "sex")]
+
+
+def test_status_x_needs_no_value(tmp_path):
+    valid, q = validate_rows(rows_of(tmp_path, line(RESULTAT="", STATUT="X")), now=NOW)
+    assert valid.height == 1 and q.is_empty()
+
+
+def test_quarantine_holds_no_cell_values(tmp_path):
+    _, q = validate_rows(rows_of(tmp_path, line(NIR=bad_nir("2550999000116"))), now=NOW)
+    assert set(q.columns) == {"line_no", "reason_code", "column", "detail"}
+    assert "2550999000116" not in q.write_csv()

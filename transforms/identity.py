@@ -1,0 +1,110 @@
+"""Patient identifiers: NIR/INS checks, identity-trait normalisation and keyed pseudonyms.
+
+NIR/INS: 13 characters + a 2-digit key, key = 97 - (number mod 97), with 2A -> 19 and 2B -> 18
+(Corsica) before computing. The pseudonym is an HMAC-SHA256 of the INS (or, without one, of the
+normalised identity traits) under a secret held outside the repository; analysts only ever see it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import unicodedata
+from datetime import date
+
+import polars as pl
+
+NIR_PATTERN = r"^[1-478][0-9]{4}(?:[0-9]{2}|2A|2B)[0-9]{6}[0-9]{2}$"
+INS_OID_NIR = "1.2.250.1.213.1.4.8"
+INS_OID_NIA = "1.2.250.1.213.1.4.9"
+INS_OID_TEST = ("1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11")
+
+
+def nir_key(number13: str) -> int:
+    """The 2-digit key of a 13-character NIR body."""
+    body = number13[:5] + {"2A": "19", "2B": "18"}.get(number13[5:7], number13[5:7]) + number13[7:13]
+    return 97 - int(body) % 97
+
+
+def nir_format_ok_expr(col: str) -> pl.Expr:
+    return pl.col(col).str.contains(NIR_PATTERN)
+
+
+def nir_key_ok_expr(col: str) -> pl.Expr:
+    """True when the key matches (null-safe: null for a null or ill-formed NIR)."""
+    c = pl.col(col)
+    body = (
+        c.str.slice(0, 5)
+        + c.str.slice(5, 2).replace({"2A": "19", "2B": "18"})
+        + c.str.slice(7, 6)
+    ).cast(pl.Int64, strict=False)
+    key = c.str.slice(13, 2).cast(pl.Int64, strict=False)
+    return pl.when(nir_format_ok_expr(col)).then((97 - body % 97) == key).otherwise(None)
+
+
+_SPACES = re.compile(r"[\s\-'’.,]+")
+
+
+def normalise_name(name: str | None) -> str | None:
+    """Fold a name for linkage: no accents, upper case, hyphens/apostrophes/spaces collapsed to one space.
+
+    "Lefèvre-Dupont " and "LEFEVRE DUPONT" give the same result.
+    """
+    if name is None:
+        return None
+    s = unicodedata.normalize("NFKD", name)
+    s = "".join(ch for ch in s if not unicodedata.combining(ch))
+    s = _SPACES.sub(" ", s.upper()).strip()
+    return s or None
+
+
+def normalise_first_name(name: str | None) -> str | None:
+    """The first of the first names, normalised ("Jean-Pierre Marie" -> "JEAN PIERRE")."""
+    s = normalise_name(name)
+    if s is None:
+        return None
+    # a compound first name is written with a hyphen; several first names with spaces or commas
+    raw = unicodedata.normalize("NFKD", name or "")
+    first = re.split(r"[\s,]+", raw.strip())[0]
+    return normalise_name(first)
+
+
+def pseudonym(secret: bytes, *, ins: str | None = None, family_name: str | None = None,
+              first_name: str | None = None, birth_date: date | None = None, sex: str | None = None) -> str | None:
+    """Keyed pseudonym of a person: from the INS when present, else from normalised traits."""
+    if ins:
+        msg = "INS|" + ins.upper()
+    else:
+        fam, first = normalise_name(family_name), normalise_first_name(first_name)
+        if not fam or not first or birth_date is None:
+            return None
+        msg = f"TRAITS|{fam}|{first}|{birth_date.isoformat()}|{sex or ''}"
+    return hmac.new(secret, msg.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def add_person_key(df: pl.DataFrame, secret: bytes, out: str = "person_key") -> pl.DataFrame:
+    """Add the pseudonym column, hashing each distinct identity once."""
+    ids = df.select("patient_nir", "family_name", "first_name", "birth_date", "sex").unique()
+    keys = [
+        pseudonym(secret, ins=r[0], family_name=r[1], first_name=r[2], birth_date=r[3], sex=r[4])
+        for r in ids.iter_rows()
+    ]
+    ids = ids.with_columns(pl.Series(out, keys, dtype=pl.Utf8))
+    return df.join(ids, on=["patient_nir", "family_name", "first_name", "birth_date", "sex"], how="left",
+                   nulls_equal=True, maintain_order="left")
+
+
+def luhn_ok(digits: str) -> bool:
+    """Luhn check (FINESS, RPPS); False for anything that is not all digits."""
+    if not digits or not digits.isdigit():
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0

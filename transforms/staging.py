@@ -1,0 +1,54 @@
+"""From validated canonical rows to staging rows: pseudonymised, aged, placed; no identity left.
+
+Pure polars: the caller passes the reference tables and the pseudonymisation secret.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms.identity import add_person_key
+from warehouse.catalog import STG_RESULTS
+
+
+def age_years(birth: pl.Expr, on: pl.Expr) -> pl.Expr:
+    """Full years between two dates (birthday not yet reached this year -> one less)."""
+    years = on.dt.year() - birth.dt.year()
+    before_birthday = (on.dt.month() < birth.dt.month()) | (
+        (on.dt.month() == birth.dt.month()) & (on.dt.day() < birth.dt.day()))
+    return (years - before_birthday.cast(pl.Int32)).cast(pl.Int64)
+
+
+def cl_age90(age: pl.Expr) -> pl.Expr:
+    """SI-DEP 10-year age class: 9 for 0-9, 19 for 10-19, ... 89 for 80-89, 90 for 90 and over."""
+    return pl.when(age.is_null()).then(None).when(age >= 90).then(90).otherwise((age // 10) * 10 + 9).cast(pl.Int64)
+
+
+def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame, secret: bytes) -> pl.DataFrame:
+    """Staging rows for one file's valid canonical rows.
+
+    ``postal_codes`` has columns postal_code, dep_code (one row per postal code; seeds resolve
+    postal codes spanning two départements).
+    """
+    df = add_person_key(valid, secret)
+    pc = postal_codes.select("postal_code", pl.col("dep_code").alias("dep"))
+    df = df.join(pc, on="postal_code", how="left", maintain_order="left")
+    age = age_years(pl.col("birth_date"), pl.col("collected_at").dt.date())
+    df = df.with_columns(
+        age.alias("age"),
+        pl.col("collected_at").dt.date().alias("collected_date"),
+        pl.lit(file_seq, dtype=pl.Int64).alias("file_seq"),
+    ).with_columns(
+        pl.when(pl.col("age") < 0).then(None).otherwise(pl.col("age")).alias("age"),
+    ).with_columns(
+        cl_age90(pl.col("age")).alias("cl_age90"),
+        pl.concat_str(
+            [
+                pl.when(pl.col("age").is_null()).then(pl.lit("AGE_UNKNOWN")),
+                pl.when(pl.col("sex").is_null()).then(pl.lit("SEX_UNKNOWN")),
+                pl.when(pl.col("dep").is_null()).then(pl.lit("DEP_UNKNOWN")),
+            ],
+            separator=";", ignore_nulls=True,
+        ).replace("", None).alias("dq_flags"),
+    )
+    return df.select([pl.col(c.name).cast(c.dtype) for c in STG_RESULTS.columns])

@@ -1,0 +1,248 @@
+"""Every warehouse table, declared once: layer, columns and types, grain (key), partitioning.
+
+The Parquet files under ``<home>/warehouse/<layer>/<table>/`` are the truth; the DuckDB file
+``<home>/biolake.duckdb`` only holds views over them (warehouse/views.py), all derived from here.
+Layers and what they may hold:
+
+- raw: what arrived, with lineage; the only layer with patient identities.
+- staging: validated, typed, pseudonymised rows (no identity).
+- marts: what analysts query (facts and aggregates).
+- quality: file log, quarantine, coverage, run log (no identity).
+- ref: reference tables shipped in seeds/ (geography, population, LOINC, mappings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from transforms.canonical import CANONICAL_COLUMNS, Column
+
+LAYERS = ("raw", "staging", "marts", "quality", "ref")
+
+
+@dataclass(frozen=True)
+class Table:
+    layer: str
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    partition_by: str | None = None  # one sub-folder per value, e.g. file_id=<id>
+    identifying: bool = False  # holds patient identity: raw layer only
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+    @property
+    def schema(self) -> pl.Schema:
+        return pl.Schema({c.name: c.dtype for c in self.columns})
+
+    def empty(self) -> pl.DataFrame:
+        return pl.DataFrame(schema=self.schema)
+
+
+def C(name: str, dtype: pl.DataType, description: str) -> Column:
+    return Column(name, dtype, description)
+
+
+U, I, F, B, D = pl.Utf8(), pl.Int64(), pl.Float64(), pl.Boolean(), pl.Date()
+TS = pl.Datetime("us")
+
+_ingested = C("ingested_at", TS, "when biolake parsed the row")
+
+RAW_RESULTS = Table(
+    "raw", "results",
+    "Every parsed result row as it arrived (canonical columns) with lineage; holds identities.",
+    CANONICAL_COLUMNS + (_ingested,),
+    key=("file_id", "line_no"), partition_by="file_id", identifying=True,
+)
+
+RAW_REJECTED = Table(
+    "raw", "rejected_lines",
+    "Lines or messages a parser could not turn into a result row, with their raw text.",
+    (
+        C("file_id", U, "input file"), C("line_no", I, "first line of the rejected line/message"),
+        C("reason_code", U, "reason (quality/reasons.py)"), C("column", U, "offending column, if any"),
+        C("detail", U, "what was wrong (no patient data)"), C("raw_text", U, "the rejected text"),
+    ),
+    key=("file_id", "line_no", "reason_code"), partition_by="file_id", identifying=True,
+)
+
+STAGING_RESULT_COLUMNS: tuple[Column, ...] = (
+    C("file_id", U, "input file (sha256 prefix)"),
+    C("line_no", I, "line or segment of the result in its file"),
+    C("file_seq", I, "order in which biolake registered the file (later corrections win ties)"),
+    C("message_id", U, "message or document id"),
+    C("source", U, "landing folder = sending lab"),
+    C("lab_finess", U, "FINESS of the lab"),
+    C("request_id", U, "lab request number"),
+    C("person_key", U, "keyed pseudonym of the patient (HMAC)"),
+    C("sex", U, "F, M or null"),
+    C("age", I, "age in full years at collection, null when birth date unknown"),
+    C("cl_age90", I, "10-year age class (9, 19, ... 89, 90), null when age unknown"),
+    C("dep", U, "département of residence (from postal code)"),
+    C("collected_at", TS, "specimen collection time (event time)"),
+    C("collected_date", D, "specimen collection date"),
+    C("received_at", TS, "reception at the lab"),
+    C("validated_at", TS, "biological validation (report time)"),
+    C("local_code", U, "lab's local test code"),
+    C("local_label", U, "lab's local test label"),
+    C("loinc_code_src", U, "LOINC given by the source"),
+    C("value_type", U, "HL7 value type"),
+    C("value_raw", U, "result as sent"),
+    C("value_num", F, "numeric value"),
+    C("unit_raw", U, "unit as sent"),
+    C("ref_range", U, "reference range"),
+    C("abnormal_flag", U, "abnormal flag"),
+    C("result_status", U, "F, C, X or D"),
+    C("specimen", U, "specimen type"),
+    C("dq_flags", U, "';'-joined data-quality flags (AGE_UNKNOWN, SEX_UNKNOWN, DEP_UNKNOWN...)"),
+)
+
+STG_RESULTS = Table(
+    "staging", "stg_results",
+    "Validated results, typed and pseudonymised: no name, NIR, birth date or address.",
+    STAGING_RESULT_COLUMNS, key=("file_id", "line_no"), partition_by="file_id",
+)
+
+CODED_COLUMNS: tuple[Column, ...] = (
+    C("loinc_code", U, "LOINC code, null when unmapped"),
+    C("mapping_status", U, "mapped | source_loinc | unmapped"),
+    C("result_qual", U, "SNOMED CT qualifier of a qualitative result"),
+    C("result_class", U, "POS | NEG | INVALID for qualitative results, null for numeric"),
+    C("unit_ucum", U, "unit as UCUM"),
+    C("value_canonical", F, "value in the LOINC's canonical unit"),
+    C("unit_canonical", U, "canonical UCUM unit"),
+    C("conversion_status", U, "unit conversion outcome"),
+)
+
+STG_RESULTS_CODED = Table(
+    "staging", "stg_results_coded",
+    "Validated results with their LOINC code, normalised qualitative result and canonical unit.",
+    STAGING_RESULT_COLUMNS + CODED_COLUMNS, key=("file_id", "line_no"), partition_by="file_id",
+)
+
+FCT_LAB_RESULTS = Table(
+    "marts", "fct_lab_results",
+    "One row per valid result. is_current is false for a result replaced by a later correction "
+    "(status C) or deleted (status D); counts use current rows only.",
+    STAGING_RESULT_COLUMNS + CODED_COLUMNS + (
+        C("is_current", B, "latest version of this (lab, request, test)"),
+        C("superseded_by", U, "file_id:line_no of the version that replaced it"),
+    ),
+    key=("file_id", "line_no"),
+)
+
+SIDEP_DAILY = Table(
+    "marts", "sidep_daily",
+    "SARS-CoV-2 persons positive (P) and tested (T) by collection day, département of residence, "
+    "age class (0 = all ages) and sex, as defined in the README.",
+    (
+        C("jour", D, "collection date"), C("dep", U, "département of residence"),
+        C("cl_age90", I, "age class, 0 = all ages"),
+        C("P_f", I, "positive women"), C("P_h", I, "positive men"), C("P", I, "positive persons"),
+        C("T_f", I, "tested women"), C("T_h", I, "tested men"), C("T", I, "tested persons"),
+    ),
+    key=("jour", "dep", "cl_age90"),
+)
+
+FILE_LOG = Table(
+    "quality", "file_log",
+    "One row per file seen in the landing area: registration, format, row accounting.",
+    (
+        C("log_id", U, "id of this sighting (hash of path and content)"),
+        C("path", U, "path relative to the landing folder"),
+        C("source", U, "landing folder = sending lab"),
+        C("sha256", U, "sha256 of the content"),
+        C("file_id", U, "content id (sha256 prefix) shared by identical deliveries"),
+        C("file_seq", I, "registration order"),
+        C("size_bytes", I, "size"),
+        C("format", U, "csv | hl7v2 | cda | hprim | null when unknown"),
+        C("status", U, "loaded | duplicate | failed"),
+        C("duplicate_of", U, "path of the first delivery of the same content"),
+        C("rows_in", I, "lines/messages read (header excluded)"),
+        C("rows_valid", I, "rows that reached staging"),
+        C("rows_quarantined", I, "rows or messages in quarantine"),
+        C("reason_code", U, "file-level reason when status is failed"),
+        C("detail", U, "file-level error message"),
+        C("registered_at", TS, "when biolake first saw it"),
+        C("run_id", U, "run that processed it"),
+    ),
+    key=("log_id",),
+)
+
+QUARANTINE = Table(
+    "quality", "quarantine",
+    "One row per rejected row or message and reason (a row may have several reasons).",
+    (
+        C("file_id", U, "input file"), C("path", U, "file path relative to the landing folder"),
+        C("source", U, "landing folder"), C("line_no", I, "line or message start"),
+        C("reason_code", U, "reason (see quality.reason_codes)"),
+        C("column", U, "offending canonical column, null when the whole line is at fault"),
+        C("detail", U, "explanation, without patient data"),
+    ),
+    key=("file_id", "line_no", "reason_code", "column"), partition_by="file_id",
+)
+
+RUN_LOG = Table(
+    "quality", "run_log",
+    "One row per pipeline run: timing per stage and totals.",
+    (
+        C("run_id", U, "run id"), C("started_at", TS, "start"), C("finished_at", TS, "end"),
+        C("files_new", I, "files processed"), C("files_duplicate", I, "re-deliveries skipped"),
+        C("files_failed", I, "unreadable files"), C("rows_in", I, "rows read"),
+        C("rows_valid", I, "rows valid"), C("rows_quarantined", I, "rows quarantined"),
+        C("stage_seconds", U, "JSON: seconds per stage"),
+    ),
+    key=("run_id",),
+)
+
+UNMAPPED_BACKLOG = Table(
+    "quality", "unmapped_backlog",
+    "Local codes with no LOINC mapping: the mapping work queue, with volumes.",
+    (
+        C("source", U, "lab"), C("local_code", U, "local code"), C("local_label", U, "local label"),
+        C("unit_raw", U, "unit as sent"), C("n_results", I, "results waiting"),
+        C("first_seen", TS, "first collection time"), C("last_seen", TS, "last collection time"),
+    ),
+    key=("source", "local_code", "local_label", "unit_raw"),
+)
+
+MAPPING_COVERAGE = Table(
+    "quality", "mapping_coverage",
+    "Share of valid results with a LOINC code, per lab.",
+    (
+        C("source", U, "lab"), C("n_results", I, "valid results"), C("n_mapped", I, "with a LOINC code"),
+        C("coverage", F, "n_mapped / n_results"),
+    ),
+    key=("source",),
+)
+
+REASON_CODES = Table(
+    "quality", "reason_codes", "The quarantine reason vocabulary.",
+    (C("reason_code", U, "code"), C("description", U, "meaning")), key=("reason_code",),
+)
+
+TABLES: tuple[Table, ...] = (
+    RAW_RESULTS, RAW_REJECTED, STG_RESULTS, STG_RESULTS_CODED, FCT_LAB_RESULTS, SIDEP_DAILY,
+    FILE_LOG, QUARANTINE, RUN_LOG, UNMAPPED_BACKLOG, MAPPING_COVERAGE, REASON_CODES,
+)
+
+# ref tables are CSV seeds converted at each run; their columns come from the seed files.
+REF_SEEDS: dict[str, str] = {
+    "departements": "reference/departements.csv",
+    "postal_codes": "reference/postal_codes.csv",
+    "population": "reference/population.csv",
+    "loinc": "reference/loinc.csv",
+    "mdo_list": "reference/mdo_list.csv",
+}
+
+
+def table(qualified: str) -> Table:
+    for t in TABLES:
+        if t.qualified == qualified:
+            return t
+    raise KeyError(qualified)
