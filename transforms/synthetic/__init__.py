@@ -1,0 +1,11 @@
+"""Deterministic synthetic lab extracts and their truth (see seeds/README_generator.md).
+
+    from transforms.synthetic import generate, GenerateResult
+    res = generate(home, n_results=1_000_000, seed=42, days=7, start=date(2026, 11, 2), progress=None)
+"""
+
+from __future__ import annotations
+
+from .generator import HEADER, HEADER_FIELDS, DefectRates, GenerateResult, generate
+
+__all__ = ["generate", "GenerateResult", "DefectRates", "HEADER", "HEADER_FIELDS"]
