@@ -226,10 +226,17 @@ REASON_CODES = Table(
     (C("reason_code", U, "code"), C("description", U, "meaning")), key=("reason_code",),
 )
 
-TABLES: tuple[Table, ...] = (
+CORE_TABLES: tuple[Table, ...] = (
     RAW_RESULTS, RAW_REJECTED, STG_RESULTS, STG_RESULTS_CODED, FCT_LAB_RESULTS, SIDEP_DAILY,
     FILE_LOG, QUARANTINE, RUN_LOG, UNMAPPED_BACKLOG, MAPPING_COVERAGE, REASON_CODES,
 )
+
+
+def _all_tables() -> tuple[Table, ...]:
+    # tables of the other sides live in their own modules (declared the same way)
+    from warehouse import catalog_epi, catalog_privacy, catalog_reports
+
+    return CORE_TABLES + catalog_epi.TABLES + catalog_privacy.TABLES + catalog_reports.TABLES
 
 # ref tables are CSV seeds converted at each run; their columns come from the seed files.
 REF_SEEDS: dict[str, str] = {
@@ -239,6 +246,9 @@ REF_SEEDS: dict[str, str] = {
     "loinc": "reference/loinc.csv",
     "mdo_list": "reference/mdo_list.csv",
 }
+
+
+TABLES: tuple[Table, ...] = _all_tables()
 
 
 def table(qualified: str) -> Table:

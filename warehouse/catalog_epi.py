@@ -1,0 +1,5 @@
+"""Warehouse tables of the epi side, declared like those of warehouse/catalog.py."""
+
+from __future__ import annotations
+
+TABLES: tuple = ()
