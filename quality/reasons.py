@@ -13,6 +13,9 @@ REASONS: dict[str, str] = {
     "MALFORMED_MESSAGE": "the message or record is broken (missing or unreadable segments)",
     "DUPLICATE_ROW": "exact duplicate of an earlier line of the same file",
     "TEST_IDENTITY": "the INS carries a test OID (.10/.11) that must never appear in production",
+    "NO_RESULT": "a well-formed message, document or OBX that carries no result to extract (no OBX, a CDA without result observation, a PDF in an OBX of type ED)",
+    "UNSAFE_XML": "the XML declares a DOCTYPE or entities: refused unread (no entity is ever expanded)",
+    "EMBEDDED_DOCUMENT_INVALID": "a document embedded in a result (base64 CDA in an OBX of type ED) cannot be decoded or is not well-formed",
     # value level (parsers and the pandera model)
     "MISSING_VALUE": "a required field is empty",
     "NIR_FORMAT": "the NIR/INS is not 13 characters + a 2-digit key",

@@ -16,7 +16,7 @@ import polars as pl
 from quality.reasons import check as reason
 from transforms.canonical import CANONICAL_SCHEMA
 from transforms.identity import nir_format_ok_expr, nir_key_ok_expr
-from transforms.terminology_checks import loinc_valid_expr
+from transforms.terminology.loinc import loinc_valid_expr
 
 STATUSES = ("F", "C", "X", "D")
 OLDEST_BIRTH = date(1890, 1, 1)

@@ -130,10 +130,23 @@ FCT_LAB_RESULTS = Table(
     "One row per valid result. is_current is false for a result replaced by a later correction "
     "(status C) or deleted (status D); counts use current rows only.",
     STAGING_RESULT_COLUMNS + CODED_COLUMNS + (
+        C("version_key", U, "lab|request|test|specimen: the versions of one result share it"),
         C("is_current", B, "latest version of this (lab, request, test)"),
         C("superseded_by", U, "file_id:line_no of the version that replaced it"),
     ),
-    key=("file_id", "line_no"),
+    key=("file_id", "line_no"), partition_by="file_id",
+)
+
+SIDEP_PERSON_DAYS = Table(
+    "staging", "sidep_person_days",
+    "Counted SI-DEP person-days (after same-day and 60-day episode rules), per disease.",
+    (
+        C("disease", U, "test definition (seeds/test_definitions.csv)"),
+        C("person_key", U, "pseudonym"), C("jour", D, "collection date"), C("dep", U, "département"),
+        C("cl_age90", I, "age class, null when unknown"), C("sex", U, "F, M or null"),
+        C("positive", B, "counted in P (else a negative counted in T only)"),
+    ),
+    key=("disease", "person_key", "jour"),
 )
 
 SIDEP_DAILY = Table(
@@ -227,7 +240,7 @@ REASON_CODES = Table(
 )
 
 CORE_TABLES: tuple[Table, ...] = (
-    RAW_RESULTS, RAW_REJECTED, STG_RESULTS, STG_RESULTS_CODED, FCT_LAB_RESULTS, SIDEP_DAILY,
+    RAW_RESULTS, RAW_REJECTED, STG_RESULTS, STG_RESULTS_CODED, FCT_LAB_RESULTS, SIDEP_PERSON_DAYS, SIDEP_DAILY,
     FILE_LOG, QUARANTINE, RUN_LOG, UNMAPPED_BACKLOG, MAPPING_COVERAGE, REASON_CODES,
 )
 

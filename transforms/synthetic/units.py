@@ -3,7 +3,7 @@
 ``lab_value = canonical_value * factor``, rounded to ``decimals`` (None: the catalog's decimals).
 Spelling variants of the canonical unit have factor 1. Analyte-specific conversions (mass <->
 molar) use the molar mass: glucose 180.16 g/mol, creatinine 113.12, urea 60.06, bilirubin 584.66,
-cholesterol 386.65, triglycerides (as triolein) 875.
+cholesterol 386.65, triglycerides (as triolein, C57H104O6) 885.43.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ CONVERSIONS: dict[tuple[str, str], tuple[float, int]] = {
     ("ccmh", "g/L"): (10.0, 0),
     ("cholesterol", "mmol/L"): (1 / 0.38665, 2),
     ("hdl", "mmol/L"): (1 / 0.38665, 2),
-    ("triglycerides", "mmol/L"): (1 / 0.875, 2),
+    ("triglycerides", "mmol/L"): (1 / 0.88543, 2),
     ("hematocrite", "L/L"): (0.01, 3),
 }
 
