@@ -1,0 +1,205 @@
+"""Unmapped backlog, LOINC suggestions, and the work-queue export / edit / import round trip."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from transforms.terminology.loinc import load_loinc_seed
+from transforms.terminology.mappings import MappingError, load_mappings
+from transforms.terminology.suggest import normalise_label, suggest, unmapped_backlog
+from transforms.terminology.transcode import transcode
+from transforms.terminology.workqueue import (
+    WORKQUEUE_COLUMNS,
+    export_workqueue,
+    import_workqueue,
+    write_approved_mappings,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+D = dt.datetime
+
+
+@pytest.fixture(scope="module")
+def loinc() -> pl.DataFrame:
+    return load_loinc_seed(ROOT / "seeds" / "reference" / "loinc.csv")
+
+
+def results(rows):
+    return pl.DataFrame(
+        rows,
+        schema={"source": pl.Utf8, "local_code": pl.Utf8, "local_label": pl.Utf8, "loinc_code_src": pl.Utf8,
+                "unit_raw": pl.Utf8, "specimen": pl.Utf8, "collected_at": pl.Datetime("us"),
+                "value_raw": pl.Utf8, "value_num": pl.Float64},
+        orient="row",
+    )
+
+
+@pytest.fixture(scope="module")
+def unmapped(loinc) -> pl.DataFrame:
+    df = results(
+        [
+            ("labo_a", "GLYJ", "Glycémie à jeun", None, "g/L", "Plasma", D(2024, 1, 3), "1,08", 1.08),
+            ("labo_a", "GLYJ", "Glycémie à jeun", None, "g/L", "Plasma", D(2024, 1, 1), "0,95", 0.95),
+            ("labo_a", "GLYJ", "Glycémie à jeun", None, "g/L", "Plasma", D(2024, 2, 1), "1,20", 1.2),
+            ("labo_a", "HBX", "Hémoglobine", None, "g/dL", "Sang", D(2024, 1, 5), "13,1", 13.1),
+            ("labo_a", "HBX", "Hémoglobine", None, "g/dL", "Sang", D(2024, 1, 6), "14", 14.0),
+            ("labo_b", "PLQ", "Plq", None, "G/L", "Sang", D(2024, 1, 7), "250", 250.0),
+            ("labo_b", "K", "Kaliémie", None, "mmol/L", "Sérum", D(2024, 1, 7), "4,1", 4.1),
+        ]
+    )
+    empty = pl.DataFrame(schema={"source": pl.Utf8, "local_code": pl.Utf8, "local_label": pl.Utf8, "unit": pl.Utf8,
+                                 "specimen": pl.Utf8, "loinc_num": pl.Utf8, "valid_from": pl.Date,
+                                 "valid_to": pl.Date, "origin": pl.Utf8})
+    return transcode(df, empty, loinc)
+
+
+def test_unmapped_backlog(unmapped):
+    bl = unmapped_backlog(unmapped)
+    assert bl.rows() == [
+        ("labo_a", "GLYJ", "Glycémie à jeun", "g/L", 3, D(2024, 1, 1), D(2024, 2, 1), "Plasma"),
+        ("labo_a", "HBX", "Hémoglobine", "g/dL", 2, D(2024, 1, 5), D(2024, 1, 6), "Sang"),
+        ("labo_b", "K", "Kaliémie", "mmol/L", 1, D(2024, 1, 7), D(2024, 1, 7), "Sérum"),
+        ("labo_b", "PLQ", "Plq", "G/L", 1, D(2024, 1, 7), D(2024, 1, 7), "Sang"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("label", "expanded"),
+    [("Glycémie à jeun", "glucose a jeun"), ("Hb", "hemoglobine"), ("PLQ", "plaquettes"),
+     ("Taux de prothrombine", "temps de quick"), ("T.C.A.", "temps de cephaline activee"),
+     ("  Créatininémie ", "creatinine")],
+)
+def test_label_normalisation(label, expanded):
+    assert normalise_label(label) == expanded
+
+
+def test_suggestions_rank_the_right_code_first(unmapped, loinc):
+    sug = suggest(unmapped_backlog(unmapped), loinc, k=5)
+    assert sug.height == 4 * 5
+    top = sug.filter(pl.col("rank") == 1).select("local_code", "loinc_num").rows()
+    assert top == [("GLYJ", "40193-5"), ("HBX", "718-7"), ("K", "2823-3"), ("PLQ", "777-3")]
+    glyj = sug.filter(pl.col("local_code") == "GLYJ")
+    assert set(glyj["loinc_num"].head(3)) <= {"40193-5", "2339-0", "14749-6", "2345-7", "88365-2", "53049-3"}
+    first = glyj.row(0, named=True)
+    assert first["reasons"] == "label 100; unit g/L fits Moles/Volume via molar mass; specimen Plasma matches"
+    assert first["score"] == 118.0
+    # a unit contradicting the property pulls a code down and says so
+    hb = sug.filter(pl.col("local_code") == "HBX")
+    assert hb["loinc_num"].head(2).to_list() == ["718-7", "20509-6"]
+    assert (sug.filter(pl.col("local_code") == "PLQ")["score"].is_sorted(descending=True))
+
+
+def test_workqueue_round_trip(unmapped, loinc, tmp_path):
+    sug = suggest(unmapped_backlog(unmapped), loinc, k=3)
+    wq = export_workqueue(sug, tmp_path / "queue.csv")
+    with wq.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == list(WORKQUEUE_COLUMNS)
+    assert len(rows) == 12 and all(r["decision"] == "" for r in rows)
+    # the engineer approves rank 1 everywhere but rejects the K suggestions, and fixes a date
+    for r in rows:
+        if r["local_code"] == "K":
+            r["decision"] = "reject"
+        elif r["rank"] == "1":
+            r["decision"] = "approve"
+            if r["local_code"] == "GLYJ":
+                r["valid_from"] = "01/01/2024"
+    with wq.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(WORKQUEUE_COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+    approved = import_workqueue(wq, loinc)
+    assert approved.drop("origin").rows() == [
+        ("labo_a", "GLYJ", "Glycémie à jeun", "g/L", "Plasma", "40193-5", dt.date(2024, 1, 1), None),
+        ("labo_a", "HBX", "Hémoglobine", "g/dL", "Sang", "718-7", None, None),
+        ("labo_b", "PLQ", "Plq", "G/L", "Sang", "777-3", None, None),
+    ]
+    assert approved["origin"].to_list() == [f"{wq}:2", f"{wq}:5", f"{wq}:11"]
+
+    approved_dir = tmp_path / "approved"
+    (approved_dir).mkdir()
+    (approved_dir / "labo_a.csv").write_text(
+        "local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\n"
+        "HBX,Hémoglobine,g/dL,Sang,20509-6,,\n"  # replaced by the new approval (same key)
+        "OLD,Autre,,,2345-7,,\n",  # kept
+        encoding="utf-8",
+    )
+    written = write_approved_mappings(approved, approved_dir, loinc)
+    assert written == [approved_dir / "labo_a.csv", approved_dir / "labo_b.csv"]
+    assert (approved_dir / "labo_a.csv").read_text(encoding="utf-8") == (
+        "local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\n"
+        "GLYJ,Glycémie à jeun,g/L,Plasma,40193-5,2024-01-01,\n"
+        "HBX,Hémoglobine,g/dL,Sang,718-7,,\n"
+        "OLD,Autre,,,2345-7,,\n"
+    )
+    # the approved directory is read after the seeds and the codes are now mapped
+    seeds_dir = tmp_path / "seeds"
+    seeds_dir.mkdir()
+    mappings = load_mappings([seeds_dir, approved_dir], loinc)
+    again = transcode(unmapped.select("source", "local_code", "local_label", "loinc_code_src", "unit_raw",
+                                      "specimen", "collected_at", "value_raw", "value_num"), mappings, loinc)
+    assert again.select("local_code", "loinc_code", "mapping_status").rows() == [
+        ("GLYJ", "40193-5", "mapped"), ("GLYJ", "40193-5", "mapped"), ("GLYJ", "40193-5", "mapped"),
+        ("HBX", "718-7", "mapped"), ("HBX", "718-7", "mapped"),
+        ("PLQ", "777-3", "mapped"), ("K", None, "unmapped"),
+    ]
+    assert round(again["value_canonical"][0], 2) == 5.99
+
+
+def test_import_errors_name_file_and_line(loinc, tmp_path):
+    wq = tmp_path / "queue.csv"
+    header = ",".join(WORKQUEUE_COLUMNS) + "\n"
+
+    def line(decision, code, loinc_num, valid_from=""):
+        values = {c: "" for c in WORKQUEUE_COLUMNS} | {"decision": decision, "source": "labo_a",
+                                                       "local_code": code, "loinc_num": loinc_num,
+                                                       "valid_from": valid_from}
+        return ",".join(values[c] for c in WORKQUEUE_COLUMNS) + "\n"
+
+    wq.write_text(
+        header
+        + line("maybe", "A", "718-7")  # 2
+        + line("approve", "B", "718-6")  # 3: bad check digit
+        + line("approve", "C", "718-7")  # 4
+        + line("approve", "C", "20509-6")  # 5: second approval for C
+        + line("approve", "D", "1234-4")  # 6: unknown LOINC
+        + line("approve", "", "718-7")  # 7
+        + line("", "E", "718-7")  # 8: undecided, ignored
+        + line("reject", "F", "xx"),  # 9: rejected, ignored even if malformed
+        encoding="utf-8",
+    )
+    with pytest.raises(MappingError) as err:
+        import_workqueue(wq, loinc)
+    assert err.value.issues == [
+        (f"{wq}:2", "decision 'maybe' is not approve, reject or empty"),
+        (f"{wq}:7", "missing required field local_code"),
+        (f"{wq}:3", "LOINC '718-6' is malformed or has a bad check digit"),
+        (f"{wq}:6", "unknown LOINC '1234-4' (not in the LOINC table)"),
+        (f"{wq}:5", f"conflicting (different LOINC, overlapping validity) with {wq}:4: 718-7 vs 20509-6 for local_code 'C'"),
+    ]
+
+
+def test_semicolon_workqueue_from_excel(loinc, tmp_path):
+    wq = tmp_path / "queue.csv"
+    wq.write_text("\ufeffdecision;source;local_code;local_label;unit;specimen;loinc_num\n"
+                  "Approve;labo_a;HB;Hémoglobine;g/dL;Sang;718-7\n", encoding="utf-8")
+    assert import_workqueue(wq, loinc).select("local_code", "loinc_num").rows() == [("HB", "718-7")]
+
+
+def test_write_approved_refuses_a_broken_directory_and_changes_nothing(loinc, tmp_path):
+    broken = tmp_path / "labo_a.csv"
+    text = "local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\nHB,Hb,,,718-6,,\n"
+    broken.write_text(text, encoding="utf-8")
+    rows = pl.DataFrame(
+        [("labo_a", "GLY", "Glycémie", None, None, "2339-0", None, None, "q.csv:2")],
+        schema=dict(load_mappings([tmp_path / "none"], loinc).schema), orient="row",
+    )
+    with pytest.raises(MappingError, match=f"{broken}:2: LOINC '718-6'"):
+        write_approved_mappings(rows, tmp_path)  # loinc optional: check digits and conflicts only
+    assert broken.read_text(encoding="utf-8") == text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labo_a.csv"]

@@ -1,0 +1,175 @@
+"""The mapping work queue: unmapped codes -> a CSV a data engineer edits -> approved mappings.
+
+Workflow (CLI: ``biolake mappings export --out FILE`` then ``biolake mappings import FILE``):
+
+1. ``unmapped_backlog(transcoded)`` + ``suggest(backlog, loinc)`` -> ``export_workqueue(..., path)``
+   writes one row per suggestion with an empty ``decision`` column.
+2. The engineer writes ``approve`` on the right suggestion of each local code (or ``reject``, or
+   leaves it empty = undecided). They may correct ``loinc_num`` (any LOINC of the table), fill
+   ``specimen``/``unit`` to restrict the mapping, and ``valid_from``/``valid_to``.
+3. ``import_workqueue(path, loinc)`` returns the approved rows as mapping rows, validated like
+   mapping files (check digit, known LOINC, conflicts) with errors naming file and line.
+4. ``write_approved_mappings(rows, directory)`` merges them into ``<directory>/<source>.csv``
+   (the operator's approved-mappings directory, read after the seeds by ``load_mappings``): an
+   approved row replaces the rows already there for the same source/local_code/specimen/unit.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import polars as pl
+
+from transforms.terminology.mappings import (
+    MAPPING_FIELDS,
+    MAPPING_SCHEMA,
+    MappingError,
+    check_overlaps,
+    check_rows,
+    parse_date,
+    read_mapping_dir,
+    specimen_key_expr,
+)
+from transforms.terminology.transcode import coverage  # noqa: F401  (re-exported for the CLI)
+from transforms.terminology.units import UnitTables, unit_match_key
+
+WORKQUEUE_COLUMNS = (
+    "decision", "source", "local_code", "local_label", "unit", "specimen", "loinc_num", "display",
+    "rank", "score", "reasons", "n_results", "first_seen", "last_seen", "valid_from", "valid_to",
+)
+APPROVE = {"approve", "approved", "approuve", "approuver", "ok", "oui", "yes", "x"}
+REJECT = {"reject", "rejected", "rejete", "rejeter", "non", "no"}
+
+
+def export_workqueue(backlog_with_suggestions: pl.DataFrame, path: Path) -> Path:
+    """Write the suggestions (output of ``suggest``) as the editable CSV ``WORKQUEUE_COLUMNS``.
+
+    ``unit`` is the unit as the lab writes it; ``specimen`` is filled only when the backlog saw a
+    single specimen (it then restricts the mapping to that specimen); both stay editable.
+    """
+    df = backlog_with_suggestions
+    get = lambda c: pl.col(c) if c in df.columns else pl.lit(None, dtype=pl.Utf8)  # noqa: E731
+    out = df.select(
+        decision=pl.lit("", dtype=pl.Utf8),
+        source=pl.col("source"),
+        local_code=pl.col("local_code"),
+        local_label=get("local_label"),
+        unit=get("unit_raw"),
+        specimen=get("specimen"),
+        loinc_num=pl.col("loinc_num"),
+        display=get("display"),
+        rank=get("rank"),
+        score=get("score"),
+        reasons=get("reasons"),
+        n_results=get("n_results"),
+        first_seen=get("first_seen").cast(pl.Date, strict=False) if "first_seen" in df.columns else get("first_seen"),
+        last_seen=get("last_seen").cast(pl.Date, strict=False) if "last_seen" in df.columns else get("last_seen"),
+        valid_from=pl.lit("", dtype=pl.Utf8),
+        valid_to=pl.lit("", dtype=pl.Utf8),
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.write_csv(path)
+    return path
+
+
+def import_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = None) -> pl.DataFrame:
+    """Approved rows of an edited work queue as ``MAPPING_SCHEMA`` rows (origin = file:line).
+
+    Raises ``MappingError`` naming file and line for: an unknown decision word, a missing field,
+    a malformed or unknown LOINC, bad dates, two approvals for the same local code (same
+    specimen/unit) with overlapping validity and different LOINC.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8-sig")
+    first = text.split("\n", 1)[0]
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    issues: list[tuple[str, str]] = []
+    missing = [c for c in ("decision", "source", "local_code", "loinc_num") if c not in header]
+    if missing:
+        raise MappingError([(f"{path}:1", f"header lacks column(s) {missing}")])
+    rows: list[dict] = []
+    start = 2
+    for rec in reader:
+        origin = f"{path}:{start}"
+        start = reader.line_num + 1
+        decision = (rec.get("decision") or "").strip().lower()
+        if decision in REJECT or decision == "":
+            continue
+        if decision not in APPROVE:
+            issues.append((origin, f"decision {rec.get('decision')!r} is not approve, reject or empty"))
+            continue
+        row = {f: ((rec.get(f) or "").strip() or None) for f in ("source", "local_code", "local_label", "unit", "specimen", "loinc_num")}
+        for f in ("source", "local_code", "loinc_num"):
+            if row[f] is None:
+                issues.append((origin, f"missing required field {f}"))
+        row["valid_from"] = parse_date(rec.get("valid_from"), "valid_from", origin, issues)
+        row["valid_to"] = parse_date(rec.get("valid_to"), "valid_to", origin, issues)
+        row.update(origin=origin, layer=0)
+        rows.append(row)
+    schema = {**MAPPING_SCHEMA, "layer": pl.Int32()}
+    df = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+    df = df.with_columns(specimen_key=specimen_key_expr("specimen"), unit_key=unit_match_key(df["unit"], units))
+    check_rows(df, set(loinc["loinc_num"].to_list()), issues)
+    check_overlaps(df.filter(pl.col("local_code").is_not_null()), issues)
+    if issues:
+        raise MappingError(issues)
+    return df.select(list(MAPPING_SCHEMA))
+
+
+def write_approved_mappings(
+    rows: pl.DataFrame,
+    directory: Path,
+    loinc: pl.DataFrame | None = None,
+    units: UnitTables | None = None,
+) -> list[Path]:
+    """Merge approved mapping rows into ``<directory>/<source>.csv``; returns the files written.
+
+    Existing rows of the same (source, local_code, specimen, unit) are replaced by the new ones;
+    the merged rows are validated (check digits, date order, conflicts; LOINC known when ``loinc``
+    is given) before each file is replaced atomically, so a failed import changes nothing.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    issues: list[tuple[str, str]] = []
+    raw = read_mapping_dir(directory, 0, issues)
+    if issues:
+        raise MappingError(issues)
+    schema = {**MAPPING_SCHEMA, "layer": pl.Int32()}
+    existing = pl.DataFrame(raw, schema=schema).drop("layer") if raw else pl.DataFrame(schema=MAPPING_SCHEMA)
+    key = ["source", "local_code", "specimen_key", "unit_key"]
+
+    def keyed(df: pl.DataFrame) -> pl.DataFrame:
+        return df.with_columns(specimen_key=specimen_key_expr("specimen"), unit_key=unit_match_key(df["unit"], units))
+
+    new = keyed(rows.select(list(MAPPING_SCHEMA)))
+    old = keyed(existing.select(list(MAPPING_SCHEMA)))
+    kept = old.join(new.select(key).unique(), on=key, how="anti", nulls_equal=True)
+    merged = pl.concat([kept, new]).sort("source", "local_code", "specimen", "unit", "valid_from", nulls_last=False)
+    check_rows(merged, set(loinc["loinc_num"].to_list()) if loinc is not None else None, issues)
+    check_overlaps(merged.with_columns(layer=pl.lit(0, dtype=pl.Int32)), issues)
+    if issues:
+        raise MappingError(issues)
+    written = []
+    for source in sorted(new["source"].unique().to_list()):
+        part = merged.filter(pl.col("source") == source)
+        target = directory / f"{source}.csv"
+        yaml_twin = [p for p in (directory / f"{source}.yaml", directory / f"{source}.yml") if p.exists()]
+        if yaml_twin:
+            raise MappingError([(f"{yaml_twin[0]}:1", "approved mappings are written as CSV; merge this YAML file first")])
+        body = part.select(
+            [pl.col(c).cast(pl.Utf8) if c in ("valid_from", "valid_to") else pl.col(c) for c in MAPPING_FIELDS]
+        ).write_csv()
+        fd, tmp = tempfile.mkstemp(prefix=f".{source}.", suffix=".csv", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(body)
+        os.replace(tmp, target)
+        written.append(target)
+    return written
