@@ -1,23 +1,32 @@
-"""The Prefect flow: discover -> ingest -> validate -> transcode (per file) -> publish.
+"""The Prefect flows: ingest (per file: ingest -> validate -> transcode) then publish.
 
-Thin on purpose: each task calls one step of flows/steps.py and passes paths and small dicts,
-never DataFrames. The flow records the row accounting of every file and the time of every stage.
+Thin on purpose: each task calls one step of flows/steps.py or flows/publish.py and passes paths,
+ids and small dicts, never DataFrames. Per-file work is one task (``process-file``) so it can run
+on threads or on a Dask cluster (BIOLAKE_DASK_ADDRESS); the storage layout (one partition per
+file, uniquely named temporary files) keeps concurrent writers apart. Publication runs once, under
+an exclusive warehouse lock and a Prefect concurrency tag.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
-from dataclasses import asdict
 from datetime import datetime
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
+from prefect.futures import wait
 from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import progress, steps
+from flows import publish as pub
+from flows.lock import warehouse_lock
 from flows.settings import Settings
+
+PARSER_VERSION = "1"  # bump when a parser's output changes, to invalidate the ingest cache
+WRITER_TAG = "biolake-warehouse-writer"
 
 
 def _ctx(home: str) -> steps.Context:
@@ -26,47 +35,101 @@ def _ctx(home: str) -> steps.Context:
     return steps.Context.create(settings, run_id)
 
 
-@task(name="discover", cache_policy=NONE)
-def discover_task(ctx: steps.Context) -> list[steps.FileTicket]:
-    return steps.discover(ctx)
+@functools.lru_cache(maxsize=4)
+def _terminology(home: str, seeds: str, fingerprint_hint: float):
+    ctx = _ctx(home)
+    return steps.load_terminology(ctx, None)
 
 
-@task(name="ingest", cache_policy=NONE, retries=2, retry_delay_seconds=1, task_run_name="ingest {ticket.path}")
-def ingest_task(ctx: steps.Context, ticket: steps.FileTicket) -> dict:
-    return steps.ingest(ctx, ticket)
+def terminology_for(ctx: steps.Context):
+    """Mappings and LOINC, loaded once per process for a given state of the mapping files."""
+    dirs = [d for d in steps.mapping_dirs(ctx) if d.exists()]
+    hint = max((p.stat().st_mtime for d in dirs for p in d.iterdir()), default=0.0)
+    return _terminology(str(ctx.wh.home), str(ctx.settings.seeds_dir), hint)
 
 
-@task(name="validate", cache_policy=NONE, task_run_name="validate {ticket.path}")
-def validate_task(ctx: steps.Context, ticket: steps.FileTicket, postal_codes) -> dict:
+def _ingest_cache_key(context, parameters) -> str:
+    """Content-addressed: the same bytes parsed by the same parser into the same warehouse give the
+    same raw partition (stored under the content hash), so a re-run after a crash need not re-parse."""
+    ticket = parameters["ticket"]
+    return f"ingest-{ticket.sha256}-{PARSER_VERSION}-{parameters['home']}"
+
+
+@task(name="ingest", cache_key_fn=_ingest_cache_key, persist_result=True, retries=2, retry_delay_seconds=2,
+      task_run_name="ingest {ticket.path}")
+def ingest_task(home: str, ticket: steps.FileTicket) -> dict:
+    return steps.ingest(_ctx(home), ticket)
+
+
+@task(name="validate", cache_policy=NONE, retries=1, retry_delay_seconds=2, task_run_name="validate {ticket.path}")
+def validate_task(home: str, ticket: steps.FileTicket) -> dict:
+    ctx = _ctx(home)
+    postal_codes = steps.read_ref(ctx, "postal_codes")
     return steps.validate(ctx, ticket, postal_codes)
 
 
-@task(name="transcode", cache_policy=NONE, task_run_name="transcode {file_id}")
-def transcode_task(ctx: steps.Context, file_id: str, loinc, mappings) -> dict:
+@task(name="transcode", cache_policy=NONE, retries=1, retry_delay_seconds=2, task_run_name="transcode {file_id}")
+def transcode_task(home: str, file_id: str) -> dict:
+    ctx = _ctx(home)
+    loinc, mappings, _ = terminology_for(ctx)
     return steps.transcode(ctx, file_id, loinc, mappings)
 
 
-@task(name="publish-fct", cache_policy=NONE)
-def publish_fct_task(ctx: steps.Context) -> int:
-    return steps.publish_fct(ctx)
+@task(name="process-file", cache_policy=NONE, task_run_name="process {ticket.path}")
+def process_file(home: str, ticket: steps.FileTicket) -> dict:
+    """One file end to end; returns its accounting and the seconds spent per stage."""
+    ctx = _ctx(home)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    # the cache may only answer while the raw partition it describes is still there
+    present = bool(ctx.wh.files_of(steps.cat.RAW_RESULTS, ticket.file_id))
+    got = ingest_task.with_options(refresh_cache=not present)(home, ticket)
+    seconds["ingest"] = time.perf_counter() - t0
+    if "failed" in got:
+        steps.quarantine_file_failure(ctx, ticket, got["failed"], got["detail"])
+        steps.log_file(ctx, ticket, fmt=None, status="failed", reason_code=got["failed"], detail=got["detail"])
+        return {"ticket": ticket, "status": "failed", "reason": got["failed"], "detail": got["detail"],
+                "seconds": seconds}
+    t0 = time.perf_counter()
+    val = validate_task(home, ticket)
+    seconds["validate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    transcode_task(home, ticket.file_id)
+    seconds["transcode"] = time.perf_counter() - t0
+    if got["rows_in"] != val["rows_valid"] + val["rows_quarantined"]:
+        raise RuntimeError(f"{ticket.path}: row accounting broken: {got['rows_in']} in, {val['rows_valid']} valid, "
+                           f"{val['rows_quarantined']} quarantined")
+    steps.log_file(ctx, ticket, fmt=got["format"], status="loaded", rows_in=got["rows_in"],
+                   rows_valid=val["rows_valid"], rows_quarantined=val["rows_quarantined"])
+    return {"ticket": ticket, "status": "loaded", "format": got["format"], "rows_in": got["rows_in"],
+            "rows_valid": val["rows_valid"], "rows_quarantined": val["rows_quarantined"],
+            "reasons": val["reasons"], "seconds": seconds}
 
 
-@task(name="publish-sidep", cache_policy=NONE)
-def publish_sidep_task(ctx: steps.Context, refs) -> int:
-    return steps.publish_sidep(ctx, refs)
+@task(name="publish-fct", cache_policy=NONE, tags=[WRITER_TAG])
+def publish_fct_task(home: str, changed: list[str]) -> dict:
+    return pub.publish_fct(_ctx(home), changed)
 
 
-@task(name="publish-quality", cache_policy=NONE)
-def publish_quality_task(ctx: steps.Context) -> dict:
-    return steps.publish_quality(ctx)
+@task(name="publish-sidep", cache_policy=NONE, tags=[WRITER_TAG])
+def publish_sidep_task(home: str, affected: list[str]) -> dict:
+    ctx = _ctx(home)
+    return pub.publish_sidep(ctx, steps.read_refs(ctx), affected)
 
 
-@task(name="refresh-views", cache_policy=NONE)
-def refresh_views_task(ctx: steps.Context) -> str:
-    return str(steps.refresh_views(ctx))
+@task(name="publish-quality", cache_policy=NONE, tags=[WRITER_TAG])
+def publish_quality_task(home: str) -> dict:
+    return pub.publish_quality(_ctx(home))
 
 
-class _Stage:
+@task(name="refresh-views", cache_policy=NONE, tags=[WRITER_TAG])
+def refresh_views_task(home: str) -> str:
+    return str(steps.refresh_views(_ctx(home)))
+
+
+class Stage:
+    """Adds the wall time of a block to ctx.stage_seconds[name]."""
+
     def __init__(self, ctx: steps.Context, name: str):
         self.ctx, self.name = ctx, name
 
@@ -78,18 +141,16 @@ class _Stage:
             self.ctx.stage_seconds.get(self.name, 0.0) + time.perf_counter() - self.t0, 3)
 
 
-@flow(name="biolake-pipeline", log_prints=False)
-def pipeline(home: str = "data") -> dict:
-    """Process whatever is new in <home>/landing and republish the marts."""
+@flow(name="biolake-ingest", task_runner=ThreadPoolTaskRunner(max_workers=1))
+def ingest_flow(home: str = "data") -> dict:
+    """Register new landing files and take each through ingest, validation and transcoding."""
     log = get_run_logger()
     ctx = _ctx(home)
-    started = datetime.now()
-    ctx.wh.clean_tmp()
-    with _Stage(ctx, "reference"):
-        refs = steps.load_ref(ctx)
-        loinc, mappings, fingerprint = steps.load_terminology(ctx, refs)
-    with _Stage(ctx, "discover"):
-        tickets = discover_task(ctx)
+    with Stage(ctx, "reference"):
+        steps.load_ref(ctx)
+        loinc, mappings, fingerprint = terminology_for(ctx)
+    with Stage(ctx, "discover"):
+        tickets = steps.discover(ctx)
     new = [t for t in tickets if t.status == "new"]
     log.info("%d new file(s), %d re-delivery(ies)", len(new), len(tickets) - len(new))
     totals: Counter = Counter()
@@ -99,66 +160,100 @@ def pipeline(home: str = "data") -> dict:
         if t.status == "duplicate":
             steps.log_file(ctx, t, fmt=None, status="duplicate", detail=f"same content as {t.duplicate_of}")
             totals["files_duplicate"] += 1
-    for i, t in enumerate(new, 1):
-        progress.report("files", i - 1, len(new))
-        with _Stage(ctx, "ingest"):
-            got = ingest_task(ctx, t)
-        if "failed" in got:
-            log.warning("%s: cannot be parsed (%s): %s", t.path, got["failed"], got["detail"])
-            steps.quarantine_file_failure(ctx, t, got["failed"], got["detail"])
-            files.append(steps.log_file(ctx, t, fmt=None, status="failed", reason_code=got["failed"],
-                                        detail=got["detail"]))
+    progress.report("files", 0, len(new))
+    futures = [process_file.submit(home, t) for t in new]
+    changed: list[str] = []
+    for i, fut in enumerate(futures, 1):
+        res = fut.result()
+        t = res["ticket"]
+        for k, v in res["seconds"].items():
+            ctx.stage_seconds[k] = round(ctx.stage_seconds.get(k, 0.0) + v, 3)
+        progress.report("files", i, len(new))
+        if res["status"] == "failed":
+            log.warning("%s: cannot be parsed (%s): %s", t.path, res["reason"], res["detail"])
             totals["files_failed"] += 1
-            reasons[got["failed"]] += 1
+            reasons[res["reason"]] += 1
+            files.append({"path": t.path, "format": None, "status": "failed", "rows_in": 0, "rows_valid": 0,
+                          "rows_quarantined": 0})
             continue
-        with _Stage(ctx, "validate"):
-            val = validate_task(ctx, t, refs["postal_codes"])
-        with _Stage(ctx, "transcode"):
-            transcode_task(ctx, t.file_id, loinc, mappings)
-        if got["rows_in"] != val["rows_valid"] + val["rows_quarantined"]:
-            raise RuntimeError(
-                f"{t.path}: row accounting broken: {got['rows_in']} in, {val['rows_valid']} valid, "
-                f"{val['rows_quarantined']} quarantined")
-        files.append(steps.log_file(ctx, t, fmt=got["format"], status="loaded", rows_in=got["rows_in"],
-                                    rows_valid=val["rows_valid"], rows_quarantined=val["rows_quarantined"]))
+        changed.append(t.file_id)
         totals["files_new"] += 1
-        totals["rows_in"] += got["rows_in"]
-        totals["rows_valid"] += val["rows_valid"]
-        totals["rows_quarantined"] += val["rows_quarantined"]
-        for code, n in val["reasons"]:
+        for k in ("rows_in", "rows_valid", "rows_quarantined"):
+            totals[k] += res[k]
+        for code, n in res["reasons"]:
             reasons[code] += n
-    progress.report("files", len(new), len(new))
+        files.append({k: (t.path if k == "path" else res[k]) for k in
+                      ("path", "format", "status", "rows_in", "rows_valid", "rows_quarantined")})
     if steps.mappings_changed(ctx, fingerprint):
-        # a mapping was added or changed since the files were coded: re-code them all (backfill)
-        with _Stage(ctx, "transcode"):
-            done = {t.file_id for t in new}
-            for file_id in ctx.wh.partitions(steps.cat.STG_RESULTS):
-                if file_id not in done:
-                    transcode_task(ctx, file_id, loinc, mappings)
+        # a mapping was added or changed since earlier files were coded: re-code them (backfill)
+        with Stage(ctx, "transcode"):
+            done = set(changed)
+            redo = [fid for fid in ctx.wh.partitions(steps.cat.STG_RESULTS) if fid not in done]
+            wait([transcode_task.submit(home, fid) for fid in redo])
+            changed += redo
         steps.save_mappings_fingerprint(ctx, fingerprint)
-    with _Stage(ctx, "publish"):
-        n_fct = publish_fct_task(ctx)
-        n_sidep = publish_sidep_task(ctx, refs)
-        quality = publish_quality_task(ctx)
-    with _Stage(ctx, "views"):
-        db = refresh_views_task(ctx)
-    steps.write_run_log(ctx, started, totals)
+    return {"changed": changed, "totals": dict(totals), "reasons": dict(reasons), "files": files,
+            "files_seen": len(tickets), "stage_seconds": ctx.stage_seconds}
+
+
+@flow(name="biolake-publish")
+def publish_flow(home: str = "data", changed: list[str] | None = None) -> dict:
+    """Recompute the marts the changed files touch, then the quality tables and the DuckDB views."""
+    ctx = _ctx(home)
+    with Stage(ctx, "publish"):
+        fct = publish_fct_task(home, changed or [])
+        sidep = publish_sidep_task(home, fct.get("affected_files", [])) if fct["files_rewritten"] else None
+        quality = publish_quality_task(home)
+    with Stage(ctx, "views"):
+        db = refresh_views_task(home)
+    return {"fct": fct, "sidep": sidep, "quality": quality, "database": db, "stage_seconds": ctx.stage_seconds}
+
+
+@flow(name="biolake-pipeline")
+def pipeline(home: str = "data") -> dict:
+    """Process whatever is new in <home>/landing and republish what it changes."""
+    ctx = _ctx(home)
+    started = datetime.now()
+    with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
+        ctx.wh.clean_tmp()
+        ing = _with_runner(ingest_flow, ctx.settings)(home=home)
+        pubd = publish_flow(home=home, changed=ing["changed"])
+        ctx.stage_seconds.update(ing["stage_seconds"])
+        ctx.stage_seconds.update(pubd["stage_seconds"])
+        totals = ing["totals"]
+        steps.write_run_log(ctx, started, totals)
     summary = {
-        "run_id": ctx.run_id, "home": str(ctx.wh.home), "database": db,
-        "files_seen": len(tickets), **{k: totals[k] for k in ("files_new", "files_duplicate", "files_failed",
-                                                              "rows_in", "rows_valid", "rows_quarantined")},
-        "quarantine_reasons": dict(sorted(reasons.items())),
-        "mapping_coverage": quality["coverage"], "unmapped_codes": quality["backlog_codes"],
-        "marts": {"fct_lab_results": n_fct, "sidep_daily": n_sidep},
+        "run_id": ctx.run_id, "home": str(ctx.wh.home), "database": pubd["database"],
+        "files_seen": ing["files_seen"],
+        **{k: totals.get(k, 0) for k in ("files_new", "files_duplicate", "files_failed", "rows_in", "rows_valid",
+                                         "rows_quarantined")},
+        "quarantine_reasons": dict(sorted(ing["reasons"].items())),
+        "mapping_coverage": pubd["quality"]["coverage"], "unmapped_codes": pubd["quality"]["backlog_codes"],
+        "marts": {"fct_lab_results": steps.count_rows(ctx, steps.cat.FCT_LAB_RESULTS),
+                  "sidep_daily": steps.count_rows(ctx, steps.cat.SIDEP_DAILY)},
+        "incremental": {"fct_files_rewritten": pubd["fct"]["files_rewritten"],
+                        "sidep_days_recomputed": (pubd["sidep"] or {}).get("days_recomputed", 0)},
         "stage_seconds": dict(ctx.stage_seconds),
-        "files": [{k: f[k] for k in ("path", "format", "status", "rows_in", "rows_valid", "rows_quarantined")}
-                  for f in files],
+        "files": ing["files"],
     }
     _artifacts(summary)
     return summary
 
 
+def _with_runner(f, settings: Settings):
+    """The ingest flow on a Dask cluster when one is configured, else on local threads."""
+    if settings.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return f.with_options(task_runner=DaskTaskRunner(address=settings.dask_address))
+    if settings.workers > 1:
+        return f.with_options(task_runner=ThreadPoolTaskRunner(max_workers=settings.workers))
+    return f
+
+
 def _artifacts(s: dict) -> None:
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
     lines = [
         f"# biolake run {s['run_id']}",
         f"- files: {s['files_new']} loaded, {s['files_duplicate']} re-deliveries skipped, {s['files_failed']} failed",

@@ -9,6 +9,9 @@
 | BIOLAKE_MAPPINGS_DIR | operator's approved mappings, overriding the seeds | <home>/mappings |
 | BIOLAKE_CHUNK_ROWS | rows per parsing chunk (memory bound) | 500000 |
 | BIOLAKE_PREFECT_HOME | where the embedded Prefect keeps its database | <home>/prefect |
+| BIOLAKE_WORKERS | files processed at once in one run (threads) | 1 |
+| BIOLAKE_DASK_ADDRESS | a Dask scheduler (tcp://host:8786): per-file work runs on that cluster | none |
+| BIOLAKE_LOCK_TIMEOUT | seconds a run waits for another run's warehouse lock | 600 |
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class Settings(BaseSettings):
     mappings_dir: Path | None = Field(default=None, description="operator's approved mappings")
     chunk_rows: int = Field(default=500_000, ge=1000, description="rows per parsing chunk")
     prefect_home: Path | None = Field(default=None, description="embedded Prefect's database folder")
+    workers: int = Field(default=1, ge=1, le=64, description="files processed at once (threads)")
+    dask_address: str | None = Field(default=None, description="Dask scheduler address for per-file work")
+    lock_timeout: float = Field(default=600, ge=0, description="seconds to wait for the warehouse lock")
 
     @property
     def home_abs(self) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,6 @@ from quality.schemas import validate_rows
 from transforms.parsers.base import FileFormatError
 from transforms.parsers.detect import detect_format, get_parser
 from transforms.staging import to_staging
-from transforms.epi import sidep
 from warehouse import catalog as cat
 from warehouse.store import Warehouse
 from warehouse.views import build_views, sql_literal
@@ -74,10 +74,23 @@ def load_ref(ctx: Context) -> dict[str, pl.DataFrame]:
         refs[name] = df
         out = ctx.wh.root / "ref" / name
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".data.{ctx.run_id}.tmp"
+        tmp = out / f".data.{uuid.uuid4().hex}.tmp"
         df.write_parquet(tmp)
         os.replace(tmp, out / "data.parquet")
     return refs
+
+
+def read_ref(ctx: Context, name: str) -> pl.DataFrame:
+    """A ref table as stored by load_ref (the seeds of this run)."""
+    return pl.read_parquet(ctx.wh.root / "ref" / name / "data.parquet")
+
+
+def read_refs(ctx: Context) -> dict[str, pl.DataFrame]:
+    return {name: read_ref(ctx, name) for name in cat.REF_SEEDS}
+
+
+def count_rows(ctx: Context, t) -> int:
+    return ctx.wh.scan(t).select(pl.len()).collect().item()
 
 
 def metro_drom_departements(refs: dict[str, pl.DataFrame]) -> list[str]:
@@ -257,83 +270,6 @@ def duck(ctx: Context) -> duckdb.DuckDBPyConnection:
     tmp.mkdir(parents=True, exist_ok=True)
     con.execute(f"SET temp_directory = {sql_literal(str(tmp))}")
     return con
-
-
-def publish_fct(ctx: Context) -> int:
-    """marts.fct_lab_results: every valid coded row, with the version that is current.
-
-    Versions of one result share (lab, request, test); the latest validation wins, then the later
-    delivery (file_seq), then the later line. A latest version with status D deletes the result.
-    """
-    t = cat.FCT_LAB_RESULTS
-    if not ctx.wh.files(cat.STG_RESULTS_CODED):
-        ctx.wh.write_table(t, t.empty())
-        return 0
-    src = f"read_parquet({sql_literal(ctx.wh.glob(cat.STG_RESULTS_CODED))}, union_by_name=true, hive_partitioning=false)"
-    cols = ", ".join(f'"{c.name}"' for c in cat.STG_RESULTS_CODED.columns)
-    sql = f"""
-        WITH v AS (
-            SELECT {cols},
-                   first_value(file_id || ':' || line_no) OVER w AS latest_id,
-                   first_value(result_status) OVER w AS latest_status,
-                   file_id || ':' || line_no AS row_id
-            FROM {src}
-            WINDOW w AS (PARTITION BY source, request_id, coalesce(local_code, loinc_code_src), specimen
-                         ORDER BY validated_at DESC NULLS LAST, file_seq DESC, line_no DESC)
-        )
-        SELECT {cols},
-               (row_id = latest_id AND latest_status <> 'D') AS is_current,
-               CASE WHEN row_id <> latest_id THEN latest_id END AS superseded_by
-        FROM v
-    """
-    con = duck(ctx)
-    try:
-        ctx.wh.write_table_from(t, lambda p: con.execute(
-            f"COPY ({sql}) TO {sql_literal(str(p))} (FORMAT parquet, COMPRESSION zstd)"))
-        return con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(ctx.wh.glob(t))})").fetchone()[0]
-    finally:
-        con.close()
-
-
-def test_definition_loincs(ctx: Context, disease: str) -> list[str]:
-    defs = pl.read_csv(ctx.settings.seeds_dir / "test_definitions.csv", infer_schema=False)
-    return defs.filter(pl.col("disease") == disease)["loinc_num"].to_list()
-
-
-def publish_sidep(ctx: Context, refs: dict[str, pl.DataFrame]) -> int:
-    loincs = test_definition_loincs(ctx, "covid19")
-    cols = ["person_key", "collected_date", "collected_at", "dep", "cl_age90", "sex", "file_seq", "line_no",
-            "result_class"]
-    results = (
-        ctx.wh.scan(cat.FCT_LAB_RESULTS)
-        .filter(pl.col("is_current") & pl.col("loinc_code").is_in(loincs))
-        .select(cols)
-        .collect()
-    )
-    days = sidep.person_days(results)
-    daily = sidep.sidep_daily(days, metro_drom_departements(refs))
-    return ctx.wh.write_table(cat.SIDEP_DAILY, daily)
-
-
-def publish_quality(ctx: Context) -> dict:
-    fct = ctx.wh.scan(cat.FCT_LAB_RESULTS)
-    backlog = (
-        fct.filter(pl.col("loinc_code").is_null())
-        .group_by("source", "local_code", "local_label", "unit_raw")
-        .agg(n_results=pl.len(), first_seen=pl.col("collected_at").min(), last_seen=pl.col("collected_at").max())
-        .sort("n_results", "source", "local_code", descending=[True, False, False])
-        .collect()
-    )
-    ctx.wh.write_table(cat.UNMAPPED_BACKLOG, backlog)
-    coverage = (
-        fct.group_by("source")
-        .agg(n_results=pl.len(), n_mapped=pl.col("loinc_code").is_not_null().sum())
-        .with_columns(coverage=pl.col("n_mapped") / pl.col("n_results"))
-        .sort("source")
-        .collect()
-    )
-    ctx.wh.write_table(cat.MAPPING_COVERAGE, coverage)
-    return {"backlog_codes": backlog.height, "coverage": coverage.rows()}
 
 
 def write_run_log(ctx: Context, started: datetime, totals: dict) -> None:

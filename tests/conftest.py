@@ -45,3 +45,15 @@ def fresh_home(generated, tmp_path) -> Path:
     home = tmp_path / "home"
     shutil.copytree(generated, home)
     return home
+
+
+@pytest.fixture(scope="session")
+def clean_run(prefect_harness, generated, tmp_path_factory):
+    """The pipeline run once on a copy of the generated data: (home, summary). Read-only for tests:
+    a test that runs again or adds files works on its own copy (see copy_home)."""
+    from flows.pipeline import pipeline
+
+    home = tmp_path_factory.mktemp("clean_run") / "home"
+    shutil.copytree(generated, home)
+    summary = pipeline(home=str(home))
+    return home, summary

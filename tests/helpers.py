@@ -29,3 +29,44 @@ def line(**over: str) -> str:
     }
     fields.update(over)
     return ";".join(fields[h] for h in HEADER.split(";"))
+
+
+RUN_SPECIFIC = ("ingested_at", "registered_at", "run_id")
+
+
+def query(home, sql: str):
+    """Run SQL on <home>/biolake.duckdb, read-only, as an analyst would."""
+    import duckdb
+
+    con = duckdb.connect(str(home / "biolake.duckdb"), read_only=True)
+    try:
+        return con.sql(sql).pl()
+    finally:
+        con.close()
+
+
+def snapshot(home, drop=()) -> dict:
+    """Contents of every table an analyst sees, sorted, without run-specific columns."""
+    from warehouse import catalog as cat
+
+    out = {}
+    for t in cat.TABLES:
+        if t.qualified in ("quality.run_log", "quality.reason_codes") or t.layer == "raw":
+            continue
+        df = query(home, f"SELECT * FROM {t.qualified}")
+        df = df.drop([c for c in (*RUN_SPECIFIC, *drop) if c in df.columns])
+        out[t.qualified] = df.sort(df.columns, nulls_last=True)
+    return out
+
+
+def assert_same_tables(a: dict, b: dict, names=None) -> None:
+    for name in names or a:
+        assert a[name].equals(b[name]), f"{name} differs"
+
+
+def copy_home(src, dst):
+    """A private copy of a processed home (the DuckDB views are rebuilt by the next run)."""
+    import shutil
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.duckdb", ".biolake.lock"))
+    return dst

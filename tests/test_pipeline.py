@@ -5,11 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
-from warehouse import catalog as cat
+from tests.helpers import copy_home, query, snapshot
 
 
 def run(home: Path) -> dict:
@@ -19,31 +18,12 @@ def run(home: Path) -> dict:
 
 
 def q(home: Path, sql: str) -> pl.DataFrame:
-    con = duckdb.connect(str(home / "biolake.duckdb"), read_only=True)
-    try:
-        return con.sql(sql).pl()
-    finally:
-        con.close()
-
-
-def snapshot(home: Path) -> dict[str, pl.DataFrame]:
-    """Contents of every table an analyst sees, sorted, without run-specific columns."""
-    out = {}
-    for t in cat.TABLES:
-        if t.layer == "quality" and t.name in ("run_log", "reason_codes"):
-            continue
-        df = q(home, f"SELECT * FROM {t.qualified}")
-        df = df.drop([c for c in ("ingested_at", "registered_at", "run_id") if c in df.columns])
-        out[t.qualified] = df.sort(df.columns, nulls_last=True)
-    return out
+    return query(home, sql)
 
 
 @pytest.fixture(scope="module")
-def processed(prefect_harness, generated, tmp_path_factory):
-    home = tmp_path_factory.mktemp("processed") / "home"
-    shutil.copytree(generated, home)
-    summary = run(home)
-    return home, summary
+def processed(clean_run):
+    return clean_run
 
 
 def test_sidep_daily_equals_the_truth_exactly(processed):
@@ -114,8 +94,9 @@ def test_analyst_layers_hold_no_identity(processed):
         assert not cols & {"patient_nir", "family_name", "first_name", "birth_date", "postal_code"}, table
 
 
-def test_running_again_changes_nothing(processed):
-    home, _ = processed
+def test_running_again_changes_nothing(processed, tmp_path):
+    home = copy_home(processed[0], tmp_path / "home")
+    run(home)
     before = snapshot(home)
     summary = run(home)
     assert summary["files_new"] == 0 and summary["rows_in"] == 0
@@ -125,8 +106,8 @@ def test_running_again_changes_nothing(processed):
 
 
 def test_redelivery_and_unreadable_file(processed, tmp_path):
-    home, _ = processed
-    before = snapshot(home)
+    before = snapshot(processed[0])
+    home = copy_home(processed[0], tmp_path / "home")
     landing = home / "landing"
     some = sorted(p for p in landing.rglob("*.csv"))[0]
     shutil.copy(some, some.with_name("copie_" + some.name))

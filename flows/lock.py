@@ -1,0 +1,46 @@
+"""One writer at a time: an exclusive lock on <home>/.biolake.lock held for a whole run.
+
+Several runs (a schedule, a manual re-run, a second worker on the same machine) may start at
+once; the second waits for the first (up to a timeout) instead of interleaving writes to the
+warehouse and the DuckDB file. The lock is released by the kernel if the holder dies, even by
+SIGKILL.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class LockTimeout(RuntimeError):
+    pass
+
+
+@contextmanager
+def warehouse_lock(home: Path, timeout: float = 600, poll: float = 0.2):
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / ".biolake.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                    raise LockTimeout(f"{path}: another biolake run (pid {holder}) holds the warehouse "
+                                      f"lock; gave up after {timeout:.0f} s") from None
+                time.sleep(poll)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)

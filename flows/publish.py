@@ -1,0 +1,176 @@
+"""Publication of the marts, incremental: only what new (or re-coded) files touch is recomputed.
+
+- ``marts.fct_lab_results`` is partitioned by file. New rows can change which version of a result
+  is current in an earlier file (a correction); only the files holding versions of the results the
+  new files touch are rewritten.
+- SI-DEP: the counted person-days (``staging.sidep_person_days``) are recomputed for the persons
+  whose results changed, and ``marts.sidep_daily`` only for the days those persons' counts moved.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import polars as pl
+
+from flows.steps import Context, duck, metro_drom_departements
+from transforms.epi import sidep
+from warehouse import catalog as cat
+from warehouse.views import sql_literal
+
+VERSION_KEY = ("concat_ws('|', source, request_id, coalesce(local_code, loinc_code_src, ''), "
+               "coalesce(specimen, ''))")
+
+
+def _files_sql(paths) -> str:
+    return "[" + ", ".join(sql_literal(str(p)) for p in paths) + "]"
+
+
+def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
+    """Rewrite the fct partitions of the changed files and of the files their versions touch.
+
+    Versions of one result share a version_key (lab, request, test, specimen); the latest
+    validation wins, then the later delivery (file_seq), then the later line; a latest version with
+    status D deletes the result (no version is current).
+    """
+    t = cat.FCT_LAB_RESULTS
+    changed = sorted(set(changed_file_ids))
+    if not changed:
+        return {"files_rewritten": 0, "rows": 0, "keys_touched": 0}
+    wh = ctx.wh
+    coded_files = {fid: wh.files_of(cat.STG_RESULTS_CODED, fid) for fid in wh.partitions(cat.STG_RESULTS_CODED)}
+    changed = [fid for fid in changed if coded_files.get(fid)]
+    if not changed:
+        return {"files_rewritten": 0, "rows": 0, "keys_touched": 0}
+    old_fct = {fid: wh.files_of(t, fid) for fid in wh.partitions(t) if fid not in set(changed)}
+    cols = ", ".join(f'"{c.name}"' for c in cat.STG_RESULTS_CODED.columns)
+    con = duck(ctx)
+    try:
+        con.execute(f"""CREATE TEMP TABLE touched AS SELECT DISTINCT {VERSION_KEY} AS version_key
+                        FROM read_parquet({_files_sql(f for fid in changed for f in coded_files[fid])})""")
+        old_affected: list[str] = []
+        old_paths = [f for fs in old_fct.values() for f in fs]
+        if old_paths:
+            old_affected = [r[0] for r in con.execute(f"""
+                SELECT DISTINCT file_id FROM read_parquet({_files_sql(old_paths)})
+                WHERE version_key IN (SELECT version_key FROM touched)""").fetchall()]
+        affected = sorted(set(changed) | set(old_affected))
+        coded_src = f"read_parquet({_files_sql(f for fid in affected for f in coded_files[fid])}, union_by_name=true)"
+        con.execute(f"CREATE TEMP VIEW coded AS SELECT {cols}, {VERSION_KEY} AS version_key FROM {coded_src}")
+        con.execute("""
+            CREATE TEMP TABLE flags AS
+            SELECT file_id, line_no,
+                   (row_id = latest_id AND latest_status <> 'D') AS is_current,
+                   CASE WHEN row_id <> latest_id THEN latest_id END AS superseded_by
+            FROM (
+                SELECT file_id, line_no, file_id || ':' || line_no AS row_id,
+                       first_value(file_id || ':' || line_no) OVER w AS latest_id,
+                       first_value(result_status) OVER w AS latest_status
+                FROM coded WHERE version_key IN (SELECT version_key FROM touched)
+                WINDOW w AS (PARTITION BY version_key
+                             ORDER BY validated_at DESC NULLS LAST, file_seq DESC, line_no DESC)
+            )""")
+        if old_affected:
+            con.execute(f"""CREATE TEMP TABLE old_flags AS SELECT file_id, line_no, is_current, superseded_by
+                FROM read_parquet({_files_sql(f for fid in old_affected for f in old_fct[fid])})
+                WHERE version_key NOT IN (SELECT version_key FROM touched)""")
+        else:
+            con.execute("CREATE TEMP TABLE old_flags (file_id VARCHAR, line_no BIGINT, is_current BOOLEAN, "
+                        "superseded_by VARCHAR)")
+        out_cols = ", ".join(f'c."{c.name}"' for c in t.columns if c.name not in ("is_current", "superseded_by"))
+        staging = wh._tmp_path()
+        con.execute(f"""
+            COPY (
+                SELECT {out_cols},
+                       coalesce(f.is_current, o.is_current) AS is_current,
+                       CASE WHEN f.file_id IS NOT NULL THEN f.superseded_by ELSE o.superseded_by END AS superseded_by
+                FROM coded c
+                LEFT JOIN flags f ON f.file_id = c.file_id AND f.line_no = c.line_no
+                LEFT JOIN old_flags o ON o.file_id = c.file_id AND o.line_no = c.line_no
+            ) TO {sql_literal(str(staging))}
+            (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (file_id), WRITE_PARTITION_COLUMNS true)""")
+        n = con.execute("SELECT count(*) FROM coded").fetchone()[0]
+        n_keys = con.execute("SELECT count(*) FROM touched").fetchone()[0]
+    finally:
+        con.close()
+    for part in sorted(staging.iterdir()):
+        wh._swap_in(part, wh.table_dir(t) / part.name)
+    shutil.rmtree(staging, ignore_errors=True)
+    return {"files_rewritten": len(affected), "rows": n, "keys_touched": n_keys,
+            "affected_files": affected}
+
+
+def test_definition_loincs(ctx: Context, disease: str) -> list[str]:
+    defs = pl.read_csv(ctx.settings.seeds_dir / "test_definitions.csv", infer_schema=False)
+    return defs.filter(pl.col("disease") == disease)["loinc_num"].to_list()
+
+
+def publish_sidep(ctx: Context, refs: dict[str, pl.DataFrame], affected_files: list[str],
+                  disease: str = "covid19") -> dict:
+    """Update the counted person-days of the persons in ``affected_files`` and the days they touch."""
+    wh = ctx.wh
+    loincs = test_definition_loincs(ctx, disease)
+    fct = wh.scan(cat.FCT_LAB_RESULTS).filter(pl.col("loinc_code").is_in(loincs))
+    persons = (
+        wh.scan(cat.FCT_LAB_RESULTS, affected_files).filter(pl.col("loinc_code").is_in(loincs))
+        .select("person_key").unique().collect()["person_key"]
+    )
+    old_days = wh.read(cat.SIDEP_PERSON_DAYS)
+    mine = pl.col("disease") == disease
+    old_of_persons = old_days.filter(mine & pl.col("person_key").is_in(persons.implode()))
+    cols = ["person_key", "collected_date", "collected_at", "dep", "cl_age90", "sex", "file_seq", "line_no",
+            "result_class"]
+    current = fct.filter(pl.col("is_current") & pl.col("person_key").is_in(persons.implode())).select(cols).collect()
+    new_of_persons = sidep.person_days(current).with_columns(pl.lit(disease).alias("disease"))
+    days_table = pl.concat([
+        old_days.filter(~(mine & pl.col("person_key").is_in(persons.implode()))),
+        new_of_persons.select(cat.SIDEP_PERSON_DAYS.schema.names()),
+    ], how="vertical_relaxed").sort("disease", "person_key", "jour")
+    wh.write_table(cat.SIDEP_PERSON_DAYS, days_table)
+
+    # which days' counts may have moved: those of the affected persons, before and after
+    changed_days = pl.concat([old_of_persons["jour"], new_of_persons["jour"]]).unique()
+    all_days = days_table.filter(mine)
+    deps = metro_drom_departements(refs)
+    previous = wh.read(cat.SIDEP_DAILY)
+    if all_days.is_empty():
+        daily = sidep.sidep_daily(all_days, deps)
+        wh.write_table(cat.SIDEP_DAILY, daily)
+        return {"persons": persons.len(), "days_recomputed": 0, "rows": daily.height}
+    first, last = all_days["jour"].min(), all_days["jour"].max()
+    if previous.is_empty():
+        changed_days = all_days["jour"].unique()
+    recomputed = sidep.sidep_daily(all_days.filter(pl.col("jour").is_in(changed_days.implode())), deps,
+                                   first=first, last=last).filter(pl.col("jour").is_in(changed_days.implode()))
+    kept = previous.filter(~pl.col("jour").is_in(changed_days.implode()) & pl.col("jour").is_between(first, last))
+    grid = sidep.sidep_daily(all_days.head(0), deps, first=first, last=last).select("jour", "dep", "cl_age90")
+    counts = [c for c in cat.SIDEP_DAILY.schema.names() if c not in ("jour", "dep", "cl_age90")]
+    daily = (
+        grid.join(pl.concat([kept, recomputed], how="vertical_relaxed"), on=["jour", "dep", "cl_age90"], how="left")
+        .with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in counts)
+        .sort("jour", "dep", "cl_age90")
+    )
+    wh.write_table(cat.SIDEP_DAILY, daily)
+    return {"persons": persons.len(), "days_recomputed": changed_days.len(), "rows": daily.height,
+            "changed_days": sorted(changed_days.to_list())}
+
+
+def publish_quality(ctx: Context) -> dict:
+    fct = ctx.wh.scan(cat.FCT_LAB_RESULTS)
+    backlog = (
+        fct.filter(pl.col("loinc_code").is_null())
+        .group_by("source", "local_code", "local_label", "unit_raw")
+        .agg(n_results=pl.len(), first_seen=pl.col("collected_at").min(), last_seen=pl.col("collected_at").max())
+        .sort("n_results", "source", "local_code", descending=[True, False, False])
+        .collect()
+    )
+    ctx.wh.write_table(cat.UNMAPPED_BACKLOG, backlog)
+    coverage = (
+        fct.group_by("source")
+        .agg(n_results=pl.len(), n_mapped=pl.col("loinc_code").is_not_null().sum())
+        .with_columns(coverage=pl.col("n_mapped") / pl.col("n_results"))
+        .sort("source")
+        .collect()
+    )
+    ctx.wh.write_table(cat.MAPPING_COVERAGE, coverage)
+    return {"backlog_codes": backlog.height, "coverage": coverage.rows()}
