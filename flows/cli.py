@@ -157,6 +157,14 @@ def print_summary(s: dict, wall: float | None = None) -> None:
         m.add_row(src, f"{n:,}", f"{k:,}", f"{cov:.1%}")
     console.print(m)
     console.print(f"unmapped local codes waiting in quality.unmapped_backlog: {s['unmapped_codes']}")
+    conv: dict[str, list[int]] = {}
+    for src, status, n, _share in s.get("unit_conversion", []):
+        tot = conv.setdefault(src, [0, 0])
+        tot[0] += n
+        tot[1] += n if status in ("ok", "same_unit") else 0
+    if conv:
+        console.print("numeric results in their LOINC's canonical unit: " + ", ".join(
+            f"{src} {ok / n:.1%}" for src, (n, ok) in sorted(conv.items()) if n))
     mt = Table(title="marts", show_edge=False)
     mt.add_column("table")
     mt.add_column("rows", justify="right")
@@ -216,6 +224,94 @@ def sql(
     console.print(t)
     if df.height > limit:
         console.print(f"({df.height:,} rows, {limit} shown; --limit to see more, --csv for all)")
+
+
+@app.command()
+def serve(
+    home: HomeOpt = None,
+    host: Annotated[str, typer.Option(help="address of the local Prefect server")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port of the local Prefect server (UI and API)")] = 4200,
+) -> None:
+    """Start a local Prefect server with its UI and serve the scheduled deployments.
+
+    With PREFECT_API_URL set, no server is started: the deployments are served to that server.
+    """
+    from flows import deployments as d
+
+    settings = _settings(home)
+    settings.secret_bytes()
+    server = None
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        api = f"http://{host}:{port}/api"
+        log_path = settings.home_abs / "prefect-server.log"
+        settings.home_abs.mkdir(parents=True, exist_ok=True)
+        console.print(f"starting the Prefect server (database in {settings.prefect_home_abs}, log {log_path})")
+        server = d.start_server(settings.prefect_home_abs, host, port, log_path)
+        os.environ["PREFECT_API_URL"] = api
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    try:
+        d.wait_for_server(api)
+        console.print(f"Prefect UI: [bold]{api.removesuffix('/api')}[/bold]  (API {api})")
+        from prefect import serve as prefect_serve
+
+        d.ensure_writer_limit()
+        deps = d.deployments(str(settings.home_abs))
+        console.print("serving: " + ", ".join(dep.name for dep in deps) + "  (Ctrl-C to stop)")
+        prefect_serve(*deps, print_starting_message=False)
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except Exception:  # noqa: BLE001
+                server.kill()
+
+
+@mappings_app.command("export")
+def mappings_export(
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write the work queue to")],
+    home: HomeOpt = None,
+    k: Annotated[int, typer.Option(help="suggestions per unmapped code")] = 5,
+) -> None:
+    """Write every unmapped (lab, code, label, unit) with its volume and top LOINC suggestions."""
+    from transforms.terminology import export_workqueue, load_loinc_seed, suggest
+    from warehouse import catalog as cat
+    from warehouse.store import Warehouse
+
+    settings = _settings(home)
+    wh = Warehouse(settings.home_abs)
+    backlog = wh.read(cat.UNMAPPED_BACKLOG)
+    if backlog.is_empty():
+        console.print("no unmapped local code: nothing to review")
+        return
+    loinc = load_loinc_seed(settings.seeds_dir / cat.REF_SEEDS["loinc"])
+    sugg = suggest(backlog, loinc, k=k)
+    export_workqueue(sugg, out)
+    console.print(f"{backlog.height} unmapped codes, {sugg.height} suggestions written to {out}; mark the "
+                  "`decision` column approve or reject, then `biolake mappings import` it")
+
+
+@mappings_app.command("import")
+def mappings_import(
+    path: Annotated[Path, typer.Argument(help="the reviewed work-queue CSV")],
+    home: HomeOpt = None,
+) -> None:
+    """Add the approved suggestions to the operator's mappings; the next run re-codes earlier results."""
+    from transforms.terminology import import_workqueue, load_loinc_seed, write_approved_mappings
+    from transforms.terminology.mappings import MappingError
+    from warehouse import catalog as cat
+
+    settings = _settings(home)
+    loinc = load_loinc_seed(settings.seeds_dir / cat.REF_SEEDS["loinc"])
+    try:
+        rows = import_workqueue(path, loinc)
+        written = write_approved_mappings(rows, settings.operator_mappings, loinc)
+    except MappingError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2)
+    console.print(f"{rows.height} approved mapping(s) written to {settings.operator_mappings} "
+                  f"({written}); run `biolake run` to apply them and back-fill earlier results")
 
 
 if __name__ == "__main__":

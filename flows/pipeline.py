@@ -229,6 +229,7 @@ def pipeline(home: str = "data") -> dict:
                                          "rows_quarantined")},
         "quarantine_reasons": dict(sorted(ing["reasons"].items())),
         "mapping_coverage": pubd["quality"]["coverage"], "unmapped_codes": pubd["quality"]["backlog_codes"],
+        "unit_conversion": pubd["quality"]["conversion"],
         "marts": {"fct_lab_results": steps.count_rows(ctx, steps.cat.FCT_LAB_RESULTS),
                   "sidep_daily": steps.count_rows(ctx, steps.cat.SIDEP_DAILY)},
         "incremental": {"fct_files_rewritten": pubd["fct"]["files_rewritten"],

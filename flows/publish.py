@@ -156,21 +156,23 @@ def publish_sidep(ctx: Context, refs: dict[str, pl.DataFrame], affected_files: l
 
 
 def publish_quality(ctx: Context) -> dict:
+    """The mapping work queue, mapping coverage and unit-conversion coverage per lab."""
+    from transforms.terminology import coverage, unmapped_backlog
+
     fct = ctx.wh.scan(cat.FCT_LAB_RESULTS)
-    backlog = (
-        fct.filter(pl.col("loinc_code").is_null())
-        .group_by("source", "local_code", "local_label", "unit_raw")
-        .agg(n_results=pl.len(), first_seen=pl.col("collected_at").min(), last_seen=pl.col("collected_at").max())
-        .sort("n_results", "source", "local_code", descending=[True, False, False])
-        .collect()
-    )
+    unmapped = fct.filter(pl.col("mapping_status") == "unmapped").select(
+        "source", "local_code", "local_label", "unit_raw", "collected_at", "specimen", "mapping_status").collect()
+    backlog = unmapped_backlog(unmapped)
     ctx.wh.write_table(cat.UNMAPPED_BACKLOG, backlog)
-    coverage = (
-        fct.group_by("source")
-        .agg(n_results=pl.len(), n_mapped=pl.col("loinc_code").is_not_null().sum())
-        .with_columns(coverage=pl.col("n_mapped") / pl.col("n_results"))
-        .sort("source")
-        .collect()
+    cov = coverage(fct.select("source", "mapping_status", "local_code")).collect()
+    ctx.wh.write_table(cat.MAPPING_COVERAGE, cov)
+    conv = (
+        fct.filter(pl.col("conversion_status") != "not_numeric")
+        .group_by("source", "conversion_status").agg(n_results=pl.len())
+        .with_columns(share=(pl.col("n_results") / pl.col("n_results").sum().over("source")).round(4))
+        .sort("source", "conversion_status").collect()
     )
-    ctx.wh.write_table(cat.MAPPING_COVERAGE, coverage)
-    return {"backlog_codes": backlog.height, "coverage": coverage.rows()}
+    ctx.wh.write_table(cat.UNIT_CONVERSION, conv)
+    return {"backlog_codes": backlog.height,
+            "coverage": cov.select("source", "n_results", "n_mapped", "share_coded").rows(),
+            "conversion": conv.rows()}

@@ -220,6 +220,7 @@ UNMAPPED_BACKLOG = Table(
         C("source", U, "lab"), C("local_code", U, "local code"), C("local_label", U, "local label"),
         C("unit_raw", U, "unit as sent"), C("n_results", I, "results waiting"),
         C("first_seen", TS, "first collection time"), C("last_seen", TS, "last collection time"),
+        C("specimen", U, "specimen most seen with it"),
     ),
     key=("source", "local_code", "local_label", "unit_raw"),
 )
@@ -228,10 +229,22 @@ MAPPING_COVERAGE = Table(
     "quality", "mapping_coverage",
     "Share of valid results with a LOINC code, per lab.",
     (
-        C("source", U, "lab"), C("n_results", I, "valid results"), C("n_mapped", I, "with a LOINC code"),
-        C("coverage", F, "n_mapped / n_results"),
+        C("source", U, "lab"), C("n_results", I, "valid results"),
+        C("n_mapped", I, "coded through the lab's mapping"), C("n_source_loinc", I, "coded by the source itself"),
+        C("n_unmapped", I, "without LOINC"), C("n_unmapped_codes", I, "distinct local codes without LOINC"),
+        C("share_coded", F, "(n_mapped + n_source_loinc) / n_results"),
     ),
     key=("source",),
+)
+
+UNIT_CONVERSION = Table(
+    "quality", "unit_conversion",
+    "Numeric results by lab and unit-conversion outcome (ok/same_unit reached the canonical unit).",
+    (
+        C("source", U, "lab"), C("conversion_status", U, "outcome (see docs/terminology.md)"),
+        C("n_results", I, "numeric results"), C("share", F, "share of the lab's numeric results"),
+    ),
+    key=("source", "conversion_status"),
 )
 
 REASON_CODES = Table(
@@ -241,7 +254,8 @@ REASON_CODES = Table(
 
 CORE_TABLES: tuple[Table, ...] = (
     RAW_RESULTS, RAW_REJECTED, STG_RESULTS, STG_RESULTS_CODED, FCT_LAB_RESULTS, SIDEP_PERSON_DAYS, SIDEP_DAILY,
-    FILE_LOG, QUARANTINE, RUN_LOG, UNMAPPED_BACKLOG, MAPPING_COVERAGE, REASON_CODES,
+    FILE_LOG, QUARANTINE, RUN_LOG, UNMAPPED_BACKLOG, MAPPING_COVERAGE, UNIT_CONVERSION,
+    REASON_CODES,
 )
 
 

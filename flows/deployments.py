@@ -1,0 +1,88 @@
+"""Scheduled deployments and `biolake serve`: a local Prefect server with its UI, serving them.
+
+| deployment | flow | schedule |
+|---|---|---|
+| biolake-pipeline/ingest-every-15-min | ingest new files, republish what they touch | every 15 minutes |
+| biolake-indicators/daily | SI-DEP marts (daily, weekly, régions, France) and the publication | every day at 06:00 |
+| biolake-mdo/weekly | notifiable-disease weekly cases and their publication | Mondays at 07:00 |
+| biolake-reports/weekly | the weekly epidemiological and data-quality reports | Mondays at 08:00 |
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+TIMEZONE = "Europe/Paris"
+
+
+def deployments(home: str) -> list:
+    from flows import pipeline as p
+
+    params = {"home": home}
+    deps = [p.pipeline.to_deployment(name="ingest-every-15-min", interval=900, parameters=params,
+                                     description="Ingest whatever is new in the landing area and republish.")]
+    for flow_fn, name, cron, desc in scheduled_flows():
+        deps.append(flow_fn.to_deployment(name=name, schedules=[_cron(cron)], parameters=params, description=desc))
+    return deps
+
+
+def scheduled_flows() -> list[tuple]:
+    """(flow, deployment name, cron, description) of the scheduled flows besides ingestion."""
+    from flows import scheduled
+
+    return [
+        (scheduled.indicators_flow, "daily", "0 6 * * *", "SI-DEP indicators and their publication."),
+        (scheduled.mdo_flow, "weekly", "0 7 * * 1", "Notifiable diseases: weekly cases and publication."),
+        (scheduled.reports_flow, "weekly", "0 8 * * 1", "Weekly epidemiological and data-quality reports."),
+    ]
+
+
+def _cron(expr: str):
+    from prefect.client.schemas.schedules import CronSchedule
+
+    return CronSchedule(cron=expr, timezone=TIMEZONE)
+
+
+def wait_for_server(api_url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception as err:  # noqa: BLE001 - any failure means not up yet
+            last = err
+        time.sleep(0.5)
+    raise RuntimeError(f"the Prefect server at {api_url} did not answer within {timeout:.0f} s: {last}")
+
+
+def start_server(prefect_home: Path, host: str, port: int, log_path: Path) -> subprocess.Popen:
+    """`prefect server start` as a child process, its database in prefect_home."""
+    env = dict(os.environ, PREFECT_HOME=str(prefect_home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_UI_API_URL=f"http://{host}:{port}/api")
+    env.pop("PREFECT_API_URL", None)
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def ensure_writer_limit(limit: int = 1) -> None:
+    """A Prefect tag concurrency limit: at most one task writing the warehouse at a time, across workers."""
+    import anyio
+    from prefect.client.orchestration import get_client
+
+    from flows.pipeline import WRITER_TAG
+
+    async def go():
+        async with get_client() as client:
+            await client.create_concurrency_limit(tag=WRITER_TAG, concurrency_limit=limit)
+
+    anyio.run(go)

@@ -1,0 +1,461 @@
+"""Epidemiology steps: SI-DEP indicators and MDO cases (marts), publications (exports), revisions.
+
+Plain functions taking the pipeline's Context (flows/steps.py), so the Prefect flow wraps them as
+tasks and tests call them directly:
+
+- ``publish_epi(ctx, refs)``: recompute the epi marts for the days and weeks whose counts changed
+  since the last run (all of them the first time), log what was rewritten in quality.epi_revisions;
+- ``export_publication(ctx, refs, issue_date)``: write ``<home>/publication/<issue_date>/``, the
+  SpF-shaped CSV files with disclosure control and a manifest; earlier issues stay side by side;
+- ``compare_issues(home, a, b)``: the cells that changed between two issues.
+
+``epi_app`` is the matching Typer sub-app (``biolake epi export | compare | issues``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import polars as pl
+import typer
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flows.steps import Context
+from transforms.epi import exports, indicators, mdo, revisions
+from transforms.epi.suppression import DisclosureRule
+from warehouse import catalog as cat
+from warehouse import catalog_epi as ce
+
+RESULT_COLUMNS = mdo.RESULT_COLUMNS
+DAILY_TABLES = {"dep": ce.SIDEP_DEP_DAILY, "reg": ce.SIDEP_REGION_DAILY, "fra": ce.SIDEP_FRANCE_DAILY}
+
+
+class EpiSettings(BaseSettings):
+    """Settings of the epi side (environment, prefix BIOLAKE_).
+
+    | variable | meaning | default |
+    |---|---|---|
+    | BIOLAKE_SUPPRESSION_THRESHOLD | largest count suppressed in published files | 10 |
+    | BIOLAKE_SUPPRESSION_MIN_COUNT | smallest count suppressed (zeros are published) | 1 |
+    | BIOLAKE_MDO_RULES | the MDO case rules table | <seeds>/mdo_rules.csv |
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BIOLAKE_", extra="ignore")
+
+    suppression_threshold: int = Field(default=10, ge=1)
+    suppression_min_count: int = Field(default=1, ge=1)
+    mdo_rules: Path | None = None
+
+    def rule(self) -> DisclosureRule:
+        return DisclosureRule(threshold=self.suppression_threshold, min_count=self.suppression_min_count)
+
+
+class NothingToPublish(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# marts
+# --------------------------------------------------------------------------------------------
+def rules_path(ctx: Context) -> Path:
+    return EpiSettings().mdo_rules or ctx.settings.seeds_dir / "mdo_rules.csv"
+
+
+def load_rules(ctx: Context, refs: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    return mdo.load_rules(rules_path(ctx), known_mdo=set(refs["mdo_list"]["mdo_id"].to_list()))
+
+
+def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str] | None = None) -> dict:
+    """Bring the epi marts up to date with marts.fct_lab_results, rewriting only what changed.
+
+    Returns {'sidep': {disease: {'days': [...], 'weeks': [...]}}, 'mdo': {'weeks': [...], 'cases': n},
+    'partitions_rewritten': n}.
+    """
+    defs = indicators.load_test_definitions(ctx.settings.seeds_dir / "test_definitions.csv")
+    rules = load_rules(ctx, refs)
+    geo = indicators.geography(refs["departements"])
+    pops = indicators.populations(refs["population"], geo)
+    diseases = sorted(diseases or defs["disease"].unique().to_list())
+    codes = {d: indicators.definition_loincs(defs, d) for d in diseases}
+    wanted = sorted(set().union(*codes.values()) | set(mdo.rule_loincs(rules)))
+    results = (
+        ctx.wh.scan(cat.FCT_LAB_RESULTS)
+        .filter(pl.col("is_current") & pl.col("loinc_code").is_in(wanted))
+        .select(RESULT_COLUMNS).collect()
+    )
+    state = _state(ctx)
+    reference = _fingerprint(geo, pops["dep"])
+    force = state.get("reference") != reference
+    log: list[dict] = []
+    summary: dict = {"sidep": {}, "mdo": {}}
+    for disease in diseases:
+        rows = results.filter(pl.col("loinc_code").is_in(codes[disease]))
+        summary["sidep"][disease] = _publish_sidep(ctx, disease, rows, geo, pops, force, log)
+    mdo_ids = sorted(rules.filter("active")["mdo_id"].unique().to_list())
+    summary["mdo"] = _publish_mdo(ctx, results, rules, mdo_ids, geo,
+                                  force or state.get("mdo_ids") != mdo_ids, log)
+    if log:
+        ctx.wh.write_partition_file(ce.EPI_REVISIONS, _safe(ctx.run_id),
+                                    pl.DataFrame(log, schema=ce.EPI_REVISIONS.schema))
+    _save_state(ctx, state | {"reference": reference, "mdo_ids": mdo_ids})
+    summary["partitions_rewritten"] = len(log)
+    return summary
+
+
+def _publish_sidep(ctx: Context, disease: str, rows: pl.DataFrame, geo: pl.DataFrame,
+                   pops: dict[str, pl.DataFrame], force: bool, log: list[dict]) -> dict:
+    t = ce.SIDEP_PERSON_DAYS
+    new = indicators.person_days(rows).with_columns(pl.lit(disease).alias("disease")).select(t.schema.names())
+    old = ctx.wh.read(t, [disease]) if disease in ctx.wh.partitions(t) else t.empty()
+    affected, period = revisions.affected_days(old, new)
+    if force:
+        affected |= set(revisions.period_days(old)) | set(period)
+    if not affected:
+        return {"days": [], "weeks": []}
+    if new.is_empty():
+        ctx.wh.delete_partition(t, disease)
+    else:
+        ctx.wh.write_partition(t, disease, [new])
+    in_period = sorted(affected & set(period))
+    dep_rows = indicators.daily_dep(new, geo, in_period, pops)
+    daily = {"dep": dep_rows, "reg": indicators.roll_up(dep_rows, geo, "reg", pops),
+             "fra": indicators.roll_up(dep_rows, geo, "fra", pops)}
+    weeks = sorted(revisions.weeks_of(affected))
+    for w in weeks:
+        days_w = sorted(d for d in affected if indicators.semaine_of(d) == w)
+        for level, table in DAILY_TABLES.items():
+            part = daily[level].filter(pl.col("semaine") == w).with_columns(pl.lit(disease).alias("disease"))
+            _merge(ctx, table, w, disease, pl.col("jour").is_in(days_w), part, log, _days_text(days_w))
+        week_rows = pl.concat([
+            indicators.weekly(_read_daily(ctx, level, disease, [w]), level).rename({level: "geo"})
+            .with_columns(pl.lit(level).alias("level"))
+            for level in DAILY_TABLES
+        ], how="diagonal").with_columns(pl.lit(disease).alias("disease"))
+        _merge(ctx, ce.SIDEP_WEEKLY, w, disease, pl.lit(True), week_rows, log, w)
+    # 7-day rates depend on the 6 days before: recompute the days whose window holds an affected day
+    rate_days = revisions.rate_days(affected, period)
+    dropped = rate_days | (affected - set(period))
+    if dropped:
+        lo = min(dropped).toordinal() - 6
+        need = revisions.weeks_of(date.fromordinal(o) for o in range(lo, max(dropped).toordinal() + 1))
+        parts = []
+        for level in DAILY_TABLES:
+            src = _read_daily(ctx, level, disease, sorted(need))
+            parts.append(indicators.sliding_7d(src, level, sorted(rate_days), period[0] if period else date.min)
+                         .rename({level: "geo"}).with_columns(pl.lit(level).alias("level")))
+        rates = pl.concat(parts, how="diagonal").with_columns(pl.lit(disease).alias("disease"))
+        for w in sorted(revisions.weeks_of(dropped)):
+            days_w = sorted(d for d in dropped if indicators.semaine_of(d) == w)
+            _merge(ctx, ce.SIDEP_RATES, w, disease, pl.col("jour").is_in(days_w),
+                   rates.filter(pl.col("semaine") == w), log, _days_text(days_w))
+    return {"days": sorted(d.isoformat() for d in affected), "weeks": weeks}
+
+
+def _publish_mdo(ctx: Context, results: pl.DataFrame, rules: pl.DataFrame, mdo_ids: list[str],
+                 geo: pl.DataFrame, force: bool, log: list[dict]) -> dict:
+    new = mdo.cases(mdo.positive_results(results, rules), mdo.episode_days(rules))
+    old = ctx.wh.read(ce.MDO_CASES)
+    tested = results.filter(pl.col("loinc_code").is_in(mdo.rule_loincs(rules)))
+    weeks = sorted(revisions.weeks_of(revisions.period_days(tested, "collected_date")))
+    old_weeks = set(ctx.wh.partitions(ce.MDO_WEEKLY))
+    changed = revisions.changed_periods(old, new, "semaine")
+    affected = changed | (old_weeks ^ set(weeks)) | (set(weeks) | old_weeks if force else set())
+    ids_changed = {r[0] for r in new.join(old, on=new.columns, how="anti", nulls_equal=True)
+                   .select("mdo_id").iter_rows()} | {r[0] for r in old.join(new, on=new.columns, how="anti",
+                                                                             nulls_equal=True)
+                                                     .select("mdo_id").iter_rows()}
+    for mdo_id in sorted(ids_changed):
+        rows = new.filter(pl.col("mdo_id") == mdo_id)
+        if rows.is_empty():
+            ctx.wh.delete_partition(ce.MDO_CASES, mdo_id)
+        else:
+            ctx.wh.write_partition(ce.MDO_CASES, mdo_id, [rows])
+        log.append(_log_row(ctx, ce.MDO_CASES, mdo_id, f"mdo_id={mdo_id}", "",
+                            "rewritten" if rows.height else "removed", rows.height))
+    deps = geo["dep"].to_list()
+    for w in sorted(affected):
+        if w in weeks:
+            rows = mdo.weekly_cases(new.filter(pl.col("semaine") == w), deps, [w], mdo_ids)
+            ctx.wh.write_partition(ce.MDO_WEEKLY, w, [rows])
+            log.append(_log_row(ctx, ce.MDO_WEEKLY, "*", f"semaine={w}", w, "rewritten", rows.height))
+        else:
+            ctx.wh.delete_partition(ce.MDO_WEEKLY, w)
+            log.append(_log_row(ctx, ce.MDO_WEEKLY, "*", f"semaine={w}", w, "removed", 0))
+    return {"weeks": sorted(affected), "cases": new.height}
+
+
+def _read_daily(ctx: Context, level: str, disease: str, weeks: list[str]) -> pl.DataFrame:
+    t = DAILY_TABLES[level]
+    have = set(ctx.wh.partitions(t))
+    return ctx.wh.read(t, [w for w in weeks if w in have]).filter(pl.col("disease") == disease).drop("disease")
+
+
+def _merge(ctx: Context, t, part: str, disease: str, drop: pl.Expr, new: pl.DataFrame, log: list[dict],
+           periods: str) -> None:
+    """Replace, in partition ``part`` of ``t``, the rows of ``disease`` matching ``drop`` by ``new``."""
+    existing = ctx.wh.read(t, [part]) if part in ctx.wh.partitions(t) else t.empty()
+    keep = existing.filter(~((pl.col("disease") == disease) & drop))
+    out = pl.concat([keep, ctx.wh.conform(t, new)]).sort(list(t.key))
+    if out.is_empty():
+        ctx.wh.delete_partition(t, part)
+        action = "removed"
+    else:
+        ctx.wh.write_partition(t, part, [out])
+        action = "rewritten"
+    log.append(_log_row(ctx, t, disease, f"semaine={part}", periods, action, new.height))
+
+
+def _log_row(ctx: Context, t, disease: str, partition: str, periods: str, action: str, rows: int) -> dict:
+    return {"run_id": ctx.run_id, "revised_at": datetime.now(), "table_name": t.qualified, "disease": disease,
+            "partition": partition, "periods": periods, "action": action, "rows": rows}
+
+
+def _days_text(days) -> str:
+    return ";".join(d.isoformat() for d in sorted(days))
+
+
+def _fingerprint(*frames: pl.DataFrame) -> str:
+    h = hashlib.sha256()
+    for f in frames:
+        h.update(f.sort(f.columns).write_csv().encode())
+    return h.hexdigest()[:16]
+
+
+def _state_path(ctx: Context) -> Path:
+    return ctx.wh.root / "epi_state.json"
+
+
+def _state(ctx: Context) -> dict:
+    p = _state_path(ctx)
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _save_state(ctx: Context, state: dict) -> None:
+    p = _state_path(ctx)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(f".{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    os.replace(tmp, p)
+
+
+def _safe(key: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in key) or "run"
+
+
+# --------------------------------------------------------------------------------------------
+# publications
+# --------------------------------------------------------------------------------------------
+def publication_root(home: Path) -> Path:
+    return Path(home).resolve() / "publication"
+
+
+def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: str | None = None,
+                       rule: DisclosureRule | None = None, diseases: list[str] | None = None) -> dict:
+    """Write ``<home>/publication/<issue_date>/``: SpF-shaped files, suppressed, plus manifest.csv/.json.
+
+    Re-issuing the same date replaces that issue (atomically); other issues are never touched.
+    """
+    issue = _issue(issue_date)
+    rule = rule or EpiSettings().rule()
+    geo = indicators.geography(refs["departements"])
+    dep_all = ctx.wh.read(ce.SIDEP_DEP_DAILY)
+    diseases = sorted(diseases or dep_all["disease"].unique().to_list())
+    files: list[exports.PublishedFile] = []
+    audit: dict = {}
+    for disease in diseases:
+        daily = {lvl: ctx.wh.read(t).filter(pl.col("disease") == disease).drop("disease")
+                 for lvl, t in DAILY_TABLES.items()}
+        if daily["dep"].is_empty():
+            raise NothingToPublish(f"no SI-DEP rows for {disease!r}: run the pipeline first")
+        weekly = ctx.wh.read(ce.SIDEP_WEEKLY).filter(pl.col("disease") == disease).drop("disease")
+        hidden = exports.suppress_sidep(daily, weekly, geo, rule)
+        audit[disease] = {fam: len(h[2]) for fam, h in hidden.items()}
+        files += exports.sidep_files(disease, daily, weekly, hidden)
+    mdo_weekly = ctx.wh.read(ce.MDO_WEEKLY).filter(~pl.col("mdo_id").is_in(diseases))
+    if mdo_weekly.height:
+        mdo_out, mdo_audit = exports.mdo_files(mdo_weekly, geo, rule)
+        files += mdo_out
+        audit["mdo"] = mdo_audit
+    if not files:
+        raise NothingToPublish("nothing to publish: run the pipeline first")
+    leaks = {k: v for k, v in audit.items() if any(v.values())}
+    if leaks and rule.secondary != "none":  # cannot happen with the hypercube method: refuse to publish
+        raise RuntimeError(f"disclosure audit failed, suppressed cells recomputable: {leaks}")
+    return _write_issue(ctx, issue, files, rule, audit)
+
+
+def _issue(issue_date: str | None) -> str:
+    issue = issue_date or date.today().isoformat()
+    try:
+        date.fromisoformat(issue)
+    except ValueError as err:
+        raise ValueError(f"issue date must be YYYY-MM-DD, not {issue!r}") from err
+    return issue
+
+
+def _write_issue(ctx: Context, issue: str, files: list[exports.PublishedFile], rule: DisclosureRule,
+                 audit: dict) -> dict:
+    root = publication_root(ctx.wh.home)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{issue}.{uuid.uuid4().hex}.tmp"
+    tmp.mkdir()
+    now = datetime.now().replace(microsecond=0)
+    manifest = []
+    for f in files:
+        data = exports.csv_bytes(f.frame)
+        (tmp / f.name).write_bytes(data)
+        start, end = f.period
+        manifest.append({
+            "issue_date": issue, "file": f.name, "dataset": f.dataset, "disease": f.disease, "level": f.level,
+            "frequency": f.frequency, "rows": f.frame.height, "sha256": exports.sha256(data),
+            "period_start": start, "period_end": end, "rule": rule.describe(), "threshold": rule.threshold,
+            "cells_primary": f.cells_primary, "cells_secondary": f.cells_secondary,
+            "published_at": now, "run_id": ctx.run_id,
+        })
+    table = pl.DataFrame(manifest, schema=ce.PUBLICATIONS.schema)
+    (tmp / "manifest.csv").write_bytes(exports.csv_bytes(
+        table.drop("published_at", "run_id").with_columns(pl.col(pl.Utf8).fill_null(""))))
+    doc = {"issue_date": issue, "published_at": now.isoformat(), "run_id": ctx.run_id,
+           "disclosure": {"rule": rule.describe(), **rule.as_dict(),
+                          "audit_recomputable_cells": audit},
+           "files": [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in m.items()} for m in manifest]}
+    (tmp / "manifest.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    final = root / issue
+    trash = None
+    if final.exists():
+        trash = root / f".{issue}.{uuid.uuid4().hex}.old"
+        os.replace(final, trash)
+    os.replace(tmp, final)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+    ctx.wh.write_partition_file(ce.PUBLICATIONS, _safe(issue), table)
+    return {"issue_date": issue, "folder": str(final), "files": manifest, "rule": rule.describe()}
+
+
+def list_issues(home: Path) -> list[dict]:
+    root = publication_root(home)
+    out = []
+    for d in sorted(root.iterdir()) if root.exists() else []:
+        m = d / "manifest.json"
+        if d.is_dir() and not d.name.startswith(".") and m.exists():
+            doc = json.loads(m.read_text(encoding="utf-8"))
+            out.append({"issue_date": doc["issue_date"], "published_at": doc["published_at"],
+                        "files": len(doc["files"]), "rule": doc["disclosure"]["rule"]})
+    return out
+
+
+def read_issue_file(home: Path, issue: str, name: str) -> pl.DataFrame | None:
+    path = publication_root(home) / _issue(issue) / name
+    if not path.exists():
+        return None
+    return pl.read_csv(path, separator=";", infer_schema=False)
+
+
+def compare_issues(home: Path, before: str, after: str, files: list[str] | None = None) -> pl.DataFrame:
+    """Cells that differ between two issues: file, key, column, before, after (text, empty = suppressed)."""
+    names = []
+    for issue in (before, after):
+        m = publication_root(home) / _issue(issue) / "manifest.json"
+        if not m.exists():
+            raise FileNotFoundError(f"no publication {issue} under {publication_root(home)}")
+        names += [f["file"] for f in json.loads(m.read_text(encoding="utf-8"))["files"]]
+    wanted = sorted(set(names) if files is None else set(files))
+    parts = [exports.compare_frames(n, read_issue_file(home, before, n), read_issue_file(home, after, n))
+             for n in wanted]
+    return pl.concat(parts) if parts else exports.compare_frames("", None, None)
+
+
+# --------------------------------------------------------------------------------------------
+# command line: biolake epi ...
+# --------------------------------------------------------------------------------------------
+epi_app = typer.Typer(no_args_is_help=True, help="SI-DEP and MDO publications: export, compare issues.")
+HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="data directory (env BIOLAKE_HOME, default ./data)")]
+
+
+def _cli_ctx(home: Path | None) -> tuple[Context, dict]:
+    from flows.settings import Settings
+    from flows.steps import load_ref
+
+    settings = Settings(**({"home": home} if home is not None else {}))
+    ctx = Context.create(settings, run_id=datetime.now().strftime("export-%Y%m%dT%H%M%S"))
+    return ctx, load_ref(ctx)
+
+
+@epi_app.command("export")
+def export_cmd(
+    home: HomeOpt = None,
+    issue_date: Annotated[Optional[str], typer.Option("--issue-date", help="YYYY-MM-DD (default today)")] = None,
+    threshold: Annotated[Optional[int], typer.Option(help="largest count suppressed (default 10)")] = None,
+    min_count: Annotated[Optional[int], typer.Option(help="smallest count suppressed (default 1)")] = None,
+) -> None:
+    """Write <home>/publication/<issue-date>/: SpF-shaped CSV files with disclosure control and a manifest."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    base = EpiSettings().rule()
+    try:
+        rule = DisclosureRule(threshold=threshold or base.threshold, min_count=min_count or base.min_count)
+        ctx, refs = _cli_ctx(home)
+        out = export_publication(ctx, refs, issue_date=issue_date, rule=rule)
+    except (ValueError, NothingToPublish) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2)
+    t = Table(title=f"publication {out['issue_date']} -> {out['folder']}", show_edge=False)
+    for c in ("file", "rows", "period", "suppressed (primary+secondary)", "sha256"):
+        t.add_column(c)
+    for f in out["files"]:
+        t.add_row(f["file"], str(f["rows"]), f"{f['period_start']} .. {f['period_end']}",
+                  f"{f['cells_primary']}+{f['cells_secondary']}", f["sha256"][:12])
+    console.print(t)
+    console.print(f"disclosure rule: {out['rule']}")
+
+
+@epi_app.command("compare")
+def compare_cmd(
+    before: Annotated[str, typer.Argument(help="earlier issue date")],
+    after: Annotated[str, typer.Argument(help="later issue date")],
+    home: HomeOpt = None,
+    file: Annotated[Optional[list[str]], typer.Option("--file", help="only this file (repeatable)")] = None,
+    csv: Annotated[bool, typer.Option("--csv", help="print every difference as CSV")] = False,
+) -> None:
+    """Revisions between two issues: every cell whose value changed (empty = suppressed)."""
+    from rich.console import Console
+
+    from flows.settings import Settings
+
+    console = Console()
+    settings = Settings(**({"home": home} if home is not None else {}))
+    try:
+        diff = compare_issues(settings.home_abs, before, after, file or None)
+    except (FileNotFoundError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2)
+    if csv:
+        typer.echo(exports.csv_bytes(diff).decode("utf-8"), nl=False)
+        return
+    if diff.is_empty():
+        console.print(f"no difference between {before} and {after}")
+        return
+    console.print(diff.group_by("file").len().sort("file"))
+    console.print(diff.head(30))
+
+
+@epi_app.command("issues")
+def issues_cmd(home: HomeOpt = None) -> None:
+    """List the publications kept under <home>/publication."""
+    from rich.console import Console
+
+    from flows.settings import Settings
+
+    settings = Settings(**({"home": home} if home is not None else {}))
+    for i in list_issues(settings.home_abs):
+        Console().print(f"{i['issue_date']}  {i['files']} files  published {i['published_at']}")

@@ -1,0 +1,64 @@
+"""The command line: sql, the mapping work queue round trip with back-fill, the missing-secret error."""
+
+from __future__ import annotations
+
+import polars as pl
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.helpers import copy_home, query
+
+runner = CliRunner()
+
+
+def test_sql_prints_results_and_refuses_writes(clean_run):
+    home, _ = clean_run
+    out = runner.invoke(app, ["sql", "--home", str(home), "--csv",
+                              "SELECT count(*) AS n FROM marts.fct_lab_results"])
+    assert out.exit_code == 0, out.output
+    n = query(home, "SELECT count(*) AS n FROM marts.fct_lab_results")["n"][0]
+    assert out.output.strip().splitlines() == ["n", str(n)]
+    bad = runner.invoke(app, ["sql", "--home", str(home), "CREATE TABLE marts.x AS SELECT 1"])
+    assert bad.exit_code == 2 and "error" in bad.output.lower()
+
+
+def test_sql_without_a_database_says_what_to_do(tmp_path):
+    out = runner.invoke(app, ["sql", "--home", str(tmp_path), "SELECT 1"])
+    assert out.exit_code == 2 and "biolake run" in out.output
+
+
+def test_run_without_secret_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.delenv("BIOLAKE_PSEUDONYM_SECRET", raising=False)
+    monkeypatch.delenv("BIOLAKE_DEMO", raising=False)
+    out = runner.invoke(app, ["run", "--home", str(tmp_path)])
+    assert out.exit_code == 2 and "BIOLAKE_PSEUDONYM_SECRET" in out.output
+
+
+def test_approved_mapping_applies_and_backfills(clean_run, tmp_path):
+    home = copy_home(clean_run[0], tmp_path / "home")
+    wq = tmp_path / "workqueue.csv"
+    out = runner.invoke(app, ["mappings", "export", "--home", str(home), "--out", str(wq)])
+    assert out.exit_code == 0, out.output
+    queue = pl.read_csv(wq, infer_schema=False)
+    target = queue.filter((pl.col("source") == "labo_alpha") & (pl.col("local_code") == "VITD")
+                          & (pl.col("rank") == "1"))
+    assert target.height == 1
+    chosen = target["loinc_num"][0]
+    queue = queue.with_columns(
+        decision=pl.when((pl.col("source") == "labo_alpha") & (pl.col("local_code") == "VITD"))
+        .then(pl.when(pl.col("rank") == "1").then(pl.lit("approve")).otherwise(pl.lit("reject")))
+        .otherwise(pl.col("decision")))
+    queue.write_csv(wq)
+    out = runner.invoke(app, ["mappings", "import", "--home", str(home), str(wq)])
+    assert out.exit_code == 0, out.output
+    assert (home / "mappings" / "labo_alpha.csv").exists()
+    from flows.pipeline import pipeline
+
+    summary = pipeline(home=str(home))
+    assert summary["files_new"] == 0  # nothing new arrived: the earlier rows were re-coded
+    rows = query(home, "SELECT loinc_code, mapping_status FROM marts.fct_lab_results "
+                       "WHERE source = 'labo_alpha' AND local_code = 'VITD'")
+    assert rows.height > 0
+    assert rows.unique().rows() == [(chosen, "mapped")]
+    backlog = query(home, "SELECT local_code FROM quality.unmapped_backlog WHERE source = 'labo_alpha'")
+    assert "VITD" not in backlog["local_code"].to_list()
