@@ -20,6 +20,12 @@ mappings_app = typer.Typer(no_args_is_help=True, help="The mapping work queue: e
 app.add_typer(mappings_app, name="mappings")
 console = Console()
 
+
+def _register_subapps() -> None:
+    from flows.privacy import privacy_app
+
+    app.add_typer(privacy_app)  # biolake purge, audit, analyst-db
+
 HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="data directory (env BIOLAKE_HOME, default ./data)")]
 
 
@@ -202,17 +208,14 @@ def sql(
     if not db.exists():
         console.print(f"[red]error:[/red] {db} does not exist: run `biolake run` or `biolake demo` first")
         raise typer.Exit(2)
-    con = duckdb.connect(str(db), read_only=True)
+    from warehouse.analyst import UnsafeQuery, read_only_query
+
     try:
-        rel = con.sql(query)
-        if rel is None:
-            return
-        df = rel.pl()
-    except duckdb.Error as err:
+        # one SELECT, on a connection that can read only the warehouse and cannot write or attach
+        df = read_only_query(db, query, [settings.home_abs / "warehouse"])
+    except (UnsafeQuery, duckdb.Error) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2)
-    finally:
-        con.close()
     if csv:
         sys.stdout.write(df.write_csv(separator=";"))
         return
@@ -313,6 +316,8 @@ def mappings_import(
     console.print(f"{rows.height} approved mapping(s) written to {settings.operator_mappings} "
                   f"({written}); run `biolake run` to apply them and back-fill earlier results")
 
+
+_register_subapps()
 
 if __name__ == "__main__":
     app()

@@ -20,7 +20,7 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import progress, steps
+from flows import privacy, progress, steps
 from flows import publish as pub
 from flows.lock import warehouse_lock
 from flows.settings import Settings
@@ -88,6 +88,7 @@ def process_file(home: str, ticket: steps.FileTicket) -> dict:
     if "failed" in got:
         steps.quarantine_file_failure(ctx, ticket, got["failed"], got["detail"])
         steps.log_file(ctx, ticket, fmt=None, status="failed", reason_code=got["failed"], detail=got["detail"])
+        privacy.audit(ctx, "file_failed", ticket.path, ticket.sha256, {"reason_code": got["failed"]})
         return {"ticket": ticket, "status": "failed", "reason": got["failed"], "detail": got["detail"],
                 "seconds": seconds}
     t0 = time.perf_counter()
@@ -101,6 +102,9 @@ def process_file(home: str, ticket: steps.FileTicket) -> dict:
                            f"{val['rows_quarantined']} quarantined")
     steps.log_file(ctx, ticket, fmt=got["format"], status="loaded", rows_in=got["rows_in"],
                    rows_valid=val["rows_valid"], rows_quarantined=val["rows_quarantined"])
+    privacy.audit(ctx, "file_ingested", ticket.path, ticket.sha256,
+                  {"file_id": ticket.file_id, "format": got["format"], "rows_in": got["rows_in"],
+                   "rows_valid": val["rows_valid"], "rows_quarantined": val["rows_quarantined"]})
     return {"ticket": ticket, "status": "loaded", "format": got["format"], "rows_in": got["rows_in"],
             "rows_valid": val["rows_valid"], "rows_quarantined": val["rows_quarantined"],
             "reasons": val["reasons"], "seconds": seconds}
@@ -124,7 +128,14 @@ def publish_quality_task(home: str) -> dict:
 
 @task(name="refresh-views", cache_policy=NONE, tags=[WRITER_TAG])
 def refresh_views_task(home: str) -> str:
-    return str(steps.refresh_views(_ctx(home)))
+    """The engineers' database (every layer) and the analysts' one (no identity)."""
+    from warehouse.analyst import build_analyst_db
+
+    ctx = _ctx(home)
+    db = steps.refresh_views(ctx)
+    analyst = build_analyst_db(ctx.wh)
+    privacy.audit(ctx, "analyst_db_built", str(analyst))
+    return str(db)
 
 
 class Stage:
@@ -159,7 +170,15 @@ def ingest_flow(home: str = "data") -> dict:
     for t in tickets:
         if t.status == "duplicate":
             steps.log_file(ctx, t, fmt=None, status="duplicate", detail=f"same content as {t.duplicate_of}")
+            privacy.audit(ctx, "file_skipped", t.path, t.sha256, {"reason": "duplicate", "file_id": t.file_id})
             totals["files_duplicate"] += 1
+        elif t.status == "unsafe":
+            log.warning("a landing file with an unsafe name was refused: %s", t.detail)
+            steps.quarantine_file_failure(ctx, t, "UNSAFE_FILE_NAME", t.detail)
+            steps.log_file(ctx, t, fmt=None, status="failed", reason_code="UNSAFE_FILE_NAME", detail=t.detail)
+            privacy.audit(ctx, "file_skipped", t.raw_name or t.path, None, {"reason": "UNSAFE_FILE_NAME"})
+            totals["files_failed"] += 1
+            reasons["UNSAFE_FILE_NAME"] += 1
     progress.report("files", 0, len(new))
     futures = [process_file.submit(home, t) for t in new]
     changed: list[str] = []
@@ -215,13 +234,23 @@ def pipeline(home: str = "data") -> dict:
     ctx = _ctx(home)
     started = datetime.now()
     with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
+        from warehouse.analyst import restrict_raw_permissions
+
         ctx.wh.clean_tmp()
-        ing = _with_runner(ingest_flow, ctx.settings)(home=home)
-        pubd = publish_flow(home=home, changed=ing["changed"])
+        restrict_raw_permissions(ctx.wh)
+        privacy.audit(ctx, "run_started", str(ctx.wh.home))
+        try:
+            ing = _with_runner(ingest_flow, ctx.settings)(home=home)
+            pubd = publish_flow(home=home, changed=ing["changed"])
+        except BaseException as err:
+            privacy.audit(ctx, "run_finished", str(ctx.wh.home), details={"status": "failed",
+                                                                          "error": type(err).__name__})
+            raise
         ctx.stage_seconds.update(ing["stage_seconds"])
         ctx.stage_seconds.update(pubd["stage_seconds"])
         totals = ing["totals"]
         steps.write_run_log(ctx, started, totals)
+        privacy.audit(ctx, "run_finished", str(ctx.wh.home), details={"status": "ok", **totals})
     summary = {
         "run_id": ctx.run_id, "home": str(ctx.wh.home), "database": pubd["database"],
         "files_seen": ing["files_seen"],

@@ -57,8 +57,10 @@ class FileTicket:
     file_id: str
     file_seq: int
     size_bytes: int
-    status: str  # new | duplicate
+    status: str  # new | duplicate | unsafe
     duplicate_of: str | None = None
+    detail: str | None = None  # why an unsafe file is refused
+    raw_name: str | None = None  # an unsafe file's name as found (never logged; the audit escapes it)
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,8 +114,11 @@ def discover(ctx: Context) -> list[FileTicket]:
     """Files in landing/<source>/ not yet logged, in path order, each hashed and registered.
 
     A file whose content was already loaded (same sha256, any name) is a re-delivery: it is logged
-    as duplicate and skipped.
+    as duplicate and skipped. A file with a hostile name (traversal, control characters, bytes that
+    are not UTF-8...) is refused without being opened: status unsafe.
     """
+    from flows.privacy import landing_name_problem, safe_display_name
+
     landing = ctx.settings.landing
     if not landing.exists():
         return []
@@ -126,6 +131,15 @@ def discover(ctx: Context) -> list[FileTicket]:
         rel = path.relative_to(landing).as_posix()
         if any(part.startswith(".") for part in rel.split("/")):
             continue  # hidden files: partial uploads by convention
+        problem = landing_name_problem(rel)
+        if problem:
+            shown = safe_display_name(rel)
+            uid = hashlib.sha256(f"unsafe\0{shown}".encode()).hexdigest()[:16]
+            if uid not in seen_logs:
+                tickets.append(FileTicket(uid, shown, safe_display_name(rel.split("/")[0]) if "/" in rel else "_unknown",
+                                          "", uid, 0, path.lstat().st_size, "unsafe", detail=problem,
+                                          raw_name=rel))
+            continue
         source = rel.split("/")[0] if "/" in rel else "_unknown"
         digest = sha256_of(path)
         log_id = hashlib.sha256(f"{rel}\0{digest}".encode()).hexdigest()[:16]

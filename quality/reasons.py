@@ -29,6 +29,7 @@ REASONS: dict[str, str] = {
     "VALUE_INVALID": "a numeric value cannot be read as a number",
     # file level
     "UNPARSEABLE_FILE": "the file cannot be read in any supported format",
+    "UNSAFE_FILE_NAME": "the file name is hostile (path traversal, control characters...): not opened",
     "EMPTY_FILE": "the file holds no data",
     "HEADER_INVALID": "the file's header does not name the required columns",
 }

@@ -51,7 +51,7 @@ def snapshot(home, drop=()) -> dict:
 
     out = {}
     for t in cat.TABLES:
-        if t.qualified in ("quality.run_log", "quality.reason_codes") or t.layer == "raw":
+        if t.qualified in ("quality.run_log", "quality.reason_codes", "quality.audit_events") or t.layer == "raw":
             continue
         df = query(home, f"SELECT * FROM {t.qualified}")
         df = df.drop([c for c in (*RUN_SPECIFIC, *drop) if c in df.columns])

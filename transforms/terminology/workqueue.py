@@ -24,6 +24,8 @@ from pathlib import Path
 
 import polars as pl
 
+from transforms.safe_text import neutralise_formulas
+
 from transforms.terminology.mappings import (
     MAPPING_FIELDS,
     MAPPING_SCHEMA,
@@ -73,8 +75,14 @@ def export_workqueue(backlog_with_suggestions: pl.DataFrame, path: Path) -> Path
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out.write_csv(path)
+    # reviewers open this file in a spreadsheet: a lab's label '=HYPERLINK(...)' must stay text
+    neutralise_formulas(out).write_csv(path)
     return path
+
+
+def _unquote(cell: str) -> str:
+    """The apostrophe export_workqueue put before = + - @ goes when the file comes back."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
 def import_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = None) -> pl.DataFrame:
@@ -106,7 +114,8 @@ def import_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None =
         if decision not in APPROVE:
             issues.append((origin, f"decision {rec.get('decision')!r} is not approve, reject or empty"))
             continue
-        row = {f: ((rec.get(f) or "").strip() or None) for f in ("source", "local_code", "local_label", "unit", "specimen", "loinc_num")}
+        row = {f: (_unquote((rec.get(f) or "").strip()) or None)
+               for f in ("source", "local_code", "local_label", "unit", "specimen", "loinc_num")}
         for f in ("source", "local_code", "loinc_num"):
             if row[f] is None:
                 issues.append((origin, f"missing required field {f}"))

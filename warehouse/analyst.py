@@ -1,0 +1,216 @@
+"""The analyst database: ``<home>/analyst.duckdb``, views over the non-identifying layers only.
+
+``<home>/biolake.duckdb`` (warehouse/views.py) is the data engineers' database: it exposes every
+layer, raw included. Public-health analysts get ``analyst.duckdb`` instead, built from the same
+catalog with these rules (docs/privacy.md explains them):
+
+- no view over the raw layer nor over any table declared ``identifying``; the only paths the view
+  definitions read are under ``warehouse/{staging,marts,quality,ref}`` (a test checks every one);
+- no column declared identifying (``Column.identifying``: NIR, names, birth date, postal code), no
+  ``raw_text``; and a few more columns that can carry an identity without being declared so:
+  ``request_id`` and ``message_id`` (the lab can link them back to its patient), ``path`` and
+  ``duplicate_of`` (labs sometimes name files after the patient); a ``detail`` next to a ``path``
+  has the file name replaced by ``<file>``; audit subjects of landing files are hidden;
+- like biolake.duckdb it holds no data: the views read the Parquet files, so a run never has to
+  wait for an analyst.
+
+DuckDB lets anyone who opens a database run ``read_parquet`` on any file the operating system
+lets them read: a view cannot prevent that. The raw layer is therefore closed at the OS level
+(``restrict_raw_permissions``: ``warehouse/raw`` mode 0700, owner = the pipeline's account), and
+``connect_analyst`` opens the database read-only with external access limited to the four
+analyst layers and the configuration locked, for tools that go through biolake.
+
+``read_only_query`` is what ``biolake sql`` should use: one SELECT statement, read-only, no file
+access outside the warehouse, configuration locked.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from quality.reasons import REASONS
+from transforms.canonical import IDENTIFYING_COLUMNS
+from warehouse import catalog as cat
+from warehouse.catalog import REF_SEEDS, Table
+from warehouse.store import Warehouse
+from warehouse.views import sql_literal, view_sql
+
+ANALYST_DB_NAME = "analyst.duckdb"
+ANALYST_LAYERS = ("staging", "marts", "quality", "ref")
+
+# columns never shown to analysts although no catalog flag marks them (why, for docs and tests)
+HIDDEN_COLUMNS: dict[str, str] = {
+    "raw_text": "the raw text of an input line or message",
+    "request_id": "the lab's request number: the lab can link it back to its patient",
+    "message_id": "the message or document id: the sender can link it back to its patient",
+    "path": "landing file name: labs sometimes name files after the patient",
+    "duplicate_of": "landing file name of the first delivery",
+}
+DB_FILE_MODE = 0o644  # analysts read it; only the pipeline's account writes it
+RAW_DIR_MODE = 0o700
+
+
+class UnsafeQuery(ValueError):
+    """A query that is not a single read-only SELECT."""
+
+
+# --------------------------------------------------------------------------------------------
+# what analysts see
+# --------------------------------------------------------------------------------------------
+def _identifying_names(t: Table) -> set[str]:
+    return {c.name for c in t.columns if c.identifying} | (IDENTIFYING_COLUMNS & {c.name for c in t.columns})
+
+
+def analyst_tables() -> list[Table]:
+    """Catalog tables analysts may query: not raw, not declared identifying."""
+    return [t for t in cat.TABLES if t.layer in ANALYST_LAYERS and not t.identifying]
+
+
+def analyst_columns(t: Table) -> list[tuple[str, str]]:
+    """(column name, SQL expression over the table's full view) for each column analysts see."""
+    names = {c.name for c in t.columns}
+    hidden = _identifying_names(t) | set(HIDDEN_COLUMNS)
+    out: list[tuple[str, str]] = []
+    for c in t.columns:
+        if c.name in hidden:
+            continue
+        expr = f'"{c.name}"'
+        if c.name == "detail" and "path" in names:
+            # parser messages start with the file name: keep the message, not the name
+            expr = ("CASE WHEN path IS NULL OR regexp_extract(path, '[^/]*$') = '' THEN detail "
+                    "ELSE replace(detail, regexp_extract(path, '[^/]*$'), '<file>') END")
+        elif t.qualified == "quality.audit_events" and c.name == "subject":
+            expr = "CASE WHEN kind LIKE 'file_%' THEN NULL ELSE subject END"
+        out.append((c.name, expr))
+    return out
+
+
+def _column_comment(t: Table, name: str) -> str:
+    return next(c.description for c in t.columns if c.name == name)
+
+
+# --------------------------------------------------------------------------------------------
+# build
+# --------------------------------------------------------------------------------------------
+def restrict_raw_permissions(wh: Warehouse) -> list[Path]:
+    """Make the raw layer readable by the pipeline's own account only (mode 0700). Returns the
+    directories changed. Harmless to call at every run; raw is created if missing so the mode is
+    set before the first identity is written."""
+    raw = wh.root / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    changed = []
+    if stat.S_IMODE(raw.stat().st_mode) != RAW_DIR_MODE:
+        os.chmod(raw, RAW_DIR_MODE)
+        changed.append(raw)
+    return changed
+
+
+def build_analyst_db(wh: Warehouse, db_path: Path | None = None) -> Path:
+    """(Re)build ``<home>/analyst.duckdb`` atomically and return its path (see module doc)."""
+    db_path = Path(db_path or wh.home / ANALYST_DB_NAME)
+    restrict_raw_permissions(wh)
+    tmp = db_path.with_name(f".{db_path.name}.{uuid.uuid4().hex}.tmp")
+    con = duckdb.connect(str(tmp))
+    try:
+        for layer in ANALYST_LAYERS:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
+        for t in analyst_tables():
+            if t.qualified == "quality.reason_codes":
+                continue
+            inner = view_sql(wh, t)
+            cols = analyst_columns(t)
+            select = ", ".join(f'{expr} AS "{name}"' for name, expr in cols)
+            con.execute(f"CREATE OR REPLACE VIEW {t.qualified} AS SELECT {select} FROM ({inner}) AS src")
+            con.execute(f"COMMENT ON VIEW {t.qualified} IS {sql_literal(t.description)}")
+            for name, _ in cols:
+                con.execute(f'COMMENT ON COLUMN {t.qualified}."{name}" IS {sql_literal(_column_comment(t, name))}')
+        values = ", ".join(f"({sql_literal(k)}, {sql_literal(v)})" for k, v in REASONS.items())
+        con.execute("CREATE OR REPLACE VIEW quality.reason_codes AS "
+                    f"SELECT * FROM (VALUES {values}) AS r(reason_code, description)")
+        for name in REF_SEEDS:
+            path = wh.root / "ref" / name / "data.parquet"
+            if path.exists():
+                con.execute(f"CREATE OR REPLACE VIEW ref.{name} AS SELECT * FROM read_parquet({sql_literal(str(path))})")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    os.chmod(tmp, DB_FILE_MODE)
+    os.replace(tmp, db_path)
+    wal = tmp.with_name(tmp.name + ".wal")
+    if wal.exists():
+        wal.unlink()
+    return db_path
+
+
+def analyst_dirs(wh_root: Path) -> list[Path]:
+    """The only directories the analyst views read."""
+    return [Path(wh_root) / layer for layer in ANALYST_LAYERS]
+
+
+# --------------------------------------------------------------------------------------------
+# locked, read-only connections
+# --------------------------------------------------------------------------------------------
+def locked_connection(db_path: Path, allowed_dirs: Sequence[Path]) -> duckdb.DuckDBPyConnection:
+    """``db_path`` opened read-only; file access limited to ``allowed_dirs``; configuration locked.
+
+    What it prevents: writing the database (read-only), reading or writing any file outside
+    ``allowed_dirs`` (``COPY ... TO``, ``ATTACH``, ``read_text``, ``read_parquet`` of the raw layer,
+    ``INSTALL``/``LOAD``), and undoing these settings (``SET``/``RESET`` fail once locked). It
+    cannot make ``allowed_dirs`` themselves read-only: operating-system permissions do that, and
+    ``read_only_query`` accepts nothing but SELECT.
+    """
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        dirs = "[" + ", ".join(sql_literal(str(Path(d).resolve()) + os.sep) for d in allowed_dirs) + "]"
+        con.execute(f"SET allowed_directories = {dirs}")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def connect_analyst(db_path: Path, wh_root: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """The analyst database, read-only, able to read the four analyst layers and nothing else.
+
+    ``wh_root`` defaults to ``<folder of db_path>/warehouse``.
+    """
+    db_path = Path(db_path)
+    root = Path(wh_root) if wh_root is not None else db_path.parent / "warehouse"
+    return locked_connection(db_path, analyst_dirs(root))
+
+
+def check_select_only(sql: str) -> None:
+    """Raise ``UnsafeQuery`` unless ``sql`` is exactly one SELECT statement (``FROM``, ``WITH``,
+    ``DESCRIBE``, ``SHOW``, ``SUMMARIZE`` and ``VALUES`` parse as SELECT). ``EXPLAIN`` is refused:
+    ``EXPLAIN ANALYZE COPY ... TO`` executes the COPY."""
+    parser = duckdb.connect(":memory:")
+    try:
+        statements = parser.extract_statements(sql)
+    except duckdb.Error as err:
+        raise UnsafeQuery(f"cannot parse the query: {err}") from None
+    finally:
+        parser.close()
+    if len(statements) != 1:
+        raise UnsafeQuery(f"expected exactly one SELECT statement, got {len(statements)} statements")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise UnsafeQuery(f"only SELECT queries are allowed here, not {kind.name}")
+
+
+def read_only_query(db_path: Path, sql: str, allowed_dirs: Sequence[Path]) -> pl.DataFrame:
+    """Run one SELECT against ``db_path`` through ``locked_connection``; the result as polars."""
+    check_select_only(sql)
+    con = locked_connection(db_path, allowed_dirs)
+    try:
+        return con.sql(sql).pl()
+    finally:
+        con.close()
