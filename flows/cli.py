@@ -22,9 +22,12 @@ console = Console()
 
 
 def _register_subapps() -> None:
+    # these modules import no Prefect at load time: PREFECT_HOME must be set before Prefect loads
+    from flows.epi import epi_app
     from flows.privacy import privacy_app
 
     app.add_typer(privacy_app)  # biolake purge, audit, analyst-db
+    app.add_typer(epi_app, name="epi")  # biolake epi export / compare / issues
 
 HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="data directory (env BIOLAKE_HOME, default ./data)")]
 
@@ -258,10 +261,13 @@ def serve(
         console.print(f"Prefect UI: [bold]{api.removesuffix('/api')}[/bold]  (API {api})")
         from prefect import serve as prefect_serve
 
-        d.ensure_writer_limit()
-        deps = d.deployments(str(settings.home_abs))
-        console.print("serving: " + ", ".join(dep.name for dep in deps) + "  (Ctrl-C to stop)")
-        prefect_serve(*deps, print_starting_message=False)
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            d.ensure_writer_limit()
+            deps = d.deployments(str(settings.home_abs))
+            console.print("serving: " + ", ".join(dep.name for dep in deps) + "  (Ctrl-C to stop)")
+            prefect_serve(*deps, print_starting_message=False)
     finally:
         if server is not None:
             server.terminate()

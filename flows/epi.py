@@ -94,16 +94,29 @@ def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str]
     state = _state(ctx)
     reference = _fingerprint(geo, pops["dep"])
     force = state.get("reference") != reference
+    stored = ctx.wh.read(ce.EPI_DIGESTS)
     log: list[dict] = []
+    digests: list[pl.DataFrame] = []
     summary: dict = {"sidep": {}, "mdo": {}}
     for disease in diseases:
         rows = results.filter(pl.col("loinc_code").is_in(codes[disease]))
-        summary["sidep"][disease] = _publish_sidep(ctx, disease, rows, geo, pops, force, log)
+        old = stored.filter((pl.col("dataset") == "sidep") & (pl.col("disease") == disease))
+        summary["sidep"][disease], new = _publish_sidep(ctx, disease, rows, geo, pops, old, force, log)
+        digests.append(new.with_columns(pl.lit("sidep").alias("dataset"), pl.lit(disease).alias("disease")))
     mdo_ids = sorted(rules.filter("active")["mdo_id"].unique().to_list())
-    summary["mdo"] = _publish_mdo(ctx, results, rules, mdo_ids, geo,
-                                  force or state.get("mdo_ids") != mdo_ids, log)
+    old = stored.filter(pl.col("dataset") == "mdo")
+    summary["mdo"], new = _publish_mdo(ctx, results, rules, mdo_ids, geo, old,
+                                       force or state.get("mdo_ids") != mdo_ids, log)
+    digests.append(new.with_columns(pl.lit("mdo").alias("dataset")))
+    keep = stored.filter(~(((pl.col("dataset") == "sidep") & pl.col("disease").is_in(diseases))
+                           | (pl.col("dataset") == "mdo")))
+    table = pl.concat([keep, *(ctx.wh.conform(ce.EPI_DIGESTS, d) for d in digests)]).sort("dataset", "disease",
+                                                                                         "period")
+    # written after every partition: a run that dies before this point is redone by the next one
+    if force or log or not table.equals(stored.sort("dataset", "disease", "period")):
+        ctx.wh.write_table(ce.EPI_DIGESTS, table)
     if log:
-        ctx.wh.write_partition_file(ce.EPI_REVISIONS, _safe(ctx.run_id),
+        ctx.wh.write_partition_file(ce.EPI_REVISIONS, f"{_safe(ctx.run_id)}-{uuid.uuid4().hex[:8]}",
                                     pl.DataFrame(log, schema=ce.EPI_REVISIONS.schema))
     _save_state(ctx, state | {"reference": reference, "mdo_ids": mdo_ids})
     summary["partitions_rewritten"] = len(log)
@@ -111,19 +124,16 @@ def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str]
 
 
 def _publish_sidep(ctx: Context, disease: str, rows: pl.DataFrame, geo: pl.DataFrame,
-                   pops: dict[str, pl.DataFrame], force: bool, log: list[dict]) -> dict:
-    t = ce.SIDEP_PERSON_DAYS
-    new = indicators.person_days(rows).with_columns(pl.lit(disease).alias("disease")).select(t.schema.names())
-    old = ctx.wh.read(t, [disease]) if disease in ctx.wh.partitions(t) else t.empty()
-    affected, period = revisions.affected_days(old, new)
+                   pops: dict[str, pl.DataFrame], old: pl.DataFrame, force: bool, log: list[dict]
+                   ) -> tuple[dict, pl.DataFrame]:
+    """Recompute one test definition's marts for the days whose counted person-days changed."""
+    new = indicators.person_days(rows)
+    digests = revisions.digests(new, "jour")
+    affected, period = revisions.affected_days(old, digests)
     if force:
-        affected |= set(revisions.period_days(old)) | set(period)
+        affected |= {date.fromisoformat(p) for p in old["period"].to_list()} | set(period)
     if not affected:
-        return {"days": [], "weeks": []}
-    if new.is_empty():
-        ctx.wh.delete_partition(t, disease)
-    else:
-        ctx.wh.write_partition(t, disease, [new])
+        return {"days": [], "weeks": []}, digests
     in_period = sorted(affected & set(period))
     dep_rows = indicators.daily_dep(new, geo, in_period, pops)
     daily = {"dep": dep_rows, "reg": indicators.roll_up(dep_rows, geo, "reg", pops),
@@ -143,36 +153,42 @@ def _publish_sidep(ctx: Context, disease: str, rows: pl.DataFrame, geo: pl.DataF
     # 7-day rates depend on the 6 days before: recompute the days whose window holds an affected day
     rate_days = revisions.rate_days(affected, period)
     dropped = rate_days | (affected - set(period))
-    if dropped:
-        lo = min(dropped).toordinal() - 6
-        need = revisions.weeks_of(date.fromordinal(o) for o in range(lo, max(dropped).toordinal() + 1))
-        parts = []
-        for level in DAILY_TABLES:
-            src = _read_daily(ctx, level, disease, sorted(need))
-            parts.append(indicators.sliding_7d(src, level, sorted(rate_days), period[0] if period else date.min)
-                         .rename({level: "geo"}).with_columns(pl.lit(level).alias("level")))
-        rates = pl.concat(parts, how="diagonal").with_columns(pl.lit(disease).alias("disease"))
-        for w in sorted(revisions.weeks_of(dropped)):
-            days_w = sorted(d for d in dropped if indicators.semaine_of(d) == w)
-            _merge(ctx, ce.SIDEP_RATES, w, disease, pl.col("jour").is_in(days_w),
-                   rates.filter(pl.col("semaine") == w), log, _days_text(days_w))
-    return {"days": sorted(d.isoformat() for d in affected), "weeks": weeks}
+    lo = min(dropped).toordinal() - 6
+    need = revisions.weeks_of(date.fromordinal(o) for o in range(lo, max(dropped).toordinal() + 1))
+    parts = []
+    for level in DAILY_TABLES:
+        src = _read_daily(ctx, level, disease, sorted(need))
+        parts.append(indicators.sliding_7d(src, level, sorted(rate_days), period[0] if period else date.min)
+                     .rename({level: "geo"}).with_columns(pl.lit(level).alias("level")))
+    rates = pl.concat(parts, how="diagonal").with_columns(pl.lit(disease).alias("disease"))
+    for w in sorted(revisions.weeks_of(dropped)):
+        days_w = sorted(d for d in dropped if indicators.semaine_of(d) == w)
+        _merge(ctx, ce.SIDEP_RATES, w, disease, pl.col("jour").is_in(days_w),
+               rates.filter(pl.col("semaine") == w), log, _days_text(days_w))
+    return {"days": sorted(d.isoformat() for d in affected), "weeks": weeks}, digests
 
 
 def _publish_mdo(ctx: Context, results: pl.DataFrame, rules: pl.DataFrame, mdo_ids: list[str],
-                 geo: pl.DataFrame, force: bool, log: list[dict]) -> dict:
+                 geo: pl.DataFrame, old: pl.DataFrame, force: bool, log: list[dict]) -> tuple[dict, pl.DataFrame]:
+    """Recompute the MDO cases and the weekly counts of the weeks whose cases changed."""
     new = mdo.cases(mdo.positive_results(results, rules), mdo.episode_days(rules))
-    old = ctx.wh.read(ce.MDO_CASES)
+    digests = pl.concat([
+        revisions.digests(new.filter(pl.col("mdo_id") == m), "semaine").with_columns(pl.lit(m).alias("disease"))
+        for m in mdo_ids
+    ], how="diagonal") if mdo_ids else pl.DataFrame(schema={"period": pl.Utf8, "rows": pl.Int64,
+                                                            "digest": pl.Utf8, "disease": pl.Utf8})
+    changed = old.select("disease", "period", "digest").join(
+        digests.select("disease", "period", "digest"), on=["disease", "period"], how="full", coalesce=True,
+        suffix="_new").filter(~pl.col("digest").eq_missing(pl.col("digest_new")))
     tested = results.filter(pl.col("loinc_code").is_in(mdo.rule_loincs(rules)))
     weeks = sorted(revisions.weeks_of(revisions.period_days(tested, "collected_date")))
     old_weeks = set(ctx.wh.partitions(ce.MDO_WEEKLY))
-    changed = revisions.changed_periods(old, new, "semaine")
-    affected = changed | (old_weeks ^ set(weeks)) | (set(weeks) | old_weeks if force else set())
-    ids_changed = {r[0] for r in new.join(old, on=new.columns, how="anti", nulls_equal=True)
-                   .select("mdo_id").iter_rows()} | {r[0] for r in old.join(new, on=new.columns, how="anti",
-                                                                             nulls_equal=True)
-                                                     .select("mdo_id").iter_rows()}
-    for mdo_id in sorted(ids_changed):
+    affected = set(changed["period"].to_list()) | (old_weeks ^ set(weeks))
+    ids = set(changed["disease"].to_list())
+    if force:
+        affected |= set(weeks) | old_weeks
+        ids |= set(mdo_ids) | set(ctx.wh.partitions(ce.MDO_CASES))
+    for mdo_id in sorted(ids):
         rows = new.filter(pl.col("mdo_id") == mdo_id)
         if rows.is_empty():
             ctx.wh.delete_partition(ce.MDO_CASES, mdo_id)
@@ -189,7 +205,7 @@ def _publish_mdo(ctx: Context, results: pl.DataFrame, rules: pl.DataFrame, mdo_i
         else:
             ctx.wh.delete_partition(ce.MDO_WEEKLY, w)
             log.append(_log_row(ctx, ce.MDO_WEEKLY, "*", f"semaine={w}", w, "removed", 0))
-    return {"weeks": sorted(affected), "cases": new.height}
+    return {"weeks": sorted(affected), "cases": new.height}, digests
 
 
 def _read_daily(ctx: Context, level: str, disease: str, weeks: list[str]) -> pl.DataFrame:
@@ -376,17 +392,22 @@ def compare_issues(home: Path, before: str, after: str, files: list[str] | None 
 # --------------------------------------------------------------------------------------------
 # command line: biolake epi ...
 # --------------------------------------------------------------------------------------------
-epi_app = typer.Typer(no_args_is_help=True, help="SI-DEP and MDO publications: export, compare issues.")
+epi_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                      help="SI-DEP and MDO publications: export, compare issues.")
 HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="data directory (env BIOLAKE_HOME, default ./data)")]
 
 
 def _cli_ctx(home: Path | None) -> tuple[Context, dict]:
+    """Context of a command, with the reference tables the last run stored (read-only)."""
     from flows.settings import Settings
-    from flows.steps import load_ref
+    from flows.steps import read_refs
 
     settings = Settings(**({"home": home} if home is not None else {}))
     ctx = Context.create(settings, run_id=datetime.now().strftime("export-%Y%m%dT%H%M%S"))
-    return ctx, load_ref(ctx)
+    try:
+        return ctx, read_refs(ctx)
+    except FileNotFoundError as err:
+        raise NothingToPublish(f"no warehouse under {settings.home_abs}: run `biolake run` first") from err
 
 
 @epi_app.command("export")
@@ -402,11 +423,16 @@ def export_cmd(
 
     console = Console()
     base = EpiSettings().rule()
+    from flows.lock import LockTimeout, warehouse_lock
+
     try:
         rule = DisclosureRule(threshold=threshold or base.threshold, min_count=min_count or base.min_count)
+        _issue(issue_date)
         ctx, refs = _cli_ctx(home)
-        out = export_publication(ctx, refs, issue_date=issue_date, rule=rule)
-    except (ValueError, NothingToPublish) as err:
+        # read the marts while no run rewrites them
+        with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
+            out = export_publication(ctx, refs, issue_date=issue_date, rule=rule)
+    except (ValueError, NothingToPublish, LockTimeout) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2)
     t = Table(title=f"publication {out['issue_date']} -> {out['folder']}", show_edge=False)

@@ -126,6 +126,15 @@ def publish_quality_task(home: str) -> dict:
     return pub.publish_quality(_ctx(home))
 
 
+@task(name="publish-epi", cache_policy=NONE, tags=[WRITER_TAG])
+def publish_epi_task(home: str) -> dict:
+    """SI-DEP by département/région/France, daily and weekly, rates, MDO cases: only what changed."""
+    from flows.epi import publish_epi
+
+    ctx = _ctx(home)
+    return publish_epi(ctx, steps.read_refs(ctx))
+
+
 @task(name="refresh-views", cache_policy=NONE, tags=[WRITER_TAG])
 def refresh_views_task(home: str) -> str:
     """The engineers' database (every layer) and the analysts' one (no identity)."""
@@ -222,10 +231,12 @@ def publish_flow(home: str = "data", changed: list[str] | None = None) -> dict:
     with Stage(ctx, "publish"):
         fct = publish_fct_task(home, changed or [])
         sidep = publish_sidep_task(home, fct.get("affected_files", [])) if fct["files_rewritten"] else None
+        epi = publish_epi_task(home)
         quality = publish_quality_task(home)
     with Stage(ctx, "views"):
         db = refresh_views_task(home)
-    return {"fct": fct, "sidep": sidep, "quality": quality, "database": db, "stage_seconds": ctx.stage_seconds}
+    return {"fct": fct, "sidep": sidep, "epi": epi, "quality": quality, "database": db,
+            "stage_seconds": ctx.stage_seconds}
 
 
 @flow(name="biolake-pipeline")
@@ -262,7 +273,8 @@ def pipeline(home: str = "data") -> dict:
         "marts": {"fct_lab_results": steps.count_rows(ctx, steps.cat.FCT_LAB_RESULTS),
                   "sidep_daily": steps.count_rows(ctx, steps.cat.SIDEP_DAILY)},
         "incremental": {"fct_files_rewritten": pubd["fct"]["files_rewritten"],
-                        "sidep_days_recomputed": (pubd["sidep"] or {}).get("days_recomputed", 0)},
+                        "sidep_days_recomputed": (pubd["sidep"] or {}).get("days_recomputed", 0),
+                        "epi_partitions_rewritten": pubd["epi"]["partitions_rewritten"]},
         "stage_seconds": dict(ctx.stage_seconds),
         "files": ing["files"],
     }

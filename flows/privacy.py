@@ -11,7 +11,7 @@
   redacted (and deletes the landing files they came from); results, pseudonyms and every
   analyst table stay as they are.
 - ``privacy_app``: the ``biolake purge``, ``biolake audit`` and ``biolake analyst-db`` commands;
-  ``purge_flow``: the purge as a Prefect flow, to schedule next to the pipeline.
+  ``flows.scheduled.purge_flow``: the purge as a Prefect flow, to schedule next to the pipeline.
 
 docs/privacy.md describes the whole privacy model.
 """
@@ -29,7 +29,6 @@ from typing import Annotated, Any, Optional
 
 import polars as pl
 import typer
-from prefect import flow
 
 from transforms.canonical import IDENTIFYING_COLUMNS
 from warehouse import catalog as cat
@@ -413,29 +412,3 @@ def analyst_db_command(home: HomeOpt = None) -> None:
 # --------------------------------------------------------------------------------------------
 # the purge as a Prefect flow (to schedule it next to the pipeline)
 # --------------------------------------------------------------------------------------------
-@flow(name="biolake-purge-identities")
-def purge_flow(home: str = "data", older_than_days: int | None = None) -> dict:
-    """Purge identities older than ``older_than_days`` (default: the configured retention delay),
-    under the warehouse lock; publishes the counts (never any identity) as an artifact."""
-    from prefect.artifacts import create_markdown_artifact
-    from prefect.runtime import flow_run
-
-    from flows.lock import warehouse_lock
-    from flows.settings import Settings
-    from flows.steps import Context
-
-    settings = Settings(home=home)
-    ctx = Context.create(settings, str(flow_run.get_id() or f"purge-{datetime.now():%Y%m%dT%H%M%S}"))
-    days = older_than_days if older_than_days is not None else getattr(settings, "identity_retention_days", None)
-    if days is None:
-        raise ValueError("no retention delay: pass older_than_days or set BIOLAKE_IDENTITY_RETENTION_DAYS")
-    with warehouse_lock(ctx.wh.home, timeout=getattr(settings, "lock_timeout", 600)):
-        res = purge_identities(ctx, days)
-    create_markdown_artifact(
-        key="biolake-purge", description="Identity purge",
-        markdown="\n".join([f"# identity purge ({days} days, before {res['cutoff']})",
-                            f"- files purged: {res['files_purged']}", f"- result rows: {res['rows_purged']}",
-                            f"- rejected lines redacted: {res['rejected_lines_redacted']}",
-                            f"- landing files deleted: {res['landing_files_deleted']}",
-                            f"- younger files kept: {res['files_kept']}"]))
-    return res

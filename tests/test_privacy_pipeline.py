@@ -595,7 +595,8 @@ def test_purge_command(ran, purged_home):
 
 
 def test_purge_flow(ran, purged_home):
-    from flows.privacy import purge_flow, read_audit
+    from flows.privacy import read_audit
+    from flows.scheduled import purge_flow
     from warehouse.store import Warehouse
 
     res = purge_flow(home=str(purged_home), older_than_days=0)

@@ -3,6 +3,21 @@
 NIR/INS: 13 characters + a 2-digit key, key = 97 - (number mod 97), with 2A -> 19 and 2B -> 18
 (Corsica) before computing. The pseudonym is an HMAC-SHA256 of the INS (or, without one, of the
 normalised identity traits) under a secret held outside the repository; analysts only ever see it.
+
+Linkage on traits (no INS): spelling variants of one person must give one key, or every variant
+counts as another person (SI-DEP incidence was once inflated by about 12 % that way). Before
+hashing, ``linkage_traits`` folds:
+
+- family name: accents and ligatures removed (É -> E, Œ -> OE), upper case, and every space,
+  hyphen, apostrophe or dot dropped: "Le Goff", "LE-GOFF", "Legoff" and "N'Diaye" / "NDIAYE" agree;
+- first name: the first given name only, compound names kept whole: a list is cut at a comma
+  ("Zoé, Anne" -> ZOE); when the name has a hyphen, hyphens join a compound and spaces separate
+  given names ("Jean-Pierre Marie" -> JEANPIERRE); without a hyphen the whole text is one name,
+  because labs that drop hyphens write "JEAN PIERRE" for Jean-Pierre (-> JEANPIERRE);
+- birth date (ISO) and sex (F, M; H/1 = M, 2 = F; anything else empty).
+
+Known limit: a list of first names separated by spaces only ("Anne Sophie Julie" for Anne) does not
+link to "Anne"; the INS, when present, avoids all of this.
 """
 
 from __future__ import annotations
@@ -60,7 +75,9 @@ def normalise_name(name: str | None) -> str | None:
 
 
 def normalise_first_name(name: str | None) -> str | None:
-    """The first of the first names, normalised ("Jean-Pierre Marie" -> "JEAN PIERRE")."""
+    """The first of the first names, normalised for display ("Jean-Pierre Marie" -> "JEAN PIERRE").
+
+    Pseudonyms use ``linkage_first_name`` (which also links "JEAN PIERRE" to Jean-Pierre)."""
     s = normalise_name(name)
     if s is None:
         return None
@@ -70,16 +87,71 @@ def normalise_first_name(name: str | None) -> str | None:
     return normalise_name(first)
 
 
+_LIGATURES = str.maketrans({"Œ": "OE", "œ": "oe", "Æ": "AE", "æ": "ae", "ß": "ss", "Ø": "O", "ø": "o",
+                            "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Þ": "TH", "þ": "th"})
+_NOT_LETTER = re.compile(r"[^A-Z]+")
+_INS_SEPARATORS = re.compile(r"[\s.\-]+")
+
+
+def fold(text: str) -> str:
+    """Upper case without accents or ligatures ("Cœur-Lévêque" -> "COEUR-LEVEQUE")."""
+    s = unicodedata.normalize("NFKD", text.translate(_LIGATURES))
+    return "".join(ch for ch in s if not unicodedata.combining(ch)).upper()
+
+
+def linkage_family_name(name: str | None) -> str | None:
+    """Letters only: "Le Goff", "LE-GOFF" and "Legoff" give LEGOFF; "N'Diaye" gives NDIAYE."""
+    if name is None:
+        return None
+    return _NOT_LETTER.sub("", fold(name)) or None
+
+
+def linkage_first_name(name: str | None) -> str | None:
+    """The first given name, compound kept whole, letters only (see the module notes)."""
+    if name is None:
+        return None
+    first = re.split(r"[,;/]", name.strip(), maxsplit=1)[0].strip()
+    if re.search(r"[-\u2010-\u2015]", first):
+        first = first.split()[0] if first.split() else first
+    return _NOT_LETTER.sub("", fold(first)) or None
+
+
+def linkage_sex(sex: str | None) -> str:
+    s = (sex or "").strip().upper()
+    return {"F": "F", "2": "F", "M": "M", "H": "M", "1": "M"}.get(s, "")
+
+
+def normalise_ins(ins: str | None) -> str | None:
+    """The INS without blanks, dots or dashes, upper case (2A/2B); None when empty."""
+    if ins is None:
+        return None
+    s = _INS_SEPARATORS.sub("", ins).upper()
+    return s or None
+
+
+def linkage_traits(family_name: str | None, first_name: str | None, birth_date: date | None,
+                   sex: str | None) -> str | None:
+    """The normalised traits a pseudonym is computed from, or None when a required one is missing."""
+    fam, first = linkage_family_name(family_name), linkage_first_name(first_name)
+    if not fam or not first or birth_date is None:
+        return None
+    return f"{fam}|{first}|{birth_date.isoformat()}|{linkage_sex(sex)}"
+
+
 def pseudonym(secret: bytes, *, ins: str | None = None, family_name: str | None = None,
               first_name: str | None = None, birth_date: date | None = None, sex: str | None = None) -> str | None:
-    """Keyed pseudonym of a person: from the INS when present, else from normalised traits."""
-    if ins:
-        msg = "INS|" + ins.upper()
+    """Keyed pseudonym of a person: HMAC-SHA256 under ``secret`` of the INS when present, else of
+    the normalised traits (``linkage_traits``); None when neither is usable. 128 bits, hex."""
+    if not secret:
+        raise ValueError("the pseudonym needs a non-empty secret key")
+    nir = normalise_ins(ins)
+    if nir:
+        msg = "INS|" + nir
     else:
-        fam, first = normalise_name(family_name), normalise_first_name(first_name)
-        if not fam or not first or birth_date is None:
+        traits = linkage_traits(family_name, first_name, birth_date, sex)
+        if traits is None:
             return None
-        msg = f"TRAITS|{fam}|{first}|{birth_date.isoformat()}|{sex or ''}"
+        msg = "TRAITS|" + traits
     return hmac.new(secret, msg.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 

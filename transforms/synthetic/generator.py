@@ -815,7 +815,17 @@ def generate(
                   "defect", "scenario"]
     rows = rows.with_columns(pl.col("code").alias("local_code"),
                              pl.col("scenario_name").alias("scenario_str"))
-    out_rows = rows.select(*[c for c in truth_cols if c != "scenario"], pl.col("scenario_str").alias("scenario"))
+    # event time and place of each row, for aggregate truths computed from rows.parquet (truth_mdo.py)
+    coll_date = pl.from_epoch(pl.col("coll") * 60, time_unit="s").dt.date()
+    bd = pl.col("birth_date")
+    age = (coll_date.dt.year() - bd.dt.year()) - (
+        (coll_date.dt.month() < bd.dt.month())
+        | ((coll_date.dt.month() == bd.dt.month()) & (coll_date.dt.day() < bd.dt.day()))).cast(pl.Int32)
+    place = rows.select("postal_code").unique().join(seeds.postal_dep, on="postal_code", how="left")
+    rows = rows.join(place.rename({"dep_code": "dep"}), on="postal_code", how="left", maintain_order="left")
+    out_rows = rows.select(*[c for c in truth_cols if c != "scenario"], pl.col("scenario_str").alias("scenario"),
+                           coll_date.alias("collected_date"), "dep",
+                           pl.when(pl.col("no_birth")).then(None).otherwise(age).cast(pl.Int64).alias("age"))
     copy_frames = []
     for orig, copy_name in copies:
         copy_frames.append(out_rows.filter(pl.col("file") == orig).with_columns(

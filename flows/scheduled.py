@@ -1,0 +1,113 @@
+"""The scheduled flows besides ingestion: indicators, notifiable diseases, reports.
+
+Each is a thin Prefect flow over the functions of flows/epi.py, flows/quality_gate.py and
+flows/reports.py; the ingestion pipeline (flows/pipeline.py) calls the same functions after
+publishing, so a scheduled run only redoes what the data changed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+
+from flows import steps
+from flows.lock import warehouse_lock
+from flows.pipeline import WRITER_TAG, _ctx, publish_epi_task
+
+
+@task(name="quality-gate", cache_policy=NONE)
+def quality_gate_task(home: str, file_ids: list[str] | None = None) -> dict:
+    from flows.quality_gate import run_quality_gate
+
+    return run_quality_gate(_ctx(home), file_ids=file_ids)
+
+
+@task(name="export-publication", cache_policy=NONE, tags=[WRITER_TAG])
+def export_task(home: str, issue_date: str | None = None, diseases: list[str] | None = None) -> dict:
+    from flows.epi import export_publication
+
+    ctx = _ctx(home)
+    return export_publication(ctx, steps.read_refs(ctx), issue_date=issue_date, diseases=diseases)
+
+
+@task(name="build-reports", cache_policy=NONE)
+def reports_task(home: str, week: str | None = None) -> dict:
+    from flows.reports import build_reports
+
+    return build_reports(_ctx(home), week=week)
+
+
+def gated_export(home: str, file_ids: list[str] | None = None, issue_date: str | None = None,
+                 diseases: list[str] | None = None) -> dict:
+    """Quality gate, then the publication only when no critical expectation failed."""
+    from flows.quality_gate import block_reason
+
+    gate = quality_gate_task(home, file_ids)
+    reason = block_reason(gate)
+    if reason is not None:
+        get_run_logger().error(reason)
+        return {"gate": gate, "export": None, "blocked": reason}
+    return {"gate": gate, "export": export_task(home, issue_date, diseases), "blocked": None}
+
+
+def _final(result: dict):
+    from flows.quality_gate import final_state
+
+    return final_state(result, result["gate"])
+
+
+@flow(name="biolake-indicators")
+def indicators_flow(home: str = "data", issue_date: str | None = None) -> dict:
+    """SI-DEP marts (daily, weekly, régions, France), then the gated publication."""
+    ctx = _ctx(home)
+    with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
+        epi = publish_epi_task(home)
+        out = gated_export(home, issue_date=issue_date) | {"epi": epi}
+    return _final(out)
+
+
+@flow(name="biolake-mdo")
+def mdo_flow(home: str = "data", issue_date: str | None = None) -> dict:
+    """Notifiable diseases: weekly new cases per département, then the gated publication."""
+    ctx = _ctx(home)
+    with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
+        epi = publish_epi_task(home)
+        out = gated_export(home, issue_date=issue_date) | {"epi": epi}
+    return _final(out)
+
+
+@flow(name="biolake-reports")
+def reports_flow(home: str = "data", week: str | None = None) -> dict:
+    """The weekly epidemiological report and the data-quality report."""
+    return reports_task(home, week)
+
+
+@flow(name="biolake-purge-identities")
+def purge_flow(home: str = "data", older_than_days: int | None = None) -> dict:
+    """Purge identities older than ``older_than_days`` (default: the configured retention delay),
+    under the warehouse lock; publishes the counts (never any identity) as an artifact."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.runtime import flow_run
+
+    from flows.lock import warehouse_lock
+    from flows.settings import Settings
+    from flows.privacy import purge_identities
+    from flows.steps import Context
+
+    settings = Settings(home=home)
+    ctx = Context.create(settings, str(flow_run.get_id() or f"purge-{datetime.now():%Y%m%dT%H%M%S}"))
+    days = older_than_days if older_than_days is not None else getattr(settings, "identity_retention_days", None)
+    if days is None:
+        raise ValueError("no retention delay: pass older_than_days or set BIOLAKE_IDENTITY_RETENTION_DAYS")
+    with warehouse_lock(ctx.wh.home, timeout=getattr(settings, "lock_timeout", 600)):
+        res = purge_identities(ctx, days)
+    create_markdown_artifact(
+        key="biolake-purge", description="Identity purge",
+        markdown="\n".join([f"# identity purge ({days} days, before {res['cutoff']})",
+                            f"- files purged: {res['files_purged']}", f"- result rows: {res['rows_purged']}",
+                            f"- rejected lines redacted: {res['rejected_lines_redacted']}",
+                            f"- landing files deleted: {res['landing_files_deleted']}",
+                            f"- younger files kept: {res['files_kept']}"]))
+    return res

@@ -1,0 +1,141 @@
+"""MDO case rules: the seeded table, its checks, conditions and per-disease episodes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from transforms.epi import mdo
+
+SEEDS = Path(__file__).resolve().parents[1] / "seeds"
+D0 = date(2026, 3, 2)
+
+
+def mdo_list() -> pl.DataFrame:
+    return pl.read_csv(SEEDS / "reference" / "mdo_list.csv", infer_schema=False)
+
+
+@pytest.fixture(scope="module")
+def rules() -> pl.DataFrame:
+    return mdo.load_rules(SEEDS / "mdo_rules.csv", known_mdo=set(mdo_list()["mdo_id"].to_list()))
+
+
+def test_seeded_rules_cover_every_lab_confirmable_disease_with_codes(rules):
+    cand = pl.read_csv(SEEDS / "reference" / "mdo_loinc_candidates.csv", infer_schema=False)
+    confirmable = set(mdo_list().filter(pl.col("lab_confirmable").is_in(["yes", "partly"]))["mdo_id"].to_list())
+    with_codes = set(cand.filter(pl.col("match_level") == "agent")["mdo_id"].to_list()) & confirmable
+    assert with_codes <= set(rules["mdo_id"].to_list())
+    # every code comes from the candidates of its disease (covid19: the SI-DEP test definition)
+    pairs = set(cand.select("mdo_id", "loinc_num").iter_rows())
+    other = rules.filter(pl.col("mdo_id") != "covid19")
+    assert all(p in pairs for p in other.select("mdo_id", "loinc_num").iter_rows())
+    defs = pl.read_csv(SEEDS / "test_definitions.csv", infer_schema=False)
+    assert (sorted(rules.filter(pl.col("mdo_id") == "covid19")["loinc_num"].to_list())
+            == sorted(defs.filter(pl.col("disease") == "covid19")["loinc_num"].to_list()))
+    assert rules.filter(pl.col("condition") != "pos")["mdo_id"].to_list() == ["saturnisme_enfant"]
+
+
+def test_the_generator_notifiable_tests_have_active_rules(rules):
+    catalog = pl.read_csv(SEEDS / "tests_catalog.csv", infer_schema=False)
+    emitted = set(catalog.filter(pl.col("kind") == "qual")["loinc_num"].to_list())
+    active = set(rules.filter("active")["loinc_num"].to_list())
+    assert emitted & active == emitted - {"5196-1"}  # HBs antigen alone does not confirm an acute hepatitis B
+    assert len(emitted & active) >= 10
+
+
+def write_rules(tmp_path, body: str) -> Path:
+    p = tmp_path / "rules.csv"
+    p.write_text("mdo_id,loinc_num,condition,threshold,unit,min_age,max_age,episode_days,active,note\n" + body,
+                 encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize("body, message", [
+    ("rougeole,21503-7,pos,,,,,365,yes,\n", "rules.csv:2: malformed LOINC code '21503-7'"),
+    ("variole,21503-8,pos,,,,,365,yes,\n", "rules.csv:2: unknown disease 'variole'"),
+    ("rougeole,21503-8,positive,,,,,365,yes,\n", "rules.csv:2: condition must be one of"),
+    ("saturnisme_enfant,10368-9,ge,5,,,17,365,yes,\n", "rules.csv:2: a numeric condition needs a threshold"),
+    ("rougeole,21503-8,pos,,,,,0,yes,\n", "rules.csv:2: episode_days must be"),
+    ("rougeole,21503-8,pos,,,,,365,yes,\nrougeole,21503-8,pos,,,,,365,yes,\n", "rules.csv:3: duplicate rule"),
+    ("rougeole,21503-8,pos,,,,,365,yes,\nrougeole,7964-0,pos,,,,,90,yes,\n", "several episode lengths"),
+])
+def test_rules_table_errors_name_file_and_line(tmp_path, body, message):
+    with pytest.raises(mdo.MdoRulesError, match=message.replace("(", r"\(")):
+        mdo.load_rules(write_rules(tmp_path, body), known_mdo=set(mdo_list()["mdo_id"].to_list()))
+
+
+def results(*rows):
+    """rows: (person, day offset, loinc, class, value, unit, age, dep)."""
+    recs = []
+    for i, (p, d, code, cls, value, unit, age, dep) in enumerate(rows):
+        day = D0 + timedelta(days=d)
+        recs.append({"person_key": p, "loinc_code": code, "result_class": cls, "value_canonical": value,
+                     "unit_canonical": unit, "age": age, "collected_date": day,
+                     "collected_at": datetime.combine(day, datetime.min.time()) + timedelta(hours=i % 5),
+                     "dep": dep, "cl_age90": None if age is None else min(90, age // 10 * 10 + 9), "sex": "F",
+                     "file_seq": 1, "line_no": i + 2})
+    return pl.DataFrame(recs, schema={"person_key": pl.Utf8, "loinc_code": pl.Utf8, "result_class": pl.Utf8,
+                                      "value_canonical": pl.Float64, "unit_canonical": pl.Utf8, "age": pl.Int64,
+                                      "collected_date": pl.Date, "collected_at": pl.Datetime("us"), "dep": pl.Utf8,
+                                      "cl_age90": pl.Int64, "sex": pl.Utf8, "file_seq": pl.Int64,
+                                      "line_no": pl.Int64})
+
+
+def case_days(rules, *rows) -> dict:
+    """{(disease, person): [day offsets of the counted cases]}."""
+    c = mdo.cases(mdo.positive_results(results(*rows), rules), mdo.episode_days(rules))
+    out: dict = {}
+    for m, p, j in c.select("mdo_id", "person_key", "jour").iter_rows():
+        out.setdefault((m, p), []).append((j - D0).days)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def test_episodes_follow_each_disease_length(rules):
+    got = case_days(
+        rules,
+        ("a", 0, "22314-9", "POS", None, None, 30, "75"),     # hepatitis A: 365-day episode
+        ("a", 200, "22314-9", "POS", None, None, 30, "75"),
+        ("a", 365, "22314-9", "POS", None, None, 31, "75"),   # 365 days after the counted case: new
+        ("a", 0, "31870-9", "POS", None, None, 30, "75"),     # legionellosis, same person: its own episodes
+        ("a", 89, "31870-9", "POS", None, None, 30, "75"),
+        ("a", 90, "31870-9", "POS", None, None, 30, "75"),
+        ("b", 0, "94500-6", "POS", None, None, 50, "13"),     # covid19: 60 days, after the last COUNTED case
+        ("b", 59, "94558-4", "POS", None, None, 50, "13"),
+        ("b", 60, "94500-6", "POS", None, None, 50, "13"),
+        ("b", 119, "94500-6", "POS", None, None, 50, "13"),
+        ("c", 3, "21503-8", "NEG", None, None, 5, "13"),      # negatives and invalid results never count
+        ("c", 4, "21503-8", "INVALID", None, None, 5, "13"),
+        ("d", 1, "21503-8", "POS", None, None, 5, "69"),      # several positives the same day: one case
+        ("d", 1, "48508-6", "POS", None, None, 5, "69"),
+    )
+    assert got == {("covid19", "b"): [0, 60], ("hepatite_a", "a"): [0, 365], ("legionellose", "a"): [0, 90],
+                   ("rougeole", "d"): [1]}
+
+
+def test_numeric_threshold_age_limits_and_inactive_rules(rules):
+    got = case_days(
+        rules,
+        ("kid", 0, "10368-9", None, 6.0, "ug/dL", 10, "93"),     # lead >= 5 ug/dL in a minor: case
+        ("adult", 0, "10368-9", None, 6.0, "ug/dL", 30, "93"),   # an adult: no
+        ("low", 0, "10368-9", None, 4.9, "ug/dL", 10, "93"),     # below the threshold: no
+        ("edge", 0, "10368-9", None, 5.0, "ug/dL", 17, "93"),    # >= threshold at 17: case
+        ("unit", 0, "10368-9", None, 60.0, "ug/L", 10, "93"),    # not the canonical unit: not evaluated
+        ("noage", 0, "10368-9", None, 9.0, "ug/dL", None, "93"),  # unknown age: no
+        ("palu", 0, "47085-6", "POS", None, None, 40, "973"),    # malaria rules are inactive
+        ("hbs", 0, "5196-1", "POS", None, None, 40, "973"),      # HBs antigen: no rule
+    )
+    assert got == {("saturnisme_enfant", "edge"): [0], ("saturnisme_enfant", "kid"): [0]}
+
+
+def test_case_takes_the_first_result_of_its_day_and_weekly_grid(rules):
+    res = results(("a", 0, "57934-2", "POS", None, None, 40, "971"), ("a", 0, "51664-1", "POS", None, None, 40, "972"),
+                  ("b", 7, "57934-2", "POS", None, None, 40, None))
+    c = mdo.cases(mdo.positive_results(res, rules), mdo.episode_days(rules))
+    assert c.select("person_key", "dep", "semaine").rows() == [("a", "971", "2026-S10"), ("b", None, "2026-S11")]
+    w = mdo.weekly_cases(c, ["971", "972"], ["2026-S10", "2026-S11"], ["chikungunya", "dengue"])
+    assert w.height == 2 * 2 * 2 and w["cases"].sum() == 1  # a case without a département counts nowhere
+    assert w.filter(pl.col("cases") > 0).select("mdo_id", "semaine", "dep").rows() == [
+        ("chikungunya", "2026-S10", "971")]

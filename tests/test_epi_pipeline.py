@@ -1,0 +1,377 @@
+"""The epi marts and publications on generated data, against the generator's truth, with revisions.
+
+The scenario: the landing is first processed without its late files (the deliveries of the last
+validation days, which hold corrections of earlier results, and an old positive of a person whose
+later positive falls 59 days after it); an issue is published; the late files arrive; the marts
+are revised and a second issue is published. The final marts must equal the truth exactly, the
+revision must touch only the affected days and weeks, and both issues must stay side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from flows import epi
+from tests.epi_support import (linear_algebra_attack, margin_equations, published_cells, read_truth_sidep,
+                               run_steps, subtraction_attack)
+from transforms.epi.suppression import DisclosureRule
+from transforms.synthetic.truth_mdo import mdo_weekly
+from warehouse import catalog as cat
+from warehouse import catalog_epi as ce
+
+ISSUE_1, ISSUE_2 = "2026-11-09", "2026-11-12"
+START = date(2026, 11, 2)
+
+
+@dataclass
+class Scenario:
+    home: Path
+    ctx: object
+    refs: dict
+    late_files: list[str]
+    late_days: set
+    episode_days: tuple  # (the held-back early positive, the later positive 59 days after)
+    first: dict
+    second: dict
+    third: dict
+    before: dict  # marts after the first run
+    stats_before: dict  # partition file -> (inode, mtime) after the first run
+    stats_after: dict
+    issue_1: dict
+    issue_2: dict
+
+
+def file_stats(home: Path) -> dict:
+    root = home / "warehouse" / "marts"
+    return {p.relative_to(root).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for t in ce.TABLES if t.layer == "marts" for p in (root / t.name).rglob("*.parquet")}
+
+
+def marts(ctx) -> dict:
+    return {t.qualified: ctx.wh.read(t).sort(list(t.key)) for t in ce.TABLES if t.layer == "marts"}
+
+
+@pytest.fixture(scope="module")
+def scenario(generated, tmp_path_factory) -> Scenario:
+    home = tmp_path_factory.mktemp("epi") / "home"
+    shutil.copytree(generated, home)
+    truth = pl.read_parquet(home / "truth" / "rows.parquet")
+    late = set(truth.filter(pl.col("file").str.extract(r"_(\d{8})").cast(pl.Int64) >= 20261109)["file"].to_list())
+    early = truth.filter((pl.col("scenario") == "same_episode_59") & (pl.col("fate") == "valid")).sort("person",
+                                                                                                       "collected_date")
+    person = early["person"][0]
+    mine = early.filter(pl.col("person") == person)
+    early_file, early_day, later_day = mine["file"][0], mine["collected_date"][0], mine["collected_date"][1]
+    assert (later_day - early_day).days == 59 and early_day < START
+    late.add(early_file)
+    late_days = set(truth.filter(pl.col("file").is_in(list(late)))["collected_date"].to_list())
+    held = home.parent / "held"
+    for f in late:
+        (held / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(home / "landing" / f, held / f)
+
+    ctx, refs = run_steps(home, "run-1")
+    first = epi.publish_epi(ctx, refs)
+    issue_1 = epi.export_publication(ctx, refs, issue_date=ISSUE_1)
+    before, stats_before = marts(ctx), file_stats(home)
+
+    for f in late:
+        shutil.move(held / f, home / "landing" / f)
+    ctx, refs = run_steps(home, "run-2")
+    second = epi.publish_epi(ctx, refs)
+    stats_after = file_stats(home)
+    third = epi.publish_epi(ctx, refs)
+    issue_2 = epi.export_publication(ctx, refs, issue_date=ISSUE_2)
+    return Scenario(home, ctx, refs, sorted(late), late_days, (early_day, later_day), first, second, third,
+                    before, stats_before, stats_after, issue_1, issue_2)
+
+
+# ------------------------------------------------------------------------------------------------
+# exact counts
+# ------------------------------------------------------------------------------------------------
+def test_sidep_marts_equal_the_truth_exactly(scenario):
+    wh = scenario.ctx.wh
+    truth = read_truth_sidep(scenario.home).sort("jour", "dep", "cl_age90")
+    assert truth["P"].sum() > 100 and truth["T"].sum() > truth["P"].sum()
+    dep = wh.read(ce.SIDEP_DEP_DAILY).filter(pl.col("disease") == "covid19")
+    assert dep.select(truth.columns).sort("jour", "dep", "cl_age90").equals(truth)
+    assert wh.read(cat.SIDEP_DAILY).sort("jour", "dep", "cl_age90").equals(truth)  # the foundation's mart agrees
+    # régions and France are the sums of their départements; weeks the sums of their days
+    geo = pl.read_csv(scenario.ctx.settings.seeds_dir / "reference" / "departements.csv", infer_schema=False)
+    counts = ["P_f", "P_h", "P", "T_f", "T_h", "T"]
+    by_reg = (truth.join(geo.select(pl.col("dep_code").alias("dep"), pl.col("region_code").alias("reg")), on="dep")
+              .group_by("jour", "reg", "cl_age90").agg(pl.col(c).sum() for c in counts))
+    reg = wh.read(ce.SIDEP_REGION_DAILY).select("jour", "reg", "cl_age90", *counts)
+    assert reg.sort("jour", "reg", "cl_age90").equals(by_reg.sort("jour", "reg", "cl_age90"))
+    fra = wh.read(ce.SIDEP_FRANCE_DAILY).select("jour", "cl_age90", *counts).sort("jour", "cl_age90")
+    assert fra.equals(truth.group_by("jour", "cl_age90").agg(pl.col(c).sum() for c in counts).sort("jour", "cl_age90"))
+    weekly = wh.read(ce.SIDEP_WEEKLY).filter(pl.col("level") == "dep").select(
+        "semaine", pl.col("geo").alias("dep"), "cl_age90", *counts).sort("semaine", "dep", "cl_age90")
+    expected = (truth.with_columns(pl.col("jour").dt.strftime("%G-S%V").alias("semaine"))
+                .group_by("semaine", "dep", "cl_age90").agg(pl.col(c).sum() for c in counts)
+                .sort("semaine", "dep", "cl_age90"))
+    assert weekly.equals(expected)
+
+
+def test_the_compared_data_holds_every_hard_case(scenario):
+    """The exact comparisons above cover re-infections at 60+ days, repeats inside an episode,
+    several tests the same day, negatives on several days, corrections and late deliveries."""
+    truth = pl.read_parquet(scenario.home / "truth" / "rows.parquet").filter(pl.col("fate") == "valid")
+    scenarios = set(truth["scenario"].drop_nulls().to_list())
+    assert scenarios >= {"reinfection_gt60", "reinfection_60", "same_episode_59", "repeat_in_window",
+                         "same_day_ag_pcr", "neg_two_days", "neg_then_pos"}
+    covid = truth.filter(pl.col("loinc_num").is_in(["94500-6", "94558-4"]))
+    late = covid.filter(pl.col("file").is_in(scenario.late_files))
+    assert late.filter(pl.col("defect") == "correction").height > 0  # corrections arrive late
+    assert late.height > 50 and covid.filter(~pl.col("is_current")).height > 0
+
+
+def test_rates_use_the_populations(scenario):
+    wh = scenario.ctx.wh
+    rates = wh.read(ce.SIDEP_RATES).filter((pl.col("level") == "fra") & (pl.col("cl_age90") == 0)).sort("jour")
+    fra = wh.read(ce.SIDEP_FRANCE_DAILY).filter(pl.col("cl_age90") == 0).sort("jour")
+    last = rates.row(-1, named=True)
+    p7 = fra.filter(pl.col("jour") > last["jour"] - pl.duration(days=7))
+    assert last["P_7j"] == p7["P"].sum() > 0 and last["T_7j"] == p7["T"].sum()
+    assert last["pop"] == 67_063_703 and last["incidence_7j"] == pytest.approx(last["P_7j"] * 1e5 / 67_063_703)
+    assert rates["P_7j"].head(6).null_count() == 6
+    weekly = wh.read(ce.SIDEP_WEEKLY).filter((pl.col("level") == "reg") & (pl.col("T") > 0))
+    assert (weekly["positivity"] - weekly["P"] / weekly["T"]).abs().max() < 1e-12
+
+
+def test_mdo_weekly_cases_equal_the_truth_exactly(scenario):
+    truth = mdo_weekly(pl.read_parquet(scenario.home / "truth" / "rows.parquet")).sort("mdo_id", "semaine", "dep")
+    got = scenario.ctx.wh.read(ce.MDO_WEEKLY)
+    assert got.filter(pl.col("cases") > 0).sort("mdo_id", "semaine", "dep").equals(truth)
+    assert set(truth["mdo_id"].to_list()) >= {"covid19", "chikungunya"}
+    # covid19 cases are the SI-DEP positives (same codes, 60-day episodes): re-infections included
+    sidep_p = read_truth_sidep(scenario.home).filter(pl.col("cl_age90") == 0)["P"].sum()
+    assert truth.filter(pl.col("mdo_id") == "covid19")["cases"].sum() == sidep_p
+    cases = scenario.ctx.wh.read(ce.MDO_CASES)
+    assert cases.height == truth["cases"].sum() + cases["dep"].null_count()
+    assert got.select("mdo_id").n_unique() == got["mdo_id"].n_unique() and got.height % 101 == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# revisions
+# ------------------------------------------------------------------------------------------------
+def test_a_rerun_recomputes_only_the_affected_days_and_weeks(scenario):
+    s = scenario
+    days = {date.fromisoformat(d) for d in s.second["sidep"]["covid19"]["days"]}
+    early_day, later_day = s.episode_days
+    # the late files' collection days and the day of the positive, 59 days after the late old
+    # positive, that becomes a repeat inside its episode (no late file holds that day)
+    assert later_day not in s.late_days and early_day in s.late_days
+    assert days and days <= s.late_days | {later_day}
+    assert {early_day, later_day} <= days
+    changed = (
+        s.before["marts.sidep_dep_daily"].join(s.ctx.wh.read(ce.SIDEP_DEP_DAILY), how="anti", nulls_equal=True,
+                                               on=ce.SIDEP_DEP_DAILY.schema.names())["jour"].unique().to_list())
+    assert set(changed) <= days and later_day in changed
+    weeks = set(s.second["sidep"]["covid19"]["weeks"])
+    assert weeks == {d.strftime("%G-S%V") for d in days}
+    # partitions of the other weeks were not rewritten (same file, same modification time); the
+    # 7-day rates also move in the 6 days after an affected day
+    from datetime import timedelta
+
+    last = s.ctx.wh.read(ce.SIDEP_DEP_DAILY)["jour"].max()
+    rate_weeks = {(d + timedelta(days=k)).strftime("%G-S%V") for d in days for k in range(7)
+                  if d + timedelta(days=k) <= last}
+    allowed = {"sidep_rates": rate_weeks, "mdo_weekly": set(s.second["mdo"]["weeks"])}
+
+    def rewritten_ok(path: str) -> bool:
+        table, week = path.split("/")[0], path.split("semaine=")[1].split("/")[0]
+        return week in allowed.get(table, weeks)
+
+    untouched = {k: v for k, v in s.stats_before.items() if "semaine=" in k and not rewritten_ok(k)}
+    assert len(untouched) > 20
+    assert {k: s.stats_after.get(k) for k in untouched} == untouched
+    log = s.ctx.wh.read(ce.EPI_REVISIONS).filter(pl.col("run_id") == "run-2")
+    daily_log = log.filter(pl.col("table_name") == "marts.sidep_dep_daily")
+    assert {p.split("=")[1] for p in daily_log["partition"].to_list()} == weeks
+    assert {date.fromisoformat(d) for p in daily_log["periods"].to_list() for d in p.split(";")} == days
+    rates_log = log.filter(pl.col("table_name") == "marts.sidep_rates")
+    assert {p.split("=")[1] for p in rates_log["partition"].to_list()} == rate_weeks
+    # the old positive's day is weeks before the late deliveries: it is revised in its own week
+    assert early_day.strftime("%G-S%V") in weeks and early_day.strftime("%G-S%V") != START.strftime("%G-S%V")
+
+
+def test_running_again_rewrites_nothing(scenario):
+    assert scenario.third["partitions_rewritten"] == 0
+    assert scenario.third["sidep"]["covid19"] == {"days": [], "weeks": []} and scenario.third["mdo"]["weeks"] == []
+
+
+def test_earlier_issues_are_kept_and_revisions_compared(scenario):
+    s = scenario
+    root = s.home / "publication"
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [ISSUE_1, ISSUE_2]
+    for issue in (s.issue_1, s.issue_2):  # each file is still what its manifest says
+        for f in issue["files"]:
+            import hashlib
+            assert hashlib.sha256((Path(issue["folder"]) / f["file"]).read_bytes()).hexdigest() == f["sha256"]
+    diff = epi.compare_issues(s.home, ISSUE_1, ISSUE_2)
+    assert diff.height > 0
+    weeks = set(s.second["sidep"]["covid19"]["weeks"]) | set(s.second["mdo"]["weeks"])
+    days = set(s.second["sidep"]["covid19"]["days"])
+
+    def period(key: str) -> str:
+        return next(part.split("=", 1)[1] for part in key.split() if part.split("=")[0] in ("jour", "semaine"))
+
+    for file, key, before, after in diff.select("file", "key", "before", "after").iter_rows():
+        p = period(key)
+        week = date.fromisoformat(p).strftime("%G-S%V") if "-S" not in p else p
+        assert week in weeks, (file, key)
+        if "quot" in file and before is not None and after is not None:
+            assert p in days, (file, key, before, after)  # a count changed: only on a recomputed day
+    early_day, later_day = s.episode_days
+    assert diff.filter(pl.col("file").str.contains("quot-fra") & pl.col("key").str.contains(str(early_day))).height
+    assert epi.compare_issues(s.home, ISSUE_2, ISSUE_2).is_empty()
+    pubs = s.ctx.wh.read(ce.PUBLICATIONS)
+    assert set(pubs["issue_date"].to_list()) == {ISSUE_1, ISSUE_2} and pubs.height == 2 * len(s.issue_2["files"])
+
+
+# ------------------------------------------------------------------------------------------------
+# publications: shapes, manifest, disclosure control
+# ------------------------------------------------------------------------------------------------
+SHAPES = {
+    "sp-pos-quot-dep-covid19.csv": "dep;jour;P;T;cl_age90;pop",
+    "sp-pos-quot-reg-covid19.csv": "reg;jour;P_f;P_h;P;T_f;T_h;T;cl_age90;pop",
+    "sp-pos-quot-fra-covid19.csv": "fra;jour;P_f;P_h;P;T_f;T_h;T;cl_age90;pop",
+    "sp-pos-heb-dep-covid19.csv": "dep;semaine;P;T;cl_age90;pop",
+    "sp-pos-heb-reg-covid19.csv": "reg;semaine;P_f;P_h;P;T_f;T_h;T;cl_age90;pop",
+    "sp-pos-heb-fra-covid19.csv": "fra;semaine;P_f;P_h;P;T_f;T_h;T;cl_age90;pop",
+    "mdo-heb-dep.csv": "dep;semaine;mdo;cas",
+    "mdo-heb-fra.csv": "fra;semaine;mdo;cas",
+}
+
+
+def test_files_have_the_spf_shapes_and_the_manifest_describes_them(scenario):
+    folder = Path(scenario.issue_2["folder"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*SHAPES, "manifest.csv", "manifest.json"])
+    manifest = pl.read_csv(folder / "manifest.csv", separator=";", infer_schema=False)
+    doc = json.loads((folder / "manifest.json").read_text())
+    assert doc["disclosure"]["threshold"] == 10 and "suppressed" in doc["disclosure"]["rule"]
+    for name, header in SHAPES.items():
+        text = (folder / name).read_text(encoding="utf-8")
+        lines = text.split("\n")
+        assert lines[0] == header and text.endswith("\n")
+        row = manifest.filter(pl.col("file") == name).row(0, named=True)
+        assert int(row["rows"]) == len(lines) - 2 and row["issue_date"] == ISSUE_2
+        assert row["threshold"] == "10" and row["rule"].startswith("counts from 1 to 10")
+    dep = pl.read_csv(folder / "sp-pos-quot-dep-covid19.csv", separator=";", infer_schema=False)
+    assert set(dep["cl_age90"].unique().to_list()) == {"0", "09", "19", "29", "39", "49", "59", "69", "79", "89", "90"}
+    assert dep["dep"].n_unique() == 101 and dep.filter(pl.col("dep") == "2A").height > 0
+    row = manifest.filter(pl.col("file") == "sp-pos-quot-dep-covid19.csv").row(0, named=True)
+    assert (row["period_start"], row["period_end"]) == (dep["jour"].min(), dep["jour"].max())
+    heb = pl.read_csv(folder / "sp-pos-heb-fra-covid19.csv", separator=";", infer_schema=False)
+    assert heb["semaine"].str.contains(r"^\d{4}-S\d{2}$").all()
+    mdo_dep = pl.read_csv(folder / "mdo-heb-dep.csv", separator=";", infer_schema=False)
+    assert "covid19" not in mdo_dep["mdo"].to_list()  # published through the SI-DEP files
+
+
+def test_published_values_are_the_marts_with_small_counts_hidden(scenario):
+    folder = Path(scenario.issue_2["folder"])
+    pub = pl.read_csv(folder / "sp-pos-quot-dep-covid19.csv", separator=";", infer_schema=False)
+    mart = scenario.ctx.wh.read(ce.SIDEP_DEP_DAILY).select(
+        "dep", pl.col("jour").cast(pl.Utf8), "cl_age90", pl.col("P").alias("P_m"), pl.col("T").alias("T_m"))
+    j = pub.with_columns(pl.col("cl_age90").cast(pl.Int64)).join(mart, on=["dep", "jour", "cl_age90"])
+    assert j.height == pub.height == mart.height
+    for c in ("P", "T"):
+        shown = j.filter(pl.col(c).is_not_null())
+        assert (shown[c].cast(pl.Int64) == shown[f"{c}_m"]).all()
+        assert not shown[f"{c}_m"].is_between(1, 10).any()  # no count from 1 to 10 is visible
+        hidden = j.filter(pl.col(c).is_null())
+        assert hidden[f"{c}_m"].is_between(1, 10).sum() > 0 and (hidden[f"{c}_m"] > 10).sum() + (
+            hidden[f"{c}_m"] == 0).sum() > 0  # secondary suppression hides some larger counts or zeros
+
+
+def _dep_reg(scenario) -> dict:
+    geo = pl.read_csv(scenario.ctx.settings.seeds_dir / "reference" / "departements.csv", infer_schema=False)
+    return dict(geo.select("dep_code", "region_code").iter_rows())
+
+
+@pytest.fixture(scope="module")
+def issue_2_cells(scenario):
+    cells = published_cells(Path(scenario.issue_2["folder"]), "covid19")
+    return cells, margin_equations(cells, _dep_reg(scenario))
+
+
+def test_no_suppressed_cell_can_be_recomputed_from_the_margins(scenario, issue_2_cells):
+    """The reader's attack on the published files alone: every margin (all ages, régions, France,
+    weeks, women + men) by repeated subtraction, then every combination of them (linear algebra)."""
+    folder = Path(scenario.issue_2["folder"])
+    cells, eqs = issue_2_cells
+    hidden = [c for c, v in cells.items() if v is None]
+    assert len(hidden) > 1000 and len(eqs) > 10_000
+    assert subtraction_attack(cells, eqs) == {}
+    assert linear_algebra_attack(cells, eqs) == set()
+    mdo = pl.read_csv(folder / "mdo-heb-dep.csv", separator=";", infer_schema=False)
+    fra = pl.read_csv(folder / "mdo-heb-fra.csv", separator=";", infer_schema=False)
+    for (m, w), g in mdo.group_by("mdo", "semaine"):
+        total = fra.filter((pl.col("mdo") == m) & (pl.col("semaine") == w))["cas"][0]
+        assert g["cas"].null_count() + (total is None) != 1, (m, w)  # never one unknown in fra = sum(dep)
+
+
+def test_the_attack_recovers_cells_when_only_small_counts_are_hidden(scenario, issue_2_cells):
+    """The same attack against primary suppression alone finds cells, with their true values."""
+    out = epi.export_publication(scenario.ctx, scenario.refs, issue_date="2026-01-01",
+                                 rule=DisclosureRule(secondary="none"))
+    try:
+        cells = published_cells(Path(out["folder"]), "covid19")
+        # with the exact margins only (geography, weeks) every recomputed value is the true one
+        found = subtraction_attack(cells, margin_equations(cells, _dep_reg(scenario), exact_only=True))
+        assert len(found) > 20
+        truth = _mart_cells(scenario, found)
+        assert all(truth[c] == v for c, v in found.items())
+        # with every margin, more cells fall, and linear algebra finds at least as many
+        eqs = margin_equations(cells, _dep_reg(scenario))
+        assert set(subtraction_attack(cells, eqs)) <= linear_algebra_attack(cells, eqs)
+        issued = issue_2_cells[0]
+        assert all(issued[c] is None for c in found)  # the real issue hides every one of them
+    finally:
+        shutil.rmtree(out["folder"])
+
+
+def _mart_cells(scenario, wanted) -> dict:
+    """The true values of the ``wanted`` cells, from the marts."""
+    wh = scenario.ctx.wh
+    frames = []
+    for level, t in (("dep", ce.SIDEP_DEP_DAILY), ("reg", ce.SIDEP_REGION_DAILY), ("fra", ce.SIDEP_FRANCE_DAILY)):
+        frames.append(wh.read(t).select(pl.lit(level).alias("level"), pl.col(level).alias("geo"),
+                                        (pl.lit("j:") + pl.col("jour").cast(pl.Utf8)).alias("period"),
+                                        "cl_age90", "P_f", "P_h", "P", "T_f", "T_h", "T"))
+    frames.append(wh.read(ce.SIDEP_WEEKLY).select("level", "geo", (pl.lit("s:") + pl.col("semaine")).alias("period"),
+                                                  "cl_age90", "P_f", "P_h", "P", "T_f", "T_h", "T"))
+    long = pl.concat(frames).unpivot(["P_f", "P_h", "P", "T_f", "T_h", "T"],
+                                     index=["level", "geo", "period", "cl_age90"], variable_name="col")
+    want = pl.DataFrame(list(wanted), schema=["level", "geo", "period", "cl_age90", "col"], orient="row")
+    got = want.join(long, on=["level", "geo", "period", "cl_age90", "col"], how="left")
+    return {tuple(r[:5]): r[5] for r in got.rows()}
+
+
+def test_command_line_export_issues_and_compare(scenario):
+    from flows.epi import epi_app
+
+    runner = CliRunner()
+    home = str(scenario.home)
+    res = runner.invoke(epi_app, ["export", "--home", home, "--issue-date", "2026-11-13", "--threshold", "5"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((scenario.home / "publication" / "2026-11-13" / "manifest.json").read_text())
+    assert doc["disclosure"]["threshold"] == 5
+    res = runner.invoke(epi_app, ["issues", "--home", home])
+    assert res.exit_code == 0 and ISSUE_1 in res.output and "2026-11-13" in res.output
+    res = runner.invoke(epi_app, ["compare", ISSUE_1, ISSUE_2, "--home", home, "--csv",
+                                  "--file", "sp-pos-quot-fra-covid19.csv"])
+    assert res.exit_code == 0 and res.output.startswith("file;key;column;before;after")
+    assert len(res.output.splitlines()) > 1
+    res = runner.invoke(epi_app, ["export", "--home", home, "--issue-date", "13/11/2026"])
+    assert res.exit_code == 2 and "YYYY-MM-DD" in res.output
+    shutil.rmtree(scenario.home / "publication" / "2026-11-13")

@@ -1,0 +1,181 @@
+"""CR-BIO (CDA R2 level 3) parser: the hand-made sample, several documents per file, refusals."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from transforms.canonical import CANONICAL_SCHEMA
+from transforms.parsers import cda
+from transforms.parsers.base import REJECT_SCHEMA, FileFormatError
+
+SAMPLE = Path(__file__).parent / "fixtures" / "cda" / "crbio_sample.xml"
+
+
+def parse_all(path: Path, **kw):
+    chunks = list(cda.parse(path, file_id="f1", source="lab", **kw))
+    rows = pl.concat([c.rows for c in chunks]) if chunks else pl.DataFrame(schema=CANONICAL_SCHEMA)
+    rejects = pl.concat([c.rejects for c in chunks]) if chunks else pl.DataFrame(schema=REJECT_SCHEMA)
+    return rows, rejects, sum(c.units_seen for c in chunks)
+
+
+def write(tmp_path: Path, data: bytes | str, name: str = "doc.xml") -> Path:
+    p = tmp_path / name
+    p.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return p
+
+
+def observation_lines(text: str) -> list[int]:
+    return [i for i, ln in enumerate(text.splitlines(), start=1) if "<observation " in ln]
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return parse_all(SAMPLE)
+
+
+def test_sample_every_result_observation_is_a_row(sample):
+    rows, rejects, units = sample
+    assert (units, rejects.height) == (1, 0)
+    assert rows.schema == CANONICAL_SCHEMA
+    assert rows["line_no"].to_list() == observation_lines(SAMPLE.read_text(encoding="utf-8"))
+    assert rows["message_id"].unique().to_list() == ["1.2.250.1.999.7.1^CRBIO-2024-0042"]
+
+
+def test_sample_patient_and_request(sample):
+    r = sample[0].row(0, named=True)
+    assert (r["patient_nir"], r["ins_oid"]) == ("285077512345655", "1.2.250.1.213.1.4.8")
+    assert (r["family_name"], r["first_name"]) == ("LEGRAND", "Élodie")  # BR qualifiers
+    assert (r["birth_date"], r["sex"], r["postal_code"]) == (date(1985, 7, 12), "F", "75011")
+    assert r["request_id"] == "DEM-2024-0042"
+
+
+def test_sample_results(sample):
+    got = sample[0].select(
+        "local_code", "local_label", "loinc_code_src", "value_type", "value_raw", "value_num", "unit_raw",
+        "ref_range", "abnormal_flag", "result_status", "specimen",
+    ).rows()
+    assert got == [
+        ("GLY", "Glycémie à jeun", "2345-7", "NM", "5.4", 5.4, "mmol/L", "3.9-5.8", "N", "F", "SER"),
+        ("2160-0", "Créatinine [Masse/Volume] Sérum/Plasma ; Numérique", "2160-0", "NM", "71", 71.0, "umol/L",
+         "45 - 90", "N", "F", "SER"),
+        ("94500-6", "SARS-CoV-2 ARN", "94500-6", "CWE", "260373001^Détecté^SCT", None, None, None, "A", "F", "NPH"),
+        ("1988-5", "CRP", "1988-5", "SN", "<^0.5", None, "mg/L", None, None, "F", "NPH"),
+        ("GRP", "Groupe sanguin", None, "ST", "A Rh+", None, None, None, None, "F", "NPH"),
+        ("22314-9", "Hépatite A IgM", "22314-9", None, None, None, None, None, None, "X", "NPH"),
+    ]
+
+
+def test_sample_context_lab_and_times(sample):
+    rows = sample[0]
+    first, covid = rows.row(0, named=True), rows.row(2, named=True)
+    assert first["lab_finess"] == "130000012"  # act performer, extension 1 + FINESS
+    assert covid["lab_finess"] == "750000001"  # document author
+    assert first["collected_at"] == datetime(2024, 3, 5, 7, 35)  # specimen collection procedure
+    assert first["received_at"] == datetime(2024, 3, 5, 9, 10)  # SPRECEIVE act
+    assert first["validated_at"] == datetime(2024, 3, 5, 11, 45)  # AUTHEN participant
+    assert covid["collected_at"] == datetime(2024, 3, 5, 8, 0)  # observation effectiveTime
+    assert covid["validated_at"] == datetime(2024, 3, 5, 12, 0)  # legalAuthenticator
+    assert covid["received_at"] is None
+
+
+def doc(i: int, *, version: int = 1, oid: str = "1.2.250.1.213.1.4.8", extra: str = "", body: str | None = None) -> str:
+    body = body if body is not None else (
+        '<component><observation classCode="OBS" moodCode="EVN">'
+        '<code code="2345-7" codeSystem="2.16.840.1.113883.6.1" displayName="Glucose"/>'
+        '<statusCode code="completed"/><value xsi:type="PQ" value="5.1" unit="mmol/L"/></observation></component>'
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n'
+        f'<id root="1.2.3" extension="D{i}"/>\n<versionNumber value="{version}"/>\n{extra}'
+        f'<recordTarget><patientRole><id root="{oid}" extension="176026912345646"/>'
+        "<patient><name><family>MARTIN</family><given>Louis</given></name></patient></patientRole></recordTarget>\n"
+        "<component><structuredBody><component><section><entry><organizer classCode=\"BATTERY\" moodCode=\"EVN\">\n"
+        f"{body}\n</organizer></entry></section></component></structuredBody></component>\n</ClinicalDocument>\n"
+    )
+
+
+def test_several_documents_and_a_broken_one(tmp_path):
+    broken = '<?xml version="1.0"?>\n<ClinicalDocument xmlns="urn:hl7-org:v3"><id root="x"><oops></ClinicalDocument>\n'
+    text = doc(1) + broken + doc(3) + "\n\n"
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert units == 3
+    assert rows["message_id"].to_list() == ["1.2.3^D1", "1.2.3^D3"]
+    assert rejects.select("reason_code").to_series().to_list() == ["MALFORMED_MESSAGE"]
+    start_of_broken = doc(1).count("\n") + 1
+    assert rejects["line_no"][0] == start_of_broken
+    assert "not well-formed" in rejects["detail"][0]
+    assert rows["line_no"][1] > start_of_broken
+
+
+def test_doctype_and_entities_are_refused_unexpanded(tmp_path):
+    laughs = (
+        '<?xml version="1.0"?>\n<!DOCTYPE ClinicalDocument [\n<!ENTITY a "aaaaaaaaaa">\n'
+        + "".join(f'<!ENTITY {c} "&{p};&{p};&{p};&{p};&{p};&{p};&{p};&{p};&{p};&{p};">\n' for p, c in zip("abcdefgh", "bcdefghi"))
+        + ']>\n<ClinicalDocument xmlns="urn:hl7-org:v3"><title>&i;</title></ClinicalDocument>\n'
+    )
+    external = '<?xml version="1.0"?>\n<!DOCTYPE x SYSTEM "file:///etc/passwd">\n<ClinicalDocument xmlns="urn:hl7-org:v3"/>\n'
+    for text in (laughs, external):
+        t = time.perf_counter()
+        rows, rejects, units = parse_all(write(tmp_path, text))
+        assert time.perf_counter() - t < 2
+        assert rows.height == 0 and units == 1
+        assert rejects["reason_code"].to_list() == ["UNSAFE_XML"]
+        assert "DOCTYPE" in rejects["detail"][0]
+
+
+def test_refused_document_does_not_cost_the_next(tmp_path):
+    text = '<?xml version="1.0"?>\n<!DOCTYPE x [<!ENTITY e "v">]>\n<ClinicalDocument xmlns="urn:hl7-org:v3"/>\n' + doc(2)
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert units == 2 and rows["message_id"].to_list() == ["1.2.3^D2"]
+    assert rejects["reason_code"].to_list() == ["UNSAFE_XML"]
+
+
+def test_latin1_bytes_in_a_utf8_document(tmp_path):
+    text = doc(1).replace("MARTIN", "MÉNARD")
+    rows, rejects, _ = parse_all(write(tmp_path, text.encode("latin-1")))
+    assert rejects.height == 0
+    assert rows["family_name"].to_list() == ["MÉNARD"]
+
+
+def test_replacement_document_marks_corrections(tmp_path):
+    rows, _, _ = parse_all(write(tmp_path, doc(1) + doc(2, version=2)))
+    assert rows["result_status"].to_list() == ["F", "C"]
+    rplc = '<relatedDocument typeCode="RPLC"><parentDocument><id root="1.2.3" extension="D1"/></parentDocument></relatedDocument>\n'
+    rows, _, _ = parse_all(write(tmp_path, doc(3, extra=rplc)))
+    assert rows["result_status"].to_list() == ["C"]
+
+
+def test_truncated_document_and_trailing_junk(tmp_path):
+    full = doc(1)
+    rows, rejects, units = parse_all(write(tmp_path, full + full[: len(full) // 2]))
+    assert (rows.height, units) == (1, 2)
+    assert "truncated" in rejects["detail"][0] or "not well-formed" in rejects["detail"][0]
+    rows, rejects, units = parse_all(write(tmp_path, full + "garbage after the document\n"))
+    assert (rows.height, units, rejects["reason_code"].to_list()) == (1, 2, ["MALFORMED_MESSAGE"])
+
+
+def test_test_identity_and_no_result(tmp_path):
+    rows, rejects, units = parse_all(write(tmp_path, doc(1, oid="1.2.250.1.213.1.4.10") + doc(2, body="")))
+    assert rows.height == 0 and units == 2
+    assert rejects["reason_code"].to_list() == ["TEST_IDENTITY", "NO_RESULT"]
+    assert rejects["column"][0] == "ins_oid"
+
+
+def test_whole_file_errors(tmp_path):
+    for data, code in ((b"", "EMPTY_FILE"), (b"  \n", "EMPTY_FILE"), (b"MSH|^~\\&|x\r", "UNPARSEABLE_FILE"),
+                       (b"<html><body/></html>", "UNPARSEABLE_FILE")):
+        with pytest.raises(FileFormatError) as e:
+            parse_all(write(tmp_path, data))
+        assert e.value.reason_code == code
+
+
+def test_extract_document_for_embedding():
+    result = cda.extract_document(SAMPLE.read_bytes())
+    assert result.reason == "" and len(result.rows) == 6
+    assert result.doc_id == "1.2.250.1.999.7.1^CRBIO-2024-0042"

@@ -1,0 +1,106 @@
+"""Format detection from content, whatever the file is called."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pytest
+
+from transforms.parsers import cda, hl7v2, hprim
+from transforms.parsers.base import FileFormatError
+from transforms.parsers.detect import FORMATS, detect_format, get_parser
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CSV_HEADER = (
+    "FINESS;N_DEMANDE;NIR;NOM;PRENOM;DATE_NAISSANCE;SEXE;CODE_POSTAL;DATE_PRELEVEMENT;DATE_RECEPTION;"
+    "DATE_VALIDATION;CODE_ANALYSE;LIBELLE_ANALYSE;RESULTAT;UNITE;VALEURS_REFERENCE;STATUT"
+)
+
+
+def put(tmp_path: Path, data: bytes, name: str) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (FIXTURES / "hl7" / "fr_oru_batch.hl7", "hl7v2"),
+        (FIXTURES / "hl7" / "nist" / "ORU_R01_2.5.1_SampleTestCase1.hl7", "hl7v2"),
+        (FIXTURES / "cda" / "crbio_sample.xml", "cda"),
+        (FIXTURES / "hprim" / "sample.hpr", "hprim"),
+    ],
+    ids=lambda v: v.name if isinstance(v, Path) else v,
+)
+def test_fixtures_are_recognised_whatever_their_name(tmp_path, source, expected):
+    for name in ("export.csv", "results.txt", "noextension", "report.xml"):
+        target = tmp_path / name
+        shutil.copyfile(source, target)
+        assert detect_format(target) == expected
+
+
+def test_csv_header(tmp_path):
+    data = (CSV_HEADER + "\n750000001;R1;1760269123456;MARTIN;Louis;12/02/1976;M;69002;;;;GLY;Glycémie;5,1;mmol/L;;F\n")
+    assert detect_format(put(tmp_path, data.encode("latin-1"), "x.hl7")) == "csv"
+    assert detect_format(put(tmp_path, b"\xef\xbb\xbf" + data.encode("utf-8"), "y.dat")) == "csv"
+    assert detect_format(put(tmp_path, b'"FINESS";"NOM";"RESULTAT"\r\n', "z")) == "csv"
+
+
+def test_bom_mllp_and_blank_prefixes(tmp_path):
+    msh = b"MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5\r"
+    assert detect_format(put(tmp_path, b"\xef\xbb\xbf" + msh, "a")) == "hl7v2"
+    assert detect_format(put(tmp_path, b"\x0b" + msh, "b")) == "hl7v2"
+    assert detect_format(put(tmp_path, b"\r\n\r\nFHS|^~\\&|A\rBHS|^~\\&\r" + msh, "c")) == "hl7v2"
+    assert detect_format(put(tmp_path, b"\xef\xbb\xbfH|~^\\&|F.HPR\r\n", "d")) == "hprim"
+
+
+def test_cda_variants(tmp_path):
+    plain = b'<?xml version="1.0"?><!-- c --><ClinicalDocument xmlns="urn:hl7-org:v3"/>'
+    assert detect_format(put(tmp_path, plain, "a")) == "cda"
+    assert detect_format(put(tmp_path, '<ClinicalDocument xmlns="urn:hl7-org:v3"/>'.encode("utf-16"), "b")) == "cda"
+    # a DOCTYPE is recognised without being read: the CDA parser refuses it with a reject
+    dtd = b'<?xml version="1.0"?><!DOCTYPE ClinicalDocument [<!ENTITY a "b">]><ClinicalDocument/>'
+    assert detect_format(put(tmp_path, dtd, "c")) == "cda"
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "words"),
+    [
+        (b"", "EMPTY_FILE", "empty"),
+        (b"\xef\xbb\xbf \r\n\t", "EMPTY_FILE", "empty"),
+        (gzip.compress(b"MSH|^~\\&|"), "UNPARSEABLE_FILE", "gzip"),
+        (b"%PDF-1.7 ...", "UNPARSEABLE_FILE", "PDF"),
+        (b"abc\x00\x01\x02def", "UNPARSEABLE_FILE", "binary"),
+        (b'<?xml version="1.0"?><html/>', "UNPARSEABLE_FILE", "not a CDA"),
+        (b'<ClinicalDocument xmlns="urn:other"/>', "UNPARSEABLE_FILE", "not a CDA"),
+        (b"<<<not xml", "UNPARSEABLE_FILE", "XML"),
+        (b"1;2;3\n4;5;6\n", "UNPARSEABLE_FILE", "not a header"),
+        (b"hello world\n", "UNPARSEABLE_FILE", "neither"),
+        (b"MSHELLO", "UNPARSEABLE_FILE", "neither"),
+    ],
+)
+def test_unreadable_content(tmp_path, data, code, words):
+    with pytest.raises(FileFormatError) as e:
+        detect_format(put(tmp_path, data, "delivery.hl7"))
+    assert e.value.reason_code == code
+    assert str(e.value).startswith("delivery.hl7: ")
+    assert words in str(e.value)
+
+
+def test_reads_at_most_64_kib(tmp_path):
+    big = b"MSH|^~\\&|A\r" + b"OBX|" + b"x" * (10 << 20) + b"\r"
+    p = put(tmp_path, big, "big")
+    assert detect_format(p) == "hl7v2"
+
+
+def test_get_parser():
+    assert get_parser("hl7v2") is hl7v2.parse
+    assert get_parser("cda") is cda.parse
+    assert get_parser("hprim") is hprim.parse
+    assert callable(get_parser("csv"))
+    assert set(FORMATS) == {"csv", "hl7v2", "cda", "hprim"}
+    with pytest.raises(ValueError):
+        get_parser("xls")

@@ -1,0 +1,375 @@
+"""HL7 v2.5 ORU^R01 parser: NIST samples, a hand-made French batch, escapes, encodings, CDA in ED."""
+
+from __future__ import annotations
+
+import base64
+import tracemalloc
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from transforms.canonical import CANONICAL_SCHEMA
+from transforms.parsers import hl7v2, linereader
+from transforms.parsers.base import REJECT_SCHEMA, FileFormatError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NIST = sorted((FIXTURES / "hl7" / "nist").glob("*.hl7"))
+BATCH = FIXTURES / "hl7" / "fr_oru_batch.hl7"
+CDA_SAMPLE = FIXTURES / "cda" / "crbio_sample.xml"
+
+
+def parse_all(path: Path, **kw):
+    chunks = list(hl7v2.parse(path, file_id="f1", source="lab", **kw))
+    rows = pl.concat([c.rows for c in chunks]) if chunks else pl.DataFrame(schema=CANONICAL_SCHEMA)
+    rejects = pl.concat([c.rejects for c in chunks]) if chunks else pl.DataFrame(schema=REJECT_SCHEMA)
+    return rows, rejects, sum(c.units_seen for c in chunks)
+
+
+def write(tmp_path: Path, text: str, name: str = "in.hl7", encoding: str = "utf-8") -> Path:
+    p = tmp_path / name
+    p.write_bytes(text.encode(encoding))
+    return p
+
+
+def obx_lines(path: Path) -> list[int]:
+    """1-based line numbers of OBX segments, terminators \\r, \\n, \\r\\n (an independent count)."""
+    text = path.read_bytes().replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return [i for i, ln in enumerate(text.split(b"\n"), start=1) if ln.startswith(b"OBX")]
+
+
+# --------------------------------------------------------------------------------------------
+# NIST ELR 2.5.1 samples
+
+
+def test_nist_fixtures_are_the_reference_bytes():
+    ref = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hl7" / "nist"
+    if not ref.exists():
+        pytest.skip("shared reference folder not available")
+    for p in NIST:
+        assert p.read_bytes() == (ref / p.name).read_bytes()
+
+
+@pytest.mark.parametrize("path", NIST, ids=lambda p: p.stem)
+def test_nist_every_obx_accounted_for(path):
+    rows, rejects, units = parse_all(path)
+    assert units == 1
+    assert rejects.height == 0
+    assert sorted(rows["line_no"].to_list()) == obx_lines(path)
+    assert rows.schema == CANONICAL_SCHEMA
+    assert rows["message_id"].str.starts_with("NIST-").all()
+    assert rows["parse_issues"].is_null().all()
+
+
+def test_nist_case1_exact_values():
+    rows, _, _ = parse_all(NIST[0])
+    r = rows.row(0, named=True)
+    assert r["message_id"] == "NIST-100929110701660"
+    assert (r["family_name"], r["first_name"]) == ("Johnson", "Philip")
+    assert r["birth_date"] == date(2007, 5, 26)
+    assert r["sex"] == "M"
+    assert r["postal_code"] == "80011"
+    assert r["patient_nir"] is None  # an MRN, not an INS: the patient is linked by traits
+    assert r["ins_oid"] == "2.16.840.1.113883.19.3.2.1"
+    assert r["ins_oid"] == "2.16.840.1.113883.19.3.2.1"
+    assert r["request_id"] == "9700123"
+    assert (r["local_code"], r["loinc_code_src"], r["local_label"]) == ("10368-9", "10368-9", "Lead BldC-mCnc")
+    assert (r["value_type"], r["value_raw"], r["value_num"], r["unit_raw"]) == ("NM", "50", 50.0, "ug/dL")
+    assert r["ref_range"] == "<9 mcg/dL:  Acceptable background lead exposure"
+    assert (r["abnormal_flag"], r["result_status"]) == ("H", "F")
+    assert r["collected_at"] == datetime(2008, 8, 15, 10, 30)  # -0700 dropped, not applied
+    assert r["validated_at"] == datetime(2008, 8, 18, 18, 0)
+    assert r["received_at"] is None
+    assert r["specimen"] == "122554006"
+    assert r["lab_finess"] is None  # CLIA ids are not FINESS
+
+
+def test_nist_correction_status_is_kept():
+    rows, _, _ = parse_all(NIST[2])
+    r = rows.row(0, named=True)
+    assert (r["result_status"], r["value_raw"], r["unit_raw"], r["ref_range"]) == ("C", "25", "ug/dl", "<10 ug/dl")
+
+
+def test_nist_case4_text_result_and_case5_validation_time():
+    r4 = parse_all(NIST[3])[0].row(0, named=True)
+    assert (r4["family_name"], r4["sex"], r4["birth_date"], r4["postal_code"]) == ("Anderson", "F", date(1986, 9, 30), "58104")
+    assert (r4["local_code"], r4["value_type"], r4["value_raw"], r4["value_num"]) == ("11469-4", "ST", "Isolated", None)
+    assert r4["collected_at"] == datetime(2010, 8, 2, 15, 0)
+    r5 = parse_all(NIST[4])[0].row(0, named=True)
+    assert r5["validated_at"] == datetime(2008, 7, 30, 15, 0)  # OBX-19 before OBR-22
+    assert (r5["value_num"], r5["unit_raw"]) == (850000.0, "iU/mL")
+
+
+def test_nist_case6_three_results():
+    rows, _, _ = parse_all(NIST[5])
+    assert rows["local_code"].to_list() == ["6331-3", "20995-1", "17576-0"]
+    assert rows["value_raw"].to_list() == ["Isolated", "Isolated", "Not Isolated"]
+    assert rows["line_no"].to_list() == [6, 7, 8]
+    assert rows["specimen"].unique().to_list() == ["252393000"]
+
+
+# --------------------------------------------------------------------------------------------
+# the French batch fixture
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return parse_all(BATCH)
+
+
+def test_batch_accounts_for_every_message_and_obx(batch):
+    rows, rejects, units = batch
+    assert units == 5
+    covered = sorted(rows["line_no"].to_list() + rejects["line_no"].to_list())
+    assert covered == [8, 9, 10, 11, 12, 17, 18, 19, 22, 28]
+    assert rejects.select("line_no", "reason_code").rows() == [
+        (17, "TEST_IDENTITY"),
+        (18, "TEST_IDENTITY"),
+        (19, "MALFORMED_MESSAGE"),
+        (22, "NO_RESULT"),
+    ]
+
+
+def test_batch_patient_and_request(batch):
+    r = batch[0].row(0, named=True)
+    assert r["message_id"] == "MSG-0001"
+    assert (r["patient_nir"], r["ins_oid"]) == ("285077512345655", "1.2.250.1.213.1.4.8")  # INS, not the IPP
+    assert (r["family_name"], r["first_name"]) == ("LEGRAND", "Élodie")  # the L (birth) name
+    assert (r["birth_date"], r["sex"], r["postal_code"]) == (date(1985, 7, 12), "F", "75011")  # home, not birthplace
+    assert r["request_id"] == "DEM-2024-0042"  # OBR-3 filler number
+
+
+def test_batch_times_lab_and_specimen(batch):
+    rows = batch[0].filter(pl.col("message_id") == "MSG-0001")
+    first, second = rows.row(0, named=True), rows.row(1, named=True)
+    assert first["collected_at"] == datetime(2024, 3, 5, 7, 35)  # OBR-7 (+0100 dropped) before SPM-17
+    assert first["received_at"] == datetime(2024, 3, 5, 9, 15)  # SPM-18 before OBR-14
+    assert first["validated_at"] == datetime(2024, 3, 5, 11, 48)  # OBX-19
+    assert second["validated_at"] == datetime(2024, 3, 5, 11, 45)  # OBR-22
+    assert first["lab_finess"] == "130000012"  # OBX-23
+    assert second["lab_finess"] == "750000001"  # MSH-4
+    assert rows["specimen"].unique().to_list() == ["SER"]
+
+
+def test_batch_value_types_and_escapes(batch):
+    rows = batch[0].filter(pl.col("message_id") == "MSG-0001")
+    got = rows.select("local_code", "loinc_code_src", "value_type", "value_raw", "value_num", "unit_raw", "result_status").rows()
+    assert got == [
+        ("HB", "718-7", "NM", "13,2", 13.2, "g/dL", "F"),
+        ("CRP", "1988-5", "SN", "<^0.5", None, "mg/L", "F"),
+        ("94500-6", "94500-6", "CWE", "260373001^Détecté^SCT", None, None, "F"),
+        ("COM", None, "TX", "Prélèvement reçu hémolysé\nRésultat sous réserve & à contrôler | labo", None, None, "F"),
+        ("GRP", None, "ST", "A ^ Rh+", None, None, "C"),
+    ]
+    assert rows["local_label"][0] == "Hémoglobine"
+    assert rows["ref_range"][0] == "12.0-16.0"
+    assert rows["abnormal_flag"].to_list() == ["N", "N", "A", None, None]
+
+
+def test_batch_rejects_carry_no_patient_data(batch):
+    rejects = batch[1]
+    for detail in rejects["detail"]:
+        assert "PAT-TROIS" not in detail and "279035121518989" not in detail
+    malformed = rejects.filter(pl.col("reason_code") == "MALFORMED_MESSAGE").row(0, named=True)
+    assert "PID" in malformed["detail"]
+    assert malformed["raw_text"].startswith("MSH|") and "MSG-0003" in malformed["raw_text"]
+    test_id = rejects.filter(pl.col("reason_code") == "TEST_IDENTITY").row(0, named=True)
+    assert test_id["column"] == "ins_oid" and "1.2.250.1.213.1.4.10" in test_id["detail"]
+
+
+def test_batch_declared_delimiters(batch):
+    r = batch[0].filter(pl.col("message_id") == "MSG-0005").row(0, named=True)
+    assert (r["local_code"], r["local_label"], r["loinc_code_src"]) == ("K", "Potassium", "2823-3")
+    assert (r["family_name"], r["postal_code"], r["lab_finess"]) == ("MARTIN", "69002", "750000001")
+    assert r["collected_at"] == datetime(2024, 3, 5, 8, 20)
+
+
+def test_mixed_line_endings_give_the_same_rows(tmp_path, batch):
+    data = BATCH.read_bytes().split(b"\r")
+    seps = [b"\r", b"\n", b"\r\n"]
+    mixed = b"".join(seg + seps[i % 3] for i, seg in enumerate(data[:-1]))
+    rows, rejects, units = parse_all(write_bytes(tmp_path, mixed))
+    assert units == 5
+    assert rows.equals(batch[0])
+    assert rejects.drop("raw_text").equals(batch[1].drop("raw_text"))
+
+
+def write_bytes(tmp_path: Path, data: bytes, name: str = "mixed.hl7") -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def test_chunks_cut_at_message_boundaries(batch):
+    chunks = list(hl7v2.parse(BATCH, file_id="f1", source="lab", chunk_rows=2))
+    assert len(chunks) >= 2
+    assert sum(c.units_seen for c in chunks) == 5
+    assert pl.concat([c.rows for c in chunks]).equals(batch[0])
+
+
+# --------------------------------------------------------------------------------------------
+# robustness
+
+
+MSG = (
+    "MSH|^~\\&|APP|750000001|BIOLAKE|ARS|20240101||ORU^R01|{id}|P|2.5\r"
+    "PID|1||176026912345646^^^&1.2.250.1.213.1.4.8&ISO^INS||MARTIN^Louis^^^^^L||19760212|M\r"
+    "OBR|1||REQ{id}|GLY^Glycémie^L|||{collected}\r"
+    "OBX|1|{vt}|GLY^Glycémie^L||{value}|mmol/L|||||F\r"
+)
+
+
+def msg(id_: str = "1", vt: str = "NM", value: str = "5.1", collected: str = "202401010800") -> str:
+    return MSG.format(id=id_, vt=vt, value=value, collected=collected)
+
+
+def test_one_broken_message_does_not_cost_the_others(tmp_path):
+    text = msg("1") + "MSH|^~\\&|APP\rPID|1\rthis is not a segment\rOBR|1\rOBX|1|NM|X||1\r" + msg("3")
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert units == 3
+    assert rows["message_id"].to_list() == ["1", "3"]
+    assert rejects.select("line_no", "reason_code").rows() == [(5, "MALFORMED_MESSAGE")]
+    assert "line 7" in rejects["detail"][0]
+
+
+def test_parse_issues_instead_of_exceptions(tmp_path):
+    text = msg("1", collected="20240231") + msg("2", value="abc") + msg("3", value="<0,5") + msg("4", vt="SN", value="^12,5")
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0
+    assert rows["parse_issues"].to_list() == ["DATE_INVALID:collected_at", "VALUE_INVALID:value_num", None, None]
+    assert rows["collected_at"][0] is None
+    assert rows["value_num"].to_list() == [5.1, None, None, 12.5]
+
+
+def test_latin1_message_among_utf8_ones(tmp_path):
+    data = msg("1").encode("utf-8") + msg("2").encode("latin-1") + msg("3").encode("utf-8")
+    rows, rejects, _ = parse_all(write_bytes(tmp_path, data))
+    assert rejects.height == 0
+    assert rows["local_label"].to_list() == ["Glycémie"] * 3
+
+
+def test_msh18_charset_is_honoured(tmp_path):
+    m = msg("1").replace("|P|2.5\r", "|P|2.5|||||FRA|8859/1\r", 1)
+    rows, _, _ = parse_all(write_bytes(tmp_path, m.encode("latin-1")))
+    assert rows["local_label"].to_list() == ["Glycémie"]
+
+
+def test_mllp_framing_and_blank_lines(tmp_path):
+    text = "\x0b" + msg("1") + "\x1c\r\n\r\n" + "\x0b" + msg("2") + "\x1c\r"
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert (units, rejects.height, rows["message_id"].to_list()) == (2, 0, ["1", "2"])
+
+
+def test_junk_before_first_message_is_one_reject(tmp_path):
+    rows, rejects, units = parse_all(write(tmp_path, "hello\rworld\r" + msg("1")))
+    assert units == 2 and rows.height == 1
+    assert rejects.select("line_no", "reason_code").rows() == [(1, "MALFORMED_MESSAGE")]
+
+
+def test_whole_file_errors(tmp_path):
+    with pytest.raises(FileFormatError) as e:
+        parse_all(write(tmp_path, ""))
+    assert e.value.reason_code == "EMPTY_FILE"
+    with pytest.raises(FileFormatError) as e:
+        parse_all(write(tmp_path, "FHS|^~\\&\rFTS|0\r"))
+    assert e.value.reason_code == "EMPTY_FILE"
+    with pytest.raises(FileFormatError) as e:
+        parse_all(write(tmp_path, "a;b;c\n1;2;3\n"))
+    assert e.value.reason_code == "UNPARSEABLE_FILE" and "in.hl7" in str(e.value)
+
+
+def test_test_identity_and_obx_before_obr(tmp_path):
+    m1 = msg("1").replace("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.11")
+    m2 = "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|2|P|2.5\rPID|1||X\rOBX|1|NM|A||1\rOBR|1\r"
+    rows, rejects, _ = parse_all(write(tmp_path, m1 + m2))
+    assert rows.height == 0
+    assert rejects["reason_code"].to_list() == ["TEST_IDENTITY", "MALFORMED_MESSAGE"]
+    assert "before any OBR" in rejects["detail"][1]
+
+
+# --------------------------------------------------------------------------------------------
+# CDA embedded in an OBX of type ED
+
+
+def ed_message(payload: bytes, kind: str = "^text^XML^Base64^") -> str:
+    b64 = base64.b64encode(payload).decode("ascii")
+    return (
+        "MSH|^~\\&|SGL|LABO^750000001^FINESS|DMP|ANS|20240305120000||ORU^R01^ORU_R01|ED-1|P|2.5\r"
+        "PID|1||285077512345655^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||LEGRAND^Élodie^^^^^L||19850712|F\r"
+        "OBR|1||DEM-2024-0042|11502-2^CR d'examens biologiques^LN|||20240305073500\r"
+        f"OBX|1|ED|11502-2^CR d'examens biologiques^LN||{kind}{b64}||||||F\r"
+    )
+
+
+def test_embedded_cda_observations_become_rows(tmp_path):
+    rows, rejects, units = parse_all(write(tmp_path, ed_message(CDA_SAMPLE.read_bytes())))
+    assert (units, rejects.height, rows.height) == (1, 0, 6)
+    assert rows["line_no"].unique().to_list() == [4]  # the OBX line
+    assert rows["message_id"].unique().to_list() == ["ED-1"]
+    first = rows.row(0, named=True)
+    assert (first["local_code"], first["loinc_code_src"], first["value_num"]) == ("GLY", "2345-7", 5.4)
+    assert first["lab_finess"] == "130000012"  # from the CDA performer
+    assert first["request_id"] == "DEM-2024-0042"
+    assert rows["result_status"].to_list() == ["F", "F", "F", "F", "F", "X"]
+
+
+def test_embedded_pdf_and_broken_documents_are_rejects(tmp_path):
+    text = (
+        ed_message(b"%PDF-1.4 fake", kind="^application^pdf^Base64^").replace("ED-1", "ED-pdf")
+        + ed_message(b"<ClinicalDocument xmlns='urn:hl7-org:v3'><id root='1'/>").replace("ED-1", "ED-cut")
+        + ed_message(b'<!DOCTYPE x [<!ENTITY a "b">]><ClinicalDocument xmlns="urn:hl7-org:v3"/>').replace("ED-1", "ED-dtd")
+    )
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert rows.height == 0 and units == 3
+    assert rejects["reason_code"].to_list() == ["NO_RESULT", "EMBEDDED_DOCUMENT_INVALID", "UNSAFE_XML"]
+    assert "application/pdf" in rejects["detail"][0]
+
+
+# --------------------------------------------------------------------------------------------
+# streaming
+
+
+def _peak_python_memory(path: Path) -> int:
+    tracemalloc.start()
+    try:
+        for _ in hl7v2.parse(path, file_id="f", source="s", chunk_rows=300):
+            pass
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_stays_flat_with_file_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(linereader, "BLOCK_SIZE", 32 * 1024)  # small blocks: small files suffice
+    one = msg("{n}")
+    small, big = tmp_path / "small.hl7", tmp_path / "big.hl7"
+    small.write_text("".join(one.replace("{n}", str(i)) for i in range(2_000)), encoding="utf-8", newline="")
+    big.write_text("".join(one.replace("{n}", str(i)) for i in range(8_000)), encoding="utf-8", newline="")
+    peak_small, peak_big = _peak_python_memory(small), _peak_python_memory(big)
+    assert big.stat().st_size > 3.5 * small.stat().st_size
+    assert peak_big < 1.5 * peak_small + (1 << 20)
+
+
+def test_block_size_does_not_change_the_result(tmp_path, monkeypatch):
+    """Messages cut across read blocks, mixed endings and encodings: same rows whatever the block."""
+    latin = (
+        "MSH|^~\\&|A|750000001|B|C|20240101||ORU^R01|L{n}|P|2.5|||||FRA|8859/1\r"
+        "PID|1||X^^^&1.2.250.1.213.1.4.8&ISO||Ménard^Zoé\rOBR|1||R|||202401010800\r"
+        "OBX|1|NM|GLY^Glycémie^L||5|mmol/L|||||F\r"
+    )
+    parts = [p.read_bytes() for p in NIST] + [BATCH.read_bytes()]
+    seps = [b"\r", b"\n", b"\r\n"]
+    data = b"".join(
+        (parts[i % len(parts)] if i % 4 else latin.replace("{n}", str(i)).encode("latin-1")).replace(b"\r", seps[i % 3])
+        for i in range(25)
+    )
+    path = write_bytes(tmp_path, data, "blocks.hl7")
+    results = []
+    for size in (1 << 20, 97, 1024):
+        monkeypatch.setattr(linereader, "BLOCK_SIZE", size)
+        rows, rejects, units = parse_all(path, chunk_rows=7)
+        results.append((rows, rejects.drop("raw_text"), units))
+    for rows, rejects, units in results[1:]:
+        assert rows.equals(results[0][0]) and rejects.equals(results[0][1]) and units == results[0][2]
+    assert results[0][2] == data.count(b"MSH|")

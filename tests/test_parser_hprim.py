@@ -1,0 +1,116 @@
+"""HPRIM Santé 2.x parser: the hand-made sample (Latin-1, CRLF, A continuation), rejects."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from transforms.canonical import CANONICAL_SCHEMA
+from transforms.parsers import hprim
+from transforms.parsers.base import REJECT_SCHEMA, FileFormatError
+
+SAMPLE = Path(__file__).parent / "fixtures" / "hprim" / "sample.hpr"
+
+
+def parse_all(path: Path, **kw):
+    chunks = list(hprim.parse(path, file_id="f1", source="lab", **kw))
+    rows = pl.concat([c.rows for c in chunks]) if chunks else pl.DataFrame(schema=CANONICAL_SCHEMA)
+    rejects = pl.concat([c.rejects for c in chunks]) if chunks else pl.DataFrame(schema=REJECT_SCHEMA)
+    return rows, rejects, sum(c.units_seen for c in chunks)
+
+
+def write(tmp_path: Path, text: str, encoding: str = "utf-8") -> Path:
+    p = tmp_path / "res.hpr"
+    p.write_bytes(text.encode(encoding))
+    return p
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return parse_all(SAMPLE)
+
+
+def test_sample_accounts_for_every_line_and_obx(sample):
+    rows, rejects, units = sample
+    assert units == 15  # physical lines
+    obx = [i for i, ln in enumerate(SAMPLE.read_bytes().split(b"\r\n"), start=1) if ln.startswith(b"OBX")]
+    covered = set(rows["line_no"].to_list()) | set(rejects["line_no"].to_list())
+    assert set(obx) <= covered
+    assert rejects.select("line_no", "reason_code").rows() == [(11, "MALFORMED_MESSAGE"), (14, "TEST_IDENTITY")]
+    assert "PAT-TROIS" not in " ".join(rejects["detail"].to_list())
+
+
+def test_sample_patient(sample):
+    r = sample[0].row(0, named=True)
+    assert (r["patient_nir"], r["ins_oid"]) == ("285077512345655", "1.2.250.1.213.1.4.8")
+    assert (r["family_name"], r["first_name"]) == ("LEGRAND", "Élodie")  # birth name preferred (Latin-1 file)
+    assert (r["birth_date"], r["sex"], r["postal_code"]) == (date(1985, 7, 12), "F", "75011")
+    assert r["message_id"] is None
+
+
+def test_sample_results(sample):
+    got = sample[0].select(
+        "line_no", "request_id", "local_code", "loinc_code_src", "value_type", "value_raw", "value_num", "unit_raw",
+        "ref_range", "abnormal_flag", "result_status", "specimen", "lab_finess",
+    ).rows()
+    comment = (
+        "Prélèvement reçu hémolysé, résultat à interpréter avec prudence. Contrôle conseillé sous huit jours si la "
+        "clinique le justifie ; le biologiste reste à votre disposition au 01 23 45 67 89."
+    )
+    assert got == [
+        (4, "DEM-2024-0042", "HB", "718-7", "NM", "13,2", 13.2, "g/dL", "12.0-16.0", "N", "F", "SER", "130000012"),
+        (5, "DEM-2024-0042", "COM", None, "TX", comment, None, None, None, None, "F", "SER", "750000001"),
+        (9, "DEM-2024-0042", "HAV", "22314-9", "CE", "NEG^Négatif^L", None, None, None, None, "F", None, "750000001"),
+        (10, "DEM-2024-0042", "CRP", None, "SN", "<^0.5", None, "mg/L", "<5", None, "F", None, "750000001"),
+    ]
+
+
+def test_sample_times(sample):
+    first = sample[0].row(0, named=True)
+    assert first["collected_at"] == datetime(2024, 3, 5, 7, 35)
+    assert first["received_at"] == datetime(2024, 3, 5, 9, 10)
+    assert first["validated_at"] == datetime(2024, 3, 5, 11, 45)
+
+
+def test_structure_errors_are_record_rejects(tmp_path):
+    text = "\r\n".join([
+        "garbage before the header",
+        "H|~^\\&|F.HPR||750000001^LABO",
+        "OBX|1|NM|GLY^Glycémie^L||5.0|mmol/L|||||F",
+        "P|1|IPP1||||MARTIN^Louis||19760212|M",
+        "OBX|1|NM|GLY^Glycémie^L||5.0|mmol/L|||||F",
+        "OBR|1||R1|||||",
+        "OBX|1|NM|GLY^Glycémie^L||5.0|mmol/L|||||F",
+        "L|1",
+    ]) + "\r\n"
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert units == 8
+    assert rows["line_no"].to_list() == [7]
+    assert rows["patient_nir"].to_list() == ["IPP1"]
+    assert rejects.select("line_no", "reason_code").rows() == [
+        (1, "MALFORMED_MESSAGE"), (3, "MALFORMED_MESSAGE"), (5, "MALFORMED_MESSAGE"),
+    ]
+    assert "before any P" in rejects["detail"][1] and "before any OBR" in rejects["detail"][2]
+
+
+def test_declared_delimiters_are_used(tmp_path):
+    text = "H#!$\\&#F.HPR##750000001$LABO\nP#1#IPP1###MARTIN$Louis##19760212#M##$$$$69002\n" \
+           "OBR#1##R1####20240301\nOBX#1#NM#K$Potassium$L$2823-3$$LN##4,1#mmol/L#3.5$5.0####F\n"
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0
+    r = rows.row(0, named=True)
+    assert (r["local_code"], r["loinc_code_src"], r["value_num"], r["ref_range"]) == ("K", "2823-3", 4.1, "3.5-5.0")
+    assert (r["family_name"], r["postal_code"], r["lab_finess"]) == ("MARTIN", "69002", "750000001")
+    assert r["collected_at"] == datetime(2024, 3, 1)
+
+
+def test_whole_file_errors(tmp_path):
+    with pytest.raises(FileFormatError) as e:
+        parse_all(write(tmp_path, ""))
+    assert e.value.reason_code == "EMPTY_FILE"
+    with pytest.raises(FileFormatError) as e:
+        parse_all(write(tmp_path, "no header here\nP|1\n"))
+    assert e.value.reason_code == "UNPARSEABLE_FILE"

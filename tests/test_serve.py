@@ -1,0 +1,69 @@
+"""`biolake serve`: a real local Prefect server with the scheduled deployments, reachable over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: dict) -> list | dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_serve_registers_the_scheduled_deployments(tmp_path):
+    port = free_port()
+    env = dict(os.environ, BIOLAKE_HOME=str(tmp_path / "home"))
+    for k in ("PREFECT_API_URL", "PREFECT_HOME"):
+        env.pop(k, None)
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+    found: dict = {}
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and len(found) < 4:
+            if proc.poll() is not None:
+                pytest.fail("biolake serve stopped: " + proc.stdout.read().decode(errors="replace")[-3000:])
+            try:
+                deps = post(f"{api}/deployments/filter", {})
+                flows = {f["id"]: f["name"] for f in post(f"{api}/flows/filter", {})}
+                found = {f"{flows[d['flow_id']]}/{d['name']}": d for d in deps}
+            except OSError:
+                pass
+            time.sleep(1)
+        assert set(found) == {"biolake-pipeline/ingest-every-15-min", "biolake-indicators/daily",
+                              "biolake-mdo/weekly", "biolake-reports/weekly"}, found.keys()
+        ingest = found["biolake-pipeline/ingest-every-15-min"]["schedules"][0]["schedule"]
+        assert ingest["interval"] == 900.0
+        daily = found["biolake-indicators/daily"]["schedules"][0]["schedule"]
+        assert daily["cron"] == "0 6 * * *" and daily["timezone"] == "Europe/Paris"
+        limits = post(f"{api}/concurrency_limits/filter", {})
+        assert [(c["tag"], c["concurrency_limit"]) for c in limits] == [("biolake-warehouse-writer", 1)]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:  # the UI is served too
+            assert r.status == 200 and b"<html" in r.read(2000).lower()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

@@ -1,0 +1,169 @@
+"""MDO (notifiable diseases): case rules, new cases per person and episode, weekly counts.
+
+A rule (seeds/mdo_rules.csv, explained in seeds/mdo_rules.md) maps a LOINC code plus a result
+condition to a disease:
+
+- ``pos``: the qualitative result is positive (result_class POS: positif, détecté, présence...);
+- ``ge`` / ``gt``: the numeric value in the LOINC's canonical unit (value_canonical, unit_canonical)
+  is >= / > ``threshold``; ``unit`` must equal the canonical unit, otherwise the result is not
+  evaluated (a unit that could not be converted never makes a case);
+- ``min_age`` / ``max_age`` (optional): the patient's age in full years at collection must be in
+  range; an unknown age never matches a rule with an age condition.
+
+Only ``active = yes`` rows count. A person counts once per disease episode: a positive result
+opens a case when it is the person's first for that disease or comes ``episode_days`` or more
+after the collection day of the person's last *counted* case; positives in between belong to the
+same episode. Cases are dated by collection day and placed at the département of residence of
+the result that opened them.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import polars as pl
+
+from transforms.epi.indicators import semaine_expr
+from transforms.terminology.loinc import loinc_check_ok
+
+RULE_COLUMNS = ("mdo_id", "loinc_num", "condition", "threshold", "unit", "min_age", "max_age", "episode_days",
+                "active", "note")
+CONDITIONS = ("pos", "ge", "gt")
+RESULT_COLUMNS = ("person_key", "loinc_code", "result_class", "value_canonical", "unit_canonical", "age",
+                  "collected_date", "collected_at", "dep", "cl_age90", "sex", "file_seq", "line_no")
+CASE_COLUMNS = ("mdo_id", "person_key", "jour", "semaine", "dep", "cl_age90", "sex", "loinc_code")
+
+
+class MdoRulesError(ValueError):
+    """The rules table is wrong; the message names the file and the line."""
+
+
+def load_rules(path: Path, known_mdo: set[str] | None = None) -> pl.DataFrame:
+    """Read and check the rules table. Returns every row (active or not), typed."""
+    problems: list[str] = []
+    rows: list[dict] = []
+    with Path(path).open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = set(RULE_COLUMNS[:-1]) - set(reader.fieldnames or ())
+        if missing:
+            raise MdoRulesError(f"{path}: missing columns {sorted(missing)}")
+        for line, r in enumerate(reader, start=2):
+            where = f"{path}:{line}"
+            r = {k: (v or "").strip() for k, v in r.items() if k is not None}
+            if not r.get("mdo_id"):
+                problems.append(f"{where}: empty mdo_id")
+                continue
+            if known_mdo is not None and r["mdo_id"] not in known_mdo:
+                problems.append(f"{where}: unknown disease {r['mdo_id']!r} (not in ref.mdo_list)")
+            if not loinc_check_ok(r["loinc_num"]):
+                problems.append(f"{where}: malformed LOINC code {r['loinc_num']!r} (format or check digit)")
+            if r["condition"] not in CONDITIONS:
+                problems.append(f"{where}: condition must be one of {CONDITIONS}, not {r['condition']!r}")
+            threshold = _number(r.get("threshold"), float, where, "threshold", problems)
+            if r["condition"] in ("ge", "gt") and (threshold is None or not r.get("unit")):
+                problems.append(f"{where}: a numeric condition needs a threshold and its unit")
+            episode = _number(r.get("episode_days"), int, where, "episode_days", problems)
+            if episode is None or episode < 1:
+                problems.append(f"{where}: episode_days must be a whole number of days >= 1")
+            active = r.get("active", "yes").lower() or "yes"
+            if active not in ("yes", "no"):
+                problems.append(f"{where}: active must be yes or no")
+            rows.append({
+                "mdo_id": r["mdo_id"], "loinc_num": r["loinc_num"], "condition": r["condition"],
+                "threshold": threshold, "unit": r.get("unit") or None,
+                "min_age": _number(r.get("min_age"), int, where, "min_age", problems),
+                "max_age": _number(r.get("max_age"), int, where, "max_age", problems),
+                "episode_days": episode, "active": active == "yes", "note": r.get("note") or None,
+                "line": line,
+            })
+    rules = pl.DataFrame(rows, schema={"mdo_id": pl.Utf8, "loinc_num": pl.Utf8, "condition": pl.Utf8,
+                                       "threshold": pl.Float64, "unit": pl.Utf8, "min_age": pl.Int64,
+                                       "max_age": pl.Int64, "episode_days": pl.Int64, "active": pl.Boolean,
+                                       "note": pl.Utf8, "line": pl.Int64})
+    dup = rules.filter(pl.struct("mdo_id", "loinc_num").is_duplicated())
+    for mdo_id, code, line in dup.select("mdo_id", "loinc_num", "line").iter_rows():
+        problems.append(f"{path}:{line}: duplicate rule for ({mdo_id}, {code})")
+    episodes = rules.group_by("mdo_id").agg(pl.col("episode_days").drop_nulls().unique().alias("e"))
+    for mdo_id, e in episodes.filter(pl.col("e").list.len() > 1).iter_rows():
+        problems.append(f"{path}: {mdo_id} has several episode lengths {sorted(e)}: one per disease")
+    if problems:
+        raise MdoRulesError("invalid MDO rules:\n" + "\n".join(problems))
+    return rules.drop("line")
+
+
+def _number(raw: str | None, kind, where: str, field: str, problems: list[str]):
+    if raw in (None, ""):
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        problems.append(f"{where}: {field} is not a number: {raw!r}")
+        return None
+
+
+def rule_loincs(rules: pl.DataFrame) -> list[str]:
+    return rules.filter("active")["loinc_num"].unique().sort().to_list()
+
+
+def episode_days(rules: pl.DataFrame) -> dict[str, int]:
+    return dict(rules.group_by("mdo_id").agg(pl.col("episode_days").first()).iter_rows())
+
+
+def positive_results(results: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
+    """Current results that meet an active rule: one row per (result, disease) with mdo_id."""
+    active = rules.filter("active").select("mdo_id", pl.col("loinc_num").alias("loinc_code"), "condition",
+                                           "threshold", "unit", "min_age", "max_age")
+    r = results.select(RESULT_COLUMNS).join(active, on="loinc_code", how="inner")
+    value_ok = pl.col("value_canonical").is_not_null() & (pl.col("unit_canonical") == pl.col("unit"))
+    meets = (
+        pl.when(pl.col("condition") == "pos").then(pl.col("result_class") == "POS")
+        .when(pl.col("condition") == "ge").then(value_ok & (pl.col("value_canonical") >= pl.col("threshold")))
+        .when(pl.col("condition") == "gt").then(value_ok & (pl.col("value_canonical") > pl.col("threshold")))
+        .otherwise(False)
+    )
+    age_ok = (
+        (pl.col("min_age").is_null() | (pl.col("age") >= pl.col("min_age")))
+        & (pl.col("max_age").is_null() | (pl.col("age") <= pl.col("max_age")))
+    )
+    return r.filter((meets & age_ok).fill_null(False) & pl.col("person_key").is_not_null()).drop(
+        "condition", "threshold", "unit", "min_age", "max_age")
+
+
+def cases(positives: pl.DataFrame, episodes: dict[str, int]) -> pl.DataFrame:
+    """New cases: the positive days that open an episode, per disease and person.
+
+    The case's attributes come from the first positive result of its day (earliest collection, then
+    delivery order, then line), so the choice is deterministic.
+    """
+    day = (
+        positives.sort(["mdo_id", "person_key", "collected_date", "collected_at", "file_seq", "line_no"],
+                       nulls_last=True)
+        .group_by(["mdo_id", "person_key", "collected_date"], maintain_order=True).first()
+    )
+    keep: list[bool] = []
+    last_key, last_day = None, None
+    for mdo_id, person, jour in day.select("mdo_id", "person_key", "collected_date").iter_rows():
+        if (mdo_id, person) != last_key:
+            last_key, last_day = (mdo_id, person), None
+        if last_day is None or (jour - last_day).days >= episodes[mdo_id]:
+            keep.append(True)
+            last_day = jour
+        else:
+            keep.append(False)
+    out = day.filter(pl.Series(keep, dtype=pl.Boolean)).with_columns(
+        pl.col("collected_date").alias("jour"), semaine_expr(pl.col("collected_date")).alias("semaine"))
+    return out.select(CASE_COLUMNS).sort("mdo_id", "person_key", "jour")
+
+
+def weekly_cases(case_rows: pl.DataFrame, departements: list[str], semaines: list[str], mdo_ids: list[str]
+                 ) -> pl.DataFrame:
+    """mdo_id x semaine x dep grid of new cases, zeros included (cases without a département are
+    counted in no row)."""
+    grid = (pl.DataFrame({"mdo_id": sorted(mdo_ids)})
+            .join(pl.DataFrame({"semaine": sorted(semaines)}), how="cross")
+            .join(pl.DataFrame({"dep": departements}), how="cross"))
+    counts = case_rows.filter(pl.col("dep").is_not_null()).group_by("mdo_id", "semaine", "dep").agg(
+        pl.len().cast(pl.Int64).alias("cases"))
+    return grid.join(counts, on=["mdo_id", "semaine", "dep"], how="left").with_columns(
+        pl.col("cases").fill_null(0)).sort("mdo_id", "semaine", "dep")

@@ -1,0 +1,432 @@
+"""HL7 v2.5 ORU^R01 parser (IHE LAB with the French extensions), streaming and fast.
+
+A file holds one or many messages, with or without FHS/BHS/BTS/FTS batch wrappers (skipped), with
+segments ended by ``\\r``, ``\\n`` or ``\\r\\n`` (mixed is fine), optionally MLLP-framed. Each
+message starts at an ``MSH`` line; its delimiters come from MSH-1/MSH-2 and its character set from
+MSH-18 (``UNICODE UTF-8``, ``8859/1``...), else UTF-8 with a Latin-1 fallback for that message.
+
+One canonical row per OBX (see docs/formats.md for the field map):
+
+* patient from the PID in force (PID-3: the repetition whose assigning authority is an INS OID,
+  else the first identifier; PID-5 the ``L`` (birth) name, else the first; PID-7; PID-8 with
+  ``U`` read as unknown; PID-11 postal code of the home address);
+* request id from OBR-3 (filler), OBR-2, ORC-3, ORC-2;
+* times: collected_at OBR-7, else SPM-17, else OBX-14; received_at SPM-18, else OBR-14;
+  validated_at OBX-19, else OBR-22 (offsets dropped, never applied: see resultrows);
+* lab_finess: a FINESS in OBX-23, else MSH-4, else ORC-21 (null when none carries 9 FINESS
+  characters);
+* OBX-3 code (LOINC ``LN`` system to loinc_code_src, the code also in local_code), OBX-2 value
+  type, OBX-5 value (escape-decoded), OBX-6 unit, OBX-7 range, OBX-8 flag, OBX-11 status kept
+  as sent (the pipeline applies C/D/X), specimen from SPM-4 or OBR-15;
+* an OBX of type ED holding a base64 CDA gives the CDA's observations as rows (cda.py), at the
+  OBX's line and with the message's id; other ED contents (a PDF) are ``NO_RESULT`` rejects.
+
+Rejects: a message without PID or OBR, with an OBX before its OBR, with a line that is not a
+segment or with broken delimiters is ONE ``MALFORMED_MESSAGE`` reject at the line of its MSH; a
+message without OBX is a ``NO_RESULT`` reject; an OBX whose patient has a test INS OID
+(.10/.11) is a ``TEST_IDENTITY`` reject. Lines before the first MSH that are not batch headers
+form one malformed unit. ``line_no`` is the physical line of the OBX; ``units_seen`` counts
+messages (and such junk units).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+from transforms.parsers import cda
+from transforms.parsers.base import Chunk, FileFormatError
+from transforms.parsers.er7 import (
+    HL7_DEFAULT,
+    TEST_INS_OIDS,
+    Delimiters,
+    components,
+    decode,
+    finess_of_org,
+    first_component,
+    pick_identifier,
+    result_columns,
+)
+from transforms.parsers.hl7v2_framing import MessageSplitter
+from transforms.parsers.hl7v2_obx import CTX_FIELDS, obx_frame
+from transforms.parsers.linereader import decode_text, iter_blocks
+from transforms.parsers.resultrows import IDX, SEP, ResultSink, relaxed_gc
+
+_ORDER_ENDS = frozenset({"OBR", "ORC", "PID", "MSH"})
+_PAD = [""] * 32
+_CHARSETS = {
+    "UNICODE UTF-8": "utf-8",
+    "UNICODE": "utf-8",
+    "UTF-8": "utf-8",
+    "ASCII": "utf-8",
+    "8859/1": "latin-1",
+    "8859/15": "iso8859-15",
+    "8859/2": "iso8859-2",
+    "8859/9": "iso8859-9",
+}
+_PATIENT_FIELDS = ("patient_nir", "ins_oid", "family_name", "first_name", "birth_date", "sex", "postal_code")
+_I_STATUS = IDX["result_status"]
+# columns an embedded CDA row takes from the HL7 message when the document leaves them empty
+_MERGED = tuple(
+    IDX[n]
+    for n in ("lab_finess", "request_id", *_PATIENT_FIELDS, "collected_at", "received_at", "validated_at", "specimen")
+)
+
+
+class _Malformed(Exception):
+    """The message cannot be read; the text says why (never with patient data)."""
+
+
+@lru_cache(maxsize=64)
+def _delimiters(fs: str, declared: str) -> Delimiters:
+    if fs == "|" and declared == "^~\\&":
+        return HL7_DEFAULT
+    return Delimiters.from_declaration(fs, declared)
+
+
+def _ts(field: str, d: Delimiters) -> str:
+    """A timestamp field's text (TS component 1); digits-only values skip all decoding."""
+    return field if not field or field.isdigit() else first_component(field, d)
+
+
+def _charset(msh: bytes) -> str | None:
+    """The Python codec named by MSH-18 when it is not UTF-8/ASCII (the default), else None."""
+    if b"8859/" not in msh or len(msh) < 4 or msh.count(msh[3:4]) < 17:
+        return None
+    fields = msh.split(msh[3:4])
+    if len(fields) > 17 and fields[17]:
+        name = fields[17].split(b"^")[0].strip().upper().decode("ascii", "replace")
+        return _CHARSETS.get(name)
+    return None
+
+
+def _patient(f: list[str], d: Delimiters) -> tuple:
+    """(nir, oid, family, first, birth, sex, postal) from a split PID."""
+    nir, oid = pick_identifier(f[3], d) if f[3] else ("", "")
+    family = given = ""
+    if f[5]:
+        reps = f[5].split(d.repetition)
+        chosen = reps[0]
+        for r in reps:
+            c = r.split(d.component)
+            if len(c) > 6 and c[6] == "L":
+                chosen = r
+                break
+        # XPN-1 is itself composite (surname&own surname prefix&...): cut before decoding
+        raw_family = chosen.split(d.component, 1)[0]
+        if d.subcomponent in raw_family:
+            chosen = raw_family.split(d.subcomponent, 1)[0] + chosen[len(raw_family):]
+        family, given = components(chosen, d, 2)
+    birth = first_component(f[7], d) if f[7] else ""
+    sex = decode(f[8], d).strip() if f[8] else ""
+    if sex.upper() == "U":
+        sex = ""
+    postal = ""
+    if f[11]:
+        fallback = ""
+        for r in f[11].split(d.repetition):
+            a = components(r, d, 7)
+            if not a[4]:
+                continue
+            if a[6] == "H":
+                postal = a[4]
+                break
+            if not fallback and a[6] not in ("BDL", "BR", "N"):
+                fallback = a[4]
+        postal = postal or fallback
+    return (nir, oid, family, given, birth, sex, postal)
+
+
+class _Message:
+    """Walks the segments of one decoded message and builds its rows and rejects.
+
+    Rows are built as each OBX is read, with the order (OBR/ORC) and patient (PID) in force; the
+    order's SPM, which follows its OBX segments, is looked up when the OBR is read.
+    """
+
+    __slots__ = ("d", "msg_id", "msh_lab", "sink", "rows", "rejects", "n_obx", "vectorise")
+
+    def __init__(self, msh: str, sink: ResultSink):
+        if msh.startswith("MSH|^~\\&|"):
+            d = HL7_DEFAULT
+        else:
+            if len(msh) < 8 or msh[3].isalnum() or msh[3].isspace():
+                raise _Malformed("MSH segment too short or without delimiters")
+            end = msh.find(msh[3], 4)
+            try:
+                d = _delimiters(msh[3], msh[4:end] if end > 0 else msh[4:])
+            except ValueError as e:
+                raise _Malformed(f"MSH-2 encoding characters unusable: {e}") from None
+        self.d = d
+        mf = msh.split(d.field, 10)
+        if len(mf) < 11:
+            mf.extend(_PAD[: 11 - len(mf)])
+        msg_id = mf[9]
+        self.msg_id = msg_id if msg_id.isalnum() else first_component(msg_id, d)
+        self.msh_lab = finess_of_org(mf[3], d) or "" if mf[3] else ""
+        self.sink = sink
+        self.rows = sink.rows  # rows go straight to the sink; the caller rolls back on failure
+        self.rejects: list[tuple] = []
+        self.n_obx = 0
+        # plain OBX segments of a default-delimited message are handed over unparsed (packed)
+        self.vectorise = d is HL7_DEFAULT
+
+    def run(self, segs: list[str], nos: list[int]) -> None:  # noqa: C901 - one pass, kept flat for speed
+        d = self.d
+        fs = d.field
+        msg_id = self.msg_id
+        rows = self.rows
+        append = rows.append
+        patient: tuple | None = None
+        orc_req = ""
+        orc_lab = ""
+        base_lab = self.msh_lab
+        in_order = False
+        saw_obr = False
+        # the order in force: request, collection, reception, report time, specimen, test flag
+        req = coll = recv = obr22 = spec = ""
+        is_test = False
+        n_obx = 0
+        last_xon, last_lab = "", ""
+        esc, rep = d.escape, d.repetition
+        ctx: int | None = None  # index of the packed order context in sink.contexts
+        sink = self.sink
+        packed, packed_nos, packed_ctx, contexts = sink.packed, sink.packed_nos, sink.packed_ctx, sink.contexts
+        for i in range(1, len(segs)):
+            s = segs[i]
+            if s[3:4] != fs and len(s) != 3:
+                raise _Malformed(f"line {nos[i]} is not an HL7 segment")
+            sid = s[:3]
+            if sid == "OBX":
+                if not in_order:
+                    raise _Malformed(f"OBX at line {nos[i]} comes before any OBR")
+                if ctx is not None and esc not in s and rep not in s:
+                    p1 = s.find(fs, 4)
+                    p2 = s.find(fs, p1 + 1) if p1 > 0 else -1
+                    vt = s[p1 + 1 : p2] if p2 > 0 else (s[p1 + 1 :] if p1 > 0 else "")
+                    if vt != "ED" and (vt.isupper() or vt.strip(" \t").upper() != "ED"):
+                        n_obx += 1
+                        if is_test:
+                            self.rejects.append(
+                                (nos[i], "TEST_IDENTITY", "ins_oid", f"INS OID {patient[1]} marks a test identity", s)
+                            )
+                        else:
+                            packed.append(s)
+                            packed_nos.append(nos[i])
+                            packed_ctx.append(ctx)
+                        continue
+                f = s.split(fs)
+                if len(f) < 24:
+                    f.extend(_PAD[: 24 - len(f)])
+                n_obx += 1
+                vt = f[2]
+                if vt == "ED" or (vt and not vt.isupper() and vt.strip().upper() == "ED"):
+                    self._embedded(nos[i], s, f, req, coll, recv, obr22, spec, patient, base_lab)
+                    continue
+                if is_test:
+                    self.rejects.append(
+                        (nos[i], "TEST_IDENTITY", "ins_oid", f"INS OID {patient[1]} marks a test identity", s)
+                    )
+                    continue
+                res = result_columns(f, d)
+                lab = f[23]
+                if lab != last_xon:  # OBX-23 is usually the same for every OBX of a message
+                    last_xon, last_lab = lab, (finess_of_org(lab, d) if lab else "")
+                lab = last_lab or base_lab
+                o14 = f[14]
+                if o14 and not o14.isdigit():
+                    o14 = first_component(o14, d)
+                o19 = f[19]
+                if o19 and not o19.isdigit():
+                    o19 = first_component(o19, d)
+                append((nos[i], msg_id, lab, req, *patient, coll or o14, recv, o19 or obr22, *res, spec, ""))
+            elif sid == "OBR":
+                if patient is None:
+                    raise _Malformed(f"OBR at line {nos[i]} comes before any PID")
+                saw_obr = in_order = True
+                f = s.split(fs)
+                if len(f) < 23:
+                    f.extend(_PAD[: 23 - len(f)])
+                req = first_component(f[3], d) or first_component(f[2], d) or orc_req
+                coll = _ts(f[7], d)
+                recv = _ts(f[14], d)
+                obr22 = _ts(f[22], d)
+                spec = first_component(f[15], d) if f[15] else ""
+                # the order's SPM follows its OBX (ORU_R01 2.5): read it now
+                for j in range(i + 1, len(segs)):
+                    nxt = segs[j][:3]
+                    if nxt == "SPM":
+                        f = segs[j].split(fs)
+                        if len(f) < 19:
+                            f.extend(_PAD[: 19 - len(f)])
+                        spm4 = components(f[4], d, 2) if f[4] else ("", "")
+                        spec = spm4[0] or spm4[1] or spec
+                        coll = coll or (first_component(f[17], d) if f[17] else "")
+                        recv = (first_component(f[18], d) if f[18] else "") or recv
+                        break
+                    if nxt in _ORDER_ENDS:
+                        break
+                ctx = None
+                if self.vectorise:
+                    packed_context = SEP.join((msg_id, base_lab, req, *patient, coll, recv, obr22, spec))
+                    if packed_context.count(SEP) == CTX_FIELDS - 1:  # else a field holds the separator
+                        ctx = len(contexts)
+                        contexts.append(packed_context)
+            elif sid == "PID":
+                in_order = False
+                ctx = None
+                f = s.split(fs)
+                if len(f) < 12:
+                    f.extend(_PAD[: 12 - len(f)])
+                patient = _patient(f, d)
+                is_test = patient[1] in TEST_INS_OIDS
+                orc_req, orc_lab, base_lab = "", "", self.msh_lab
+            elif sid == "ORC":
+                in_order = False
+                ctx = None
+                f = s.split(fs)
+                if len(f) < 22:
+                    f.extend(_PAD[: 22 - len(f)])
+                orc_req = first_component(f[3], d) or first_component(f[2], d)
+                orc_lab = (finess_of_org(f[21], d) if f[21] else "") or ""
+                base_lab = self.msh_lab or orc_lab
+            elif not (sid.isalnum() and sid.isupper() and sid[0].isalpha()):
+                raise _Malformed(f"line {nos[i]} is not an HL7 segment")
+        if patient is None:
+            raise _Malformed("no PID segment")
+        if not saw_obr:
+            raise _Malformed("no OBR segment")
+        self.n_obx = n_obx
+
+    def _embedded(self, no, seg, f, req, collected, received, obr22, specimen, patient, base_lab) -> None:
+        """Rows from the CDA document carried base64-encoded in an OBX of type ED."""
+        d = self.d
+        ed = components(f[5], d, 5) if f[5] else [""] * 5
+        encoding, data = ed[3].strip().upper(), ed[4]
+        if encoding not in ("BASE64", "B64") or not data:
+            self.rejects.append((no, "NO_RESULT", "value_raw", "OBX of type ED without base64 data", seg))
+            return
+        try:
+            raw = base64.b64decode(data)
+        except (binascii.Error, ValueError):
+            self.rejects.append((no, "EMBEDDED_DOCUMENT_INVALID", "value_raw", "OBX-5 is not valid base64", seg))
+            return
+        if raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] != b"<":
+            kind = "/".join(x for x in (ed[1], ed[2]) if x) or "binary data"
+            self.rejects.append((no, "NO_RESULT", "value_raw", f"OBX-5 holds {kind}, not a CDA document", seg))
+            return
+        doc = cda.extract_document(raw)
+        if doc.reason:
+            reason = "UNSAFE_XML" if doc.reason == "UNSAFE_XML" else "EMBEDDED_DOCUMENT_INVALID"
+            self.rejects.append((no, reason, "value_raw", f"embedded CDA: {doc.detail}", seg))
+            return
+        if not doc.rows:
+            self.rejects.append((no, "NO_RESULT", "value_raw", "embedded CDA holds no result observation", seg))
+            return
+        status = decode(f[11], d)
+        lab = (finess_of_org(f[23], d) if f[23] else None) or base_lab
+        hl7 = (lab, req, *patient, collected or first_component(f[14], d), received,
+               first_component(f[19], d) or obr22, specimen)
+        rows = []
+        for r in doc.rows:
+            row = list(r)
+            row[0] = no
+            row[1] = self.msg_id
+            for k, idx in enumerate(_MERGED):
+                if not row[idx] and hl7[k]:
+                    row[idx] = hl7[k]
+            if not row[_I_STATUS]:
+                row[_I_STATUS] = status
+            rows.append(tuple(row))
+        oid = rows[0][IDX["ins_oid"]]
+        if oid in TEST_INS_OIDS:
+            self.rejects.append(
+                (no, "TEST_IDENTITY", "ins_oid",
+                 f"INS OID {oid} marks a test identity ({len(rows)} results in the embedded CDA)", seg)
+            )
+            return
+        self.rows.extend(rows)
+
+
+def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink) -> None:
+    """Decode (unless the lines are already text) and parse one message into ``sink``."""
+    sink.units += 1
+    text: str | None = None
+    if isinstance(lines[0], str):  # decoded with its block (UTF-8, no MSH-18 charset, no U+001F)
+        segs = lines
+    else:
+        raw = b"\r".join(lines)
+        charset = _charset(lines[0])
+        if charset is None:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("latin-1")
+        else:
+            text = decode_text(raw, charset)
+        segs = text.split("\r")
+    mark = sink.mark()
+    try:
+        if truncated:
+            raise _Malformed("the message holds a segment or a size beyond the parser's limits")
+        msg = _Message(segs[0], sink)
+        if text is not None and SEP in text:
+            msg.vectorise = False
+        msg.run(segs, nos)
+    except _Malformed as e:
+        sink.rollback(mark)
+        sink.reject(nos[0], "MALFORMED_MESSAGE", None, str(e), text if text is not None else "\r".join(segs))
+        return
+    if msg.n_obx == 0:
+        sink.reject(nos[0], "NO_RESULT", None, "the message holds no OBX segment",
+                    text if text is not None else "\r".join(segs))
+        return
+    for no, reason, column, detail, raw_text in msg.rejects:
+        sink.reject(no, reason, column, detail, raw_text)
+
+
+def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -> Iterator[Chunk]:
+    """Parse an HL7 v2 ORU file into canonical chunks (one unit = one message)."""
+    path = Path(path)
+    sink = ResultSink(file_id, source, chunk_rows, packed_builder=obx_frame)
+    split = MessageSplitter()
+    with path.open("rb") as fh, relaxed_gc():
+        for block in iter_blocks(fh):
+            split.feed(block)
+            if split.out:
+                for msg in split.out:
+                    _dispatch(msg, sink)
+                    if sink.ready():
+                        yield sink.take()
+                split.out = []
+    split.close()
+    if not split.seen_msh:
+        if split.seen_any:
+            raise FileFormatError("UNPARSEABLE_FILE", f"{path.name}: no MSH segment: not an HL7 v2 file")
+        raise FileFormatError("EMPTY_FILE", f"{path.name}: no HL7 message in the file")
+    for msg in split.out:
+        _dispatch(msg, sink)
+    if sink.pending():
+        yield sink.take()
+
+
+def _dispatch(msg: tuple[list[bytes], list[int], bool], sink: ResultSink) -> None:
+    lines, nos, bad = msg
+    if lines[0][:3] in (b"MSH", "MSH"):
+        _read_message(lines, nos, bad, sink)
+    else:
+        _junk(lines, nos, sink)
+
+
+def _junk(lines: list[bytes], nos: list[int], sink: ResultSink) -> None:
+    sink.units += 1
+    sink.reject(
+        nos[0],
+        "MALFORMED_MESSAGE",
+        None,
+        f"{len(lines)} line(s) outside any message (no MSH before them)",
+        decode_text(b"\r".join(lines)),
+    )

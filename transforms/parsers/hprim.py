@@ -1,0 +1,235 @@
+"""HPRIM Santé 2.x parser: H/P/OBR/OBX/C/L records, streaming.
+
+The H record declares the delimiters right after its type: ``H|~^\\&`` is field ``|``,
+repetition ``~``, component ``^``, escape ``\\``, subcomponent ``&``. A record longer than a line
+continues on lines starting with ``A|``: what follows ``A|`` is appended to the record as is.
+Records are decoded one at a time, UTF-8 else Latin-1. Fields are numbered like HL7's, the record
+type being field 0 (``OBX-5`` is the value); the OBR and OBX records follow the HL7 layout.
+
+Mapping (see docs/formats.md): P-2/P-3/P-4 identifiers (the one qualified by an INS OID, else the
+first present), P-5 ``family^first``, P-6 birth name (preferred as family name when given), P-7
+birth date, P-8 sex, P-10 address (component 5 postal code); OBR-3 (else OBR-2) request,
+OBR-7 collection, OBR-14 reception, OBR-15 specimen, OBR-22 report time; OBX-2 type, OBX-3 code,
+OBX-5 value, OBX-6 unit, OBX-7 ranges (``low^high`` read as ``low-high``), OBX-8 flag, OBX-11
+status, OBX-14 observation time (collection fallback), OBX-15 producing lab (its FINESS, else the
+FINESS in H-4, the sender), OBX-19 validation time.
+
+Rejects: lines before the first H form one ``MALFORMED_MESSAGE`` reject; a line that is not a
+record, an OBR/OBX before any P, an OBX before any OBR are ``MALFORMED_MESSAGE`` rejects of that
+record; an OBX whose patient carries a test INS OID is a ``TEST_IDENTITY`` reject. ``line_no``
+is the first physical line of the record; ``units_seen`` counts physical lines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from transforms.parsers.base import Chunk, FileFormatError
+from transforms.parsers.er7 import (
+    INS_OIDS,
+    TEST_INS_OIDS,
+    Delimiters,
+    components,
+    decode,
+    first_component,
+    finess_of_org,
+    pick_identifier,
+    result_columns,
+)
+from transforms.parsers.linereader import decode_text, iter_line_blocks
+from transforms.parsers.resultrows import relaxed_gc, ResultSink
+
+_PAD = [""] * 32
+_RECORD_TYPE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
+_IGNORED = frozenset({"C", "L", "AP", "AC", "FAC", "ACT", "REG", "NTE"})
+
+
+def header_delimiters(text: str) -> Delimiters:
+    """Delimiters declared by an H record (``H|~^\\&...``); ``ValueError`` when unusable."""
+    if len(text) < 5 or text[0] != "H":
+        raise ValueError("not an H record")
+    fs = text[1]
+    end = text.find(fs, 2)
+    declared = text[2:end] if end > 0 else text[2:]
+    if len(declared) < 3:
+        raise ValueError("the H record declares fewer than three delimiters")
+    rep, comp, esc = declared[0], declared[1], declared[2]
+    sub = declared[3] if len(declared) > 3 else "&"
+    return Delimiters.from_declaration(fs, comp + rep + esc + sub)
+
+
+class _State:
+    """What the records read so far say: delimiters, sender lab, patient, request."""
+
+    def __init__(self) -> None:
+        self.d: Delimiters | None = None
+        self.lab: str | None = None
+        self.patient: tuple | None = None
+        self.obr: tuple | None = None
+
+
+def _patient(f: list[str], d: Delimiters) -> tuple:
+    found: tuple[str, str] | None = None
+    for k in (2, 3, 4):
+        if f[k]:
+            ident, o = pick_identifier(f[k], d)
+            if o in INS_OIDS:
+                found = (ident, o)
+                break
+            if found is None or (not found[0] and ident):
+                found = (ident, o)
+    nir, oid = found if found is not None else ("", "")
+    name = components(f[5], d, 2)
+    birth_name = first_component(f[6], d) if f[6] else ""
+    family = birth_name or name[0]
+    birth = first_component(f[7], d) if f[7] else ""
+    sex = first_component(f[8], d).strip() if f[8] else ""
+    if sex.upper() == "U":
+        sex = ""
+    postal = components(f[10], d, 5)[4] if f[10] else ""
+    return (nir, oid, family, name[1], birth, sex, postal)
+
+
+def _ranges(field: str, d: Delimiters) -> str | None:
+    """``low^high`` reference ranges as ``low-high``; None when the field is not in that form."""
+    if d.component in field and d.repetition not in field:
+        c = field.split(d.component)
+        if len(c) == 2 and (c[0] or c[1]):
+            return f"{decode(c[0], d)}-{decode(c[1], d)}"
+    return None
+
+
+def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
+    """Apply one logical record (continuations already joined)."""
+    if text[:1] == "H" and len(text) > 1 and not text[1].isalnum():
+        try:
+            d = header_delimiters(text)
+        except ValueError as e:
+            st.d = None
+            sink.reject(no, "MALFORMED_MESSAGE", None, f"H record unusable: {e}", text)
+            return
+        st.d = d
+        f = text.split(d.field)
+        st.lab = finess_of_org(f[4], d) if len(f) > 4 else None
+        st.patient = st.obr = None
+        return
+    d = st.d
+    if d is None:
+        sink.reject(no, "MALFORMED_MESSAGE", None, "record outside any H header", text)
+        return
+    f = text.split(d.field)
+    rtype = f[0]
+    if len(f) < 24:
+        f.extend(_PAD[: 24 - len(f)])
+    if rtype == "OBX":
+        if st.patient is None:
+            sink.reject(no, "MALFORMED_MESSAGE", None, "OBX record before any P record", text)
+        elif st.obr is None:
+            sink.reject(no, "MALFORMED_MESSAGE", None, "OBX record before any OBR record", text)
+        elif st.patient[1] in TEST_INS_OIDS:
+            sink.reject(no, "TEST_IDENTITY", "ins_oid", f"INS OID {st.patient[1]} marks a test identity", text)
+        else:
+            req, obr7, obr14, obr15, obr22 = st.obr
+            res = result_columns(f, d)
+            lab = (finess_of_org(f[15], d) if f[15] else None) or st.lab
+            o14 = first_component(f[14], d) if f[14] else ""
+            o19 = first_component(f[19], d) if f[19] else ""
+            ranges = _ranges(f[7], d) if f[7] else None
+            if ranges is not None:
+                res = (*res[:6], ranges, *res[7:])
+            sink.rows.append(
+                (no, None, lab, req, *st.patient, obr7 or o14, obr14, o19 or obr22, *res, obr15, None)
+            )
+    elif rtype == "OBR":
+        if st.patient is None:
+            sink.reject(no, "MALFORMED_MESSAGE", None, "OBR record before any P record", text)
+            st.obr = None
+            return
+        st.obr = (
+            first_component(f[3], d) or first_component(f[2], d),
+            first_component(f[7], d) if f[7] else "",
+            first_component(f[14], d) if f[14] else "",
+            first_component(f[15], d) if f[15] else "",
+            first_component(f[22], d) if f[22] else "",
+        )
+    elif rtype == "P":
+        st.patient = _patient(f, d)
+        st.obr = None
+    elif rtype == "L":
+        st.patient = st.obr = None
+    elif rtype in _IGNORED or _RECORD_TYPE.fullmatch(rtype):
+        return
+    else:
+        sink.reject(no, "MALFORMED_MESSAGE", None, f"line {no} is not an HPRIM record", text)
+
+
+def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -> Iterator[Chunk]:
+    """Parse an HPRIM Santé file into canonical chunks (one unit = one physical line)."""
+    path = Path(path)
+    sink = ResultSink(file_id, source, chunk_rows)
+    st = _State()
+    parts: list[bytes] = []
+    rec_no = 0
+    bad = False
+    junk: list[bytes] = []
+    junk_no = 0
+    seen_h = False
+    cont = b"A|"
+    with path.open("rb") as fh, relaxed_gc():
+        for first, lines, truncated in iter_line_blocks(fh):
+            no = first - 1
+            for line in lines:
+                no += 1
+                sink.units += 1
+                if not line.strip():
+                    continue
+                if parts and line.startswith(cont):
+                    parts.append(line[2:])
+                    bad = bad or (bool(truncated) and no in truncated)
+                    continue
+                if parts:
+                    _flush(parts, rec_no, bad, st, sink)
+                    parts = []
+                    if sink.ready():
+                        yield sink.take()
+                if line[:1] == b"H" and len(line) > 5 and not line[1:2].isalnum():
+                    if junk:
+                        _junk(junk, junk_no, sink)
+                        junk = []
+                    seen_h = True
+                    cont = b"A" + line[1:2]
+                elif not seen_h:
+                    if not junk:
+                        junk_no = no
+                    if sum(map(len, junk)) < (1 << 20):
+                        junk.append(line)
+                    continue
+                parts = [line]
+                rec_no = no
+                bad = bool(truncated) and no in truncated
+    if parts:
+        _flush(parts, rec_no, bad, st, sink)
+    if not seen_h:
+        if junk:
+            raise FileFormatError("UNPARSEABLE_FILE", f"{path.name}: no H record: not an HPRIM file")
+        raise FileFormatError("EMPTY_FILE", f"{path.name}: no HPRIM record in the file")
+    if junk:
+        _junk(junk, junk_no, sink)
+    if sink.pending():
+        yield sink.take()
+
+
+def _flush(parts: list[bytes], no: int, bad: bool, st: _State, sink: ResultSink) -> None:
+    text = decode_text(b"".join(parts))
+    if bad:
+        sink.reject(no, "MALFORMED_MESSAGE", None, "record longer than the parser's line limit", text)
+        return
+    _record(text, no, st, sink)
+
+
+def _junk(lines: list[bytes], no: int, sink: ResultSink) -> None:
+    sink.reject(
+        no, "MALFORMED_MESSAGE", None, f"{len(lines)} line(s) before any H record", decode_text(b"\n".join(lines))
+    )

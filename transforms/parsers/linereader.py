@@ -1,0 +1,145 @@
+"""Stream a file as physical lines, whatever its line endings, in bounded memory.
+
+HL7 v2 files end their segments with ``\\r`` (the standard), ``\\n`` or ``\\r\\n`` (after a trip
+through Windows or a mail gateway), sometimes mixed in one file; HPRIM files are usually ``\\r\\n``.
+:func:`iter_line_blocks` reads the file by blocks of 1 MiB and yields the complete lines of each
+block as ``bytes`` (decoding is left to the caller, which knows the unit -- message, record -- it
+decodes at once). Every terminator counts as one line: ``\\r\\n`` is one terminator, so line
+numbers match what an editor shows for any of the three conventions.
+
+A line longer than ``max_line`` bytes (a binary file without newlines, a runaway segment) is cut at
+``max_line``; the rest of it is read and dropped, and its number is reported as truncated so the
+caller can reject the unit that holds it. Memory therefore stays bounded by the block size plus
+``max_line``, whatever the file size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+BLOCK_SIZE = 1 << 20
+MAX_LINE = 64 << 20
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class LineBlock:
+    """Complete lines read at once: ``data`` is the lines joined by ``\n`` (terminators
+    normalised), ``first_line_no`` the number of the first one; :attr:`lines` splits on demand."""
+
+    __slots__ = ("first_line_no", "data", "truncated", "_lines")
+
+    def __init__(self, first_line_no: int, data: bytes, truncated: frozenset[int]):
+        self.first_line_no = first_line_no
+        self.data = data
+        self.truncated = truncated
+        self._lines: list[bytes] | None = None
+
+    @property
+    def lines(self) -> list[bytes]:
+        if self._lines is None:
+            self._lines = self.data.split(b"\n")
+        return self._lines
+
+    def __len__(self) -> int:
+        return self.data.count(b"\n") + 1
+
+
+def iter_blocks(fh: BinaryIO, *, block_size: int | None = None, max_line: int = MAX_LINE) -> Iterator[LineBlock]:
+    """Yield the file as :class:`LineBlock` s of about ``block_size`` bytes of whole lines.
+
+    A UTF-8 byte-order mark at the very start of the file is dropped. ``block_size`` defaults to
+    the module's :data:`BLOCK_SIZE` (read at call time). A line longer than ``max_line`` (it can
+    only span several blocks) is cut and its number reported in ``truncated``.
+    """
+    block_size = block_size or BLOCK_SIZE
+    line_no = 1
+    parts: list[bytes] = []  # pieces of the line that is still open across blocks
+    parts_len = 0
+    overflow = False  # the open line already exceeded max_line
+    held_cr = b""  # a trailing \r kept back in case the next block starts with \n
+    at_start = True
+    while True:
+        data = fh.read(block_size)
+        eof = not data
+        if at_start:
+            while not eof and len(data) < len(UTF8_BOM) and UTF8_BOM.startswith(data):
+                more = fh.read(block_size)
+                if not more:
+                    break
+                data += more
+            if data.startswith(UTF8_BOM):
+                data = data[len(UTF8_BOM) :]
+            at_start = False
+        if held_cr:
+            data = held_cr + data
+            held_cr = b""
+        if not eof and data.endswith(b"\r"):
+            held_cr = b"\r"
+            data = data[:-1]
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        cut = data.rfind(b"\n")
+        if cut < 0 and not eof:
+            # no terminator in this block: the open line goes on
+            if data and not overflow:
+                room = max_line - parts_len
+                if len(data) > room:
+                    data = data[:room]
+                    overflow = True
+                parts.append(data)
+                parts_len += len(data)
+            continue
+        if eof:
+            if not data and not parts and not overflow:
+                return
+            body, rest = (data[:-1] if data.endswith(b"\n") else data), b""
+        else:
+            body, rest = data[:cut], data[cut + 1 :]
+        truncated: set[int] = set()
+        if parts or overflow:
+            nl = body.find(b"\n")
+            head, tail = (body, b"") if nl < 0 else (body[:nl], body[nl:])
+            if not overflow and len(head) > max_line - parts_len:
+                head = head[: max_line - parts_len]
+                overflow = True
+            if overflow:
+                head = b""
+                truncated.add(line_no)
+            body = b"".join(parts) + head + tail
+            parts, parts_len, overflow = [], 0, False
+        if rest:
+            if len(rest) > max_line:
+                rest = rest[:max_line]
+                overflow = True
+            parts, parts_len = [rest], len(rest)
+        block = LineBlock(line_no, body, frozenset(truncated))
+        yield block
+        line_no += len(block)
+        if eof:
+            return
+
+
+def iter_line_blocks(
+    fh: BinaryIO, *, block_size: int | None = None, max_line: int = MAX_LINE
+) -> Iterator[tuple[int, list[bytes], frozenset[int]]]:
+    """:func:`iter_blocks` as ``(first_line_no, lines, truncated_line_nos)`` tuples."""
+    for block in iter_blocks(fh, block_size=block_size, max_line=max_line):
+        yield block.first_line_no, block.lines, block.truncated
+
+
+def decode_text(data: bytes, preferred: str | None = None) -> str:
+    """Decode ``data`` with ``preferred`` (when given and it fits), else UTF-8, else Latin-1.
+
+    Latin-1 maps every byte, so this never fails: a Latin-1 SGL export is read as such, a UTF-8
+    one as UTF-8, without guessing from the file name.
+    """
+    if preferred and preferred != "utf-8":
+        try:
+            return data.decode(preferred)
+        except (UnicodeDecodeError, LookupError):
+            pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
