@@ -30,7 +30,7 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
     """Rewrite the fct partitions of the changed files and of the files their versions touch.
 
     Versions of one result share a version_key (lab, request, test, specimen); the latest
-    validation wins, then the later delivery (file_seq), then the later line; a latest version with
+    validation wins, then the later delivery (file_seq), then the later result; a latest version with
     status D deletes the result (no version is current).
     """
     t = cat.FCT_LAB_RESULTS
@@ -59,23 +59,23 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
         con.execute(f"CREATE TEMP VIEW coded AS SELECT {cols}, {VERSION_KEY} AS version_key FROM {coded_src}")
         con.execute("""
             CREATE TEMP TABLE flags AS
-            SELECT file_id, line_no,
+            SELECT file_id, result_no,
                    (row_id = latest_id AND latest_status <> 'D') AS is_current,
                    CASE WHEN row_id <> latest_id THEN latest_id END AS superseded_by
             FROM (
-                SELECT file_id, line_no, file_id || ':' || line_no AS row_id,
-                       first_value(file_id || ':' || line_no) OVER w AS latest_id,
+                SELECT file_id, result_no, file_id || ':' || result_no AS row_id,
+                       first_value(file_id || ':' || result_no) OVER w AS latest_id,
                        first_value(result_status) OVER w AS latest_status
                 FROM coded WHERE version_key IN (SELECT version_key FROM touched)
                 WINDOW w AS (PARTITION BY version_key
-                             ORDER BY validated_at DESC NULLS LAST, file_seq DESC, line_no DESC)
+                             ORDER BY validated_at DESC NULLS LAST, file_seq DESC, result_no DESC)
             )""")
         if old_affected:
-            con.execute(f"""CREATE TEMP TABLE old_flags AS SELECT file_id, line_no, is_current, superseded_by
+            con.execute(f"""CREATE TEMP TABLE old_flags AS SELECT file_id, result_no, is_current, superseded_by
                 FROM read_parquet({_files_sql(f for fid in old_affected for f in old_fct[fid])})
                 WHERE version_key NOT IN (SELECT version_key FROM touched)""")
         else:
-            con.execute("CREATE TEMP TABLE old_flags (file_id VARCHAR, line_no BIGINT, is_current BOOLEAN, "
+            con.execute("CREATE TEMP TABLE old_flags (file_id VARCHAR, result_no BIGINT, is_current BOOLEAN, "
                         "superseded_by VARCHAR)")
         out_cols = ", ".join(f'c."{c.name}"' for c in t.columns if c.name not in ("is_current", "superseded_by"))
         staging = wh._tmp_path()
@@ -85,8 +85,8 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
                        coalesce(f.is_current, o.is_current) AS is_current,
                        CASE WHEN f.file_id IS NOT NULL THEN f.superseded_by ELSE o.superseded_by END AS superseded_by
                 FROM coded c
-                LEFT JOIN flags f ON f.file_id = c.file_id AND f.line_no = c.line_no
-                LEFT JOIN old_flags o ON o.file_id = c.file_id AND o.line_no = c.line_no
+                LEFT JOIN flags f ON f.file_id = c.file_id AND f.result_no = c.result_no
+                LEFT JOIN old_flags o ON o.file_id = c.file_id AND o.result_no = c.result_no
             ) TO {sql_literal(str(staging))}
             (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (file_id), WRITE_PARTITION_COLUMNS true)""")
         n = con.execute("SELECT count(*) FROM coded").fetchone()[0]

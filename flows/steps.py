@@ -187,10 +187,12 @@ def ingest(ctx: Context, t: FileTicket) -> dict:
         nonlocal units, parsed
         for chunk in parser(path, file_id=t.file_id, source=t.source, chunk_rows=ctx.settings.chunk_rows):
             units += chunk.units_seen
-            parsed += chunk.rows.height
             if chunk.rejects.height:
                 rejects.append(chunk.rejects)
-            yield chunk.rows.with_columns(pl.lit(now).cast(pl.Datetime("us")).alias("ingested_at"))
+            yield chunk.rows.with_columns(
+                pl.int_range(parsed + 1, parsed + 1 + chunk.rows.height, dtype=pl.Int64).alias("result_no"),
+                pl.lit(now).cast(pl.Datetime("us")).alias("ingested_at"))
+            parsed += chunk.rows.height
 
     try:
         fmt = detect_format(path)
@@ -207,7 +209,8 @@ def ingest(ctx: Context, t: FileTicket) -> dict:
 
 def quarantine_file_failure(ctx: Context, t: FileTicket, reason: str, detail: str) -> None:
     q = pl.DataFrame(
-        [{"file_id": t.file_id, "path": t.path, "source": t.source, "line_no": None, "reason_code": reason,
+        [{"file_id": t.file_id, "path": t.path, "source": t.source, "line_no": None, "result_no": None,
+          "reason_code": reason,
           "column": None, "detail": detail}], schema=cat.QUARANTINE.schema)
     ctx.wh.write_partition(cat.QUARANTINE, t.file_id, [q])
 
@@ -225,18 +228,26 @@ def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame) -> dict:
         nonlocal n_valid
         for part in ctx.wh.files_of(cat.RAW_RESULTS, t.file_id):
             rows = pl.read_parquet(part).drop("ingested_at")
-            valid, q = validate_rows(rows, now=run_time)
+            # the model judges rows by line_no; several results can share a line (a CDA embedded in
+            # one OBX), so validate with the unique result_no in its place and put the line back
+            lines = rows.select("result_no", "line_no")
+            valid, q = validate_rows(rows.with_columns(pl.col("result_no").alias("line_no")), now=run_time)
+            valid = valid.rename({"line_no": "result_no"}).join(lines, on="result_no", how="left",
+                                                                 maintain_order="left")
+            q = q.rename({"line_no": "result_no"}).join(lines, on="result_no", how="left", maintain_order="left")
             quarantines.append(q)
             n_valid += valid.height
             yield to_staging(valid, file_seq=t.file_seq, postal_codes=postal_codes, secret=secret)
 
     ctx.wh.write_partition(cat.STG_RESULTS, t.file_id, staged())
     rejected = ctx.wh.read(cat.RAW_REJECTED, [t.file_id]).select(
-        "line_no", "reason_code", "column", "detail")
-    q = pl.concat([rejected, *quarantines], how="vertical_relaxed") if quarantines else rejected
+        "line_no", pl.lit(None, dtype=pl.Int64).alias("result_no"), "reason_code", "column", "detail")
+    q = pl.concat([rejected, *quarantines], how="diagonal_relaxed") if quarantines else rejected
     q = q.with_columns(file_id=pl.lit(t.file_id), path=pl.lit(t.path), source=pl.lit(t.source))
     ctx.wh.write_partition(cat.QUARANTINE, t.file_id, [q])
-    return {"rows_valid": n_valid, "rows_quarantined": q["line_no"].n_unique(),
+    # a rejected line/message counts once; a parsed result that failed counts once
+    n_quarantined = rejected["line_no"].n_unique() + q["result_no"].drop_nulls().n_unique()
+    return {"rows_valid": n_valid, "rows_quarantined": n_quarantined,
             "reasons": q.group_by("reason_code").len().sort("reason_code").rows()}
 
 

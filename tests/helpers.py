@@ -32,6 +32,9 @@ def line(**over: str) -> str:
 
 
 RUN_SPECIFIC = ("ingested_at", "registered_at", "run_id")
+# logs of what each run did: they grow with every run by design
+HISTORY_TABLES = ("quality.run_log", "quality.reason_codes", "quality.audit_events", "quality.epi_revisions",
+                  "quality.publications", "quality.expectation_results")
 
 
 def query(home, sql: str):
@@ -51,7 +54,7 @@ def snapshot(home, drop=()) -> dict:
 
     out = {}
     for t in cat.TABLES:
-        if t.qualified in ("quality.run_log", "quality.reason_codes", "quality.audit_events") or t.layer == "raw":
+        if t.qualified in HISTORY_TABLES or t.layer == "raw":
             continue
         df = query(home, f"SELECT * FROM {t.qualified}")
         df = df.drop([c for c in (*RUN_SPECIFIC, *drop) if c in df.columns])

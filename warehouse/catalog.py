@@ -52,12 +52,14 @@ U, I, F, B, D = pl.Utf8(), pl.Int64(), pl.Float64(), pl.Boolean(), pl.Date()
 TS = pl.Datetime("us")
 
 _ingested = C("ingested_at", TS, "when biolake parsed the row")
+_result_no = C("result_no", I, "order of the result in its file (1, 2, ...): with file_id, the row's key "
+               "(line_no alone is not unique: results of a CDA embedded in one OBX share its line)")
 
 RAW_RESULTS = Table(
     "raw", "results",
     "Every parsed result row as it arrived (canonical columns) with lineage; holds identities.",
-    CANONICAL_COLUMNS + (_ingested,),
-    key=("file_id", "line_no"), partition_by="file_id", identifying=True,
+    CANONICAL_COLUMNS + (_result_no, _ingested),
+    key=("file_id", "result_no"), partition_by="file_id", identifying=True,
 )
 
 RAW_REJECTED = Table(
@@ -74,6 +76,7 @@ RAW_REJECTED = Table(
 STAGING_RESULT_COLUMNS: tuple[Column, ...] = (
     C("file_id", U, "input file (sha256 prefix)"),
     C("line_no", I, "line or segment of the result in its file"),
+    _result_no,
     C("file_seq", I, "order in which biolake registered the file (later corrections win ties)"),
     C("message_id", U, "message or document id"),
     C("source", U, "landing folder = sending lab"),
@@ -105,7 +108,7 @@ STAGING_RESULT_COLUMNS: tuple[Column, ...] = (
 STG_RESULTS = Table(
     "staging", "stg_results",
     "Validated results, typed and pseudonymised: no name, NIR, birth date or address.",
-    STAGING_RESULT_COLUMNS, key=("file_id", "line_no"), partition_by="file_id",
+    STAGING_RESULT_COLUMNS, key=("file_id", "result_no"), partition_by="file_id",
 )
 
 CODED_COLUMNS: tuple[Column, ...] = (
@@ -122,7 +125,7 @@ CODED_COLUMNS: tuple[Column, ...] = (
 STG_RESULTS_CODED = Table(
     "staging", "stg_results_coded",
     "Validated results with their LOINC code, normalised qualitative result and canonical unit.",
-    STAGING_RESULT_COLUMNS + CODED_COLUMNS, key=("file_id", "line_no"), partition_by="file_id",
+    STAGING_RESULT_COLUMNS + CODED_COLUMNS, key=("file_id", "result_no"), partition_by="file_id",
 )
 
 FCT_LAB_RESULTS = Table(
@@ -132,9 +135,9 @@ FCT_LAB_RESULTS = Table(
     STAGING_RESULT_COLUMNS + CODED_COLUMNS + (
         C("version_key", U, "lab|request|test|specimen: the versions of one result share it"),
         C("is_current", B, "latest version of this (lab, request, test)"),
-        C("superseded_by", U, "file_id:line_no of the version that replaced it"),
+        C("superseded_by", U, "file_id:result_no of the version that replaced it"),
     ),
-    key=("file_id", "line_no"), partition_by="file_id",
+    key=("file_id", "result_no"), partition_by="file_id",
 )
 
 SIDEP_PERSON_DAYS = Table(
@@ -193,11 +196,13 @@ QUARANTINE = Table(
     (
         C("file_id", U, "input file"), C("path", U, "file path relative to the landing folder"),
         C("source", U, "landing folder"), C("line_no", I, "line or message start"),
+        C("result_no", I, "the result's order in its file when a parsed result failed validation, "
+                          "null when the line or message itself was rejected"),
         C("reason_code", U, "reason (see quality.reason_codes)"),
         C("column", U, "offending canonical column, null when the whole line is at fault"),
         C("detail", U, "explanation, without patient data"),
     ),
-    key=("file_id", "line_no", "reason_code", "column"), partition_by="file_id",
+    key=("file_id", "line_no", "result_no", "reason_code", "column"), partition_by="file_id",
 )
 
 RUN_LOG = Table(
