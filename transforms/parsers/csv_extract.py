@@ -42,6 +42,7 @@ HEADER_TO_CANONICAL: dict[str, str] = {
 }
 REQUIRED = ("N_DEMANDE", "DATE_PRELEVEMENT", "CODE_ANALYSE", "RESULTAT")
 BLOCK_BYTES = 32 * 1024 * 1024
+MAX_LINE_BYTES = 1 << 20  # a result line is a few hundred bytes; a longer one is rejected
 
 DATE_FORMATS = ("%d/%m/%Y", "%Y%m%d", "%Y-%m-%d")
 DATETIME_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%Y%m%d%H%M", "%Y%m%d%H%M%S", "%Y-%m-%dT%H:%M:%S",
@@ -49,23 +50,43 @@ DATETIME_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%Y%m%d%H%M", "%Y%m%d
 SEX_CODES = {"F": "F", "M": "M", "H": "M", "1": "M", "2": "F"}
 
 
-def _blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
-    """Yield blocks of whole lines (the last may lack a final newline)."""
+def _cut(data: bytes, n: int) -> bytes:
+    """The first ``n`` bytes of ``data``, or up to 3 fewer so as not to split a UTF-8 sequence."""
+    for _ in range(3):
+        if n < len(data) and (data[n] & 0xC0) == 0x80:
+            n -= 1
+    return data[:n]
+
+
+def _blocks(path: Path, block_bytes: int, max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """Yield blocks of whole lines (the last may lack a final newline).
+
+    A line longer than ``max_line`` bytes is cut to a few bytes more than ``max_line`` and the rest
+    of it is read and dropped, so memory stays bounded by ``block_bytes + max_line`` whatever the
+    input (a 200 MB line without newline); ``_chunk`` rejects such a line as MALFORMED_LINE.
+    """
     with path.open("rb") as fh:
         rest = b""
+        skipping = False  # inside an overlong line whose head is kept in ``rest``
         while True:
             data = fh.read(block_bytes)
             if not data:
                 if rest:
                     yield rest
                 return
+            if skipping:
+                cut = data.find(b"\n")
+                if cut < 0:
+                    continue
+                data = data[cut:]
+                skipping = False
             data = rest + data
             cut = data.rfind(b"\n")
-            if cut < 0:
-                rest = data
-                continue
-            yield data[: cut + 1]
-            rest = data[cut + 1:]
+            rest = data if cut < 0 else data[cut + 1:]
+            if cut >= 0:
+                yield data[: cut + 1]
+            if len(rest) > max_line:
+                rest, skipping = _cut(rest, max_line + 4), True
 
 
 def _decode(block: bytes, state: dict) -> str:
@@ -195,7 +216,7 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
                 raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: header lacks {', '.join(missing)}")
             unknown = [h for h in names if h not in HEADER_TO_CANONICAL]
             if unknown:
-                raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: unknown columns {', '.join(unknown)}")
+                raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: unknown columns {', '.join(unknown)[:200]}")
             columns = [HEADER_TO_CANONICAL[h] for h in names]
             frame = frame.slice(1)
         # blank lines carry nothing; they are not results and are not counted
@@ -213,9 +234,12 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series, file_id: str
     part = part.with_columns(h=pl.col("raw").hash(seed=0))
     dup = ~pl.col("h").is_first_distinct() | pl.col("h").is_in(seen.implode())
     part = part.with_columns(dup=dup, nf=pl.col("raw").str.count_matches(";", literal=True) + 1,
-                             quoted=pl.col("raw").str.contains('"', literal=True))
-    dups = part.filter("dup")
-    rest = part.filter(~pl.col("dup"))
+                             quoted=pl.col("raw").str.contains('"', literal=True),
+                             too_long=pl.col("raw").str.len_bytes() > MAX_LINE_BYTES)
+    too_long = part.filter("too_long")
+    kept = part.filter(~pl.col("too_long"))
+    dups = kept.filter("dup")
+    rest = kept.filter(~pl.col("dup"))
     plain = rest.filter(~pl.col("quoted") & (pl.col("nf") == n))
     bad_plain = rest.filter(~pl.col("quoted") & (pl.col("nf") != n))
     quoted_rows, bad_quoted = _quoted_rows(rest.filter("quoted").select("line_no", "raw"), columns)
@@ -233,6 +257,13 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series, file_id: str
             pl.lit(None, dtype=pl.Utf8).alias("column"),
             pl.format("{} fields, expected {}", pl.col("nf"), pl.lit(n)).alias("detail"),
             pl.col("raw").alias("raw_text"),
+        ))
+    if too_long.height:
+        rej_frames.append(too_long.select(
+            pl.lit(file_id).alias("file_id"), "line_no", pl.lit("MALFORMED_LINE").alias("reason_code"),
+            pl.lit(None, dtype=pl.Utf8).alias("column"),
+            pl.lit(f"line longer than {MAX_LINE_BYTES} bytes").alias("detail"),
+            pl.col("raw").str.slice(0, MAX_LINE_BYTES).alias("raw_text"),
         ))
     if dups.height:
         rej_frames.append(dups.select(
