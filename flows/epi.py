@@ -25,9 +25,7 @@ from typing import Annotated, Optional
 
 import polars as pl
 import typer
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+from flows.settings import Settings
 from flows.steps import Context
 from transforms.epi import exports, indicators, mdo, revisions
 from transforms.epi.suppression import DisclosureRule
@@ -38,24 +36,10 @@ RESULT_COLUMNS = mdo.RESULT_COLUMNS
 DAILY_TABLES = {"dep": ce.SIDEP_DEP_DAILY, "reg": ce.SIDEP_REGION_DAILY, "fra": ce.SIDEP_FRANCE_DAILY}
 
 
-class EpiSettings(BaseSettings):
-    """Settings of the epi side (environment, prefix BIOLAKE_).
-
-    | variable | meaning | default |
-    |---|---|---|
-    | BIOLAKE_SUPPRESSION_THRESHOLD | largest count suppressed in published files | 10 |
-    | BIOLAKE_SUPPRESSION_MIN_COUNT | smallest count suppressed (zeros are published) | 1 |
-    | BIOLAKE_MDO_RULES | the MDO case rules table | <seeds>/mdo_rules.csv |
-    """
-
-    model_config = SettingsConfigDict(env_prefix="BIOLAKE_", extra="ignore")
-
-    suppression_threshold: int = Field(default=10, ge=1)
-    suppression_min_count: int = Field(default=1, ge=1)
-    mdo_rules: Path | None = None
-
-    def rule(self) -> DisclosureRule:
-        return DisclosureRule(threshold=self.suppression_threshold, min_count=self.suppression_min_count)
+def disclosure_rule(settings: Settings | None = None) -> DisclosureRule:
+    """The suppression rule of the settings (BIOLAKE_SUPPRESSION_THRESHOLD / _MIN_COUNT)."""
+    settings = settings or Settings()
+    return DisclosureRule(threshold=settings.suppression_threshold, min_count=settings.suppression_min_count)
 
 
 class NothingToPublish(RuntimeError):
@@ -66,7 +50,7 @@ class NothingToPublish(RuntimeError):
 # marts
 # --------------------------------------------------------------------------------------------
 def rules_path(ctx: Context) -> Path:
-    return EpiSettings().mdo_rules or ctx.settings.seeds_dir / "mdo_rules.csv"
+    return ctx.settings.mdo_rules or ctx.settings.seeds_dir / "mdo_rules.csv"
 
 
 def load_rules(ctx: Context, refs: dict[str, pl.DataFrame]) -> pl.DataFrame:
@@ -280,7 +264,7 @@ def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: 
     Re-issuing the same date replaces that issue (atomically); other issues are never touched.
     """
     issue = _issue(issue_date)
-    rule = rule or EpiSettings().rule()
+    rule = rule or disclosure_rule(ctx.settings)
     geo = indicators.geography(refs["departements"])
     dep_all = ctx.wh.read(ce.SIDEP_DEP_DAILY)
     diseases = sorted(diseases or dep_all["disease"].unique().to_list())
@@ -422,7 +406,7 @@ def export_cmd(
     from rich.table import Table
 
     console = Console()
-    base = EpiSettings().rule()
+    base = disclosure_rule()
     from flows.lock import LockTimeout, warehouse_lock
 
     try:

@@ -12,6 +12,11 @@
 | BIOLAKE_WORKERS | files processed at once in one run (threads) | 1 |
 | BIOLAKE_DASK_ADDRESS | a Dask scheduler (tcp://host:8786): per-file work runs on that cluster | none |
 | BIOLAKE_LOCK_TIMEOUT | seconds a run waits for another run's warehouse lock | 600 |
+| BIOLAKE_SUPPRESSION_THRESHOLD | largest count suppressed in published files | 10 |
+| BIOLAKE_SUPPRESSION_MIN_COUNT | smallest count suppressed (zeros are published) | 1 |
+| BIOLAKE_MDO_RULES | the notifiable-disease case rules table | <seeds>/mdo_rules.csv |
+| BIOLAKE_IDENTITY_RETENTION_DAYS | days after ingestion when raw identities are purged (`biolake purge`) | none |
+| PREFECT_API_URL | a Prefect server to report to instead of the embedded one | unset |
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64, description="files processed at once (threads)")
     dask_address: str | None = Field(default=None, description="Dask scheduler address for per-file work")
     lock_timeout: float = Field(default=600, ge=0, description="seconds to wait for the warehouse lock")
+    suppression_threshold: int = Field(default=10, ge=1, description="largest count suppressed in publications")
+    suppression_min_count: int = Field(default=1, ge=1, description="smallest count suppressed")
+    mdo_rules: Path | None = Field(default=None, description="MDO case rules table (default: seeds)")
+    identity_retention_days: int | None = Field(default=None, ge=0, description="raw identity retention")
 
     @property
     def home_abs(self) -> Path:
