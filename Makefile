@@ -5,7 +5,7 @@ UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export UV_LINK_MODE := copy
 
-.PHONY: demo test bench install clean-data
+.PHONY: demo test bench install clean-data chromium
 
 .venv/.synced: uv.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
@@ -17,7 +17,14 @@ install: .venv/.synced
 demo: .venv/.synced
 	$(UV) run --frozen biolake demo
 
-test: .venv/.synced
+# the report test renders HTML in Debian's chromium when it can be installed (root, apt); without it
+# that one test is skipped and says so
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "chromium could not be installed: the report screenshot test will be skipped"
+
+test: .venv/.synced chromium
 	$(UV) run --frozen pytest
 
 bench: .venv/.synced

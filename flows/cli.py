@@ -25,9 +25,11 @@ def _register_subapps() -> None:
     # these modules import no Prefect at load time: PREFECT_HOME must be set before Prefect loads
     from flows.epi import epi_app
     from flows.privacy import privacy_app
+    from flows.reports import reports_app
 
     app.add_typer(privacy_app)  # biolake purge, audit, analyst-db
     app.add_typer(epi_app, name="epi")  # biolake epi export / compare / issues
+    app.add_typer(reports_app, name="report")  # biolake report weekly / dq / all / gate / weeks
 
 HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="data directory (env BIOLAKE_HOME, default ./data)")]
 
@@ -92,7 +94,7 @@ def generate(
                   f"({time.perf_counter() - t0:.1f} s); truth in {res.truth_dir}")
 
 
-def _run(settings) -> dict:
+def _run(settings, export: bool = False) -> dict:
     configure_prefect(settings)
     from flows import progress
     from flows.pipeline import pipeline
@@ -103,23 +105,38 @@ def _run(settings) -> dict:
     with _progress() as p:
         progress.set_reporter(Bars(p))
         try:
-            return pipeline(home=str(settings.home_abs))
+            state = pipeline(home=str(settings.home_abs), export=export, return_state=True)
         finally:
             progress.set_reporter(None)
+    summary = state.result(raise_on_failure=False)
+    if not isinstance(summary, dict):  # the flow itself crashed: show why
+        raise summary if isinstance(summary, BaseException) else RuntimeError(state.message)
+    summary["state"] = {"failed": state.is_failed(), "message": state.message}
+    return summary
 
 
 @app.command()
-def run(home: HomeOpt = None) -> None:
+def run(
+    home: HomeOpt = None,
+    export: Annotated[bool, typer.Option("--export", help="also write the publication (if the gate passes)")] = False,
+) -> None:
     """Process whatever is new in <home>/landing and publish the warehouse."""
     from flows.settings import SecretMissing
 
     settings = _settings(home)
     try:
-        summary = _run(settings)
+        summary = _run(settings, export=export)
     except SecretMissing as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2)
     print_summary(summary)
+    _exit_on_block(summary)
+
+
+def _exit_on_block(summary: dict) -> None:
+    if summary.get("state", {}).get("failed"):
+        console.print(f"[red]{summary['state']['message']}[/red]")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -137,8 +154,9 @@ def demo(
     generate(home=settings.home_abs, results=results, seed=seed, days=7)
     console.rule("[bold]2/2 run the pipeline (embedded Prefect)")
     t0 = time.perf_counter()
-    summary = _run(settings)
+    summary = _run(settings, export=True)
     print_summary(summary, wall=time.perf_counter() - t0)
+    _exit_on_block(summary)
 
 
 def print_summary(s: dict, wall: float | None = None) -> None:
@@ -180,11 +198,23 @@ def print_summary(s: dict, wall: float | None = None) -> None:
     for k, v in s["marts"].items():
         mt.add_row(f"marts.{k}", f"{v:,}")
     console.print(mt)
-    st = Table(title="time per stage (s)", show_edge=False)
-    for k in s["stage_seconds"]:
-        st.add_column(k, justify="right")
-    st.add_row(*[f"{v:.1f}" for v in s["stage_seconds"].values()])
+    st = Table(title="time per stage", show_edge=False)
+    st.add_column("stage")
+    st.add_column("seconds", justify="right")
+    for k, v in s["stage_seconds"].items():
+        st.add_row(k, f"{v:.1f}")
     console.print(st)
+    gate = s.get("quality_gate") or {}
+    if gate:
+        console.print(f"data-quality gate: {'passed' if gate.get('ok') else 'BLOCKED'} "
+                      f"({gate.get('evaluated')} expectations, {gate.get('failed_critical')} critical and "
+                      f"{gate.get('failed_warning')} warning failures; results in quality.expectation_results)")
+    for name, path in (s.get("reports") or {}).items():
+        if isinstance(path, str):
+            console.print(f"report {name}: {path}")
+    if s.get("publication"):
+        pub = s["publication"]
+        console.print(f"publication {pub['issue_date']}: {pub['files']} files in {pub['folder']} ({pub['rule']})")
     if wall is not None:
         console.print(f"pipeline wall time: {wall:.1f} s (includes starting the embedded Prefect)")
     home = s["home"]

@@ -337,6 +337,12 @@ def _write_issue(ctx: Context, issue: str, files: list[exports.PublishedFile], r
     if trash is not None:
         shutil.rmtree(trash, ignore_errors=True)
     ctx.wh.write_partition_file(ce.PUBLICATIONS, _safe(issue), table)
+    from flows.privacy import audit as audit_event
+
+    for m in manifest:
+        audit_event(ctx, "export_written", f"publication/{issue}/{m['file']}", m["sha256"],
+                    {"issue_date": issue, "dataset": m["dataset"], "disease": m["disease"], "rows": m["rows"],
+                     "rule": m["rule"]})
     return {"issue_date": issue, "folder": str(final), "files": manifest, "rule": rule.describe()}
 
 

@@ -62,10 +62,10 @@ def ingest_task(home: str, ticket: steps.FileTicket) -> dict:
 
 
 @task(name="validate", cache_policy=NONE, retries=1, retry_delay_seconds=2, task_run_name="validate {ticket.path}")
-def validate_task(home: str, ticket: steps.FileTicket) -> dict:
+def validate_task(home: str, ticket: steps.FileTicket, fmt: str = "csv") -> dict:
     ctx = _ctx(home)
     postal_codes = steps.read_ref(ctx, "postal_codes")
-    return steps.validate(ctx, ticket, postal_codes)
+    return steps.validate(ctx, ticket, postal_codes, fmt)
 
 
 @task(name="transcode", cache_policy=NONE, retries=1, retry_delay_seconds=2, task_run_name="transcode {file_id}")
@@ -92,7 +92,7 @@ def process_file(home: str, ticket: steps.FileTicket) -> dict:
         return {"ticket": ticket, "status": "failed", "reason": got["failed"], "detail": got["detail"],
                 "seconds": seconds}
     t0 = time.perf_counter()
-    val = validate_task(home, ticket)
+    val = validate_task(home, ticket, got["format"])
     seconds["validate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     transcode_task(home, ticket.file_id)
@@ -133,6 +133,17 @@ def publish_epi_task(home: str) -> dict:
 
     ctx = _ctx(home)
     return publish_epi(ctx, steps.read_refs(ctx))
+
+
+@task(name="export-publication", cache_policy=NONE, tags=[WRITER_TAG])
+def export_task(home: str, issue_date: str | None = None) -> dict:
+    """The SpF-shaped publication of <home>/publication/<issue date>/ (only after a passing gate)."""
+    from flows.epi import export_publication
+
+    ctx = _ctx(home)
+    out = export_publication(ctx, steps.read_refs(ctx), issue_date=issue_date)
+    return {"issue_date": out["issue_date"], "folder": out["folder"], "files": len(out["files"]),
+            "rule": out["rule"]}
 
 
 @task(name="refresh-views", cache_policy=NONE, tags=[WRITER_TAG])
@@ -240,8 +251,15 @@ def publish_flow(home: str = "data", changed: list[str] | None = None) -> dict:
 
 
 @flow(name="biolake-pipeline")
-def pipeline(home: str = "data") -> dict:
-    """Process whatever is new in <home>/landing and republish what it changes."""
+def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> dict:
+    """Process whatever is new in <home>/landing and republish what it changes; run the data-quality
+    gate; build the reports; with ``export``, write the publication unless the gate blocks it.
+
+    The run ends Failed, with the reasons as its message, when a critical expectation fails."""
+    from flows.artifacts import publish_artifacts
+    from flows.quality_gate import final_state, quality_gate_task
+    from flows.reports import build_reports_task
+
     ctx = _ctx(home)
     started = datetime.now()
     with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
@@ -259,6 +277,16 @@ def pipeline(home: str = "data") -> dict:
             raise
         ctx.stage_seconds.update(ing["stage_seconds"])
         ctx.stage_seconds.update(pubd["stage_seconds"])
+        with Stage(ctx, "quality gate"):
+            gate = quality_gate_task(home, file_ids=ing["changed"])
+        published = None
+        if export and gate["ok"]:
+            with Stage(ctx, "export"):
+                published = export_task(home)
+        report_paths: dict = {}
+        if reports:
+            with Stage(ctx, "reports"):
+                report_paths = build_reports_task(home)
         totals = ing["totals"]
         steps.write_run_log(ctx, started, totals)
         privacy.audit(ctx, "run_finished", str(ctx.wh.home), details={"status": "ok", **totals})
@@ -277,9 +305,13 @@ def pipeline(home: str = "data") -> dict:
                         "epi_partitions_rewritten": pubd["epi"]["partitions_rewritten"]},
         "stage_seconds": dict(ctx.stage_seconds),
         "files": ing["files"],
+        "quality_gate": {k: gate.get(k) for k in ("ok", "failures", "warnings", "evaluated", "failed_critical",
+                                                  "failed_warning", "data_docs")},
+        "reports": report_paths,
+        "publication": published,
     }
-    _artifacts(summary)
-    return summary
+    publish_artifacts(summary, report_paths, gate)
+    return final_state(summary, gate)
 
 
 def _with_runner(f, settings: Settings):
@@ -291,21 +323,3 @@ def _with_runner(f, settings: Settings):
     if settings.workers > 1:
         return f.with_options(task_runner=ThreadPoolTaskRunner(max_workers=settings.workers))
     return f
-
-
-def _artifacts(s: dict) -> None:
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    lines = [
-        f"# biolake run {s['run_id']}",
-        f"- files: {s['files_new']} loaded, {s['files_duplicate']} re-deliveries skipped, {s['files_failed']} failed",
-        f"- rows: {s['rows_in']} in = {s['rows_valid']} valid + {s['rows_quarantined']} quarantined",
-        f"- unmapped local codes: {s['unmapped_codes']}",
-        "", "| stage | seconds |", "|---|---|",
-        *[f"| {k} | {v} |" for k, v in s["stage_seconds"].items()],
-        "", "| quarantine reason | rows |", "|---|---|",
-        *[f"| {k} | {v} |" for k, v in s["quarantine_reasons"].items()],
-    ]
-    create_markdown_artifact(key="biolake-run-summary", markdown="\n".join(lines), description="Run summary")
-    if s["files"]:
-        create_table_artifact(key="biolake-files", table=s["files"], description="Files processed in this run")

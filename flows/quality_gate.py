@@ -14,7 +14,7 @@ through its GX checkpoint (quality/checkpoints.py), stores one row per expectati
 
 How the flow uses it (flows/pipeline.py)::
 
-    gate = quality_gate_task(ctx)            # a Prefect task: visible as "quality-gate" in the UI
+    gate = quality_gate_task(home, file_ids=changed)   # a Prefect task: "quality-gate" in the UI
     if gate["ok"]:
         ...publish exports...
     ...build reports, publish artifacts...
@@ -27,13 +27,12 @@ great_expectations is imported only when the gate runs (its import takes seconds
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import datetime
 from typing import Any
 
 import polars as pl
-from prefect import task
-from prefect.cache_policies import NONE
 
 from warehouse import catalog as cat
 
@@ -49,15 +48,24 @@ class QualityGateFailed(RuntimeError):
         super().__init__(block_reason(gate) or "quality gate failed")
 
 
-def run_quality_gate(ctx, now: datetime | None = None) -> dict[str, Any]:
-    """Run every GX suite on the warehouse of ``ctx`` (a flows.steps.Context) and keep the results."""
+def run_quality_gate(ctx, file_ids: list[str] | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Run every GX suite on the warehouse of ``ctx`` (a flows.steps.Context) and keep the results.
+
+    ``file_ids``: the files this run loaded (their partitions get the grain check); by default the
+    files of the latest run that loaded some.
+    """
     from quality import checkpoints
 
     t0 = time.perf_counter()
     now = now or datetime.now()
     home = ctx.wh.home
-    suites = checkpoints.build_suites(ctx.wh, ctx.settings.seeds_dir, now=now, run_id=ctx.run_id)
-    outcomes, docs = checkpoints.run_suites(home, suites, run_name=str(ctx.run_id))
+    try:
+        suites = checkpoints.build_suites(ctx.wh, ctx.settings.seeds_dir, now=now, run_id=str(ctx.run_id),
+                                          file_ids=file_ids)
+        outcomes, docs = checkpoints.run_suites(home, suites, run_name=str(ctx.run_id))
+    except Exception as err:  # a gate that cannot run blocks the exports, it does not wave them through
+        return {**summarize([], seconds=round(time.perf_counter() - t0, 2)), "ok": False,
+                "failures": [f"the quality gate could not run: {type(err).__name__}: {str(err)[:500]}"]}
     store_results(ctx, outcomes, now)
     return summarize(outcomes, docs=str(docs), seconds=round(time.perf_counter() - t0, 2))
 
@@ -138,5 +146,33 @@ def final_state(summary: dict, gate: dict):
     return Failed(data=summary, message=reason)
 
 
-# the gate as a Prefect task: it shows as "quality-gate" in the UI, with its own state and logs
-quality_gate_task = task(name="quality-gate", cache_policy=NONE)(run_quality_gate)
+def quality_gate_task(home: str, file_ids: list[str] | None = None) -> dict[str, Any]:
+    """Inside a flow: the gate as a Prefect task named "quality-gate" (its state and logs in the UI),
+    taking the data home like the pipeline's other tasks; the run id is the flow run's. The task
+    object is made on first use, so importing this module does not import Prefect."""
+    return _gate_task()(home, file_ids=file_ids)
+
+
+def _gate_for_home(home: str, file_ids: list[str] | None = None) -> dict[str, Any]:
+    from prefect import get_run_logger
+    from prefect.runtime import flow_run
+
+    from flows.settings import Settings
+    from flows.steps import Context
+
+    run_id = str(flow_run.get_id() or datetime.now().strftime("local-%Y%m%dT%H%M%S"))
+    gate = run_quality_gate(Context.create(Settings(home=home), run_id), file_ids=file_ids)
+    log = get_run_logger()
+    if not gate["ok"]:
+        log.error(block_reason(gate))
+    for w in gate["warnings"]:
+        log.warning("quality warning: %s", w)
+    return gate
+
+
+@functools.cache
+def _gate_task():
+    from prefect import task
+    from prefect.cache_policies import NONE
+
+    return task(name="quality-gate", cache_policy=NONE)(_gate_for_home)

@@ -218,7 +218,18 @@ def quarantine_file_failure(ctx: Context, t: FileTicket, reason: str, detail: st
 # --------------------------------------------------------------------------------------------
 # validate: pandera model -> staging rows + quarantine
 # --------------------------------------------------------------------------------------------
-def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame) -> dict:
+def local_ids_are_not_ins(rows: pl.DataFrame) -> pl.DataFrame:
+    """In message formats the patient identifier may be a local number (MRN, IPP) rather than an
+    INS: one whose assigning authority is not an INS OID and that is not shaped like a NIR is
+    dropped, and the patient is linked by name, first name, birth date and sex instead."""
+    from transforms.identity import INS_OID_NIA, INS_OID_NIR, INS_OID_TEST, nir_format_ok_expr
+
+    ins_oids = [INS_OID_NIR, INS_OID_NIA, *INS_OID_TEST]
+    local = (~pl.col("ins_oid").fill_null("").is_in(ins_oids)) & ~nir_format_ok_expr("patient_nir").fill_null(False)
+    return rows.with_columns(pl.when(local).then(None).otherwise(pl.col("patient_nir")).alias("patient_nir"))
+
+
+def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame, fmt: str = "csv") -> dict:
     secret = ctx.settings.secret_bytes()
     quarantines: list[pl.DataFrame] = []
     n_valid = 0
@@ -228,6 +239,8 @@ def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame) -> dict:
         nonlocal n_valid
         for part in ctx.wh.files_of(cat.RAW_RESULTS, t.file_id):
             rows = pl.read_parquet(part).drop("ingested_at")
+            if fmt != "csv":  # the CSV extract's NIR column is a NIR: a malformed one is quarantined
+                rows = local_ids_are_not_ins(rows)
             # the model judges rows by line_no; several results can share a line (a CDA embedded in
             # one OBX), so validate with the unique result_no in its place and put the line back
             lines = rows.select("result_no", "line_no")

@@ -13,7 +13,7 @@ from warehouse.views import build_views
 
 def quarantine_rows(n, file_id="f1"):
     return pl.DataFrame({"file_id": [file_id] * n, "path": ["lab/x.csv"] * n, "source": ["lab"] * n,
-                         "line_no": list(range(2, n + 2)), "reason_code": ["NIR_KEY"] * n,
+                         "line_no": list(range(2, n + 2)), "result_no": list(range(1, n + 1)), "reason_code": ["NIR_KEY"] * n,
                          "column": ["patient_nir"] * n, "detail": ["x"] * n})
 
 

@@ -1,0 +1,147 @@
+"""Prefect artifacts of a pipeline run, under stable keys so the UI shows their history.
+
+``publish_artifacts(summary, report_paths, gate)`` is called once at the end of a flow run. Every
+key below gets one new version per run (Prefect keeps the history of a key; the Artifacts page
+shows the latest):
+
+| key | type | content |
+|---|---|---|
+| ``biolake-run-summary`` | markdown | files, rows in = valid + quarantined, quality gate, reports, time per stage |
+| ``biolake-quality-gate`` | markdown | gate status and every failed expectation (critical first) |
+| ``biolake-files`` | table | the files this run processed with their row accounting |
+| ``biolake-row-counts`` | table | files and rows of the run, rows of each mart |
+| ``biolake-quarantine-reasons`` | table | quarantined rows per reason |
+| ``biolake-mapping-coverage`` | table | results and LOINC coverage per lab |
+| ``biolake-quality-suites`` | table | per GX suite: expectations evaluated, critical failures, warnings |
+| ``biolake-weekly-report`` | link | file:// link to the weekly epidemiological report |
+| ``biolake-data-quality-report`` | link | file:// link to the data-quality report |
+| ``biolake-data-docs`` | link | file:// link to the Great Expectations Data Docs |
+
+``summary`` is the flow's summary dict (missing entries are skipped), ``report_paths`` what
+flows.reports.build_reports returns, ``gate`` what flows.quality_gate.run_quality_gate returns
+(``{}`` when the gate did not run). Returns ``{key: artifact id}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+KEYS = {
+    "summary": "biolake-run-summary", "gate": "biolake-quality-gate", "files": "biolake-files",
+    "counts": "biolake-row-counts", "reasons": "biolake-quarantine-reasons", "coverage": "biolake-mapping-coverage",
+    "suites": "biolake-quality-suites", "weekly": "biolake-weekly-report", "data_quality": "biolake-data-quality-report",
+    "data_docs": "biolake-data-docs",
+}
+LINKS = (("weekly", "Weekly epidemiological report"), ("data_quality", "Data-quality and lab-activity report"),
+         ("data_docs", "Great Expectations Data Docs"))
+
+
+def _uri(path: str | Path) -> str:
+    return Path(path).resolve().as_uri()
+
+
+def _gate_status(gate: dict) -> str:
+    if not gate:
+        return "not run"
+    if gate.get("ok"):
+        return f"passed ({gate.get('evaluated', 0)} expectations, {gate.get('failed_warning', 0)} warning(s))"
+    return f"FAILED: {gate.get('failed_critical', 0)} critical expectation(s) failed, exports blocked"
+
+
+def _md_table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
+    if not rows:
+        return []
+    esc = [[str(v).replace("|", "\\|").replace("\n", " ") for v in r] for r in rows]
+    return ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header), *["| " + " | ".join(r) + " |" for r in esc]]
+
+
+def _coverage_rows(summary: dict) -> list[dict]:
+    rows = []
+    for r in summary.get("mapping_coverage") or []:
+        if isinstance(r, dict):
+            rows.append(r)
+        else:  # (source, n_results, n_mapped, share) tuples of the flow's summary
+            vals = list(r)
+            rows.append({"source": vals[0], "n_results": vals[1], "n_mapped": vals[2],
+                         "coverage": round(float(vals[3]), 4) if len(vals) > 3 and vals[3] is not None else None})
+    return rows
+
+
+def summary_markdown(summary: dict, report_paths: dict, gate: dict) -> str:
+    s = summary
+    lines = [f"# biolake run {s.get('run_id', '')}", ""]
+    if "files_new" in s:
+        lines.append(f"- files: {s.get('files_new', 0)} loaded, {s.get('files_duplicate', 0)} re-deliveries skipped, "
+                     f"{s.get('files_failed', 0)} failed")
+    if "rows_in" in s:
+        lines.append(f"- rows: {s['rows_in']:,} in = {s.get('rows_valid', 0):,} valid + "
+                     f"{s.get('rows_quarantined', 0):,} quarantined")
+    if "unmapped_codes" in s:
+        lines.append(f"- unmapped local codes waiting: {s['unmapped_codes']}")
+    lines.append(f"- quality gate: **{_gate_status(gate)}**")
+    for f in (gate or {}).get("failures", [])[:10]:
+        lines.append(f"  - {f}")
+    for name, label in LINKS:
+        if report_paths.get(name):
+            lines.append(f"- [{label}]({_uri(report_paths[name])})")
+    lines += _md_table(("mart", "rows"), [(f"marts.{k}", f"{v:,}") for k, v in (s.get("marts") or {}).items()])
+    lines += _md_table(("stage", "seconds"), list((s.get("stage_seconds") or {}).items()))
+    lines += _md_table(("quarantine reason", "rows"), list((s.get("quarantine_reasons") or {}).items()))
+    return "\n".join(lines)
+
+
+def gate_markdown(gate: dict) -> str:
+    lines = [f"# Quality gate: {_gate_status(gate)}", ""]
+    if not gate:
+        return "\n".join(lines + ["The Great Expectations gate did not run in this flow run."])
+    if gate.get("failures"):
+        lines += ["## Critical failures (exports blocked)", *[f"- {f}" for f in gate["failures"]], ""]
+    if gate.get("warnings"):
+        lines += ["## Warnings", *[f"- {w}" for w in gate["warnings"]], ""]
+    lines.append(f"Results: table `{gate.get('results_table', 'quality.expectation_results')}`"
+                 + (f", [Data Docs]({_uri(gate['data_docs'])})" if gate.get("data_docs") else "")
+                 + (f"; {gate['seconds']} s." if gate.get("seconds") is not None else "."))
+    return "\n".join(lines)
+
+
+def publish_artifacts(summary: dict, report_paths: dict | None = None, gate: dict | None = None) -> dict[str, UUID]:
+    """Create this run's artifacts (see the module docstring). Call inside a flow run."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+    report_paths, gate = dict(report_paths or {}), dict(gate or {})
+    if gate.get("data_docs") and "data_docs" not in report_paths:
+        report_paths["data_docs"] = gate["data_docs"]
+    ids: dict[str, UUID] = {}
+    ids[KEYS["summary"]] = create_markdown_artifact(
+        key=KEYS["summary"], markdown=summary_markdown(summary, report_paths, gate), description="Run summary")
+    ids[KEYS["gate"]] = create_markdown_artifact(
+        key=KEYS["gate"], markdown=gate_markdown(gate), description="Great Expectations quality gate")
+    if summary.get("files"):
+        ids[KEYS["files"]] = create_table_artifact(key=KEYS["files"], table=list(summary["files"]),
+                                                   description="Files processed in this run")
+    counts: list[dict[str, Any]] = [{"what": k, "count": summary[k]} for k in
+                                    ("files_seen", "files_new", "files_duplicate", "files_failed", "rows_in",
+                                     "rows_valid", "rows_quarantined", "unmapped_codes") if k in summary]
+    counts += [{"what": f"marts.{k}", "count": v} for k, v in (summary.get("marts") or {}).items()]
+    if counts:
+        ids[KEYS["counts"]] = create_table_artifact(key=KEYS["counts"], table=counts,
+                                                    description="Row counts of this run")
+    reasons = [{"reason": k, "rows": v} for k, v in (summary.get("quarantine_reasons") or {}).items()]
+    if reasons:
+        ids[KEYS["reasons"]] = create_table_artifact(key=KEYS["reasons"], table=reasons,
+                                                     description="Quarantined rows per reason")
+    coverage = _coverage_rows(summary)
+    if coverage:
+        ids[KEYS["coverage"]] = create_table_artifact(key=KEYS["coverage"], table=coverage,
+                                                      description="LOINC coverage per lab")
+    suites = [{"suite": k, **v} for k, v in (gate.get("suites") or {}).items()]
+    if suites:
+        ids[KEYS["suites"]] = create_table_artifact(key=KEYS["suites"], table=suites,
+                                                    description="Great Expectations suites of this run")
+    for name, label in LINKS:
+        if report_paths.get(name):
+            ids[KEYS[name]] = create_link_artifact(key=KEYS[name], link=_uri(report_paths[name]), link_text=label,
+                                                   description=label)
+    return ids

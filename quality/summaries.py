@@ -1,0 +1,380 @@
+"""Bounded summaries of the warehouse, computed with DuckDB over the Parquet files.
+
+The quality gate (quality/checkpoints.py) and the data-quality report (quality/reports/dq.py)
+never look at the large tables row by row: they read these summaries, whose size depends on the
+number of files, labs, days or distinct values, not on the number of results. DuckDB does the
+heavy part (one pass per query over the columns it needs, or only the Parquet footers for row
+counts), so the cost of Great Expectations stays flat as the warehouse grows.
+
+Every function takes an open DuckDB connection and a :class:`Sources` and returns a polars frame.
+Nothing here returns a patient-level value: only counts, shares, dates, codes and file paths.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from warehouse import catalog as cat
+from warehouse.catalog import Table
+from warehouse.store import Warehouse
+from warehouse.views import DUCKDB_TYPES, sql_literal
+
+AGE_CLASSES = (0, 9, 19, 29, 39, 49, 59, 69, 79, 89, 90)
+
+
+def connect(wh: Warehouse) -> duckdb.DuckDBPyConnection:
+    """A private in-memory DuckDB (never the hidden default connection), spilling under _tmp."""
+    con = duckdb.connect(":memory:")
+    tmp = wh.tmp / "duckdb"
+    tmp.mkdir(parents=True, exist_ok=True)
+    con.execute(f"SET temp_directory = {sql_literal(str(tmp))}")
+    return con
+
+
+class Sources:
+    """SQL ``FROM`` expressions over the warehouse's Parquet files, one per catalog table."""
+
+    def __init__(self, wh: Warehouse):
+        self.wh = wh
+
+    def has(self, t: Table) -> bool:
+        return bool(self.wh.files(t))
+
+    def files(self, t: Table, partitions: list[str] | None = None) -> list[Path]:
+        if partitions is None:
+            return self.wh.files(t)
+        return [f for p in partitions for f in self.wh.files_of(t, p)]
+
+    def rel(self, t: Table, partitions: list[str] | None = None) -> str:
+        """``read_parquet([...])`` over the table (or some of its partitions); an empty typed
+        relation when there is no file, so queries never fail on a young warehouse."""
+        files = self.files(t, partitions)
+        if not files:
+            cols = ", ".join(f'CAST(NULL AS {DUCKDB_TYPES[type(c.dtype).__name__]}) AS "{c.name}"' for c in t.columns)
+            return f"(SELECT {cols} WHERE false)"
+        # the whole table as a glob (short SQL however many files), some partitions as a list
+        what = sql_literal(self.wh.glob(t)) if partitions is None else \
+            "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
+        return f"read_parquet({what}, union_by_name = true, hive_partitioning = false)"
+
+    def columns(self, con: duckdb.DuckDBPyConnection, t: Table) -> list[str]:
+        if not self.has(t):
+            return []
+        return [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {self.rel(t)}").fetchall()]
+
+
+def read_table(con: duckdb.DuckDBPyConnection, src: Sources, t: Table) -> pl.DataFrame:
+    """A small table with its declared columns, tolerant of files written before a column was
+    added (missing columns come back null) or after one was dropped (extra columns ignored)."""
+    if not src.has(t):
+        return t.empty()
+    present = set(src.columns(con, t))
+    cols = ", ".join(f'"{c.name}"' if c.name in present else f'NULL AS "{c.name}"' for c in t.columns)
+    return frame(con, f"SELECT {cols} FROM {src.rel(t)}").cast(t.schema, strict=False)
+
+
+def frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    return con.sql(sql).pl()
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple:
+    return con.sql(sql).fetchall()[0]
+
+
+# --------------------------------------------------------------------------------------------
+# row accounting per file
+# --------------------------------------------------------------------------------------------
+def rows_per_partition(con: duckdb.DuckDBPyConnection, src: Sources, t: Table) -> pl.DataFrame:
+    """Rows per partition value (file_id) read from the Parquet footers only: O(files), not O(rows)."""
+    if not src.has(t):
+        return pl.DataFrame(schema={"file_id": pl.Utf8, "n": pl.Int64})
+    prefix = f"{t.partition_by}="
+    df = frame(con, f"SELECT file_name, num_rows FROM parquet_file_metadata({sql_literal(src.wh.glob(t))})")
+    return (
+        df.with_columns(file_id=pl.col("file_name").str.extract(f"{prefix}([^/]+)/", 1))
+        .group_by("file_id").agg(n=pl.col("num_rows").sum().cast(pl.Int64))
+    )
+
+
+def file_accounting(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataFrame:
+    """One row per loaded file: the file log's accounting next to what the warehouse holds.
+
+    ``balance = rows_in - rows_valid - rows_quarantined`` must be 0; ``parse_gap`` compares
+    rows_in with the raw rows plus the rejected lines; stg/coded/fct rows must equal rows_valid and
+    the quarantined lines rows_quarantined.
+    """
+    log = frame(con, f"""
+        SELECT path, source, file_id, format, run_id, rows_in, rows_valid, rows_quarantined
+        FROM {src.rel(cat.FILE_LOG)} WHERE status = 'loaded' ORDER BY path""")
+    counts = {
+        "raw_rows": rows_per_partition(con, src, cat.RAW_RESULTS),
+        "stg_rows": rows_per_partition(con, src, cat.STG_RESULTS),
+        "coded_rows": rows_per_partition(con, src, cat.STG_RESULTS_CODED),
+        "fct_rows": (rows_per_partition(con, src, cat.FCT_LAB_RESULTS) if cat.FCT_LAB_RESULTS.partition_by == "file_id"
+                     else frame(con, f"SELECT file_id, count(*) AS n FROM {src.rel(cat.FCT_LAB_RESULTS)} GROUP BY 1")),
+        # polars' n_unique (used when the file was logged) counts a null line_no as one value
+        "quarantine_lines": frame(con, f"""
+            SELECT file_id, count(DISTINCT line_no) + max(CASE WHEN line_no IS NULL THEN 1 ELSE 0 END) AS n
+            FROM {src.rel(cat.QUARANTINE)} GROUP BY 1"""),
+        "rejected_lines": frame(con, f"""
+            SELECT file_id, count(DISTINCT line_no) AS n FROM {src.rel(cat.RAW_REJECTED)} GROUP BY 1"""),
+    }
+    out = log
+    for name, df in counts.items():
+        df = df.select("file_id", pl.col("n").cast(pl.Int64).alias(name))
+        out = out.join(df, on="file_id", how="left", maintain_order="left")
+    out = out.with_columns(pl.col(list(counts)).fill_null(0))
+    return out.with_columns(
+        balance=pl.col("rows_in") - pl.col("rows_valid") - pl.col("rows_quarantined"),
+        parse_gap=pl.col("rows_in") - pl.col("raw_rows") - pl.col("rejected_lines"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# marts.fct_lab_results
+# --------------------------------------------------------------------------------------------
+def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list[str],
+                covid_loincs: list[str], now: datetime) -> pl.DataFrame:
+    """One row of whole-table measures of marts.fct_lab_results (keys, ranges, reconciliation)."""
+    fct = src.rel(cat.FCT_LAB_RESULTS)
+    deps = ", ".join(sql_literal(d) for d in departements) or "NULL"
+    has_version = "version_key" in src.columns(con, cat.FCT_LAB_RESULTS)
+    multi_current = (
+        f"(SELECT count(*) FROM (SELECT version_key FROM {fct} WHERE is_current "
+        "GROUP BY 1 HAVING count(*) > 1))" if has_version else "0"
+    )
+    stg_total = sum(f_n for f_n in rows_per_partition(con, src, cat.STG_RESULTS)["n"].to_list())
+    loincs = ", ".join(sql_literal(c) for c in covid_loincs) or "NULL"
+    row = frame(con, f"""
+        SELECT count(*) AS n_rows,
+               count(*) - count(DISTINCT (file_id, line_no)) AS n_key_duplicates,
+               count(*) FILTER (WHERE is_current) AS n_current,
+               count(*) FILTER (WHERE person_key IS NULL) AS n_person_key_null,
+               count(*) FILTER (WHERE collected_at IS NULL OR collected_date IS NULL) AS n_collected_null,
+               count(*) FILTER (WHERE collected_at > {sql_literal(now.isoformat(sep=' '))}::TIMESTAMP
+                                                   + INTERVAL 1 DAY) AS n_collected_in_future,
+               count(*) FILTER (WHERE validated_at < collected_at) AS n_validated_before_collected,
+               count(*) FILTER (WHERE received_at < collected_at) AS n_received_before_collected,
+               count(*) FILTER (WHERE age < 0 OR age > 125) AS n_age_out_of_range,
+               count(*) FILTER (WHERE dep IS NOT NULL AND dep NOT IN ({deps})) AS n_dep_not_in_reference,
+               coalesce(avg(CASE WHEN dep IS NULL THEN 1.0 ELSE 0.0 END), 0.0) AS share_dep_unknown,
+               coalesce(avg(CASE WHEN loinc_code IS NOT NULL THEN 1.0 ELSE 0.0 END), 0.0) AS share_mapped,
+               count(*) FILTER (WHERE is_current AND loinc_code IN ({loincs})
+                                AND result_class IN ('POS', 'NEG')) AS n_covid_results_usable,
+               {multi_current} AS n_versions_with_several_current,
+               max(collected_date) AS newest_collection
+        FROM {fct}""")
+    newest = row["newest_collection"][0]
+    return row.with_columns(
+        n_staging_rows_missing=pl.lit(stg_total, pl.Int64) - pl.col("n_rows"),
+        days_since_newest_collection=pl.lit((now.date() - newest).days if newest else None, pl.Int64),
+    )
+
+
+FCT_DOMAIN_COLUMNS = ("sex", "cl_age90", "result_status", "mapping_status", "result_class",
+                      "conversion_status", "is_current")
+
+
+def fct_domains(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataFrame:
+    """The distinct combinations of the categorical columns of fct_lab_results, with counts
+    (bounded by the product of small vocabularies)."""
+    cols = ", ".join(f'"{c}"' for c in FCT_DOMAIN_COLUMNS)
+    return frame(con, f"SELECT {cols}, count(*) AS n FROM {src.rel(cat.FCT_LAB_RESULTS)} "
+                    f"GROUP BY ALL ORDER BY n DESC")
+
+
+def lab_day(con: duckdb.DuckDBPyConnection, src: Sources, since: date | None = None) -> pl.DataFrame:
+    """Volumes and delays per lab and collection day (delays in hours, quantiles per day)."""
+    where = f"WHERE collected_date >= {sql_literal(since.isoformat())}::DATE" if since else ""
+    return frame(con, f"""
+        WITH r AS (
+            SELECT source, collected_date, loinc_code,
+                   date_diff('minute', collected_at, received_at) / 60.0 AS h_reception,
+                   date_diff('minute', received_at, validated_at) / 60.0 AS h_validation
+            FROM {src.rel(cat.FCT_LAB_RESULTS)} {where}
+        )
+        SELECT source, collected_date,
+               count(*) AS n_results,
+               count(*) FILTER (WHERE loinc_code IS NOT NULL) AS n_mapped,
+               count(*) FILTER (WHERE loinc_code IS NOT NULL) / count(*) AS share_mapped,
+               quantile_cont(h_reception, 0.5) AS reception_h_p50,
+               quantile_cont(h_reception, 0.9) AS reception_h_p90,
+               quantile_cont(h_validation, 0.5) AS validation_h_p50,
+               quantile_cont(h_validation, 0.9) AS validation_h_p90,
+               count(*) FILTER (WHERE h_reception < 0 OR h_validation < 0) AS n_negative_delays
+        FROM r GROUP BY 1, 2 ORDER BY 1, 2""")
+
+
+def lab_delays(con: duckdb.DuckDBPyConnection, src: Sources, since: date | None = None) -> pl.DataFrame:
+    """Per lab: quantiles (p10, p50, p90) of collection -> reception -> validation -> delivery
+    (delivery = when biolake registered the file), in hours."""
+    where = f"WHERE f.collected_date >= {sql_literal(since.isoformat())}::DATE" if since else ""
+    legs = {
+        "collection_to_reception": "date_diff('minute', f.collected_at, f.received_at)",
+        "reception_to_validation": "date_diff('minute', f.received_at, f.validated_at)",
+        "validation_to_delivery": "date_diff('minute', f.validated_at, l.registered_at)",
+    }
+    parts = []
+    for leg, expr in legs.items():
+        parts.append(f"""
+            SELECT f.source, {sql_literal(leg)} AS leg, count({expr}) AS n,
+                   quantile_cont({expr} / 60.0, 0.1) AS h_p10,
+                   quantile_cont({expr} / 60.0, 0.5) AS h_p50,
+                   quantile_cont({expr} / 60.0, 0.9) AS h_p90
+            FROM {src.rel(cat.FCT_LAB_RESULTS)} f
+            LEFT JOIN (SELECT file_id, min(registered_at) AS registered_at FROM {src.rel(cat.FILE_LOG)}
+                       WHERE status = 'loaded' GROUP BY 1) l USING (file_id)
+            {where} GROUP BY 1""")
+    return frame(con, " UNION ALL ".join(parts) + " ORDER BY source, leg")
+
+
+def conversion_by_lab(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataFrame:
+    """Per lab and unit-conversion outcome: numeric results (qualitative results excluded)."""
+    return frame(con, f"""
+        SELECT source, conversion_status, count(*) AS n
+        FROM {src.rel(cat.FCT_LAB_RESULTS)}
+        WHERE conversion_status IS DISTINCT FROM 'not_numeric'
+        GROUP BY 1, 2 ORDER BY 1, 2""")
+
+
+# --------------------------------------------------------------------------------------------
+# quarantine
+# --------------------------------------------------------------------------------------------
+def quarantine_reasons(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataFrame:
+    """Rows in quarantine per lab, reason and column."""
+    return frame(con, f"""
+        SELECT source, reason_code, "column", count(*) AS n_rows
+        FROM {src.rel(cat.QUARANTINE)} GROUP BY ALL ORDER BY n_rows DESC, source, reason_code""")
+
+
+# --------------------------------------------------------------------------------------------
+# marts.sidep_daily
+# --------------------------------------------------------------------------------------------
+def sidep_bounds(con: duckdb.DuckDBPyConnection, src: Sources) -> tuple[date | None, date | None]:
+    first, last = _one(con, f"SELECT min(jour), max(jour) FROM {src.rel(cat.SIDEP_DAILY)}")
+    return first, last
+
+
+def sidep_window(con: duckdb.DuckDBPyConnection, src: Sources, days: int) -> pl.DataFrame:
+    """The last ``days`` days of marts.sidep_daily, as stored (the mart itself, bounded)."""
+    _, last = sidep_bounds(con, src)
+    if last is None:
+        return cat.SIDEP_DAILY.empty()
+    since = last - timedelta(days=days - 1)
+    cols = ", ".join(f'"{c.name}"' for c in cat.SIDEP_DAILY.columns)
+    return frame(con, f"""SELECT {cols} FROM {src.rel(cat.SIDEP_DAILY)}
+                        WHERE jour >= {sql_literal(since.isoformat())}::DATE ORDER BY jour, dep, cl_age90""")
+
+
+def sidep_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list[str]) -> pl.DataFrame:
+    """One row of whole-table invariants of marts.sidep_daily (each a count that must be 0)."""
+    s = src.rel(cat.SIDEP_DAILY)
+    deps = ", ".join(sql_literal(d) for d in departements) or "NULL"
+    n_classes = len(AGE_CLASSES)
+    return frame(con, f"""
+        WITH d AS (SELECT * FROM {s}),
+        classes AS (
+            SELECT jour, dep,
+                   sum(P) FILTER (WHERE cl_age90 <> 0) AS p_classes, sum(T) FILTER (WHERE cl_age90 <> 0) AS t_classes,
+                   sum(P) FILTER (WHERE cl_age90 = 0) AS p_all, sum(T) FILTER (WHERE cl_age90 = 0) AS t_all
+            FROM d GROUP BY 1, 2)
+        SELECT (SELECT count(*) FROM d) AS n_rows,
+               (SELECT count(*) - count(DISTINCT (jour, dep, cl_age90)) FROM d) AS n_key_duplicates,
+               (SELECT count(*) FROM d WHERE P > T OR P_f > T_f OR P_h > T_h) AS n_positive_above_tested,
+               (SELECT count(*) FROM d WHERE least(P_f, P_h, P, T_f, T_h, T) < 0) AS n_negative_counts,
+               (SELECT count(*) FROM d WHERE P_f + P_h > P OR T_f + T_h > T) AS n_sex_split_above_total,
+               (SELECT count(*) FROM classes WHERE p_classes > p_all OR t_classes > t_all) AS n_age_classes_above_all_ages,
+               (SELECT count(*) FROM d WHERE dep NOT IN ({deps})) AS n_dep_not_in_reference,
+               (SELECT count(*) FROM d WHERE cl_age90 NOT IN ({", ".join(map(str, AGE_CLASSES))})) AS n_bad_age_class,
+               (SELECT CASE WHEN count(*) = 0 THEN 0 ELSE
+                   (date_diff('day', min(jour), max(jour)) + 1) * {len(departements)} * {n_classes} - count(*) END
+                FROM d) AS n_grid_cells_missing,
+               (SELECT coalesce(sum(P), 0)::BIGINT FROM d WHERE cl_age90 = 0) AS p_total,
+               (SELECT coalesce(sum(T), 0)::BIGINT FROM d WHERE cl_age90 = 0) AS t_total""")
+
+
+def population(seeds_dir: Path) -> pl.DataFrame:
+    """dep, cl_age90, pop from seeds/reference/population.csv (codes keep their leading zeros)."""
+    df = pl.read_csv(Path(seeds_dir) / cat.REF_SEEDS["population"], infer_schema=False)
+    return df.select(dep=pl.col("dep_code"), cl_age90=pl.col("cl_age90").cast(pl.Int64),
+                     pop=pl.col("pop").cast(pl.Float64))
+
+
+def departements(seeds_dir: Path) -> pl.DataFrame:
+    """The 101 départements (COM excluded) with their name and region."""
+    df = pl.read_csv(Path(seeds_dir) / cat.REF_SEEDS["departements"], infer_schema=False)
+    return df.filter(pl.col("is_com") == "no").select(
+        dep=pl.col("dep_code"), dep_name="dep_name", region_name="region_name", zone="zone").sort("dep")
+
+
+def sidep_weekly_rates(con: duckdb.DuckDBPyConnection, src: Sources, pop: pl.DataFrame,
+                       weeks: int) -> pl.DataFrame:
+    """Per ISO week and département (all ages): P, T, population, positivity and incidence per
+    100,000 over the last ``weeks`` weeks of marts.sidep_daily."""
+    _, last = sidep_bounds(con, src)
+    if last is None:
+        return pl.DataFrame(schema={"week": pl.Utf8, "dep": pl.Utf8, "P": pl.Int64, "T": pl.Int64,
+                                    "pop": pl.Float64, "positivity": pl.Float64, "incidence": pl.Float64})
+    since = last - timedelta(days=7 * weeks - 1)
+    weekly = frame(con, f"""
+        SELECT strftime(jour, '%G-W%V') AS week, dep, sum(P)::BIGINT AS P, sum(T)::BIGINT AS T
+        FROM {src.rel(cat.SIDEP_DAILY)}
+        WHERE cl_age90 = 0 AND jour >= {sql_literal(since.isoformat())}::DATE
+        GROUP BY 1, 2 ORDER BY 1, 2""")
+    p = pop.filter(pl.col("cl_age90") == 0).select("dep", "pop")
+    return weekly.join(p, on="dep", how="left", maintain_order="left").with_columns(
+        positivity=pl.when(pl.col("T") > 0).then(pl.col("P") / pl.col("T")),
+        incidence=pl.col("P") / pl.col("pop") * 100_000,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# grain of every analysts' table (declared key, uniqueness, declared columns present)
+# --------------------------------------------------------------------------------------------
+GRAIN_LAYERS = ("staging", "marts", "quality")
+
+
+def grain(con: duckdb.DuckDBPyConnection, src: Sources, run_partitions: list[str] | None,
+          skip: tuple[str, ...] = ()) -> pl.DataFrame:
+    """One row per catalog table of the analysts' layers that has files: rows, key duplicates,
+    null key values (marts), declared columns missing from the files, and P > T rows when both exist.
+
+    Tables partitioned per file are checked on the partitions written by this run only
+    (``run_partitions``; None = all), so the cost follows the run, not the warehouse; the others
+    (marts, aggregates) as a whole.
+    """
+    rows = []
+    for t in cat.TABLES:
+        if t.layer not in GRAIN_LAYERS or t.qualified in skip or not t.key:
+            continue
+        parts = run_partitions if t.partition_by == "file_id" else None
+        if not src.files(t, parts):
+            continue
+        rel = src.rel(t, parts)
+        present = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
+        declared = [c.name for c in t.columns]
+        missing = [c for c in declared if c not in present]
+        key = [k for k in t.key if k in present]
+        key_sql = ", ".join(f'"{k}"' for k in key)
+        # null key values are checked in the marts only: elsewhere some key columns are nullable by
+        # design (a quarantine row for a whole file has no line number, a whole-line reason no column)
+        nulls = (" OR ".join(f'"{k}" IS NULL' for k in key) or "false") if t.layer == "marts" else "false"
+        pt = "count(*) FILTER (WHERE P > T)" if {"P", "T"} <= set(present) else "0"
+        # a key that may be null (quarantine rows of a whole file have no line number) is
+        # compared null-safe: count(DISTINCT) would ignore such rows
+        n, dup, null, p_gt_t = _one(con, f"""
+            SELECT count(*), count(*) - (SELECT count(*) FROM (SELECT DISTINCT {key_sql} FROM {rel})),
+                   count(*) FILTER (WHERE {nulls}), {pt}
+            FROM {rel}""")
+        rows.append({"table": t.qualified, "layer": t.layer, "key": ",".join(t.key), "n_rows": n,
+                     "n_key_duplicates": dup, "n_null_key": null, "missing_columns": ",".join(missing),
+                     "n_missing_columns": len(missing), "n_positive_above_tested": p_gt_t,
+                     "scope": "this run's partitions" if parts is not None else "whole table"})
+    return pl.DataFrame(rows, schema={
+        "table": pl.Utf8, "layer": pl.Utf8, "key": pl.Utf8, "n_rows": pl.Int64, "n_key_duplicates": pl.Int64,
+        "n_null_key": pl.Int64, "missing_columns": pl.Utf8, "n_missing_columns": pl.Int64,
+        "n_positive_above_tested": pl.Int64, "scope": pl.Utf8})

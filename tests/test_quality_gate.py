@@ -1,0 +1,221 @@
+"""The Great Expectations quality gate, its kept results, Data Docs, and the Prefect artifacts.
+
+The pipeline runs once per session (conftest's ``clean_run``); the gate runs on a private copy of
+that home so that the shared one stays untouched.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from warehouse import catalog as cat
+
+RUN_ID = "test-gate-run"
+_CACHE: dict = {}
+
+
+def copy_home(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("prefect", "landing", "*.duckdb*"))
+    return dst
+
+
+def context(home: Path, run_id: str = RUN_ID):
+    from flows.settings import Settings
+    from flows.steps import Context
+
+    return Context.create(Settings(home=home), run_id)
+
+
+@pytest.fixture(scope="session")
+def gated(clean_run, tmp_path_factory):
+    """(home, gate, report paths, pipeline summary): the gate and the reports run once on a copy of
+    the clean run. Shared with tests/test_reports.py (cached: computed once per session)."""
+    if "gated" not in _CACHE:
+        from flows.quality_gate import run_quality_gate
+        from flows.reports import build_reports
+
+        home = copy_home(clean_run[0], tmp_path_factory.mktemp("gated") / "home")
+        ctx = context(home)
+        gate = run_quality_gate(ctx)
+        paths = build_reports(ctx)
+        _CACHE["gated"] = (home, gate, paths, clean_run[1])
+    return _CACHE["gated"]
+
+
+def results(home: Path) -> pl.DataFrame:
+    con = duckdb.connect()
+    try:
+        t = cat.table("quality.expectation_results")
+        return con.sql(f"SELECT * FROM read_parquet('{home}/warehouse/{t.layer}/{t.name}/*.parquet')").pl()
+    finally:
+        con.close()
+
+
+def test_gate_passes_on_a_clean_run_and_keeps_its_results(gated):
+    home, gate, _, _ = gated
+    assert gate["ok"], gate["failures"]
+    assert gate["failures"] == [] and gate["failed_critical"] == 0
+    expected_suites = {"file_accounting", "quarantine_reasons", "fct_lab_results_summary", "fct_lab_results_domains",
+                       "lab_day", "sidep_daily", "sidep_daily_summary", "sidep_weekly_rates", "mapping_coverage",
+                       "grain"}
+    assert expected_suites <= set(gate["suites"])
+    stored = results(home).filter(pl.col("run_id") == RUN_ID)  # (the pipeline may have run the gate too)
+    assert stored.height == gate["evaluated"] >= 60
+    assert set(stored["severity"]) == {"critical", "warning"}
+    assert stored.filter(pl.col("critical") & ~pl.col("success")).is_empty()
+    # the reconciliation and P <= T expectations are among the critical ones, and they held
+    keys = set(zip(stored["suite"], stored["expectation_id"]))
+    assert ("file_accounting", "balance_is_zero") in keys
+    assert ("sidep_daily", "T_ge_P") in keys
+    assert ("sidep_weekly_rates", "positivity_between") in keys
+    assert stored.filter(pl.col("suite") == "file_accounting")["element_count"].max() > 10  # one row per file
+    # Data Docs: built under the data home, one page per suite of this run
+    docs = Path(gate["data_docs"])
+    assert docs == home / "reports" / "data_docs" / "index.html" and docs.exists()
+    pages = list((home / "reports" / "data_docs" / "validations").rglob("*.html"))
+    assert {p.relative_to(home / "reports" / "data_docs" / "validations").parts[0] for p in pages} >= expected_suites
+    assert RUN_ID in docs.read_text(encoding="utf-8")
+
+
+def test_a_critical_failure_blocks_exports_with_its_reason(gated, tmp_path):
+    """Break the warehouse twice, run the gate through `biolake report gate`: exit 1, the reason
+    names the failures, the results are kept next to the clean run's."""
+    from typer.testing import CliRunner
+
+    from flows.quality_gate import QualityGateFailed, block_reason, final_state, raise_if_blocked, summarize
+    from flows.reports import reports_app
+
+    home = copy_home(gated[0], tmp_path / "home")
+    wh = context(home).wh
+    # 1. a file whose accounting no longer balances: one valid row more than it holds
+    log = wh.read(cat.FILE_LOG)
+    victim = log.filter(pl.col("status") == "loaded").sort("path").row(0, named=True)
+    wh.write_partition_file(cat.FILE_LOG, victim["log_id"], pl.DataFrame(
+        [{**victim, "rows_valid": victim["rows_valid"] + 1}], schema=cat.FILE_LOG.schema))
+    # 2. a SI-DEP cell with more positive than tested persons
+    daily = wh.read(cat.SIDEP_DAILY)
+    last = daily["jour"].max()
+    broken = daily.with_columns(P=pl.when((pl.col("jour") == last) & (pl.col("dep") == "75") & (pl.col("cl_age90") == 0))
+                                .then(pl.col("T") + 1).otherwise(pl.col("P")))
+    wh.write_table(cat.SIDEP_DAILY, broken)
+
+    before = set(results(home)["run_id"])
+    res = CliRunner().invoke(reports_app, ["gate", "--home", str(home)])
+    assert res.exit_code == 1, res.output
+    assert "Exports blocked by the data-quality gate" in res.output
+    stored = results(home)
+    assert len(set(stored["run_id"]) - before) == 1, "the CLI run kept no result"
+    cli_run = (set(stored["run_id"]) - before).pop()
+    gate = summarize(stored.filter(pl.col("run_id") == cli_run).drop("run_id", "validated_at").to_dicts())
+    assert not gate["ok"]
+    text = " | ".join(gate["failures"])
+    assert "file_accounting: rows_in = rows_valid + rows_quarantined" in text
+    assert victim["path"] in text  # the failing file is named
+    assert "sidep_daily" in text and "P <= T" in text
+    reason = block_reason(gate)
+    assert reason.startswith("Exports blocked by the data-quality gate") and victim["path"] in reason
+    with pytest.raises(QualityGateFailed, match="Exports blocked"):
+        raise_if_blocked(gate)
+    state = final_state({"run_id": "x"}, gate)
+    assert state.is_failed() and state.message == reason
+    ok_state = final_state({"run_id": "x"}, {"ok": True})
+    assert ok_state.is_completed() and block_reason({"ok": True}) is None
+    # both runs' results are kept, each in its own file
+    bad = stored.filter((pl.col("run_id") == cli_run) & ~pl.col("success") & pl.col("critical"))
+    assert {"file_accounting", "sidep_daily", "sidep_daily_summary"} <= set(bad["suite"])
+    assert stored.filter(pl.col("run_id") == RUN_ID)["success"].all()
+    missing = CliRunner().invoke(reports_app, ["gate", "--home", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2
+
+
+def test_history_is_pruned_to_a_bounded_number_of_runs(tmp_path):
+    from quality.checkpoints import prune_history
+
+    for store in (tmp_path / "gx" / "uncommitted" / "validations", tmp_path / "reports" / "data_docs" / "validations"):
+        for i in range(5):
+            run = store / "grain" / f"run-{i}" / f"20261101T00000{i}.000000Z"
+            run.mkdir(parents=True)
+            (run / "batch.json").write_text("{}")
+    assert prune_history(tmp_path, keep=2) == 6
+    left = sorted(p.name for p in (tmp_path / "gx" / "uncommitted" / "validations" / "grain").iterdir())
+    assert left == ["run-3", "run-4"]
+
+
+def _read_artifacts(keys: list[str]) -> list[dict]:
+    """Every version of the artifacts with these keys, newest first, from the harness's API.
+
+    Plain HTTP: the client's read_artifacts sends nulls this server version rejects, and an empty
+    task-run filter would drop the artifacts created by a flow outside any task."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    body = {"artifacts": {"key": {"any_": keys}}, "limit": 200, "offset": 0, "sort": "CREATED_DESC"}
+    r = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body, timeout=60)
+    r.raise_for_status()
+    return r.json()
+
+
+def test_the_gate_and_reports_as_tasks_and_the_artifacts_of_two_runs(gated, prefect_harness, tmp_path):
+    """In a flow: the gate and the reports as Prefect tasks, the artifacts under stable keys (one
+    version per run), and a blocked run ending Failed with the reason (what the UI shows)."""
+    from prefect import flow
+
+    from flows.artifacts import KEYS, publish_artifacts
+    from flows.quality_gate import final_state, quality_gate_task
+    from flows.reports import build_reports_task
+
+    home = copy_home(gated[0], tmp_path / "home")
+    runs_before = set(results(home)["run_id"])
+    summary = gated[3]
+    blocked = {"ok": False, "failures": ["file_accounting: rows_in = rows_valid + rows_quarantined - 1 of 3 rows"],
+               "warnings": [], "evaluated": 3, "failed_critical": 1, "failed_warning": 0, "suites": {}}
+
+    @flow(name="artifacts-under-test")
+    def run_with(forced_gate: dict | None) -> dict:
+        gate = forced_gate or quality_gate_task(str(home))
+        paths = build_reports_task(str(home)) if forced_gate is None else gated[2]
+        publish_artifacts(summary, paths, gate)
+        return final_state(summary, gate)
+
+    first = run_with(None)  # a passing gate: the flow completes and its call returns the summary
+    assert first["rows_in"] == summary["rows_in"]
+    second = run_with(blocked, return_state=True)
+    assert second.is_failed() and "file_accounting" in second.message  # the reason shown in the UI
+    kept = second.result(raise_on_failure=False)  # how the CLI gets the summary of a blocked run
+    assert isinstance(kept, dict) and kept["rows_in"] == summary["rows_in"]
+    new_runs = set(results(home)["run_id"]) - runs_before
+    assert len(new_runs) == 1 and new_runs.pop() != RUN_ID  # the task kept its results under the flow run id
+    paths = {k: str(home / "reports" / f) for k, f in (("weekly", Path(gated[2]["weekly"]).name),
+                                                       ("data_quality", "data_quality.html"),
+                                                       ("data_docs", "data_docs/index.html"))}
+    wanted = [KEYS[k] for k in ("summary", "gate", "files", "counts", "reasons", "coverage", "suites", "weekly",
+                                "data_quality", "data_docs")]
+    by_key: dict[str, list[dict]] = {}
+    for a in _read_artifacts(wanted):  # newest first
+        by_key.setdefault(a["key"], []).append(a)
+    assert set(wanted) <= set(by_key), set(wanted) - set(by_key)
+    assert len(by_key[KEYS["summary"]]) >= 2  # one version per run: the UI keeps the history
+    latest_gate = by_key[KEYS["gate"]][0]["data"]
+    assert "FAILED" in latest_gate and "file_accounting" in latest_gate
+    assert "passed" in by_key[KEYS["gate"]][1]["data"]
+    for name in ("weekly", "data_quality", "data_docs"):  # the first run linked its own reports
+        assert Path(paths[name]).resolve().as_uri() in by_key[KEYS[name]][1]["data"]
+    assert "FAILED" in by_key[KEYS["summary"]][0]["data"]
+    for name in ("weekly", "data_quality", "data_docs"):
+        link = by_key[KEYS[name]][0]["data"]
+        assert Path(gated[2][name]).resolve().as_uri() in link, link
+    counts = {r["what"]: r["count"] for r in _table(by_key[KEYS["counts"]][0]["data"])}
+    assert counts["rows_in"] == summary["rows_in"] and counts["rows_valid"] == summary["rows_valid"]
+    files = _table(by_key[KEYS["files"]][0]["data"])
+    assert len(files) == len(summary["files"])
+
+
+def _table(data) -> list[dict]:
+    import json
+
+    return json.loads(data) if isinstance(data, str) else data
