@@ -3,8 +3,8 @@
 | deployment | flow | schedule |
 |---|---|---|
 | biolake-pipeline/ingest-every-15-min | ingest new files, republish what they touch | every 15 minutes |
-| biolake-indicators/daily | SI-DEP marts (daily, weekly, régions, France) and the publication | every day at 06:00 |
-| biolake-mdo/weekly | notifiable-disease weekly cases and their publication | Mondays at 07:00 |
+| biolake-publication/daily-indicators | SI-DEP marts, quality gate, publication | every day at 06:00 |
+| biolake-publication/weekly-mdo | notifiable-disease weekly cases, quality gate, publication | Mondays at 07:00 |
 | biolake-reports/weekly | the weekly epidemiological and data-quality reports | Mondays at 08:00 |
 """
 
@@ -36,8 +36,8 @@ def scheduled_flows() -> list[tuple]:
     from flows import scheduled
 
     return [
-        (scheduled.indicators_flow, "daily", "0 6 * * *", "SI-DEP indicators and their publication."),
-        (scheduled.mdo_flow, "weekly", "0 7 * * 1", "Notifiable diseases: weekly cases and publication."),
+        (scheduled.publication_flow, "daily-indicators", "0 6 * * *", "SI-DEP indicators and their publication."),
+        (scheduled.publication_flow, "weekly-mdo", "0 7 * * 1", "Notifiable diseases: weekly cases and publication."),
         (scheduled.reports_flow, "weekly", "0 8 * * 1", "Weekly epidemiological and data-quality reports."),
     ]
 

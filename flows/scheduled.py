@@ -1,4 +1,4 @@
-"""The scheduled flows besides ingestion: indicators, notifiable diseases, reports.
+"""The scheduled flows besides ingestion: publication (indicators, notifiable diseases), reports, purge.
 
 Each is a thin Prefect flow over the functions of flows/epi.py, flows/quality_gate.py and
 flows/reports.py; the ingestion pipeline (flows/pipeline.py) calls the same functions after
@@ -58,19 +58,11 @@ def _final(result: dict):
     return final_state(result, result["gate"])
 
 
-@flow(name="biolake-indicators")
-def indicators_flow(home: str = "data", issue_date: str | None = None) -> dict:
-    """SI-DEP marts (daily, weekly, régions, France), then the gated publication."""
-    ctx = _ctx(home)
-    with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
-        epi = publish_epi_task(home)
-        out = gated_export(home, issue_date=issue_date) | {"epi": epi}
-    return _final(out)
-
-
-@flow(name="biolake-mdo")
-def mdo_flow(home: str = "data", issue_date: str | None = None) -> dict:
-    """Notifiable diseases: weekly new cases per département, then the gated publication."""
+@flow(name="biolake-publication")
+def publication_flow(home: str = "data", issue_date: str | None = None) -> dict:
+    """Epidemiological marts (SI-DEP daily, weekly, régions, France, rates; MDO weekly cases), the
+    data-quality gate, then the publication unless the gate blocks it. Scheduled daily for the
+    indicators and weekly for the notifiable diseases (two deployments of this one flow)."""
     ctx = _ctx(home)
     with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
         epi = publish_epi_task(home)

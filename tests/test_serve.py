@@ -50,11 +50,11 @@ def test_serve_registers_the_scheduled_deployments(tmp_path):
             except OSError:
                 pass
             time.sleep(1)
-        assert set(found) == {"biolake-pipeline/ingest-every-15-min", "biolake-indicators/daily",
-                              "biolake-mdo/weekly", "biolake-reports/weekly"}, found.keys()
+        assert set(found) == {"biolake-pipeline/ingest-every-15-min", "biolake-publication/daily-indicators",
+                              "biolake-publication/weekly-mdo", "biolake-reports/weekly"}, found.keys()
         ingest = found["biolake-pipeline/ingest-every-15-min"]["schedules"][0]["schedule"]
         assert ingest["interval"] == 900.0
-        daily = found["biolake-indicators/daily"]["schedules"][0]["schedule"]
+        daily = found["biolake-publication/daily-indicators"]["schedules"][0]["schedule"]
         assert daily["cron"] == "0 6 * * *" and daily["timezone"] == "Europe/Paris"
         limits = post(f"{api}/concurrency_limits/filter", {})
         assert [(c["tag"], c["concurrency_limit"]) for c in limits] == [("biolake-warehouse-writer", 1)]
