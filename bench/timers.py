@@ -110,5 +110,6 @@ class WorkTimer:
         return {
             "work_seconds": round(self.work_total, 3),
             "work_by_category": {k: round(v, 3) for k, v in sorted(self.by_category.items())},
-            "by_function": {k: {"seconds": round(v, 3), "calls": self.calls[k]} for k, v in sorted(self.by_name.items())},
+            "by_function": {k: {"seconds": round(v, 3), "calls": self.calls[k]}
+                            for k, v in sorted(self.by_name.items())},
         }
