@@ -96,8 +96,8 @@ def run_plain(home: Path) -> dict:
     mirror of it: parts the code base does not have are skipped)."""
     from datetime import datetime
 
+    from flows import process, steps
     from flows import publish as pub
-    from flows import steps
     from flows.settings import Settings
 
     home = Path(home).resolve()
@@ -121,6 +121,7 @@ def run_plain(home: Path) -> dict:
     totals = {"rows_in": 0, "rows_valid": 0, "rows_quarantined": 0, "files_new": 0, "files_duplicate": 0,
               "files_failed": 0}
     changed: list[str] = []
+    work = process.Work(postal_codes=postal_codes, loinc=loinc, mappings=mappings)
     for tk in tickets:
         if tk.status == "duplicate":
             steps.log_file(ctx, tk, fmt=None, status="duplicate", detail=f"same content as {tk.duplicate_of}")
@@ -128,27 +129,18 @@ def run_plain(home: Path) -> dict:
             continue
         if tk.status != "new":
             continue
-        got = steps.ingest(ctx, tk)
-        t = add("ingest", t)
-        if "failed" in got:
-            steps.quarantine_file_failure(ctx, tk, got["failed"], got["detail"])
-            steps.log_file(ctx, tk, fmt=None, status="failed", reason_code=got["failed"], detail=got["detail"])
+        res = process.process_file(ctx, tk, work)
+        for stage, s in res["seconds"].items():
+            seconds[stage] = seconds.get(stage, 0.0) + s
+        t = time.perf_counter()
+        if res["status"] == "failed":
             totals["files_failed"] += 1
-            t = add("ingest", t)
             continue
-        fmt_kw = {"fmt": got["format"]} if "fmt" in inspect.signature(steps.validate).parameters else {}
-        val = steps.validate(ctx, tk, postal_codes, **fmt_kw)
-        t = add("validate", t)
-        steps.transcode(ctx, tk.file_id, loinc, mappings)
-        t = add("transcode", t)
-        steps.log_file(ctx, tk, fmt=got["format"], status="loaded", rows_in=got["rows_in"],
-                       rows_valid=val["rows_valid"], rows_quarantined=val["rows_quarantined"])
-        t = add("file_log", t)
         changed.append(tk.file_id)
         totals["files_new"] += 1
-        totals["rows_in"] += got["rows_in"]
-        totals["rows_valid"] += val["rows_valid"]
-        totals["rows_quarantined"] += val["rows_quarantined"]
+        totals["rows_in"] += res["rows_in"]
+        totals["rows_valid"] += res["rows_valid"]
+        totals["rows_quarantined"] += res["rows_quarantined"]
     if steps.mappings_changed(ctx, fingerprint):
         steps.save_mappings_fingerprint(ctx, fingerprint)
     t = time.perf_counter()

@@ -25,6 +25,7 @@ TIMED: tuple[tuple[str, str, str], ...] = (
     ("flows.steps", "load_terminology", "reference"),
     ("flows.steps", "discover", "discover"),
     ("flows.steps", "ingest", "ingest"),
+    ("flows.steps", "ingested", "ingest"),
     ("flows.steps", "quarantine_file_failure", "ingest"),
     ("flows.steps", "validate", "validate"),
     ("flows.steps", "read_ref", "validate"),

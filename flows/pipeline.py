@@ -1,15 +1,18 @@
 """The Prefect flows: ingest (per file: ingest -> validate -> transcode) then publish.
 
 Thin on purpose: each task calls one step of flows/steps.py or flows/publish.py and passes paths,
-ids and small dicts, never DataFrames. Per-file work is one task (``process-file``) so it can run
-on threads or on a Dask cluster (BIOLAKE_DASK_ADDRESS); the storage layout (one partition per
-file, uniquely named temporary files) keeps concurrent writers apart. Publication runs once, under
+ids and small dicts, never DataFrames. Per-file work runs in ``process-files`` tasks, one per batch
+of files of about BIOLAKE_BATCH_MB of input (flows/process.py: a task per small file would cost
+more in orchestration than the work), on threads or on a Dask cluster (BIOLAKE_DASK_ADDRESS); the
+storage layout (one partition per file, uniquely named temporary files) keeps concurrent writers
+apart. Publication runs once, under
 an exclusive warehouse lock and a Prefect concurrency tag.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections import Counter
 from datetime import datetime
@@ -20,12 +23,11 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import privacy, progress, steps
+from flows import privacy, process, progress, steps
 from flows import publish as pub
 from flows.lock import warehouse_lock
 from flows.settings import Settings
 
-PARSER_VERSION = "1"  # bump when a parser's output changes, to invalidate the ingest cache
 WRITER_TAG = "biolake-warehouse-writer"
 
 
@@ -48,66 +50,26 @@ def terminology_for(ctx: steps.Context):
     return _terminology(str(ctx.wh.home), str(ctx.settings.seeds_dir), hint)
 
 
-def _ingest_cache_key(context, parameters) -> str:
-    """Content-addressed: the same bytes parsed by the same parser into the same warehouse give the
-    same raw partition (stored under the content hash), so a re-run after a crash need not re-parse."""
-    ticket = parameters["ticket"]
-    return f"ingest-{ticket.sha256}-{PARSER_VERSION}-{parameters['home']}"
+@task(name="process-files", cache_policy=NONE, retries=1, retry_delay_seconds=2, task_run_name="process {label}")
+def process_files_task(home: str, tickets: list[steps.FileTicket], label: str = "") -> list[dict]:
+    """A batch of new files, each end to end (flows/process.py); returns their accountings.
 
-
-@task(name="ingest", cache_key_fn=_ingest_cache_key, persist_result=True, retries=2, retry_delay_seconds=2,
-      task_run_name="ingest {ticket.path}")
-def ingest_task(home: str, ticket: steps.FileTicket) -> dict:
-    return steps.ingest(_ctx(home), ticket)
-
-
-@task(name="validate", cache_policy=NONE, retries=1, retry_delay_seconds=2, task_run_name="validate {ticket.path}")
-def validate_task(home: str, ticket: steps.FileTicket, fmt: str = "csv") -> dict:
-    ctx = _ctx(home)
-    postal_codes = steps.read_ref(ctx, "postal_codes")
-    return steps.validate(ctx, ticket, postal_codes, fmt)
-
-
-@task(name="transcode", cache_policy=NONE, retries=1, retry_delay_seconds=2, task_run_name="transcode {file_id}")
-def transcode_task(home: str, file_id: str) -> dict:
+    Re-running a batch is safe: every write replaces the file's own partitions, and files parsed
+    by an interrupted attempt are not parsed again."""
     ctx = _ctx(home)
     loinc, mappings, _ = terminology_for(ctx)
-    return steps.transcode(ctx, file_id, loinc, mappings)
+    work = process.Work(postal_codes=steps.read_ref(ctx, "postal_codes"), loinc=loinc, mappings=mappings)
+    return [process.process_file(ctx, t, work) for t in tickets]
 
 
-@task(name="process-file", cache_policy=NONE, task_run_name="process {ticket.path}")
-def process_file(home: str, ticket: steps.FileTicket) -> dict:
-    """One file end to end; returns its accounting and the seconds spent per stage."""
+@task(name="recode-files", cache_policy=NONE, retries=1, retry_delay_seconds=2, task_run_name="recode {label}")
+def recode_task(home: str, file_ids: list[str], label: str = "") -> int:
+    """Transcode already validated files again (the mappings changed since they were coded)."""
     ctx = _ctx(home)
-    seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    # the cache may only answer while the raw partition it describes is still there
-    present = bool(ctx.wh.files_of(steps.cat.RAW_RESULTS, ticket.file_id))
-    got = ingest_task.with_options(refresh_cache=not present)(home, ticket)
-    seconds["ingest"] = time.perf_counter() - t0
-    if "failed" in got:
-        steps.quarantine_file_failure(ctx, ticket, got["failed"], got["detail"])
-        steps.log_file(ctx, ticket, fmt=None, status="failed", reason_code=got["failed"], detail=got["detail"])
-        privacy.audit(ctx, "file_failed", ticket.path, ticket.sha256, {"reason_code": got["failed"]})
-        return {"ticket": ticket, "status": "failed", "reason": got["failed"], "detail": got["detail"],
-                "seconds": seconds}
-    t0 = time.perf_counter()
-    val = validate_task(home, ticket, got["format"])
-    seconds["validate"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    transcode_task(home, ticket.file_id)
-    seconds["transcode"] = time.perf_counter() - t0
-    if got["rows_in"] != val["rows_valid"] + val["rows_quarantined"]:
-        raise RuntimeError(f"{ticket.path}: row accounting broken: {got['rows_in']} in, {val['rows_valid']} valid, "
-                           f"{val['rows_quarantined']} quarantined")
-    steps.log_file(ctx, ticket, fmt=got["format"], status="loaded", rows_in=got["rows_in"],
-                   rows_valid=val["rows_valid"], rows_quarantined=val["rows_quarantined"])
-    privacy.audit(ctx, "file_ingested", ticket.path, ticket.sha256,
-                  {"file_id": ticket.file_id, "format": got["format"], "rows_in": got["rows_in"],
-                   "rows_valid": val["rows_valid"], "rows_quarantined": val["rows_quarantined"]})
-    return {"ticket": ticket, "status": "loaded", "format": got["format"], "rows_in": got["rows_in"],
-            "rows_valid": val["rows_valid"], "rows_quarantined": val["rows_quarantined"],
-            "reasons": val["reasons"], "seconds": seconds}
+    loinc, mappings, _ = terminology_for(ctx)
+    for fid in file_ids:
+        steps.transcode(ctx, fid, loinc, mappings)
+    return len(file_ids)
 
 
 @task(name="publish-fct", cache_policy=NONE, tags=[WRITER_TAG])
@@ -200,35 +162,43 @@ def ingest_flow(home: str = "data") -> dict:
             totals["files_failed"] += 1
             reasons["UNSAFE_FILE_NAME"] += 1
     progress.report("files", 0, len(new))
-    futures = [process_file.submit(home, t) for t in new]
+    n_batches = ctx.settings.workers  # at least one batch per worker (thread or Dask worker)
+    groups = process.batches(new, int(ctx.settings.batch_mb * 1e6), min_batches=n_batches)
+    log.info("%d new file(s) in %d batch(es)", len(new), len(groups))
+    futures = [process_files_task.submit(home, g, label=process.batch_label(g)) for g in groups]
     changed: list[str] = []
-    for i, fut in enumerate(futures, 1):
-        res = fut.result()
-        t = res["ticket"]
-        for k, v in res["seconds"].items():
-            ctx.stage_seconds[k] = round(ctx.stage_seconds.get(k, 0.0) + v, 3)
-        progress.report("files", i, len(new))
-        if res["status"] == "failed":
-            log.warning("%s: cannot be parsed (%s): %s", t.path, res["reason"], res["detail"])
-            totals["files_failed"] += 1
-            reasons[res["reason"]] += 1
-            files.append({"path": t.path, "format": None, "status": "failed", "rows_in": 0, "rows_valid": 0,
-                          "rows_quarantined": 0})
-            continue
-        changed.append(t.file_id)
-        totals["files_new"] += 1
-        for k in ("rows_in", "rows_valid", "rows_quarantined"):
-            totals[k] += res[k]
-        for code, n in res["reasons"]:
-            reasons[code] += n
-        files.append({k: (t.path if k == "path" else res[k]) for k in
-                      ("path", "format", "status", "rows_in", "rows_valid", "rows_quarantined")})
+    done = 0
+    for fut in futures:
+        for res in fut.result():
+            t = res["ticket"]
+            for k, v in res["seconds"].items():
+                ctx.stage_seconds[k] = round(ctx.stage_seconds.get(k, 0.0) + v, 3)
+            done += 1
+            if res["status"] == "failed":
+                log.warning("%s: cannot be parsed (%s): %s", t.path, res["reason"], res["detail"])
+                totals["files_failed"] += 1
+                reasons[res["reason"]] += 1
+                files.append({"path": t.path, "format": None, "status": "failed", "rows_in": 0, "rows_valid": 0,
+                              "rows_quarantined": 0})
+                continue
+            changed.append(t.file_id)
+            totals["files_new"] += 1
+            for k in ("rows_in", "rows_valid", "rows_quarantined"):
+                totals[k] += res[k]
+            for code, n in res["reasons"]:
+                reasons[code] += n
+            files.append({k: (t.path if k == "path" else res[k]) for k in
+                          ("path", "format", "status", "rows_in", "rows_valid", "rows_quarantined")})
+        progress.report("files", done, len(new))
     if steps.mappings_changed(ctx, fingerprint):
         # a mapping was added or changed since earlier files were coded: re-code them (backfill)
         with Stage(ctx, "transcode"):
-            done = set(changed)
-            redo = [fid for fid in ctx.wh.partitions(steps.cat.STG_RESULTS) if fid not in done]
-            wait([transcode_task.submit(home, fid) for fid in redo])
+            fresh = set(changed)
+            redo = [fid for fid in ctx.wh.partitions(steps.cat.STG_RESULTS) if fid not in fresh]
+            step = max(1, math.ceil(len(redo) / max(1, n_batches))) if redo else 1
+            step = min(step, 50)
+            parts = [redo[i:i + step] for i in range(0, len(redo), step)]
+            wait([recode_task.submit(home, p, label=f"{p[0]} (+{len(p) - 1} files)") for p in parts])
             changed += redo
         steps.save_mappings_fingerprint(ctx, fingerprint)
     return {"changed": changed, "totals": dict(totals), "reasons": dict(reasons), "files": files,

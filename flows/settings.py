@@ -9,7 +9,9 @@
 | BIOLAKE_MAPPINGS_DIR | operator's approved mappings, overriding the seeds | <home>/mappings |
 | BIOLAKE_CHUNK_ROWS | rows per parsing chunk (memory bound) | 500000 |
 | BIOLAKE_PREFECT_HOME | where the embedded Prefect keeps its database | <home>/prefect |
-| BIOLAKE_WORKERS | files processed at once in one run (threads) | 1 |
+| BIOLAKE_WORKERS | batches of files processed at once in one run (threads) | 1 |
+| BIOLAKE_BATCH_MB | landing files are processed in Prefect tasks of about this many MB of input | 40 |
+| BIOLAKE_DUCKDB_MEMORY_LIMIT | memory DuckDB may use in a publication step before spilling to disk ("" = DuckDB's default, 80% of RAM) | 1GB |
 | BIOLAKE_DASK_ADDRESS | a Dask scheduler (tcp://host:8786): per-file work runs on that cluster | none |
 | BIOLAKE_LOCK_TIMEOUT | seconds a run waits for another run's warehouse lock | 600 |
 | BIOLAKE_SUPPRESSION_THRESHOLD | largest count suppressed in published files | 10 |
@@ -44,7 +46,10 @@ class Settings(BaseSettings):
     mappings_dir: Path | None = Field(default=None, description="operator's approved mappings")
     chunk_rows: int = Field(default=500_000, ge=1000, description="rows per parsing chunk")
     prefect_home: Path | None = Field(default=None, description="embedded Prefect's database folder")
-    workers: int = Field(default=1, ge=1, le=64, description="files processed at once (threads)")
+    workers: int = Field(default=1, ge=1, le=64, description="batches of files processed at once (threads)")
+    batch_mb: float = Field(default=40, gt=0, description="MB of landing files per processing task")
+    duckdb_memory_limit: str = Field(default="1GB", pattern=r"^(\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB))?$",
+                                     description="DuckDB memory_limit of the publication steps")
     dask_address: str | None = Field(default=None, description="Dask scheduler address for per-file work")
     lock_timeout: float = Field(default=600, ge=0, description="seconds to wait for the warehouse lock")
     suppression_threshold: int = Field(default=10, ge=1, description="largest count suppressed in publications")

@@ -29,6 +29,7 @@ from warehouse.store import Warehouse
 from warehouse.views import build_views, sql_literal
 
 HASH_BLOCK = 8 * 1024 * 1024
+PARSER_VERSION = "1"  # bump when a parser's output changes: earlier ingests are then not reused
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,6 +195,7 @@ def ingest(ctx: Context, t: FileTicket) -> dict:
                 pl.lit(now).cast(pl.Datetime("us")).alias("ingested_at"))
             parsed += chunk.rows.height
 
+    _ingest_marker(ctx, t).unlink(missing_ok=True)
     try:
         fmt = detect_format(path)
         parser = get_parser(fmt)
@@ -204,7 +206,41 @@ def ingest(ctx: Context, t: FileTicket) -> dict:
     rej = pl.concat(rejects) if rejects else cat.RAW_REJECTED.empty()
     ctx.wh.write_partition(cat.RAW_REJECTED, t.file_id, [rej])
     n_rej = rej["line_no"].n_unique()
-    return {"format": fmt, "rows_in": parsed + n_rej, "units_seen": units, "rows_parsed": parsed, "rejected_lines": n_rej}
+    got = {"format": fmt, "rows_in": parsed + n_rej, "units_seen": units, "rows_parsed": parsed,
+           "rejected_lines": n_rej}
+    _write_ingest_marker(ctx, t, got)
+    return got
+
+
+def _ingest_marker(ctx: Context, t: FileTicket) -> Path:
+    return ctx.wh.root / "raw" / "_ingested" / f"{t.file_id}.json"
+
+
+def _write_ingest_marker(ctx: Context, t: FileTicket, got: dict) -> None:
+    """Written last, once both raw partitions are in place: proof that the ingest of this content
+    completed (a run killed before it leaves no marker, and the file is parsed again)."""
+    marker = _ingest_marker(ctx, t)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_name(f".{marker.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps({"sha256": t.sha256, "parser_version": PARSER_VERSION, **got}))
+    os.replace(tmp, marker)
+
+
+def ingested(ctx: Context, t: FileTicket) -> dict | None:
+    """The result of an earlier complete ingest of the same content by the same parser, when its
+    raw partitions are still there (a re-run after a crash need not parse again); else None."""
+    marker = _ingest_marker(ctx, t)
+    if not marker.exists():
+        return None
+    try:
+        got = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    if got.pop("sha256", None) != t.sha256 or got.pop("parser_version", None) != PARSER_VERSION:
+        return None
+    if not ctx.wh.files_of(cat.RAW_RESULTS, t.file_id) or not ctx.wh.files_of(cat.RAW_REJECTED, t.file_id):
+        return None
+    return got
 
 
 def quarantine_file_failure(ctx: Context, t: FileTicket, reason: str, detail: str) -> None:
@@ -304,6 +340,9 @@ def transcode(ctx: Context, file_id: str, loinc: pl.DataFrame, mappings: pl.Data
 def duck(ctx: Context) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     con.execute("SET preserve_insertion_order = false")
+    if ctx.settings.duckdb_memory_limit:
+        # DuckDB otherwise takes up to 80% of the machine's memory; above the limit it spills to disk
+        con.execute(f"SET memory_limit = {sql_literal(ctx.settings.duckdb_memory_limit)}")
     tmp = ctx.wh.tmp / "duckdb"
     tmp.mkdir(parents=True, exist_ok=True)
     con.execute(f"SET temp_directory = {sql_literal(str(tmp))}")

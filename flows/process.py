@@ -1,0 +1,97 @@
+"""One landing file end to end (ingest -> validate -> transcode -> file log), and the grouping of
+files into batches, shared by the Prefect flow (flows/pipeline.py) and the benchmark's run
+without Prefect (bench/pipeline_once.py).
+
+Why batches: most landing files are small (a lab's day, a few MB). One Prefect task per file and
+stage costs more in orchestration (task runs, state changes, API calls) than parsing such a file,
+so the flow submits one ``process-files`` task per batch of files of about
+``Settings.batch_mb`` megabytes of input, which processes its files one after the other. A file
+larger than that is a batch of its own. With several workers (threads or a Dask cluster) the
+landing is cut into at least one batch per worker.
+
+The steps are called through their modules (``steps.ingest(...)``), never imported by name, so
+that the benchmark's timers (bench/timers.py) see them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import polars as pl
+
+from flows import privacy, steps
+
+
+@dataclass
+class Work:
+    """What every file of a run needs besides its ticket: loaded once per batch, not per file."""
+
+    postal_codes: pl.DataFrame
+    loinc: pl.DataFrame
+    mappings: pl.DataFrame
+
+
+def batches(tickets: list[steps.FileTicket], max_bytes: int, min_batches: int = 1) -> list[list[steps.FileTicket]]:
+    """Consecutive groups of ``tickets`` (kept in landing order) of at most ``max_bytes`` of input
+    each (a larger file alone), cut finer when needed so that there are at least ``min_batches``
+    groups to share between workers."""
+    if not tickets:
+        return []
+    total = sum(t.size_bytes for t in tickets)
+    limit = max(1, min(max_bytes, math.ceil(total / max(1, min_batches))))
+    out: list[list[steps.FileTicket]] = []
+    size = 0
+    for t in tickets:
+        if out and size + t.size_bytes <= limit and out[-1]:
+            out[-1].append(t)
+            size += t.size_bytes
+        else:
+            out.append([t])
+            size = t.size_bytes
+    return out
+
+
+def batch_label(batch: list[steps.FileTicket]) -> str:
+    """A task run name: the first file, and how many follow it."""
+    first = batch[0].path
+    return first if len(batch) == 1 else f"{first} (+{len(batch) - 1} files)"
+
+
+def process_file(ctx: steps.Context, ticket: steps.FileTicket, work: Work) -> dict:
+    """Ingest, validate and transcode one new file, then log it. Returns its accounting::
+
+        {"ticket", "status": "loaded" | "failed", "format", "rows_in", "rows_valid",
+         "rows_quarantined", "reasons": [(code, n), ...], "seconds": {stage: s}}
+
+    A file that cannot be parsed at all is quarantined whole (status failed, with the reason). The
+    ingest is skipped when an earlier, interrupted run already parsed the same content with the
+    same parser (steps.ingested). Raises when the row accounting does not balance."""
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    got = steps.ingested(ctx, ticket) or steps.ingest(ctx, ticket)
+    seconds["ingest"] = time.perf_counter() - t0
+    if "failed" in got:
+        steps.quarantine_file_failure(ctx, ticket, got["failed"], got["detail"])
+        steps.log_file(ctx, ticket, fmt=None, status="failed", reason_code=got["failed"], detail=got["detail"])
+        privacy.audit(ctx, "file_failed", ticket.path, ticket.sha256, {"reason_code": got["failed"]})
+        return {"ticket": ticket, "status": "failed", "reason": got["failed"], "detail": got["detail"],
+                "seconds": seconds}
+    t0 = time.perf_counter()
+    val = steps.validate(ctx, ticket, work.postal_codes, got["format"])
+    seconds["validate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    steps.transcode(ctx, ticket.file_id, work.loinc, work.mappings)
+    seconds["transcode"] = time.perf_counter() - t0
+    if got["rows_in"] != val["rows_valid"] + val["rows_quarantined"]:
+        raise RuntimeError(f"{ticket.path}: row accounting broken: {got['rows_in']} in, {val['rows_valid']} valid, "
+                           f"{val['rows_quarantined']} quarantined")
+    steps.log_file(ctx, ticket, fmt=got["format"], status="loaded", rows_in=got["rows_in"],
+                   rows_valid=val["rows_valid"], rows_quarantined=val["rows_quarantined"])
+    privacy.audit(ctx, "file_ingested", ticket.path, ticket.sha256,
+                  {"file_id": ticket.file_id, "format": got["format"], "rows_in": got["rows_in"],
+                   "rows_valid": val["rows_valid"], "rows_quarantined": val["rows_quarantined"]})
+    return {"ticket": ticket, "status": "loaded", "format": got["format"], "rows_in": got["rows_in"],
+            "rows_valid": val["rows_valid"], "rows_quarantined": val["rows_quarantined"],
+            "reasons": val["reasons"], "seconds": seconds}
