@@ -196,8 +196,21 @@ def main(argv: list[str] | None = None) -> int:
             prof.dump_stats(str(args.profile))
     else:
         result = run(args.home, args.profile)
+    result["self_peak_rss_bytes"] = self_peak_rss()
     args.out.write_text(json.dumps(result, indent=2))
     return 0
+
+
+def self_peak_rss() -> int | None:
+    """This process's own peak resident memory (VmHWM), which, unlike ``ru_maxrss`` seen by the
+    parent, cannot include what the process inherited over fork and exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 if __name__ == "__main__":

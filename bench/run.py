@@ -128,6 +128,11 @@ class Runner:
         out = home.parent / f"{home.name}.json"
         args = ["--home", str(home), "--out", str(out), *(["--plain"] if plain else [])]
         res, mem = self._child("bench.pipeline_once", args, out, home.parent / f"{home.name}.log")
+        if res.get("self_peak_rss_bytes"):
+            # the pipeline process's own VmHWM: ru_maxrss from wait4 may also count the parent's
+            # memory at fork (small here) or a waited child's peak (the embedded Prefect server)
+            mem["peak_rss_bytes"] = res["self_peak_rss_bytes"]
+            mem["peak_tree_rss_bytes"] = max(mem["peak_tree_rss_bytes"], res["self_peak_rss_bytes"])
         return {**res, **mem}
 
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import polars as pl
@@ -18,20 +19,22 @@ from transforms.epi import sidep
 from warehouse import catalog as cat
 from warehouse.views import sql_literal
 
-VERSION_KEY = ("concat_ws('|', source, request_id, coalesce(local_code, loinc_code_src, ''), "
-               "coalesce(specimen, ''))")
-
-
 def _files_sql(paths) -> str:
     return "[" + ", ".join(sql_literal(str(p)) for p in paths) + "]"
 
 
 def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
-    """Rewrite the fct partitions of the changed files and of the files their versions touch.
+    """Publish the fct partitions of the changed files and of the files their versions touch.
 
     Versions of one result share a version_key (lab, request, test, specimen); the latest
     validation wins, then the later delivery (file_seq), then the later result; a latest version with
     status D deletes the result (no version is current).
+
+    The coded partitions already carry the flags a result has when it has no other version
+    (steps.with_provisional_versions). The flags are settled here for the versions the changed
+    files touch; only the rows whose settled flags differ from the provisional ones are kept (the
+    exceptions: corrections, deletions). A file without exception is published as hard links to
+    its coded Parquet files (no rewrite); a file with some is rewritten with them applied.
     """
     t = cat.FCT_LAB_RESULTS
     changed = sorted(set(changed_file_ids))
@@ -42,62 +45,87 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
     changed = [fid for fid in changed if coded_files.get(fid)]
     if not changed:
         return {"files_rewritten": 0, "rows": 0, "keys_touched": 0}
-    old_fct = {fid: wh.files_of(t, fid) for fid in wh.partitions(t) if fid not in set(changed)}
-    cols = ", ".join(f'"{c.name}"' for c in cat.STG_RESULTS_CODED.columns)
+    changed_set = set(changed)
+    old_fct = {fid: wh.files_of(t, fid) for fid in wh.partitions(t) if fid not in changed_set}
+    everything = changed_set == set(coded_files)  # a first run, or every file re-coded
     con = duck(ctx)
     try:
-        con.execute(f"""CREATE TEMP TABLE touched AS SELECT DISTINCT {VERSION_KEY} AS version_key
-                        FROM read_parquet({_files_sql(f for fid in changed for f in coded_files[fid])})""")
+        new_src = f"read_parquet({_files_sql(f for fid in changed for f in coded_files[fid])})"
+        con.execute(f"CREATE TEMP TABLE touched AS SELECT DISTINCT version_key FROM {new_src}")
         old_affected: list[str] = []
         old_paths = [f for fs in old_fct.values() for f in fs]
         if old_paths:
             old_affected = [r[0] for r in con.execute(f"""
                 SELECT DISTINCT file_id FROM read_parquet({_files_sql(old_paths)})
                 WHERE version_key IN (SELECT version_key FROM touched)""").fetchall()]
-        affected = sorted(set(changed) | set(old_affected))
-        coded_src = f"read_parquet({_files_sql(f for fid in affected for f in coded_files[fid])}, union_by_name=true)"
-        con.execute(f"CREATE TEMP VIEW coded AS SELECT {cols}, {VERSION_KEY} AS version_key FROM {coded_src}")
-        con.execute("""
-            CREATE TEMP TABLE flags AS
-            SELECT file_id, result_no,
-                   (row_id = latest_id AND latest_status <> 'D') AS is_current,
-                   CASE WHEN row_id <> latest_id THEN latest_id END AS superseded_by
-            FROM (
-                SELECT file_id, result_no, file_id || ':' || result_no AS row_id,
-                       first_value(file_id || ':' || result_no) OVER w AS latest_id,
-                       first_value(result_status) OVER w AS latest_status
-                FROM coded WHERE version_key IN (SELECT version_key FROM touched)
-                WINDOW w AS (PARTITION BY version_key
-                             ORDER BY validated_at DESC NULLS LAST, file_seq DESC, result_no DESC)
-            )""")
+        affected = sorted(changed_set | set(old_affected))
+        src = f"read_parquet({_files_sql(f for fid in affected for f in coded_files[fid])}, union_by_name=true)"
+        only_touched = "" if everything else "WHERE version_key IN (SELECT version_key FROM touched)"
+        # settled flags of the touched versions, kept where they differ from the provisional ones
+        exceptions = con.sql(f"""
+            SELECT file_id, result_no, is_current, superseded_by FROM (
+                SELECT file_id, result_no, provisional,
+                       (row_id = latest_id AND latest_status IS DISTINCT FROM 'D') AS is_current,
+                       CASE WHEN row_id <> latest_id THEN latest_id END AS superseded_by
+                FROM (
+                    SELECT file_id, result_no, is_current AS provisional, file_id || ':' || result_no AS row_id,
+                           first_value(file_id || ':' || result_no) OVER w AS latest_id,
+                           first_value(result_status) OVER w AS latest_status
+                    FROM {src} {only_touched}
+                    WINDOW w AS (PARTITION BY version_key
+                                 ORDER BY validated_at DESC NULLS LAST, file_seq DESC, result_no DESC)
+                )
+            ) WHERE is_current IS DISTINCT FROM provisional OR superseded_by IS NOT NULL""").pl()
         if old_affected:
-            con.execute(f"""CREATE TEMP TABLE old_flags AS SELECT file_id, result_no, is_current, superseded_by
+            # the earlier files keep their settled flags for the versions this run did not touch
+            earlier = con.sql(f"""
+                SELECT file_id, result_no, is_current, superseded_by
                 FROM read_parquet({_files_sql(f for fid in old_affected for f in old_fct[fid])})
-                WHERE version_key NOT IN (SELECT version_key FROM touched)""")
-        else:
-            con.execute("CREATE TEMP TABLE old_flags (file_id VARCHAR, result_no BIGINT, is_current BOOLEAN, "
-                        "superseded_by VARCHAR)")
-        out_cols = ", ".join(f'c."{c.name}"' for c in t.columns if c.name not in ("is_current", "superseded_by"))
-        staging = wh._tmp_path()
-        con.execute(f"""
-            COPY (
-                SELECT {out_cols},
-                       coalesce(f.is_current, o.is_current) AS is_current,
-                       CASE WHEN f.file_id IS NOT NULL THEN f.superseded_by ELSE o.superseded_by END AS superseded_by
-                FROM coded c
-                LEFT JOIN flags f ON f.file_id = c.file_id AND f.result_no = c.result_no
-                LEFT JOIN old_flags o ON o.file_id = c.file_id AND o.result_no = c.result_no
-            ) TO {sql_literal(str(staging))}
-            (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (file_id), WRITE_PARTITION_COLUMNS true)""")
-        n = con.execute("SELECT count(*) FROM coded").fetchone()[0]
+                WHERE version_key NOT IN (SELECT version_key FROM touched)
+                  AND (is_current IS DISTINCT FROM (result_status IS DISTINCT FROM 'D')
+                       OR superseded_by IS NOT NULL)""").pl()
+            exceptions = pl.concat([exceptions, earlier], how="vertical_relaxed")
         n_keys = con.execute("SELECT count(*) FROM touched").fetchone()[0]
     finally:
         con.close()
-    for part in sorted(staging.iterdir()):
-        wh._swap_in(part, wh.table_dir(t) / part.name)
-    shutil.rmtree(staging, ignore_errors=True)
+    by_file = exceptions.partition_by("file_id", as_dict=True) if exceptions.height else {}
+    by_file = {k[0]: v for k, v in by_file.items()}
+    n = rewritten = 0
+    for fid in affected:
+        fix = by_file.get(fid)
+        staging = wh._tmp_path()
+        staging.mkdir()
+        for i, part in enumerate(coded_files[fid]):
+            out = staging / f"part-{i:05d}.parquet"
+            if fix is None:
+                n += pq_rows(part)
+                try:
+                    os.link(part, out)
+                except OSError:
+                    shutil.copyfile(part, out)
+                continue
+            df = pl.read_parquet(part)
+            df = df.join(fix.select("result_no", pl.col("is_current").alias("_cur"),
+                                    pl.col("superseded_by").alias("_sup"), pl.lit(True).alias("_fix")),
+                         on="result_no", how="left", maintain_order="left")
+            df = df.with_columns(
+                pl.when(pl.col("_fix")).then(pl.col("_cur")).otherwise(pl.col("is_current")).alias("is_current"),
+                pl.when(pl.col("_fix")).then(pl.col("_sup")).otherwise(pl.col("superseded_by")).alias("superseded_by"),
+            ).drop("_cur", "_sup", "_fix")
+            n += df.height
+            wh.conform(t, df).write_parquet(out, compression="zstd", statistics=True)
+        rewritten += fix is not None
+        wh._swap_in(staging, wh.partition_dir(t, fid))
     return {"files_rewritten": len(affected), "rows": n, "keys_touched": n_keys,
-            "affected_files": affected}
+            "affected_files": affected, "files_with_corrections": rewritten,
+            "rows_corrected": exceptions.height}
+
+
+def pq_rows(path) -> int:
+    """Rows of a Parquet file, from its footer."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
 
 
 def test_definition_loincs(ctx: Context, disease: str) -> list[str]:

@@ -317,6 +317,24 @@ def load_terminology(ctx: Context, refs: dict[str, pl.DataFrame]):
     return loinc, mappings, fingerprint
 
 
+def version_key_expr() -> pl.Expr:
+    """The key the versions of one result share: lab, request, test (local code, else the LOINC the
+    lab sent), specimen. Missing parts are skipped (like SQL concat_ws)."""
+    return pl.concat_str(
+        [pl.col("source"), pl.col("request_id"), pl.coalesce("local_code", "loinc_code_src", pl.lit("")),
+         pl.col("specimen").fill_null("")], separator="|", ignore_nulls=True)
+
+
+def with_provisional_versions(df: pl.DataFrame) -> pl.DataFrame:
+    """The version columns as they are for a result that has no other version: current unless its
+    status is D (deleted), superseded by nothing. The publication corrects them across files."""
+    return df.with_columns(
+        version_key_expr().alias("version_key"),
+        (pl.col("result_status") != "D").fill_null(True).alias("is_current"),
+        pl.lit(None, dtype=pl.Utf8).alias("superseded_by"),
+    )
+
+
 def transcode(ctx: Context, file_id: str, loinc: pl.DataFrame, mappings: pl.DataFrame) -> dict:
     from transforms.terminology.transcode import transcode as do_transcode
 
@@ -325,7 +343,7 @@ def transcode(ctx: Context, file_id: str, loinc: pl.DataFrame, mappings: pl.Data
     def coded():
         nonlocal n, mapped
         for part in ctx.wh.files_of(cat.STG_RESULTS, file_id):
-            df = do_transcode(pl.read_parquet(part), mappings, loinc)
+            df = with_provisional_versions(do_transcode(pl.read_parquet(part), mappings, loinc))
             n += df.height
             mapped += df["loinc_code"].is_not_null().sum()
             yield df

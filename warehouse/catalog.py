@@ -122,21 +122,29 @@ CODED_COLUMNS: tuple[Column, ...] = (
     C("conversion_status", U, "unit conversion outcome"),
 )
 
+VERSION_COLUMNS = (
+    C("version_key", U, "lab|request|test|specimen: the versions of one result share it"),
+    C("is_current", B, "latest version of this (lab, request, test)"),
+    C("superseded_by", U, "file_id:result_no of the version that replaced it"),
+)
+
+# The coded table has the fct's columns, the version flags as they are when the result has no
+# other version (is_current unless deleted, superseded_by null): the publication settles them
+# across files, and a file none of whose flags change is published as a hard link to its coded
+# partition instead of being rewritten (flows/publish.py).
 STG_RESULTS_CODED = Table(
     "staging", "stg_results_coded",
-    "Validated results with their LOINC code, normalised qualitative result and canonical unit.",
-    STAGING_RESULT_COLUMNS + CODED_COLUMNS, key=("file_id", "result_no"), partition_by="file_id",
+    "Validated results with their LOINC code, normalised qualitative result and canonical unit; "
+    "is_current and superseded_by are provisional (the file alone): marts.fct_lab_results has them "
+    "settled across files.",
+    STAGING_RESULT_COLUMNS + CODED_COLUMNS + VERSION_COLUMNS, key=("file_id", "result_no"), partition_by="file_id",
 )
 
 FCT_LAB_RESULTS = Table(
     "marts", "fct_lab_results",
     "One row per valid result. is_current is false for a result replaced by a later correction "
     "(status C) or deleted (status D); counts use current rows only.",
-    STAGING_RESULT_COLUMNS + CODED_COLUMNS + (
-        C("version_key", U, "lab|request|test|specimen: the versions of one result share it"),
-        C("is_current", B, "latest version of this (lab, request, test)"),
-        C("superseded_by", U, "file_id:result_no of the version that replaced it"),
-    ),
+    STAGING_RESULT_COLUMNS + CODED_COLUMNS + VERSION_COLUMNS,
     key=("file_id", "result_no"), partition_by="file_id",
 )
 

@@ -1,0 +1,108 @@
+"""Batches of files per Prefect task, ingest reuse after a crash, fct published by links."""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+import polars as pl
+import pytest
+
+from flows import process, steps
+from flows.settings import Settings
+from warehouse import catalog as cat
+
+
+def ticket(i: int, size: int) -> steps.FileTicket:
+    return steps.FileTicket(f"log{i}", f"lab/f{i:03d}.csv", "lab", f"{i:064x}", f"{i:016x}", i, size, "new")
+
+
+@pytest.mark.parametrize("sizes,limit,min_batches", [
+    ([5] * 20, 12, 1),
+    ([1, 50, 1, 1, 30, 2, 2, 2], 10, 1),
+    ([5] * 20, 1000, 4),
+    ([100], 10, 3),
+    ([3, 3, 3], 1000, 10),
+])
+def test_batches_keep_every_file_once_in_order_and_respect_the_limits(sizes, limit, min_batches):
+    tickets = [ticket(i, s) for i, s in enumerate(sizes)]
+    groups = process.batches(tickets, limit, min_batches=min_batches)
+    assert [t for g in groups for t in g] == tickets  # each once, landing order kept
+    assert all(g for g in groups)
+    effective = min(limit, -(-sum(sizes) // min_batches))
+    for g in groups:  # a batch over the limit is one big file
+        assert sum(t.size_bytes for t in g) <= effective or len(g) == 1
+    assert len(groups) >= min(min_batches, len(tickets))
+    assert process.batches([], limit) == []
+
+
+def test_batch_label_names_the_first_file_and_the_count():
+    assert process.batch_label([ticket(1, 5)]) == "lab/f001.csv"
+    assert process.batch_label([ticket(1, 5), ticket(2, 5), ticket(3, 5)]) == "lab/f001.csv (+2 files)"
+
+
+def test_an_ingested_file_is_not_parsed_again_while_its_raw_partitions_are_there(fresh_home, monkeypatch):
+    ctx = steps.Context.create(Settings(home=fresh_home), "test-run")
+    steps.load_ref(ctx)
+    t = next(t for t in steps.discover(ctx) if t.status == "new")
+    assert steps.ingested(ctx, t) is None
+    got = steps.ingest(ctx, t)
+    assert got["rows_in"] > 0
+    assert steps.ingested(ctx, t) == got
+
+    def no_parse(*a, **k):
+        raise AssertionError("parsed again")
+
+    # the pipeline's per-file step takes the earlier ingest and goes on with validation
+    monkeypatch.setattr(steps, "ingest", no_parse)
+    loinc, mappings, _ = steps.load_terminology(ctx, None)
+    work = process.Work(steps.read_ref(ctx, "postal_codes"), loinc, mappings)
+    res = process.process_file(ctx, t, work)
+    assert res["status"] == "loaded" and res["rows_in"] == got["rows_in"]
+    monkeypatch.undo()
+
+    # another content under the same id, another parser version, or a lost partition: parse again
+    other = steps.FileTicket(**{**t.__dict__, "sha256": "0" * 64})
+    assert steps.ingested(ctx, other) is None
+    monkeypatch.setattr(steps, "PARSER_VERSION", "test-next")
+    assert steps.ingested(ctx, t) is None
+    monkeypatch.undo()
+    ctx.wh.delete_partition(cat.RAW_RESULTS, t.file_id)
+    assert steps.ingested(ctx, t) is None
+
+
+def test_fct_flags_equal_a_window_over_every_version_and_unchanged_files_are_links(clean_run):
+    """The publication settles the version flags from exceptions only: check it against the plain
+    definition (a window over every coded row), and that files without a correction were linked,
+    not rewritten."""
+    home, _ = clean_run
+    wh = steps.Context.create(Settings(home=home), "check").wh
+    coded = wh.glob(cat.STG_RESULTS_CODED)
+    con = duckdb.connect()
+    want = con.sql(f"""
+        SELECT file_id, result_no,
+               (file_id || ':' || result_no = first_value(file_id || ':' || result_no) OVER w
+                AND first_value(result_status) OVER w IS DISTINCT FROM 'D') AS is_current,
+               CASE WHEN file_id || ':' || result_no <> first_value(file_id || ':' || result_no) OVER w
+                    THEN first_value(file_id || ':' || result_no) OVER w END AS superseded_by
+        FROM read_parquet('{coded}', hive_partitioning = false)
+        WINDOW w AS (PARTITION BY source, request_id, coalesce(local_code, loinc_code_src, ''),
+                     coalesce(specimen, '')
+                     ORDER BY validated_at DESC NULLS LAST, file_seq DESC, result_no DESC)""").pl()
+    got = wh.read(cat.FCT_LAB_RESULTS).select("file_id", "result_no", "is_current", "superseded_by")
+    key = ["file_id", "result_no"]
+    assert got.sort(key).equals(want.sort(key))
+    assert (~got["is_current"]).sum() > 0  # the generated data has corrections and deletions
+
+    corrected = set(want.join(wh.read(cat.STG_RESULTS_CODED).select(*key, "is_current", "superseded_by"), on=key)
+                    .filter((pl.col("is_current") != pl.col("is_current_right")) | pl.col("superseded_by").is_not_null())
+                    ["file_id"].unique().to_list())
+    linked = rewritten = 0
+    for fid in wh.partitions(cat.FCT_LAB_RESULTS):
+        pairs = list(zip(wh.files_of(cat.FCT_LAB_RESULTS, fid), wh.files_of(cat.STG_RESULTS_CODED, fid)))
+        same = all(os.path.samefile(a, b) for a, b in pairs)
+        assert same == (fid not in corrected), fid
+        linked += same
+        rewritten += not same
+    assert linked > 0 and rewritten > 0
+
