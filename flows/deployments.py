@@ -24,8 +24,10 @@ def deployments(home: str) -> list:
     from flows import pipeline as p
 
     params = {"home": home}
-    deps = [p.pipeline.to_deployment(name="ingest-every-15-min", interval=900, parameters=params,
-                                     description="Ingest whatever is new in the landing area and republish.")]
+    # every 15 minutes the reports are not rebuilt (the weekly deployment does it): ingestion stays light
+    deps = [p.pipeline.to_deployment(name="ingest-every-15-min", interval=900, parameters={**params, "reports": False},
+                                     description="Ingest whatever is new in the landing area and republish "
+                                                 "(the reports are built by biolake-reports/weekly).")]
     for flow_fn, name, cron, desc in scheduled_flows():
         deps.append(flow_fn.to_deployment(name=name, schedules=[_cron(cron)], parameters=params, description=desc))
     return deps

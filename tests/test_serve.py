@@ -54,6 +54,7 @@ def test_serve_registers_the_scheduled_deployments(tmp_path):
                               "biolake-publication/weekly-mdo", "biolake-reports/weekly"}, found.keys()
         ingest = found["biolake-pipeline/ingest-every-15-min"]["schedules"][0]["schedule"]
         assert ingest["interval"] == 900.0
+        assert found["biolake-pipeline/ingest-every-15-min"]["parameters"]["reports"] is False
         daily = found["biolake-publication/daily-indicators"]["schedules"][0]["schedule"]
         assert daily["cron"] == "0 6 * * *" and daily["timezone"] == "Europe/Paris"
         limits = post(f"{api}/concurrency_limits/filter", {})
