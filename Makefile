@@ -8,7 +8,7 @@ UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export UV_LINK_MODE := copy
 
-.PHONY: demo test bench install clean-data chromium
+.PHONY: demo test bench install clean-data chromium bytecode
 
 .venv/.synced: uv.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
@@ -17,7 +17,11 @@ export UV_LINK_MODE := copy
 
 install: .venv/.synced
 
-demo: .venv/.synced
+# biolake's own modules too (only the changed ones are compiled again; __pycache__ is not committed)
+bytecode: .venv/.synced
+	@$(UV) run --frozen python -m compileall -q flows transforms quality warehouse bench >/dev/null
+
+demo: .venv/.synced bytecode
 	$(UV) run --frozen biolake demo
 
 # the report test renders HTML in Debian's chromium when it can be installed (root, apt); without it
@@ -27,10 +31,10 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "chromium could not be installed: the report screenshot test will be skipped"
 
-test: .venv/.synced chromium
+test: .venv/.synced bytecode chromium
 	$(UV) run --frozen pytest
 
-bench: .venv/.synced
+bench: .venv/.synced bytecode
 	$(UV) run --frozen python -m bench.run
 
 clean-data:
