@@ -5,24 +5,27 @@ pandera reports maps straight to a quarantine row with its reason and offending 
 runs on collected polars DataFrames (on a LazyFrame it would check only names and types).
 Failure cases hold cell values (health data): they are dropped before anything is logged or stored.
 
-Speed: pandera runs each check as its own polars query (about 50 per call), a fixed cost of about
-25 ms per call whatever the number of rows. ``validate_rows`` therefore first evaluates every
-check of the model -- the same check functions, through pandera's own check backend, with the same
-null handling -- in one polars query, and hands pandera only the rows that fail at least one
-(usually a few percent, often none): pandera still names every reason, and a row no check rejects
-is valid either way.
+Speed: pandera runs each check as its own polars query (about 50 per call, more to gather the
+failure cases), a fixed cost of 25 to 70 ms per call whatever the number of rows. ``validate_rows``
+therefore compiles the model's checks once per frame schema (``_compiled``: the same check
+functions, with pandera's null handling) into polars expressions and evaluates them all in one
+query per call, together with the parser's flags and the clock; only the rows with a problem come
+out of it, and each failed check gives the reason and column pandera reports for it
+(tests/test_validate_speed.py compares the two). Pandera itself still judges the frame's columns
+and dtypes, once per frame schema.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
-from pandera.backends.polars.checks import PolarsCheckBackend
 from pandera.backends.polars.register import register_polars_backends
-from pandera.constants import CHECK_OUTPUT_KEY
 
 from quality.reasons import check as reason
 from transforms.canonical import CANONICAL_SCHEMA
@@ -139,42 +142,104 @@ QUARANTINE_COLUMNS = {"line_no": pl.Int64, "reason_code": pl.Utf8, "column": pl.
 BUILTIN_CHECKS = {"not_nullable": "MISSING_VALUE", "greater_than_or_equal_to(1)": "MALFORMED_LINE"}
 
 
-_SCHEMAS_OK: set[tuple] = set()  # frame schemas pandera accepted (columns, dtypes) in this process
+class _SelectRecorder:
+    """Stands in for the LazyFrame a check function receives. Every check of the model (and each
+    pandera built-in check it uses) is written ``data.lazyframe.select(<one boolean expression>)``:
+    called on this recorder, the check hands back that expression instead of a query."""
+
+    def select(self, *exprs):
+        if len(exprs) != 1 or not isinstance(exprs[0], pl.Expr):
+            raise TypeError("a check of CanonicalResult must select exactly one boolean expression")
+        return exprs[0]
 
 
-def _check_output(check, lf: pl.LazyFrame, key: str, name: str) -> pl.LazyFrame:
-    """One check's row-wise verdict as pandera computes it (its backend, its null handling)."""
+@dataclass(frozen=True)
+class _Verdict:
+    """One check of the model, compiled: ``ok`` is True where a row passes, with null outputs
+    resolved as pandera resolves them; the other fields are the quarantine row of a failure."""
+
+    ok: pl.Expr
+    reason_code: str
+    column: str
+    detail: str
+
+
+def _pandera_name(check) -> str:
+    """The name pandera's failure cases give a check: its error text, else its name."""
+    if check.error is not None:
+        return str(check.error)
+    return check.name if check.name is not None else str(check)
+
+
+def _verdict(ok: pl.Expr, check_name: str, column: str) -> _Verdict:
+    """The quarantine row of a failed check, as pandera's failure case (check, column) reads:
+    named checks say REASON:column, built-in ones are mapped by ``BUILTIN_CHECKS``."""
+    if ":" in check_name:
+        parts = check_name.split(":")
+        reason_code, column = parts[0], parts[-1]
+    else:
+        reason_code = BUILTIN_CHECKS.get(check_name, "MISSING_VALUE")
+    return _Verdict(ok, reason_code, column, "failed check " + check_name)
+
+
+def _compile_check(check, key: str) -> pl.Expr:
+    """A check's row-wise verdict as pandera computes it: the check function's expression, then
+    pandera's null handling (a null output passes when the check ignores nulls, else fails)."""
     builtin = getattr(check._check_fn, "__name__", None)
     if builtin is not None and check.is_builtin_check(builtin):
         # as pandera's Check.__call__ does: the schema holds a copy of the built-in check's
         # dispatcher, made before the polars implementations were registered
         check._check_fn = check.get_builtin_check_fn(builtin)
-    out = PolarsCheckBackend(check).apply(PolarsData(lf, key))
-    if isinstance(out, bool):
-        return lf.select(pl.lit(out).alias(name))
-    verdict = pl.col(CHECK_OUTPUT_KEY)
-    verdict = (verdict | verdict.is_null()) if check.ignore_na else verdict.fill_null(False)
-    return out.select(verdict.alias(name))
+    out = check._check_fn(PolarsData(_SelectRecorder(), key), **check._check_kwargs)
+    return (out | out.is_null()) if check.ignore_na else out.fill_null(False)
 
 
-def passes_every_check(df: pl.DataFrame) -> pl.Series:
-    """True for the rows that no check of the model rejects (nullability, column and frame checks),
-    all evaluated in one polars query. ``df`` must have the model's columns and dtypes."""
+@functools.lru_cache(maxsize=64)
+def _compiled(frame_schema: tuple, null_columns: frozenset[str] = frozenset()) -> tuple[_Verdict, ...]:
+    """Every check of the model for a frame of this (name, dtype) schema, in pandera's order:
+    per column its nullability then its checks, then the frame-wide checks.
+
+    The checks are row-wise (a row's verdict depends on that row only), so a check that reads only
+    ``null_columns`` (columns entirely null in the frame, like the source LOINC of a CSV extract)
+    gives every row the verdict of one row of nulls: it is computed here, once, and becomes a
+    constant -- polars then has no expression to plan for it (the LOINC check digit alone costs
+    a few milliseconds of planning per query).
+    """
     register_polars_backends()  # pandera's polars check functions (cached: registers once)
+    dtypes = dict(frame_schema)
     schema = CanonicalResult.to_schema()
-    lf = df.lazy()
-    verdicts: list[pl.LazyFrame] = []
+    verdicts: list[_Verdict] = []
     for name, column in schema.columns.items():
         if not column.nullable:
             present = pl.col(name).is_not_null()
-            if df.schema[name].is_float():
+            if dtypes[name].is_float():  # pandera counts NaN as null
                 present = present & pl.col(name).is_not_nan()
-            verdicts.append(lf.select(present.alias(f"not_nullable:{name}")))
-        verdicts += [_check_output(c, lf, name, f"{i}:{name}") for i, c in enumerate(column.checks)]
-    verdicts += [_check_output(c, lf, "*", f"{i}:*") for i, c in enumerate(schema.checks)]
-    if not verdicts:
-        return pl.Series("ok", [True] * df.height, dtype=pl.Boolean)
-    return pl.concat(verdicts, how="horizontal").select(pl.all_horizontal(pl.all()).alias("ok")).collect()["ok"]
+            verdicts.append(_verdict(present, "not_nullable", name))
+        verdicts += [_verdict(_compile_check(c, name), _pandera_name(c), name)
+                     for c in column.checks if not c.raise_warning]  # a warning never rejects a row
+    verdicts += [_verdict(_compile_check(c, "*"), _pandera_name(c), schema.name)
+                 for c in schema.checks if not c.raise_warning]
+    if null_columns:
+        null_row = pl.DataFrame([pl.Series(name, [None], dtype=dtype) for name, dtype in frame_schema])
+        verdicts = [
+            dataclasses.replace(v, ok=pl.lit(null_row.select(v.ok).item(), dtype=pl.Boolean))
+            if _reads_only(v.ok, null_columns) else v
+            for v in verdicts
+        ]
+    return tuple(verdicts)
+
+
+def _reads_only(expr: pl.Expr, columns: frozenset[str]) -> bool:
+    roots = expr.meta.root_names()
+    return bool(roots) and set(roots) <= columns
+
+
+def _null_columns(df: pl.DataFrame) -> frozenset[str]:
+    """The columns of ``df`` that hold only nulls (a count polars keeps: no scan)."""
+    return frozenset(s.name for s in df.get_columns() if s.null_count() == df.height)
+
+
+_SCHEMAS_OK: set[tuple] = set()  # frame schemas pandera accepted (columns, dtypes) in this process
 
 
 def _schema_accepted(df: pl.DataFrame) -> bool:
@@ -189,60 +254,85 @@ def _schema_accepted(df: pl.DataFrame) -> bool:
     return True
 
 
+def passes_every_check(df: pl.DataFrame) -> pl.Series:
+    """True for the rows that no check of the model rejects (nullability, column and frame checks),
+    all evaluated in one polars query. ``df`` must have the model's columns and dtypes."""
+    verdicts = _compiled(tuple(df.schema.items()))
+    if not verdicts:
+        return pl.Series("ok", [True] * df.height, dtype=pl.Boolean)
+    return df.lazy().select(pl.all_horizontal([v.ok for v in verdicts]).alias("ok")).collect()["ok"]
+
+
+def _raise_schema_error(df: pl.DataFrame) -> None:
+    """Raise the schema-level errors (columns, dtypes) pandera reports for ``df``."""
+    try:
+        CanonicalResult.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        schema_level = err.failure_cases.select("column", "check", "index").filter(pl.col("index").is_null())
+        raise ValueError(f"canonical table does not match its model: {schema_level.to_dicts()}") from None
+    raise AssertionError("pandera refused the frame's schema, then accepted the frame")
+
+
 def validate_rows(df: pl.DataFrame, now: datetime | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split canonical rows into (valid rows, quarantine rows: line_no, reason_code, column, detail).
 
     A row fails for every reason it has; one quarantine row per (row, reason, column).
     """
     df = df.select(list(CANONICAL_SCHEMA))
-    indexed = df.with_row_index("_idx")
-    failures: list[pl.DataFrame] = []
-    # pandera sees the rows some check rejects (all rows when the dtypes are not the model's:
-    # it then reports the schema error)
-    suspects = indexed.filter(~passes_every_check(df)) if _schema_accepted(df) else indexed
-    try:
-        if suspects.height:
-            CanonicalResult.validate(suspects.drop("_idx"), lazy=True)
-    except pa.errors.SchemaErrors as err:
-        fc = err.failure_cases.select("column", "check", "index")
-        if fc["index"].null_count():
-            schema_level = fc.filter(pl.col("index").is_null())
-            raise ValueError(f"canonical table does not match its model: {schema_level.to_dicts()}") from None
-        fc = fc.with_columns(index=suspects["_idx"].gather(fc["index"].cast(pl.UInt32)))
-        named = fc["check"].str.contains(":")
-        fc = fc.with_columns(
-            reason_code=pl.when(named).then(pl.col("check").str.split(":").list.first())
-            .otherwise(pl.col("check").replace_strict(BUILTIN_CHECKS, default="MISSING_VALUE")),
-            column=pl.when(named).then(pl.col("check").str.split(":").list.last()).otherwise(pl.col("column")),
-            detail=pl.lit("failed check ") + pl.col("check"),
+    if not _schema_accepted(df):
+        _raise_schema_error(df)
+    verdicts = _compiled(tuple(df.schema.items()), _null_columns(df))
+    checks = [f"_check{i}" for i in range(len(verdicts))]
+    now = now or datetime.now()
+    # One query: every check of the model, plus the rows the parser flagged (parse_issues) and the
+    # collections in the future (relative to this run: a wrong clock or a wrong column); only the
+    # rows with a problem come out (usually a few percent, often none). The in-memory engine is the
+    # quicker one on a file's rows.
+    flagged = (
+        df.lazy()
+        .select(
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_idx"), "line_no", "parse_issues",
+            (pl.col("collected_at") > now).fill_null(False).alias("_future"),
+            *[v.ok.alias(name) for v, name in zip(verdicts, checks, strict=True)],
         )
-        failures.append(fc.select(pl.col("index").cast(pl.UInt32).alias("_idx"), "reason_code", "column", "detail"))
+        .filter(~pl.all_horizontal(checks) | pl.col("parse_issues").is_not_null() | pl.col("_future"))
+        .collect(engine="in-memory")
+    )
+    if flagged.is_empty():
+        return df, pl.DataFrame(schema=QUARANTINE_COLUMNS)
+    # failed checks, in the order pandera reports them (check by check, rows in order)
+    names = pl.DataFrame(
+        [(name, v.reason_code, v.column, v.detail) for v, name in zip(verdicts, checks, strict=True)],
+        schema={"_check": pl.Utf8, "reason_code": pl.Utf8, "column": pl.Utf8, "detail": pl.Utf8}, orient="row",
+    )
+    failed = (
+        flagged.unpivot(checks, index="_idx", variable_name="_check", value_name="_ok")
+        .filter(~pl.col("_ok"))
+        .join(names, on="_check", how="left", maintain_order="left")
+        .select("_idx", "reason_code", "column", "detail")
+    )
     # problems the parser already found (unreadable dates, codes...)
     issues = (
-        indexed.filter(pl.col("parse_issues").is_not_null())
+        flagged.filter(pl.col("parse_issues").is_not_null())
         .select("_idx", pl.col("parse_issues").str.split(";").alias("issue"))
         .explode("issue")
         .select("_idx", pl.col("issue").str.split(":").list.first().alias("reason_code"),
                 pl.col("issue").str.split(":").list.get(1, null_on_oob=True).alias("column"),
                 pl.lit("value could not be read").alias("detail"))
     )
-    failures.append(issues)
-    # collection in the future (relative to this run): a wrong clock or a wrong column
-    now = now or datetime.now()
-    future = indexed.filter(pl.col("collected_at") > now).select(
+    future = flagged.filter(pl.col("_future")).select(
         "_idx", pl.lit("DATE_ORDER").alias("reason_code"), pl.lit("collected_at").alias("column"),
         pl.lit("collection time in the future").alias("detail"))
-    failures.append(future)
-    fails = pl.concat(failures, how="vertical_relaxed")
+    fails = pl.concat([failed, issues, future], how="vertical_relaxed")
     # an unreadable value is reported as such, not again as a missing one
     unreadable = fails.filter(pl.col("detail") == "value could not be read").select("_idx", "column")
     fails = fails.join(unreadable.with_columns(pl.lit(True).alias("_unreadable")), on=["_idx", "column"], how="left")
     fails = fails.filter(~((pl.col("reason_code") == "MISSING_VALUE") & pl.col("_unreadable").fill_null(False)))
     fails = fails.unique(["_idx", "reason_code", "column"], keep="first").drop("_unreadable")
-    bad_idx = fails["_idx"].unique()
-    valid = indexed.filter(~pl.col("_idx").is_in(bad_idx.implode())).drop("_idx")
+    keep = pl.repeat(True, df.height, eager=True).scatter(fails["_idx"], False)
+    valid = df.filter(keep)
     quarantine = (
-        fails.join(indexed.select("_idx", "line_no"), on="_idx")
+        fails.join(flagged.select("_idx", "line_no"), on="_idx")
         .select([pl.col(c).cast(t) for c, t in QUARANTINE_COLUMNS.items()])
         .sort("line_no", "reason_code", "column", nulls_last=True)
     )

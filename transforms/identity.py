@@ -49,13 +49,10 @@ def nir_format_ok_expr(col: str) -> pl.Expr:
 def nir_key_ok_expr(col: str) -> pl.Expr:
     """True when the key matches (null-safe: null for a null or ill-formed NIR)."""
     c = pl.col(col)
-    body = (
-        c.str.slice(0, 5)
-        + c.str.slice(5, 2).replace({"2A": "19", "2B": "18"})
-        + c.str.slice(7, 6)
-    ).cast(pl.Int64, strict=False)
-    key = c.str.slice(13, 2).cast(pl.Int64, strict=False)
-    return pl.when(nir_format_ok_expr(col)).then((97 - body % 97) == key).otherwise(None)
+    # A well-formed NIR has a letter only in 2A / 2B (the département), so replacing those gives
+    # the 15 digits of body and key: one integer (< 10**15), body = n // 100 and key = n % 100.
+    n = c.str.replace_many(["2A", "2B"], ["19", "18"]).cast(pl.Int64, strict=False)
+    return pl.when(nir_format_ok_expr(col)).then((97 - (n // 100) % 97) == n % 100).otherwise(None)
 
 
 _SPACES = re.compile(r"[\s\-'’.,]+")
@@ -138,33 +135,87 @@ def linkage_traits(family_name: str | None, first_name: str | None, birth_date: 
     return f"{fam}|{first}|{birth_date.isoformat()}|{linkage_sex(sex)}"
 
 
+def pseudonym_message(*, ins: str | None = None, family_name: str | None = None, first_name: str | None = None,
+                      birth_date: date | None = None, sex: str | None = None) -> str | None:
+    """The text a pseudonym is the HMAC of: the normalised INS when present, else the normalised
+    traits (``linkage_traits``); None when neither is usable."""
+    nir = normalise_ins(ins)
+    if nir:
+        return "INS|" + nir
+    traits = linkage_traits(family_name, first_name, birth_date, sex)
+    return None if traits is None else "TRAITS|" + traits
+
+
 def pseudonym(secret: bytes, *, ins: str | None = None, family_name: str | None = None,
               first_name: str | None = None, birth_date: date | None = None, sex: str | None = None) -> str | None:
     """Keyed pseudonym of a person: HMAC-SHA256 under ``secret`` of the INS when present, else of
     the normalised traits (``linkage_traits``); None when neither is usable. 128 bits, hex."""
     if not secret:
         raise ValueError("the pseudonym needs a non-empty secret key")
-    nir = normalise_ins(ins)
-    if nir:
-        msg = "INS|" + nir
-    else:
-        traits = linkage_traits(family_name, first_name, birth_date, sex)
-        if traits is None:
-            return None
-        msg = "TRAITS|" + traits
+    msg = pseudonym_message(ins=ins, family_name=family_name, first_name=first_name, birth_date=birth_date, sex=sex)
+    if msg is None:
+        return None
     return hmac.new(secret, msg.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+class KeyedSha256:
+    """HMAC-SHA256 (RFC 2104) under one key, for many messages: the key's inner and outer hash
+    states are computed once and copied for each message, which then costs two SHA-256 passes and
+    no key setup (about three times faster than ``hmac.new`` per message, same digests)."""
+
+    BLOCK = 64  # SHA-256 block size in bytes
+
+    def __init__(self, key: bytes):
+        if len(key) > self.BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(self.BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def hexdigest(self, msg: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(msg)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
+IDENTITY_COLUMNS = ["patient_nir", "family_name", "first_name", "birth_date", "sex"]
+
+
+def pseudonyms(ids: pl.DataFrame, secret: bytes) -> pl.Series:
+    """``pseudonym`` of each row of ``ids`` (columns ``IDENTITY_COLUMNS``): the same values, faster.
+
+    A well-formed NIR is already normalised (no blank, dot or dash; upper-case 2A/2B), so its
+    message is built in polars; the other rows (an odd INS, or traits to fold) go through
+    ``pseudonym_message`` in Python. Each message is then hashed by ``KeyedSha256``.
+    """
+    if not secret:
+        raise ValueError("the pseudonym needs a non-empty secret key")
+    msgs = ids.select(pl.when(nir_format_ok_expr("patient_nir"))
+                      .then(pl.lit("INS|") + pl.col("patient_nir")).alias("msg"))["msg"]
+    todo = msgs.is_null()
+    if todo.any():
+        texts = [pseudonym_message(ins=r[0], family_name=r[1], first_name=r[2], birth_date=r[3], sex=r[4])
+                 for r in ids.filter(todo).select(IDENTITY_COLUMNS).iter_rows()]
+        msgs = msgs.scatter(todo.arg_true(), pl.Series(texts, dtype=pl.Utf8))
+    h = KeyedSha256(secret)
+    return pl.Series("person_key", [None if m is None else h.hexdigest(m.encode("utf-8"))[:32] for m in msgs],
+                     dtype=pl.Utf8)
+
+
+def person_keys(df: pl.DataFrame, secret: bytes, out: str = "person_key") -> pl.DataFrame:
+    """The distinct identities of ``df`` (``IDENTITY_COLUMNS``), each with its pseudonym in ``out``."""
+    ids = df.select(IDENTITY_COLUMNS).unique()
+    if ids.is_empty():
+        return ids.with_columns(pl.lit(None, dtype=pl.Utf8).alias(out))
+    return ids.with_columns(pseudonyms(ids, secret).alias(out))
 
 
 def add_person_key(df: pl.DataFrame, secret: bytes, out: str = "person_key") -> pl.DataFrame:
     """Add the pseudonym column, hashing each distinct identity once."""
-    ids = df.select("patient_nir", "family_name", "first_name", "birth_date", "sex").unique()
-    keys = [
-        pseudonym(secret, ins=r[0], family_name=r[1], first_name=r[2], birth_date=r[3], sex=r[4])
-        for r in ids.iter_rows()
-    ]
-    ids = ids.with_columns(pl.Series(out, keys, dtype=pl.Utf8))
-    return df.join(ids, on=["patient_nir", "family_name", "first_name", "birth_date", "sex"], how="left",
-                   nulls_equal=True, maintain_order="left")
+    return df.join(person_keys(df, secret, out), on=IDENTITY_COLUMNS, how="left", nulls_equal=True,
+                   maintain_order="left")
 
 
 def luhn_ok(digits: str) -> bool:

@@ -135,40 +135,41 @@ def transcode(
         return df.with_columns([pl.lit(None, dtype=t).alias(c) for c, t in TRANSCODE_COLUMNS.items()])
     units = units or default_unit_tables()
     mapped = map_local_codes(df, mappings, units)
-    known = loinc.select(pl.col("loinc_num").alias("_k")).unique()
-    src_ok = df.select(
-        pl.when(loinc_valid_expr("loinc_code_src") & pl.col("loinc_code_src").is_in(known["_k"].implode()))
-        .then(pl.col("loinc_code_src"))
-        .alias("_src")
-    )["_src"]
-    out = df.with_columns(_mapped=mapped, _src=src_ok).with_columns(
-        loinc_code=pl.coalesce("_mapped", "_src"),
-        mapping_status=pl.when(pl.col("_mapped").is_not_null())
-        .then(pl.lit(MAPPED))
-        .when(pl.col("_src").is_not_null())
-        .then(pl.lit(SOURCE_LOINC))
-        .otherwise(pl.lit(UNMAPPED)),
-    ).drop("_mapped", "_src")
+    # the source's own LOINC when valid and known: checked once per distinct code, and not at all
+    # when the file sends none (most extracts: the check-digit expression alone costs milliseconds)
+    codes = df.select(pl.col("loinc_code_src").drop_nulls().unique())
+    if codes.height:
+        good = codes.filter(loinc_valid_expr("loinc_code_src")
+                            & pl.col("loinc_code_src").is_in(loinc["loinc_num"].implode()))["loinc_code_src"]
+        src_ok = pl.when(pl.col("loinc_code_src").is_in(good.implode())).then(pl.col("loinc_code_src"))
+    else:
+        src_ok = pl.lit(None, dtype=pl.Utf8)
     # qualitative words: normalised once per distinct text among non-numeric results
-    texts = out.select(pl.col("value_raw").filter(pl.col("value_num").is_null()).unique().drop_nulls())
+    texts = df.select(pl.col("value_raw").filter(pl.col("value_num").is_null()).unique().drop_nulls())
     words = texts.with_columns(*normalise_qualitative(pl.col("value_raw")))
     text_result = pl.col("value_num").is_null()
-    out = out.with_columns(
+    out = df.with_columns(
+        loinc_code=pl.coalesce(pl.lit(mapped), src_ok),
+        mapping_status=pl.when(pl.lit(mapped).is_not_null())
+        .then(pl.lit(MAPPED))
+        .when(src_ok.is_not_null())
+        .then(pl.lit(SOURCE_LOINC))
+        .otherwise(pl.lit(UNMAPPED)),
         result_qual=pl.when(text_result).then(
-            pl.col("value_raw").replace_strict(
-                dict(zip(words["value_raw"].to_list(), words["result_qual"].to_list(), strict=True)),
-                default=None, return_dtype=pl.Utf8,
-            )
+            pl.col("value_raw").replace_strict(words["value_raw"], words["result_qual"], default=None,
+                                               return_dtype=pl.Utf8)
         ),
         result_class=pl.when(text_result).then(
-            pl.col("value_raw").replace_strict(
-                dict(zip(words["value_raw"].to_list(), words["result_class"].to_list(), strict=True)),
-                default=None, return_dtype=pl.Utf8,
-            )
+            pl.col("value_raw").replace_strict(words["value_raw"], words["result_class"], default=None,
+                                               return_dtype=pl.Utf8)
         ),
     )
-    out = convert_units(out, loinc, units, loinc_col="loinc_code")
-    return out
+    # the unit conversion reads three columns: it runs on those only (its join then carries no
+    # other column) and its four columns are added back, in row order
+    converted = convert_units(out.select("loinc_code", "unit_raw", "value_num"), loinc, units,
+                              loinc_col="loinc_code")
+    return out.with_columns(
+        converted.select("unit_ucum", "value_canonical", "unit_canonical", "conversion_status").get_columns())
 
 
 def coverage(df: pl.DataFrame) -> pl.DataFrame:
