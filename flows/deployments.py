@@ -77,14 +77,15 @@ def start_server(prefect_home: Path, host: str, port: int, log_path: Path) -> su
 
 
 def ensure_writer_limit(limit: int = 1) -> None:
-    """A Prefect tag concurrency limit: at most one task writing the warehouse at a time, across workers."""
+    """The Prefect global concurrency limit ``biolake-warehouse-writer``: one publication writing
+    the warehouse at a time, across workers (flows/pipeline.writer_slot takes it)."""
     import anyio
     from prefect.client.orchestration import get_client
 
-    from flows.pipeline import WRITER_TAG
+    from flows.pipeline import WRITER_LIMIT
 
     async def go():
         async with get_client() as client:
-            await client.create_concurrency_limit(tag=WRITER_TAG, concurrency_limit=limit)
+            await client.upsert_global_concurrency_limit_by_name(WRITER_LIMIT, limit)
 
     anyio.run(go)

@@ -6,7 +6,7 @@ of files of about BIOLAKE_BATCH_MB of input (flows/process.py: a task per small 
 more in orchestration than the work), on threads or on a Dask cluster (BIOLAKE_DASK_ADDRESS); the
 storage layout (one partition per file, uniquely named temporary files) keeps concurrent writers
 apart. Publication runs once, under
-an exclusive warehouse lock and a Prefect concurrency tag.
+an exclusive warehouse lock and the Prefect concurrency limit ``biolake-warehouse-writer``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from contextlib import contextmanager
 from collections import Counter
 from datetime import datetime
 
@@ -28,7 +29,19 @@ from flows import publish as pub
 from flows.lock import warehouse_lock
 from flows.settings import Settings
 
-WRITER_TAG = "biolake-warehouse-writer"
+WRITER_LIMIT = "biolake-warehouse-writer"
+
+
+@contextmanager
+def writer_slot(settings: Settings):
+    """The warehouse's one writer slot across workers: a Prefect global concurrency limit of 1 that
+    `biolake serve` creates. Taken once around a whole publication (not per task: every acquisition
+    is an API round trip, slow while the server is busy). Without the limit (the embedded Prefect of
+    `biolake run`), the file lock alone keeps runs apart."""
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(WRITER_LIMIT, occupy=1, strict=False, timeout_seconds=settings.lock_timeout):
+        yield
 
 
 def _ctx(home: str) -> steps.Context:
@@ -72,23 +85,23 @@ def recode_task(home: str, file_ids: list[str], label: str = "") -> int:
     return len(file_ids)
 
 
-@task(name="publish-fct", cache_policy=NONE, tags=[WRITER_TAG])
+@task(name="publish-fct", cache_policy=NONE)
 def publish_fct_task(home: str, changed: list[str]) -> dict:
     return pub.publish_fct(_ctx(home), changed)
 
 
-@task(name="publish-sidep", cache_policy=NONE, tags=[WRITER_TAG])
+@task(name="publish-sidep", cache_policy=NONE)
 def publish_sidep_task(home: str, affected: list[str]) -> dict:
     ctx = _ctx(home)
     return pub.publish_sidep(ctx, steps.read_refs(ctx), affected)
 
 
-@task(name="publish-quality", cache_policy=NONE, tags=[WRITER_TAG])
+@task(name="publish-quality", cache_policy=NONE)
 def publish_quality_task(home: str) -> dict:
     return pub.publish_quality(_ctx(home))
 
 
-@task(name="publish-epi", cache_policy=NONE, tags=[WRITER_TAG])
+@task(name="publish-epi", cache_policy=NONE)
 def publish_epi_task(home: str) -> dict:
     """SI-DEP by département/région/France, daily and weekly, rates, MDO cases: only what changed."""
     from flows.epi import publish_epi
@@ -97,7 +110,7 @@ def publish_epi_task(home: str) -> dict:
     return publish_epi(ctx, steps.read_refs(ctx))
 
 
-@task(name="export-publication", cache_policy=NONE, tags=[WRITER_TAG])
+@task(name="export-publication", cache_policy=NONE)
 def export_task(home: str, issue_date: str | None = None) -> dict:
     """The SpF-shaped publication of <home>/publication/<issue date>/ (only after a passing gate)."""
     from flows.epi import export_publication
@@ -108,7 +121,7 @@ def export_task(home: str, issue_date: str | None = None) -> dict:
             "rule": out["rule"]}
 
 
-@task(name="refresh-views", cache_policy=NONE, tags=[WRITER_TAG])
+@task(name="refresh-views", cache_policy=NONE)
 def refresh_views_task(home: str) -> str:
     """The engineers' database (every layer) and the analysts' one (no identity)."""
     from warehouse.analyst import build_analyst_db
@@ -240,7 +253,8 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
         privacy.audit(ctx, "run_started", str(ctx.wh.home))
         try:
             ing = _with_runner(ingest_flow, ctx.settings)(home=home)
-            pubd = publish_flow(home=home, changed=ing["changed"])
+            with writer_slot(ctx.settings):
+                pubd = publish_flow(home=home, changed=ing["changed"])
         except BaseException as err:
             privacy.audit(ctx, "run_finished", str(ctx.wh.home), details={"status": "failed",
                                                                           "error": type(err).__name__})
@@ -251,7 +265,7 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
             gate = quality_gate_task(home, file_ids=ing["changed"])
         published = None
         if export and gate["ok"]:
-            with Stage(ctx, "export"):
+            with Stage(ctx, "export"), writer_slot(ctx.settings):
                 published = export_task(home)
         report_paths: dict = {}
         if reports:

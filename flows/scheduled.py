@@ -14,7 +14,7 @@ from prefect.cache_policies import NONE
 
 from flows import steps
 from flows.lock import warehouse_lock
-from flows.pipeline import WRITER_TAG, _ctx, publish_epi_task
+from flows.pipeline import _ctx, publish_epi_task, writer_slot
 
 
 @task(name="quality-gate", cache_policy=NONE)
@@ -24,7 +24,7 @@ def quality_gate_task(home: str, file_ids: list[str] | None = None) -> dict:
     return run_quality_gate(_ctx(home), file_ids=file_ids)
 
 
-@task(name="export-publication", cache_policy=NONE, tags=[WRITER_TAG])
+@task(name="export-publication", cache_policy=NONE)
 def export_task(home: str, issue_date: str | None = None, diseases: list[str] | None = None) -> dict:
     from flows.epi import export_publication
 
@@ -64,7 +64,7 @@ def publication_flow(home: str = "data", issue_date: str | None = None) -> dict:
     data-quality gate, then the publication unless the gate blocks it. Scheduled daily for the
     indicators and weekly for the notifiable diseases (two deployments of this one flow)."""
     ctx = _ctx(home)
-    with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
+    with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout), writer_slot(ctx.settings):
         epi = publish_epi_task(home)
         out = gated_export(home, issue_date=issue_date) | {"epi": epi}
     return _final(out)

@@ -57,8 +57,8 @@ def test_serve_registers_the_scheduled_deployments(tmp_path):
         assert found["biolake-pipeline/ingest-every-15-min"]["parameters"]["reports"] is False
         daily = found["biolake-publication/daily-indicators"]["schedules"][0]["schedule"]
         assert daily["cron"] == "0 6 * * *" and daily["timezone"] == "Europe/Paris"
-        limits = post(f"{api}/concurrency_limits/filter", {})
-        assert [(c["tag"], c["concurrency_limit"]) for c in limits] == [("biolake-warehouse-writer", 1)]
+        limits = post(f"{api}/v2/concurrency_limits/filter", {})
+        assert [(c["name"], c["limit"]) for c in limits] == [("biolake-warehouse-writer", 1)]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:  # the UI is served too
             assert r.status == 200 and b"<html" in r.read(2000).lower()
     finally:
