@@ -47,21 +47,30 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
         return {"files_rewritten": 0, "rows": 0, "keys_touched": 0}
     changed_set = set(changed)
     old_fct = {fid: wh.files_of(t, fid) for fid in wh.partitions(t) if fid not in changed_set}
-    everything = changed_set == set(coded_files)  # a first run, or every file re-coded
+    everything = changed_set == set(coded_files) and not old_fct  # a first run, or every file re-coded
     con = duck(ctx)
     try:
-        new_src = f"read_parquet({_files_sql(f for fid in changed for f in coded_files[fid])})"
-        con.execute(f"CREATE TEMP TABLE touched AS SELECT DISTINCT version_key FROM {new_src}")
         old_affected: list[str] = []
-        old_paths = [f for fs in old_fct.values() for f in fs]
-        if old_paths:
-            old_affected = [r[0] for r in con.execute(f"""
-                SELECT DISTINCT file_id FROM read_parquet({_files_sql(old_paths)})
-                WHERE version_key IN (SELECT version_key FROM touched)""").fetchall()]
-        affected = sorted(changed_set | set(old_affected))
-        src = f"read_parquet({_files_sql(f for fid in affected for f in coded_files[fid])}, union_by_name=true)"
-        only_touched = "" if everything else "WHERE version_key IN (SELECT version_key FROM touched)"
-        # settled flags of the touched versions, kept where they differ from the provisional ones
+        if everything:
+            affected = changed
+            src = f"read_parquet({_files_sql(f for fid in affected for f in coded_files[fid])}, union_by_name=true)"
+            con.execute(f"CREATE TEMP TABLE versions AS SELECT version_key, count(*) AS n FROM {src} GROUP BY 1").fetchall()
+            n_keys = con.execute("SELECT count(*) FROM versions").fetchall()[0][0]
+        else:
+            new_src = f"read_parquet({_files_sql(f for fid in changed for f in coded_files[fid])})"
+            con.execute(f"CREATE TEMP TABLE touched AS SELECT DISTINCT version_key FROM {new_src}").fetchall()
+            old_paths = [f for fs in old_fct.values() for f in fs]
+            if old_paths:
+                old_affected = [r[0] for r in con.execute(f"""
+                    SELECT DISTINCT file_id FROM read_parquet({_files_sql(old_paths)})
+                    WHERE version_key IN (SELECT version_key FROM touched)""").fetchall()]
+            affected = sorted(changed_set | set(old_affected))
+            src = f"read_parquet({_files_sql(f for fid in affected for f in coded_files[fid])}, union_by_name=true)"
+            con.execute(f"""CREATE TEMP TABLE versions AS SELECT version_key, count(*) AS n FROM {src}
+                            WHERE version_key IN (SELECT version_key FROM touched) GROUP BY 1""").fetchall()
+            n_keys = con.execute("SELECT count(*) FROM touched").fetchall()[0][0]
+        # a result with one version keeps its provisional flags: only the keys with several versions
+        # (corrections, deletions of an earlier result) need the window, a few percent of the rows
         exceptions = con.sql(f"""
             SELECT file_id, result_no, is_current, superseded_by FROM (
                 SELECT file_id, result_no, provisional,
@@ -71,7 +80,7 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
                     SELECT file_id, result_no, is_current AS provisional, file_id || ':' || result_no AS row_id,
                            first_value(file_id || ':' || result_no) OVER w AS latest_id,
                            first_value(result_status) OVER w AS latest_status
-                    FROM {src} {only_touched}
+                    FROM {src} WHERE version_key IN (SELECT version_key FROM versions WHERE n > 1)
                     WINDOW w AS (PARTITION BY version_key
                                  ORDER BY validated_at DESC NULLS LAST, file_seq DESC, result_no DESC)
                 )
@@ -85,7 +94,6 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
                   AND (is_current IS DISTINCT FROM (result_status IS DISTINCT FROM 'D')
                        OR superseded_by IS NOT NULL)""").pl()
             exceptions = pl.concat([exceptions, earlier], how="vertical_relaxed")
-        n_keys = con.execute("SELECT count(*) FROM touched").fetchone()[0]
     finally:
         con.close()
     by_file = exceptions.partition_by("file_id", as_dict=True) if exceptions.height else {}
