@@ -318,6 +318,60 @@ def loinc_unit_table(loinc: pl.DataFrame, tables: UnitTables) -> pl.DataFrame:
     return out.select("loinc_num", "property_class", "canonical_ucum", "molar_mass_g_per_mol")
 
 
+@functools.lru_cache(maxsize=16384)
+def _cached_factor(
+    src: str | None, dst: str | None, molar_mass_g_per_mol: float | None, property_class: str | None
+) -> tuple[float | None, str]:
+    """``conversion_factor`` memoised: it is a pure function of its arguments, and transcoding
+    meets the same few (unit, canonical unit) pairs in every file."""
+    return conversion_factor(src, dst, molar_mass_g_per_mol, property_class)
+
+
+def conversion_factors(keys: pl.DataFrame, per_code: pl.DataFrame) -> pl.DataFrame:
+    """Factor and status for each distinct (``_loinc``, ``unit_ucum``) row of ``keys``.
+
+    ``per_code`` is ``loinc_unit_table`` with ``loinc_num`` renamed ``_loinc``. Returns _loinc,
+    unit_ucum, _canon, _f, _status (null _loinc: status no_loinc).
+    """
+    keys = keys.join(per_code, on="_loinc", how="left")
+    rows = []
+    for code, ucum, pc, canon, mw in keys.select(
+        "_loinc", "unit_ucum", "property_class", "canonical_ucum", "molar_mass_g_per_mol"
+    ).iter_rows():
+        if code is None:
+            f, status = None, NO_LOINC
+        else:
+            f, status = _cached_factor(ucum, canon, mw, pc)
+        rows.append((code, ucum, canon, f, status))
+    return pl.DataFrame(
+        rows,
+        schema={"_loinc": pl.Utf8, "unit_ucum": pl.Utf8, "_canon": pl.Utf8, "_f": pl.Float64, "_status": pl.Utf8},
+        orient="row",
+    )
+
+
+def conversion_columns() -> dict[str, pl.Expr]:
+    """value_canonical, unit_canonical and conversion_status from value_num, unit_raw, unit_ucum
+    and the _loinc, _canon, _f, _status columns a join on ``conversion_factors`` adds."""
+    numeric = pl.col("value_num").is_not_null()
+    converted = pl.col("_f").is_not_null()
+    no_unit = pl.col("unit_raw").is_null() | (pl.col("unit_raw").str.strip_chars() == "")
+    status = (
+        pl.when(~numeric).then(pl.lit(NOT_NUMERIC))
+        .when(converted).then(pl.col("_status"))
+        .when(no_unit & pl.col("_loinc").is_not_null()).then(pl.lit(NO_UNIT))
+        .otherwise(pl.col("_status"))
+    )
+    kept_unit = pl.coalesce("unit_ucum", pl.col("unit_raw"))
+    return {
+        "value_canonical": pl.when(~numeric).then(None)
+        .when(converted).then(pl.col("value_num") * pl.col("_f"))
+        .otherwise(pl.col("value_num")),
+        "unit_canonical": pl.when(~numeric).then(None).when(converted).then(pl.col("_canon")).otherwise(kept_unit),
+        "conversion_status": status,
+    }
+
+
 def convert_units(
     df: pl.DataFrame,
     loinc: pl.DataFrame,
@@ -334,45 +388,11 @@ def convert_units(
     tables = tables or default_unit_tables()
     df = df.with_columns(unit_ucum=to_ucum_series(df["unit_raw"], tables))
     per_code = loinc_unit_table(loinc, tables).rename({"loinc_num": "_loinc"})
-    keys = (
-        df.select(pl.col(loinc_col).alias("_loinc"), "unit_ucum")
-        .unique()
-        .join(per_code, on="_loinc", how="left")
-    )
-    rows = []
-    for code, ucum, pc, canon, mw in keys.select(
-        "_loinc", "unit_ucum", "property_class", "canonical_ucum", "molar_mass_g_per_mol"
-    ).iter_rows():
-        if code is None:
-            f, status = None, NO_LOINC
-        else:
-            f, status = conversion_factor(ucum, canon, mw, pc)
-        rows.append((code, ucum, canon, f, status))
-    factors = pl.DataFrame(
-        rows,
-        schema={"_loinc": pl.Utf8, "unit_ucum": pl.Utf8, "_canon": pl.Utf8, "_f": pl.Float64, "_status": pl.Utf8},
-        orient="row",
-    )
+    factors = conversion_factors(df.select(pl.col(loinc_col).alias("_loinc"), "unit_ucum").unique(), per_code)
     out = df.with_columns(pl.col(loinc_col).alias("_loinc")).join(
         factors, on=["_loinc", "unit_ucum"], how="left", nulls_equal=True, maintain_order="left"
     )
-    numeric = pl.col("value_num").is_not_null()
-    converted = pl.col("_f").is_not_null()
-    no_unit = pl.col("unit_raw").is_null() | (pl.col("unit_raw").str.strip_chars() == "")
-    status = (
-        pl.when(~numeric).then(pl.lit(NOT_NUMERIC))
-        .when(converted).then(pl.col("_status"))
-        .when(no_unit & pl.col("_loinc").is_not_null()).then(pl.lit(NO_UNIT))
-        .otherwise(pl.col("_status"))
-    )
-    kept_unit = pl.coalesce("unit_ucum", pl.col("unit_raw"))
-    out = out.with_columns(
-        value_canonical=pl.when(~numeric).then(None)
-        .when(converted).then(pl.col("value_num") * pl.col("_f"))
-        .otherwise(pl.col("value_num")),
-        unit_canonical=pl.when(~numeric).then(None).when(converted).then(pl.col("_canon")).otherwise(kept_unit),
-        conversion_status=status,
-    )
+    out = out.with_columns(**conversion_columns())
     return out.drop("_loinc", "_canon", "_f", "_status")
 
 
