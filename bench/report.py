@@ -32,6 +32,10 @@ def size_result(n: int, landing: dict, floor: dict, prefect: dict, plain: dict |
         "plain": plain,
         "pipeline_seconds": wall,
         "floor_ratio": round(wall / floor["seconds"], 2),
+        # the four stages the target names (ingest, validate, transcode, publish), without the
+        # reference load, the DuckDB views and the quality gate that the whole run also pays
+        "stages_seconds": round(sum(stages.get(s, 0.0) for s in STAGES), 3),
+        "stages_floor_ratio": round(sum(stages.get(s, 0.0) for s in STAGES) / floor["seconds"], 2),
         "rows_per_second": {s: _per_second(rows, stages.get(s)) for s in STAGES},
         "pipeline_rows_per_second": _per_second(rows, wall),
         "floor_rows_per_second": _per_second(floor["rows"], floor["seconds"]),
@@ -66,7 +70,8 @@ def targets(results: list[dict]) -> list[dict]:
     out = []
     r = _at(results, RATIO_TARGET[0])
     out.append({"target": f"pipeline within {RATIO_TARGET[1]:g}x the floor at {RATIO_TARGET[0]:,} results",
-                "measured": r and r["floor_ratio"], "met": r and r["floor_ratio"] <= RATIO_TARGET[1]})
+                "measured": r and r["floor_ratio"], "met": r and r["floor_ratio"] <= RATIO_TARGET[1],
+                "stages": r and r.get("stages_floor_ratio")})
     r = _at(results, MEMORY_TARGET[0])
     out.append({"target": f"peak memory under {MEMORY_TARGET[1] / GB:g} GB at {MEMORY_TARGET[0]:,} results",
                 "measured": r and round(r["peak_rss_bytes"] / GB, 2),
@@ -90,15 +95,18 @@ def _size(n: int) -> str:
 def readme_table(result: dict) -> str:
     rows = result["results"]
     lines = [
-        "| results | landing | floor: DuckDB CSV → Parquet | pipeline (Prefect) | × floor | orchestration overhead "
-        "| same steps without Prefect | × floor | peak RSS pipeline (+ Prefect server) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| results | landing | floor: DuckDB CSV → Parquet | pipeline (Prefect) | × floor | ingest to publish "
+        "| × floor | orchestration overhead | same steps without Prefect | × floor "
+        "| peak RSS pipeline (+ Prefect server) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {_size(r['n_results'])} ({r['rows_in']:,} rows) | {r['landing']['bytes'] / 1e6:,.0f} MB, "
             f"{r['landing']['files']} files | {r['floor']['seconds']:.1f} s | {r['pipeline_seconds']:.1f} s | "
-            f"{r['floor_ratio']:.1f} | {r['orchestration_seconds']:.1f} s ({r['orchestration_share']:.0%}) | "
+            f"{r['floor_ratio']:.1f} | {_n(r.get('stages_seconds'), '{:.1f} s')} | "
+            f"{_n(r.get('stages_floor_ratio'), '{:.1f}')} | "
+            f"{r['orchestration_seconds']:.1f} s ({r['orchestration_share']:.0%}) | "
             f"{_n(r.get('plain_seconds'), '{:.1f} s')} | {_n(r.get('plain_floor_ratio'), '{:.1f}')} | "
             f"{r['peak_rss_bytes'] / GB:.2f} GB ({r['peak_tree_rss_bytes'] / GB:.2f} GB) |")
     lines += [
@@ -124,6 +132,8 @@ def readme_table(result: dict) -> str:
             measured = f"{measured:.2f} GB"
         elif isinstance(measured, float):
             measured = f"{measured:.1f}x"
+            if t.get("stages") is not None:
+                measured += f" (ingest to publish alone: {t['stages']:.1f}x)"
         lines.append(f"| {t['target']} | {measured} | {met} |")
     m = result["machine"]
     lines += ["", f"Measured {result['started_at'][:10]} on {m['cpus']} cores, {m['memory_bytes'] / GB:.0f} GB RAM, "
