@@ -48,6 +48,8 @@ DATE_FORMATS = ("%d/%m/%Y", "%Y%m%d", "%Y-%m-%d")
 DATETIME_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%Y%m%d%H%M", "%Y%m%d%H%M%S", "%Y-%m-%dT%H:%M:%S",
                     "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
 SEX_CODES = {"F": "F", "M": "M", "H": "M", "1": "M", "2": "F"}
+# what ``_chunk`` makes of a line, checked in this order
+TOO_LONG, DUPLICATE, QUOTED, BAD_COUNT, PLAIN = range(5)
 
 
 def _cut(data: bytes, n: int) -> bytes:
@@ -89,14 +91,21 @@ def _blocks(path: Path, block_bytes: int, max_line: int = MAX_LINE_BYTES) -> Ite
                 rest, skipping = _cut(rest, max_line + 4), True
 
 
-def _decode(block: bytes, state: dict) -> str:
-    """UTF-8 unless the file proves otherwise, then Latin-1 (cp1252) for the rest of it."""
+def _decode(block: bytes, state: dict) -> pl.Series:
+    """UTF-8 unless the file proves otherwise, then Latin-1 (cp1252) for the rest of it.
+
+    Returns the block as a one-value Series. Python only checks the UTF-8 here: the Series is made
+    from the bytes themselves, as handing polars a fresh non-ASCII ``str`` makes Python encode it
+    back to UTF-8 first, which costs several times the decoding.
+    """
     if state.get("encoding") != "cp1252":
         try:
-            return block.decode("utf-8")
+            block.decode("utf-8")
         except UnicodeDecodeError:
             state["encoding"] = "cp1252"
-    return block.decode("cp1252", errors="replace")
+        else:
+            return pl.Series("raw", [block], dtype=pl.Binary).cast(pl.Utf8)
+    return pl.Series("raw", [block.decode("cp1252", errors="replace")], dtype=pl.Utf8)
 
 
 def _date_tries(col: str, formats: tuple[str, ...], dtype) -> list[pl.Expr]:
@@ -108,27 +117,46 @@ def _date_tries(col: str, formats: tuple[str, ...], dtype) -> list[pl.Expr]:
     return tries + [c.str.to_date(f, strict=False, exact=True).cast(pl.Datetime("us")) for f in DATE_FORMATS]
 
 
-def _parse_date_column(f: pl.DataFrame, col: str, formats: tuple[str, ...], dtype) -> pl.Series:
-    """``pl.coalesce`` of the tries (the first format that reads a value wins), but each later format
-    only runs on the values the earlier ones could not read: a file keeps one date style, so usually
-    one parse runs instead of ten."""
-    tries = _date_tries(col, formats, dtype)
-    source = f.select(col)
-    out = source.select(tries[0]).to_series()
-    present = source.to_series().is_not_null()
+DATE_COLUMNS = (
+    ("birth_date", DATE_FORMATS, pl.Date),
+    ("collected_at", DATETIME_FORMATS, pl.Datetime),
+    ("received_at", DATETIME_FORMATS, pl.Datetime),
+    ("validated_at", DATETIME_FORMATS, pl.Datetime),
+)
+
+
+def _parsed_name(col: str) -> str:
+    """The working column holding the parsed value of date column ``col`` (before it replaces it)."""
+    return f"{col}__parsed"
+
+
+def _first_tries(columns: list[str]) -> list[pl.Expr]:
+    """The first (preferred) format of each date column, over all its values, as working columns."""
+    return [_date_tries(name, fmts, dtype)[0].alias(_parsed_name(name))
+            for name, fmts, dtype in DATE_COLUMNS if name in columns]
+
+
+def _finish_date_column(source: pl.Series, out: pl.Series, formats: tuple[str, ...], dtype) -> pl.Series:
+    """Complete ``out`` (the first format's reading of ``source``) as ``pl.coalesce`` of all the tries
+    would (the first format that reads a value wins), but each later format only runs on the values
+    the earlier ones could not read: a file keeps one date style, so usually nothing runs here."""
+    if out.null_count() == source.null_count():  # a parse is null only where its input is or fails
+        return out
+    tries = _date_tries(source.name, formats, dtype)
+    frame = source.to_frame()
+    present = source.is_not_null()
     for expr in tries[1:]:
         todo = out.is_null() & present
         if not todo.any():
             break
         idx = todo.arg_true()
-        out = out.scatter(idx, source[idx].select(expr).to_series())
+        out = out.scatter(idx, frame[idx].select(expr).to_series())
     return out
 
 
-def _fields_frame(lines: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    n = len(columns)
-    parts = pl.col("raw").str.split_exact(";", n - 1).struct.rename_fields(columns)
-    return lines.select("line_no", parts.alias("f")).unnest("f")
+def _stripped(columns: list[str]) -> pl.Expr:
+    # empty strings (after stripping) are missing values
+    return pl.col(columns).str.strip_chars().replace("", None)
 
 
 def _quoted_rows(lines: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame, list[int]]:
@@ -149,25 +177,22 @@ def _quoted_rows(lines: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame,
 
 
 def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
-    # empty strings are missing values
-    f = f.with_columns(pl.col(pl.Utf8).str.strip_chars().replace("", None))
+    """Canonical rows from ``f``: ``line_no``, the stripped field columns and, for each date column,
+    its first-format reading (``_parsed_name``); one query once the rare other formats are read."""
     has = set(f.columns)
 
     def col(name: str) -> pl.Expr:
         return pl.col(name) if name in has else pl.lit(None, dtype=pl.Utf8)
 
     issues: list[pl.Expr] = []
-    typed: list[pl.Expr] = []
-    for name, fmts, dtype in (
-        ("birth_date", DATE_FORMATS, pl.Date),
-        ("collected_at", DATETIME_FORMATS, pl.Datetime),
-        ("received_at", DATETIME_FORMATS, pl.Datetime),
-        ("validated_at", DATETIME_FORMATS, pl.Datetime),
-    ):
+    dates: list[pl.Series] = []
+    for name, fmts, dtype in DATE_COLUMNS:
         if name in has:
-            parsed = pl.lit(_parse_date_column(f, name, fmts, dtype))
-            typed.append(parsed.alias(name))
+            dates.append(_finish_date_column(f[name], f[_parsed_name(name)], fmts, dtype))
+            parsed = pl.col(_parsed_name(name))
             issues.append(pl.when(col(name).is_not_null() & parsed.is_null()).then(pl.lit(f"DATE_INVALID:{name}")))
+    if dates:
+        f = f.with_columns(dates)
     sex_raw = col("sex").str.to_uppercase()
     sex = sex_raw.replace_strict(SEX_CODES, default=None)
     issues.append(pl.when(sex_raw.is_not_null() & sex.is_null()).then(pl.lit("SEX_INVALID:sex")))
@@ -175,89 +200,133 @@ def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     value_num = pl.when(value_num.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")).then(
         value_num.cast(pl.Float64, strict=False))
     status = col("result_status").str.to_uppercase().fill_null("F")
-    out = f.with_columns(
-        *typed,
+    out = f.lazy().with_columns(
         sex.alias("sex"),
         col("patient_nir").str.to_uppercase().str.replace_all(" ", "", literal=True).alias("patient_nir"),
         value_num.alias("value_num"),
         pl.when(value_num.is_not_null()).then(pl.lit("NM")).otherwise(pl.lit("ST")).alias("value_type"),
         status.alias("result_status"),
-        pl.concat_str(issues, separator=";", ignore_nulls=True).replace("", None).alias("parse_issues")
-        if issues else pl.lit(None, dtype=pl.Utf8).alias("parse_issues"),
+        pl.concat_str(issues, separator=";", ignore_nulls=True).replace("", None).alias("parse_issues"),
         pl.lit(file_id).alias("file_id"),
         pl.lit(source).alias("source"),
-    )
-    return conform(out)
+    ).with_columns(
+        # the parsed dates replace their text (only now: the issues above compare the two)
+        [pl.col(_parsed_name(name)).alias(name) for name, _, _ in DATE_COLUMNS if name in has]
+    ).drop([_parsed_name(name) for name, _, _ in DATE_COLUMNS if name in has])
+    return conform(out.collect(engine="in-memory"))
+
+
+def _lines(block: pl.Series, ends_with_newline: bool, first_line_no: int,
+           skip_header: bool) -> tuple[pl.DataFrame, int]:
+    """The numbered non-blank lines of a decoded block (split, then one query: number, strip CR,
+    filter), and the block's line count (blank lines and header included)."""
+    lines = block.str.split("\n").explode()
+    # the block's last line ends with its last newline: no empty line after it
+    n_lines = lines.len() - 1 if ends_with_newline else lines.len()
+    skip = 1 if skip_header else 0
+    frame = lines.to_frame().lazy().select(
+        (pl.int_range(pl.len(), dtype=pl.Int64) + first_line_no).alias("line_no"),
+        pl.col("raw").str.strip_suffix("\r"),
+    ).slice(skip, n_lines - skip)
+    # blank lines carry nothing; they are not results and are not counted
+    return frame.filter(pl.col("raw").str.strip_chars() != "").collect(engine="in-memory"), n_lines
+
+
+def _header(block: bytes, state: dict, path: Path) -> list[str]:
+    """The canonical names of the header line (the first line of the block ``_decode`` just read),
+    or HEADER_INVALID."""
+    end = block.find(b"\n")
+    first = block if end < 0 else block[:end]
+    # a newline always ends a character: the line decodes as the whole block did
+    text = first.decode("cp1252", errors="replace") if state.get("encoding") == "cp1252" else first.decode("utf-8")
+    header = text.removesuffix("\r").lstrip("\ufeff")
+    names = [h.strip().upper() for h in header.split(";")]
+    missing = [r for r in REQUIRED if r not in names]
+    if missing:
+        raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: header lacks {', '.join(missing)}")
+    unknown = [h for h in names if h not in HEADER_TO_CANONICAL]
+    if unknown:
+        raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: unknown columns {', '.join(unknown)[:200]}")
+    return [HEADER_TO_CANONICAL[h] for h in names]
 
 
 def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
           block_bytes: int = BLOCK_BYTES) -> Iterator[Chunk]:
     path = Path(path)
     state: dict = {}
-    seen_hashes = pl.Series("h", [], dtype=pl.UInt64)
+    seen: list[pl.Series] = []  # hashes of the lines of the earlier chunks, one Series per chunk
     columns: list[str] | None = None
     next_line = 1
     for block in _blocks(path, block_bytes):
         # split into lines with polars (a Python list of lines turned into a Series costs 3x more)
-        lines = pl.Series("raw", [_decode(block, state)], dtype=pl.Utf8).str.split("\n").explode()
-        if lines.len() and lines[-1] == "":
-            lines = lines.slice(0, lines.len() - 1)
-        first_line_no = next_line
-        next_line += lines.len()
-        frame = pl.DataFrame(
-            {"line_no": pl.int_range(first_line_no, first_line_no + lines.len(), dtype=pl.Int64, eager=True),
-             "raw": lines}
-        ).with_columns(pl.col("raw").str.strip_suffix("\r"))
+        series = _decode(block, state)
+        skip_header = columns is None
         if columns is None:
-            header = frame["raw"][0].lstrip("\ufeff") if frame.height else ""
-            names = [h.strip().upper() for h in header.split(";")]
-            missing = [r for r in REQUIRED if r not in names]
-            if missing:
-                raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: header lacks {', '.join(missing)}")
-            unknown = [h for h in names if h not in HEADER_TO_CANONICAL]
-            if unknown:
-                raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: unknown columns {', '.join(unknown)[:200]}")
-            columns = [HEADER_TO_CANONICAL[h] for h in names]
-            frame = frame.slice(1)
-        # blank lines carry nothing; they are not results and are not counted
-        frame = frame.filter(pl.col("raw").str.strip_chars() != "")
+            columns = _header(block, state, path)
+        frame, n_lines = _lines(series, block.endswith(b"\n"), next_line, skip_header)
+        next_line += n_lines
         for start in range(0, frame.height, chunk_rows):
             part = frame.slice(start, chunk_rows)
-            yield _chunk(part, columns, seen_hashes, file_id, source)
-            seen_hashes = pl.concat([seen_hashes, part["raw"].hash(seed=0)])
+            if len(seen) > 1:
+                seen = [pl.concat(seen)]
+            chunk, hashes = _chunk(part, columns, seen[0] if seen else None, file_id, source)
+            yield chunk
+            seen.append(hashes)
     if columns is None:
         raise FileFormatError("EMPTY_FILE", f"{path.name}: the file is empty")
 
 
-def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series, file_id: str, source: str) -> Chunk:
+def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series | None, file_id: str,
+           source: str) -> tuple[Chunk, pl.Series]:
+    """One chunk of lines -> its Chunk, and the hashes of its lines (for the next chunks' duplicates).
+
+    One query splits every line and classifies it; the usual chunk, where every line is a plain
+    result, goes straight to ``_to_canonical``; the others are sorted out by ``kind``.
+    """
     n = len(columns)
-    part = part.with_columns(h=pl.col("raw").hash(seed=0))
-    dup = ~pl.col("h").is_first_distinct() | pl.col("h").is_in(seen.implode())
-    part = part.with_columns(dup=dup, nf=pl.col("raw").str.count_matches(";", literal=True) + 1,
-                             quoted=pl.col("raw").str.contains('"', literal=True),
-                             too_long=pl.col("raw").str.len_bytes() > MAX_LINE_BYTES)
-    too_long = part.filter("too_long")
-    kept = part.filter(~pl.col("too_long"))
-    dups = kept.filter("dup")
-    rest = kept.filter(~pl.col("dup"))
-    plain = rest.filter(~pl.col("quoted") & (pl.col("nf") == n))
-    bad_plain = rest.filter(~pl.col("quoted") & (pl.col("nf") != n))
-    quoted_rows, bad_quoted = _quoted_rows(rest.filter("quoted").select("line_no", "raw"), columns)
-    fields = _fields_frame(plain.select("line_no", "raw"), columns)
+    dup = ~pl.col("h").is_first_distinct()
+    if seen is not None:
+        dup = dup | pl.col("h").is_in(seen.implode())
+    last = pl.col(columns[-1])
+    # a line splits into exactly n fields when its last one exists and holds no further separator
+    kind = (pl.when(pl.col("raw").str.len_bytes() > MAX_LINE_BYTES).then(pl.lit(TOO_LONG))
+            .when(dup).then(pl.lit(DUPLICATE))
+            .when(pl.col("raw").str.contains('"', literal=True)).then(pl.lit(QUOTED))
+            .when(last.is_null() | last.str.contains(";", literal=True)).then(pl.lit(BAD_COUNT))
+            .otherwise(pl.lit(PLAIN)))
+    scan = (
+        part.lazy()
+        .with_columns(pl.col("raw").hash(seed=0).alias("h"),
+                      pl.col("raw").str.splitn(";", n).struct.rename_fields(columns).struct.unnest())
+        .with_columns(kind.alias("kind"))
+        .with_columns(_stripped(columns))
+        .with_columns(_first_tries(columns))
+        .collect(engine="in-memory")
+    )
+    hashes = scan["h"]
+    fields = scan.drop("raw", "h", "kind")
+    if (scan["kind"] == PLAIN).all():
+        return Chunk(rows=_to_canonical(fields, file_id, source), rejects=pl.DataFrame(schema=REJECT_SCHEMA),
+                     units_seen=part.height), hashes
+
+    lines = scan.select("line_no", "raw", "kind", nf=pl.col("raw").str.count_matches(";", literal=True) + 1)
+    quoted_rows, bad_quoted = _quoted_rows(lines.filter(pl.col("kind") == QUOTED).select("line_no", "raw"), columns)
+    fields = fields.filter(scan["kind"] == PLAIN)
     if quoted_rows.height:
-        fields = pl.concat([fields, quoted_rows]).sort("line_no")
+        quoted = quoted_rows.lazy().with_columns(_stripped(columns)).with_columns(_first_tries(columns))
+        fields = pl.concat([fields, quoted.collect(engine="in-memory")]).sort("line_no")
     rows = _to_canonical(fields, file_id, source)
 
     rej_frames = []
-    if bad_plain.height or bad_quoted:
-        bad = pl.concat([bad_plain.select("line_no", "raw", "nf"),
-                         rest.filter(pl.col("line_no").is_in(bad_quoted)).select("line_no", "raw", "nf")])
+    bad = lines.filter((pl.col("kind") == BAD_COUNT) | pl.col("line_no").is_in(bad_quoted))
+    if bad.height:
         rej_frames.append(bad.select(
             pl.lit(file_id).alias("file_id"), "line_no", pl.lit("MALFORMED_LINE").alias("reason_code"),
             pl.lit(None, dtype=pl.Utf8).alias("column"),
             pl.format("{} fields, expected {}", pl.col("nf"), pl.lit(n)).alias("detail"),
             pl.col("raw").alias("raw_text"),
         ))
+    too_long = lines.filter(pl.col("kind") == TOO_LONG)
     if too_long.height:
         rej_frames.append(too_long.select(
             pl.lit(file_id).alias("file_id"), "line_no", pl.lit("MALFORMED_LINE").alias("reason_code"),
@@ -265,6 +334,7 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series, file_id: str
             pl.lit(f"line longer than {MAX_LINE_BYTES} bytes").alias("detail"),
             pl.col("raw").str.slice(0, MAX_LINE_BYTES).alias("raw_text"),
         ))
+    dups = lines.filter(pl.col("kind") == DUPLICATE)
     if dups.height:
         rej_frames.append(dups.select(
             pl.lit(file_id).alias("file_id"), "line_no", pl.lit("DUPLICATE_ROW").alias("reason_code"),
@@ -272,4 +342,4 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series, file_id: str
             pl.lit("identical to an earlier line of this file").alias("detail"), pl.col("raw").alias("raw_text"),
         ))
     rejects = pl.concat(rej_frames).cast(REJECT_SCHEMA).sort("line_no") if rej_frames else pl.DataFrame(schema=REJECT_SCHEMA)
-    return Chunk(rows=rows, rejects=rejects, units_seen=part.height)
+    return Chunk(rows=rows, rejects=rejects, units_seen=part.height), hashes
