@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import sys
 import unicodedata
 import uuid
 from datetime import datetime, timedelta
@@ -155,7 +156,7 @@ def producer(by: str | None = None) -> str:
     commit = git_commit()
     if commit:
         parts.append(f"git {commit[:12]}")
-    if by is None:
+    if by is None and "prefect" in sys.modules:  # no flow can be running unless Prefect was imported
         try:
             from prefect.context import FlowRunContext, TaskRunContext
 
