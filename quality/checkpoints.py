@@ -20,7 +20,9 @@ building the docs stays bounded too. Every expectation carries a GX severity: ``
 failures block the publication of exports (flows/quality_gate.py), ``warning`` ones are reported.
 
 great_expectations is slow to import (several seconds): it is imported only inside
-:func:`run_suites`, never at module import.
+:func:`run_suites`, never at module import. (Importing it in a background thread while DuckDB
+computes the summaries was measured no faster on two cores, idle or busy: the import's Python work
+holds the GIL the summaries need between and during their queries, and they took twice as long.)
 """
 
 from __future__ import annotations
@@ -303,7 +305,7 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
     now = now or datetime.now()
     seeds_dir = Path(seeds_dir)
     con = S.connect(wh)
-    src = S.Sources(wh)
+    src = S.Sources(wh, con)
     deps = S.departements(seeds_dir)["dep"].to_list()
     suites: list[Suite] = []
     try:
@@ -414,29 +416,31 @@ def run_suites(home: Path, suites: list[Suite], run_name: str) -> tuple[list[dic
     home = Path(home)
     prune_history(home, keep=KEEP_RUNS - 1)  # this run makes KEEP_RUNS
     ctx = _context(home)
-    ds = ctx.data_sources.add_or_update_pandas(DATASOURCE)
+    ds = _datasource(ctx)
     run_id = RunIdentifier(run_name=run_name, run_time=datetime.now().astimezone())
     outcomes: list[dict] = []
     identifiers = []
     for s in suites:
+        # the assets and batch definitions of earlier runs are reused: adding one rewrites the
+        # project's great_expectations.yml
         asset = _get_or_add(lambda: ds.get_asset(s.name), lambda: ds.add_dataframe_asset(s.name))
         batch = _get_or_add(lambda: asset.get_batch_definition("whole"),
                             lambda: asset.add_batch_definition_whole_dataframe("whole"))
-        suite = gx.ExpectationSuite(name=s.name, meta={"description": s.description})
-        by_name: dict[str, Check] = {}
-        for c in s.checks:
-            cls = getattr(gxe, c.expectation)
-            suite.add_expectation(cls(**c.kwargs, severity="critical" if c.critical else "warning",
-                                      description=c.description, meta={"name": c.name}))
-            by_name[c.name] = c
-        suite = ctx.suites.add_or_update(suite)
-        vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=s.name, data=batch, suite=suite))
+        by_name = {c.name: c for c in s.checks}
+        # the expectations go in with the suite (add_expectation on a suite already in the store
+        # rewrites the suite's file for every expectation added)
+        expectations = [getattr(gxe, c.expectation)(**c.kwargs, severity="critical" if c.critical else "warning",
+                                                    description=c.description, meta={"name": c.name})
+                        for c in _distinct_checks(s.checks)]
+        suite = gx.ExpectationSuite(name=s.name, expectations=expectations, meta={"description": s.description})
         result_format: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
         labels = [c for c in s.label_columns if c in s.frame.columns]
         if labels:
             result_format["unexpected_index_column_names"] = labels
+        # saving the checkpoint saves its validation definition and the suite with it, once each
         checkpoint = ctx.checkpoints.add_or_update(gx.Checkpoint(
-            name=f"biolake-{s.name}", validation_definitions=[vd], actions=[], result_format=result_format))
+            name=f"biolake-{s.name}", actions=[], result_format=result_format,
+            validation_definitions=[gx.ValidationDefinition(name=s.name, data=batch, suite=suite)]))
         res = checkpoint.run(batch_parameters={"dataframe": _to_pandas(s.frame)}, run_id=run_id)
         for ident, run_result in res.run_results.items():
             identifiers.append(ident)
@@ -447,6 +451,33 @@ def run_suites(home: Path, suites: list[Suite], run_name: str) -> tuple[list[dic
     # only the pages of this run's results (and the index): bounded, whatever the history
     ctx.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=identifiers)
     return outcomes, data_docs_dir(home) / "index.html"
+
+
+def _datasource(ctx):
+    """The project's pandas datasource, kept from run to run with its assets (created the first
+    time, or replaced if something else has its name)."""
+    from great_expectations.datasource.fluent import PandasDatasource
+
+    try:
+        ds = ctx.data_sources.get(DATASOURCE)
+    except KeyError:
+        ds = None
+    if not isinstance(ds, PandasDatasource):
+        ds = ctx.data_sources.add_or_update_pandas(DATASOURCE)
+    return ds
+
+
+def _distinct_checks(checks: list[Check]) -> list[Check]:
+    """The checks without repeats (same expectation, arguments, severity and description): a GX
+    suite is a set and keeps only the first of such equal expectations."""
+    seen: set[tuple] = set()
+    out = []
+    for c in checks:
+        sig = (c.expectation, json.dumps(c.kwargs, sort_keys=True, default=str), c.critical, c.description)
+        if sig not in seen:
+            seen.add(sig)
+            out.append(c)
+    return out
 
 
 def _get_or_add(get, add):

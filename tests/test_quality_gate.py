@@ -82,6 +82,29 @@ def test_gate_passes_on_a_clean_run_and_keeps_its_results(gated):
     assert RUN_ID in docs.read_text(encoding="utf-8")
 
 
+def test_each_suite_is_saved_whole_and_the_datasource_kept(gated):
+    """The GX project holds every expectation of each suite (saved in one write, each with its id)
+    and one asset per suite in the biolake datasource, kept for the next runs."""
+    import json
+
+    import yaml
+
+    from quality.checkpoints import DATASOURCE, _distinct_checks, build_suites, gx_root
+
+    home, gate, _, _ = gated
+    for name, counts in gate["suites"].items():
+        stored = json.loads((gx_root(home) / "expectations" / f"{name}.json").read_text(encoding="utf-8"))
+        assert len(stored["expectations"]) == counts["evaluated"], name
+        assert all(e.get("id") for e in stored["expectations"]), name
+    config = yaml.safe_load((gx_root(home) / "great_expectations.yml").read_text(encoding="utf-8"))
+    assert set(gate["suites"]) <= set(config["fluent_datasources"][DATASOURCE]["assets"])
+    # no suite declares the same expectation twice (GX would keep one: the results would lack a row)
+    ctx = context(home)
+    for s in build_suites(ctx.wh, ctx.settings.seeds_dir, run_id=RUN_ID):
+        assert _distinct_checks(s.checks) == s.checks, s.name
+        assert len({c.name for c in s.checks}) == len(s.checks), s.name
+
+
 def test_a_critical_failure_blocks_exports_with_its_reason(gated, tmp_path):
     """Break the warehouse twice, run the gate through `biolake report gate`: exit 1, the reason
     names the failures, the results are kept next to the clean run's."""

@@ -1,0 +1,151 @@
+"""The shortcuts that keep the quality gate cheap on a large warehouse give the answers of the plain
+queries they replace: key duplicates counted with bitmaps, versions grouped by hash, reference lists
+as relations, Parquet files read without union_by_name, repeated checks validated once.
+
+Small data written under pytest's temporary directories; no pipeline run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from quality import summaries as S
+from warehouse import catalog as cat
+from warehouse.store import Warehouse
+
+
+def _distinct_reference(con, rel: str, key: list[str]) -> int:
+    """What the gate computed before key_duplicates: rows minus SELECT DISTINCT key."""
+    cols = ", ".join(f'"{k}"' for k in key)
+    return con.sql(f"SELECT (SELECT count(*) FROM {rel}) - "
+                   f"(SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {rel}))").fetchall()[0][0]
+
+
+rows = st.lists(st.tuples(st.sampled_from(["a", "b", "c", None]),
+                          st.one_of(st.none(), st.integers(-3, 4)),
+                          st.sampled_from(["x", "y", None])), max_size=40)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=rows)
+def test_key_duplicates_equals_select_distinct(rows, monkeypatch):
+    df = pl.DataFrame(rows, schema={"g": pl.Utf8, "n": pl.Int64, "s": pl.Utf8}, orient="row")
+    con = duckdb.connect()
+    try:
+        con.register("t", df)
+        types = S.describe(con, "t")
+        for key in (["g", "n"], ["n"], ["g", "s", "n"], ["g", "s"]):  # integer last (bitmaps), string last
+            expected = _distinct_reference(con, "t", key)
+            assert S.key_duplicates(con, "t", key, types) == expected, key
+            with monkeypatch.context() as m:  # bitmaps too large: the hash DISTINCT
+                m.setattr(S, "MAX_BITMAP_BITS", 0)
+                assert S.key_duplicates(con, "t", key, types) == expected, key
+    finally:
+        con.close()
+
+
+def test_key_duplicates_on_an_empty_relation_and_a_wide_range():
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE TABLE e (f VARCHAR, n BIGINT)")
+        assert S.key_duplicates(con, "e", ["f", "n"], S.describe(con, "e")) == 0
+        # numbers far apart (a range of 2**40) fall back to the hash DISTINCT, with the same answer
+        con.execute("CREATE TABLE w AS SELECT * FROM (VALUES ('a', 1), ('a', 1099511627776), ('a', 1)) v(f, n)")
+        assert S.key_duplicates(con, "w", ["f", "n"], S.describe(con, "w")) == 1
+        with pytest.raises(ValueError):
+            S.key_duplicates(con, "w", [], {})
+    finally:
+        con.close()
+
+
+def _write(wh: Warehouse, t, file_id: str, rows: list[dict]) -> None:
+    df = pl.DataFrame(rows)
+    df = df.with_columns([pl.lit(None, dtype).alias(n) for n, dtype in t.schema.items() if n not in df.columns])
+    wh.write_partition(t, file_id, [df])
+
+
+def _fct(file_id: str, line_no, version_key, is_current=True, dep="75", loinc="94500-6", cls="POS") -> dict:
+    return {"file_id": file_id, "line_no": line_no, "result_no": line_no, "version_key": version_key,
+            "is_current": is_current, "dep": dep, "loinc_code": loinc, "result_class": cls, "age": 40,
+            "person_key": "p", "collected_at": datetime(2026, 11, 2, 8), "collected_date": datetime(2026, 11, 2).date()}
+
+
+@pytest.fixture
+def small_fct(tmp_path) -> Warehouse:
+    """Two files of fct_lab_results with a repeated line, two null lines, versions with several
+    current rows (one of them a null version key) and départements in and out of the reference."""
+    wh = Warehouse(tmp_path / "home")
+    _write(wh, cat.FCT_LAB_RESULTS, "A", [_fct("A", 1, "v1"), _fct("A", 2, "v2"), _fct("A", 2, "v3", dep="99"),
+                                          _fct("A", 3, "v2", is_current=False), _fct("A", 4, None)])
+    _write(wh, cat.FCT_LAB_RESULTS, "B", [_fct("B", 1, "v1", dep=None), _fct("B", 2, "v3"), _fct("B", 3, "v3"),
+                                          _fct("B", None, None, loinc="x"), _fct("B", None, "v4", cls="NEG")])
+    _write(wh, cat.STG_RESULTS, "A", [{"file_id": "A", "result_no": i} for i in range(5)])
+    return wh
+
+
+def test_fct_summary_matches_the_plain_queries(small_fct):
+    con = S.connect(small_fct)
+    try:
+        for src in (S.Sources(small_fct), S.Sources(small_fct, con)):
+            fct = src.rel(cat.FCT_LAB_RESULTS)
+            row = S.fct_summary(con, src, ["75"], ["94500-6"], datetime(2026, 11, 3)).row(0, named=True)
+            # the formulations the summary had before, on the same files
+            key_dup, several, dep_out, usable = con.sql(f"""
+                SELECT count(*) - count(DISTINCT (file_id, line_no)),
+                       (SELECT count(*) FROM (SELECT version_key FROM {fct} WHERE is_current
+                                              GROUP BY 1 HAVING count(*) > 1)),
+                       count(*) FILTER (WHERE dep IS NOT NULL AND dep NOT IN ('75')),
+                       count(*) FILTER (WHERE is_current AND loinc_code IN ('94500-6')
+                                        AND result_class IN ('POS', 'NEG'))
+                FROM {fct}""").fetchall()[0]
+            assert (row["n_key_duplicates"], row["n_versions_with_several_current"]) == (key_dup, several) == (2, 3)
+            assert (row["n_dep_not_in_reference"], row["n_covid_results_usable"]) == (dep_out, usable) == (1, 8)
+            assert row["n_rows"] == 10 and row["n_staging_rows_missing"] == 5 - 10
+            # empty reference lists count nothing, as `NOT IN (NULL)` did
+            empty = S.fct_summary(con, src, [], [], datetime(2026, 11, 3)).row(0, named=True)
+            assert empty["n_dep_not_in_reference"] == 0 and empty["n_covid_results_usable"] == 0
+    finally:
+        con.close()
+
+
+def test_union_by_name_only_when_the_files_differ(small_fct):
+    wh = small_fct
+    con = S.connect(wh)
+    try:
+        same = S.Sources(wh, con)
+        assert not same.needs_union(cat.FCT_LAB_RESULTS)
+        union = "union_by_name = true"
+        assert union not in same.rel(cat.FCT_LAB_RESULTS)
+        assert union not in same.rel(cat.FCT_LAB_RESULTS, ["A"])
+        assert union in S.Sources(wh).rel(cat.FCT_LAB_RESULTS)  # no connection: as before
+        assert union in same.rel(cat.STG_RESULTS)  # a single file: nothing to gain
+        before = same.columns(con, cat.FCT_LAB_RESULTS)
+        assert before == [c.name for c in cat.FCT_LAB_RESULTS.columns]
+        # a file written before a column existed (and with its columns in another order)
+        old = wh.partition_dir(cat.FCT_LAB_RESULTS, "C")
+        old.mkdir(parents=True)
+        pl.DataFrame({"line_no": [1], "file_id": ["C"]}).write_parquet(old / "part-00000.parquet")
+        changed = S.Sources(wh, con)
+        assert changed.needs_union(cat.FCT_LAB_RESULTS)
+        assert union in changed.rel(cat.FCT_LAB_RESULTS)
+        assert changed.columns(con, cat.FCT_LAB_RESULTS) == before
+        n, dep_null = con.sql(f"SELECT count(*), count(*) FILTER (WHERE dep IS NULL) "
+                              f"FROM {changed.rel(cat.FCT_LAB_RESULTS)}").fetchall()[0]
+        assert (n, dep_null) == (11, 2)
+    finally:
+        con.close()
+
+
+def test_checks_repeated_in_a_suite_are_validated_once():
+    from quality.checkpoints import Check, _distinct_checks
+
+    a = Check("a", "ExpectColumnValuesToNotBeNull", {"column": "x"}, "x is set")
+    b = Check("b", "ExpectColumnValuesToNotBeNull", {"column": "x"}, "x is set")  # equal to a: GX keeps one
+    c = Check("c", "ExpectColumnValuesToNotBeNull", {"column": "x"}, "x is set", critical=False)
+    assert _distinct_checks([a, b, c]) == [a, c]
