@@ -9,7 +9,7 @@
 | BIOLAKE_MAPPINGS_DIR | operator's approved mappings, overriding the seeds | <home>/mappings |
 | BIOLAKE_CHUNK_ROWS | rows per parsing chunk (memory bound) | 500000 |
 | BIOLAKE_PREFECT_HOME | where the embedded Prefect keeps its database | <home>/prefect |
-| BIOLAKE_WORKERS | batches of files processed at once in one run (threads) | 1 |
+| BIOLAKE_WORKERS | batches of files processed at once in one run (threads) | CPUs, at most 4 |
 | BIOLAKE_BATCH_MB | landing files are processed in Prefect tasks of about this many MB of input | 40 |
 | BIOLAKE_DUCKDB_MEMORY_LIMIT | memory DuckDB may use in a publication step before spilling to disk ("" = DuckDB's default, 80% of RAM) | 1GB |
 | BIOLAKE_DASK_ADDRESS | a Dask scheduler (tcp://host:8786): per-file work runs on that cluster | none |
@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -46,7 +47,8 @@ class Settings(BaseSettings):
     mappings_dir: Path | None = Field(default=None, description="operator's approved mappings")
     chunk_rows: int = Field(default=500_000, ge=1000, description="rows per parsing chunk")
     prefect_home: Path | None = Field(default=None, description="embedded Prefect's database folder")
-    workers: int = Field(default=1, ge=1, le=64, description="batches of files processed at once (threads)")
+    workers: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1, le=64,
+                         description="batches of files processed at once (threads)")
     batch_mb: float = Field(default=40, gt=0, description="MB of landing files per processing task")
     duckdb_memory_limit: str = Field(default="1GB", pattern=r"^(\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB))?$",
                                      description="DuckDB memory_limit of the publication steps")

@@ -126,7 +126,11 @@ def discover(ctx: Context) -> list[FileTicket]:
     log = ctx.wh.read(cat.FILE_LOG)
     seen_logs = set(log["log_id"].to_list())
     loaded = {fid: p for fid, p, st in log.select("file_id", "path", "status").iter_rows() if st == "loaded"}
-    next_seq = (log["file_seq"].max() or 0) + 1 if log.height else 1
+    # the delivery order (file_seq, a tie-break between versions) given to files a run registered
+    # but did not finish (killed): a re-run gives them the same numbers, so that files processed
+    # in parallel and logged out of order end up numbered as in an uninterrupted run
+    pending: dict[str, int] = _state(ctx).get("pending_file_seq", {})
+    next_seq = max([(log["file_seq"].max() or 0) if log.height else 0, *pending.values()]) + 1
     tickets: list[FileTicket] = []
     for path in sorted(p for p in landing.rglob("*") if p.is_file() and not p.is_symlink()):
         rel = path.relative_to(landing).as_posix()
@@ -152,8 +156,11 @@ def discover(ctx: Context) -> list[FileTicket]:
                                       loaded[file_id]))
             continue
         loaded[file_id] = rel
-        tickets.append(FileTicket(log_id, rel, source, digest, file_id, next_seq, path.stat().st_size, "new"))
-        next_seq += 1
+        seq = pending.get(log_id)
+        if seq is None:
+            seq, next_seq = next_seq, next_seq + 1
+        tickets.append(FileTicket(log_id, rel, source, digest, file_id, seq, path.stat().st_size, "new"))
+    _save_state(ctx, pending_file_seq={t.log_id: t.file_seq for t in tickets if t.status == "new"})
     return tickets
 
 
@@ -402,9 +409,14 @@ def mappings_changed(ctx: Context, fingerprint: str) -> bool:
     return _state(ctx).get("mappings_fingerprint") != fingerprint
 
 
-def save_mappings_fingerprint(ctx: Context, fingerprint: str) -> None:
-    state = _state(ctx) | {"mappings_fingerprint": fingerprint}
+def _save_state(ctx: Context, **values) -> None:
+    state = _state(ctx) | values
     p = _state_path(ctx)
-    tmp = p.with_suffix(".tmp")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(json.dumps(state, indent=2))
     os.replace(tmp, p)
+
+
+def save_mappings_fingerprint(ctx: Context, fingerprint: str) -> None:
+    _save_state(ctx, mappings_fingerprint=fingerprint)

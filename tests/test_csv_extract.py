@@ -100,6 +100,14 @@ def test_header_errors_name_the_file(tmp_path):
     assert e.value.reason_code == "HEADER_INVALID"
 
 
+def test_a_repeated_header_column_is_refused_with_its_name(tmp_path):
+    header = "FINESS;N_DEMANDE;N_DEMANDE;DATE_PRELEVEMENT;CODE_ANALYSE;RESULTAT"
+    p = write(tmp_path, [header, "1;2;3;01/01/2026;X;1"], name="twice.csv")
+    with pytest.raises(FileFormatError, match=r"twice.csv: line 1: repeated columns N_DEMANDE") as e:
+        parse_all(p)
+    assert e.value.reason_code == "HEADER_INVALID"
+
+
 def test_empty_file(tmp_path):
     p = tmp_path / "empty.csv"
     p.write_bytes(b"")

@@ -247,6 +247,9 @@ def _header(block: bytes, state: dict, path: Path) -> list[str]:
     unknown = [h for h in names if h not in HEADER_TO_CANONICAL]
     if unknown:
         raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: unknown columns {', '.join(unknown)[:200]}")
+    repeated = sorted({h for h in names if names.count(h) > 1})
+    if repeated:  # which of the two values would be the result's? the file is ambiguous
+        raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: repeated columns {', '.join(repeated)}")
     return [HEADER_TO_CANONICAL[h] for h in names]
 
 
