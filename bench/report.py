@@ -19,6 +19,10 @@ def _per_second(rows: int, seconds: float | None) -> float | None:
     return round(rows / seconds) if seconds else None
 
 
+def _others(stages: dict) -> float:
+    return sum(v for k, v in stages.items() if k not in STAGES)
+
+
 def size_result(n: int, landing: dict, floor: dict, prefect: dict, plain: dict | None) -> dict:
     rows = prefect["rows_in"]
     wall = prefect["pipeline_seconds"]
@@ -32,10 +36,12 @@ def size_result(n: int, landing: dict, floor: dict, prefect: dict, plain: dict |
         "plain": plain,
         "pipeline_seconds": wall,
         "floor_ratio": round(wall / floor["seconds"], 2),
-        # the four stages the target names (ingest, validate, transcode, publish), without the
-        # reference load, the DuckDB views and the quality gate that the whole run also pays
-        "stages_seconds": round(sum(stages.get(s, 0.0) for s in STAGES), 3),
-        "stages_floor_ratio": round(sum(stages.get(s, 0.0) for s in STAGES) / floor["seconds"], 2),
+        # the four stages the target names (ingest, validate, transcode, publish) in wall time: the
+        # run's wall time without the stages run once on the flow's thread (reference load, discovery,
+        # DuckDB views, quality gate). The per-file stages' own seconds are summed over the worker
+        # threads, so they can add up to more than the wall time.
+        "stages_seconds": round(wall - _others(stages), 3),
+        "stages_floor_ratio": round((wall - _others(stages)) / floor["seconds"], 2),
         "rows_per_second": {s: _per_second(rows, stages.get(s)) for s in STAGES},
         "pipeline_rows_per_second": _per_second(rows, wall),
         "floor_rows_per_second": _per_second(floor["rows"], floor["seconds"]),
@@ -111,8 +117,8 @@ def readme_table(result: dict) -> str:
             f"{r['peak_rss_bytes'] / GB:.2f} GB ({r['peak_tree_rss_bytes'] / GB:.2f} GB) |")
     lines += [
         "",
-        "Rows per second per stage, under Prefect (without Prefect in brackets); Prefect start-up is paid once "
-        "per process, outside the pipeline's time:",
+        "Rows per second per stage and per thread, under Prefect (without Prefect, one thread, in brackets); "
+        "Prefect start-up is paid once per process, outside the pipeline's time:",
         "",
         "| results | ingest | validate | transcode | publish | whole pipeline | floor | Prefect start-up |",
         "|---|---|---|---|---|---|---|---|",
