@@ -5,17 +5,16 @@ ids and small dicts, never DataFrames. Per-file work runs in ``process-files`` t
 of files of about BIOLAKE_BATCH_MB of input (flows/process.py: a task per small file would cost
 more in orchestration than the work), on threads or on a Dask cluster (BIOLAKE_DASK_ADDRESS); the
 storage layout (one partition per file, uniquely named temporary files) keeps concurrent writers
-apart. Publication runs once, under
-an exclusive warehouse lock and the Prefect concurrency limit ``biolake-warehouse-writer``.
+apart. Publication runs once, under an exclusive warehouse lock and the Prefect concurrency limit
+``biolake-warehouse-writer``.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import time
-from contextlib import contextmanager
 from collections import Counter
+from contextlib import contextmanager
 from datetime import datetime
 
 from prefect import flow, get_run_logger, task
@@ -30,6 +29,7 @@ from flows.lock import warehouse_lock
 from flows.settings import Settings
 
 WRITER_LIMIT = "biolake-warehouse-writer"
+RECODE_BATCH_FILES = 50  # files re-coded per task after a mapping change
 
 
 @contextmanager
@@ -178,7 +178,8 @@ def ingest_flow(home: str = "data") -> dict:
     n_batches = ctx.settings.workers  # at least one batch per worker (thread or Dask worker)
     groups = process.batches(new, int(ctx.settings.batch_mb * 1e6), min_batches=n_batches)
     log.info("%d new file(s) in %d batch(es)", len(new), len(groups))
-    futures = [process_files_task.submit(home, g, label=process.batch_label(g)) for g in groups]
+    futures = [process_files_task.submit(home, g, label=process.batch_label([t.path for t in g]))
+               for g in groups]
     changed: list[str] = []
     done = 0
     for fut in futures:
@@ -208,10 +209,8 @@ def ingest_flow(home: str = "data") -> dict:
         with Stage(ctx, "transcode"):
             fresh = set(changed)
             redo = [fid for fid in ctx.wh.partitions(steps.cat.STG_RESULTS) if fid not in fresh]
-            step = max(1, math.ceil(len(redo) / max(1, n_batches))) if redo else 1
-            step = min(step, 50)
-            parts = [redo[i:i + step] for i in range(0, len(redo), step)]
-            wait([recode_task.submit(home, p, label=f"{p[0]} (+{len(p) - 1} files)") for p in parts])
+            parts = process.batches(redo, RECODE_BATCH_FILES, min_batches=n_batches, size=lambda _: 1)
+            wait([recode_task.submit(home, p, label=process.batch_label(p)) for p in parts])
             changed += redo
         steps.save_mappings_fingerprint(ctx, fingerprint)
     return {"changed": changed, "totals": dict(totals), "reasons": dict(reasons), "files": files,

@@ -33,30 +33,30 @@ class Work:
     mappings: pl.DataFrame
 
 
-def batches(tickets: list[steps.FileTicket], max_bytes: int, min_batches: int = 1) -> list[list[steps.FileTicket]]:
-    """Consecutive groups of ``tickets`` (kept in landing order) of at most ``max_bytes`` of input
-    each (a larger file alone), cut finer when needed so that there are at least ``min_batches``
-    groups to share between workers."""
-    if not tickets:
+def batches(items: list, max_size: int, min_batches: int = 1, size=lambda t: t.size_bytes) -> list[list]:
+    """Consecutive groups of ``items`` (kept in order) of at most ``max_size`` each (``size`` of an
+    item: by default a ticket's bytes of input; an item larger than that is a group of its own),
+    cut finer when needed so that there are at least ``min_batches`` groups to share between
+    workers."""
+    if not items:
         return []
-    total = sum(t.size_bytes for t in tickets)
-    limit = max(1, min(max_bytes, math.ceil(total / max(1, min_batches))))
-    out: list[list[steps.FileTicket]] = []
-    size = 0
-    for t in tickets:
-        if out and size + t.size_bytes <= limit and out[-1]:
+    total = sum(size(t) for t in items)
+    limit = max(1, min(max_size, math.ceil(total / max(1, min_batches))))
+    out: list[list] = []
+    used = 0
+    for t in items:
+        if out and used + size(t) <= limit:
             out[-1].append(t)
-            size += t.size_bytes
+            used += size(t)
         else:
             out.append([t])
-            size = t.size_bytes
+            used = size(t)
     return out
 
 
-def batch_label(batch: list[steps.FileTicket]) -> str:
+def batch_label(names: list[str]) -> str:
     """A task run name: the first file, and how many follow it."""
-    first = batch[0].path
-    return first if len(batch) == 1 else f"{first} (+{len(batch) - 1} files)"
+    return names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1} files)"
 
 
 def process_file(ctx: steps.Context, ticket: steps.FileTicket, work: Work) -> dict:

@@ -52,12 +52,8 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
     con = duck(ctx)
     try:
         old_affected: list[str] = []
-        if everything:
-            affected = changed
-            src = f"read_parquet({_files_sql(f for fid in affected for f in coded_files[fid])}, union_by_name=true)"
-            con.execute(f"CREATE TEMP TABLE versions AS SELECT version_key, count(*) AS n FROM {src} GROUP BY 1").fetchall()
-            n_keys = con.execute("SELECT count(*) FROM versions").fetchall()[0][0]
-        else:
+        only_touched = ""
+        if not everything:
             new_src = f"read_parquet({_files_sql(f for fid in changed for f in coded_files[fid])})"
             con.execute(f"CREATE TEMP TABLE touched AS SELECT DISTINCT version_key FROM {new_src}").fetchall()
             old_paths = [f for fs in old_fct.values() for f in fs]
@@ -65,11 +61,12 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
                 old_affected = [r[0] for r in con.execute(f"""
                     SELECT DISTINCT file_id FROM read_parquet({_files_sql(old_paths)})
                     WHERE version_key IN (SELECT version_key FROM touched)""").fetchall()]
-            affected = sorted(changed_set | set(old_affected))
-            src = f"read_parquet({_files_sql(f for fid in affected for f in coded_files[fid])}, union_by_name=true)"
-            con.execute(f"""CREATE TEMP TABLE versions AS SELECT version_key, count(*) AS n FROM {src}
-                            WHERE version_key IN (SELECT version_key FROM touched) GROUP BY 1""").fetchall()
-            n_keys = con.execute("SELECT count(*) FROM touched").fetchall()[0][0]
+            only_touched = "WHERE version_key IN (SELECT version_key FROM touched)"
+        affected = sorted(changed_set | set(old_affected))
+        src = f"read_parquet({_files_sql(f for fid in affected for f in coded_files[fid])}, union_by_name=true)"
+        con.execute(f"""CREATE TEMP TABLE versions AS
+                        SELECT version_key, count(*) AS n FROM {src} {only_touched} GROUP BY 1""").fetchall()
+        n_keys = con.execute("SELECT count(*) FROM versions").fetchall()[0][0]
         # a result with one version keeps its provisional flags: only the keys with several versions
         # (corrections, deletions of an earlier result) need the window, a few percent of the rows
         exceptions = con.sql(f"""

@@ -37,8 +37,14 @@ def test_batches_keep_every_file_once_in_order_and_respect_the_limits(sizes, lim
 
 
 def test_batch_label_names_the_first_file_and_the_count():
-    assert process.batch_label([ticket(1, 5)]) == "lab/f001.csv"
-    assert process.batch_label([ticket(1, 5), ticket(2, 5), ticket(3, 5)]) == "lab/f001.csv (+2 files)"
+    assert process.batch_label(["lab/f001.csv"]) == "lab/f001.csv"
+    assert process.batch_label(["lab/f001.csv", "lab/f002.csv", "lab/f003.csv"]) == "lab/f001.csv (+2 files)"
+
+
+def test_batches_of_items_counted_one_each():
+    ids = [f"f{i}" for i in range(7)]
+    assert process.batches(ids, 3, size=lambda _: 1) == [["f0", "f1", "f2"], ["f3", "f4", "f5"], ["f6"]]
+    assert [len(g) for g in process.batches(ids, 50, min_batches=2, size=lambda _: 1)] == [4, 3]
 
 
 def test_an_ingested_file_is_not_parsed_again_while_its_raw_partitions_are_there(fresh_home, monkeypatch):
