@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from flows import privacy, steps
+from warehouse.store import KeptFrames
 
 
 @dataclass
@@ -69,8 +70,15 @@ def process_file(ctx: steps.Context, ticket: steps.FileTicket, work: Work) -> di
     ingest is skipped when an earlier, interrupted run already parsed the same content with the
     same parser (steps.ingested). Raises when the row accounting does not balance."""
     seconds: dict[str, float] = {}
+    # a file of one parsing chunk (the usual case) goes from step to step in memory; a larger one
+    # is read back from its partitions chunk by chunk (KeptFrames drops what it held)
+    raw, staged = KeptFrames(ctx.settings.chunk_rows), KeptFrames(ctx.settings.chunk_rows)
     t0 = time.perf_counter()
-    got = steps.ingested(ctx, ticket) or steps.ingest(ctx, ticket)
+    got = steps.ingested(ctx, ticket)  # an earlier run's ingest: its rows are on disk only
+    raw_frames = None
+    if got is None:
+        got = steps.ingest(ctx, ticket, keep=raw)
+        raw_frames = raw.frames
     seconds["ingest"] = time.perf_counter() - t0
     if "failed" in got:
         steps.quarantine_file_failure(ctx, ticket, got["failed"], got["detail"])
@@ -79,10 +87,12 @@ def process_file(ctx: steps.Context, ticket: steps.FileTicket, work: Work) -> di
         return {"ticket": ticket, "status": "failed", "reason": got["failed"], "detail": got["detail"],
                 "seconds": seconds}
     t0 = time.perf_counter()
-    val = steps.validate(ctx, ticket, work.postal_codes, got["format"])
+    val = steps.validate(ctx, ticket, work.postal_codes, got["format"], raw=raw_frames, keep=staged)
+    del raw, raw_frames
     seconds["validate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    steps.transcode(ctx, ticket.file_id, work.loinc, work.mappings)
+    steps.transcode(ctx, ticket.file_id, work.loinc, work.mappings, staged=staged.frames)
+    del staged
     seconds["transcode"] = time.perf_counter() - t0
     if got["rows_in"] != val["rows_valid"] + val["rows_quarantined"]:
         raise RuntimeError(f"{ticket.path}: row accounting broken: {got['rows_in']} in, {val['rows_valid']} valid, "

@@ -25,7 +25,7 @@ from transforms.parsers.base import FileFormatError
 from transforms.parsers.detect import detect_format, get_parser
 from transforms.staging import to_staging
 from warehouse import catalog as cat
-from warehouse.store import Warehouse
+from warehouse.store import KeptFrames, Warehouse
 from warehouse.views import build_views, sql_literal
 
 HASH_BLOCK = 8 * 1024 * 1024
@@ -182,9 +182,10 @@ def log_file(ctx: Context, t: FileTicket, *, fmt: str | None, status: str, rows_
 # --------------------------------------------------------------------------------------------
 # ingest: parse into raw.results and raw.rejected_lines
 # --------------------------------------------------------------------------------------------
-def ingest(ctx: Context, t: FileTicket) -> dict:
+def ingest(ctx: Context, t: FileTicket, keep: KeptFrames | None = None) -> dict:
     """Parse one file into raw parts. Returns {'format', 'rows_in', 'rows_parsed', 'rejected'}
-    or, for a file that cannot be parsed at all, {'failed': reason, 'detail': message}."""
+    or, for a file that cannot be parsed at all, {'failed': reason, 'detail': message}. With
+    ``keep``, the raw rows as written are also kept in memory while small (for ``validate``)."""
     path = ctx.settings.landing / t.path
     now = datetime.now()
     rejects: list[pl.DataFrame] = []
@@ -206,7 +207,7 @@ def ingest(ctx: Context, t: FileTicket) -> dict:
     try:
         fmt = detect_format(path)
         parser = get_parser(fmt)
-        ctx.wh.write_partition(cat.RAW_RESULTS, t.file_id, rows())
+        ctx.wh.write_partition(cat.RAW_RESULTS, t.file_id, rows(), keep=keep)
     except FileFormatError as err:
         ctx.wh.delete_partition(cat.RAW_RESULTS, t.file_id)
         return {"failed": err.reason_code, "detail": str(err)}
@@ -272,7 +273,11 @@ def local_ids_are_not_ins(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns(pl.when(local).then(None).otherwise(pl.col("patient_nir")).alias("patient_nir"))
 
 
-def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame, fmt: str = "csv") -> dict:
+def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame, fmt: str = "csv",
+             raw: list[pl.DataFrame] | None = None, keep: KeptFrames | None = None) -> dict:
+    """The file's raw rows (``raw``: as ingest just wrote them, else read from raw.results) checked
+    against the model: valid rows to staging.stg_results (also kept in ``keep`` while small, for
+    ``transcode``), the others and the rejected lines to quarantine."""
     secret = ctx.settings.secret_bytes()
     quarantines: list[pl.DataFrame] = []
     n_valid = 0
@@ -280,8 +285,9 @@ def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame, fmt: str =
 
     def staged():
         nonlocal n_valid
-        for part in ctx.wh.files_of(cat.RAW_RESULTS, t.file_id):
-            rows = pl.read_parquet(part).drop("ingested_at")
+        parts = raw if raw is not None else (pl.read_parquet(p) for p in ctx.wh.files_of(cat.RAW_RESULTS, t.file_id))
+        for part in parts:
+            rows = part.drop("ingested_at")
             if fmt != "csv":  # the CSV extract's NIR column is a NIR: a malformed one is quarantined
                 rows = local_ids_are_not_ins(rows)
             # the model judges rows by line_no; several results can share a line (a CDA embedded in
@@ -295,7 +301,7 @@ def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame, fmt: str =
             n_valid += valid.height
             yield to_staging(valid, file_seq=t.file_seq, postal_codes=postal_codes, secret=secret)
 
-    ctx.wh.write_partition(cat.STG_RESULTS, t.file_id, staged())
+    ctx.wh.write_partition(cat.STG_RESULTS, t.file_id, staged(), keep=keep)
     rejected = ctx.wh.read(cat.RAW_REJECTED, [t.file_id]).select(
         "line_no", pl.lit(None, dtype=pl.Int64).alias("result_no"), "reason_code", "column", "detail")
     q = pl.concat([rejected, *quarantines], how="diagonal_relaxed") if quarantines else rejected
@@ -342,15 +348,19 @@ def with_provisional_versions(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def transcode(ctx: Context, file_id: str, loinc: pl.DataFrame, mappings: pl.DataFrame) -> dict:
+def transcode(ctx: Context, file_id: str, loinc: pl.DataFrame, mappings: pl.DataFrame,
+              staged: list[pl.DataFrame] | None = None) -> dict:
+    """The file's staging rows (``staged``: as validate just wrote them, else read from
+    staging.stg_results) coded into staging.stg_results_coded."""
     from transforms.terminology.transcode import transcode as do_transcode
 
     n = mapped = 0
 
     def coded():
         nonlocal n, mapped
-        for part in ctx.wh.files_of(cat.STG_RESULTS, file_id):
-            df = with_provisional_versions(do_transcode(pl.read_parquet(part), mappings, loinc))
+        parts = staged if staged is not None else (pl.read_parquet(p) for p in ctx.wh.files_of(cat.STG_RESULTS, file_id))
+        for part in parts:
+            df = with_provisional_versions(do_transcode(part, mappings, loinc))
             n += df.height
             mapped += df["loinc_code"].is_not_null().sum()
             yield df

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import duckdb
 import polars as pl
@@ -112,3 +113,41 @@ def test_fct_flags_equal_a_window_over_every_version_and_unchanged_files_are_lin
         rewritten += not same
     assert linked > 0 and rewritten > 0
 
+
+
+def test_kept_frames_hold_small_partitions_and_give_up_on_large_ones():
+    from warehouse.store import KeptFrames
+
+    small = KeptFrames(10)
+    small.add(pl.DataFrame({"a": range(4)}))
+    small.add(pl.DataFrame({"a": range(6)}))
+    assert [f.height for f in small.frames] == [4, 6]
+    big = KeptFrames(10)
+    big.add(pl.DataFrame({"a": range(6)}))
+    big.add(pl.DataFrame({"a": range(5)}))
+    big.add(pl.DataFrame({"a": range(1)}))  # nothing is kept once over the limit
+    assert big.frames is None
+
+
+def test_rows_handed_on_in_memory_equal_rows_read_back_from_the_partitions(fresh_home, tmp_path):
+    """A file of one parsing chunk goes from ingest to transcode in memory; a file of several is read
+    back from its partitions: both give the same staging and coded rows, part by part."""
+    outputs = {}
+    for chunk_rows in (1000, 500_000):  # the largest generated file has a few thousand rows
+        home = tmp_path / f"home-{chunk_rows}"
+        shutil.copytree(fresh_home, home)
+        ctx = steps.Context.create(Settings(home=home, chunk_rows=chunk_rows), f"run-{chunk_rows}")
+        steps.load_ref(ctx)
+        t = max((t for t in steps.discover(ctx) if t.status == "new"), key=lambda t: t.size_bytes)
+        loinc, mappings, _ = steps.load_terminology(ctx, None)
+        work = process.Work(steps.read_ref(ctx, "postal_codes"), loinc, mappings)
+        res = process.process_file(ctx, t, work)
+        assert res["status"] == "loaded"
+        parts = len(ctx.wh.files_of(cat.STG_RESULTS_CODED, t.file_id))
+        outputs[chunk_rows] = (parts, ctx.wh.read(cat.STG_RESULTS, [t.file_id]),
+                               ctx.wh.read(cat.STG_RESULTS_CODED, [t.file_id]), res)
+    (parts_small, stg_small, coded_small, res_small), (parts_big, stg_big, coded_big, res_big) = outputs.values()
+    assert parts_small > 1 and parts_big == 1  # the small chunk size did cut the file (read back)
+    assert stg_small.height == res_small["rows_valid"] > 0
+    assert stg_small.equals(stg_big) and coded_small.equals(coded_big)
+    assert (res_small["rows_in"], res_small["rows_quarantined"]) == (res_big["rows_in"], res_big["rows_quarantined"])

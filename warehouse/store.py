@@ -19,6 +19,33 @@ import polars as pl
 from warehouse.catalog import Table
 
 
+class KeptFrames:
+    """The frames of one partition as written, kept in memory while they are small.
+
+    A landing file is usually one parsing chunk: its rows go from one step to the next without
+    being read back from Parquet. A file of several chunks is read back part by part by the next
+    step (``frames`` is then None), so memory stays bounded by the chunk size whatever the file.
+    """
+
+    def __init__(self, max_rows: int):
+        self.max_rows = max_rows
+        self._frames: list[pl.DataFrame] | None = []
+        self._rows = 0
+
+    def add(self, df: pl.DataFrame) -> None:
+        if self._frames is None:
+            return
+        self._rows += df.height
+        if self._rows > self.max_rows:
+            self._frames = None  # too big to hold: read back from the partition
+        else:
+            self._frames.append(df)
+
+    @property
+    def frames(self) -> list[pl.DataFrame] | None:
+        return self._frames
+
+
 class Warehouse:
     def __init__(self, home: Path):
         self.home = Path(home).resolve()
@@ -79,8 +106,13 @@ class Warehouse:
             raise ValueError(f"{t.qualified}: missing columns {missing}")
         return df.select([pl.col(n).cast(d) for n, d in t.schema.items()])
 
-    def write_partition(self, t: Table, value: str, frames: Iterable[pl.DataFrame]) -> int:
-        """Replace one partition with ``frames`` (each written as one part file). Returns rows."""
+    def write_partition(self, t: Table, value: str, frames: Iterable[pl.DataFrame],
+                        keep: KeptFrames | None = None) -> int:
+        """Replace one partition with ``frames`` (each written as one part file). Returns rows.
+
+        With ``keep``, the frames as written (conformed to the table's schema) are also kept in
+        memory, up to ``keep.max_rows`` rows, for the next step to use instead of reading the
+        partition back."""
         staging = self._tmp_path()
         staging.mkdir()
         n = 0
@@ -88,6 +120,8 @@ class Warehouse:
             df = self.conform(t, df)
             n += df.height
             df.write_parquet(staging / f"part-{i:05d}.parquet", compression="zstd", statistics=True)
+            if keep is not None:
+                keep.add(df)
         self._swap_in(staging, self.partition_dir(t, value))
         return n
 
