@@ -145,8 +145,6 @@ def run_plain(home: Path) -> dict:
         steps.save_mappings_fingerprint(ctx, fingerprint)
     t = time.perf_counter()
     fct = pub.publish_fct(ctx, changed)
-    if fct["files_rewritten"]:
-        pub.publish_sidep(ctx, steps.read_refs(ctx), fct.get("affected_files", []))
     epi = _optional("flows.epi", "publish_epi")
     if epi is not None:
         epi(ctx, steps.read_refs(ctx))

@@ -37,7 +37,6 @@ TIMED: tuple[tuple[str, str, str], ...] = (
     ("flows.steps", "mappings_changed", "transcode"),
     ("flows.steps", "save_mappings_fingerprint", "transcode"),
     ("flows.publish", "publish_fct", "publish"),
-    ("flows.publish", "publish_sidep", "publish"),
     ("flows.publish", "publish_quality", "publish"),
     ("flows.epi", "publish_epi", "publish"),
     ("flows.steps", "read_refs", "publish"),

@@ -5,6 +5,9 @@ tasks and tests call them directly:
 
 - ``publish_epi(ctx, refs)``: recompute the epi marts for the days and weeks whose counts changed
   since the last run (all of them the first time), log what was rewritten in quality.epi_revisions;
+  it also keeps the counted person-days (``staging.sidep_person_days``) and the foundation's SI-DEP
+  contract table (``marts.sidep_daily``, covid19, derived from ``marts.sidep_dep_daily``), so that
+  SI-DEP is computed in one place;
 - ``export_publication(ctx, refs, issue_date)``: write ``<home>/publication/<issue_date>/``, the
   SpF-shaped CSV files with disclosure control and a manifest; earlier issues stay side by side;
 - ``compare_issues(home, a, b)``: the cells that changed between two issues.
@@ -33,6 +36,7 @@ from warehouse import catalog as cat
 from warehouse import catalog_epi as ce
 
 RESULT_COLUMNS = mdo.RESULT_COLUMNS
+SIDEP_CONTRACT_DISEASE = "covid19"  # the test definition marts.sidep_daily holds (README: SI-DEP)
 DAILY_TABLES = {"dep": ce.SIDEP_DEP_DAILY, "reg": ce.SIDEP_REGION_DAILY, "fra": ce.SIDEP_FRANCE_DAILY}
 
 
@@ -82,11 +86,18 @@ def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str]
     log: list[dict] = []
     digests: list[pl.DataFrame] = []
     summary: dict = {"sidep": {}, "mdo": {}}
+    person_days: dict[str, pl.DataFrame] = {}
     for disease in diseases:
         rows = results.filter(pl.col("loinc_code").is_in(codes[disease]))
         old = stored.filter((pl.col("dataset") == "sidep") & (pl.col("disease") == disease))
-        summary["sidep"][disease], new = _publish_sidep(ctx, disease, rows, geo, pops, old, force, log)
+        person_days[disease] = indicators.person_days(rows)
+        summary["sidep"][disease], new = _publish_sidep(ctx, disease, person_days[disease], geo, pops, old, force,
+                                                        log)
         digests.append(new.with_columns(pl.lit("sidep").alias("dataset"), pl.lit(disease).alias("disease")))
+    changed = [d for d in diseases if summary["sidep"][d]["days"]]
+    _store_person_days(ctx, person_days, rewrite=force or bool(changed))
+    if SIDEP_CONTRACT_DISEASE in diseases:
+        _store_sidep_daily(ctx, rewrite=force or SIDEP_CONTRACT_DISEASE in changed)
     mdo_ids = sorted(rules.filter("active")["mdo_id"].unique().to_list())
     old = stored.filter(pl.col("dataset") == "mdo")
     summary["mdo"], new = _publish_mdo(ctx, results, rules, mdo_ids, geo, old,
@@ -107,11 +118,32 @@ def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str]
     return summary
 
 
-def _publish_sidep(ctx: Context, disease: str, rows: pl.DataFrame, geo: pl.DataFrame,
+def _store_person_days(ctx: Context, person_days: dict[str, pl.DataFrame], rewrite: bool) -> None:
+    """staging.sidep_person_days: the counted person-days of the given test definitions replace theirs
+    (those of other definitions are kept), when some changed or the table is not there yet."""
+    t = cat.SIDEP_PERSON_DAYS
+    if not rewrite and ctx.wh.files(t):
+        return
+    kept = ctx.wh.read(t).filter(~pl.col("disease").is_in(list(person_days)))
+    new = [days.with_columns(pl.lit(d).alias("disease")).select(t.schema.names()) for d, days in person_days.items()]
+    ctx.wh.write_table(t, pl.concat([kept, *new], how="vertical_relaxed").sort("disease", "person_key", "jour"))
+
+
+def _store_sidep_daily(ctx: Context, rewrite: bool) -> None:
+    """marts.sidep_daily (the SI-DEP contract: covid19 by day, département and age class) is the
+    covid19 part of marts.sidep_dep_daily, without the disease, week and population columns."""
+    t = cat.SIDEP_DAILY
+    if not rewrite and ctx.wh.files(t):
+        return
+    daily = (ctx.wh.scan(ce.SIDEP_DEP_DAILY).filter(pl.col("disease") == SIDEP_CONTRACT_DISEASE)
+             .select(t.schema.names()).sort("jour", "dep", "cl_age90").collect())
+    ctx.wh.write_table(t, daily)
+
+
+def _publish_sidep(ctx: Context, disease: str, new: pl.DataFrame, geo: pl.DataFrame,
                    pops: dict[str, pl.DataFrame], old: pl.DataFrame, force: bool, log: list[dict]
                    ) -> tuple[dict, pl.DataFrame]:
-    """Recompute one test definition's marts for the days whose counted person-days changed."""
-    new = indicators.person_days(rows)
+    """Recompute one test definition's marts for the days whose counted person-days (``new``) changed."""
     digests = revisions.digests(new, "jour")
     affected, period = revisions.affected_days(old, digests)
     if force:

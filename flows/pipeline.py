@@ -90,12 +90,6 @@ def publish_fct_task(home: str, changed: list[str]) -> dict:
     return pub.publish_fct(_ctx(home), changed)
 
 
-@task(name="publish-sidep", cache_policy=NONE)
-def publish_sidep_task(home: str, affected: list[str]) -> dict:
-    ctx = _ctx(home)
-    return pub.publish_sidep(ctx, steps.read_refs(ctx), affected)
-
-
 @task(name="publish-quality", cache_policy=NONE)
 def publish_quality_task(home: str) -> dict:
     return pub.publish_quality(_ctx(home))
@@ -223,12 +217,11 @@ def publish_flow(home: str = "data", changed: list[str] | None = None) -> dict:
     ctx = _ctx(home)
     with Stage(ctx, "publish"):
         fct = publish_fct_task(home, changed or [])
-        sidep = publish_sidep_task(home, fct.get("affected_files", [])) if fct["files_rewritten"] else None
         epi = publish_epi_task(home)
         quality = publish_quality_task(home)
     with Stage(ctx, "views"):
         db = refresh_views_task(home)
-    return {"fct": fct, "sidep": sidep, "epi": epi, "quality": quality, "database": db,
+    return {"fct": fct, "epi": epi, "quality": quality, "database": db,
             "stage_seconds": ctx.stage_seconds}
 
 
@@ -239,6 +232,7 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
 
     The run ends Failed, with the reasons as its message, when a critical expectation fails."""
     from flows.artifacts import publish_artifacts
+    from flows.epi import SIDEP_CONTRACT_DISEASE
     from flows.quality_gate import final_state, quality_gate_task
     from flows.reports import build_reports_task
 
@@ -284,7 +278,8 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
         "marts": {"fct_lab_results": steps.count_rows(ctx, steps.cat.FCT_LAB_RESULTS),
                   "sidep_daily": steps.count_rows(ctx, steps.cat.SIDEP_DAILY)},
         "incremental": {"fct_files_rewritten": pubd["fct"]["files_rewritten"],
-                        "sidep_days_recomputed": (pubd["sidep"] or {}).get("days_recomputed", 0),
+                        "sidep_days_recomputed": len(pubd["epi"]["sidep"].get(SIDEP_CONTRACT_DISEASE, {})
+                                                     .get("days", [])),
                         "epi_partitions_rewritten": pubd["epi"]["partitions_rewritten"]},
         "stage_seconds": dict(ctx.stage_seconds),
         "files": ing["files"],

@@ -3,8 +3,8 @@
 - ``marts.fct_lab_results`` is partitioned by file. New rows can change which version of a result
   is current in an earlier file (a correction); only the files holding versions of the results the
   new files touch are rewritten.
-- SI-DEP: the counted person-days (``staging.sidep_person_days``) are recomputed for the persons
-  whose results changed, and ``marts.sidep_daily`` only for the days those persons' counts moved.
+- SI-DEP and MDO are published from it by flows/epi.py (``publish_epi``), which also keeps
+  ``staging.sidep_person_days`` and ``marts.sidep_daily``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
-from flows.steps import Context, duck, metro_drom_departements
-from transforms.epi import sidep
+from flows.steps import Context, duck
 from warehouse import catalog as cat
 from warehouse.views import sql_literal
 
@@ -140,61 +139,6 @@ def pq_rows(path) -> int:
     import pyarrow.parquet as pq
 
     return pq.ParquetFile(path).metadata.num_rows
-
-
-def test_definition_loincs(ctx: Context, disease: str) -> list[str]:
-    defs = pl.read_csv(ctx.settings.seeds_dir / "test_definitions.csv", infer_schema=False)
-    return defs.filter(pl.col("disease") == disease)["loinc_num"].to_list()
-
-
-def publish_sidep(ctx: Context, refs: dict[str, pl.DataFrame], affected_files: list[str],
-                  disease: str = "covid19") -> dict:
-    """Update the counted person-days of the persons in ``affected_files`` and the days they touch."""
-    wh = ctx.wh
-    loincs = test_definition_loincs(ctx, disease)
-    fct = wh.scan(cat.FCT_LAB_RESULTS).filter(pl.col("loinc_code").is_in(loincs))
-    persons = (
-        wh.scan(cat.FCT_LAB_RESULTS, affected_files).filter(pl.col("loinc_code").is_in(loincs))
-        .select("person_key").unique().collect()["person_key"]
-    )
-    old_days = wh.read(cat.SIDEP_PERSON_DAYS)
-    mine = pl.col("disease") == disease
-    old_of_persons = old_days.filter(mine & pl.col("person_key").is_in(persons.implode()))
-    cols = ["person_key", "collected_date", "collected_at", "dep", "cl_age90", "sex", "file_seq", "line_no",
-            "result_class"]
-    current = fct.filter(pl.col("is_current") & pl.col("person_key").is_in(persons.implode())).select(cols).collect()
-    new_of_persons = sidep.person_days(current).with_columns(pl.lit(disease).alias("disease"))
-    days_table = pl.concat([
-        old_days.filter(~(mine & pl.col("person_key").is_in(persons.implode()))),
-        new_of_persons.select(cat.SIDEP_PERSON_DAYS.schema.names()),
-    ], how="vertical_relaxed").sort("disease", "person_key", "jour")
-    wh.write_table(cat.SIDEP_PERSON_DAYS, days_table)
-
-    # which days' counts may have moved: those of the affected persons, before and after
-    changed_days = pl.concat([old_of_persons["jour"], new_of_persons["jour"]]).unique()
-    all_days = days_table.filter(mine)
-    deps = metro_drom_departements(refs)
-    previous = wh.read(cat.SIDEP_DAILY)
-    if all_days.is_empty():
-        daily = sidep.sidep_daily(all_days, deps)
-        wh.write_table(cat.SIDEP_DAILY, daily)
-        return {"persons": persons.len(), "days_recomputed": 0, "rows": daily.height}
-    first, last = all_days["jour"].min(), all_days["jour"].max()
-    if previous.is_empty():
-        changed_days = all_days["jour"].unique()
-    recomputed = sidep.sidep_daily(all_days.filter(pl.col("jour").is_in(changed_days.implode())), deps,
-                                   first=first, last=last).filter(pl.col("jour").is_in(changed_days.implode()))
-    kept = previous.filter(~pl.col("jour").is_in(changed_days.implode()) & pl.col("jour").is_between(first, last))
-    grid = sidep.sidep_daily(all_days.head(0), deps, first=first, last=last).select("jour", "dep", "cl_age90")
-    counts = [c for c in cat.SIDEP_DAILY.schema.names() if c not in ("jour", "dep", "cl_age90")]
-    daily = (
-        grid.join(pl.concat([kept, recomputed], how="vertical_relaxed"), on=["jour", "dep", "cl_age90"], how="left")
-        .with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in counts)
-        .sort("jour", "dep", "cl_age90")
-    )
-    wh.write_table(cat.SIDEP_DAILY, daily)
-    return {"persons": persons.len(), "days_recomputed": changed_days.len(), "rows": daily.height,
-            "changed_days": sorted(changed_days.to_list())}
 
 
 def publish_quality(ctx: Context) -> dict:

@@ -13,8 +13,8 @@ from flows.settings import Settings
 
 def run_steps(home: Path, run_id: str = "test-run") -> tuple[steps.Context, dict]:
     """The pipeline of flows/pipeline.py as plain calls (same order, no Prefect): ingest every new
-    file, validate, transcode, publish the fact table and marts.sidep_daily. Returns the context and
-    the ref tables."""
+    file, validate, transcode, publish the fact table (the caller runs flows.epi.publish_epi). Returns
+    the context and the ref tables."""
     ctx = steps.Context.create(Settings(home=home), run_id)
     ctx.wh.clean_tmp()
     refs = steps.load_ref(ctx)
@@ -33,9 +33,7 @@ def run_steps(home: Path, run_id: str = "test-run") -> tuple[steps.Context, dict
                        rows_valid=val["rows_valid"], rows_quarantined=val["rows_quarantined"])
     if steps.mappings_changed(ctx, fingerprint):
         steps.save_mappings_fingerprint(ctx, fingerprint)
-    fct = publish.publish_fct(ctx, changed)
-    if fct["files_rewritten"]:
-        publish.publish_sidep(ctx, refs, fct.get("affected_files", []))
+    publish.publish_fct(ctx, changed)
     return ctx, refs
 
 

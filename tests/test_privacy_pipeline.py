@@ -545,15 +545,17 @@ def test_aggregates_recomputed_after_a_purge_equal_the_truth(ran, purged_home):
     """The marts rebuilt from scratch out of the purged warehouse are the generator's truth."""
     from flows import publish as pub
     from flows import steps
+    from flows.epi import publish_epi
     from flows.privacy import purge_identities
+    from warehouse import catalog_epi as ce
 
     ctx = _ctx(purged_home)
     purge_identities(ctx, older_than_days=0, now=datetime.now() + timedelta(seconds=1))
     before = q(purged_home / "biolake.duckdb", "SELECT * FROM marts.sidep_daily ORDER BY jour, dep, cl_age90")
-    for t in (cat.FCT_LAB_RESULTS, cat.SIDEP_DAILY, cat.SIDEP_PERSON_DAYS):
+    for t in (cat.FCT_LAB_RESULTS, cat.SIDEP_DAILY, cat.SIDEP_PERSON_DAYS, *ce.TABLES):
         shutil.rmtree(ctx.wh.table_dir(t), ignore_errors=True)
-    fct = pub.publish_fct(ctx, ctx.wh.partitions(cat.STG_RESULTS_CODED))
-    pub.publish_sidep(ctx, steps.read_refs(ctx), fct["affected_files"])
+    pub.publish_fct(ctx, ctx.wh.partitions(cat.STG_RESULTS_CODED))
+    publish_epi(ctx, steps.read_refs(ctx))
     after = q(purged_home / "biolake.duckdb", "SELECT * FROM marts.sidep_daily ORDER BY jour, dep, cl_age90")
     truth = pl.read_csv(purged_home / "truth" / "sidep_daily.csv", separator=";", schema_overrides={"dep": pl.Utf8})
     truth = truth.with_columns(pl.col("jour").str.to_date()).sort("jour", "dep", "cl_age90")
