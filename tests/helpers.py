@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from transforms.identity import nir_key
+
+ROOT = Path(__file__).resolve().parents[1]
 
 HEADER = ("FINESS;N_DEMANDE;NIR;NOM;PRENOM;DATE_NAISSANCE;SEXE;CODE_POSTAL;DATE_PRELEVEMENT;DATE_RECEPTION;"
           "DATE_VALIDATION;CODE_ANALYSE;LIBELLE_ANALYSE;RESULTAT;UNITE;VALEURS_REFERENCE;STATUT")
@@ -29,6 +33,49 @@ def line(**over: str) -> str:
     }
     fields.update(over)
     return ";".join(fields[h] for h in HEADER.split(";"))
+
+
+def defect_lines() -> list[str]:
+    """A CSV extract (header first) of one good line and one line per defect the model checks: NIR
+    key and length, implausible and future birth dates, reception before collection, sex, postal
+    code, status, missing request, code, value, identity, collection date, status X without value."""
+    return [
+        HEADER, line(), line(N_DEMANDE="D2", NIR=bad_nir("2550999000116")), line(N_DEMANDE="D3", NIR="2550999"),
+        line(N_DEMANDE="D4", DATE_NAISSANCE="01/01/1850"), line(N_DEMANDE="D5", DATE_NAISSANCE="01/01/2027"),
+        line(N_DEMANDE="D6", DATE_RECEPTION="01/11/2026 08:00"), line(N_DEMANDE="D7", SEXE="X"),
+        line(N_DEMANDE="D8", CODE_POSTAL="7501"), line(N_DEMANDE="D9", STATUT="Z"), line(N_DEMANDE=""),
+        line(N_DEMANDE="D10", CODE_ANALYSE=""), line(N_DEMANDE="D11", RESULTAT=""),
+        line(N_DEMANDE="D12", NIR="", NOM=""), line(N_DEMANDE="D13", DATE_PRELEVEMENT=""),
+        line(N_DEMANDE="D14", RESULTAT="", STATUT="X"),
+    ]
+
+
+def canonical_rows(path, source: str = "lab"):
+    """Every canonical row the CSV parser makes of ``path``, in the model's column order."""
+    import polars as pl
+
+    from transforms.canonical import CANONICAL_SCHEMA
+    from transforms.parsers.csv_extract import parse
+
+    return pl.concat([c.rows for c in parse(path, file_id="f", source=source)]).select(list(CANONICAL_SCHEMA))
+
+
+MAPPING_HEADER = "local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\n"
+
+
+def seed_loinc():
+    """The LOINC table of the seeds."""
+    from transforms.terminology.loinc import load_loinc_seed
+
+    return load_loinc_seed(ROOT / "seeds" / "reference" / "loinc.csv")
+
+
+def mappings_of(folder: Path, loinc, rows: list[str], lab: str = "labo_a"):
+    """The mapping table of one lab whose CSV holds ``rows`` (written to ``folder``)."""
+    from transforms.terminology.mappings import load_mappings
+
+    (folder / f"{lab}.csv").write_text(MAPPING_HEADER + "".join(r + "\n" for r in rows), encoding="utf-8")
+    return load_mappings([folder], loinc)
 
 
 RUN_SPECIFIC = ("ingested_at", "registered_at", "run_id")

@@ -4,41 +4,33 @@ unit conversion, with exact expected outputs."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import polars as pl
 import pytest
 
-from transforms.terminology.loinc import load_loinc_seed
-from transforms.terminology.mappings import load_mappings
+from tests.helpers import mappings_of, seed_loinc
 from transforms.terminology.transcode import TRANSCODE_COLUMNS, coverage, transcode
 
-ROOT = Path(__file__).resolve().parents[1]
-HEADER = "local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\n"
 
 
 @pytest.fixture(scope="module")
 def loinc() -> pl.DataFrame:
-    return load_loinc_seed(ROOT / "seeds" / "reference" / "loinc.csv")
+    return seed_loinc()
 
 
 @pytest.fixture(scope="module")
 def mappings(tmp_path_factory, loinc) -> pl.DataFrame:
-    d = tmp_path_factory.mktemp("mappings")
-    (d / "labo_a.csv").write_text(
-        HEADER
-        + "GLY,Glycémie à jeun,,,14749-6,,\n"  # a lab in g/L mapped to the molar code
-        + "LEUCO,Leucocytes,,,6690-2,,\n"
-        + "HB,Hémoglobine,,,718-7,,\n"
-        + "CREA,Créatinine,,,2160-0,,2024-02-29\n"  # remapped from 1 March 2024 (valid_to inclusive)
-        + "CREA,Créatinine,,,14682-9,2024-03-01,\n"
-        + "LEU,Leucocytes,,Urine,24122-4,,\n"  # same code, specimen decides
-        + "LEU,Leucocytes,,,6690-2,,\n"
-        + "BICAR,Bicarbonates,,,1963-8,,\n"
-        + "COV,PCR SARS-CoV-2,,,94500-6,,\n",
-        encoding="utf-8",
-    )
-    return load_mappings([d], loinc)
+    return mappings_of(tmp_path_factory.mktemp("mappings"), loinc, [
+        "GLY,Glycémie à jeun,,,14749-6,,",  # a lab in g/L mapped to the molar code
+        "LEUCO,Leucocytes,,,6690-2,,",
+        "HB,Hémoglobine,,,718-7,,",
+        "CREA,Créatinine,,,2160-0,,2024-02-29",  # remapped from 1 March 2024 (valid_to inclusive)
+        "CREA,Créatinine,,,14682-9,2024-03-01,",
+        "LEU,Leucocytes,,Urine,24122-4,,",  # same code, specimen decides
+        "LEU,Leucocytes,,,6690-2,,",
+        "BICAR,Bicarbonates,,,1963-8,,",
+        "COV,PCR SARS-CoV-2,,,94500-6,,",
+    ])
 
 
 def results(rows: list[tuple]) -> pl.DataFrame:
@@ -177,9 +169,7 @@ def test_row_without_collection_date_takes_the_version_in_force(mappings, loinc)
 
 
 def test_unit_differing_from_the_mapping_still_maps_but_contradicting_specimen_does_not(tmp_path, loinc):
-    (tmp_path / "labo_u.csv").write_text(
-        HEADER + "GLY,Glycémie,g/L,Plasma,2339-0,,\n", encoding="utf-8")
-    m = load_mappings([tmp_path], loinc)
+    m = mappings_of(tmp_path, loinc, ["GLY,Glycémie,g/L,Plasma,2339-0,,"], lab="labo_u")
     df = results(
         [
             ("labo_u", "GLY", "Glycémie", None, "mmol/l", "Plasma", D(2024, 1, 1), "5,5", 5.5, 1),  # other unit

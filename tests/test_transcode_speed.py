@@ -5,41 +5,29 @@ give the same answers as computing each call afresh."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import polars as pl
 import pytest
 
-from transforms.terminology.loinc import load_loinc_seed
-from transforms.terminology.mappings import load_mappings
+from tests.helpers import ROOT, mappings_of, seed_loinc
 from transforms.terminology.transcode import map_local_codes, prepared_terminology, transcode
 from transforms.terminology.units import convert_units, default_unit_tables, load_unit_tables
 
-ROOT = Path(__file__).resolve().parents[1]
-HEADER = "local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\n"
 D = dt.datetime
 
 
 @pytest.fixture(scope="module")
 def loinc() -> pl.DataFrame:
-    return load_loinc_seed(ROOT / "seeds" / "reference" / "loinc.csv")
+    return seed_loinc()
 
 
 @pytest.fixture(scope="module")
 def mappings(tmp_path_factory, loinc) -> pl.DataFrame:
-    d = tmp_path_factory.mktemp("mappings")
-    (d / "labo_a.csv").write_text(
-        HEADER
-        + "GLY,Glycémie,g/L,,14749-6,,\n"
-        + "HB,Hémoglobine,,,718-7,,\n"
-        + "CREA,Créatinine,,,2160-0,,2024-02-29\n"
-        + "CREA,Créatinine,,,14682-9,2024-03-01,\n"
-        + "LEU,Leucocytes,,Urine,24122-4,,\n"
-        + "LEU,Leucocytes,,,6690-2,,\n"
-        + "COV,PCR SARS-CoV-2,,,94500-6,,\n",
-        encoding="utf-8",
-    )
-    return load_mappings([d], loinc)
+    return mappings_of(tmp_path_factory.mktemp("mappings"), loinc, [
+        "GLY,Glycémie,g/L,,14749-6,,", "HB,Hémoglobine,,,718-7,,", "CREA,Créatinine,,,2160-0,,2024-02-29",
+        "CREA,Créatinine,,,14682-9,2024-03-01,", "LEU,Leucocytes,,Urine,24122-4,,", "LEU,Leucocytes,,,6690-2,,",
+        "COV,PCR SARS-CoV-2,,,94500-6,,",
+    ])
 
 
 def results() -> pl.DataFrame:

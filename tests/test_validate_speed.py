@@ -13,9 +13,8 @@ import pytest
 
 from quality.schemas import (BUILTIN_CHECKS, QUARANTINE_COLUMNS, CanonicalResult, _compiled, _null_columns,
                              validate_rows)
-from tests.helpers import HEADER, bad_nir, line
+from tests.helpers import HEADER, bad_nir, canonical_rows, defect_lines, line
 from transforms.canonical import CANONICAL_SCHEMA
-from transforms.parsers.csv_extract import parse
 
 NOW = datetime(2027, 1, 1)
 
@@ -63,28 +62,18 @@ def _pandera_validate_rows(df: pl.DataFrame, now: datetime) -> tuple[pl.DataFram
     return valid, quarantine
 
 
-def _rows(path, source="lab") -> pl.DataFrame:
-    return pl.concat([c.rows for c in parse(path, file_id="f", source=source)]).select(list(CANONICAL_SCHEMA))
-
-
 @pytest.fixture(scope="module")
 def defects(tmp_path_factory) -> pl.DataFrame:
     """Hand-made rows covering every check of the model, the parser's flags and the clock."""
     path = tmp_path_factory.mktemp("defects") / "defects.csv"
     path.write_text("\n".join([
-        HEADER, line(), line(N_DEMANDE="D2", NIR=bad_nir("2550999000116")), line(N_DEMANDE="D3", NIR="2550999"),
-        line(N_DEMANDE="D4", DATE_NAISSANCE="01/01/1850"), line(N_DEMANDE="D5", DATE_NAISSANCE="01/01/2027"),
-        line(N_DEMANDE="D6", DATE_RECEPTION="01/11/2026 08:00"), line(N_DEMANDE="D7", SEXE="X"),
-        line(N_DEMANDE="D8", CODE_POSTAL="7501"), line(N_DEMANDE="D9", STATUT="Z"), line(N_DEMANDE=""),
-        line(N_DEMANDE="D10", CODE_ANALYSE=""), line(N_DEMANDE="D11", RESULTAT=""),
-        line(N_DEMANDE="D12", NIR="", NOM=""), line(N_DEMANDE="D13", DATE_PRELEVEMENT=""),
-        line(N_DEMANDE="D14", RESULTAT="", STATUT="X"), line(N_DEMANDE="D15", DATE_NAISSANCE="31/02/1955"),
+        *defect_lines(), line(N_DEMANDE="D15", DATE_NAISSANCE="31/02/1955"),
         line(N_DEMANDE="D16", DATE_PRELEVEMENT="32/11/2026 08:00"),
         line(N_DEMANDE="D17", DATE_PRELEVEMENT="02/11/2027 08:00", DATE_RECEPTION="", DATE_VALIDATION=""),
         line(N_DEMANDE="D18", DATE_VALIDATION="01/11/2026 08:00", SEXE="Y", NIR=bad_nir("1840575000116")),
         line(N_DEMANDE="D19", NIR="255092A00011689"), line(N_DEMANDE="D20", STATUT=""),
     ]) + "\n", encoding="utf-8")
-    df = _rows(path)
+    df = canonical_rows(path)
     # what the CSV parser never hands over (it flags a bad sex itself, reads an empty status as F,
     # has no source LOINC), and
     # what no CSV line can hold: a missing file id, source or line number, a line number below 1
@@ -127,7 +116,7 @@ def test_generated_files_as_pandera_gives_them(generated):
     files = sorted((generated / "landing").rglob("*.csv"), key=lambda p: -p.stat().st_size)[:6]
     quarantined = 0
     for path in files:
-        quarantined += _assert_same_as_pandera(_rows(path, path.parent.name)).height
+        quarantined += _assert_same_as_pandera(canonical_rows(path, path.parent.name)).height
     assert quarantined > 20  # the generator's defects were there
 
 
@@ -159,7 +148,7 @@ def test_clean_and_empty_frames(tmp_path):
     path = tmp_path / "clean.csv"
     path.write_text("\n".join([HEADER, line(), line(N_DEMANDE="D2", SEXE="", DATE_NAISSANCE="")]) + "\n",
                     encoding="utf-8")
-    df = _rows(path)
+    df = canonical_rows(path)
     valid, q = validate_rows(df, now=NOW)
     assert valid.equals(df) and q.is_empty() and q.schema == pl.Schema(QUARANTINE_COLUMNS)
     _assert_same_as_pandera(df)
