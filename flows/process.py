@@ -74,11 +74,8 @@ def process_file(ctx: steps.Context, ticket: steps.FileTicket, work: Work) -> di
     # is read back from its partitions chunk by chunk (KeptFrames drops what it held)
     raw, staged = KeptFrames(ctx.settings.chunk_rows), KeptFrames(ctx.settings.chunk_rows)
     t0 = time.perf_counter()
-    got = steps.ingested(ctx, ticket)  # an earlier run's ingest: its rows are on disk only
-    raw_frames = None
-    if got is None:
-        got = steps.ingest(ctx, ticket, keep=raw)
-        raw_frames = raw.frames
+    # an earlier run's ingest is reused as it is on disk (``raw`` then holds nothing: read back)
+    got = steps.ingested(ctx, ticket) or steps.ingest(ctx, ticket, keep=raw)
     seconds["ingest"] = time.perf_counter() - t0
     if "failed" in got:
         steps.quarantine_file_failure(ctx, ticket, got["failed"], got["detail"])
@@ -87,11 +84,11 @@ def process_file(ctx: steps.Context, ticket: steps.FileTicket, work: Work) -> di
         return {"ticket": ticket, "status": "failed", "reason": got["failed"], "detail": got["detail"],
                 "seconds": seconds}
     t0 = time.perf_counter()
-    val = steps.validate(ctx, ticket, work.postal_codes, got["format"], raw=raw_frames, keep=staged)
-    del raw, raw_frames
+    val = steps.validate(ctx, ticket, work.postal_codes, got["format"], raw=raw, keep=staged)
+    del raw
     seconds["validate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    steps.transcode(ctx, ticket.file_id, work.loinc, work.mappings, staged=staged.frames)
+    steps.transcode(ctx, ticket.file_id, work.loinc, work.mappings, staged=staged)
     del staged
     seconds["transcode"] = time.perf_counter() - t0
     if got["rows_in"] != val["rows_valid"] + val["rows_quarantined"]:

@@ -274,8 +274,8 @@ def local_ids_are_not_ins(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame, fmt: str = "csv",
-             raw: list[pl.DataFrame] | None = None, keep: KeptFrames | None = None) -> dict:
-    """The file's raw rows (``raw``: as ingest just wrote them, else read from raw.results) checked
+             raw: KeptFrames | None = None, keep: KeptFrames | None = None) -> dict:
+    """The file's raw rows (those ``raw`` kept as ingest wrote them, else read from raw.results) checked
     against the model: valid rows to staging.stg_results (also kept in ``keep`` while small, for
     ``transcode``), the others and the rejected lines to quarantine."""
     secret = ctx.settings.secret_bytes()
@@ -285,8 +285,7 @@ def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame, fmt: str =
 
     def staged():
         nonlocal n_valid
-        parts = raw if raw is not None else (pl.read_parquet(p) for p in ctx.wh.files_of(cat.RAW_RESULTS, t.file_id))
-        for part in parts:
+        for part in ctx.wh.parts(cat.RAW_RESULTS, t.file_id, raw):
             rows = part.drop("ingested_at")
             if fmt != "csv":  # the CSV extract's NIR column is a NIR: a malformed one is quarantined
                 rows = local_ids_are_not_ins(rows)
@@ -349,8 +348,8 @@ def with_provisional_versions(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def transcode(ctx: Context, file_id: str, loinc: pl.DataFrame, mappings: pl.DataFrame,
-              staged: list[pl.DataFrame] | None = None) -> dict:
-    """The file's staging rows (``staged``: as validate just wrote them, else read from
+              staged: KeptFrames | None = None) -> dict:
+    """The file's staging rows (those ``staged`` kept as validate wrote them, else read from
     staging.stg_results) coded into staging.stg_results_coded."""
     from transforms.terminology.transcode import transcode as do_transcode
 
@@ -358,8 +357,7 @@ def transcode(ctx: Context, file_id: str, loinc: pl.DataFrame, mappings: pl.Data
 
     def coded():
         nonlocal n, mapped
-        parts = staged if staged is not None else (pl.read_parquet(p) for p in ctx.wh.files_of(cat.STG_RESULTS, file_id))
-        for part in parts:
+        for part in ctx.wh.parts(cat.STG_RESULTS, file_id, staged):
             df = with_provisional_versions(do_transcode(part, mappings, loinc))
             n += df.height
             mapped += df["loinc_code"].is_not_null().sum()

@@ -115,18 +115,28 @@ def test_fct_flags_equal_a_window_over_every_version_and_unchanged_files_are_lin
 
 
 
-def test_kept_frames_hold_small_partitions_and_give_up_on_large_ones():
-    from warehouse.store import KeptFrames
+def test_kept_frames_hold_small_partitions_once_written_and_give_up_on_large_ones(tmp_path):
+    from warehouse.store import KeptFrames, Warehouse
 
-    small = KeptFrames(10)
-    small.add(pl.DataFrame({"a": range(4)}))
-    small.add(pl.DataFrame({"a": range(6)}))
+    wh = Warehouse(tmp_path)
+    t = cat.STG_RESULTS
+
+    def rows(n: int) -> pl.DataFrame:
+        return pl.DataFrame({c: [None] * n for c in t.schema}, schema=t.schema)
+
+    small, large, unused = KeptFrames(10), KeptFrames(10), KeptFrames(10)
+    assert small.frames is None  # nothing written yet: read the partition
+    wh.write_partition(t, "f1", [rows(4), rows(6)], keep=small)
     assert [f.height for f in small.frames] == [4, 6]
-    big = KeptFrames(10)
-    big.add(pl.DataFrame({"a": range(6)}))
-    big.add(pl.DataFrame({"a": range(5)}))
-    big.add(pl.DataFrame({"a": range(1)}))  # nothing is kept once over the limit
-    assert big.frames is None
+    wh.write_partition(t, "f2", [rows(6), rows(5)], keep=large)
+    assert large.frames is None  # over the limit: nothing is kept
+
+    # parts: the kept frames without reading the files, else one frame per part file
+    os.remove(wh.files_of(t, "f1")[0])
+    assert [f.height for f in wh.parts(t, "f1", small)] == [4, 6]
+    assert [f.height for f in wh.parts(t, "f1")] == [6]
+    assert [f.height for f in wh.parts(t, "f1", unused)] == [6]  # never written to: the files are read
+    assert [f.height for f in wh.parts(t, "f2", large)] == [6, 5]
 
 
 def test_rows_handed_on_in_memory_equal_rows_read_back_from_the_partitions(fresh_home, tmp_path):

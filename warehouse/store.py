@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -24,13 +24,15 @@ class KeptFrames:
 
     A landing file is usually one parsing chunk: its rows go from one step to the next without
     being read back from Parquet. A file of several chunks is read back part by part by the next
-    step (``frames`` is then None), so memory stays bounded by the chunk size whatever the file.
+    step, so memory stays bounded by the chunk size whatever the file. ``frames`` is None (read the
+    partition) until a ``write_partition`` holding at most ``max_rows`` rows has completed.
     """
 
     def __init__(self, max_rows: int):
         self.max_rows = max_rows
         self._frames: list[pl.DataFrame] | None = []
         self._rows = 0
+        self._complete = False
 
     def add(self, df: pl.DataFrame) -> None:
         if self._frames is None:
@@ -41,9 +43,13 @@ class KeptFrames:
         else:
             self._frames.append(df)
 
+    def complete(self) -> None:
+        """The partition is in place: the frames added so far are all of it."""
+        self._complete = True
+
     @property
     def frames(self) -> list[pl.DataFrame] | None:
-        return self._frames
+        return self._frames if self._complete else None
 
 
 class Warehouse:
@@ -95,6 +101,15 @@ class Warehouse:
     def read(self, t: Table, partitions: Iterable[str] | None = None) -> pl.DataFrame:
         return self.scan(t, partitions).collect()
 
+    def parts(self, t: Table, value: str, kept: KeptFrames | None = None) -> Iterator[pl.DataFrame]:
+        """The frames of one partition, one per part file: those ``kept`` holds when it held them
+        all (no read), else each part file read in turn."""
+        if kept is not None and kept.frames is not None:
+            yield from kept.frames
+            return
+        for path in self.files_of(t, value):
+            yield pl.read_parquet(path)
+
     # -- writes ----------------------------------------------------------------------------
     def _tmp_path(self) -> Path:
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -123,6 +138,8 @@ class Warehouse:
             if keep is not None:
                 keep.add(df)
         self._swap_in(staging, self.partition_dir(t, value))
+        if keep is not None:
+            keep.complete()
         return n
 
     def write_table(self, t: Table, df: pl.DataFrame) -> int:
