@@ -8,7 +8,8 @@ runs (without its reports: ingest, validate, transcode, publish, views and the q
 the step functions timed (bench/timers.py): the wall time beyond the timed work is the
 orchestration overhead.
 
-``--plain``: the same step functions, in the same order, called directly without Prefect. The
+``--plain``: the same step functions, in the same order, called directly without Prefect (the new files
+in the flow's batches, on as many threads as the flow's task runner has). The
 difference of the two wall times also counts the work slowed down by Prefect's API server, which
 competes for the same cores.
 
@@ -23,6 +24,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -96,7 +98,7 @@ def run_plain(home: Path) -> dict:
     mirror of it: parts the code base does not have are skipped)."""
     from datetime import datetime
 
-    from flows import process, steps
+    from flows import privacy, process, steps
     from flows import publish as pub
     from flows.settings import Settings
 
@@ -122,21 +124,31 @@ def run_plain(home: Path) -> dict:
               "files_failed": 0}
     changed: list[str] = []
     work = process.Work(postal_codes=postal_codes, loinc=loinc, mappings=mappings)
+    new = []
     for tk in tickets:
         if tk.status == "duplicate":
             steps.log_file(ctx, tk, fmt=None, status="duplicate", detail=f"same content as {tk.duplicate_of}")
+            privacy.audit(ctx, "file_skipped", tk.path, tk.sha256, {"reason": "duplicate", "file_id": tk.file_id})
             totals["files_duplicate"] += 1
-            continue
-        if tk.status != "new":
-            continue
-        res = process.process_file(ctx, tk, work)
+        elif tk.status == "new":
+            new.append(tk)
+    # the flow's batches on as many threads as the flow's task runner has (flows/pipeline.py)
+    workers = ctx.settings.workers
+    groups = process.batches(new, int(ctx.settings.batch_mb * 1e6), min_batches=workers)
+
+    def batch(group: list) -> list[dict]:  # like the flow's task: a context of its own
+        bctx = steps.Context.create(ctx.settings, ctx.run_id)
+        return [process.process_file(bctx, tk, work) for tk in group]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = [res for done in pool.map(batch, groups) for res in done]
+    for res in results:
         for stage, s in res["seconds"].items():
             seconds[stage] = seconds.get(stage, 0.0) + s
-        t = time.perf_counter()
         if res["status"] == "failed":
             totals["files_failed"] += 1
             continue
-        changed.append(tk.file_id)
+        changed.append(res["ticket"].file_id)
         totals["files_new"] += 1
         totals["rows_in"] += res["rows_in"]
         totals["rows_valid"] += res["rows_valid"]

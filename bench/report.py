@@ -117,7 +117,7 @@ def readme_table(result: dict) -> str:
             f"{r['peak_rss_bytes'] / GB:.2f} GB ({r['peak_tree_rss_bytes'] / GB:.2f} GB) |")
     lines += [
         "",
-        "Rows per second per stage and per thread, under Prefect (without Prefect, one thread, in brackets); "
+        "Rows per second per stage and per thread, under Prefect (without Prefect, in brackets); "
         "Prefect start-up is paid once per process, outside the pipeline's time:",
         "",
         "| results | ingest | validate | transcode | publish | whole pipeline | floor | Prefect start-up |",
