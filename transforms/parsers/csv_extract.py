@@ -154,9 +154,12 @@ def _finish_date_column(source: pl.Series, out: pl.Series, formats: tuple[str, .
     return out
 
 
-def _stripped(columns: list[str]) -> pl.Expr:
-    # empty strings (after stripping) are missing values
-    return pl.col(columns).str.strip_chars().replace("", None)
+def _stripped(frame: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
+    """``columns`` stripped, empty strings (after stripping) as missing values. (Two steps: a
+    ``when`` on the stripped values is about 8x cheaper than ``replace("", None)``, and stripping
+    inside the ``when`` would strip twice.)"""
+    c = pl.col(columns)
+    return frame.with_columns(c.str.strip_chars()).with_columns(pl.when(c != "").then(c))
 
 
 def _quoted_rows(lines: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame, list[int]]:
@@ -302,7 +305,7 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series | None, file_
         .with_columns(pl.col("raw").hash(seed=0).alias("h"),
                       pl.col("raw").str.splitn(";", n).struct.rename_fields(columns).struct.unnest())
         .with_columns(kind.alias("kind"))
-        .with_columns(_stripped(columns))
+        .pipe(_stripped, columns)
         .with_columns(_first_tries(columns))
         .collect(engine="in-memory")
     )
@@ -316,7 +319,7 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series | None, file_
     quoted_rows, bad_quoted = _quoted_rows(lines.filter(pl.col("kind") == QUOTED).select("line_no", "raw"), columns)
     fields = fields.filter(scan["kind"] == PLAIN)
     if quoted_rows.height:
-        quoted = quoted_rows.lazy().with_columns(_stripped(columns)).with_columns(_first_tries(columns))
+        quoted = _stripped(quoted_rows.lazy(), columns).with_columns(_first_tries(columns))
         fields = pl.concat([fields, quoted.collect(engine="in-memory")]).sort("line_no")
     rows = _to_canonical(fields, file_id, source)
 
