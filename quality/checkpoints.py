@@ -38,6 +38,7 @@ from typing import Any
 import polars as pl
 
 from quality import summaries as S
+from quality.data_docs_offline import make_offline
 from quality.reasons import REASONS
 from transforms.canonical import CANONICAL_COLUMNS
 from transforms.terminology.transcode import MAPPED, SOURCE_LOINC, UNMAPPED
@@ -450,6 +451,8 @@ def run_suites(home: Path, suites: list[Suite], run_name: str) -> tuple[list[dic
                 outcomes.append(_outcome(s, check, r))
     # only the pages of this run's results (and the index): bounded, whatever the history
     ctx.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=identifiers)
+    # readable without the CDNs GX's pages load their styles and scripts from
+    make_offline(data_docs_dir(home), gx_root(home) / "uncommitted" / "validations")
     return outcomes, data_docs_dir(home) / "index.html"
 
 

@@ -152,8 +152,79 @@ def test_a_critical_failure_blocks_exports_with_its_reason(gated, tmp_path):
     bad = stored.filter((pl.col("run_id") == cli_run) & ~pl.col("success") & pl.col("critical"))
     assert {"file_accounting", "sidep_daily", "sidep_daily_summary"} <= set(bad["suite"])
     assert stored.filter(pl.col("run_id") == RUN_ID)["success"].all()
+    # the Data Docs' offline list marks the failed suites of the CLI run, the others met
+    from quality.data_docs_offline import validation_runs
+
+    docs = home / "reports" / "data_docs"
+    listed = {(r["run_name"], r["suite"]): r["success"]
+              for r in validation_runs(docs, home / "gx" / "uncommitted" / "validations")}
+    assert {"file_accounting", "sidep_daily"} <= {s for (run, s), ok in listed.items() if run == cli_run and not ok}
+    assert all(listed[(RUN_ID, s)] for (run, s) in listed if run == RUN_ID)
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    assert index.count("&#10008; failed") == sum(not ok for ok in listed.values()) > 0
     missing = CliRunner().invoke(reports_app, ["gate", "--home", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2
+
+
+def test_data_docs_read_offline(gated):
+    """Every Data Docs page links biolake's offline stylesheet and starts marked offline; the index
+    lists every validation result page on disk, with GX's own status, in place of the table its
+    CDN scripts would draw; a second pass changes nothing."""
+    import json
+    import os
+    import re
+
+    from quality.data_docs_offline import CSS, MARK, STYLESHEET, make_offline, validation_runs
+
+    home, gate, _, _ = gated
+    docs = home / "reports" / "data_docs"
+    store = home / "gx" / "uncommitted" / "validations"
+    assert (docs / STYLESHEET).read_text(encoding="utf-8") == CSS
+    pages = sorted(docs.rglob("*.html"))
+    assert len(pages) > len(gate["suites"])
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert text.count(MARK) == 1, page
+        assert re.search(r'<html class="biolake-offline"', text), page
+        href = re.search(r'<link rel="stylesheet" href="([^"]+biolake-offline\.css)"', text).group(1)
+        assert (page.parent / href).resolve() == (docs / STYLESHEET).resolve(), page
+        assert 'if (window.jQuery) document.documentElement.classList.remove("biolake-offline")' in text
+    # the index's static list: exactly the result pages on disk, each link resolving, newest run first
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    listed = re.findall(r'<td><a href="(validations/[^"]+)">([^<]+)</a></td>', index)
+    on_disk = {p.relative_to(docs).as_posix() for p in (docs / "validations").rglob("*.html")}
+    assert {href for href, _ in listed} == on_disk and len(listed) == len(on_disk)
+    runs = validation_runs(docs, store)
+    assert [(r["page"], r["suite"]) for r in runs] == listed
+    assert [r["run_time"] for r in runs] == sorted((r["run_time"] for r in runs), reverse=True)
+    mine = {r["suite"]: r for r in runs if r["run_name"] == RUN_ID}
+    assert set(mine) == set(gate["suites"])
+    for suite, counts in gate["suites"].items():
+        stored = json.loads((store / os.path.relpath(docs / mine[suite]["page"], docs / "validations"))
+                            .with_suffix(".json").read_text(encoding="utf-8"))
+        assert mine[suite]["success"] == stored["success"]
+        assert mine[suite]["evaluated"] == counts["evaluated"]
+        assert mine[suite]["failed"] == counts["failed"]
+    assert make_offline(docs, store) == 0
+    assert (docs / "index.html").read_text(encoding="utf-8") == index
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
+                    reason="Debian's chromium is not installed (apt-get install -y chromium)")
+def test_data_docs_index_offline_in_chromium(gated, tmp_path):
+    """Chromium with every host name unresolvable (no CDN): the page keeps its offline mark after
+    its scripts ran, and the static list of validation results is in the page."""
+    import subprocess
+
+    from flows.reports import _chromium_args, chromium
+
+    home = gated[0]
+    index = home / "reports" / "data_docs" / "index.html"
+    dom = subprocess.run(
+        [*_chromium_args(chromium(), str(tmp_path / "profile")), "--host-resolver-rules=MAP * ~NOTFOUND",
+         "--dump-dom", index.resolve().as_uri()], check=True, capture_output=True, text=True, timeout=120).stdout
+    assert '<html class="biolake-offline">' in dom
+    assert dom.count("&#10004; met") + dom.count("✔ met") >= len(gated[1]["suites"])
 
 
 def test_history_is_pruned_to_a_bounded_number_of_runs(tmp_path):

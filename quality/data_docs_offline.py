@@ -1,0 +1,172 @@
+"""Great Expectations Data Docs that stay readable without internet access.
+
+GX's Data Docs take their styles, icons and scripts from public CDNs (Bootstrap, Font Awesome,
+jQuery, bootstrap-table). Many public-health networks reach no CDN, and there the pages lose:
+
+* the list of validation runs on the index page: bootstrap-table draws it from data in a script,
+  so the page shows an empty table;
+* every status icon (Font Awesome glyphs drawn by CSS): which expectation failed is not shown;
+* all layout.
+
+:func:`make_offline` runs after each Data Docs build and adds, to every page, biolake's own small
+stylesheet (``static/styles/biolake-offline.css``) and one line of script. The page starts marked
+``biolake-offline`` (a class on ``<html>``). The line of script, at the end of the body, removes the
+mark when jQuery from the CDN did load: online, the pages look exactly as GX made them. Offline, or
+with scripts disabled, the stylesheet draws the status icons as text marks (✔ met, ✘ failed,
+! error) and lays out the tables, and the index shows a static list of the validation runs, made
+here from GX's validation store, in place of its empty table.
+
+The additions are marked, so running it again on pages it already changed does nothing; GX
+rewrites the index on every build, and this adds its list back each time.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+
+STYLESHEET = Path("static") / "styles" / "biolake-offline.css"
+MARK = "<!-- biolake:offline -->"
+OFFLINE_CLASS = "biolake-offline"
+
+# biolake's own rules; every one applies only while the page is marked offline
+CSS = """/* biolake: Data Docs without CDN (quality/data_docs_offline.py) */
+html.biolake-offline body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328;
+  max-width: 75rem; margin: 0 auto; padding: 1rem; line-height: 1.4; }
+html.biolake-offline a { color: #0b57d0; }
+html.biolake-offline table { border-collapse: collapse; margin: 0.5rem 0 1rem; }
+html.biolake-offline th, html.biolake-offline td { border: 1px solid #d0d7de; padding: 0.25rem 0.6rem;
+  text-align: left; vertical-align: top; }
+html.biolake-offline th { background: #f6f8fa; }
+html.biolake-offline i.fas { font-style: normal; font-weight: bold; }
+html.biolake-offline i.fa-check-circle::before { content: "\\2714"; color: #1a7f37; }
+html.biolake-offline i.fa-times::before { content: "\\2718"; color: #cf222e; }
+html.biolake-offline i.fa-exclamation-triangle::before { content: "!"; color: #9a6700; }
+html.biolake-offline img { max-height: 2.5rem; }
+html.biolake-offline .ge-index-page-validation-results-table,
+html.biolake-offline [id$="-body-table-toolbar"] { display: none; }
+.biolake-offline-index { display: none; }
+html.biolake-offline .biolake-offline-index { display: block; }
+.biolake-offline-index .failed td { background: #ffebe9; }
+"""
+
+_HTML_TAG = re.compile(r"<html(\s[^>]*)?>", re.IGNORECASE)
+_INDEX_TABLE_END = re.compile(r'ge-index-page-validation-results-table"[^>]*>\s*</table>', re.DOTALL)
+
+
+def make_offline(docs_dir: Path, validations_store: Path) -> int:
+    """Make every page under ``docs_dir`` readable offline; returns the pages changed.
+
+    ``validations_store``: GX's validation results (``<gx>/uncommitted/validations``), the source
+    of the index's static list (only runs whose page exists are listed)."""
+    docs_dir = Path(docs_dir)
+    if not docs_dir.is_dir():
+        return 0
+    css = docs_dir / STYLESHEET
+    css.parent.mkdir(parents=True, exist_ok=True)
+    if not css.exists() or css.read_text(encoding="utf-8") != CSS:
+        css.write_text(CSS, encoding="utf-8")
+    changed = 0
+    for page in sorted(docs_dir.rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        if MARK in text:
+            continue
+        out = _mark_page(text, os.path.relpath(css, page.parent).replace(os.sep, "/"))
+        if page == docs_dir / "index.html":
+            out = _with_static_index(out, validation_runs(docs_dir, validations_store))
+        page.write_text(out, encoding="utf-8")
+        changed += 1
+    return changed
+
+
+def _mark_page(text: str, css_href: str) -> str:
+    def add_class(m: re.Match) -> str:
+        attrs = m.group(1) or ""
+        if re.search(r'\sclass\s*=\s*"', attrs):
+            attrs = re.sub(r'(\sclass\s*=\s*")', rf"\1{OFFLINE_CLASS} ", attrs, count=1)
+        else:
+            attrs = f' class="{OFFLINE_CLASS}"{attrs}'
+        return f"<html{attrs}>"
+
+    text, n = _HTML_TAG.subn(add_class, text, count=1)
+    if not n:  # not a page GX made as we know them: leave it alone
+        return text
+    head = f'{MARK}\n<link rel="stylesheet" href="{html.escape(css_href)}"/>\n'
+    script = ("<script>/* biolake: the CDN answered, GX's own look applies */"
+              f'if (window.jQuery) document.documentElement.classList.remove("{OFFLINE_CLASS}");</script>\n')
+    text = _insert_before(text, "</head>", head)
+    return _insert_before(text, "</body>", script)
+
+
+def _insert_before(text: str, tag: str, addition: str) -> str:
+    i = text.lower().rfind(tag)
+    return text + addition if i < 0 else text[:i] + addition + text[i:]
+
+
+def validation_runs(docs_dir: Path, validations_store: Path) -> list[dict]:
+    """One dict per validation result kept by GX whose Data Docs page exists, newest run first:
+    suite, run_name, run_time (UTC), success, evaluated, failed, page (relative to ``docs_dir``)."""
+    runs = []
+    store = Path(validations_store)
+    if not store.is_dir():
+        return runs
+    for path in store.rglob("*.json"):
+        rel = path.relative_to(store).with_suffix(".html")
+        page = Path(docs_dir) / "validations" / rel
+        if not page.exists():
+            continue
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        stats = doc.get("statistics") or {}
+        run = (doc.get("meta") or {}).get("run_id") or {}
+        runs.append({
+            "suite": doc.get("suite_name") or rel.parts[0],
+            "run_name": run.get("run_name") or (rel.parts[1] if len(rel.parts) > 1 else ""),
+            "run_time": _utc(run.get("run_time")),
+            "success": bool(doc.get("success")),
+            "evaluated": int(stats.get("evaluated_expectations") or 0),
+            "failed": int(stats.get("unsuccessful_expectations") or 0),
+            "page": "validations/" + rel.as_posix(),
+        })
+    # newest run first; within a run, suites in alphabetical order (sorts are stable)
+    runs.sort(key=lambda r: r["suite"])
+    runs.sort(key=lambda r: r["run_time"], reverse=True)
+    return runs
+
+
+def _utc(value: str | None) -> str:
+    if not value:
+        return ""
+    try:
+        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return value
+
+
+def _with_static_index(text: str, runs: list[dict]) -> str:
+    rows = []
+    for r in runs:
+        mark = "&#10004; met" if r["success"] else "&#10008; failed"
+        rows.append(
+            f'<tr class="{"met" if r["success"] else "failed"}"><td>{mark}</td>'
+            f'<td>{html.escape(r["run_time"])}</td><td>{html.escape(r["run_name"])}</td>'
+            f'<td><a href="{html.escape(r["page"])}">{html.escape(r["suite"])}</a></td>'
+            f'<td>{r["evaluated"] - r["failed"]} of {r["evaluated"]}</td></tr>')
+    body = "\n".join(rows) or '<tr><td colspan="5">no validation result yet</td></tr>'
+    block = (
+        '\n<div class="biolake-offline-index">\n<h2>Validation results</h2>\n'
+        "<p>This list is shown because the page's scripts and styles, which Great Expectations loads "
+        "from public CDNs, could not be loaded (no internet access here). Newest run first.</p>\n"
+        "<table>\n<thead><tr><th>status</th><th>run time</th><th>run</th><th>suite</th>"
+        "<th>expectations met</th></tr></thead>\n"
+        f"<tbody>\n{body}\n</tbody>\n</table>\n</div>\n")
+    m = _INDEX_TABLE_END.search(text)
+    if m:
+        return text[:m.end()] + block + text[m.end():]
+    return _insert_before(text, "</body>", block)
