@@ -413,6 +413,7 @@ def run_suites(home: Path, suites: list[Suite], run_name: str) -> tuple[list[dic
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
     home = Path(home)
     prune_history(home, keep=KEEP_RUNS - 1)  # this run makes KEEP_RUNS
@@ -450,9 +451,11 @@ def run_suites(home: Path, suites: list[Suite], run_name: str) -> tuple[list[dic
                 check = by_name.get(name)
                 outcomes.append(_outcome(s, check, r))
     # only the pages of this run's results (and the index): bounded, whatever the history
+    # with each suite's own page, which every validation page links to
+    identifiers += [ExpectationSuiteIdentifier(name=s.name) for s in suites]
     ctx.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=identifiers)
     # readable without the CDNs GX's pages load their styles and scripts from
-    make_offline(data_docs_dir(home), gx_root(home) / "uncommitted" / "validations")
+    make_offline(data_docs_dir(home), gx_root(home))
     return outcomes, data_docs_dir(home) / "index.html"
 
 

@@ -30,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 STYLESHEET = Path("static") / "styles" / "biolake-offline.css"
+VALIDATIONS = Path("uncommitted") / "validations"  # in the GX project
 MARK = "<!-- biolake:offline -->"
 OFFLINE_CLASS = "biolake-offline"
 
@@ -58,11 +59,11 @@ _HTML_TAG = re.compile(r"<html(\s[^>]*)?>", re.IGNORECASE)
 _INDEX_TABLE_END = re.compile(r'ge-index-page-validation-results-table"[^>]*>\s*</table>', re.DOTALL)
 
 
-def make_offline(docs_dir: Path, validations_store: Path) -> int:
+def make_offline(docs_dir: Path, gx_dir: Path) -> int:
     """Make every page under ``docs_dir`` readable offline; returns the pages changed.
 
-    ``validations_store``: GX's validation results (``<gx>/uncommitted/validations``), the source
-    of the index's static list (only runs whose page exists are listed)."""
+    ``gx_dir``: the GX project, whose validation results and suites are the source of the index's
+    static lists (only those whose page exists are listed)."""
     docs_dir = Path(docs_dir)
     if not docs_dir.is_dir():
         return 0
@@ -77,7 +78,7 @@ def make_offline(docs_dir: Path, validations_store: Path) -> int:
             continue
         out = _mark_page(text, os.path.relpath(css, page.parent).replace(os.sep, "/"))
         if page == docs_dir / "index.html":
-            out = _with_static_index(out, validation_runs(docs_dir, validations_store))
+            out = _with_static_index(out, validation_runs(docs_dir, gx_dir), suite_pages(docs_dir, gx_dir))
         page.write_text(out, encoding="utf-8")
         changed += 1
     return changed
@@ -107,11 +108,11 @@ def _insert_before(text: str, tag: str, addition: str) -> str:
     return text + addition if i < 0 else text[:i] + addition + text[i:]
 
 
-def validation_runs(docs_dir: Path, validations_store: Path) -> list[dict]:
+def validation_runs(docs_dir: Path, gx_dir: Path) -> list[dict]:
     """One dict per validation result kept by GX whose Data Docs page exists, newest run first:
     suite, run_name, run_time (UTC), success, evaluated, failed, page (relative to ``docs_dir``)."""
     runs = []
-    store = Path(validations_store)
+    store = Path(gx_dir) / VALIDATIONS
     if not store.is_dir():
         return runs
     for path in store.rglob("*.json"):
@@ -140,6 +141,20 @@ def validation_runs(docs_dir: Path, validations_store: Path) -> list[dict]:
     return runs
 
 
+def suite_pages(docs_dir: Path, gx_dir: Path) -> list[dict]:
+    """One dict per expectation suite whose Data Docs page exists, by name: suite, expectations
+    (how many the suite holds), page (relative to ``docs_dir``)."""
+    out = []
+    for page in sorted((Path(docs_dir) / "expectations").glob("*.html")):
+        try:
+            doc = json.loads((Path(gx_dir) / "expectations" / f"{page.stem}.json").read_text(encoding="utf-8"))
+            n = len(doc.get("expectations") or [])
+        except (OSError, ValueError):
+            n = None
+        out.append({"suite": page.stem, "expectations": n, "page": f"expectations/{page.name}"})
+    return out
+
+
 def _utc(value: str | None) -> str:
     if not value:
         return ""
@@ -149,7 +164,7 @@ def _utc(value: str | None) -> str:
         return value
 
 
-def _with_static_index(text: str, runs: list[dict]) -> str:
+def _with_static_index(text: str, runs: list[dict], suites: list[dict]) -> str:
     rows = []
     for r in runs:
         mark = "&#10004; met" if r["success"] else "&#10008; failed"
@@ -165,7 +180,12 @@ def _with_static_index(text: str, runs: list[dict]) -> str:
         "from public CDNs, could not be loaded (no internet access here). Newest run first.</p>\n"
         "<table>\n<thead><tr><th>status</th><th>run time</th><th>run</th><th>suite</th>"
         "<th>expectations met</th></tr></thead>\n"
-        f"<tbody>\n{body}\n</tbody>\n</table>\n</div>\n")
+        f"<tbody>\n{body}\n</tbody>\n</table>\n"
+        "<h2>Expectation suites</h2>\n<ul>\n"
+        + "".join(f'<li><a href="{html.escape(s["page"])}">{html.escape(s["suite"])}</a>'
+                  + (f' ({s["expectations"]} expectations)' if s["expectations"] is not None else "") + "</li>\n"
+                  for s in suites)
+        + "</ul>\n</div>\n")
     m = _INDEX_TABLE_END.search(text)
     if m:
         return text[:m.end()] + block + text[m.end():]

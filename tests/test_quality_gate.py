@@ -157,7 +157,7 @@ def test_a_critical_failure_blocks_exports_with_its_reason(gated, tmp_path):
 
     docs = home / "reports" / "data_docs"
     listed = {(r["run_name"], r["suite"]): r["success"]
-              for r in validation_runs(docs, home / "gx" / "uncommitted" / "validations")}
+              for r in validation_runs(docs, home / "gx")}
     assert {"file_accounting", "sidep_daily"} <= {s for (run, s), ok in listed.items() if run == cli_run and not ok}
     assert all(listed[(RUN_ID, s)] for (run, s) in listed if run == RUN_ID)
     index = (docs / "index.html").read_text(encoding="utf-8")
@@ -174,11 +174,12 @@ def test_data_docs_read_offline(gated):
     import os
     import re
 
-    from quality.data_docs_offline import CSS, MARK, STYLESHEET, make_offline, validation_runs
+    from quality.data_docs_offline import CSS, MARK, STYLESHEET, make_offline, suite_pages, validation_runs
 
     home, gate, _, _ = gated
     docs = home / "reports" / "data_docs"
-    store = home / "gx" / "uncommitted" / "validations"
+    gx_dir = home / "gx"
+    store = gx_dir / "uncommitted" / "validations"
     assert (docs / STYLESHEET).read_text(encoding="utf-8") == CSS
     pages = sorted(docs.rglob("*.html"))
     assert len(pages) > len(gate["suites"])
@@ -192,9 +193,12 @@ def test_data_docs_read_offline(gated):
     # the index's static list: exactly the result pages on disk, each link resolving, newest run first
     index = (docs / "index.html").read_text(encoding="utf-8")
     listed = re.findall(r'<td><a href="(validations/[^"]+)">([^<]+)</a></td>', index)
+    for page in (docs / "validations").rglob("*.html"):  # the link to the suite's page resolves
+        suite_link = re.search(r'Expectation Suite:</span> <a href="([^"]+)"', page.read_text(encoding="utf-8"))
+        assert (page.parent / suite_link.group(1)).exists(), page
     on_disk = {p.relative_to(docs).as_posix() for p in (docs / "validations").rglob("*.html")}
     assert {href for href, _ in listed} == on_disk and len(listed) == len(on_disk)
-    runs = validation_runs(docs, store)
+    runs = validation_runs(docs, gx_dir)
     assert [(r["page"], r["suite"]) for r in runs] == listed
     assert [r["run_time"] for r in runs] == sorted((r["run_time"] for r in runs), reverse=True)
     mine = {r["suite"]: r for r in runs if r["run_name"] == RUN_ID}
@@ -205,7 +209,14 @@ def test_data_docs_read_offline(gated):
         assert mine[suite]["success"] == stored["success"]
         assert mine[suite]["evaluated"] == counts["evaluated"]
         assert mine[suite]["failed"] == counts["failed"]
-    assert make_offline(docs, store) == 0
+    # every suite has its page (each validation page links to it), listed with its size
+    suites = suite_pages(docs, gx_dir)
+    assert {s["suite"] for s in suites} >= set(gate["suites"])
+    for s in suites:
+        assert (docs / s["page"]).exists() and f'<a href="{s["page"]}">{s["suite"]}</a>' in index
+        if s["suite"] in gate["suites"]:
+            assert s["expectations"] == gate["suites"][s["suite"]]["evaluated"]
+    assert make_offline(docs, gx_dir) == 0
     assert (docs / "index.html").read_text(encoding="utf-8") == index
 
 
