@@ -450,8 +450,8 @@ def run_suites(home: Path, suites: list[Suite], run_name: str) -> tuple[list[dic
                 name = (r.expectation_config.meta or {}).get("name")
                 check = by_name.get(name)
                 outcomes.append(_outcome(s, check, r))
-    # only the pages of this run's results (and the index): bounded, whatever the history
-    # with each suite's own page, which every validation page links to
+    # only the pages of this run's results, of the suites (every validation page links to its
+    # suite's) and the index: bounded, whatever the history
     identifiers += [ExpectationSuiteIdentifier(name=s.name) for s in suites]
     ctx.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=identifiers)
     # readable without the CDNs GX's pages load their styles and scripts from

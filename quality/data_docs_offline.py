@@ -13,8 +13,8 @@ stylesheet (``static/styles/biolake-offline.css``) and one line of script. The p
 ``biolake-offline`` (a class on ``<html>``). The line of script, at the end of the body, removes the
 mark when jQuery from the CDN did load: online, the pages look exactly as GX made them. Offline, or
 with scripts disabled, the stylesheet draws the status icons as text marks (✔ met, ✘ failed,
-! error) and lays out the tables, and the index shows a static list of the validation runs, made
-here from GX's validation store, in place of its empty table.
+! error) and lays out the tables, and the index shows static lists of the validation runs and of
+the expectation suites, made here from the GX project, in place of its empty table.
 
 The additions are marked, so running it again on pages it already changed does nothing; GX
 rewrites the index on every build, and this adds its list back each time.
