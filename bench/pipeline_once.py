@@ -98,7 +98,7 @@ def run_plain(home: Path) -> dict:
     mirror of it: parts the code base does not have are skipped)."""
     from datetime import datetime
 
-    from flows import privacy, process, steps
+    from flows import process, steps
     from flows import publish as pub
     from flows.settings import Settings
 
@@ -124,17 +124,14 @@ def run_plain(home: Path) -> dict:
               "files_failed": 0}
     changed: list[str] = []
     work = process.Work(postal_codes=postal_codes, loinc=loinc, mappings=mappings)
-    new = []
+    new = [tk for tk in tickets if tk.status == "new"]
     for tk in tickets:
-        if tk.status == "duplicate":
-            steps.log_file(ctx, tk, fmt=None, status="duplicate", detail=f"same content as {tk.duplicate_of}")
-            privacy.audit(ctx, "file_skipped", tk.path, tk.sha256, {"reason": "duplicate", "file_id": tk.file_id})
-            totals["files_duplicate"] += 1
-        elif tk.status == "new":
-            new.append(tk)
+        if tk.status != "new":
+            skipped = process.record_skipped(ctx, tk)
+            totals["files_duplicate" if skipped == "duplicate" else "files_failed"] += 1
     # the flow's batches on as many threads as the flow's task runner has (flows/pipeline.py)
     workers = ctx.settings.workers
-    groups = process.batches(new, int(ctx.settings.batch_mb * 1e6), min_batches=workers)
+    groups = process.file_batches(new, ctx.settings)
 
     def batch(group: list) -> list[dict]:  # like the flow's task: a context of its own
         bctx = steps.Context.create(ctx.settings, ctx.run_id)

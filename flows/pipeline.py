@@ -157,20 +157,17 @@ def ingest_flow(home: str = "data") -> dict:
     reasons: Counter = Counter()
     files: list[dict] = []
     for t in tickets:
-        if t.status == "duplicate":
-            steps.log_file(ctx, t, fmt=None, status="duplicate", detail=f"same content as {t.duplicate_of}")
-            privacy.audit(ctx, "file_skipped", t.path, t.sha256, {"reason": "duplicate", "file_id": t.file_id})
+        if t.status == "new":
+            continue
+        skipped = process.record_skipped(ctx, t)
+        if skipped == "duplicate":
             totals["files_duplicate"] += 1
-        elif t.status == "unsafe":
+        else:
             log.warning("a landing file with an unsafe name was refused: %s", t.detail)
-            steps.quarantine_file_failure(ctx, t, "UNSAFE_FILE_NAME", t.detail)
-            steps.log_file(ctx, t, fmt=None, status="failed", reason_code="UNSAFE_FILE_NAME", detail=t.detail)
-            privacy.audit(ctx, "file_skipped", t.raw_name or t.path, None, {"reason": "UNSAFE_FILE_NAME"})
             totals["files_failed"] += 1
-            reasons["UNSAFE_FILE_NAME"] += 1
+            reasons[skipped] += 1
     progress.report("files", 0, len(new))
-    n_batches = ctx.settings.workers  # at least one batch per worker (thread or Dask worker)
-    groups = process.batches(new, int(ctx.settings.batch_mb * 1e6), min_batches=n_batches)
+    groups = process.file_batches(new, ctx.settings)
     log.info("%d new file(s) in %d batch(es)", len(new), len(groups))
     futures = [process_files_task.submit(home, g, label=process.batch_label([t.path for t in g]))
                for g in groups]
@@ -203,7 +200,7 @@ def ingest_flow(home: str = "data") -> dict:
         with Stage(ctx, "transcode"):
             fresh = set(changed)
             redo = [fid for fid in ctx.wh.partitions(steps.cat.STG_RESULTS) if fid not in fresh]
-            parts = process.batches(redo, RECODE_BATCH_FILES, min_batches=n_batches, size=lambda _: 1)
+            parts = process.batches(redo, RECODE_BATCH_FILES, min_batches=ctx.settings.workers, size=lambda _: 1)
             wait([recode_task.submit(home, p, label=process.batch_label(p)) for p in parts])
             changed += redo
         steps.save_mappings_fingerprint(ctx, fingerprint)

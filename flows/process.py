@@ -55,6 +55,29 @@ def batches(items: list, max_size: int, min_batches: int = 1, size=lambda t: t.s
     return out
 
 
+def file_batches(tickets: list, settings) -> list[list]:
+    """The new files of a run in the batches the flow's tasks take: about ``settings.batch_mb`` MB
+    of input each, at least one per worker (thread or Dask worker)."""
+    return batches(tickets, int(settings.batch_mb * 1e6), min_batches=settings.workers)
+
+
+def record_skipped(ctx: steps.Context, ticket: steps.FileTicket) -> str:
+    """Log and audit a file the run does not process: a re-delivery (returns "duplicate") or a file
+    with an unsafe name (quarantined whole; returns its reason code)."""
+    if ticket.status == "duplicate":
+        steps.log_file(ctx, ticket, fmt=None, status="duplicate", detail=f"same content as {ticket.duplicate_of}")
+        privacy.audit(ctx, "file_skipped", ticket.path, ticket.sha256,
+                      {"reason": "duplicate", "file_id": ticket.file_id})
+        return "duplicate"
+    if ticket.status == "unsafe":
+        steps.quarantine_file_failure(ctx, ticket, "UNSAFE_FILE_NAME", ticket.detail)
+        steps.log_file(ctx, ticket, fmt=None, status="failed", reason_code="UNSAFE_FILE_NAME",
+                       detail=ticket.detail)
+        privacy.audit(ctx, "file_skipped", ticket.raw_name or ticket.path, None, {"reason": "UNSAFE_FILE_NAME"})
+        return "UNSAFE_FILE_NAME"
+    raise ValueError(f"{ticket.path}: a {ticket.status} file is processed, not skipped")
+
+
 def batch_label(names: list[str]) -> str:
     """A task run name: the first file, and how many follow it."""
     return names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1} files)"

@@ -77,6 +77,8 @@ def make_offline(docs_dir: Path, gx_dir: Path) -> int:
         if MARK in text:
             continue
         out = _mark_page(text, os.path.relpath(css, page.parent).replace(os.sep, "/"))
+        if out == text:  # not a page GX made as we know them
+            continue
         if page == docs_dir / "index.html":
             out = _with_static_index(out, validation_runs(docs_dir, gx_dir), suite_pages(docs_dir, gx_dir))
         page.write_text(out, encoding="utf-8")
