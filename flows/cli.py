@@ -32,6 +32,9 @@ def _register_subapps() -> None:
     app.add_typer(reports_app, name="report")  # biolake report weekly / dq / all / gate / weeks
 
 HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="data directory (env BIOLAKE_HOME, default ./data)")]
+FormatsOpt = Annotated[str, typer.Option(
+    help="what the labs send: mixed (labo_gamma HPRIM, labo_delta HL7 v2, labo_epsilon CR-BIO CDA, the others "
+         "CSV), csv (every lab) or lab=format,... (csv, hl7v2, cda, hprim; labs not named send CSV)")]
 
 
 def _settings(home: Path | None, demo: bool = False):
@@ -82,16 +85,25 @@ def generate(
     results: Annotated[int, typer.Option(help="about how many results to generate")] = 1_000_000,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same files)")] = 42,
     days: Annotated[int, typer.Option(help="days of collection")] = 7,
+    formats: FormatsOpt = "mixed",
 ) -> None:
     """Write synthetic lab extracts into <home>/landing and their truth into <home>/truth."""
     from transforms.synthetic import generate as gen
+    from transforms.synthetic.generator import formats_option
 
     settings = _settings(home)
     t0 = time.perf_counter()
-    with _progress() as p:
-        res = gen(settings.home_abs, n_results=results, seed=seed, days=days, progress=Bars(p))
+    try:
+        chosen = formats_option(formats)
+        with _progress() as p:
+            res = gen(settings.home_abs, n_results=results, seed=seed, days=days, progress=Bars(p), formats=chosen)
+    except ValueError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2)
+    by_format = res.summary["formats"]
+    sent = "; ".join(f"{lab} sends {fmt}" for lab, fmt in sorted(by_format.items())) or "every lab sends CSV"
     console.print(f"{res.n_rows:,} rows in {len(res.landing_files)} files under {settings.landing} "
-                  f"({time.perf_counter() - t0:.1f} s); truth in {res.truth_dir}")
+                  f"({time.perf_counter() - t0:.1f} s; {sent}); truth in {res.truth_dir}")
 
 
 def _run(settings, export: bool = False) -> dict:
@@ -145,18 +157,22 @@ def demo(
     results: Annotated[int, typer.Option(help="about how many results to generate")] = 1_000_000,
     seed: Annotated[int, typer.Option(help="random seed")] = 42,
     fresh: Annotated[bool, typer.Option(help="delete <home> first")] = False,
+    formats: FormatsOpt = "mixed",
 ) -> None:
     """Generate about a week of extracts for several labs, run everything, print a summary."""
     settings = _settings(home, demo=True)
     if fresh and settings.home_abs.exists():
         shutil.rmtree(settings.home_abs)
     console.rule("[bold]1/2 generate synthetic lab extracts")
-    generate(home=settings.home_abs, results=results, seed=seed, days=7)
+    generate(home=settings.home_abs, results=results, seed=seed, days=7, formats=formats)
     console.rule("[bold]2/2 run the pipeline (embedded Prefect)")
     t0 = time.perf_counter()
     summary = _run(settings, export=True)
     print_summary(summary, wall=time.perf_counter() - t0)
     _exit_on_block(summary)
+
+
+FORMAT_NAMES = {"csv": "CSV extract", "hl7v2": "HL7 v2.5 ORU^R01", "cda": "CR-BIO CDA", "hprim": "HPRIM Santé"}
 
 
 def print_summary(s: dict, wall: float | None = None) -> None:
@@ -165,6 +181,20 @@ def print_summary(s: dict, wall: float | None = None) -> None:
         t.add_column(c, justify="right")
     t.add_row(str(s["files_new"]), str(s["files_duplicate"]), str(s["files_failed"]))
     console.print(t)
+    by_format: dict[str, list[int]] = {}
+    for f in s.get("files", []):
+        if f["status"] == "loaded":
+            tot = by_format.setdefault(f["format"], [0, 0, 0])
+            tot[0] += 1
+            tot[1] += f["rows_in"]
+            tot[2] += f["rows_quarantined"]
+    if by_format:
+        bf = Table(title="loaded by format", show_edge=False)
+        for c, j in (("format", "left"), ("files", "right"), ("rows in", "right"), ("quarantined", "right")):
+            bf.add_column(c, justify=j)
+        for fmt, (n, rows, quar) in sorted(by_format.items()):
+            bf.add_row(FORMAT_NAMES.get(fmt, fmt), str(n), f"{rows:,}", f"{quar:,}")
+        console.print(bf)
     r = Table(title="rows", show_edge=False)
     for c in ("in", "valid", "quarantined"):
         r.add_column(c, justify="right")

@@ -39,6 +39,16 @@ def generated(tmp_path_factory) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def generated_mixed(tmp_path_factory) -> Path:
+    """Like ``generated``, with three labs sending HL7 v2, CR-BIO CDA and HPRIM (the demo's mix)."""
+    from transforms.synthetic import MIXED_FORMATS, generate
+
+    home = tmp_path_factory.mktemp("generated_mixed")
+    generate(home, n_results=20_000, seed=8, days=7, formats=MIXED_FORMATS)
+    return home
+
+
 @pytest.fixture
 def fresh_home(generated, tmp_path) -> Path:
     """A private copy of the generated data home (landing + truth), nothing processed yet."""
@@ -55,5 +65,16 @@ def clean_run(prefect_harness, generated, tmp_path_factory):
 
     home = tmp_path_factory.mktemp("clean_run") / "home"
     shutil.copytree(generated, home)
+    summary = pipeline(home=str(home))
+    return home, summary
+
+
+@pytest.fixture(scope="session")
+def mixed_run(prefect_harness, generated_mixed, tmp_path_factory):
+    """The pipeline run once on a copy of the mixed-format landing: (home, summary). Read-only."""
+    from flows.pipeline import pipeline
+
+    home = tmp_path_factory.mktemp("mixed_run") / "home"
+    shutil.copytree(generated_mixed, home)
     summary = pipeline(home=str(home))
     return home, summary

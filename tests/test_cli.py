@@ -1,6 +1,9 @@
-"""The command line: sql, the mapping work queue round trip with back-fill, the missing-secret error."""
+"""The command line: sql, the mapping work queue round trip with back-fill, the missing-secret error,
+generate's formats and the summary per format."""
 
 from __future__ import annotations
+
+import re
 
 import polars as pl
 from typer.testing import CliRunner
@@ -62,3 +65,36 @@ def test_approved_mapping_applies_and_backfills(clean_run, tmp_path):
     assert rows.unique().rows() == [(chosen, "mapped")]
     backlog = query(home, "SELECT local_code FROM quality.unmapped_backlog WHERE source = 'labo_alpha'")
     assert "VITD" not in backlog["local_code"].to_list()
+
+
+def test_generate_writes_the_formats_asked_for(tmp_path):
+    out = runner.invoke(app, ["generate", "--home", str(tmp_path), "--results", "2000",
+                              "--formats", "labo_delta=hl7v2, labo_beta=cda"])
+    assert out.exit_code == 0, out.output
+    assert "labo_beta sends cda; labo_delta sends hl7v2" in out.output
+    suffixes = {p.parent.name: p.suffix for p in (tmp_path / "landing").rglob("*.*")}
+    assert suffixes == {"labo_alpha": ".csv", "labo_beta": ".xml", "labo_gamma": ".csv", "labo_delta": ".hl7",
+                        "labo_epsilon": ".csv"}
+    for bad, message in (("labo_delta:hl7v2", "'labo_delta:hl7v2' is not lab=format"),
+                         ("labo_delta=fhir", "unknown format(s) fhir"), ("lab_x=cda", "unknown lab(s) lab_x")):
+        refused = runner.invoke(app, ["generate", "--home", str(tmp_path / "x"), "--results", "2000",
+                                      "--formats", bad])
+        assert refused.exit_code == 2 and message in refused.output, refused.output
+        assert not (tmp_path / "x" / "landing").exists()
+
+
+def test_summary_counts_the_files_of_each_format(mixed_run):
+    from flows import cli
+
+    _, summary = mixed_run
+    with cli.console.capture() as cap:
+        cli.print_summary(summary)
+    text = cap.get()
+    assert "loaded by format" in text
+    for name in ("CSV extract", "HL7 v2.5 ORU^R01", "CR-BIO CDA", "HPRIM Santé"):
+        line = next(ln for ln in text.splitlines() if ln.strip().startswith(name))
+        files = sum(1 for f in summary["files"] if f["status"] == "loaded" and cli.FORMAT_NAMES[f["format"]] == name)
+        rows = sum(f["rows_in"] for f in summary["files"] if f["status"] == "loaded"
+                   and cli.FORMAT_NAMES[f["format"]] == name)
+        cells = [c.strip() for c in re.split(r"[│|]", line)]  # rich draws ASCII bars on an ASCII console
+        assert cells[1:3] == [str(files), f"{rows:,}"], line

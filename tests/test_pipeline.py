@@ -26,8 +26,23 @@ def processed(clean_run):
     return clean_run
 
 
-def test_sidep_daily_equals_the_truth_exactly(processed):
-    home, _ = processed
+@pytest.fixture(scope="module", params=["csv", "mixed"])
+def processed_any(request):
+    """The truth comparisons run on the CSV landing and on the mixed one (HL7 v2, CDA, HPRIM labs)."""
+    return request.getfixturevalue("clean_run" if request.param == "csv" else "mixed_run")
+
+
+def test_the_mixed_landing_holds_every_format(mixed_run):
+    home, summary = mixed_run
+    from transforms.parsers.detect import detect_format
+
+    formats = {detect_format(p) for p in (home / "landing").rglob("*") if p.is_file()}
+    assert formats == {"csv", "hl7v2", "cda", "hprim"}
+    assert summary["files_failed"] == 0
+
+
+def test_sidep_daily_equals_the_truth_exactly(processed_any):
+    home, _ = processed_any
     truth = pl.read_csv(home / "truth" / "sidep_daily.csv", separator=";", schema_overrides={"dep": pl.Utf8})
     truth = truth.with_columns(pl.col("jour").str.to_date(), pl.col(pl.Int64).cast(pl.Int64))
     got = q(home, "SELECT * FROM marts.sidep_daily ORDER BY jour, dep, cl_age90")
@@ -36,8 +51,8 @@ def test_sidep_daily_equals_the_truth_exactly(processed):
     assert got.cast(truth.schema).equals(truth.sort("jour", "dep", "cl_age90"))
 
 
-def test_every_row_has_the_fate_the_generator_intended(processed):
-    home, _ = processed
+def test_every_row_has_the_fate_the_generator_intended(processed_any):
+    home, _ = processed_any
     truth = pl.read_parquet(home / "truth" / "rows.parquet")
     log = q(home, "SELECT path, file_id, status AS file_status FROM quality.file_log")
     t = truth.join(log, left_on="file", right_on="path", how="left")
@@ -61,8 +76,8 @@ def test_every_row_has_the_fate_the_generator_intended(processed):
     assert fct.height + quar.select("file_id", "line_no").unique().height == loaded_rows
 
 
-def test_current_versions_and_mapping_match_the_truth(processed):
-    home, _ = processed
+def test_current_versions_and_mapping_match_the_truth(processed_any):
+    home, _ = processed_any
     truth = pl.read_parquet(home / "truth" / "rows.parquet").filter(pl.col("fate") == "valid")
     log = q(home, "SELECT path, file_id FROM quality.file_log WHERE status = 'loaded'")
     fct = q(home, "SELECT file_id, line_no, is_current, loinc_code FROM marts.fct_lab_results")
@@ -74,8 +89,8 @@ def test_current_versions_and_mapping_match_the_truth(processed):
     assert (~t["is_current"]).sum() > 0 and (~t["mapped"]).sum() > 0
 
 
-def test_row_accounting_per_file(processed):
-    home, summary = processed
+def test_row_accounting_per_file(processed_any):
+    home, summary = processed_any
     log = q(home, "SELECT * FROM quality.file_log WHERE status = 'loaded'")
     assert (log["rows_in"] == log["rows_valid"] + log["rows_quarantined"]).all()
     per_file = q(home, "SELECT file_id, count(DISTINCT line_no) AS n FROM quality.quarantine GROUP BY file_id")
@@ -87,8 +102,8 @@ def test_row_accounting_per_file(processed):
     assert summary["files_duplicate"] == truth.filter(pl.col("fate") == "duplicate_file")["file"].n_unique()
 
 
-def test_analyst_layers_hold_no_identity(processed):
-    home, _ = processed
+def test_analyst_layers_hold_no_identity(processed_any):
+    home, _ = processed_any
     for table in ("staging.stg_results", "staging.stg_results_coded", "marts.fct_lab_results"):
         cols = set(q(home, f"SELECT * FROM {table} LIMIT 0").columns)
         assert not cols & {"patient_nir", "family_name", "first_name", "birth_date", "postal_code"}, table

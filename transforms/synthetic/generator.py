@@ -1,7 +1,8 @@
-"""Deterministic synthetic lab extracts (CSV) plus the truth of what they contain.
+"""Deterministic synthetic lab extracts (CSV, or per lab HL7 v2, CR-BIO CDA, HPRIM) plus their truth.
 
 Everything random comes from one numpy ``SeedSequence(seed)``; the work is vectorised with numpy
-and polars (per-row Python only for the few hundred malformed lines). The model:
+and polars (per-row Python only for the few hundred malformed lines, and in formats.py for the labs
+written as HL7 v2, CDA or HPRIM). The model:
 
 1. persons: (département, age class) drawn from seeds/reference/population.csv, commune uniform
    within the département (communes.csv rows), a NIR consistent with sex and birth year/month;
@@ -10,14 +11,20 @@ and polars (per-row Python only for the few hundred malformed lines). The model:
    whose positives are collected 59-90 days before ``start`` (delivered in files of those days);
 3. results: values in the lab's unit, qualitative words with natural variation;
 4. corrections (STATUT C, later file), then at most one injected defect per row;
-5. rendering, one file per lab and validation day, a few files re-delivered (``_renvoi``);
+5. rendering, one file per lab and validation day, a few files re-delivered (``_renvoi``): CSV by
+   default; a lab given another format (``formats``) has its rows written by formats.py as HL7 v2.5
+   ORU^R01, CR-BIO CDA or HPRIM Santé, without the defects only a CSV line can carry (malformed
+   line, duplicated line, impossible calendar date), and the truth's ``line_no`` is the physical
+   line where each result starts (its OBX, or its ``<observation>``);
 6. truth: rows.parquet, sidep_daily.csv, summary.json.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -26,6 +33,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
+from . import formats as _formats
 from . import vocab
 from .seeds import CL_AGE90, Seeds, load_seeds
 from .truth import sidep_daily, write_sidep
@@ -57,6 +65,20 @@ IMPOSSIBLE_DAY_MONTH = (("31", "02"), ("30", "02"), ("31", "04"), ("31", "06"), 
 SCENARIOS = ("reinfection_gt60", "reinfection_60", "same_episode_59", "repeat_in_window", "same_day_ag_pcr",
              "neg_two_days", "neg_then_pos")
 DEFECTS = ("nir_key", "date_invalid", "date_order", "unknown_code", "malformed", "duplicate_row")
+
+# Output formats. A defect that only a CSV line can carry is not injected in a lab writing another
+# format: HL7, CDA and HPRIM dates are written from typed values (no 31/02), and a truncated or
+# repeated line has no equivalent that the truth could name row by row.
+FORMATS = ("csv", "hl7v2", "cda", "hprim")
+SUFFIXES = {"csv": ".csv", "hl7v2": ".hl7", "cda": ".xml", "hprim": ".hpr"}
+CSV_ONLY_DEFECTS = ("malformed", "duplicate_row", "date_invalid")
+# ``biolake demo`` / ``generate --formats mixed``: the three other formats the product reads, the
+# two largest labs keeping their CSV extracts
+MIXED_FORMATS = {"labo_gamma": "hprim", "labo_delta": "hl7v2", "labo_epsilon": "cda"}
+NIR_OID = "1.2.250.1.213.1.4.8"  # INS built on the NIR (transforms/parsers/er7.INS_OIDS)
+_RESULT_START = {"hl7v2": re.compile(r"OBX\|"), "hprim": re.compile(r"OBX\|"),
+                 "cda": re.compile(r"<component><observation[ >]")}
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -100,12 +122,52 @@ def _norm_name(s: str) -> str:
     return "".join(c for c in vocab.strip_accents(s).upper() if c.isalnum())
 
 
-def _fmt_scaled(iv: pl.Expr, dec: pl.Expr) -> pl.Expr:
-    """Integer ``iv`` scaled by 10**dec -> French decimal string ('5,40')."""
+def _fmt_scaled(iv: pl.Expr, dec: pl.Expr, point: str = ",") -> pl.Expr:
+    """Integer ``iv`` scaled by 10**dec -> decimal string: French ('5,40') or with ``point='.'``."""
     p10 = pl.lit(10, pl.Int64).pow(dec.cast(pl.Int64))
     ip = (iv // p10).cast(pl.Utf8)
     fp = (iv % p10).cast(pl.Utf8).str.zfill(dec)
-    return pl.when(dec > 0).then(pl.concat_str([ip, pl.lit(","), fp])).otherwise(ip)
+    return pl.when(dec > 0).then(pl.concat_str([ip, pl.lit(point), fp])).otherwise(ip)
+
+
+def check_formats(formats: Mapping[str, str] | None, sources: list[str]) -> dict[str, str]:
+    """``formats`` (source -> format) checked against the labs; labs not named write CSV."""
+    formats = dict(formats or {})
+    unknown = sorted(set(formats) - set(sources))
+    if unknown:
+        raise ValueError(f"formats: unknown lab(s) {', '.join(unknown)} (labs: {', '.join(sources)})")
+    bad = sorted({f for f in formats.values() if f not in FORMATS})
+    if bad:
+        raise ValueError(f"formats: unknown format(s) {', '.join(bad)} (one of {', '.join(FORMATS)})")
+    return {s: formats.get(s, "csv") for s in sources}
+
+
+def formats_option(text: str) -> dict[str, str]:
+    """The command line's ``--formats``: ``csv`` (every lab), ``mixed`` (:data:`MIXED_FORMATS`) or
+    ``lab=format,lab=format`` (labs not named write CSV)."""
+    text = text.strip()
+    if text in ("", "csv"):
+        return {}
+    if text == "mixed":
+        return dict(MIXED_FORMATS)
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        lab, eq, fmt = item.partition("=")
+        if not eq or not lab.strip() or not fmt.strip():
+            raise ValueError(f"formats: {item.strip()!r} is not lab=format "
+                             f"(or give csv or mixed; formats: {', '.join(FORMATS)})")
+        out[lab.strip()] = fmt.strip()
+    return out
+
+
+def _result_lines(path: Path, fmt: str, expected: int) -> list[int]:
+    """1-based physical lines where each result of a written HL7/CDA/HPRIM file starts, in order."""
+    start = _RESULT_START[fmt]
+    text = path.read_bytes().decode("utf-8")
+    found = [i for i, line in enumerate(_LINE_END.split(text), start=1) if start.match(line)]
+    if len(found) != expected:  # pragma: no cover - the writers emit one OBX / observation per row
+        raise RuntimeError(f"{path}: {len(found)} results written, {expected} expected")
+    return found
 
 
 class _Progress:
@@ -321,7 +383,13 @@ def generate(
     start: date = date(2026, 11, 2),
     progress: Callable[[str, int, int], None] | None = None,
     rates: DefectRates | None = None,
+    formats: Mapping[str, str] | None = None,
 ) -> GenerateResult:
+    """Write the landing files and the truth under ``home``.
+
+    ``formats`` maps a lab (``seeds/labs.csv`` source) to the format it sends: ``csv`` (every lab
+    not named), ``hl7v2``, ``cda`` or ``hprim``; :data:`MIXED_FORMATS` is the demo's choice.
+    """
     t0 = time.perf_counter()
     home = Path(home)
     rates = rates or DefectRates()
@@ -329,6 +397,7 @@ def generate(
     if n_results < 1 or days < 1:
         raise ValueError("n_results and days must be >= 1")
     seeds = load_seeds()
+    lab_format = check_formats(formats, [lb.source for lb in seeds.labs])
     ss = np.random.SeedSequence(seed)
     (rng_p, rng_r, rng_s, rng_v, rng_c, rng_d, rng_f) = [np.random.default_rng(s) for s in ss.spawn(7)]
     labs = seeds.labs
@@ -529,6 +598,10 @@ def generate(
     _, first_unk = np.unique(res_req[unk_rows], return_index=True)
     extra_unk = np.setdiff1d(unk_rows, unk_rows[first_unk])
     defect[extra_unk] = None
+    not_csv = np.array([lab_format[lb.source] != "csv" for lb in labs])
+    if not_csv.any():
+        csv_only = pl.Series(defect.tolist(), dtype=pl.Utf8).is_in(CSV_ONLY_DEFECTS).fill_null(False).to_numpy()
+        defect[csv_only & not_csv[df["lab"].to_numpy()]] = None
     superseded = np.zeros(n, bool)
     superseded[corr_rows] = True
     df = df.with_columns(
@@ -710,9 +783,42 @@ def generate(
                 f.insert(pos, ("", "?", "NA", f[pos - 1])[int(rng_d.integers(0, 4))])
                 out.append(";".join(f))
         df = df.with_columns(df["line"].scatter(mal, out))
+    # the same content as typed canonical rows, for the labs that send HL7 v2, CDA or HPRIM
+    canonical: list[str] = []
+    if not_csv.any():
+        at = lambda minutes: pl.from_epoch(minutes * 60, time_unit="s").cast(pl.Datetime("us"))  # noqa: E731
+        typed = {
+            "lab_finess": pl.col("finess"),
+            "request_id": pl.col("N_DEMANDE"),
+            "patient_nir": pl.col("NIR"),
+            "ins_oid": pl.lit(NIR_OID),
+            "family_name": pl.col("NOM"),
+            "first_name": pl.col("PRENOM"),
+            "birth_date": pl.when(pl.col("no_birth")).then(None).otherwise(pl.col("birth_date")),
+            "sex": pl.when(pl.col("no_sex")).then(None).otherwise(pl.col("sex_true")),
+            "postal_code": pl.col("postal_code"),
+            "collected_at": at(pl.col("coll")),
+            "received_at": at(pl.col("recv")),
+            "validated_at": at(pl.when(d == "date_order").then(pl.col("coll") - pl.col("back"))
+                               .otherwise(pl.col("val"))),
+            "local_code": pl.col("code"),
+            "local_label": pl.col("label"),
+            "loinc_code_src": pl.lit(None, pl.Utf8),
+            "value_type": pl.when(pl.col("kind") == "num").then(pl.lit("NM")).otherwise(pl.lit("ST")),
+            "value_raw": pl.when(pl.col("kind") == "num").then(_fmt_scaled(pl.col("iv"), pl.col("dec"), "."))
+            .otherwise(pl.col("word")),
+            "unit_raw": pl.col("unit"),
+            "ref_range": pl.col("VALEURS_REFERENCE").str.replace_all(",", ".", literal=True).replace("", None),
+            "abnormal_flag": pl.lit(None, pl.Utf8),
+            "result_status": pl.col("status"),
+            "specimen": pl.lit(None, pl.Utf8),
+        }
+        canonical = [f"c_{k}" for k in typed]
+        df = df.with_columns(v.alias(f"c_{k}") for k, v in typed.items())
     df = df.select("lab", "val", "seq", "test", "defect", "line", "inv_col", "superseded", "kind", "iv", "dec",
                    "mapped", "factor", "loinc_num", "person", "result_class", "status", "test_key", "code",
-                   "scenario", "nir", "coll", "no_sex", "sex_true", "no_birth", "birth_date", "postal_code")
+                   "scenario", "nir", "coll", "no_sex", "sex_true", "no_birth", "birth_date", "postal_code",
+                   *canonical)
     prog("defects", 2, 2)
 
     # ---- files ----------------------------------------------------------------------------------
@@ -732,11 +838,13 @@ def generate(
     df = pl.concat([df, dup]).sort(["lab", "file_day", "order_ts", "seq", "test", "copy"], maintain_order=True)
     df = df.with_columns((pl.int_range(pl.len()).over("lab", "file_day") + 2).cast(pl.Int64).alias("line_no"))
     src_names = pl.DataFrame({"lab": np.arange(n_labs, dtype=np.int32), "source": [lb.source for lb in labs],
-                              "encoding": [lb.encoding for lb in labs]})
+                              "encoding": [lb.encoding for lb in labs],
+                              "format": [lab_format[lb.source] for lb in labs],
+                              "suffix": [SUFFIXES[lab_format[lb.source]] for lb in labs]})
     df = df.join(src_names, on="lab", how="left", maintain_order="left")
     df = df.with_columns(
         pl.concat_str([pl.col("source"), pl.lit("/"), pl.col("source"), pl.lit("_"),
-                       (pl.col("file_day").cast(pl.Int32).cast(pl.Date)).dt.strftime("%Y%m%d"), pl.lit(".csv")])
+                       (pl.col("file_day").cast(pl.Int32).cast(pl.Date)).dt.strftime("%Y%m%d"), pl.col("suffix")])
         .alias("file")
     )
     prog("layout", 1, 1)
@@ -747,26 +855,38 @@ def generate(
     for lb in labs:
         folder = landing / lb.source
         if folder.exists():
-            for old in folder.glob(f"{lb.source}_*.csv"):
-                old.unlink()
+            for old in folder.glob(f"{lb.source}_*"):
+                if old.suffix in SUFFIXES.values():
+                    old.unlink()
         folder.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
     files_col = df["file"].to_numpy()
     bounds = np.r_[0, np.flatnonzero(files_col[1:] != files_col[:-1]) + 1, len(files_col)]
     lines_all = df["line"].to_list()
     enc_all = df["encoding"].to_numpy()
+    fmt_all = df["format"].to_numpy()
+    line_no = df["line_no"].to_numpy().copy()
     written: list[Path] = []
     n_files = len(bounds) - 1
     for fi in range(n_files):
         a, b = bounds[fi], bounds[fi + 1]
         path = landing / files_col[a]
-        text = HEADER + "\n" + "\n".join(lines_all[a:b]) + "\n"
-        path.write_bytes(text.encode(enc_all[a]))
+        fmt = fmt_all[a]
+        if fmt == "csv":
+            text = HEADER + "\n" + "\n".join(lines_all[a:b]) + "\n"
+            path.write_bytes(text.encode(enc_all[a]))
+        else:
+            rows_ = df.slice(a, b - a).select(pl.col(c).alias(c[2:]) for c in canonical)
+            if fmt == "hl7v2":
+                _formats.write_hl7v2(rows_, path, id_prefix=f"F{fi:05d}-")
+            else:
+                _formats.WRITERS[fmt](rows_, path)
+            line_no[a:b] = _result_lines(path, fmt, b - a)
         written.append(path)
         if fi % 10 == 0 or fi == n_files - 1:
             prog("write", fi + 1, n_files)
     del lines_all
-    df = df.drop("line")
+    df = df.drop("line", *canonical).with_columns(pl.Series("line_no", line_no, dtype=pl.Int64))
 
     # re-delivered files: an identical copy under <source>_<YYYYMMDD>_renvoi.csv
     n_dup_files = int(round(rates.duplicate_file * n_files))
@@ -776,9 +896,9 @@ def generate(
     copies = []
     for fi in dup_idx:
         src = written[fi]
-        dst = src.with_name(src.stem + "_renvoi.csv")
+        dst = src.with_name(src.stem + "_renvoi" + src.suffix)
         dst.write_bytes(src.read_bytes())
-        copies.append((files_col[bounds[fi]], f"{files_col[bounds[fi]][:-4]}_renvoi.csv"))
+        copies.append((files_col[bounds[fi]], dst.relative_to(landing).as_posix()))
         written.append(dst)
 
     # ---- truth ----------------------------------------------------------------------------------
@@ -878,6 +998,7 @@ def generate(
                   "last_jour": str(sidep["jour"].max()) if sidep.height else None},
         "scenario_persons_per_type": k,
         "defect_rates": asdict(rates),
+        "formats": {s: f for s, f in lab_format.items() if f != "csv"},
     }
     (truth_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
                                             encoding="utf-8")
