@@ -179,3 +179,29 @@ def test_extract_document_for_embedding():
     result = cda.extract_document(SAMPLE.read_bytes())
     assert result.reason == "" and len(result.rows) == 6
     assert result.doc_id == "1.2.250.1.999.7.1^CRBIO-2024-0042"
+
+
+def test_documents_across_read_blocks_and_a_latin1_one_read_again(tmp_path):
+    """Documents are read in blocks (cda.BLOCK_SIZE); one that spans blocks, or that must be read
+    again as Latin-1 from its first byte, gives the same rows whatever the block size."""
+    import io
+
+    from transforms.synthetic import generate
+
+    res = generate(tmp_path / "h", n_results=3000, seed=2, formats={"labo_alpha": "cda"})
+    data = max((p for p in res.landing_files if p.suffix == ".xml"), key=lambda p: p.stat().st_size).read_bytes()
+    docs = [b"<?xml" + d for d in data.split(b"<?xml")[1:]]
+    assert len(docs) > 20 and len(data) > 3 * 4096
+    mid = len(docs) // 2
+    text = docs[mid].decode("utf-8")
+    assert any(ord(ch) > 127 for ch in text)  # accents: its Latin-1 bytes are not UTF-8
+    mixed = b"".join(docs[:mid] + [text.encode("latin-1")] + docs[mid + 1:])
+
+    def read(blob: bytes, size: int):
+        return [(d.start_line, d.doc_id, d.rows, d.reason) for d in cda.iter_documents(io.BytesIO(blob), size)]
+
+    reference = read(data, 1 << 20)
+    assert len(reference) == len(docs) and not any(r[3] for r in reference)
+    for size in (700, 4096, cda.BLOCK_SIZE, 1 << 20):
+        assert read(data, size) == reference, size
+        assert read(mixed, size) == reference, size

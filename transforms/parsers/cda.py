@@ -65,7 +65,10 @@ from transforms.parsers.er7 import TEST_INS_OIDS
 from transforms.parsers.linereader import decode_text
 from transforms.parsers.resultrows import RAW_TEXT_CAP, ResultSink, relaxed_gc
 
-BLOCK_SIZE = 1 << 20
+# Bytes read at a time. Each finished document hands the rest of its block to the next one (slices,
+# the Latin-1 retry copy, expat's input), so a block much larger than a document costs copies per
+# document: 64 KiB read a 20 MB file of 3,850 CR-BIO documents 1.5x faster than 1 MiB.
+BLOCK_SIZE = 1 << 16
 RETRY_CAP = 64 << 20  # a document up to this size can be re-read as Latin-1
 _DOC_START = re.compile(rb"<\?xml[\s?]|<(?:[A-Za-z_][\w.-]*:)?ClinicalDocument[\s>/]")
 

@@ -75,9 +75,28 @@ def ignore(_data: str) -> None:
     return None
 
 
+_NAMES_CACHED = 4096  # element and attribute names remembered (a document's vocabulary is small)
+_LOCAL: dict[str, str] = {}
+_ATTR: dict[str, str] = {}
+
+
 def _local(name: str) -> str:
-    ns, _, local = name.rpartition(" ")
-    return local if ns in ("", HL7_NS) else name
+    local = _LOCAL.get(name)
+    if local is None:
+        ns, _, local = name.rpartition(" ")
+        local = local if ns in ("", HL7_NS) else name
+        if len(_LOCAL) < _NAMES_CACHED:
+            _LOCAL[name] = local
+    return local
+
+
+def _attr_name(name: str) -> str:
+    local = _ATTR.get(name)
+    if local is None:
+        local = name.rpartition(" ")[2]
+        if len(_ATTR) < _NAMES_CACHED:
+            _ATTR[name] = local
+    return local
 
 
 @dataclass
@@ -131,7 +150,9 @@ class Builder:
         elif tag in _SKIPPED or (tag == "text" and stack and stack[-1].tag == "section"):
             self.skip = 1
             return
-        node = Node(tag, {k.rpartition(" ")[2]: v for k, v in attrs.items()} if attrs else {}, self.line_of())
+        names = _ATTR
+        node = Node(tag, {(names.get(k) or _attr_name(k)): v for k, v in attrs.items()} if attrs else {},
+                    self.line_of())
         if stack:
             stack[-1].children.append(node)
         else:

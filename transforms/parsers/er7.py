@@ -129,6 +129,8 @@ def _decode_sequence(seq: str, d: Delimiters) -> str | None:
 
 def escape(text: str, d: Delimiters = HL7_DEFAULT) -> str:
     """Encode ``text`` for a field: delimiters become escape sequences, newlines ``\\.br\\``."""
+    if d is HL7_DEFAULT and _PLAIN_DEFAULT.fullmatch(text):
+        return text  # the common case: nothing to encode
     e = d.escape
     out = text.replace(e, f"{e}E{e}")
     out = out.replace(d.field, f"{e}F{e}").replace(d.component, f"{e}S{e}")
@@ -136,6 +138,9 @@ def escape(text: str, d: Delimiters = HL7_DEFAULT) -> str:
     if "\n" in out or "\r" in out:
         out = out.replace("\r", f"{e}X0D{e}").replace("\n", f"{e}.br{e}")
     return out
+
+
+_PLAIN_DEFAULT = re.compile(r"[^|^~\\&\r\n]*")
 
 
 def decode(text: str, d: Delimiters) -> str:

@@ -25,6 +25,7 @@ CDA, lab) make one order (OBR / act).
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
@@ -216,14 +217,20 @@ def write_hl7v2(
 # CR-BIO (CDA R2 level 3)
 
 
+_XML_PLAIN = re.compile(r"[^&<>\"\r\n\t]*")  # nothing to escape, in text or in an attribute
+
+
 def _a(v: object) -> str:
     """An XML attribute value, quoted, with newlines and tabs kept as character references."""
-    text = _xml_escape(str(v), {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+    text = str(v)
+    if not _XML_PLAIN.fullmatch(text):
+        text = _xml_escape(text, {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
     return f'"{text}"'
 
 
 def _t(v: object) -> str:
-    return _xml_escape(str(v)).replace("\r", "&#13;")
+    text = str(v)
+    return text if _XML_PLAIN.fullmatch(text) else _xml_escape(text).replace("\r", "&#13;")
 
 
 def _attrs(**kw: object) -> str:
