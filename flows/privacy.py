@@ -295,7 +295,7 @@ def purge_identities(ctx, older_than_days: int, now: datetime | None = None, *, 
                 n = pl.scan_parquet([str(f) for f in res_files]).select(pl.len()).collect().item()
             else:
                 n = wh.write_partition(cat.RAW_RESULTS, fid,
-                                       (pl.read_parquet(f).with_columns(nulls) for f in res_files))
+                                       (part.with_columns(nulls) for part in wh.parts(cat.RAW_RESULTS, fid)))
             out["rows_purged"] += n
             touched = True
         rej_files = wh.files_of(cat.RAW_REJECTED, fid)
@@ -303,7 +303,8 @@ def purge_identities(ctx, older_than_days: int, now: datetime | None = None, *, 
             n = pl.scan_parquet([str(f) for f in rej_files]).select(pl.col("raw_text").is_not_null().sum()).collect().item()
             if not dry_run:
                 wh.write_partition(cat.RAW_REJECTED, fid, (
-                    pl.read_parquet(f).with_columns(pl.lit(None, dtype=pl.Utf8).alias("raw_text")) for f in rej_files))
+                    part.with_columns(pl.lit(None, dtype=pl.Utf8).alias("raw_text"))
+                    for part in wh.parts(cat.RAW_REJECTED, fid)))
             out["rejected_lines_redacted"] += n
             touched = True
         if touched:
