@@ -5,8 +5,8 @@
 - the analyst database exposes no identifying column or value and cannot write or reach raw files;
 - the identity purge keeps every non-raw file byte for byte and the aggregates recomputable.
 
-The identities are read from the landing files themselves (NIRs, names, birth dates, postal
-codes); each scanner is first shown to find them where they are (the raw layer), so a clean result
+The landing mixes the four formats (two CSV labs, one HL7 v2, one CDA, one HPRIM). The identities
+are read from the landing files themselves (NIRs, names, birth dates, postal codes); each scanner is first shown to find them where they are (the raw layer), so a clean result
 means something.
 """
 
@@ -66,8 +66,31 @@ class Identities:
         return out
 
 
+def _add_identity(ids: Identities, nir: str | None, names: Iterable[str | None], birth: date | None,
+                  postal: str | None) -> None:
+    if nir and len(nir) == 15:
+        ids.nirs.add(nir)
+        ids.nir_bodies.add(nir[:13])
+    for name in names:
+        for form in (name, strip_accents_upper(name)) if name else ():
+            ids.name_tokens |= {t for t in WORD.findall(form) if len(t) >= 4}
+    if birth is not None:
+        ids.birth_dates.add(birth)
+    if postal:
+        ids.postal_codes.add(postal)
+
+
 def landing_identities(landing: Path) -> Identities:
+    """Every identity the landing files carry: CSV lines read here field by field; the HL7 v2, CDA
+    and HPRIM files through the project's parsers (their identity columns, before any check)."""
+    from transforms.parsers.detect import detect_format, get_parser
+
     ids = Identities()
+    for f in sorted(p for p in landing.rglob("*") if p.is_file() and p.suffix != ".csv"):
+        for chunk in get_parser(detect_format(f))(f, file_id="scan", source=f.parent.name):
+            for nir, fam, first, birth, postal in chunk.rows.select(
+                    "patient_nir", "family_name", "first_name", "birth_date", "postal_code").iter_rows():
+                _add_identity(ids, nir, (fam, first), birth, postal)
     for f in sorted(landing.rglob("*.csv")):
         raw = f.read_bytes()
         try:
@@ -81,22 +104,15 @@ def landing_identities(landing: Path) -> Identities:
             cells = line.split(";")
             if len(cells) != len(header):
                 continue  # malformed lines: their fields are shifted
-            nir = cells[ix["NIR"]]
-            if len(nir) == 15:
-                ids.nirs.add(nir)
-                ids.nir_bodies.add(nir[:13])
-            for name in (cells[ix["NOM"]], cells[ix["PRENOM"]]):
-                for form in (name, strip_accents_upper(name)):
-                    ids.name_tokens |= {t for t in WORD.findall(form) if len(t) >= 4}
-            birth = cells[ix["DATE_NAISSANCE"]]
+            birth = None
             for fmt in ("%d/%m/%Y", "%Y%m%d"):
                 try:
-                    ids.birth_dates.add(datetime.strptime(birth, fmt).date())
+                    birth = datetime.strptime(cells[ix["DATE_NAISSANCE"]], fmt).date()
                     break
                 except ValueError:
                     pass
-            if cells[ix["CODE_POSTAL"]]:
-                ids.postal_codes.add(cells[ix["CODE_POSTAL"]])
+            _add_identity(ids, cells[ix["NIR"]], (cells[ix["NOM"]], cells[ix["PRENOM"]]), birth,
+                          cells[ix["CODE_POSTAL"]])
     assert len(ids.nirs) > 100 and len(ids.name_tokens) > 50 and ids.birth_dates and ids.postal_codes
     return ids
 
@@ -187,10 +203,10 @@ def ran(prefect_harness, tmp_path_factory) -> Ran:
     from prefect.settings import get_current_settings
 
     from flows.pipeline import pipeline
-    from transforms.synthetic import generate
+    from transforms.synthetic import MIXED_FORMATS, generate
 
     home = tmp_path_factory.mktemp("privacy") / "home"
-    generate(home, n_results=3000, seed=11, days=2)
+    generate(home, n_results=3000, seed=11, days=2, formats=MIXED_FORMATS)  # CSV, HL7 v2, CDA, HPRIM
     source = sorted((home / "landing").rglob("*.csv"))[0]
     for rel in HOSTILE_COPIES:
         (home / "landing" / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -504,19 +520,24 @@ def _ctx(home: Path, run_id: str = "test-purge"):
     return Context.create(Settings(home=home), run_id)
 
 
+def _landing_files(home: Path) -> set[Path]:
+    return {p for p in (home / "landing").rglob("*") if p.is_file()}
+
+
 def test_purge_empties_identities_and_keeps_every_analyst_table(ran, purged_home):
     from flows.privacy import purge_identities, read_audit
 
     ctx = _ctx(purged_home)
     before = _non_raw_files(purged_home)
     hostile = {purged_home / "landing" / rel for rel in HOSTILE_COPIES}
-    n_landing = len(set((purged_home / "landing").rglob("*.csv")) - hostile)
+    n_landing = len(_landing_files(purged_home) - hostile)
+    assert {f.suffix for f in _landing_files(purged_home) - hostile} == {".csv", ".hl7", ".xml", ".hpr"}
     res = purge_identities(ctx, older_than_days=0, now=datetime.now() + timedelta(seconds=1))
     assert res["files_purged"] == ran.summary["files_new"] and res["rows_purged"] > 1000
     assert res["rejected_lines_redacted"] > 0 and res["files_kept"] == 0
     assert res["landing_files_deleted"] == n_landing
     # files refused for their name are left for the operator: purge never follows an unsafe name
-    assert set((purged_home / "landing").rglob("*.csv")) == hostile
+    assert _landing_files(purged_home) == hostile
     # raw: identities gone, results and lineage kept
     db = purged_home / "biolake.duckdb"
     ids = [c for c in IDENTIFYING_COLUMNS]
