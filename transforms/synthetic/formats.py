@@ -16,6 +16,9 @@ them:
   that are neither a comparator, a ``low-high`` range, a ``n:d`` ratio nor a plain number come
   back as ST; a unit on a value that is not NM or SN is not carried.
 
+The time a message, document or file was made (MSH-7; CDA effectiveTime and author time; the
+HPRIM H record) is the latest validation time among its rows.
+
 Grouping: consecutive rows with the same request and patient make one message (HL7: one ORU;
 CDA: one document, corrections -- status C -- in a separate replacement document; HPRIM: one P
 record), and within it consecutive rows with the same collection, reception, specimen (and, for
@@ -51,7 +54,12 @@ _ORDER_KEY = ("collected_at", "received_at", "specimen")
 _INS_NAMESPACE = {"1.2.250.1.213.1.4.8": "ASIP-SANTE-INS-NIR", "1.2.250.1.213.1.4.9": "ASIP-SANTE-INS-NIA",
                   "1.2.250.1.213.1.4.10": "ASIP-SANTE-INS-NIR-TEST", "1.2.250.1.213.1.4.11": "ASIP-SANTE-INS-NIA-TEST"}
 _IHE_ACT_CODES = "1.3.5.1.4.1.19376.1.5.3.2"
-_NOW = datetime(2024, 1, 1, 12, 0)
+_NOW = datetime(2024, 1, 1, 12, 0)  # the time of a message whose rows carry no validation time
+
+
+def _sent(rows: Iterable[dict]) -> datetime:
+    """When a message, document or file is made: the latest validation among its rows."""
+    return max((r["validated_at"] for r in rows if isinstance(r["validated_at"], datetime)), default=_NOW)
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,7 +154,7 @@ def hl7v2_messages(df: pl.DataFrame, *, id_prefix: str = "BIOLAKE", embed_cda: b
         first = msg_rows[0]
         lab = _common_lab(msg_rows)
         segs = [
-            "MSH|^~\\&|BIOLAKE|" + (lab or "BIOLAKE") + "|BIOLAKE|BIOLAKE|" + _ts(_NOW)
+            "MSH|^~\\&|BIOLAKE|" + (lab or "BIOLAKE") + "|BIOLAKE|BIOLAKE|" + _ts(_sent(msg_rows))
             + f"||ORU^R01^ORU_R01|{id_prefix}{n:08d}|P|2.5|||||FRA|UNICODE UTF-8",
             _fields(
                 "PID", "1", "", _cx(first["patient_nir"], first["ins_oid"]), "",
@@ -365,7 +373,7 @@ def _cda_document(rows: list[dict], doc_key: str, correction: bool) -> Iterator[
            f"<id{_attrs(root=doc_id)}/>\n"
            f'<code code="11502-2" codeSystem="{LOINC_OID}" displayName="CR d\'examens biologiques"/>\n'
            "<title>Compte rendu d'examens biologiques</title>\n"
-           f'<effectiveTime value="{_ts(_NOW)}"/>\n'
+           f'<effectiveTime value="{_ts(_sent(rows))}"/>\n'
            '<confidentialityCode code="N" codeSystem="2.16.840.1.113883.5.25"/>\n<languageCode code="fr-FR"/>\n'
            f"<setId{_attrs(root=_oid('set:' + doc_key))}/>\n"
            f'<versionNumber value="{2 if correction else 1}"/>\n')
@@ -387,7 +395,7 @@ def _cda_document(rows: list[dict], doc_key: str, correction: bool) -> Iterator[
         patient.append(f"<birthTime{_attrs(value=_ts(p['birth_date']))}/>")
     patient.append("</patient></patientRole></recordTarget>\n")
     yield "".join(patient)
-    yield (f'<author><time value="{_ts(_NOW)}"/><assignedAuthor><id nullFlavor="NI"/></assignedAuthor></author>\n'
+    yield (f'<author><time value="{_ts(_sent(rows))}"/><assignedAuthor><id nullFlavor="NI"/></assignedAuthor></author>\n'
            "<custodian><assignedCustodian><representedCustodianOrganization>"
            f"<id{_attrs(root=_oid('biolake'))}/><name>biolake</name>"
            "</representedCustodianOrganization></assignedCustodian></custodian>\n")
@@ -446,7 +454,7 @@ def hprim_records(df: pl.DataFrame) -> Iterator[str]:
     """The records (before line cutting) of an HPRIM Santé file for ``df``."""
     rows = _rows(df)
     lab = _common_lab(rows)
-    yield f"H|~^\\&|BIOLAKE.HPR||{lab or 'BIOLAKE'}^BIOLAKE||ORU|||BIOLAKE||P|H2.2^C|{_ts(_NOW)}"
+    yield f"H|~^\\&|BIOLAKE.HPR||{lab or 'BIOLAKE'}^BIOLAKE||ORU|||BIOLAKE||P|H2.2^C|{_ts(_sent(rows))}"
     count = 0
     for k, prows in enumerate(_groups(rows, _PATIENT), start=1):
         p = prows[0]
