@@ -51,6 +51,16 @@ def test_sidep_daily_equals_the_truth_exactly(processed_any):
     assert got.cast(truth.schema).equals(truth.sort("jour", "dep", "cl_age90"))
 
 
+def test_mdo_weekly_cases_equal_the_truth_exactly(processed_any):
+    from transforms.synthetic.truth_mdo import mdo_weekly
+
+    home, _ = processed_any
+    truth = mdo_weekly(pl.read_parquet(home / "truth" / "rows.parquet")).sort("mdo_id", "semaine", "dep")
+    got = q(home, "SELECT * FROM marts.mdo_weekly WHERE cases > 0 ORDER BY mdo_id, semaine, dep")
+    assert truth["cases"].sum() > 0 and truth["mdo_id"].n_unique() >= 2
+    assert got.select(truth.columns).cast(truth.schema).equals(truth)
+
+
 def test_every_row_has_the_fate_the_generator_intended(processed_any):
     home, _ = processed_any
     truth = pl.read_parquet(home / "truth" / "rows.parquet")
