@@ -68,6 +68,12 @@ def test_approved_mapping_applies_and_backfills(clean_run, tmp_path):
 
 
 def test_generate_writes_the_formats_asked_for(tmp_path):
+    from transforms.synthetic import MIXED_FORMATS
+
+    helped = runner.invoke(app, ["generate", "--help"], terminal_width=200)
+    names = {"hl7v2": "HL7 v2", "cda": "CR-BIO CDA", "hprim": "HPRIM"}
+    for lab, fmt in MIXED_FORMATS.items():  # the help says what "mixed" means
+        assert f"{lab} {names[fmt]}" in " ".join(re.sub(r"[│|]", " ", helped.output).split()), helped.output
     out = runner.invoke(app, ["generate", "--home", str(tmp_path), "--results", "2000",
                               "--formats", "labo_delta=hl7v2, labo_beta=cda"])
     assert out.exit_code == 0, out.output
