@@ -67,17 +67,22 @@ def test_approved_mapping_applies_and_backfills(clean_run, tmp_path):
     assert "VITD" not in backlog["local_code"].to_list()
 
 
+def flat(text: str) -> str:
+    """Console output as one line: rich wraps to the terminal's width and may draw table bars."""
+    return " ".join(re.sub(r"[│|]", " ", text).split())
+
+
 def test_generate_writes_the_formats_asked_for(tmp_path):
     from transforms.synthetic import MIXED_FORMATS
 
     helped = runner.invoke(app, ["generate", "--help"], terminal_width=200)
     names = {"hl7v2": "HL7 v2", "cda": "CR-BIO CDA", "hprim": "HPRIM"}
     for lab, fmt in MIXED_FORMATS.items():  # the help says what "mixed" means
-        assert f"{lab} {names[fmt]}" in " ".join(re.sub(r"[│|]", " ", helped.output).split()), helped.output
+        assert f"{lab} {names[fmt]}" in flat(helped.output), helped.output
     out = runner.invoke(app, ["generate", "--home", str(tmp_path), "--results", "2000",
                               "--formats", "labo_delta=hl7v2, labo_beta=cda"])
     assert out.exit_code == 0, out.output
-    assert "labo_beta sends cda; labo_delta sends hl7v2" in out.output
+    assert "labo_beta sends cda; labo_delta sends hl7v2" in flat(out.output)
     suffixes = {p.parent.name: p.suffix for p in (tmp_path / "landing").rglob("*.*")}
     assert suffixes == {"labo_alpha": ".csv", "labo_beta": ".xml", "labo_gamma": ".csv", "labo_delta": ".hl7",
                         "labo_epsilon": ".csv"}
@@ -85,7 +90,7 @@ def test_generate_writes_the_formats_asked_for(tmp_path):
                          ("labo_delta=fhir", "unknown format(s) fhir"), ("lab_x=cda", "unknown lab(s) lab_x")):
         refused = runner.invoke(app, ["generate", "--home", str(tmp_path / "x"), "--results", "2000",
                                       "--formats", bad])
-        assert refused.exit_code == 2 and message in refused.output, refused.output
+        assert refused.exit_code == 2 and message in flat(refused.output), refused.output
         assert not (tmp_path / "x" / "landing").exists()
 
 
