@@ -33,3 +33,20 @@ def test_work_time_of_parallel_steps_is_the_union_of_their_intervals():
     assert w.covered_seconds() == 4.0
     w.intervals = []
     assert w.covered_seconds() == 0.0
+
+
+def test_bench_formats_smoke(tmp_path, capsys):
+    """The per-format parsing benchmark runs end to end on a tiny input (no timing asserted)."""
+    import json
+
+    from bench import bench_formats
+
+    assert bench_formats.main(["--results", "3000", "--repeat", "1", "--json", str(tmp_path / "f.json")]) == 0
+    figures = json.loads((tmp_path / "f.json").read_text(encoding="utf-8"))
+    assert [f["format"] for f in figures] == ["csv", "hl7v2", "cda", "hprim"]
+    # the same logical content: the same files, about the same results (CSV-only defects aside)
+    assert len({f["files"] for f in figures}) == 1
+    lo, hi = min(f["results"] for f in figures), max(f["results"] for f in figures)
+    assert lo > 2900 and hi - lo < 0.01 * hi
+    out = capsys.readouterr().out
+    assert "| CR-BIO CDA |" in out and "time per result vs CSV" in out
