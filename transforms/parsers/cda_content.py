@@ -90,6 +90,17 @@ def _local(name: str) -> str:
     return local
 
 
+_PLAIN_KEYS: dict[tuple[str, ...], bool] = {}  # attribute name sets without a namespace
+
+
+def _plain_keys(attrs: dict[str, str]) -> bool:
+    keys = tuple(attrs)
+    plain = not any(" " in k for k in keys)
+    if len(_PLAIN_KEYS) < _NAMES_CACHED:
+        _PLAIN_KEYS[keys] = plain
+    return plain
+
+
 def _attr_name(name: str) -> str:
     local = _ATTR.get(name)
     if local is None:
@@ -140,7 +151,7 @@ class Builder:
         if self.skip or self.refused:
             self.skip += 1
             return
-        tag = _local(name)
+        tag = _LOCAL.get(name) or _local(name)
         stack = self.stack
         if self.root is None:
             if tag != "ClinicalDocument":
@@ -150,9 +161,13 @@ class Builder:
         elif tag in _SKIPPED or (tag == "text" and stack and stack[-1].tag == "section"):
             self.skip = 1
             return
-        names = _ATTR
-        node = Node(tag, {(names.get(k) or _attr_name(k)): v for k, v in attrs.items()} if attrs else {},
-                    self.line_of())
+        if attrs:
+            plain = _PLAIN_KEYS.get(tuple(attrs))
+            if plain is None:
+                plain = _plain_keys(attrs)
+            if not plain:  # xsi:type and other namespaced attributes: their local names
+                attrs = {(_ATTR.get(k) or _attr_name(k)): v for k, v in attrs.items()}
+        node = Node(tag, attrs, self.line_of())  # expat hands each element a dict of its own
         if stack:
             stack[-1].children.append(node)
         else:
