@@ -89,6 +89,11 @@ def test_parsed_results_are_the_truth_line_by_line(mixed):
     early = t["validated_at"] < t["collected_at"]
     assert (early == (t["reason"] == "DATE_ORDER").fill_null(False)).all()
     assert t["ins_oid"].unique().to_list() == ["1.2.250.1.213.1.4.8"]
+    # HL7 v2 and CDA labs send the LOINC beside their code when the code is mapped; HPRIM labs do not
+    sends = pl.col("source").replace_strict(MIXED_FORMATS, default="csv").is_in(["hl7v2", "cda"]) & pl.col("mapped")
+    expected = t.select(pl.when(sends).then(pl.col("loinc_num")).alias("x"))["x"]
+    assert expected.null_count() < t.height and (expected.is_null() == t["loinc_code_src"].is_null()).all()
+    assert (expected.drop_nulls() == t["loinc_code_src"].drop_nulls()).all()
 
 
 def test_defects_a_format_cannot_carry_are_not_injected(mixed):

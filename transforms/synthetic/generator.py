@@ -75,6 +75,7 @@ CSV_ONLY_DEFECTS = ("malformed", "duplicate_row", "date_invalid")
 # ``biolake demo`` / ``generate --formats mixed``: the three other formats the product reads, the
 # two largest labs keeping their CSV extracts
 MIXED_FORMATS = {"labo_gamma": "hprim", "labo_delta": "hl7v2", "labo_epsilon": "cda"}
+LOINC_SENDING_FORMATS = ("hl7v2", "cda")  # OBX-3 / <code> carry the LOINC, the local code beside it
 NIR_OID = "1.2.250.1.213.1.4.8"  # INS built on the NIR (transforms/parsers/er7.INS_OIDS)
 _RESULT_START = {"hl7v2": re.compile(r"OBX\|"), "hprim": re.compile(r"OBX\|"),
                  "cda": re.compile(r"<component><observation[ >]")}
@@ -787,6 +788,7 @@ def generate(
     canonical: list[str] = []
     if not_csv.any():
         at = lambda minutes: pl.from_epoch(minutes * 60, time_unit="s").cast(pl.Datetime("us"))  # noqa: E731
+        with_loinc = [lb.index for lb in labs if lab_format[lb.source] in LOINC_SENDING_FORMATS]
         typed = {
             "lab_finess": pl.col("finess"),
             "request_id": pl.col("N_DEMANDE"),
@@ -803,7 +805,9 @@ def generate(
                                .otherwise(pl.col("val"))),
             "local_code": pl.col("code"),
             "local_label": pl.col("label"),
-            "loinc_code_src": pl.lit(None, pl.Utf8),
+            # HL7 v2 and CR-BIO labs send the LOINC next to their own code (the Ségur rule); an
+            # unknown local code has none, so it stays unmapped there too
+            "loinc_code_src": pl.when(pl.col("lab").is_in(with_loinc) & pl.col("mapped")).then(pl.col("loinc_num")),
             "value_type": pl.when(pl.col("kind") == "num").then(pl.lit("NM")).otherwise(pl.lit("ST")),
             "value_raw": pl.when(pl.col("kind") == "num").then(_fmt_scaled(pl.col("iv"), pl.col("dec"), "."))
             .otherwise(pl.col("word")),
