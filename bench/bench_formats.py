@@ -28,11 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from transforms.parsers.detect import detect_format, get_parser  # noqa: E402
-from transforms.synthetic import FORMATS, generate  # noqa: E402
+from transforms.parsers.detect import FORMAT_NAMES as NAMES  # noqa: E402
+from transforms.parsers.detect import FORMATS, detect_format, get_parser  # noqa: E402
+from transforms.synthetic import generate  # noqa: E402
 from transforms.synthetic.seeds import load_seeds  # noqa: E402
-
-NAMES = {"csv": "CSV extract", "hl7v2": "HL7 v2.5 ORU^R01", "cda": "CR-BIO CDA", "hprim": "HPRIM Santé"}
 
 
 def parse_landing(files: list[Path], expected: str) -> tuple[int, float, float]:

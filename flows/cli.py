@@ -172,15 +172,14 @@ def demo(
     _exit_on_block(summary)
 
 
-FORMAT_NAMES = {"csv": "CSV extract", "hl7v2": "HL7 v2.5 ORU^R01", "cda": "CR-BIO CDA", "hprim": "HPRIM Santé"}
-
-
 def print_summary(s: dict, wall: float | None = None) -> None:
     t = Table(title="files", show_edge=False)
     for c in ("loaded", "re-deliveries skipped", "failed"):
         t.add_column(c, justify="right")
     t.add_row(str(s["files_new"]), str(s["files_duplicate"]), str(s["files_failed"]))
     console.print(t)
+    from transforms.parsers.detect import FORMAT_NAMES
+
     by_format: dict[str, list[int]] = {}
     for f in s.get("files", []):
         if f["status"] == "loaded":

@@ -96,6 +96,7 @@ def test_generate_writes_the_formats_asked_for(tmp_path):
 
 def test_summary_counts_the_files_of_each_format(mixed_run):
     from flows import cli
+    from transforms.parsers.detect import FORMAT_NAMES
 
     _, summary = mixed_run
     with cli.console.capture() as cap:
@@ -104,8 +105,8 @@ def test_summary_counts_the_files_of_each_format(mixed_run):
     assert "loaded by format" in text
     for name in ("CSV extract", "HL7 v2.5 ORU^R01", "CR-BIO CDA", "HPRIM Santé"):
         line = next(ln for ln in text.splitlines() if ln.strip().startswith(name))
-        files = sum(1 for f in summary["files"] if f["status"] == "loaded" and cli.FORMAT_NAMES[f["format"]] == name)
+        files = sum(1 for f in summary["files"] if f["status"] == "loaded" and FORMAT_NAMES[f["format"]] == name)
         rows = sum(f["rows_in"] for f in summary["files"] if f["status"] == "loaded"
-                   and cli.FORMAT_NAMES[f["format"]] == name)
+                   and FORMAT_NAMES[f["format"]] == name)
         cells = [c.strip() for c in re.split(r"[│|]", line)]  # rich draws ASCII bars on an ASCII console
         assert cells[1:3] == [str(files), f"{rows:,}"], line

@@ -26,6 +26,7 @@ from xml.parsers import expat
 from transforms.parsers.base import Chunk, FileFormatError
 
 FORMATS = ("csv", "hl7v2", "cda", "hprim")
+FORMAT_NAMES = {"csv": "CSV extract", "hl7v2": "HL7 v2.5 ORU^R01", "cda": "CR-BIO CDA", "hprim": "HPRIM Santé"}
 PREFIX_BYTES = 64 * 1024
 HL7_NS = "urn:hl7-org:v3"
 _MAGIC = {

@@ -33,6 +33,8 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
+from transforms.parsers.detect import FORMATS
+
 from . import formats as _formats
 from . import vocab
 from .seeds import CL_AGE90, Seeds, load_seeds
@@ -69,7 +71,6 @@ DEFECTS = ("nir_key", "date_invalid", "date_order", "unknown_code", "malformed",
 # Output formats. A defect that only a CSV line can carry is not injected in a lab writing another
 # format: HL7, CDA and HPRIM dates are written from typed values (no 31/02), and a truncated or
 # repeated line has no equivalent that the truth could name row by row.
-FORMATS = ("csv", "hl7v2", "cda", "hprim")
 SUFFIXES = {"csv": ".csv", "hl7v2": ".hl7", "cda": ".xml", "hprim": ".hpr"}
 CSV_ONLY_DEFECTS = ("malformed", "duplicate_row", "date_invalid")
 # ``biolake demo`` / ``generate --formats mixed``: the three other formats the product reads, the
