@@ -306,6 +306,13 @@ def test_data_quality_report_numbers_equal_the_warehouse(gated):  # noqa: F811
         assert [num(c) for c in by_lab[lab][4:7]] == [rows_in, v, q]
         assert rows_in == v + q
     assert sum(num(c[4]) for c in by_lab.values()) == summary["rows_in"]
+    # the formats each lab sent = the file log's, by name
+    from transforms.parsers.detect import FORMAT_NAMES
+
+    sent = sql(home, "SELECT source, list(DISTINCT format ORDER BY format) AS f FROM quality.file_log "
+                     "WHERE status = 'loaded' GROUP BY source")
+    for lab, fmts in sent.iter_rows():
+        assert by_lab[lab][-1]["text"] == ", ".join(FORMAT_NAMES[f] for f in fmts)
     # volumes per lab = the fact table over the report's window (the last 90 days of collection)
     fct = sql(home, "SELECT source, count(*) AS n FROM marts.fct_lab_results WHERE collected_date > "
                     "(SELECT max(collected_date) - INTERVAL 90 DAY FROM marts.fct_lab_results) GROUP BY source")

@@ -2,7 +2,8 @@
 
 What it shows, all computed with DuckDB over the warehouse (quality/summaries.py):
 
-- files per lab and status, the row accounting (rows in = valid + quarantined), failed files;
+- files per lab and status, the row accounting (rows in = valid + quarantined), the formats each
+  lab sent, failed files;
 - volumes per lab and collection day;
 - delivery delays per lab: collection -> reception -> validation -> delivery to biolake;
 - quarantine reasons per lab, with a few examples per reason stripped of identities (file, line,
@@ -24,6 +25,7 @@ import polars as pl
 from quality import summaries as S
 from quality.reasons import REASONS
 from quality.reports import charts, render
+from transforms.parsers.detect import FORMAT_NAMES
 from transforms.terminology.units import CONVERSION_STATUSES, CONVERTED
 from warehouse import catalog as cat
 from warehouse.store import Warehouse
@@ -50,10 +52,13 @@ def _files(con, src: S.Sources) -> dict:
         rows_in=pl.col("rows_in").filter(pl.col("status") == "loaded").sum(),
         rows_valid=pl.col("rows_valid").filter(pl.col("status") == "loaded").sum(),
         rows_quarantined=pl.col("rows_quarantined").filter(pl.col("status") == "loaded").sum(),
-        last_delivery=pl.col("registered_at").max())
+        last_delivery=pl.col("registered_at").max(),
+        formats=pl.col("format").filter(pl.col("status") == "loaded").drop_nulls().unique().sort())
         .with_columns(share_quarantined=pl.when(pl.col("rows_in") > 0).then(pl.col("rows_quarantined") / pl.col("rows_in")))
         .sort("source"))
     failed = log.filter(pl.col("status") == "failed").select("path", "source", "reason_code", "detail").sort("path")
+    by_lab = by_lab.with_columns(pl.col("formats").list.eval(
+        pl.element().replace_strict(FORMAT_NAMES, default=pl.element())).list.join(", "))
     return {"by_lab": by_lab.to_dicts(), "failed": failed.to_dicts(),
             "totals": {k: int(by_lab[k].sum()) for k in ("files_loaded", "files_duplicate", "files_failed",
                                                           "rows_in", "rows_valid", "rows_quarantined")}}
