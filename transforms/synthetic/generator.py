@@ -893,7 +893,7 @@ def generate(
     del lines_all
     df = df.drop("line", *canonical).with_columns(pl.Series("line_no", line_no, dtype=pl.Int64))
 
-    # re-delivered files: an identical copy under <source>_<YYYYMMDD>_renvoi.csv
+    # re-delivered files: an identical copy under <source>_<YYYYMMDD>_renvoi.<suffix>
     n_dup_files = int(round(rates.duplicate_file * n_files))
     if rates.duplicate_file > 0 and n_files >= 2:
         n_dup_files = max(1, n_dup_files)
