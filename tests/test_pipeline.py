@@ -39,6 +39,10 @@ def test_the_mixed_landing_holds_every_format(mixed_run):
     formats = {detect_format(p) for p in (home / "landing").rglob("*") if p.is_file()}
     assert formats == {"csv", "hl7v2", "cda", "hprim"}
     assert summary["files_failed"] == 0
+    # results under a test identity (HL7 v2, HPRIM) are refused by the parsers, each with its reason
+    truth = pl.read_parquet(home / "truth" / "rows.parquet")
+    n_test = truth.filter(pl.col("reason") == "TEST_IDENTITY").height
+    assert n_test > 0 and summary["quarantine_reasons"]["TEST_IDENTITY"] == n_test
 
 
 def test_sidep_daily_equals_the_truth_exactly(processed_any):

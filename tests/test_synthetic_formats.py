@@ -2,7 +2,8 @@
 
 Each written file is read back with the project's own parser and compared, result by result, with
 the truth at (file, line_no); the defects that only a CSV line can carry are absent from those labs
-and the others (bad NIR key, validation before collection, unknown code, corrections) present.
+and the others (bad NIR key, validation before collection, unknown code, corrections) present, with
+test identities (an INS with a test OID) in the HL7 v2 and HPRIM labs.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ import pytest
 from stdnum.fr import nir as stdnir
 
 from transforms.parsers.detect import detect_format, get_parser
-from transforms.synthetic import MIXED_FORMATS, generate
+from transforms.synthetic import MIXED_FORMATS, DefectRates, generate
 from transforms.synthetic.generator import CSV_ONLY_DEFECTS, SUFFIXES
 
 N = 8_000
+RATES = DefectRates(test_identity=0.02)  # a few test identities even in a small landing
 
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     home = tmp_path_factory.mktemp("mixed")
-    res = generate(home, n_results=N, seed=5, formats=MIXED_FORMATS)
+    res = generate(home, n_results=N, seed=5, formats=MIXED_FORMATS, rates=RATES)
     truth = pl.read_parquet(home / "truth" / "rows.parquet")
     return home, res, truth
 
@@ -62,7 +64,7 @@ def _parsed(home: Path, files: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
         source = rel.split("/", 1)[0]
         for chunk in get_parser(_fmt(source))(home / "landing" / rel, file_id=rel, source=source):
             rows.append(chunk.rows.with_columns(pl.lit(rel).alias("file")))
-            rejects.append(chunk.rejects)
+            rejects.append(chunk.rejects.with_columns(pl.lit(rel).alias("file_id")))
     return pl.concat(rows), pl.concat(rejects)
 
 
@@ -72,7 +74,13 @@ def test_parsed_results_are_the_truth_line_by_line(mixed):
     files = sorted(other["file"].unique())
     assert {f.split("/")[0] for f in files} == set(MIXED_FORMATS)
     rows, rejects = _parsed(home, files)
-    assert rejects.is_empty()
+    # a test identity's results are refused one by one, at their own lines; nothing else is refused
+    refused = other.filter(pl.col("reason") == "TEST_IDENTITY")
+    assert refused.height > 0 and set(refused["source"]) <= {s for s, f in MIXED_FORMATS.items() if f != "cda"}
+    got = rejects.select(pl.col("file_id").alias("file"), "line_no", "reason_code", "column").sort("file", "line_no")
+    assert got.equals(refused.select("file", "line_no", pl.col("reason").alias("reason_code"), "column")
+                      .sort("file", "line_no"))
+    other = other.filter(pl.col("reason").ne_missing("TEST_IDENTITY"))
     assert rows["parse_issues"].null_count() == rows.height
     assert rows.height == other.height
     t = other.join(rows, on=["file", "line_no"], how="left", suffix="_got")
@@ -101,8 +109,9 @@ def test_defects_a_format_cannot_carry_are_not_injected(mixed):
     other = truth.filter(pl.col("source").is_in(list(MIXED_FORMATS)))
     csv = truth.filter(~pl.col("source").is_in(list(MIXED_FORMATS)))
     assert other.filter(pl.col("defect").is_in(CSV_ONLY_DEFECTS)).is_empty()
-    assert other["reason"].drop_nulls().unique().sort().to_list() == ["DATE_ORDER", "NIR_KEY"]
-    for defect in ("nir_key", "date_order", "unknown_code", "correction", "superseded"):
+    assert other["reason"].drop_nulls().unique().sort().to_list() == ["DATE_ORDER", "NIR_KEY", "TEST_IDENTITY"]
+    assert csv.filter(pl.col("defect") == "test_identity").is_empty()
+    for defect in ("nir_key", "date_order", "unknown_code", "correction", "superseded", "test_identity"):
         assert (other["defect"] == defect).sum() > 0, defect
     for defect in ("malformed", "duplicate_row", "date_invalid"):
         assert (csv["defect"] == defect).sum() > 0, defect
@@ -125,7 +134,7 @@ def test_redelivered_files_keep_their_format(tmp_path):
 def test_same_seed_same_bytes_and_csv_by_default(mixed, tmp_path):
     home, _, _ = mixed
     again = tmp_path / "again"
-    generate(again, n_results=N, seed=5, formats=MIXED_FORMATS)
+    generate(again, n_results=N, seed=5, formats=MIXED_FORMATS, rates=RATES)
     assert _digest(again / "landing") == _digest(home / "landing")
     plain = generate(tmp_path / "plain", n_results=N, seed=5)
     assert {p.suffix for p in plain.landing_files} == {".csv"} and plain.summary["formats"] == {}

@@ -73,6 +73,10 @@ DEFECTS = ("nir_key", "date_invalid", "date_order", "unknown_code", "malformed",
 # repeated line has no equivalent that the truth could name row by row.
 SUFFIXES = {"csv": ".csv", "hl7v2": ".hl7", "cda": ".xml", "hprim": ".hpr"}
 CSV_ONLY_DEFECTS = ("malformed", "duplicate_row", "date_invalid")
+# formats whose parser refuses each result of a test identity on its own line (a CDA document is
+# refused whole, at its first line: not one truth row per result)
+TEST_IDENTITY_FORMATS = ("hl7v2", "hprim")
+TEST_INS_OID = "1.2.250.1.213.1.4.10"  # INS-NIR of a test patient (transforms/parsers/er7.TEST_INS_OIDS)
 # ``biolake demo`` / ``generate --formats mixed``: the three other formats the product reads, the
 # two largest labs keeping their CSV extracts
 MIXED_FORMATS = {"labo_gamma": "hprim", "labo_delta": "hl7v2", "labo_epsilon": "cda"}
@@ -88,7 +92,9 @@ class DefectRates:
     """Rates of injected defects (share of eligible data rows; duplicate_file: share of files).
 
     missing_sex / missing_birth_date are shares of persons whose lab sent no SEXE / DATE_NAISSANCE:
-    data-quality flags, not defects (those rows stay valid and counted).
+    data-quality flags, not defects (those rows stay valid and counted). test_identity: a lab that
+    sends HL7 v2 or HPRIM files some (person, lab) pairs under a test INS (OID .10): every result
+    of that pair is refused by the parser (TEST_IDENTITY), whatever other defect it had.
     """
 
     nir_key: float = 0.005
@@ -99,6 +105,7 @@ class DefectRates:
     duplicate_row: float = 0.004
     correction: float = 0.003
     duplicate_file: float = 0.05
+    test_identity: float = 0.003  # share of (person, lab) pairs, in labs sending HL7 v2 or HPRIM only
     missing_sex: float = 0.01
     missing_birth_date: float = 0.01
 
@@ -401,7 +408,8 @@ def generate(
     seeds = load_seeds()
     lab_format = check_formats(formats, [lb.source for lb in seeds.labs])
     ss = np.random.SeedSequence(seed)
-    (rng_p, rng_r, rng_s, rng_v, rng_c, rng_d, rng_f) = [np.random.default_rng(s) for s in ss.spawn(7)]
+    # (spawned children do not depend on how many are spawned: adding one changes no other stream)
+    (rng_p, rng_r, rng_s, rng_v, rng_c, rng_d, rng_f, rng_t) = [np.random.default_rng(s) for s in ss.spawn(8)]
     labs = seeds.labs
     n_labs = len(labs)
     start_d = _days(start)
@@ -614,6 +622,16 @@ def generate(
     )
     df = pl.concat([df, corr.with_columns(pl.lit(False).alias("superseded")).select(df.columns)])
     N = df.height
+    # test identities: (person, lab) pairs of the labs whose format carries the INS OID per result
+    test_labs = [lb.index for lb in labs if lab_format[lb.source] in TEST_IDENTITY_FORMATS]
+    if test_labs and rates.test_identity > 0:
+        pairs = (df.filter(pl.col("lab").is_in(test_labs) & (pl.col("scenario") == -1))
+                 .select("person", "lab").unique().sort("person", "lab"))
+        flagged = pairs.filter(pl.Series(rng_t.random(pairs.height) < rates.test_identity))
+        df = df.join(flagged.with_columns(pl.lit(True).alias("_test")), on=["person", "lab"], how="left",
+                     maintain_order="left").with_columns(
+            pl.when(pl.col("_test")).then(pl.lit("test_identity")).otherwise(pl.col("defect")).alias("defect"),
+        ).drop("_test")
     d_np = df["defect"].to_numpy()
 
     # unknown local codes: the row becomes a test the lab has not mapped
@@ -794,7 +812,7 @@ def generate(
             "lab_finess": pl.col("finess"),
             "request_id": pl.col("N_DEMANDE"),
             "patient_nir": pl.col("NIR"),
-            "ins_oid": pl.lit(NIR_OID),
+            "ins_oid": pl.when(d == "test_identity").then(pl.lit(TEST_INS_OID)).otherwise(pl.lit(NIR_OID)),
             "family_name": pl.col("NOM"),
             "first_name": pl.col("PRENOM"),
             "birth_date": pl.when(pl.col("no_birth")).then(None).otherwise(pl.col("birth_date")),
@@ -914,12 +932,14 @@ def generate(
         .when(d == "date_order").then(pl.lit("DATE_ORDER"))
         .when(d == "malformed").then(pl.lit("MALFORMED_LINE"))
         .when(d == "duplicate_copy").then(pl.lit("DUPLICATE_ROW"))
+        .when(d == "test_identity").then(pl.lit("TEST_IDENTITY"))
         .otherwise(None)
     )
     column = (
         pl.when(d == "nir_key").then(pl.lit("patient_nir"))
         .when(d == "date_invalid").then(pl.col("inv_col"))
         .when(d == "date_order").then(pl.lit("validated_at"))
+        .when(d == "test_identity").then(pl.lit("ins_oid"))
         .otherwise(None)
     )
     scen_names = pl.DataFrame({"scenario": np.arange(len(SCENARIOS), dtype=np.int32), "scenario_name": SCENARIOS})
