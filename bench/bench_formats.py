@@ -7,7 +7,8 @@ Run from the repository root::
 
 For each format (CSV extract, HL7 v2.5 ORU^R01, CR-BIO CDA, HPRIM Santé) it generates the same
 week of results (same seed) with every lab sending that format (``generate(formats=...)``; the
-defects a format cannot carry are left out, so the row counts differ by a few tenths of a percent),
+defects a format cannot carry are left out, and HL7/HPRIM test identities are refused by the parser,
+so the parsed results differ by a few tenths of a percent),
 then parses every landing file (re-deliveries left out) with the parser the pipeline would pick
 (``detect_format``, ``get_parser``) up to canonical polars chunks, in one thread, ``--repeat``
 times, keeping the fastest. It prints, per format: files, results, bytes, seconds (wall and CPU),
