@@ -50,3 +50,16 @@ def test_bench_formats_smoke(tmp_path, capsys):
     assert lo > 2900 and hi - lo < 0.01 * hi
     out = capsys.readouterr().out
     assert "| CR-BIO CDA |" in out and "time per result vs CSV" in out
+
+
+def test_one_pass_lower_bound_smoke(tmp_path):
+    """The single-pass lower bound runs on a tiny landing: every row kept, checks that find something."""
+    from bench import landing, one_pass
+
+    landing.build(tmp_path / "l", 3000, seed=3, batch=1000, progress=lambda _: None)
+    res = one_pass.run(tmp_path / "l" / "landing", tmp_path / "work", repeat=1, log=lambda _: None)
+    assert set(res["x_floor"]) == set(one_pass.VARIANTS) and all(v > 0 for v in res["x_floor"].values())
+    assert res["rows"]["core"] == res["rows"]["core + duplicate rows"] == res["rows"]["floor"] > 3000
+    found = res["found"]
+    assert found["coded"] > 0.9 * res["rows"]["floor"]
+    assert found["NIR_KEY"] > 0 and found["DATE_ORDER"] > 0 and found["duplicate_rows"] > 0
