@@ -10,8 +10,10 @@ over the same CSV files, each one SQL statement from the CSV files to one Parque
   NIR key check, a SHA-256 of a secret and the NIR as pseudonym, the date checks (impossible date,
   validation before collection) and the LOINC join on the labs' open mappings; every row is kept,
   with its reason (null when valid);
-* ``core + duplicate rows``: the same plus the in-file duplicate-row check (a window over a hash of
-  the row's content), the cheapest whole-data check the pipeline makes beyond ``core``.
+* ``core + duplicate rows``: the same plus the in-file duplicate-row check, in its cheapest form: a
+  count per hash of the row's content (file, request, code, status, value, validation), joined back.
+  It flags every copy; telling the first copy from its repeats, as the pipeline does, needs the
+  line order (a window over the same hash took 14.8 s instead of 11.9 s at 5 M results).
 
 What both leave out, and the pipeline does: line numbers (DuckDB's CSV reader gives none, and
 without them no quarantined row can be traced to its line), malformed-line detection (short or long
@@ -61,8 +63,10 @@ def _ts(col: str, with_time: bool = True) -> str:
 
 def pass_sql(landing: Path, out: Path, seeds: Path, duplicates: bool) -> str:
     maps = sql_literal(str(seeds / "mappings" / "*.csv"))
-    dup = (",\n  row_number() OVER (PARTITION BY hash(t.filename, FINESS, N_DEMANDE, t.local_code, status, value_raw, "
-           "validated_at)) > 1 AS duplicate_row") if duplicates else ""
+    key = "hash({f}filename, FINESS, N_DEMANDE, {f}local_code, status, value_raw, validated_at)"
+    dup = ",\n  coalesce(d.n > 1, false) AS duplicate_row" if duplicates else ""
+    dup_join = (f"\nLEFT JOIN (SELECT {key.format(f='')} AS h, count(*) AS n FROM t GROUP BY 1) d "
+                f"ON d.h = {key.format(f='t.')}") if duplicates else ""
     return f"""
 COPY (
 WITH m AS (
@@ -82,7 +86,7 @@ SELECT t.* EXCLUDE (NIR), m.loinc_num AS loinc_code,
                          AS HUGEINT) % 97) = TRY_CAST(NIR[14:15] AS INT), false) THEN 'NIR_KEY'
        WHEN collected_at IS NULL THEN 'DATE_INVALID'
        WHEN validated_at < collected_at THEN 'DATE_ORDER' END AS reason{dup}
-FROM t LEFT JOIN m ON m.source = t.source AND m.local_code = t.local_code
+FROM t LEFT JOIN m ON m.source = t.source AND m.local_code = t.local_code{dup_join}
 ) TO {sql_literal(str(out))} (FORMAT parquet, COMPRESSION zstd)"""
 
 
