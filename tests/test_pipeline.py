@@ -123,8 +123,8 @@ def test_analyst_layers_hold_no_identity(processed_any):
         assert not cols & {"patient_nir", "family_name", "first_name", "birth_date", "postal_code"}, table
 
 
-def test_running_again_changes_nothing(processed, tmp_path):
-    home = copy_home(processed[0], tmp_path / "home")
+def test_running_again_changes_nothing(processed_any, tmp_path):
+    home = copy_home(processed_any[0], tmp_path / "home")
     run(home)
     before = snapshot(home)
     summary = run(home)
