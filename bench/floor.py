@@ -42,16 +42,22 @@ def _groups(landing: Path) -> dict[tuple[str, tuple[str, ...]], list[str]]:
     return groups
 
 
-def copy_sql(landing: Path, out: Path) -> str:
+def read_sql(landing: Path, filename: bool = False) -> str:
+    """A SELECT of every landing CSV's rows as text (one ``read_csv`` per group), with each row's
+    file name as ``filename`` when asked."""
     selects = []
     for (enc, header), files in _groups(landing).items():
         columns = ", ".join(f"{sql_literal(c)}: 'VARCHAR'" for c in header)
         file_list = "[" + ", ".join(sql_literal(f) for f in files) + "]"
         selects.append(
             f"SELECT * FROM read_csv({file_list}, delim=';', header=true, auto_detect=false, quote='', "
-            f"escape='', columns={{{columns}}}, encoding={sql_literal(enc)}, strict_mode=false, null_padding=true)")
-    return (f"COPY ({' UNION ALL BY NAME '.join(selects)}) TO {sql_literal(str(out))} "
-            "(FORMAT parquet, COMPRESSION zstd)")
+            f"escape='', columns={{{columns}}}, encoding={sql_literal(enc)}, strict_mode=false, null_padding=true"
+            f"{', filename=true' if filename else ''})")
+    return " UNION ALL BY NAME ".join(selects)
+
+
+def copy_sql(landing: Path, out: Path) -> str:
+    return f"COPY ({read_sql(landing)}) TO {sql_literal(str(out))} (FORMAT parquet, COMPRESSION zstd)"
 
 
 def run(landing: Path, out: Path) -> dict:

@@ -43,19 +43,6 @@ from warehouse.views import sql_literal  # noqa: E402
 VARIANTS = ("core", "core + duplicate rows")
 
 
-def _source_rows(landing: Path) -> str:
-    """Every landing CSV (re-deliveries too, as the floor), as text, with its file name."""
-    selects = []
-    for (enc, header), files in floor._groups(Path(landing)).items():
-        columns = ", ".join(f"{sql_literal(c)}: 'VARCHAR'" for c in header)
-        file_list = "[" + ", ".join(sql_literal(f) for f in files) + "]"
-        selects.append(
-            f"SELECT * FROM read_csv({file_list}, delim=';', header=true, auto_detect=false, quote='', "
-            f"escape='', columns={{{columns}}}, encoding={sql_literal(enc)}, strict_mode=false, "
-            "null_padding=true, filename=true)")
-    return " UNION ALL BY NAME ".join(selects)
-
-
 def _ts(col: str, with_time: bool = True) -> str:
     dmy, compact = ("%d/%m/%Y %H:%M", "%Y%m%d%H%M") if with_time else ("%d/%m/%Y", "%Y%m%d")
     return f"coalesce(try_strptime({col}, '{dmy}'), try_strptime({col}, '{compact}'))"
@@ -80,7 +67,7 @@ t AS (
     {_ts('DATE_VALIDATION')} AS validated_at,
     CODE_ANALYSE AS local_code, LIBELLE_ANALYSE AS local_label, RESULTAT AS value_raw,
     TRY_CAST(replace(RESULTAT, ',', '.') AS DOUBLE) AS value_num, UNITE AS unit_raw, STATUT AS status
-  FROM ({_source_rows(landing)}))
+  FROM ({floor.read_sql(Path(landing), filename=True)}))
 SELECT t.* EXCLUDE (NIR), m.loinc_num AS loinc_code,
   CASE WHEN NOT coalesce(length(NIR) = 15 AND 97 - (TRY_CAST(replace(replace(NIR[1:13], '2A', '19'), '2B', '18')
                          AS HUGEINT) % 97) = TRY_CAST(NIR[14:15] AS INT), false) THEN 'NIR_KEY'
@@ -103,10 +90,10 @@ def _timed(sql: str) -> float:
 
 def run(landing: Path, work: Path, repeat: int = 2, seeds: Path = REPO / "seeds", log=print) -> dict:
     work.mkdir(parents=True, exist_ok=True)
-    sqls = {"floor": floor.copy_sql(Path(landing), work / "floor.parquet")}
+    out = {name: work / f"{name.replace(' ', '_')}.parquet" for name in ("floor", *VARIANTS)}
+    sqls = {"floor": floor.copy_sql(Path(landing), out["floor"])}
     for name in VARIANTS:
-        sqls[name] = pass_sql(Path(landing), work / f"{name.replace(' ', '_')}.parquet", seeds,
-                              duplicates=name != "core")
+        sqls[name] = pass_sql(Path(landing), out[name], seeds, duplicates=name != "core")
     best: dict[str, float] = {}
     for i in range(repeat):
         for name, sql in sqls.items():
@@ -115,12 +102,12 @@ def run(landing: Path, work: Path, repeat: int = 2, seeds: Path = REPO / "seeds"
             log(f"({i + 1}/{repeat}) {name}: {s:.2f} s")
     con = duckdb.connect(":memory:")
     try:
-        rows = {name: con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(work / f))})").fetchone()[0]
-                for name, f in (("floor", "floor.parquet"), *((n, f"{n.replace(' ', '_')}.parquet") for n in VARIANTS))}
+        rows = {name: con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(f))})").fetchone()[0]
+                for name, f in out.items()}
         checks = con.execute(
             f"SELECT count(loinc_code), count(*) FILTER (reason = 'NIR_KEY'), count(*) FILTER (reason = 'DATE_ORDER'), "
             f"count(*) FILTER (reason = 'DATE_INVALID'), count(*) FILTER (duplicate_row) "
-            f"FROM read_parquet({sql_literal(str(work / 'core_+_duplicate_rows.parquet'))})").fetchone()
+            f"FROM read_parquet({sql_literal(str(out[VARIANTS[1]]))})").fetchone()
     finally:
         con.close()
     return {

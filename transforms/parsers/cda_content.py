@@ -93,8 +93,7 @@ def _local(name: str) -> str:
 _PLAIN_KEYS: dict[tuple[str, ...], bool] = {}  # attribute name sets without a namespace
 
 
-def _plain_keys(attrs: dict[str, str]) -> bool:
-    keys = tuple(attrs)
+def _plain_keys(keys: tuple[str, ...]) -> bool:
     plain = not any(" " in k for k in keys)
     if len(_PLAIN_KEYS) < _NAMES_CACHED:
         _PLAIN_KEYS[keys] = plain
@@ -162,9 +161,10 @@ class Builder:
             self.skip = 1
             return
         if attrs:
-            plain = _PLAIN_KEYS.get(tuple(attrs))
+            keys = tuple(attrs)
+            plain = _PLAIN_KEYS.get(keys)
             if plain is None:
-                plain = _plain_keys(attrs)
+                plain = _plain_keys(keys)
             if not plain:  # xsi:type and other namespaced attributes: their local names
                 attrs = {(_ATTR.get(k) or _attr_name(k)): v for k, v in attrs.items()}
         node = Node(tag, attrs, self.line_of())  # expat hands each element a dict of its own

@@ -407,6 +407,7 @@ def generate(
         raise ValueError("n_results and days must be >= 1")
     seeds = load_seeds()
     lab_format = check_formats(formats, [lb.source for lb in seeds.labs])
+    fmt_of_lab = [lab_format[lb.source] for lb in seeds.labs]  # by lab index
     ss = np.random.SeedSequence(seed)
     # (spawned children do not depend on how many are spawned: adding one changes no other stream)
     (rng_p, rng_r, rng_s, rng_v, rng_c, rng_d, rng_f, rng_t) = [np.random.default_rng(s) for s in ss.spawn(8)]
@@ -608,7 +609,7 @@ def generate(
     _, first_unk = np.unique(res_req[unk_rows], return_index=True)
     extra_unk = np.setdiff1d(unk_rows, unk_rows[first_unk])
     defect[extra_unk] = None
-    not_csv = np.array([lab_format[lb.source] != "csv" for lb in labs])
+    not_csv = np.array([f != "csv" for f in fmt_of_lab])
     if not_csv.any():
         csv_only = pl.Series(defect.tolist(), dtype=pl.Utf8).is_in(CSV_ONLY_DEFECTS).fill_null(False).to_numpy()
         defect[csv_only & not_csv[df["lab"].to_numpy()]] = None
@@ -623,7 +624,7 @@ def generate(
     df = pl.concat([df, corr.with_columns(pl.lit(False).alias("superseded")).select(df.columns)])
     N = df.height
     # test identities: (person, lab) pairs of the labs whose format carries the INS OID per result
-    test_labs = [lb.index for lb in labs if lab_format[lb.source] in TEST_IDENTITY_FORMATS]
+    test_labs = [i for i, f in enumerate(fmt_of_lab) if f in TEST_IDENTITY_FORMATS]
     if test_labs and rates.test_identity > 0:
         pairs = (df.filter(pl.col("lab").is_in(test_labs) & (pl.col("scenario") == -1))
                  .select("person", "lab").unique().sort("person", "lab"))
@@ -807,7 +808,7 @@ def generate(
     canonical: list[str] = []
     if not_csv.any():
         at = lambda minutes: pl.from_epoch(minutes * 60, time_unit="s").cast(pl.Datetime("us"))  # noqa: E731
-        with_loinc = [lb.index for lb in labs if lab_format[lb.source] in LOINC_SENDING_FORMATS]
+        with_loinc = [i for i, f in enumerate(fmt_of_lab) if f in LOINC_SENDING_FORMATS]
         typed = {
             "lab_finess": pl.col("finess"),
             "request_id": pl.col("N_DEMANDE"),
@@ -862,8 +863,7 @@ def generate(
     df = df.with_columns((pl.int_range(pl.len()).over("lab", "file_day") + 2).cast(pl.Int64).alias("line_no"))
     src_names = pl.DataFrame({"lab": np.arange(n_labs, dtype=np.int32), "source": [lb.source for lb in labs],
                               "encoding": [lb.encoding for lb in labs],
-                              "format": [lab_format[lb.source] for lb in labs],
-                              "suffix": [SUFFIXES[lab_format[lb.source]] for lb in labs]})
+                              "format": fmt_of_lab, "suffix": [SUFFIXES[f] for f in fmt_of_lab]})
     df = df.join(src_names, on="lab", how="left", maintain_order="left")
     df = df.with_columns(
         pl.concat_str([pl.col("source"), pl.lit("/"), pl.col("source"), pl.lit("_"),
