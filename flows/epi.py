@@ -320,7 +320,7 @@ def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: 
         raise NothingToPublish("nothing to publish: run the pipeline first")
     leaks = {k: v for k, v in audit.items() if any(v.values())}
     if leaks and rule.secondary != "none":  # cannot happen with the hypercube method: refuse to publish
-        raise RuntimeError(f"disclosure audit failed, suppressed cells recomputable: {leaks}")
+        raise RuntimeError(f"disclosure audit failed, suppressed cells a reader could pin: {leaks}")
     return _write_issue(ctx, issue, files, rule, audit)
 
 

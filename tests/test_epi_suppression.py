@@ -8,7 +8,7 @@ from itertools import product
 import numpy as np
 import pytest
 
-from transforms.epi.suppression import DisclosureRule, Tree, margin_attack, suppress
+from transforms.epi.suppression import DisclosureRule, Tree, check_protection, margin_attack, suppress
 
 
 def leaves(tree: Tree, node):
@@ -119,3 +119,102 @@ def test_every_candidate_side_is_balanced():
         for node in tree.parent:
             for v in tree.vectors(node, lambda n: 0.0):
                 assert v[node] == 1 and tree.balanced(v), (node, v)
+
+
+def lp_range(dims, cells, hidden, target, published=lambda c: True) -> tuple[float, float]:
+    """What a reader who knows that counts are never negative can say of a hidden cell: its least
+    and greatest value over every table consistent with the published cells (a linear program,
+    scipy's HiGHS). Unpublished cells are unknown to the reader too."""
+    from scipy.optimize import linprog
+
+    unknown = sorted({c for c in cells if c in hidden or not published(c)}, key=str)
+    idx = {c: i for i, c in enumerate(unknown)}
+    rows, rhs = [], []
+    for total, parts in equations(dims, cells):
+        row, const = np.zeros(len(idx)), 0.0
+        for c, s in [(total, 1.0), *((q, -1.0) for q in parts)]:
+            if c in idx:
+                row[idx[c]] += s
+            else:
+                const += s * cells.get(c, 0)
+        if row.any():
+            rows.append(row)
+            rhs.append(-const)
+    goal = np.zeros(len(idx))
+    goal[idx[target]] = 1.0
+    lo = linprog(goal, A_eq=np.array(rows), b_eq=rhs, bounds=(0, None), method="highs")
+    hi = linprog(-goal, A_eq=np.array(rows), b_eq=rhs, bounds=(0, None), method="highs")
+    assert lo.status == 0 and hi.status == 0, (lo.message, hi.message)
+    return lo.fun, -hi.fun
+
+
+def sidep_like_cube(leaf: dict) -> tuple[tuple, dict]:
+    """geography FR -> région 84 -> départements 01, 69 x age 0 -> 19, 39, 59 x week -> day x
+    sex all -> f, h, every cell the sum of its leaves ``leaf[(dep, age, sex)]`` (one day)."""
+    geo = Tree({"dep:01": "reg:84", "dep:69": "reg:84", "reg:84": "fra:FR", "fra:FR": None})
+    age = Tree({0: None, 19: 0, 39: 0, 59: 0})
+    time = Tree({"s:2026-S04": None, "j:2026-01-19": "s:2026-S04"})
+    sex = Tree({"all": None, "f": "all", "h": "all"})
+    dims = (geo, age, time, sex)
+    cells = {}
+    for c in product(*(t.parent for t in dims)):
+        cells[c] = sum(leaf.get((g, a, s), 0) for g in leaves(geo, c[0]) for a in leaves(age, c[1])
+                       for s in leaves(sex, c[3]))
+    return dims, cells
+
+
+def test_zero_corners_cannot_pin_a_suppressed_cell():
+    """QA's attack on an issue (the SI-DEP national file, 2026-01-19): one man aged 50 positive among
+    27 positives aged 35. The hypercube then chosen hid P_h(50-59) with the empty class 10-19 of
+    both sexes as corners: zeros, which cannot go below 0, pinned the cell to 1 for a linear
+    program although no equation gives it. No primary cell may be pinned: each can be at least one
+    more or one less in a table consistent with everything published."""
+    dims, cells = sidep_like_cube({("dep:69", 39, "f"): 7, ("dep:69", 39, "h"): 7, ("dep:69", 59, "h"): 1,
+                                   ("dep:01", 39, "f"): 6, ("dep:01", 39, "h"): 6})
+    published = lambda c: not (c[0].startswith("dep:") and c[3] != "all")  # noqa: E731 (as the exports)
+    values = {c: v for c, v in cells.items() if v}
+    proofs: dict = {}
+    primary, secondary = suppress(values, dims, published, DisclosureRule(), proofs)
+    assert ("fra:FR", 59, "j:2026-01-19", "h") in primary
+    hidden = primary | secondary
+    assert check_protection(values, hidden, dims, published, proofs, primary) == {}
+    for p in primary:
+        lo, hi = lp_range(dims, cells, hidden, p, published)
+        assert hi - lo >= 1 - 1e-6, (p, cells[p], lo, hi)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_no_suppressed_cell_can_be_bracketed_to_its_value(seed):
+    """Against a reader using non-negativity too (a linear program over every equation): no primary
+    cell of a random cube is pinned, and most can move both ways."""
+    dims, cells = build_cube(seed, n_dep=8, days=8)
+    values = {c: v for c, v in cells.items() if v}
+    proofs: dict = {}
+    primary, secondary = suppress(values, dims, lambda c: True, DisclosureRule(), proofs)
+    hidden = primary | secondary
+    assert check_protection(values, hidden, dims, lambda c: True, proofs, primary) == {}
+    two_sided = 0
+    for p in sorted(primary, key=str):
+        lo, hi = lp_range(dims, cells, hidden, p)
+        assert hi - lo >= 1 - 1e-6, (p, cells[p], lo, hi)
+        two_sided += lo <= cells[p] - 1 + 1e-6 and hi >= cells[p] + 1 - 1e-6
+    assert two_sided > len(primary) / 2
+
+
+def test_a_broken_proof_is_reported():
+    dims, cells = sidep_like_cube({("dep:69", 59, "h"): 1, ("dep:69", 39, "f"): 30, ("dep:69", 39, "h"): 30})
+    values = {c: v for c, v in cells.items() if v}
+    proofs: dict = {}
+    primary, secondary = suppress(values, dims, lambda c: True, DisclosureRule(), proofs)
+    p = ("dep:69", 59, "j:2026-01-19", "h")
+    hidden = primary | secondary
+    assert check_protection(values, hidden, dims, lambda c: True, proofs, primary) == {}
+    shown = next(c for c, _ in proofs[p] if c != p)
+    assert "is published" in check_protection(values, hidden - {shown}, dims, lambda c: True, proofs, {p})[p]
+    lopsided = {p: [(c, s) for c, s in proofs[p] if c != shown]}
+    assert "not balanced" in check_protection(values, hidden, dims, lambda c: True, lopsided, {p})[p]
+    zero = dict(values)
+    for c, _ in proofs[p]:
+        if c != p:
+            zero[c] = 0
+    assert "pinned" in check_protection(zero, hidden, dims, lambda c: True, proofs, {p})[p]

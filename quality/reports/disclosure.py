@@ -45,9 +45,10 @@ def hidden_cells(values: Mapping[Cell, int], published: set[Cell],
                  parents: tuple[Mapping[Hashable, Hashable | None], ...]) -> set[Cell]:
     """The published cells of one cube to hide.
 
-    ``values``: the count of every published cell (others may be absent: they count as zero);
-    ``published``: the cells the report shows; ``parents``: per dimension, each node's parent
-    (None for a root).
+    ``values``: the count of every published cell, and of the other cells of the cube where known
+    (absent cells count as zero, the cautious reading: a hidden cell whose hypercube meets a zero
+    can move one way only, so the suppression may hide more); ``published``: the cells the report
+    shows; ``parents``: per dimension, each node's parent (None for a root).
     """
     try:
         from transforms.epi.suppression import DisclosureRule, Tree, suppress

@@ -111,7 +111,9 @@ class Cells:
     def is_hidden(self, key: tuple) -> bool:
         return key in self.hidden
 
-    def protect(self) -> None:
+    def protect(self, truth: dict[str, dict[tuple, int]] | None = None) -> None:
+        """Decide the hidden cells. ``truth``: per measure, the true counts of cells the report does
+        not show (see :func:`cube_truth`): how far a hidden cell could move depends on them."""
         cubes: dict[str, dict[tuple, int]] = {}
         keys: dict[tuple[str, tuple], tuple] = {}
         for key, v in self.values.items():
@@ -120,8 +122,44 @@ class Cells:
             keys[(measure, cell)] = key
         self.hidden = set()
         for measure, values in cubes.items():
-            for cell in disclosure.hidden_cells(values, set(values), self.parents):
+            known = {**(truth or {}).get(measure, {}), **values}
+            for cell in disclosure.hidden_cells(known, set(values), self.parents):
                 self.hidden.add(keys[(measure, cell)])
+
+
+def cube_truth(d: pl.DataFrame) -> dict[str, dict[tuple, int]]:
+    """The true P and T of every cell of the report's cubes over the days of ``d`` (rows of
+    marts.sidep_daily with their ISO ``week``), shown or not: (geography, age class, sex, time) with
+    the age class "unknown" (all ages minus the classes) and the sex "unknown" (all minus F and M)."""
+    out: dict[str, dict[tuple, int]] = {}
+    classes = d.filter(pl.col("cl_age90") != ALL_AGES)
+    for m in ("P", "T"):
+        cols = [f"{m}_f", f"{m}_h", m]
+        by_class = classes.group_by("dep", "jour").agg(pl.col(c).sum().alias(f"_{c}") for c in cols)
+        unknown_age = (d.filter(pl.col("cl_age90") == ALL_AGES).join(by_class, on=["dep", "jour"], how="left")
+                       .with_columns((pl.col(c) - pl.col(f"_{c}").fill_null(0)).alias(c) for c in cols)
+                       .with_columns(pl.lit("unknown").alias("age")))
+        by_age = pl.concat([classes.with_columns(pl.col("cl_age90").cast(pl.Utf8).alias("age")), unknown_age],
+                           how="diagonal_relaxed").select("dep", "age", "jour", "week", *cols)
+        leaves = pl.concat([
+            by_age.select("dep", "age", "jour", "week", pl.lit("F").alias("sex"), pl.col(f"{m}_f").alias("v")),
+            by_age.select("dep", "age", "jour", "week", pl.lit("M").alias("sex"), pl.col(f"{m}_h").alias("v")),
+            by_age.select("dep", "age", "jour", "week", pl.lit("unknown").alias("sex"),
+                          (pl.col(m) - pl.col(f"{m}_f") - pl.col(f"{m}_h")).alias("v")),
+        ]).filter(pl.col("v") > 0)
+        cube: dict[tuple, int] = {}
+        for geo in ("dep", None):
+            for age in ("age", None):
+                for sex in ("sex", None):
+                    for when in ("jour", "week"):
+                        keys = [k for k in (geo, age, sex, when) if k]
+                        for row in leaves.group_by(keys).agg(pl.col("v").sum()).iter_rows(named=True):
+                            a = row["age"] if age else None
+                            cube[(row["dep"] if geo else FR,
+                                  ALL_AGES if a is None else (a if a == "unknown" else int(a)),
+                                  row["sex"] if sex else ALL_SEXES, row[when])] = int(row["v"])
+        out[m] = cube
+    return out
 
 
 def _rate(num: int | None, den: float | None, per: float = 100_000) -> float | None:
@@ -200,7 +238,7 @@ def weekly_data(wh: Warehouse, seeds_dir: Path, week: str | None = None) -> dict
 
     mdo = mdo_series(wh, monday, cells)
     mdo["names"] = _mdo_names(seeds_dir)
-    cells.protect()
+    cells.protect(cube_truth(d))
 
     # ---- derived figures (from shown counts only) ----------------------------------------
     pop_dep = dict(zip(pop.filter(pl.col("cl_age90") == 0)["dep"].to_list(),

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from transforms.epi.indicators import COUNTS, FRA
-from transforms.epi.suppression import DisclosureRule, Tree, margin_attack, suppress
+from transforms.epi.suppression import DisclosureRule, Tree, check_protection, margin_attack, suppress
 
 SEX_OF = {"P_f": ("P", "f"), "P_h": ("P", "h"), "P": ("P", "all"),
           "T_f": ("T", "f"), "T_h": ("T", "h"), "T": ("T", "all")}
@@ -123,13 +123,15 @@ def _sidep_published(cell) -> bool:
 
 
 def sidep_cube_values(daily: dict[str, pl.DataFrame], weekly: pl.DataFrame) -> dict[str, dict]:
-    """{'P': {cell: value}, 'T': {...}}: the non-zero cells of every published level."""
+    """{'P': {cell: value}, 'T': {...}}: the non-zero cells of every level, the unpublished ones
+    (départements by sex) included: the suppression needs their true values to know how far a
+    hypercube can move."""
     values: dict[str, dict] = {"P": {}, "T": {}}
 
     def add(df: pl.DataFrame, geo_col: str, level: str, time_col: str, prefix: str):
         for col in COUNTS:
             fam, sex = SEX_OF[col]
-            if level == "dep" and sex != "all":
+            if col not in df.columns:
                 continue
             nz = df.filter(pl.col(col) > 0).select(geo_col, "cl_age90", time_col, col)
             for g, a, t, v in nz.iter_rows():
@@ -144,18 +146,34 @@ def sidep_cube_values(daily: dict[str, pl.DataFrame], weekly: pl.DataFrame) -> d
 
 def suppress_sidep(daily: dict[str, pl.DataFrame], weekly: pl.DataFrame, geo: pl.DataFrame,
                    rule: DisclosureRule) -> dict:
-    """Suppressed cells of one disease: {'P': (primary, secondary, recomputable), 'T': ...}."""
+    """Suppressed cells of one disease: {'P': (primary, secondary, exposed), 'T': ...}, where
+    ``exposed`` is the audit (:func:`disclosure_audit`): the hidden cells a reader could pin."""
     days = sorted(daily["dep"]["jour"].unique().to_list())
     classes = sorted(daily["dep"]["cl_age90"].unique().to_list())
     dims = (geo_tree(geo), age_tree(classes), time_tree(days), SEX_TREE)
     out = {}
     for fam, values in sidep_cube_values(daily, weekly).items():
-        primary, secondary = suppress(values, dims, _sidep_published, rule)
-        hidden = primary | secondary
-        known = {c: v for c, v in values.items() if c not in hidden}
-        leaked = margin_attack(known, hidden, dims, _sidep_published) if hidden else {}
-        out[fam] = (primary, secondary, leaked)
+        proofs: dict = {}
+        primary, secondary = suppress(values, dims, _sidep_published, rule, proofs)
+        exposed = disclosure_audit(values, primary, secondary, dims, _sidep_published, proofs, rule)
+        out[fam] = (primary, secondary, exposed)
     return out
+
+
+def disclosure_audit(values: dict, primary: set, secondary: set, dims: tuple[Tree, ...], published,
+                     proofs: dict, rule: DisclosureRule) -> dict:
+    """The hidden cells of one cube a reader could pin, with how: recomputed by subtraction along
+    the totals (``margin_attack``, the value), or a primary cell whose hypercube does not prove it
+    protected once counts are known to be >= 0 (``check_protection``, the reason). Empty when the
+    issue may be published; with ``secondary="none"`` the subtraction alone is reported."""
+    hidden = primary | secondary
+    if not hidden:
+        return {}
+    known = {c: v for c, v in values.items() if c not in hidden and published(c)}
+    exposed: dict = margin_attack(known, hidden, dims, published)
+    if rule.secondary != "none":
+        exposed.update(check_protection(values, hidden, dims, published, proofs, primary))
+    return exposed
 
 
 def _blank(df: pl.DataFrame, geo_col: str, level: str, time_col: str, prefix: str, hidden: dict
@@ -218,15 +236,19 @@ def mdo_files(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule) -> 
     hidden_rows = []
     audit = {}
     for mdo_id in sorted(weekly["mdo_id"].unique().to_list()):
-        values = {}
+        values: dict = {}
         for level, df, col in (("dep", weekly, "dep"), ("fra", fra, "fra")):
             for g, w, v in df.filter((pl.col("mdo_id") == mdo_id) & (pl.col("cases") > 0)).select(
                     col, "semaine", "cases").iter_rows():
                 values[(f"{level}:{g}", f"s:{w}")] = v
-        primary, secondary = suppress(values, (gtree, ttree), _mdo_published, rule)
-        hidden = primary | secondary
-        known = {c: v for c, v in values.items() if c not in hidden}
-        audit[mdo_id] = len(margin_attack(known, hidden, (gtree, ttree), _mdo_published)) if hidden else 0
+        for (g, w), v in list(values.items()):  # the régions (unpublished): their true counts
+            if g.startswith("dep:"):
+                reg = (gtree.parent[g], w)
+                values[reg] = values.get(reg, 0) + v
+        proofs: dict = {}
+        primary, secondary = suppress(values, (gtree, ttree), _mdo_published, rule, proofs)
+        audit[mdo_id] = len(disclosure_audit(values, primary, secondary, (gtree, ttree), _mdo_published,
+                                             proofs, rule))
         for kind, cells in (("p", primary), ("s", secondary)):
             hidden_rows += [(mdo_id, g.split(":", 1)[0], g.split(":", 1)[1], w[2:], kind) for g, w in cells]
     flags = pl.DataFrame(hidden_rows, schema={"mdo_id": pl.Utf8, "_level": pl.Utf8, "_geo": pl.Utf8,

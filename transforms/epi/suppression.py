@@ -16,22 +16,39 @@ the sum of its children's signs: two siblings +1/-1, a node and its parent +1/+1
 product of these sets is a hypercube of cells whose signed indicator satisfies every equation of
 the cube. Once all its published corners are suppressed, adding any multiple of that vector to the
 hidden values keeps every published number unchanged, so none of its corners can be recomputed
-from the margins, however the equations are combined. Among the candidate hypercubes, the one
-hiding the least (sum of the values of the newly suppressed cells) is chosen.
+from the margins, however the equations are combined.
 
-The guarantee is against exact recomputation (the rule the manifest states). It does not bound
-how narrowly a reader can bracket a hidden value using non-negativity.
+Counts are never negative, and a reader knows it: a hypercube protects only as far as its corners
+can move. Adding t times its signed vector keeps every corner >= 0 for t from minus the smallest
+value of its +1 corners to the smallest value of its -1 corners. A corner holding 0 stops the
+movement in its direction; with zeros on both signs the primary cell is pinned to its true value
+(a reader finds it exactly with a linear program, while no equation gives it). So a hypercube is
+chosen among those that can move at least one way by 1 (every +1 corner at least 1, or every -1
+corner at least 1); the one hiding the least (sum of the values of the newly suppressed cells)
+wins, and on a tie the two-sided one (the primary can be one more or one less). One always exists:
+the hypercube "up to the totals" has only +1 corners and can always grow. A primary cell that is a
+total (all ages, a week...) goes down to its children along one non-empty leaf cell in all such
+dimensions at once, so that the cells between are not empty. :func:`check_protection` verifies
+every primary cell's hypercube afterwards, as a proof: balanced against every equation, every
+published corner hidden, the movement possible.
+
+The guarantee is against exact recomputation (the rule the manifest states), non-negativity
+included: a reader may still bound a hidden value on one side (a one-sided hypercube leaves
+[v, v + 1] or [v - 1, v] at least).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
 import heapq
+import math
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import asdict, dataclass
 from itertools import product
 
 Node = Hashable
 Cell = tuple
+Signed = list[tuple[Cell, int]]  # a hypercube: its corners, each with its sign
+ZERO_COST = 1e6  # a corner holding 0 blocks the hypercube in one direction: avoided when ranking sides
 
 
 @dataclass(frozen=True)
@@ -93,9 +110,23 @@ class Tree:
             out[x] = sign
         return out
 
-    def vectors(self, x: Node, cost: Callable[[Node], float]) -> list[dict[Node, int]]:
-        """Balanced signed node sets containing ``x`` with sign +1 (candidates for a hypercube side)."""
-        down_x = self._down(x, 1, cost)
+    def leaves(self, x: Node) -> list[Node]:
+        kids = self.children.get(x)
+        return [x] if not kids else [leaf for k in kids for leaf in self.leaves(k)]
+
+    def path_down(self, x: Node, leaf: Node) -> list[Node]:
+        """The nodes from below ``x`` down to ``leaf`` (a descendant of ``x``, or ``x`` itself: [])."""
+        out = []
+        while leaf != x:
+            out.append(leaf)
+            leaf = self.parent[leaf]
+        return out
+
+    def vectors(self, x: Node, cost: Callable[[Node], float], down: list[Node] | None = None
+                ) -> list[dict[Node, int]]:
+        """Balanced signed node sets containing ``x`` with sign +1 (candidates for a hypercube side).
+        ``down``: the path below ``x`` to follow (else its cheapest child, and so on, to a leaf)."""
+        down_x = {n: 1 for n in down} if down is not None else self._down(x, 1, cost)
         par = self.parent[x]
         if par is None:
             return [{x: 1, **down_x}]
@@ -119,56 +150,148 @@ class Tree:
 
 
 def suppress(values: Mapping[Cell, int], dims: tuple[Tree, ...], published: Callable[[Cell], bool],
-             rule: DisclosureRule) -> tuple[set[Cell], set[Cell]]:
+             rule: DisclosureRule, proofs: dict[Cell, Signed] | None = None) -> tuple[set[Cell], set[Cell]]:
     """Primary and secondary suppressed cells of one cube.
 
-    ``values``: count of every non-zero cell (missing cells are zero); ``published``: whether a
-    cell appears in a published file (unpublished cells are hidden anyway and cost nothing).
+    ``values``: count of every non-zero cell, unpublished ones included where known (missing cells
+    are zero, which is the cautious reading: a zero corner protects in one direction only);
+    ``published``: whether a cell appears in a published file (unpublished cells are hidden anyway
+    and cost nothing). ``proofs``, when given, receives for every primary cell the hypercube that
+    protects it (for :func:`check_protection`).
     """
     primary = {c for c, v in values.items() if v and rule.sensitive(v) and published(c)}
     if rule.secondary == "none":
         return primary, set()
     hidden = set(primary)
-    covered: set[Cell] = set()
+    covered: dict[Cell, Signed] = {}
 
     def cost(c: Cell) -> float:
+        """What hiding ``c`` loses: its count (a published zero: a little)."""
         if c in hidden or not published(c):
             return 0.0
         v = values.get(c, 0)
         return float(v) if v else 0.5
 
+    def rank(c: Cell) -> float:
+        """How a side's nodes are ranked: by cost, an empty cell last (it stops the movement)."""
+        return cost(c) if values.get(c, 0) else ZERO_COST
+
     for p in sorted(primary, key=lambda c: tuple(map(str, c))):
         if p in covered:
             continue
-        for corner in _cheapest_hypercube(p, dims, cost, rule.candidates_per_dimension):
-            covered.add(corner)
+        cube = _cheapest_hypercube(p, dims, cost, rank, rule.candidates_per_dimension, lambda c: values.get(c, 0))
+        for corner, _ in cube:
+            covered.setdefault(corner, cube)
             if published(corner):
                 hidden.add(corner)
+    if proofs is not None:
+        proofs.update({p: covered[p] for p in primary})
     return primary, hidden - primary
 
 
-def _cheapest_hypercube(p: Cell, dims: tuple[Tree, ...], cost: Callable[[Cell], float], k: int) -> list[Cell]:
+def slack(cube: Signed, value: Callable[[Cell], int]) -> tuple[float, float]:
+    """How far a hypercube's signed vector can be added, every corner staying >= 0: (down, up),
+    t from -down to +up (``math.inf`` when no corner bounds that direction)."""
+    down = min((value(c) for c, s in cube if s > 0), default=math.inf)
+    up = min((value(c) for c, s in cube if s < 0), default=math.inf)
+    return down, up
+
+
+MAX_LEAVES = 20_000  # leaf cells under a primary total searched for the one to go down to
+
+
+def _heaviest_leaf(p: Cell, dims: tuple[Tree, ...], value: Callable[[Cell], int]) -> Cell | None:
+    """The leaf cell under ``p`` (p itself in the dimensions where it is a leaf) holding the most.
+
+    A primary cell that is a total (all ages, a week...) moves with one of its children in each such
+    dimension: going down to one non-empty leaf cell in all of them at once makes every cell between
+    ``p`` and that leaf at least 1, where independent choices could meet at an empty cell."""
+    per_dim = [tree.leaves(n) for tree, n in zip(dims, p)]
+    if math.prod(len(x) for x in per_dim) > MAX_LEAVES:
+        return None
+    best = max(product(*per_dim), key=lambda c: (value(c), tuple(map(str, c))))
+    return best if value(best) >= 1 else None
+
+
+def _cheapest_hypercube(p: Cell, dims: tuple[Tree, ...], cost: Callable[[Cell], float],
+                        rank: Callable[[Cell], float], k: int, value: Callable[[Cell], int]) -> Signed:
     sides = []
+    leaf = _heaviest_leaf(p, dims, value) if any(t.children.get(n) for t, n in zip(dims, p)) else None
     for d, tree in enumerate(dims):
         memo: dict = {}
 
         def edge(node, d=d, memo=memo):
             if node not in memo:
-                memo[node] = cost(p[:d] + (node,) + p[d + 1:])
+                memo[node] = rank(p[:d] + (node,) + p[d + 1:])
             return memo[node]
 
-        opts = tree.vectors(p[d], edge)
-        # the k sides hiding least along this dimension alone (ties: enumeration order, deterministic)
+        opts = tree.vectors(p[d], edge, tree.path_down(p[d], leaf[d]) if leaf else None)
+        # the k sides hiding least along this dimension alone (ties: enumeration order, deterministic),
+        # and always the side up to the root (only +1 signs: the fallback that can always move)
         scored = [(sum(edge(n) for n in v if n != p[d]), len(v), i) for i, v in enumerate(opts)]
-        sides.append([opts[i] for _, _, i in heapq.nsmallest(k, scored)])
-    best: tuple[float, list[Cell]] | None = None
+        keep = [i for _, _, i in heapq.nsmallest(k, scored)]
+        up = next(i for i, v in enumerate(opts) if all(s > 0 for s in v.values()))
+        sides.append([opts[i] for i in (keep if up in keep else [*keep, up])])
+    best: tuple[tuple[bool, float, bool], Signed] | None = None
     for combo in product(*sides):
-        corners = list(product(*[list(v) for v in combo]))
-        total = sum(cost(c) for c in corners)
-        if best is None or total < best[0]:
-            best = (total, corners)
+        cube = [(corner, math.prod(v[n] for v, n in zip(combo, corner)))
+                for corner in product(*[list(v) for v in combo])]
+        down, up = slack(cube, value)
+        # never pinned (a corner at 0 on each side); then hiding least; then two-sided if that ties
+        key = (max(down, up) < 1, sum(cost(c) for c, _ in cube), min(down, up) < 1)
+        if best is None or key < best[0]:
+            best = (key, cube)
     assert best is not None
     return best[1]
+
+
+def check_protection(values: Mapping[Cell, int], hidden: set[Cell], dims: tuple[Tree, ...],
+                     published: Callable[[Cell], bool], proofs: Mapping[Cell, Signed],
+                     primary: set[Cell]) -> dict[Cell, str]:
+    """The primary cells whose protection does not hold, each with why (empty: all protected).
+
+    Each primary cell's hypercube (``proofs``) is checked as a proof that no reader can recompute
+    the cell, combining the equations in any way and knowing that counts are never negative: the
+    cell is a corner; every published corner is hidden; along every dimension, every equation
+    "node = sum of children" touching a corner sums the corners' signs to zero (adding the vector
+    changes no published number); and the vector can be added at t = 1 or t = -1 with every corner
+    still >= 0 (``values``: true counts, missing cells zero)."""
+    bad: dict[Cell, str] = {}
+    for p in sorted(primary, key=lambda c: tuple(map(str, c))):
+        cube = proofs.get(p)
+        if not cube:
+            bad[p] = "no hypercube"
+            continue
+        sign = dict(cube)
+        if p not in sign:
+            bad[p] = "not a corner of its hypercube"
+            continue
+        shown = [c for c in sign if published(c) and c not in hidden]
+        if shown:
+            bad[p] = f"corner {shown[0]} is published"
+            continue
+        unbalanced = _unbalanced(sign, dims)
+        if unbalanced:
+            bad[p] = f"equation of {unbalanced} not balanced"
+            continue
+        down, up = slack(cube, lambda c: values.get(c, 0))
+        if max(down, up) < 1:
+            bad[p] = "pinned by zero corners (recomputable knowing counts are >= 0)"
+    return bad
+
+
+def _unbalanced(sign: Mapping[Cell, int], dims: tuple[Tree, ...]) -> Cell | None:
+    """The total of the first equation touching a corner whose signs do not sum to zero, if any."""
+    for c in sign:
+        for d, tree in enumerate(dims):
+            for node in (c[d], tree.parent.get(c[d])):
+                if node is None or not tree.children.get(node):
+                    continue
+                total = c[:d] + (node,) + c[d + 1:]
+                parts = sum(sign.get(c[:d] + (ch,) + c[d + 1:], 0) for ch in tree.children[node])
+                if sign.get(total, 0) != parts:
+                    return total
+    return None
 
 
 def margin_attack(known: Mapping[Cell, int], hidden: set[Cell], dims: tuple[Tree, ...],
