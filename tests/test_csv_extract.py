@@ -114,3 +114,38 @@ def test_empty_file(tmp_path):
     with pytest.raises(FileFormatError) as e:
         parse_all(p)
     assert e.value.reason_code == "EMPTY_FILE"
+
+
+def test_cr_only_line_ends_are_read_as_lines(tmp_path):
+    """Some SGL exports end lines with a lone CR (old Mac style): QA found such a file refused whole
+    as HEADER_INVALID. Its lines are read, numbered as in the file, at any block size."""
+    p = tmp_path / "cr.csv"
+    lines = [HEADER, line(N_DEMANDE="R1"), line(N_DEMANDE="R2"), "", line(N_DEMANDE="R3")]
+    p.write_bytes("\r".join(lines).encode("utf-8") + b"\r")
+    for block in (64, 1000, 1 << 20):
+        rows, rejects, _ = parse_all(p, block_bytes=block)
+        assert rows["request_id"].to_list() == ["R1", "R2", "R3"] and rejects.is_empty(), block
+        assert rows["line_no"].to_list() == [2, 3, 5], block
+    crlf = tmp_path / "crlf.csv"  # a CRLF cut by a block boundary stays one line end
+    crlf.write_bytes("\r\n".join(lines).encode("utf-8"))
+    for block in (len(HEADER.encode()) + 1, 64, 1 << 20):
+        rows, _, _ = parse_all(crlf, block_bytes=block)
+        assert rows["line_no"].to_list() == [2, 3, 5], block
+
+
+def test_a_header_error_never_shows_the_values_of_a_data_line(tmp_path):
+    """A file without a header line: its first line is a result, whose NIR, name and birth date must
+    not reach the error (kept in the file log, the audit, the logs and the analysts' database)."""
+    data = "690001235;R1;185057800608436;DUPONT;Marie;01/02/1985;F;75001;01/03/2026 10:00;GLY;5,2;F"
+    p = write(tmp_path, [data, data], name="noheader.csv")
+    with pytest.raises(FileFormatError) as e:
+        parse_all(p)
+    text = str(e.value)
+    assert e.value.reason_code == "HEADER_INVALID" and "noheader.csv: line 1" in text
+    for value in ("185057800608436", "DUPONT", "Marie", "01/02/1985", "75001"):
+        assert value.upper() not in text.upper(), text
+    assert "not shown" in text
+    p = write(tmp_path, [HEADER + ";COMMENTAIRE;185057800608436 DUPONT", line()], name="extra.csv")
+    with pytest.raises(FileFormatError, match=r"unknown columns COMMENTAIRE and 1 value\(s\)") as e:
+        parse_all(p)
+    assert "185057800608436" not in str(e.value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +44,7 @@ HEADER_TO_CANONICAL: dict[str, str] = {
 REQUIRED = ("N_DEMANDE", "DATE_PRELEVEMENT", "CODE_ANALYSE", "RESULTAT")
 BLOCK_BYTES = 32 * 1024 * 1024
 MAX_LINE_BYTES = 1 << 20  # a result line is a few hundred bytes; a longer one is rejected
+CR_PEEK = 64 * 1024  # the first bytes, where a file with CR line ends shows them
 
 DATE_FORMATS = ("%d/%m/%Y", "%Y%m%d", "%Y-%m-%d")
 DATETIME_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%Y%m%d%H%M", "%Y%m%d%H%M%S", "%Y-%m-%dT%H:%M:%S",
@@ -63,15 +65,24 @@ def _cut(data: bytes, n: int) -> bytes:
 def _blocks(path: Path, block_bytes: int, max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
     """Yield blocks of whole lines (the last may lack a final newline).
 
+    Lines end with LF or CRLF; a file whose first 64 KiB hold CRs and no LF (old Mac line ends, some
+    SGL exports) has its CRs read as line ends throughout.
+
     A line longer than ``max_line`` bytes is cut to a few bytes more than ``max_line`` and the rest
     of it is read and dropped, so memory stays bounded by ``block_bytes + max_line`` whatever the
     input (a 200 MB line without newline); ``_chunk`` rejects such a line as MALFORMED_LINE.
     """
     with path.open("rb") as fh:
+        head = fh.read(CR_PEEK)
+        # a lone CR before any LF in the first bytes (a CR that ends them may be a CRLF's half)
+        cr_only = b"\n" not in head and b"\r" in head[:-1]
+        fh.seek(0)
         rest = b""
         skipping = False  # inside an overlong line whose head is kept in ``rest``
         while True:
             data = fh.read(block_bytes)
+            if cr_only:
+                data = data.replace(b"\r", b"\n")
             if not data:
                 if rest:
                     yield rest
@@ -246,14 +257,36 @@ def _header(block: bytes, state: dict, path: Path) -> list[str]:
     names = [h.strip().upper() for h in header.split(";")]
     missing = [r for r in REQUIRED if r not in names]
     if missing:
-        raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: header lacks {', '.join(missing)}")
+        raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: header lacks {', '.join(missing)}"
+                              f"{_not_a_header(names)}")
     unknown = [h for h in names if h not in HEADER_TO_CANONICAL]
     if unknown:
-        raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: unknown columns {', '.join(unknown)[:200]}")
+        raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: {_unknown_columns(unknown)}")
     repeated = sorted({h for h in names if names.count(h) > 1})
     if repeated:  # which of the two values would be the result's? the file is ambiguous
         raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: repeated columns {', '.join(repeated)}")
     return [HEADER_TO_CANONICAL[h] for h in names]
+
+
+HEADER_NAME = re.compile(r"[A-Z][A-Z0-9_ ]{0,39}")  # what a column name looks like (upper-cased)
+
+
+def _unknown_columns(unknown: list[str]) -> str:
+    """The unknown header names, as far as they look like column names: a first line that is in
+    fact a result (no header, or line ends not read as such) would otherwise put a patient's NIR,
+    name and birth date into the file log, the audit and the logs."""
+    shown = [h for h in unknown if HEADER_NAME.fullmatch(h)][:8]
+    hidden = len(unknown) - len(shown)
+    text = f"unknown columns {', '.join(shown)}" if shown else "unknown columns"
+    if hidden:
+        text += f"{' and' if shown else ':'} {hidden} value(s) that are not column names (not shown: data?)"
+    return text
+
+
+def _not_a_header(names: list[str]) -> str:
+    """A hint when the first line is no header at all (its values are never shown)."""
+    odd = sum(1 for h in names if h and not HEADER_NAME.fullmatch(h))
+    return f" (its {odd} value(s) that are not column names are not shown: data, no header?)" if odd else ""
 
 
 def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
