@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pandera.polars as pa
 import polars as pl
@@ -34,6 +34,10 @@ from transforms.terminology.loinc import loinc_valid_expr
 
 STATUSES = ("F", "C", "X", "D")
 OLDEST_BIRTH = date(1890, 1, 1)
+# a collection before 2000 is a typing error (a two-digit year read as 0026, 2016 for 2026): such a
+# date would also stretch the SI-DEP grid (every day x département x age class) over the years between
+OLDEST_COLLECTION = datetime(2000, 1, 1)
+MAX_VALIDATION_DELAY = timedelta(days=366)  # the slowest cultures take weeks; a year more is an error
 
 
 def _named(code: str, column: str) -> str:
@@ -107,6 +111,20 @@ class CanonicalResult(pa.DataFrameModel):
     def birth_plausible(cls, data: pa.PolarsData) -> pl.LazyFrame:
         c = pl.col(data.key)
         return data.lazyframe.select(c.is_null() | (c >= OLDEST_BIRTH))
+
+    @pa.check("collected_at", name=_named("DATE_INVALID", "collected_at"))
+    def collection_plausible(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col(data.key) >= OLDEST_COLLECTION)
+
+    @pa.check("value_num", name=_named("VALUE_INVALID", "value_num"))
+    def value_finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        c = pl.col(data.key)
+        return data.lazyframe.select(c.is_null() | c.is_finite())
+
+    @pa.dataframe_check(name=_named("DATE_ORDER", "collected_at"))
+    def validated_within_a_year(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            ((pl.col("validated_at") - pl.col("collected_at")) <= MAX_VALIDATION_DELAY).fill_null(True))
 
     @pa.dataframe_check(name=_named("DATE_ORDER", "birth_date"))
     def born_before_collection(cls, data: pa.PolarsData) -> pl.LazyFrame:

@@ -40,6 +40,12 @@ def test_good_rows_pass(tmp_path):
         ({"DATE_NAISSANCE": "01/01/1850"}, "DATE_INVALID", "birth_date"),
         ({"DATE_PRELEVEMENT": "02/11/2027 08:00", "DATE_RECEPTION": "", "DATE_VALIDATION": ""},
          "DATE_ORDER", "collected_at"),
+        # QA: a two-digit year was read as year 26, valid; a collection typed ten years early was
+        # valid too and stretched the SI-DEP grid over ten years; 1e999 was stored as infinity
+        ({"DATE_PRELEVEMENT": "02/11/26 08:30", "DATE_NAISSANCE": "", "DATE_RECEPTION": "", "DATE_VALIDATION": ""},
+         "DATE_INVALID", "collected_at"),
+        ({"DATE_PRELEVEMENT": "02/11/2016 08:30", "DATE_RECEPTION": ""}, "DATE_ORDER", "collected_at"),
+        ({"RESULTAT": "1e999"}, "VALUE_INVALID", "value_num"),
         ({"SEXE": "X"}, "SEX_INVALID", "sex"),
         ({"CODE_POSTAL": "7501"}, "POSTAL_CODE_INVALID", "postal_code"),
         ({"STATUT": "Z"}, "STATUS_INVALID", "result_status"),
