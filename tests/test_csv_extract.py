@@ -149,3 +149,22 @@ def test_a_header_error_never_shows_the_values_of_a_data_line(tmp_path):
     with pytest.raises(FileFormatError, match=r"unknown columns COMMENTAIRE and 1 value\(s\)") as e:
         parse_all(p)
     assert "185057800608436" not in str(e.value)
+
+
+def test_a_latin1_line_in_a_utf8_file_spoils_no_other_line(tmp_path):
+    """QA: one line written in Latin-1 in a UTF-8 file made the whole file read as Latin-1, so every
+    other line's é became Ã© and µmol/L became Âµmol/L (unit unknown), with no flag. Each line is
+    now read in its own encoding; a file wholly in Latin-1 still is read as such."""
+    p = tmp_path / "mixed.csv"
+    utf8 = [line(N_DEMANDE=f"U{i}", LIBELLE_ANALYSE="Polynucléaires neutrophiles", UNITE="µmol/L") for i in range(3)]
+    latin = line(N_DEMANDE="L1", LIBELLE_ANALYSE="Polynucléaires éosinophiles", NOM="Lefèvre")
+    p.write_bytes(b"\n".join([HEADER.encode(), utf8[0].encode(), latin.encode("cp1252"),
+                              *(u.encode() for u in utf8[1:])]) + b"\n")
+    for block in (100, 1 << 20):
+        rows, rejects, _ = parse_all(p, block_bytes=block)
+        assert rejects.is_empty()
+        got = dict(zip(rows["request_id"], rows["local_label"]))
+        assert got == {"U0": "Polynucléaires neutrophiles", "L1": "Polynucléaires éosinophiles",
+                       "U1": "Polynucléaires neutrophiles", "U2": "Polynucléaires neutrophiles"}, block
+        assert set(rows.filter(pl.col("request_id") != "L1")["unit_raw"]) == {"µmol/L"}
+        assert rows.filter(pl.col("request_id") == "L1")["family_name"][0] == "Lefèvre"

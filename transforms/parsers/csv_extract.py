@@ -102,8 +102,29 @@ def _blocks(path: Path, block_bytes: int, max_line: int = MAX_LINE_BYTES) -> Ite
                 rest, skipping = _cut(rest, max_line + 4), True
 
 
+# a valid UTF-8 sequence of two or three bytes (an accented letter, µ, €): Latin-1 text almost never
+# holds one (é is one byte, followed by ASCII)
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}")
+# the bytes French UTF-8 text cannot do without (Ã and Â in Latin-1: rare; é, à, µ, €, ’ in UTF-8):
+# a plain search for them spares the regular expression (ten times slower) on Latin-1 files
+_UTF8_LEADS = (b"\xc3", b"\xc2", b"\xe2\x80", b"\xe2\x82")
+
+
+def _line_by_line(block: bytes) -> str:
+    """Each line in its own encoding: UTF-8 when it is valid UTF-8, else Latin-1 (cp1252)."""
+    out = []
+    for line in block.split(b"\n"):
+        try:
+            out.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(line.decode("cp1252", errors="replace"))
+    return "\n".join(out)
+
+
 def _decode(block: bytes, state: dict) -> pl.Series:
-    """UTF-8 unless the file proves otherwise, then Latin-1 (cp1252) for the rest of it.
+    """UTF-8 unless the file proves otherwise, then Latin-1 (cp1252) for the rest of it; a block
+    mixing the two (a Latin-1 line pasted into a UTF-8 file) is decoded line by line, so that one
+    line does not turn every accented letter of the others into mojibake.
 
     Returns the block as a one-value Series. Python only checks the UTF-8 here: the Series is made
     from the bytes themselves, as handing polars a fresh non-ASCII ``str`` makes Python encode it
@@ -113,9 +134,13 @@ def _decode(block: bytes, state: dict) -> pl.Series:
         try:
             block.decode("utf-8")
         except UnicodeDecodeError:
-            state["encoding"] = "cp1252"
+            pass
         else:
             return pl.Series("raw", [block], dtype=pl.Binary).cast(pl.Utf8)
+    if any(lead in block for lead in _UTF8_LEADS) and _UTF8_SEQUENCE.search(block) is not None:
+        state["encoding"] = "mixed"
+        return pl.Series("raw", [_line_by_line(block)], dtype=pl.Utf8)
+    state["encoding"] = "cp1252"
     return pl.Series("raw", [block.decode("cp1252", errors="replace")], dtype=pl.Utf8)
 
 
@@ -252,7 +277,7 @@ def _header(block: bytes, state: dict, path: Path) -> list[str]:
     end = block.find(b"\n")
     first = block if end < 0 else block[:end]
     # a newline always ends a character: the line decodes as the whole block did
-    text = first.decode("cp1252", errors="replace") if state.get("encoding") == "cp1252" else first.decode("utf-8")
+    text = _line_by_line(first) if state.get("encoding") in ("cp1252", "mixed") else first.decode("utf-8")
     header = text.removesuffix("\r").lstrip("\ufeff")
     names = [h.strip().upper() for h in header.split(";")]
     missing = [r for r in REQUIRED if r not in names]
