@@ -104,3 +104,31 @@ def test_get_parser():
     assert set(FORMATS) == {"csv", "hl7v2", "cda", "hprim"}
     with pytest.raises(ValueError):
         get_parser("xls")
+
+
+def test_a_doctype_naming_another_root_before_a_cda_document(tmp_path):
+    """QA: a billion-laughs DOCTYPE named "lolz" before a ClinicalDocument made the whole file
+    UNPARSEABLE_FILE ("XML root <lolz>"), losing the clean document after it. The file is CDA: the
+    attacked document is refused as UNSAFE_XML (its entities never expanded), the next one is read."""
+    doc = (FIXTURES / "cda" / "crbio_sample.xml").read_bytes()
+    body = doc.split(b"?>", 1)[1]
+    bomb = (b'<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>\n'
+            + body.replace(b"<realmCode", b"<title>&lol2;</title><realmCode", 1))
+    p = tmp_path / "attack.xml"
+    p.write_bytes(bomb + b"\n" + doc)
+    assert detect_format(p) == "cda"
+    chunks = list(get_parser("cda")(p, file_id="f", source="lab"))
+    rejects = [r for c in chunks for r in c.rejects.iter_rows(named=True)]
+    assert [r["reason_code"] for r in rejects] == ["UNSAFE_XML"]
+    alone = tmp_path / "clean.xml"
+    alone.write_bytes(doc)
+    clean = list(get_parser("cda")(alone, file_id="f", source="lab"))
+    assert sum(c.rows.height for c in chunks) == sum(c.rows.height for c in clean) > 0
+
+
+def test_a_clinical_document_outside_the_hl7_namespace_is_named_as_such(tmp_path):
+    doc = (FIXTURES / "cda" / "crbio_sample.xml").read_bytes().replace(b' xmlns="urn:hl7-org:v3"', b"", 1)
+    p = tmp_path / "nons.xml"
+    p.write_bytes(doc)
+    with pytest.raises(FileFormatError, match=r"nons.xml: XML root <ClinicalDocument> is not a CDA document: not in the HL7 v3 namespace"):
+        detect_format(p)

@@ -118,6 +118,14 @@ def detect_format(path: Path) -> str:
         ns, _, local = root.rpartition(" ")
         if local == "ClinicalDocument" and ns in (HL7_NS, "?"):
             return "cda"
+        if ns == "?" and b"ClinicalDocument" in head:
+            # a DOCTYPE naming something else before a CDA document (an entity attack): the CDA
+            # parser refuses that document as UNSAFE_XML, without reading its declarations, and
+            # goes on with the file's next documents
+            return "cda"
+        if local == "ClinicalDocument":
+            raise FileFormatError("UNPARSEABLE_FILE", f"{name}: XML root <ClinicalDocument> is not a CDA "
+                                                      f"document: not in the HL7 v3 namespace ({HL7_NS})")
         raise FileFormatError("UNPARSEABLE_FILE", f"{name}: XML root <{local}> is not a CDA ClinicalDocument")
     first = text.split(b"\n", 1)[0].split(b"\r", 1)[0]
     try:
