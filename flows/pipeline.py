@@ -163,7 +163,7 @@ def ingest_flow(home: str = "data") -> dict:
         if skipped == "duplicate":
             totals["files_duplicate"] += 1
         else:
-            log.warning("a landing file with an unsafe name was refused: %s", t.detail)
+            log.warning("a landing entry was refused (%s): %s", skipped, t.detail)
             totals["files_failed"] += 1
             reasons[skipped] += 1
     progress.report("files", 0, len(new))

@@ -70,11 +70,10 @@ def record_skipped(ctx: steps.Context, ticket: steps.FileTicket) -> str:
                       {"reason": "duplicate", "file_id": ticket.file_id})
         return "duplicate"
     if ticket.status == "unsafe":
-        steps.quarantine_file_failure(ctx, ticket, "UNSAFE_FILE_NAME", ticket.detail)
-        steps.log_file(ctx, ticket, fmt=None, status="failed", reason_code="UNSAFE_FILE_NAME",
-                       detail=ticket.detail)
-        privacy.audit(ctx, "file_skipped", ticket.raw_name or ticket.path, None, {"reason": "UNSAFE_FILE_NAME"})
-        return "UNSAFE_FILE_NAME"
+        steps.quarantine_file_failure(ctx, ticket, ticket.reason, ticket.detail)
+        steps.log_file(ctx, ticket, fmt=None, status="failed", reason_code=ticket.reason, detail=ticket.detail)
+        privacy.audit(ctx, "file_skipped", ticket.raw_name or ticket.path, None, {"reason": ticket.reason})
+        return ticket.reason
     raise ValueError(f"{ticket.path}: a {ticket.status} file is processed, not skipped")
 
 

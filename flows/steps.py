@@ -61,6 +61,7 @@ class FileTicket:
     status: str  # new | duplicate | unsafe
     duplicate_of: str | None = None
     detail: str | None = None  # why an unsafe file is refused
+    reason: str = "UNSAFE_FILE_NAME"  # an unsafe file's reason code (NOT_A_FILE: a symbolic link)
     raw_name: str | None = None  # an unsafe file's name as found (never logged; the audit escapes it)
 
 
@@ -132,11 +133,19 @@ def discover(ctx: Context) -> list[FileTicket]:
     pending: dict[str, int] = _state(ctx).get("pending_file_seq", {})
     next_seq = max([(log["file_seq"].max() or 0) if log.height else 0, *pending.values()]) + 1
     tickets: list[FileTicket] = []
-    for path in sorted(p for p in landing.rglob("*") if p.is_file() and not p.is_symlink()):
+    for path in sorted(p for p in landing.rglob("*") if p.is_symlink() or p.is_file()):
         rel = path.relative_to(landing).as_posix()
         if any(part.startswith(".") for part in rel.split("/")):
             continue  # hidden files: partial uploads by convention
         problem = landing_name_problem(rel)
+        if not problem and path.is_symlink():  # never followed (it may point anywhere), but logged
+            shown = safe_display_name(rel)
+            uid = hashlib.sha256(f"symlink\0{shown}\0{os.readlink(path)}".encode()).hexdigest()[:16]
+            if uid not in seen_logs:
+                tickets.append(FileTicket(uid, shown, rel.split("/")[0] if "/" in rel else "_unknown", "", uid, 0,
+                                          path.lstat().st_size, "unsafe", reason="NOT_A_FILE",
+                                          detail=f"{shown}: a symbolic link, not followed (deliver the file itself)"))
+            continue
         if problem:
             shown = safe_display_name(rel)
             uid = hashlib.sha256(f"unsafe\0{shown}".encode()).hexdigest()[:16]

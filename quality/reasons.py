@@ -30,6 +30,7 @@ REASONS: dict[str, str] = {
     # file level
     "UNPARSEABLE_FILE": "the file cannot be read in any supported format",
     "UNSAFE_FILE_NAME": "the file name is hostile (path traversal, control characters...): not opened",
+    "NOT_A_FILE": "a landing entry that is a symbolic link: never followed, not opened",
     "EMPTY_FILE": "the file holds no data",
     "HEADER_INVALID": "the file's header does not name the required columns",
 }

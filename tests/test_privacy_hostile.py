@@ -373,3 +373,31 @@ def test_other_cli_parameters_are_typed(tmp_path):
     assert res.exit_code != 0
     res = runner.invoke(privacy_app, ["audit", "--home", str(tmp_path), "--kind", "purge' OR '1'='1"])
     assert res.exit_code != 0
+
+
+# --------------------------------------------------------------------------------------------
+# a symbolic link in the landing area
+# --------------------------------------------------------------------------------------------
+def test_a_symbolic_link_is_logged_as_refused_never_followed(tmp_path):
+    """QA: a symlink in landing/ vanished without a trace (no file log row, no audit). It is refused
+    as NOT_A_FILE, logged and audited once, and what it points to is never read."""
+    from flows import process, steps
+    from flows.privacy import read_audit
+    from flows.settings import Settings
+    from warehouse import catalog as cat
+
+    outside = tmp_path / "outside.csv"
+    outside.write_text(CSV_HEAD + CSV_LINE.format(n=1), encoding="utf-8")
+    lab = tmp_path / "home" / "landing" / "labo_alpha"
+    lab.mkdir(parents=True)
+    (lab / "link.csv").symlink_to(outside)
+    ctx = steps.Context.create(Settings(home=tmp_path / "home", demo=True), "t")
+    tickets = steps.discover(ctx)
+    assert [(t.status, t.reason, t.path) for t in tickets] == [("unsafe", "NOT_A_FILE", "labo_alpha/link.csv")]
+    assert "symbolic link" in tickets[0].detail and str(outside) not in tickets[0].detail
+    assert process.record_skipped(ctx, tickets[0]) == "NOT_A_FILE"
+    log = ctx.wh.read(cat.FILE_LOG)
+    assert log.select("path", "status", "reason_code").rows() == [("labo_alpha/link.csv", "failed", "NOT_A_FILE")]
+    assert ctx.wh.read(cat.QUARANTINE)["reason_code"].to_list() == ["NOT_A_FILE"]
+    assert read_audit(ctx.wh).filter(pl.col("kind") == "file_skipped").height == 1
+    assert steps.discover(ctx) == []  # logged once, not again on the next run
