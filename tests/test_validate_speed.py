@@ -72,6 +72,10 @@ def defects(tmp_path_factory) -> pl.DataFrame:
         line(N_DEMANDE="D17", DATE_PRELEVEMENT="02/11/2027 08:00", DATE_RECEPTION="", DATE_VALIDATION=""),
         line(N_DEMANDE="D18", DATE_VALIDATION="01/11/2026 08:00", SEXE="Y", NIR=bad_nir("1840575000116")),
         line(N_DEMANDE="D19", NIR="255092A00011689"), line(N_DEMANDE="D20", STATUT=""),
+        line(N_DEMANDE="D21", DATE_PRELEVEMENT="02/11/2016 08:30", DATE_RECEPTION=""),
+        line(N_DEMANDE="D22", DATE_PRELEVEMENT="02/11/26 08:30", DATE_NAISSANCE="", DATE_RECEPTION="",
+             DATE_VALIDATION=""),
+        line(N_DEMANDE="D23", RESULTAT="1e999"),
     ]) + "\n", encoding="utf-8")
     df = canonical_rows(path)
     # what the CSV parser never hands over (it flags a bad sex itself, reads an empty status as F,
@@ -109,7 +113,7 @@ def test_every_reason_as_pandera_gives_it(defects):
             ("STATUS_INVALID", "result_status"), ("MISSING_VALUE", "request_id"), ("MISSING_VALUE", "local_code"),
             ("MISSING_VALUE", "value_raw"), ("MISSING_VALUE", "patient_nir"), ("MISSING_VALUE", "file_id"),
             ("MISSING_VALUE", "source"), ("MISSING_VALUE", "line_no"), ("MALFORMED_LINE", "line_no"),
-            ("DATE_INVALID", "collected_at"), ("LOINC_CHECK", "loinc_code_src")} <= got
+            ("DATE_INVALID", "collected_at"), ("LOINC_CHECK", "loinc_code_src"), ("VALUE_INVALID", "value_num")} <= got
 
 
 def test_generated_files_as_pandera_gives_them(generated):
