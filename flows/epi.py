@@ -32,6 +32,7 @@ from flows.settings import Settings
 from flows.steps import Context
 from transforms.epi import exports, indicators, mdo, revisions
 from transforms.epi.suppression import DisclosureRule
+from transforms.identity import person_links
 from warehouse import catalog as cat
 from warehouse import catalog_epi as ce
 
@@ -61,6 +62,18 @@ def load_rules(ctx: Context, refs: dict[str, pl.DataFrame]) -> pl.DataFrame:
     return mdo.load_rules(rules_path(ctx), known_mdo=set(refs["mdo_list"]["mdo_id"].to_list()))
 
 
+def linked_persons(ctx: Context, results: pl.DataFrame) -> pl.DataFrame:
+    """``results`` with each person_key replaced by its person's id: the pseudonyms that share a
+    link key (names and birth date) anywhere in marts.fct_lab_results are one person
+    (transforms.identity.person_links): a result sent with the INS and one without, or one without
+    the sex, are the same person's."""
+    links = person_links(ctx.wh.scan(cat.FCT_LAB_RESULTS).select("person_key", "link_key"))
+    if links.is_empty():
+        return results
+    return (results.join(links, on="person_key", how="left", maintain_order="left")
+            .with_columns(pl.coalesce("person_id", "person_key").alias("person_key")).drop("person_id"))
+
+
 def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str] | None = None) -> dict:
     """Bring the epi marts up to date with marts.fct_lab_results, rewriting only what changed.
 
@@ -74,10 +87,11 @@ def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str]
     diseases = sorted(diseases or defs["disease"].unique().to_list())
     codes = {d: indicators.definition_loincs(defs, d) for d in diseases}
     wanted = sorted(set().union(*codes.values()) | set(mdo.rule_loincs(rules)))
-    results = (
+    results = linked_persons(
+        ctx,
         ctx.wh.scan(cat.FCT_LAB_RESULTS)
         .filter(pl.col("is_current") & pl.col("loinc_code").is_in(wanted))
-        .select(RESULT_COLUMNS).collect()
+        .select(RESULT_COLUMNS).collect(),
     )
     state = _state(ctx)
     reference = _fingerprint(geo, pops["dep"])

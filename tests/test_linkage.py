@@ -133,3 +133,67 @@ def test_generated_patients_link_one_to_one_on_traits(generated):
     assert rows["key"].null_count() == 0
     assert rows.group_by("person").agg(pl.col("key").n_unique().alias("k"))["k"].max() == 1
     assert rows.group_by("key").agg(pl.col("person").n_unique().alias("p"))["p"].max() == 1
+
+
+# --------------------------------------------------------------------------------------------
+# link keys: one person across pseudonyms (with and without INS, with and without sex)
+# --------------------------------------------------------------------------------------------
+def test_the_link_key_ignores_ins_and_sex_and_folds_spelling():
+    from transforms.identity import link_message
+
+    a = link_message("N'Diaye", "Aïssatou", BD)
+    assert a == link_message("NDIAYE", "aissatou", BD) == link_message("Ndiaye", "AISSATOU", BD)
+    assert a != link_message("Ndiaye", "Aissatou", date(1990, 7, 8))
+    assert link_message("Ndiaye", None, BD) is None and link_message("Ndiaye", "A", None) is None
+
+
+def test_person_links_join_keys_that_share_a_link_transitively():
+    from transforms.identity import person_links
+
+    pairs = pl.DataFrame({
+        "person_key": ["k_ins", "k_traits_f", "k_traits_nosex", "k_other", "k_ins2", "k_alone", None],
+        "link_key": ["L1", "L1", "L1", "L2", "L2", None, "L3"],
+    })
+    # k_ins2 also carries L1 on another result: L1 and L2 become one group
+    pairs = pl.concat([pairs, pl.DataFrame({"person_key": ["k_ins2"], "link_key": ["L1"]})])
+    links = person_links(pairs)
+    assert dict(links.iter_rows()) == {k: "k_ins" for k in ("k_ins2", "k_other", "k_traits_f", "k_traits_nosex")}
+    assert person_links(pairs.filter(pl.col("link_key") == "L2")).rows() == [("k_other", "k_ins2")]
+    assert person_links(pairs.head(0)).is_empty()
+
+
+def test_a_person_is_counted_once_across_ins_and_missing_sex(tmp_path):
+    """QA's cases, end to end: a positive with the NIR then one without it (8 days later), and a
+    positive with the sex then one without it (6 days later), were two pseudonyms each, so two P
+    inside one 60-day episode (and two MDO cases). Each is now one person."""
+    from flows.epi import publish_epi
+    from tests.epi_support import run_steps
+    from tests.helpers import HEADER, line, nir
+    from warehouse import catalog as cat
+    from warehouse import catalog_epi as ce
+
+    def covid(req, day, **over):
+        return line(N_DEMANDE=req, CODE_ANALYSE="COVPCR", LIBELLE_ANALYSE="SARS-CoV-2 RT-PCR", RESULTAT="Positif",
+                    UNITE="", VALEURS_REFERENCE="", CODE_POSTAL="69001", DATE_PRELEVEMENT=f"{day}/01/2026 09:00",
+                    DATE_RECEPTION=f"{day}/01/2026 10:00", DATE_VALIDATION=f"{day}/01/2026 18:00", **over)
+
+    oudin = {"NOM": "Oudin", "PRENOM": "Océane", "DATE_NAISSANCE": "02/02/1985", "SEXE": "F"}
+    ndiaye = {"NOM": "Ndiaye", "PRENOM": "Aïssatou", "DATE_NAISSANCE": "07/07/1990", "NIR": ""}
+    lines = [HEADER,
+             covid("A1", 15, NIR=nir("2850269381040"), **oudin), covid("A2", 23, **{**oudin, "NIR": ""}),
+             covid("B1", 15, **{**ndiaye, "SEXE": "F"}), covid("B2", 21, **{**ndiaye, "NOM": "N'Diaye", "SEXE": ""})]
+    landing = tmp_path / "home" / "landing" / "labo_alpha"
+    landing.mkdir(parents=True)
+    (landing / "labo_alpha_20260124.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ctx, refs = run_steps(tmp_path / "home")
+    fct = ctx.wh.read(cat.FCT_LAB_RESULTS)
+    assert fct.height == 4 and fct["person_key"].n_unique() == 4 and fct["link_key"].n_unique() == 2
+    publish_epi(ctx, refs)
+    days = ctx.wh.read(cat.SIDEP_PERSON_DAYS).filter(pl.col("disease") == "covid19")
+    assert days.filter("positive").height == 2  # one per person: day 15 each; 23 and 21 are inside the episode
+    assert sorted(days.filter("positive")["jour"].to_list()) == [date(2026, 1, 15)] * 2
+    dep = ctx.wh.read(ce.SIDEP_DEP_DAILY).filter((pl.col("disease") == "covid19") & (pl.col("dep") == "69")
+                                                 & (pl.col("cl_age90") == 0))
+    assert dep["P"].sum() == 2 and dep["T"].sum() == 2
+    cases = ctx.wh.read(ce.MDO_CASES).filter(pl.col("mdo_id") == "covid19")
+    assert cases.height == 2 and cases["jour"].to_list() == [date(2026, 1, 15)] * 2

@@ -22,6 +22,7 @@ link to "Anne"; the INS, when present, avoids all of this.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -96,6 +97,7 @@ def fold(text: str) -> str:
     return "".join(ch for ch in s if not unicodedata.combining(ch)).upper()
 
 
+@functools.lru_cache(maxsize=1 << 16)  # names repeat: each distinct one is folded once
 def linkage_family_name(name: str | None) -> str | None:
     """Letters only: "Le Goff", "LE-GOFF" and "Legoff" give LEGOFF; "N'Diaye" gives NDIAYE."""
     if name is None:
@@ -103,6 +105,7 @@ def linkage_family_name(name: str | None) -> str | None:
     return _NOT_LETTER.sub("", fold(name)) or None
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def linkage_first_name(name: str | None) -> str | None:
     """The first given name, compound kept whole, letters only (see the module notes)."""
     if name is None:
@@ -133,6 +136,55 @@ def linkage_traits(family_name: str | None, first_name: str | None, birth_date: 
     if not fam or not first or birth_date is None:
         return None
     return f"{fam}|{first}|{birth_date.isoformat()}|{linkage_sex(sex)}"
+
+
+def link_message(family_name: str | None, first_name: str | None, birth_date: date | None) -> str | None:
+    """The text a person's *link key* is the HMAC of: the normalised family name, first name and
+    birth date, with neither the INS nor the sex; None when one of the three is missing.
+
+    The pseudonym (``person_key``) is the INS's when there is one, else the traits' with the sex.
+    So the results of one person can carry several pseudonyms: with and without their INS, with
+    and without their sex. Results that share a link key are counted as one person
+    (:func:`person_links`); two people with the same names and birth date but another INS or sex
+    are then counted once (rare; the price of not counting the others twice)."""
+    fam, first = linkage_family_name(family_name), linkage_first_name(first_name)
+    if not fam or not first or birth_date is None:
+        return None
+    return f"LINK|{fam}|{first}|{birth_date.isoformat()}"
+
+
+def link_keys(ids: pl.DataFrame, secret: bytes, out: str = "link_key") -> pl.Series:
+    """The link key of each row of ``ids`` (columns family_name, first_name, birth_date)."""
+    if not secret:
+        raise ValueError("the link key needs a non-empty secret key")
+    h = KeyedSha256(secret)
+    keys = []
+    for fam, first, born in ids.select("family_name", "first_name", "birth_date").iter_rows():
+        msg = link_message(fam, first, born)
+        keys.append(None if msg is None else h.hexdigest(msg.encode("utf-8"))[:32])
+    return pl.Series(out, keys, dtype=pl.Utf8)
+
+
+def person_links(pairs: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    """From (person_key, link_key) pairs, the person keys that are one person: columns person_key,
+    person_id (the least person key of its group), only for the keys whose id is another key.
+
+    A group is what shares a link key, transitively: a result with INS and traits links the INS's
+    key to the traits' link key, a result without INS or without sex links its own key to it too.
+    Computed by propagating the least key along the pairs until nothing changes."""
+    edges = pairs.lazy().select("person_key", "link_key").drop_nulls().unique().collect()
+    none = pl.DataFrame(schema={"person_key": pl.Utf8, "person_id": pl.Utf8})
+    if edges.is_empty():
+        return none
+    label = edges.select("person_key").unique().with_columns(pl.col("person_key").alias("person_id"))
+    while True:
+        by_link = edges.join(label, on="person_key").group_by("link_key").agg(pl.col("person_id").min())
+        new = edges.join(by_link, on="link_key").group_by("person_key").agg(pl.col("person_id").min())
+        moved = new.join(label, on="person_key", suffix="_was").filter(pl.col("person_id") != pl.col("person_id_was"))
+        label = new
+        if moved.is_empty():
+            break
+    return label.filter(pl.col("person_id") != pl.col("person_key")).sort("person_key")
 
 
 def pseudonym_message(*, ins: str | None = None, family_name: str | None = None, first_name: str | None = None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from transforms.identity import IDENTITY_COLUMNS, person_keys
+from transforms.identity import IDENTITY_COLUMNS, link_keys, person_keys
 from warehouse.catalog import STG_RESULTS
 
 
@@ -33,6 +33,7 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
     # the pseudonyms first (once per distinct identity), then one polars query to the staging rows
     # (the in-memory engine: on a file's rows its joins are about twice as fast as the streaming one)
     keys = person_keys(valid, secret)
+    keys = keys.with_columns(link_keys(keys, secret))
     pc = postal_codes.select("postal_code", pl.col("dep_code").alias("dep"))
     age = age_years(pl.col("birth_date"), pl.col("collected_at").dt.date())
     df = (

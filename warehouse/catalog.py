@@ -83,6 +83,8 @@ STAGING_RESULT_COLUMNS: tuple[Column, ...] = (
     C("lab_finess", U, "FINESS of the lab"),
     C("request_id", U, "lab request number"),
     C("person_key", U, "keyed pseudonym of the patient (HMAC)"),
+    C("link_key", U, "keyed pseudonym (HMAC) of the normalised family name, first name and birth date, "
+                     "null when one is missing: results sharing it are one person in the counts"),
     C("sex", U, "F, M or null"),
     C("age", I, "age in full years at collection, null when birth date unknown"),
     C("cl_age90", I, "10-year age class (9, 19, ... 89, 90), null when age unknown"),
