@@ -266,6 +266,16 @@ def test_msh18_charset_is_honoured(tmp_path):
     assert rows["local_label"].to_list() == ["Glycémie"]
 
 
+def test_a_message_declared_latin1_but_sent_in_utf8_is_read_as_utf8(tmp_path):
+    """QA: MSH-18 8859/1 on UTF-8 bytes gave LEFÃ\x88VRE, silently. A declared single-byte charset
+    gives way when the bytes are valid UTF-8 holding multi-byte sequences (Latin-1 text practically
+    never does); a message really in Latin-1 keeps its declaration."""
+    declared = [msg(i).replace("|P|2.5\r", "|P|2.5|||||FRA|8859/1\r", 1) for i in ("1", "2")]
+    rows, _, _ = parse_all(write_bytes(tmp_path, declared[0].encode("utf-8") + declared[1].encode("latin-1")))
+    assert rows["message_id"].to_list() == ["1", "2"]
+    assert rows["local_label"].to_list() == ["Glycémie", "Glycémie"]
+
+
 def test_mllp_framing_and_blank_lines(tmp_path):
     text = "\x0b" + msg("1") + "\x1c\r\n\r\n" + "\x0b" + msg("2") + "\x1c\r"
     rows, rejects, units = parse_all(write(tmp_path, text))

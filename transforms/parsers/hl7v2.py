@@ -3,7 +3,8 @@
 A file holds one or many messages, with or without FHS/BHS/BTS/FTS batch wrappers (skipped), with
 segments ended by ``\\r``, ``\\n`` or ``\\r\\n`` (mixed is fine), optionally MLLP-framed. Each
 message starts at an ``MSH`` line; its delimiters come from MSH-1/MSH-2 and its character set from
-MSH-18 (``UNICODE UTF-8``, ``8859/1``...), else UTF-8 with a Latin-1 fallback for that message.
+MSH-18 (``UNICODE UTF-8``, ``8859/1``...; a declared 8859 charset gives way to UTF-8 when the
+message is valid UTF-8 holding multi-byte sequences), else UTF-8 with a Latin-1 fallback for that message.
 
 One canonical row per OBX (see docs/formats.md for the field map):
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -90,6 +92,17 @@ def _delimiters(fs: str, declared: str) -> Delimiters:
 def _ts(field: str, d: Delimiters) -> str:
     """A timestamp field's text (TS component 1); digits-only values skip all decoding."""
     return field if not field or field.isdigit() else first_component(field, d)
+
+
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}")
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _charset(msh: bytes) -> str | None:
@@ -365,6 +378,10 @@ def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
                 text = raw.decode("latin-1")
+        elif _UTF8_SEQUENCE.search(raw) is not None and _is_utf8(raw):
+            # declared 8859 but sent in UTF-8 (a common misconfiguration): é arrives as two bytes
+            # that are valid UTF-8, which Latin-1 text practically never holds (it would read Ã©)
+            text = raw.decode("utf-8")
         else:
             text = decode_text(raw, charset)
         segs = text.split("\r")
