@@ -282,15 +282,9 @@ def check_protection(values: Mapping[Cell, int], hidden: set[Cell], dims: tuple[
 
 def _unbalanced(sign: Mapping[Cell, int], dims: tuple[Tree, ...]) -> Cell | None:
     """The total of the first equation touching a corner whose signs do not sum to zero, if any."""
-    for c in sign:
-        for d, tree in enumerate(dims):
-            for node in (c[d], tree.parent.get(c[d])):
-                if node is None or not tree.children.get(node):
-                    continue
-                total = c[:d] + (node,) + c[d + 1:]
-                parts = sum(sign.get(c[:d] + (ch,) + c[d + 1:], 0) for ch in tree.children[node])
-                if sign.get(total, 0) != parts:
-                    return total
+    for total, parts in _equations_around(sign, dims):
+        if sign.get(total, 0) != sum(sign.get(x, 0) for x in parts):
+            return total
     return None
 
 
@@ -325,21 +319,22 @@ def margin_attack(known: Mapping[Cell, int], hidden: set[Cell], dims: tuple[Tree
     return recovered
 
 
-def _equations(cells: set[Cell], dims: tuple[Tree, ...], exists: Callable[[Cell], bool]):
-    """Every "node = sum of children" equation among published cells around the given cells."""
+def _equations_around(cells, dims: tuple[Tree, ...]):
+    """Each "node = sum of children" equation a cell takes part in (as total or part), once."""
     seen = set()
-    out = []
     for c in cells:
         for d, tree in enumerate(dims):
             for node in (c[d], tree.parent.get(c[d])):
                 if node is None or not tree.children.get(node):
                     continue
                 total = c[:d] + (node,) + c[d + 1:]
-                key = (d, total)
-                if key in seen:
+                if (d, total) in seen:
                     continue
-                seen.add(key)
-                parts = [c[:d] + (ch,) + c[d + 1:] for ch in tree.children[node]]
-                if exists(total) and all(exists(x) for x in parts):
-                    out.append((total, parts))
-    return out
+                seen.add((d, total))
+                yield total, [c[:d] + (ch,) + c[d + 1:] for ch in tree.children[node]]
+
+
+def _equations(cells: set[Cell], dims: tuple[Tree, ...], exists: Callable[[Cell], bool]):
+    """Every "node = sum of children" equation among published cells around the given cells."""
+    return [(total, parts) for total, parts in _equations_around(cells, dims)
+            if exists(total) and all(exists(x) for x in parts)]
