@@ -257,27 +257,36 @@ def check_protection(values: Mapping[Cell, int], hidden: set[Cell], dims: tuple[
     changes no published number); and the vector can be added at t = 1 or t = -1 with every corner
     still >= 0 (``values``: true counts, missing cells zero)."""
     bad: dict[Cell, str] = {}
+    verdicts: dict[int, str | None] = {}  # a hypercube protecting several primary cells: checked once
     for p in sorted(primary, key=lambda c: tuple(map(str, c))):
         cube = proofs.get(p)
         if not cube:
             bad[p] = "no hypercube"
             continue
-        sign = dict(cube)
-        if p not in sign:
+        if all(c != p for c, _ in cube):
             bad[p] = "not a corner of its hypercube"
             continue
-        shown = [c for c in sign if published(c) and c not in hidden]
-        if shown:
-            bad[p] = f"corner {shown[0]} is published"
-            continue
-        unbalanced = _unbalanced(sign, dims)
-        if unbalanced:
-            bad[p] = f"equation of {unbalanced} not balanced"
-            continue
-        down, up = slack(cube, lambda c: values.get(c, 0))
-        if max(down, up) < 1:
-            bad[p] = "pinned by zero corners (recomputable knowing counts are >= 0)"
+        if id(cube) not in verdicts:
+            verdicts[id(cube)] = _disproof(cube, values, hidden, dims, published)
+        if verdicts[id(cube)]:
+            bad[p] = verdicts[id(cube)]
     return bad
+
+
+def _disproof(cube: Signed, values: Mapping[Cell, int], hidden: set[Cell], dims: tuple[Tree, ...],
+              published: Callable[[Cell], bool]) -> str | None:
+    """Why a hypercube does not protect its corners, or None when it does (see check_protection)."""
+    sign = dict(cube)
+    shown = [c for c in sign if published(c) and c not in hidden]
+    if shown:
+        return f"corner {shown[0]} is published"
+    unbalanced = _unbalanced(sign, dims)
+    if unbalanced:
+        return f"equation of {unbalanced} not balanced"
+    down, up = slack(cube, lambda c: values.get(c, 0))
+    if max(down, up) < 1:
+        return "pinned by zero corners (recomputable knowing counts are >= 0)"
+    return None
 
 
 def _unbalanced(sign: Mapping[Cell, int], dims: tuple[Tree, ...]) -> Cell | None:
