@@ -172,7 +172,9 @@ def person_links(pairs: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
     A group is what shares a link key, transitively: a result with INS and traits links the INS's
     key to the traits' link key, a result without INS or without sex links its own key to it too.
     Computed by propagating the least key along the pairs until nothing changes."""
-    edges = pairs.lazy().select("person_key", "link_key").drop_nulls().unique().collect()
+    # a link key held by one person key joins nothing: only the shared ones are propagated
+    edges = (pairs.lazy().select("person_key", "link_key").drop_nulls().unique()
+             .filter(pl.col("person_key").n_unique().over("link_key") > 1).collect())
     none = pl.DataFrame(schema={"person_key": pl.Utf8, "person_id": pl.Utf8})
     if edges.is_empty():
         return none
