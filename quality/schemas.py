@@ -40,6 +40,34 @@ OLDEST_COLLECTION = datetime(2000, 1, 1)
 MAX_VALIDATION_DELAY = timedelta(days=366)  # the slowest cultures take weeks; a year more is an error
 
 
+# what a quarantine row's detail says of each failed check (pandera's name of the check as key):
+# words an engineer reads without the model's source at hand
+CHECK_DETAILS = {
+    "not_nullable": "a required value is missing",
+    "greater_than_or_equal_to(1)": "line number below 1",
+    "DATE_INVALID:birth_date": f"birth date before {OLDEST_BIRTH.year}",
+    "DATE_INVALID:collected_at": f"collection before {OLDEST_COLLECTION.year}: a two-digit year or a typing error",
+    "DATE_ORDER:birth_date": "born after the collection",
+    "DATE_ORDER:collected_at": f"collected more than {MAX_VALIDATION_DELAY.days} days before its validation",
+    "DATE_ORDER:received_at": "received before the collection",
+    "DATE_ORDER:validated_at": "validated before the collection",
+    "LOINC_CHECK:loinc_code_src": "not a LOINC code (shape or check digit)",
+    "MISSING_VALUE:local_code": "no test code, neither local nor LOINC",
+    "MISSING_VALUE:patient_nir": "neither a NIR nor family name, first name and birth date",
+    "MISSING_VALUE:value_raw": "no value, and the status is neither X (not obtained) nor D (deleted)",
+    "NIR_FORMAT:patient_nir": "not shaped like a NIR (15 characters)",
+    "NIR_KEY:patient_nir": "the NIR's key does not match its number",
+    "POSTAL_CODE_INVALID:postal_code": "not a postal code (5 digits)",
+    "SEX_INVALID:sex": "sex is neither F nor M",
+    "STATUS_INVALID:result_status": "status is not F, C, X or D",
+    "VALUE_INVALID:value_num": "the number is not finite",
+}
+
+
+def check_detail(check_name: str) -> str:
+    return CHECK_DETAILS.get(check_name, "failed check " + check_name)
+
+
 def _named(code: str, column: str) -> str:
     return f"{reason(code)}:{column}"
 
@@ -197,7 +225,7 @@ def _verdict(ok: pl.Expr, check_name: str, column: str) -> _Verdict:
         reason_code, column = parts[0], parts[-1]
     else:
         reason_code = BUILTIN_CHECKS.get(check_name, "MISSING_VALUE")
-    return _Verdict(ok, reason_code, column, "failed check " + check_name)
+    return _Verdict(ok, reason_code, column, check_detail(check_name))
 
 
 def _compile_check(check, key: str) -> pl.Expr:

@@ -75,3 +75,15 @@ def test_quarantine_holds_no_cell_values(tmp_path):
     _, q = validate_rows(rows_of(tmp_path, line(NIR=bad_nir("2550999000116"))), now=NOW)
     assert set(q.columns) == {"line_no", "reason_code", "column", "detail"}
     assert "2550999000116" not in q.write_csv()
+
+
+def test_every_check_of_the_model_explains_itself_in_words(tmp_path):
+    """QA: an empty HL7 status came out as MISSING_VALUE with "failed check not_nullable". Every
+    check now has a sentence an engineer reads without the model's source."""
+    from quality.schemas import _compiled
+    from transforms.canonical import CANONICAL_SCHEMA
+
+    verdicts = _compiled(tuple(pl.Schema(CANONICAL_SCHEMA).items()))
+    assert verdicts and not [v for v in verdicts if v.detail.startswith("failed check")]
+    _, q = validate_rows(rows_of(tmp_path, line(DATE_PRELEVEMENT="02/11/2016 08:30", DATE_RECEPTION="")), now=NOW)
+    assert q["detail"].to_list() == ["collected more than 366 days before its validation"]

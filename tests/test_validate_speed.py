@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from quality.schemas import (BUILTIN_CHECKS, QUARANTINE_COLUMNS, CanonicalResult, _compiled, _null_columns,
-                             validate_rows)
+                             check_detail, validate_rows)
 from tests.helpers import HEADER, bad_nir, canonical_rows, defect_lines, line
 from transforms.canonical import CANONICAL_SCHEMA
 
@@ -35,7 +35,7 @@ def _pandera_validate_rows(df: pl.DataFrame, now: datetime) -> tuple[pl.DataFram
             reason_code=pl.when(named).then(pl.col("check").str.split(":").list.first())
             .otherwise(pl.col("check").replace_strict(BUILTIN_CHECKS, default="MISSING_VALUE")),
             column=pl.when(named).then(pl.col("check").str.split(":").list.last()).otherwise(pl.col("column")),
-            detail=pl.lit("failed check ") + pl.col("check"),
+            detail=pl.col("check").map_elements(check_detail, return_dtype=pl.Utf8),
         )
         failures.append(fc.select(pl.col("index").cast(pl.UInt32).alias("_idx"), "reason_code", "column", "detail"))
     failures.append(
