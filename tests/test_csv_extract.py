@@ -168,3 +168,22 @@ def test_a_latin1_line_in_a_utf8_file_spoils_no_other_line(tmp_path):
                        "U1": "Polynucléaires neutrophiles", "U2": "Polynucléaires neutrophiles"}, block
         assert set(rows.filter(pl.col("request_id") != "L1")["unit_raw"]) == {"µmol/L"}
         assert rows.filter(pl.col("request_id") == "L1")["family_name"][0] == "Lefèvre"
+
+
+def test_a_quoted_field_with_a_line_break_is_one_row(tmp_path):
+    """RFC 4180: a quoted field may hold line breaks. QA: such a row became two MALFORMED_LINE rejects.
+    Its lines are now one row, numbered by its first line. Stray quotes (5" for inches) on two lines
+    do not join them, an unclosed quote does not swallow the lines after it, and a record spans at
+    most a few lines."""
+    multi = line(N_DEMANDE="D2", RESULTAT='"Présence de cristaux\nvoir commentaire"', UNITE="")
+    stray = [line(N_DEMANDE="D3", LIBELLE_ANALYSE='Taille 5"'), line(N_DEMANDE="D4", LIBELLE_ANALYSE='Taille 6"')]
+    unclosed = line(N_DEMANDE="D6", RESULTAT='"jamais fermé')
+    lines = [HEADER, line(N_DEMANDE="D1"), multi, *stray, line(N_DEMANDE="D5"), unclosed,
+             *[line(N_DEMANDE=f"E{i}") for i in range(6)]]
+    rows, rejects, seen = parse_all(write(tmp_path, lines))
+    assert rows["request_id"].to_list() == ["D1", "D2", "D3", "D4", "D5", *[f"E{i}" for i in range(6)]]
+    assert rows["line_no"].to_list() == [2, 3, 5, 6, 7, *range(9, 15)]
+    assert rows.filter(pl.col("request_id") == "D2")["value_raw"][0] == "Présence de cristaux\nvoir commentaire"
+    assert rows.filter(pl.col("request_id") == "D3")["local_label"][0] == 'Taille 5"'
+    assert rejects.select("line_no", "reason_code").rows() == [(8, "MALFORMED_LINE")]
+    assert seen == 13

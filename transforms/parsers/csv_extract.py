@@ -215,6 +215,43 @@ def _quoted_rows(lines: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame,
     return df, bad
 
 
+MAX_RECORD_LINES = 5  # a quoted field may span a few lines; a lone quote must not swallow the file
+
+
+def _multiline_records(lines: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame, list[int]]:
+    """Records whose quoted field holds line breaks: a line with an odd number of quotes, joined
+    with the next lines (at most ``MAX_RECORD_LINES`` in all) until the quotes balance, kept when
+    the csv module reads exactly the header's fields from it. Returns the rows (``line_no`` of the
+    record's first line, as ``_quoted_rows``) and the line numbers they consumed; lines that make
+    no such record are left as they are (and rejected as before)."""
+    odd = lines.filter((pl.col("kind") == QUOTED) & (pl.col("raw").str.count_matches('"', literal=True) % 2 == 1))
+    schema = {"line_no": pl.Int64, **{c: pl.Utf8 for c in columns}}
+    if odd.is_empty():
+        return pl.DataFrame(schema=schema), []
+    nos, raws = lines["line_no"].to_list(), lines["raw"].to_list()
+    at = {no: i for i, no in enumerate(nos)}
+    rows, consumed = [], []
+    for start in odd["line_no"].to_list():
+        if start in consumed:
+            continue
+        i = at[start]
+        for end in range(i + 1, min(i + MAX_RECORD_LINES, len(nos))):
+            text = "\n".join(raws[i:end + 1])
+            if text.count('"') % 2:
+                continue
+            try:
+                read = list(csv.reader(io.StringIO(text, newline=""), delimiter=";", quotechar='"', strict=True))
+            except csv.Error:
+                break
+            # one record of the header's fields, or nothing (two lines with a stray quote each are
+            # two records: they stay apart)
+            if len(read) == 1 and len(read[0]) == len(columns):
+                rows.append([start, *read[0]])
+                consumed.extend(nos[i:end + 1])
+            break
+    return pl.DataFrame(rows, schema=schema, orient="row"), consumed
+
+
 def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     """Canonical rows from ``f``: ``line_no``, the stripped field columns and, for each date column,
     its first-format reading (``_parsed_name``); one query once the rare other formats are read."""
@@ -374,8 +411,14 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series | None, file_
                      units_seen=part.height), hashes
 
     lines = scan.select("line_no", "raw", "kind", nf=pl.col("raw").str.count_matches(";", literal=True) + 1)
+    # a quoted field holding line breaks (RFC 4180): its lines make one record, read as one row
+    records, consumed = _multiline_records(lines, columns)
+    if consumed:
+        lines = lines.filter(~pl.col("line_no").is_in(consumed))
     quoted_rows, bad_quoted = _quoted_rows(lines.filter(pl.col("kind") == QUOTED).select("line_no", "raw"), columns)
-    fields = fields.filter(scan["kind"] == PLAIN)
+    if records.height:
+        quoted_rows = pl.concat([quoted_rows, records])
+    fields = fields.filter((scan["kind"] == PLAIN) & ~scan["line_no"].is_in(consumed))
     if quoted_rows.height:
         quoted = _stripped(quoted_rows.lazy(), columns).with_columns(_first_tries(columns))
         fields = pl.concat([fields, quoted.collect(engine="in-memory")]).sort("line_no")
