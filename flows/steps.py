@@ -137,21 +137,17 @@ def discover(ctx: Context) -> list[FileTicket]:
         rel = path.relative_to(landing).as_posix()
         if any(part.startswith(".") for part in rel.split("/")):
             continue  # hidden files: partial uploads by convention
-        problem = landing_name_problem(rel)
+        problem, reason, salt = landing_name_problem(rel), "UNSAFE_FILE_NAME", "unsafe"
         if not problem and path.is_symlink():  # never followed (it may point anywhere), but logged
             shown = safe_display_name(rel)
-            uid = hashlib.sha256(f"symlink\0{shown}\0{os.readlink(path)}".encode()).hexdigest()[:16]
-            if uid not in seen_logs:
-                tickets.append(FileTicket(uid, shown, rel.split("/")[0] if "/" in rel else "_unknown", "", uid, 0,
-                                          path.lstat().st_size, "unsafe", reason="NOT_A_FILE",
-                                          detail=f"{shown}: a symbolic link, not followed (deliver the file itself)"))
-            continue
-        if problem:
+            problem = f"{shown}: a symbolic link, not followed (deliver the file itself)"
+            reason, salt = "NOT_A_FILE", f"symlink\0{os.readlink(path)}"
+        if problem:  # refused without being opened, logged once
             shown = safe_display_name(rel)
-            uid = hashlib.sha256(f"unsafe\0{shown}".encode()).hexdigest()[:16]
+            uid = hashlib.sha256(f"{salt}\0{shown}".encode()).hexdigest()[:16]
             if uid not in seen_logs:
                 tickets.append(FileTicket(uid, shown, safe_display_name(rel.split("/")[0]) if "/" in rel else "_unknown",
-                                          "", uid, 0, path.lstat().st_size, "unsafe", detail=problem,
+                                          "", uid, 0, path.lstat().st_size, "unsafe", detail=problem, reason=reason,
                                           raw_name=rel))
             continue
         source = rel.split("/")[0] if "/" in rel else "_unknown"

@@ -141,12 +141,10 @@ def cube_truth(d: pl.DataFrame) -> dict[str, dict[tuple, int]]:
                        .with_columns(pl.lit("unknown").alias("age")))
         by_age = pl.concat([classes.with_columns(pl.col("cl_age90").cast(pl.Utf8).alias("age")), unknown_age],
                            how="diagonal_relaxed").select("dep", "age", "jour", "week", *cols)
-        leaves = pl.concat([
-            by_age.select("dep", "age", "jour", "week", pl.lit("F").alias("sex"), pl.col(f"{m}_f").alias("v")),
-            by_age.select("dep", "age", "jour", "week", pl.lit("M").alias("sex"), pl.col(f"{m}_h").alias("v")),
-            by_age.select("dep", "age", "jour", "week", pl.lit("unknown").alias("sex"),
-                          (pl.col(m) - pl.col(f"{m}_f") - pl.col(f"{m}_h")).alias("v")),
-        ]).filter(pl.col("v") > 0)
+        f, h = pl.col(f"{m}_f"), pl.col(f"{m}_h")
+        by_sex = {"F": f, "M": h, "unknown": pl.col(m) - f - h}
+        leaves = pl.concat([by_age.select("dep", "age", "jour", "week", pl.lit(sex).alias("sex"), v.alias("v"))
+                            for sex, v in by_sex.items()]).filter(pl.col("v") > 0)
         cube: dict[tuple, int] = {}
         for geo in ("dep", None):
             for age in ("age", None):

@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from transforms.canonical import conform
-from transforms.parsers.base import REJECT_SCHEMA, Chunk, FileFormatError
+from transforms.parsers.base import REJECT_SCHEMA, Chunk, FileFormatError, holds_utf8_sequences
 
 HEADER_TO_CANONICAL: dict[str, str] = {
     "FINESS": "lab_finess",
@@ -102,14 +102,6 @@ def _blocks(path: Path, block_bytes: int, max_line: int = MAX_LINE_BYTES) -> Ite
                 rest, skipping = _cut(rest, max_line + 4), True
 
 
-# a valid UTF-8 sequence of two or three bytes (an accented letter, µ, €): Latin-1 text almost never
-# holds one (é is one byte, followed by ASCII)
-_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}")
-# the bytes French UTF-8 text cannot do without (Ã and Â in Latin-1: rare; é, à, µ, €, ’ in UTF-8):
-# a plain search for them spares the regular expression (ten times slower) on Latin-1 files
-_UTF8_LEADS = (b"\xc3", b"\xc2", b"\xe2\x80", b"\xe2\x82")
-
-
 def _line_by_line(block: bytes) -> str:
     """Each line in its own encoding: UTF-8 when it is valid UTF-8, else Latin-1 (cp1252)."""
     out = []
@@ -137,7 +129,7 @@ def _decode(block: bytes, state: dict) -> pl.Series:
             pass
         else:
             return pl.Series("raw", [block], dtype=pl.Binary).cast(pl.Utf8)
-    if any(lead in block for lead in _UTF8_LEADS) and _UTF8_SEQUENCE.search(block) is not None:
+    if holds_utf8_sequences(block, french_only=True):
         state["encoding"] = "mixed"
         return pl.Series("raw", [_line_by_line(block)], dtype=pl.Utf8)
     state["encoding"] = "cp1252"

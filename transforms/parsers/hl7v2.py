@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
 from transforms.parsers import cda
-from transforms.parsers.base import Chunk, FileFormatError
+from transforms.parsers.base import Chunk, FileFormatError, holds_utf8_sequences
 from transforms.parsers.er7 import (
     HL7_DEFAULT,
     TEST_INS_OIDS,
@@ -92,9 +91,6 @@ def _delimiters(fs: str, declared: str) -> Delimiters:
 def _ts(field: str, d: Delimiters) -> str:
     """A timestamp field's text (TS component 1); digits-only values skip all decoding."""
     return field if not field or field.isdigit() else first_component(field, d)
-
-
-_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}")
 
 
 def _is_utf8(raw: bytes) -> bool:
@@ -378,7 +374,7 @@ def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
                 text = raw.decode("latin-1")
-        elif _UTF8_SEQUENCE.search(raw) is not None and _is_utf8(raw):
+        elif holds_utf8_sequences(raw) and _is_utf8(raw):
             # declared 8859 but sent in UTF-8 (a common misconfiguration): é arrives as two bytes
             # that are valid UTF-8, which Latin-1 text practically never holds (it would read Ã©)
             text = raw.decode("utf-8")
