@@ -99,10 +99,10 @@ def test_convert_units_and_coverage():
     loinc = load_loinc_seed(ROOT / "seeds" / "reference" / "loinc.csv")
     df = pl.DataFrame(
         {
-            "source": ["a", "a", "a", "b", "b"],
-            "loinc_code": ["14749-6", "6690-2", "14749-6", "6690-2", "94500-6"],
-            "unit_raw": ["g/L", "G/L", "UI/L", "bogus", None],
-            "value_num": [1.08, 7.2, 3.0, 5.0, None],
+            "source": ["a", "a", "a", "b", "b", "b"],
+            "loinc_code": ["14749-6", "6690-2", "14749-6", "6690-2", "94500-6", "14749-6"],
+            "unit_raw": ["g/L", "G/L", "UI/L", "bogus", None, "POSITIF"],  # last: result and unit swapped
+            "value_num": [1.08, 7.2, 3.0, 5.0, None, None],
         }
     )
     out = convert_units(df, loinc, TABLES)
@@ -111,9 +111,11 @@ def test_convert_units_and_coverage():
         (7.2, "10*9/L", "same_unit"),
         (3.0, "[IU]/L", "incompatible_dimension"),
         (5.0, "bogus", "unit_unknown"),
-        (None, None, "not_numeric"),
+        (None, None, "not_numeric"),  # a qualitative test (no canonical unit): text is expected
+        (None, None, "text_on_quantitative"),  # glucose has a canonical unit: text is a broken result
     ]
     cov = conversion_coverage(out)
-    assert cov.rows() == [("a", 3, 2, 0.6667, 1, 0), ("b", 1, 0, 0.0, 0, 1)]
+    # the text on a quantitative test counts among the numeric tests, as one not converted
+    assert cov.rows() == [("a", 3, 2, 0.6667, 1, 0, 0), ("b", 2, 0, 0.0, 0, 1, 1)]
     assert cov.columns == ["source", "n_numeric", "n_converted", "share_converted", "incompatible_dimension",
-                           "unit_unknown"]
+                           "text_on_quantitative", "unit_unknown"]

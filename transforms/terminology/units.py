@@ -31,13 +31,16 @@ DEFAULT_TERMINOLOGY_DIR = Path(__file__).resolve().parents[2] / "seeds" / "termi
 OK, SAME_UNIT, NO_UNIT, NOT_NUMERIC = "ok", "same_unit", "no_unit", "not_numeric"
 UNIT_UNKNOWN, INCOMPATIBLE, NO_MOLAR_MASS = "unit_unknown", "incompatible_dimension", "no_molar_mass"
 NO_LOINC, NO_CANONICAL_UNIT = "no_loinc", "no_canonical_unit"
+TEXT_ON_QUANTITATIVE = "text_on_quantitative"
 CONVERTED = (OK, SAME_UNIT)
 
 CONVERSION_STATUSES: dict[str, str] = {
     OK: "converted to the canonical unit",
     SAME_UNIT: "already in the canonical unit",
     NO_UNIT: "numeric result sent without a unit; value kept",
-    NOT_NUMERIC: "not a numeric result (qualitative or text)",
+    NOT_NUMERIC: "not a numeric result (qualitative or text) on a test without a canonical unit",
+    TEXT_ON_QUANTITATIVE: "text where a number was expected: the test has a canonical unit (result and unit "
+                          "swapped, '1.234,5', 'NaN', 'non fait'...); no value",
     UNIT_UNKNOWN: "the unit as written is neither a known alias nor valid UCUM; value kept",
     INCOMPATIBLE: "the unit's dimension does not match the canonical unit's; value kept",
     NO_MOLAR_MASS: "mass <-> molar conversion needed but no molar mass for this analyte; value kept",
@@ -357,7 +360,8 @@ def conversion_columns() -> dict[str, pl.Expr]:
     converted = pl.col("_f").is_not_null()
     no_unit = pl.col("unit_raw").is_null() | (pl.col("unit_raw").str.strip_chars() == "")
     status = (
-        pl.when(~numeric).then(pl.lit(NOT_NUMERIC))
+        pl.when(~numeric & pl.col("_canon").is_not_null()).then(pl.lit(TEXT_ON_QUANTITATIVE))
+        .when(~numeric).then(pl.lit(NOT_NUMERIC))
         .when(converted).then(pl.col("_status"))
         .when(no_unit & pl.col("_loinc").is_not_null()).then(pl.lit(NO_UNIT))
         .otherwise(pl.col("_status"))
