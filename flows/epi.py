@@ -82,7 +82,7 @@ def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str]
     """
     defs = indicators.load_test_definitions(ctx.settings.seeds_dir / "test_definitions.csv")
     rules = load_rules(ctx, refs)
-    geo = indicators.geography(refs["departements"])
+    geo = indicators.geography(refs["departements"], refs["population"])
     pops = indicators.populations(refs["population"], geo)
     diseases = sorted(diseases or defs["disease"].unique().to_list())
     codes = {d: indicators.definition_loincs(defs, d) for d in diseases}
@@ -311,9 +311,13 @@ def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: 
     """
     issue = _issue(issue_date)
     rule = rule or disclosure_rule(ctx.settings)
-    geo = indicators.geography(refs["departements"])
+    geo = indicators.geography(refs["departements"], refs["population"])
     dep_all = ctx.wh.read(ce.SIDEP_DEP_DAILY)
     diseases = sorted(diseases or dep_all["disease"].unique().to_list())
+    # the weekly files keep the weeks the data cover entirely: from the first to the last collection
+    first, last = ctx.wh.scan(cat.FCT_LAB_RESULTS).filter("is_current").select(
+        pl.col("collected_date").min().alias("a"), pl.col("collected_date").max().alias("b")).collect().row(0)
+    weeks = indicators.complete_weeks(first, last) if first is not None else set()
     files: list[exports.PublishedFile] = []
     audit: dict = {}
     for disease in diseases:
@@ -324,10 +328,10 @@ def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: 
         weekly = ctx.wh.read(ce.SIDEP_WEEKLY).filter(pl.col("disease") == disease).drop("disease")
         hidden = exports.suppress_sidep(daily, weekly, geo, rule)
         audit[disease] = {fam: len(h[2]) for fam, h in hidden.items()}
-        files += exports.sidep_files(disease, daily, weekly, hidden)
+        files += exports.sidep_files(disease, daily, weekly, hidden, weeks)
     mdo_weekly = ctx.wh.read(ce.MDO_WEEKLY).filter(~pl.col("mdo_id").is_in(diseases))
     if mdo_weekly.height:
-        mdo_out, mdo_audit = exports.mdo_files(mdo_weekly, geo, rule)
+        mdo_out, mdo_audit = exports.mdo_files(mdo_weekly, geo, rule, weeks)
         files += mdo_out
         audit["mdo"] = mdo_audit
     if not files:

@@ -97,10 +97,6 @@ def count_rows(ctx: Context, t) -> int:
     return ctx.wh.scan(t).select(pl.len()).collect().item()
 
 
-def metro_drom_departements(refs: dict[str, pl.DataFrame]) -> list[str]:
-    return refs["departements"].filter(pl.col("is_com") == "no")["dep_code"].sort().to_list()
-
-
 # --------------------------------------------------------------------------------------------
 # discover and register
 # --------------------------------------------------------------------------------------------

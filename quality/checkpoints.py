@@ -150,7 +150,9 @@ def fct_summary_suite(frame: pl.DataFrame) -> Suite:
         _zero("n_validated_before_collected", "no validation before collection"),
         _zero("n_received_before_collected", "no reception before collection", critical=False),
         _zero("n_age_out_of_range", "ages are between 0 and 125"),
-        _zero("n_dep_not_in_reference", "every département is one of the 101 of the reference"),
+        _zero("n_dep_not_in_reference", "every département is a code of the reference"),
+        _zero("n_dep_outside_sidep", "residents of a COM without a population (984, 986 to 989) are counted "
+              "in no SI-DEP or MDO geographic row", critical=False),
         _zero("n_versions_with_several_current", "one current version per result (corrections replace)"),
         _between("share_dep_unknown", 0, 0.05, "at most 5% of results without a département", critical=False),
         _between("share_mapped", 0.9, 1, "at least 90% of results carry a LOINC code", critical=False),
@@ -316,7 +318,8 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
         usable = None
         if src.has(cat.FCT_LAB_RESULTS):
             covid = _covid_loincs(seeds_dir)
-            fs = S.fct_summary(con, src, deps, covid, now)
+            fs = S.fct_summary(con, src, deps, covid, now,
+                               reference=S.departements(seeds_dir, everywhere=True)["dep"].to_list())
             usable = int(fs["n_covid_results_usable"][0])
             suites.append(fct_summary_suite(fs.drop("newest_collection")))
             suites.append(fct_domains_suite(S.fct_domains(con, src)))

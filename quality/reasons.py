@@ -23,7 +23,7 @@ REASONS: dict[str, str] = {
     "DATE_INVALID": "a date or time cannot be parsed or does not exist",
     "DATE_ORDER": "dates are impossible together (collection after validation, birth after collection, future)",
     "SEX_INVALID": "sex is not one of F, M or empty",
-    "POSTAL_CODE_INVALID": "postal code is not 5 digits",
+    "POSTAL_CODE_INVALID": "postal code is not 5 digits (in earlier runs only: it is now a data-quality flag on a kept result)",
     "LOINC_CHECK": "a LOINC code given by the source fails its check digit",
     "STATUS_INVALID": "result status is not one of F, C, X, D",
     "VALUE_INVALID": "a numeric value cannot be read as a number",

@@ -57,7 +57,6 @@ CHECK_DETAILS = {
     "MISSING_VALUE:value_raw": "no value, and the status is neither X (not obtained) nor D (deleted)",
     "NIR_FORMAT:patient_nir": "not shaped like a NIR (15 characters)",
     "NIR_KEY:patient_nir": "the NIR's key does not match its number",
-    "POSTAL_CODE_INVALID:postal_code": "not a postal code (5 digits)",
     "SEX_INVALID:sex": "sex is neither F nor M",
     "STATUS_INVALID:result_status": "status is not F, C, X or D",
     "VALUE_INVALID:value_num": "the number is not finite",
@@ -120,11 +119,6 @@ class CanonicalResult(pa.DataFrameModel):
     @pa.check("sex", name=_named("SEX_INVALID", "sex"))
     def sex_values(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col(data.key).is_null() | pl.col(data.key).is_in(["F", "M"]))
-
-    @pa.check("postal_code", name=_named("POSTAL_CODE_INVALID", "postal_code"))
-    def postal_code_format(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        c = pl.col(data.key)
-        return data.lazyframe.select(c.is_null() | c.str.contains(r"^[0-9]{5}$"))
 
     @pa.check("result_status", name=_named("STATUS_INVALID", "result_status"))
     def status_values(cls, data: pa.PolarsData) -> pl.LazyFrame:

@@ -224,13 +224,19 @@ def file_accounting(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataFram
 # marts.fct_lab_results
 # --------------------------------------------------------------------------------------------
 def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list[str],
-                covid_loincs: list[str], now: datetime) -> pl.DataFrame:
-    """One row of whole-table measures of marts.fct_lab_results (keys, ranges, reconciliation)."""
+                covid_loincs: list[str], now: datetime, reference: list[str] | None = None) -> pl.DataFrame:
+    """One row of whole-table measures of marts.fct_lab_results (keys, ranges, reconciliation).
+
+    ``departements``: the SI-DEP geography (results elsewhere are in no geographic count);
+    ``reference``: every code of the départements reference (default: ``departements``)."""
     fct = src.rel(cat.FCT_LAB_RESULTS)
     types = src.types(con, cat.FCT_LAB_RESULTS)
     # the reference lists as one-column relations: DuckDB probes a hash table for each row, where a
     # literal IN list of 101 départements costs a comparison per value and row (twice the scan)
-    deps = f"(SELECT unnest([{', '.join(sql_literal(d) for d in departements) or 'NULL'}]))"
+    def one_column(codes: list[str]) -> str:
+        return f"(SELECT unnest([{', '.join(sql_literal(d) for d in codes) or 'NULL'}]))"
+    deps = one_column(departements)
+    known = one_column(departements if reference is None else reference)
     multi_current = f"{_versions_with_several_current(con, fct)}::BIGINT" if "version_key" in types else "0"
     # the keys are counted apart (key_duplicates: per-file bitmaps), the rest in one scan below
     n_key_duplicates = key_duplicates(con, fct, ["file_id", "line_no"], types)
@@ -247,7 +253,8 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
                count(*) FILTER (WHERE validated_at < collected_at) AS n_validated_before_collected,
                count(*) FILTER (WHERE received_at < collected_at) AS n_received_before_collected,
                count(*) FILTER (WHERE age < 0 OR age > 125) AS n_age_out_of_range,
-               count(*) FILTER (WHERE dep IS NOT NULL AND dep NOT IN {deps}) AS n_dep_not_in_reference,
+               count(*) FILTER (WHERE dep IS NOT NULL AND dep NOT IN {known}) AS n_dep_not_in_reference,
+               count(*) FILTER (WHERE dep IS NOT NULL AND dep NOT IN {deps}) AS n_dep_outside_sidep,
                coalesce(avg(CASE WHEN dep IS NULL THEN 1.0 ELSE 0.0 END), 0.0) AS share_dep_unknown,
                coalesce(avg(CASE WHEN loinc_code IS NOT NULL THEN 1.0 ELSE 0.0 END), 0.0) AS share_mapped,
                count(*) FILTER (WHERE is_current AND loinc_code IN {loincs}
@@ -403,11 +410,18 @@ def population(seeds_dir: Path) -> pl.DataFrame:
                      pop=pl.col("pop").cast(pl.Float64))
 
 
-def departements(seeds_dir: Path) -> pl.DataFrame:
-    """The 101 départements (COM excluded) with their name and region."""
+def departements(seeds_dir: Path, everywhere: bool = False) -> pl.DataFrame:
+    """The SI-DEP geography (the 101 départements and the COM with a population, see
+    ``indicators.in_geography``) with their name and region; ``everywhere``: every code of the
+    reference."""
+    from transforms.epi.indicators import in_geography
+
     df = pl.read_csv(Path(seeds_dir) / cat.REF_SEEDS["departements"], infer_schema=False)
-    return df.filter(pl.col("is_com") == "no").select(
-        dep=pl.col("dep_code"), dep_name="dep_name", region_name="region_name", zone="zone").sort("dep")
+    if not everywhere:
+        pop = pl.read_csv(Path(seeds_dir) / cat.REF_SEEDS["population"], infer_schema=False)
+        df = in_geography(df, pop)
+    return df.select(dep=pl.col("dep_code"), dep_name="dep_name", region_name="region_name",
+                     zone="zone").sort("dep")
 
 
 def sidep_weekly_rates(con: duckdb.DuckDBPyConnection, src: Sources, pop: pl.DataFrame,

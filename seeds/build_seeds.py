@@ -49,6 +49,12 @@ def loinc_check_ok(code: str) -> bool:
     return (10 - total % 10) % 10 == int(check)
 
 
+def _numbered_after(postal_code: str, dep_code: str) -> bool:
+    """Whether a postal code starts with its département's number (2A/2B: 20; overseas: 3 digits)."""
+    number = "20" if dep_code in ("2A", "2B") else dep_code
+    return postal_code.startswith(number)
+
+
 def build(ref: Path) -> None:
     deps = read(ref / "geo/departements.csv")
     write(
@@ -58,8 +64,9 @@ def build(ref: Path) -> None:
     )
 
     # Postal code -> département: one row per postal code. A postal code spanning several
-    # départements is resolved to the département holding most of its communes (ties: lowest
-    # code) and flagged, so the rule is data every component reads, not logic each re-implements.
+    # départements is resolved to the département holding most of its communes and flagged, so the
+    # rule is data every component reads, not logic each re-implements. Ties go to the département
+    # the postal code is numbered after (42620 -> 42: its distributing office), then the lowest code.
     pcs = read(ref / "geo/postal_codes.csv")
     by_pc: dict[str, Counter[str]] = defaultdict(Counter)
     for r in pcs:
@@ -71,7 +78,7 @@ def build(ref: Path) -> None:
     rows = []
     for pc in sorted(by_pc):
         counts = by_pc[pc]
-        best = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+        best = sorted(counts.items(), key=lambda kv: (-kv[1], not _numbered_after(pc, kv[0]), kv[0]))[0][0]
         rows.append([pc, best, sum(counts.values()), "yes" if len(counts) > 1 else "no"])
     write("postal_codes.csv", ["postal_code", "dep_code", "n_communes", "multi_dep"], rows)
 

@@ -37,8 +37,9 @@ def line(**over: str) -> str:
 
 def defect_lines() -> list[str]:
     """A CSV extract (header first) of one good line and one line per defect the model checks: NIR
-    key and length, implausible and future birth dates, reception before collection, sex, postal
-    code, status, missing request, code, value, identity, collection date, status X without value."""
+    key and length, implausible and future birth dates, reception before collection, sex, status,
+    missing request, code, value, identity, collection date, status X without value; and a 4-digit
+    postal code, which is valid (a data-quality flag, see transforms.staging)."""
     return [
         HEADER, line(), line(N_DEMANDE="D2", NIR=bad_nir("2550999000116")), line(N_DEMANDE="D3", NIR="2550999"),
         line(N_DEMANDE="D4", DATE_NAISSANCE="01/01/1850"), line(N_DEMANDE="D5", DATE_NAISSANCE="01/01/2027"),

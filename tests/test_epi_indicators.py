@@ -19,7 +19,7 @@ def geo_pops():
     deps = pl.read_csv(SEEDS / "reference" / "departements.csv", infer_schema=False)
     pop = pl.read_csv(SEEDS / "reference" / "population.csv", infer_schema=False).with_columns(
         pl.col("cl_age90").cast(pl.Int64), pl.col("pop").cast(pl.Float64))
-    geo = indicators.geography(deps)
+    geo = indicators.geography(deps, pop)
     return geo, indicators.populations(pop, geo)
 
 
@@ -59,7 +59,7 @@ def test_any_disease_with_a_test_definition(tmp_path, geo_pops):
     days = indicators.person_days(res)
     jours = indicators.day_range(D0, D0 + timedelta(days=30))
     dep = indicators.daily_dep(days, geo, jours, pops)
-    assert dep.height == len(jours) * 101 * 11
+    assert dep.height == len(jours) * 104 * 11  # 101 départements and the COM 975, 977, 978
     reg = indicators.roll_up(dep, geo, "reg", pops)
     fra = indicators.roll_up(dep, geo, "fra", pops)
     all_ages = fra.filter(pl.col("cl_age90") == 0).select("jour", "P", "T", "P_f", "T_h").filter(pl.col("T") > 0)
@@ -70,12 +70,13 @@ def test_any_disease_with_a_test_definition(tmp_path, geo_pops):
     assert idf["T"].sum() == 3
     assert idf["pop"][0] == pops["dep"].filter(pl.col("dep").is_in(
         geo.filter(pl.col("reg") == "11")["dep"].implode()) & (pl.col("cl_age90") == 0))["pop"].sum()
-    assert fra["pop"].filter(fra["cl_age90"] == 0)[0] == 67_063_703
+    # the national population of SpF's SI-DEP file: the 101 départements and the COM 975, 977, 978
+    assert fra["pop"].filter(fra["cl_age90"] == 0)[0] == 67_114_995
     # weekly = sums of the days of the ISO week, with rates
     wk = indicators.weekly(fra, "fra").filter(pl.col("cl_age90") == 0)
     s45 = wk.filter(pl.col("semaine") == "2026-S45").row(0, named=True)
     assert (s45["P"], s45["T"]) == (2, 4)
-    assert s45["incidence"] == pytest.approx(2 * 100_000 / 67_063_703)
+    assert s45["incidence"] == pytest.approx(2 * 100_000 / 67_114_995)
     assert s45["positivity"] == pytest.approx(0.5)
     assert wk.filter(pl.col("semaine") == "2026-S46")["positivity"].to_list() == [None]  # T = 0
 
@@ -111,3 +112,14 @@ def test_text_cells_cannot_become_formulas_but_numbers_stay_numbers():
 def test_age_labels_as_in_spf_files():
     df = pl.DataFrame({"cl_age90": [0, 9, 19, 90]})
     assert df.select(exports.age_label())["cl_age90"].to_list() == ["0", "09", "19", "90"]
+
+
+def test_complete_weeks_are_those_the_period_holds_entirely():
+    # Saturday 2025-11-01 to Monday 2026-01-05 (QA's period): 2025-S44 and 2026-S02 are cut
+    weeks = indicators.complete_weeks(date(2025, 11, 1), date(2026, 1, 5))
+    assert min(weeks) == "2025-S45" and max(weeks) == "2026-S01" and len(weeks) == 9
+    assert "2025-S44" not in weeks and "2026-S02" not in weeks
+    assert indicators.complete_weeks(D0, D0 + timedelta(days=6)) == {"2026-S45"}  # Monday to Sunday
+    assert indicators.complete_weeks(D0, D0 + timedelta(days=5)) == set()  # Monday to Saturday
+    assert indicators.complete_weeks(D0 + timedelta(days=1), D0 + timedelta(days=13)) == {"2026-S46"}
+

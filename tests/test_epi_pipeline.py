@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -141,7 +141,7 @@ def test_rates_use_the_populations(scenario):
     last = rates.row(-1, named=True)
     p7 = fra.filter(pl.col("jour") > last["jour"] - pl.duration(days=7))
     assert last["P_7j"] == p7["P"].sum() > 0 and last["T_7j"] == p7["T"].sum()
-    assert last["pop"] == 67_063_703 and last["incidence_7j"] == pytest.approx(last["P_7j"] * 1e5 / 67_063_703)
+    assert last["pop"] == 67_114_995 and last["incidence_7j"] == pytest.approx(last["P_7j"] * 1e5 / 67_114_995)
     assert rates["P_7j"].head(6).null_count() == 6
     weekly = wh.read(ce.SIDEP_WEEKLY).filter((pl.col("level") == "reg") & (pl.col("T") > 0))
     assert (weekly["positivity"] - weekly["P"] / weekly["T"]).abs().max() < 1e-12
@@ -157,7 +157,7 @@ def test_mdo_weekly_cases_equal_the_truth_exactly(scenario):
     assert truth.filter(pl.col("mdo_id") == "covid19")["cases"].sum() == sidep_p
     cases = scenario.ctx.wh.read(ce.MDO_CASES)
     assert cases.height == truth["cases"].sum() + cases["dep"].null_count()
-    assert got.select("mdo_id").n_unique() == got["mdo_id"].n_unique() and got.height % 101 == 0
+    assert got.select("mdo_id").n_unique() == got["mdo_id"].n_unique() and got.height % 104 == 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -268,11 +268,24 @@ def test_files_have_the_spf_shapes_and_the_manifest_describes_them(scenario):
         assert row["threshold"] == "10" and row["rule"].startswith("counts from 1 to 10")
     dep = pl.read_csv(folder / "sp-pos-quot-dep-covid19.csv", separator=";", infer_schema=False)
     assert set(dep["cl_age90"].unique().to_list()) == {"0", "09", "19", "29", "39", "49", "59", "69", "79", "89", "90"}
-    assert dep["dep"].n_unique() == 101 and dep.filter(pl.col("dep") == "2A").height > 0
+    assert dep["dep"].n_unique() == 104 and dep.filter(pl.col("dep") == "2A").height > 0
     row = manifest.filter(pl.col("file") == "sp-pos-quot-dep-covid19.csv").row(0, named=True)
     assert (row["period_start"], row["period_end"]) == (dep["jour"].min(), dep["jour"].max())
     heb = pl.read_csv(folder / "sp-pos-heb-fra-covid19.csv", separator=";", infer_schema=False)
     assert heb["semaine"].str.contains(r"^\d{4}-S\d{2}$").all()
+    # QA: weeks the data start or end inside were published as whole weeks (incidence over 2 days);
+    # the weekly files keep the complete weeks only, the mart keeps every week with its day count
+    weekly = scenario.ctx.wh.read(ce.SIDEP_WEEKLY).filter((pl.col("disease") == "covid19") & (pl.col("level") == "fra"))
+    partial = set(weekly.filter(pl.col("days") < 7)["semaine"].to_list())
+    assert partial and set(weekly.filter(pl.col("days") == 7)["semaine"].to_list())  # the data hold both
+    fct = scenario.ctx.wh.read(cat.FCT_LAB_RESULTS).filter("is_current")["collected_date"]
+    first, last = fct.min(), fct.max()
+    assert set(heb["semaine"].to_list()) == set(weekly["semaine"].to_list()) - partial
+    for week in partial:  # each left out week really is cut by the data's first or last day
+        monday = date.fromisocalendar(int(week[:4]), int(week[-2:]), 1)
+        assert monday < first or monday + timedelta(days=6) > last
+    heb_row = manifest.filter(pl.col("file") == "sp-pos-heb-fra-covid19.csv").row(0, named=True)
+    assert (heb_row["period_start"], heb_row["period_end"]) == (heb["semaine"].min(), heb["semaine"].max())
     mdo_dep = pl.read_csv(folder / "mdo-heb-dep.csv", separator=";", infer_schema=False)
     assert "covid19" not in mdo_dep["mdo"].to_list()  # published through the SI-DEP files
 

@@ -107,6 +107,11 @@ def test_fct_summary_matches_the_plain_queries(small_fct):
             assert (row["n_key_duplicates"], row["n_versions_with_several_current"]) == (key_dup, several) == (2, 3)
             assert (row["n_dep_not_in_reference"], row["n_covid_results_usable"]) == (dep_out, usable) == (1, 8)
             assert row["n_rows"] == 10 and row["n_staging_rows_missing"] == 5 - 10
+            # a code of the reference outside the SI-DEP geography (a COM without a population) is a
+            # different count from a code outside the reference
+            com = S.fct_summary(con, src, ["75"], ["94500-6"], datetime(2026, 11, 3),
+                                reference=["75", "99"]).row(0, named=True)
+            assert (com["n_dep_not_in_reference"], com["n_dep_outside_sidep"], row["n_dep_outside_sidep"]) == (0, 1, 1)
             # empty reference lists count nothing, as `NOT IN (NULL)` did
             empty = S.fct_summary(con, src, [], [], datetime(2026, 11, 3)).row(0, named=True)
             assert empty["n_dep_not_in_reference"] == 0 and empty["n_covid_results_usable"] == 0

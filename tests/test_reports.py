@@ -121,9 +121,9 @@ def test_weekly_report_numbers_equal_the_marts(gated):  # noqa: F811
     prev_dep, _ = weekly_truth(home, prev)
     pop = pl.read_csv(SEEDS / "reference" / "population.csv", infer_schema=False).with_columns(
         pl.col("cl_age90").cast(pl.Int64), pl.col("pop").cast(pl.Float64))
-    deps = pl.read_csv(SEEDS / "reference" / "departements.csv", infer_schema=False).filter(pl.col("is_com") == "no")
     pop_dep = dict(pop.filter(pl.col("cl_age90") == 0).select("dep_code", "pop").iter_rows())
-    pop_fr = sum(pop_dep[d] for d in deps["dep_code"])
+    pop_fr = sum(pop_dep.values())  # the 101 départements and the COM 975, 977, 978: SpF's 67,114,995
+    assert pop_fr == 67_114_995
 
     # national key figures
     national = {r["attrs"]["key"]: r["cells"] for r in t["national"]}
@@ -141,7 +141,7 @@ def test_weekly_report_numbers_equal_the_marts(gated):  # noqa: F811
 
     # by département: every shown count equals the mart, every small count is hidden
     rows = {r["attrs"]["dep"]: r["cells"] for r in t["dep-table"]}
-    assert len(rows) == 101
+    assert len(rows) == 104  # 101 départements and the COM 975, 977, 978
     truth = {d: (p, tt) for d, p, tt in dep.iter_rows()}
     hidden_p = 0
     for d, cells in rows.items():
@@ -178,8 +178,8 @@ def test_weekly_report_is_self_contained_with_real_charts_and_a_map(gated):  # n
     assert not re.search(r'(src|href)="https?:', html), "nothing may be fetched from the network"
     assert html.count("<svg") >= 6
     assert 'class="marks"' in html  # vl-convert's Vega SVG output, not a table of numbers
-    # the map: 96 metropolitan départements + 5 overseas, each drawn
-    assert len(set(re.findall(r'data-dep="(\w+)"><title>', html)) | set(re.findall(r'<g data-dep="(\w+)">', html))) == 101
+    # the map: 96 metropolitan départements + 5 overseas + the COM 975, 977 and 978, each drawn
+    assert len(set(re.findall(r'data-dep="(\w+)"><title>', html)) | set(re.findall(r'<g data-dep="(\w+)">', html))) == 104
     assert "CC BY 4.0" in html  # the map's attribution
     # the hidden counts leave no trace: no data-value on a hidden cell, no number in its tooltip
     assert not re.search(r'data-hidden="1"[^>]*data-value', html)

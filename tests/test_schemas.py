@@ -47,7 +47,6 @@ def test_good_rows_pass(tmp_path):
         ({"DATE_PRELEVEMENT": "02/11/2016 08:30", "DATE_RECEPTION": ""}, "DATE_ORDER", "collected_at"),
         ({"RESULTAT": "1e999"}, "VALUE_INVALID", "value_num"),
         ({"SEXE": "X"}, "SEX_INVALID", "sex"),
-        ({"CODE_POSTAL": "7501"}, "POSTAL_CODE_INVALID", "postal_code"),
         ({"STATUT": "Z"}, "STATUS_INVALID", "result_status"),
         ({"N_DEMANDE": ""}, "MISSING_VALUE", "request_id"),
         ({"CODE_ANALYSE": ""}, "MISSING_VALUE", "local_code"),

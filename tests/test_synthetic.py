@@ -530,12 +530,14 @@ def sidep(home) -> pl.DataFrame:
 
 def test_sidep_shape_and_invariants(sidep):
     assert sidep.columns == ["jour", "dep", "cl_age90", "P_f", "P_h", "P", "T_f", "T_h", "T"]
-    deps = [r["dep_code"] for r in _read_csv(SEEDS / "reference/departements.csv") if r["is_com"] == "no"]
-    assert len(deps) == 101
+    with_pop = {r["dep_code"] for r in _read_csv(SEEDS / "reference/population.csv")}
+    deps = [r["dep_code"] for r in _read_csv(SEEDS / "reference/departements.csv")
+            if r["is_com"] == "no" or r["dep_code"] in with_pop]
+    assert len(deps) == 104  # 101 départements and the COM with a population: 975, 977, 978
     n_days = sidep["jour"].n_unique()
     first, last = date.fromisoformat(sidep["jour"].min()), date.fromisoformat(sidep["jour"].max())
     assert n_days == (last - first).days + 1
-    assert sidep.height == n_days * 101 * 11
+    assert sidep.height == n_days * 104 * 11
     assert set(sidep["dep"]) == set(deps)
     assert sidep.sort("jour", "dep", "cl_age90").equals(sidep)
     assert sidep.filter(pl.col("jour") == sidep["jour"].min())["T"].sum() > 0

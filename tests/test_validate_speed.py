@@ -109,7 +109,7 @@ def test_every_reason_as_pandera_gives_it(defects):
     got = set(q.select("reason_code", "column").unique().rows())
     assert {("NIR_KEY", "patient_nir"), ("NIR_FORMAT", "patient_nir"), ("DATE_INVALID", "birth_date"),
             ("DATE_ORDER", "birth_date"), ("DATE_ORDER", "received_at"), ("DATE_ORDER", "validated_at"),
-            ("DATE_ORDER", "collected_at"), ("SEX_INVALID", "sex"), ("POSTAL_CODE_INVALID", "postal_code"),
+            ("DATE_ORDER", "collected_at"), ("SEX_INVALID", "sex"),
             ("STATUS_INVALID", "result_status"), ("MISSING_VALUE", "request_id"), ("MISSING_VALUE", "local_code"),
             ("MISSING_VALUE", "value_raw"), ("MISSING_VALUE", "patient_nir"), ("MISSING_VALUE", "file_id"),
             ("MISSING_VALUE", "source"), ("MISSING_VALUE", "line_no"), ("MALFORMED_LINE", "line_no"),

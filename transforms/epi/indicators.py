@@ -78,11 +78,22 @@ def definition_loincs(defs: pl.DataFrame, disease: str) -> list[str]:
     return codes
 
 
-def geography(departements: pl.DataFrame) -> pl.DataFrame:
-    """dep -> reg for the 101 départements (is_com = no), sorted as strings."""
-    return (departements.filter(pl.col("is_com") == "no")
-            .select(pl.col("dep_code").alias("dep"), pl.col("region_code").alias("reg"))
-            .sort("dep"))
+def in_geography(departements: pl.DataFrame, population: pl.DataFrame) -> pl.DataFrame:
+    """The rows of the départements reference that SI-DEP counts: the 101 départements and the
+    collectivités d'outre-mer that have a population (Saint-Pierre-et-Miquelon 975,
+    Saint-Barthélemy 977, Saint-Martin 978), as Santé publique France's national files did (their
+    France population, 67,114,995, includes them). Each COM is its own région (its region_code).
+    The other COM (984, 986 to 989) have no population in the reference: their residents are in
+    no geographic row, and the quality gate warns about them."""
+    with_pop = population.select(pl.col("dep_code").unique())
+    return (departements.filter((pl.col("is_com") == "no") | pl.col("dep_code").is_in(with_pop["dep_code"]))
+            .sort("dep_code"))
+
+
+def geography(departements: pl.DataFrame, population: pl.DataFrame) -> pl.DataFrame:
+    """dep -> reg for the SI-DEP geography (``in_geography``), sorted as strings."""
+    return (in_geography(departements, population)
+            .select(pl.col("dep_code").alias("dep"), pl.col("region_code").alias("reg")))
 
 
 def populations(population: pl.DataFrame, geo: pl.DataFrame) -> dict[str, pl.DataFrame]:
@@ -147,10 +158,22 @@ def _empty_daily(level: str) -> pl.DataFrame:
 def weekly(daily: pl.DataFrame, level: str) -> pl.DataFrame:
     """ISO-week sums of daily rows of one level, with rates per 100,000 and positivity."""
     out = daily.group_by("semaine", level, "cl_age90").agg(
-        *(pl.col(c).sum() for c in COUNTS), pl.col("pop").first())
+        *(pl.col(c).sum() for c in COUNTS), pl.col("pop").first(), pl.col("jour").n_unique().alias("days"))
     return out.with_columns(**rates_exprs("P", "T", "")).select(
-        "semaine", level, "cl_age90", *COUNTS, "pop", "incidence", "screening_rate", "positivity"
+        "semaine", level, "cl_age90", *COUNTS, "pop", "incidence", "screening_rate", "positivity", "days"
     ).sort("semaine", level, "cl_age90")
+
+
+def complete_weeks(first: date, last: date) -> set[str]:
+    """The ISO weeks (``2026-S45``) whose seven days all lie in ``first``..``last``: a week the
+    period starts or ends inside has counts of only some of its days (a run on a Wednesday would
+    show a false fall), so the weekly files leave it out."""
+    monday = first + timedelta(days=(7 - first.weekday()) % 7)
+    weeks = set()
+    while monday + timedelta(days=6) <= last:
+        weeks.add(semaine_of(monday))
+        monday += timedelta(days=7)
+    return weeks
 
 
 def rates_exprs(p: str, t: str, suffix: str) -> dict[str, pl.Expr]:

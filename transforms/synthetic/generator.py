@@ -993,7 +993,7 @@ def generate(
         pl.when(pl.col("no_birth")).then(None).otherwise(pl.col("birth_date")).alias("birth_date"),
         "postal_code",
     )
-    sidep = sidep_daily(events, seeds.postal_dep, seeds.departements)
+    sidep = sidep_daily(events, seeds.postal_dep, seeds.sidep_geography)
     write_sidep(sidep, truth_dir / "sidep_daily.csv")
     prog("truth", 1, 2)
 

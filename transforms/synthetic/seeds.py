@@ -38,7 +38,8 @@ class Seeds:
     mappings: dict[str, pl.DataFrame]  # raw mapping rows per source
     lab_tests: pl.DataFrame  # one row per (lab, test) the lab performs (open mapping rows)
     mapped_codes: dict[str, frozenset[str]]  # every local code in a lab's mapping file
-    departements: list[str]  # is_com = no, sorted as strings
+    departements: list[str]  # where residents are drawn: is_com = no, sorted as strings
+    sidep_geography: list[str]  # the truth's SI-DEP grid: those and the COM with a population (975, 977, 978)
     pop: np.ndarray  # (n_dep, 10) population by département and age class (cl_age90 != 0)
     dep_communes: list[np.ndarray]  # per département: row indices into communes
     communes: pl.DataFrame
@@ -84,10 +85,12 @@ def load_seeds(seeds_dir: Path = SEEDS_DIR) -> Seeds:
     if lab_tests.select(pl.struct("lab", "test").is_duplicated().any()).item():
         raise ValueError("a lab maps one catalog test with two open mapping rows")
 
-    deps_df = _csv(ref / "departements.csv").filter(pl.col("is_com") == "no")
-    departements = sorted(deps_df["dep_code"].to_list())
+    deps_all = _csv(ref / "departements.csv")
+    departements = sorted(deps_all.filter(pl.col("is_com") == "no")["dep_code"].to_list())
     pop_df = _csv(ref / "population.csv").with_columns(pl.col("cl_age90").cast(pl.Int32),
                                                        pl.col("pop").cast(pl.Float64))
+    with_pop = set(pop_df["dep_code"].to_list())
+    sidep_geography = sorted(set(departements) | (set(deps_all["dep_code"].to_list()) & with_pop))
     pop = np.zeros((len(departements), len(CL_AGE90)))
     dep_pos = {d: i for i, d in enumerate(departements)}
     cl_pos = {c: i for i, c in enumerate(CL_AGE90)}
@@ -100,5 +103,5 @@ def load_seeds(seeds_dir: Path = SEEDS_DIR) -> Seeds:
     if any(len(x) == 0 for x in dep_communes) or (pop.sum(axis=1) == 0).any():
         raise ValueError("a département has no commune or no population")
     postal_dep = _csv(ref / "postal_codes.csv").select("postal_code", "dep_code")
-    return Seeds(cat, labs, mappings, lab_tests, mapped_codes, departements, pop, dep_communes, communes,
-                 postal_dep)
+    return Seeds(cat, labs, mappings, lab_tests, mapped_codes, departements, sidep_geography, pop, dep_communes,
+                 communes, postal_dep)
