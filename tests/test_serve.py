@@ -31,7 +31,8 @@ def post(url: str, body: dict) -> list | dict:
 
 def test_serve_registers_the_scheduled_deployments(tmp_path):
     port = free_port()
-    env = dict(os.environ, BIOLAKE_HOME=str(tmp_path / "home"))
+    # the schedulers loop every few seconds here (60 s by default) so that the test sees their work
+    env = dict(os.environ, BIOLAKE_HOME=str(tmp_path / "home"), PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="3")
     for k in ("PREFECT_API_URL", "PREFECT_HOME"):
         env.pop(k, None)
     proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
@@ -61,6 +62,16 @@ def test_serve_registers_the_scheduled_deployments(tmp_path):
         assert [(c["name"], c["limit"]) for c in limits] == [("biolake-warehouse-writer", 1)]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:  # the UI is served too
             assert r.status == 200 and b"<html" in r.read(2000).lower()
+        # QA: the server's scheduler failed on every loop (SQLAlchemy 2.1), so no run ever fired;
+        # the schedules must turn into scheduled flow runs of every deployment
+        scheduled: set = set()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(scheduled) < 4:
+            runs = post(f"{api}/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}})
+            scheduled = {r["deployment_id"] for r in runs}
+            time.sleep(2)
+        assert scheduled == {d["id"] for d in found.values()}, (
+            scheduled, (tmp_path / "home" / "prefect-server.log").read_text(errors="replace")[-3000:])
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
