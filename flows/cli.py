@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -111,7 +113,10 @@ def _run(settings, export: bool = False) -> dict:
     from flows import progress
     from flows.pipeline import pipeline
 
-    settings.secret_bytes()  # fail early, before Prefect starts, when the secret is missing
+    settings.secret_bytes()  # fail early, before Prefect starts, when the secret is missing or weak
+    from flows import steps
+
+    steps.check_key(steps.Context.create(settings, "key-check"), save=False)  # or is not the warehouse's
     if settings.demo:
         os.environ["BIOLAKE_DEMO"] = "1"
     with _progress() as p:
@@ -137,6 +142,11 @@ def run(
 
     settings = _settings(home)
     try:
+        settings.secret_bytes()
+        if not settings.landing.is_dir():  # a typo in --home would build an empty warehouse and pass its gate
+            console.print(f"[red]error:[/red] no landing folder {settings.landing}: nothing to process (files "
+                          "arrive in <home>/landing/<lab>/; check --home or BIOLAKE_HOME)")
+            raise typer.Exit(2)
         summary = _run(settings, export=export)
     except SecretMissing as err:
         console.print(f"[red]error:[/red] {err}")
@@ -248,10 +258,11 @@ def print_summary(s: dict, wall: float | None = None) -> None:
         console.print(f"pipeline wall time: {wall:.1f} s (includes starting the embedded Prefect)")
     home = s["home"]
     prefect_home = os.environ.get("PREFECT_HOME", f"{home}/prefect")
+    q = shlex.quote  # the commands are pasted into a shell: a home may hold spaces or quotes
     console.print("\n[bold]Next:[/bold]")
-    console.print(f"  query the warehouse:  uv run biolake sql --home {home} \"SELECT * FROM marts.sidep_daily WHERE cl_age90 = 0 ORDER BY P DESC LIMIT 10\"")
-    console.print(f"  or with DuckDB:       duckdb -readonly {s['database']}")
-    console.print(f"  see the runs in the Prefect UI:  PREFECT_HOME={prefect_home} uv run prefect server start  "
+    console.print(f"  query the warehouse:  uv run biolake sql --home {q(str(home))} \"SELECT * FROM marts.sidep_daily WHERE cl_age90 = 0 ORDER BY P DESC LIMIT 10\"")
+    console.print(f"  or with DuckDB:       duckdb -readonly {q(str(s['database']))}")
+    console.print(f"  see the runs in the Prefect UI:  PREFECT_HOME={q(str(prefect_home))} uv run prefect server start  "
                   "(then open http://127.0.0.1:4200)")
 
 
@@ -260,7 +271,7 @@ def sql(
     query: Annotated[str, typer.Argument(help="SQL to run against the warehouse (read-only)")],
     home: HomeOpt = None,
     csv: Annotated[bool, typer.Option("--csv", help="print CSV instead of a table")] = False,
-    limit: Annotated[int, typer.Option(help="rows shown at most")] = 50,
+    limit: Annotated[int, typer.Option(min=0, help="rows shown at most")] = 50,
 ) -> None:
     """Query <home>/biolake.duckdb read-only (schemas raw, staging, marts, quality, ref)."""
     import duckdb
@@ -279,6 +290,12 @@ def sql(
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2)
     if csv:
+        # CSV cannot hold lists or structs: they are written as JSON text
+        import polars as pl
+
+        nested = [c for c, t in df.schema.items() if t.is_nested()]
+        df = df.with_columns(pl.Series(c, [None if v is None else json.dumps(v, default=str, ensure_ascii=False)
+                                           for v in df[c].to_list()], dtype=pl.Utf8) for c in nested)
         sys.stdout.write(df.write_csv(separator=";"))
         return
     t = Table(show_edge=False)
@@ -295,7 +312,7 @@ def sql(
 def serve(
     home: HomeOpt = None,
     host: Annotated[str, typer.Option(help="address of the local Prefect server")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port of the local Prefect server (UI and API)")] = 4200,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port of the local Prefect server (UI and API)")] = 4200,
 ) -> None:
     """Start a local Prefect server with its UI and serve the scheduled deployments.
 
@@ -309,6 +326,10 @@ def serve(
     api = os.environ.get("PREFECT_API_URL")
     if not api:
         api = f"http://{host}:{port}/api"
+        if not d.port_is_free(host, port):  # else this would serve to whatever server holds it (QA)
+            console.print(f"[red]error:[/red] {host}:{port} is already in use (another Prefect server?): "
+                          "choose another --port, or set PREFECT_API_URL to serve to that server on purpose")
+            raise typer.Exit(2)
         log_path = settings.home_abs / "prefect-server.log"
         settings.home_abs.mkdir(parents=True, exist_ok=True)
         console.print(f"starting the Prefect server (database in {settings.prefect_home_abs}, log {log_path})")
@@ -316,7 +337,12 @@ def serve(
         os.environ["PREFECT_API_URL"] = api
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
-        d.wait_for_server(api)
+        try:
+            d.wait_for_server(api, server)
+        except RuntimeError as err:
+            where = f" ({settings.home_abs / 'prefect-server.log'})" if server is not None else ""
+            console.print(f"[red]error:[/red] {err}{where}")
+            raise typer.Exit(2)
         console.print(f"Prefect UI: [bold]{api.removesuffix('/api')}[/bold]  (API {api})")
         from prefect import serve as prefect_serve
 
@@ -384,5 +410,20 @@ def mappings_import(
 
 _register_subapps()
 
+def main() -> None:
+    """The `biolake` command: the app, with the expected failures (a missing or changed secret, a
+    path that is not a directory, a missing file...) told in one line instead of a traceback
+    (BIOLAKE_DEBUG=1 shows it)."""
+    from flows.settings import SecretMissing
+
+    try:
+        app()
+    except (SecretMissing, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
+        if os.environ.get("BIOLAKE_DEBUG") == "1":
+            raise
+        console.print(f"[red]error:[/red] {err}")
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app()
+    main()

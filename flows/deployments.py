@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -50,10 +51,24 @@ def _cron(expr: str):
     return CronSchedule(cron=expr, timezone=TIMEZONE)
 
 
-def wait_for_server(api_url: str, timeout: float = 120) -> None:
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_server(api_url: str, process: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    """Until ``api_url`` answers; fails at once when ``process`` (the server we started) has exited."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the Prefect server stopped (exit code {process.returncode}) before answering at "
+                               f"{api_url}: see its log")
         try:
             with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
                 if r.status == 200:

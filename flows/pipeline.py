@@ -146,6 +146,7 @@ def ingest_flow(home: str = "data") -> dict:
     """Register new landing files and take each through ingest, validation and transcoding."""
     log = get_run_logger()
     ctx = _ctx(home)
+    steps.check_key(ctx)  # before anything is written with another key's pseudonyms
     with Stage(ctx, "reference"):
         steps.load_ref(ctx)
         loinc, mappings, fingerprint = terminology_for(ctx)

@@ -381,7 +381,7 @@ def purge_command(
 @privacy_app.command("audit")
 def audit_command(
     home: HomeOpt = None,
-    last: Annotated[int, typer.Option(help="events shown (most recent)")] = 30,
+    last: Annotated[int, typer.Option(min=1, help="events shown (most recent)")] = 30,
     kind: Annotated[Optional[str], typer.Option(help="only events of this kind")] = None,
 ) -> None:
     """Show the audit trail (quality.audit_events)."""

@@ -37,6 +37,13 @@ class SecretMissing(RuntimeError):
     pass
 
 
+class SecretChanged(SecretMissing):
+    """The secret differs from the one the warehouse's pseudonyms were made with."""
+
+
+MIN_SECRET_CHARS = 16  # an HMAC key a person could guess would let anyone recompute the pseudonyms
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BIOLAKE_", extra="ignore")
 
@@ -77,7 +84,13 @@ class Settings(BaseSettings):
 
     def secret_bytes(self) -> bytes:
         if self.pseudonym_secret is not None and self.pseudonym_secret.get_secret_value():
-            return self.pseudonym_secret.get_secret_value().encode("utf-8")
+            value = self.pseudonym_secret.get_secret_value()
+            if len(value) < MIN_SECRET_CHARS:
+                raise SecretMissing(
+                    f"BIOLAKE_PSEUDONYM_SECRET has {len(value)} characters: use at least {MIN_SECRET_CHARS} random "
+                    "ones (for example `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or the "
+                    "pseudonyms can be recomputed by guessing the key.")
+            return value.encode("utf-8")
         if self.demo:
             return DEMO_SECRET.encode("utf-8")
         raise SecretMissing(

@@ -8,6 +8,7 @@ rows_in = rows_valid + rows_quarantined.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import uuid
@@ -429,3 +430,27 @@ def _save_state(ctx: Context, **values) -> None:
 
 def save_mappings_fingerprint(ctx: Context, fingerprint: str) -> None:
     _save_state(ctx, mappings_fingerprint=fingerprint)
+
+
+# --------------------------------------------------------------------------------------------
+# the pseudonymisation key: one per warehouse
+# --------------------------------------------------------------------------------------------
+def key_check_value(secret: bytes) -> str:
+    """An HMAC of a constant under the secret: tells two keys apart, reveals nothing of either."""
+    return hmac.new(secret, b"biolake key check v1", hashlib.sha256).hexdigest()[:24]
+
+
+def check_key(ctx: Context, save: bool = True) -> None:
+    """Refuse to run with a pseudonymisation secret other than the one the warehouse was built with:
+    every person would get a second pseudonym and be counted twice (QA). The first run records it."""
+    from flows.settings import SecretChanged
+
+    value = key_check_value(ctx.settings.secret_bytes())
+    stored = _state(ctx).get("key_check")
+    if stored is not None and stored != value:
+        raise SecretChanged(
+            f"BIOLAKE_PSEUDONYM_SECRET is not the key the warehouse in {ctx.wh.root} was built with: its "
+            "pseudonyms would no longer match, and every person would be counted twice. Run with the original "
+            "key; a new key needs a new home (the pseudonyms cannot be converted).")
+    if stored is None and save:
+        _save_state(ctx, key_check=value)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -35,6 +36,50 @@ def test_run_without_secret_fails_clearly(tmp_path, monkeypatch):
     monkeypatch.delenv("BIOLAKE_DEMO", raising=False)
     out = runner.invoke(app, ["run", "--home", str(tmp_path)])
     assert out.exit_code == 2 and "BIOLAKE_PSEUDONYM_SECRET" in out.output
+
+
+def test_run_refuses_a_weak_or_changed_secret_and_a_missing_landing(tmp_path, monkeypatch):
+    from flows import steps
+    from flows.settings import SecretChanged, Settings
+
+    monkeypatch.setenv("BIOLAKE_PSEUDONYM_SECRET", "short")
+    out = runner.invoke(app, ["run", "--home", str(tmp_path)])
+    assert out.exit_code == 2 and "at least 16" in out.output
+    monkeypatch.setenv("BIOLAKE_PSEUDONYM_SECRET", "first-key-of-this-warehouse")
+    out = runner.invoke(app, ["run", "--home", str(tmp_path / "typo")])  # QA: built an empty warehouse, exit 0
+    assert out.exit_code == 2 and "no landing folder" in out.output and not (tmp_path / "typo").exists()
+    # QA: a second key split every person in two; the first run records the key's check value
+    steps.check_key(steps.Context.create(Settings(home=tmp_path), "r1"))
+    steps.check_key(steps.Context.create(Settings(home=tmp_path), "r2"))  # the same key passes
+    state = (tmp_path / "warehouse" / "state.json").read_text()
+    assert "first-key" not in state and steps.key_check_value(b"first-key-of-this-warehouse") in state
+    monkeypatch.setenv("BIOLAKE_PSEUDONYM_SECRET", "another-key-entirely-here")
+    with pytest.raises(SecretChanged, match="counted twice"):
+        steps.check_key(steps.Context.create(Settings(home=tmp_path), "r3"))
+    (tmp_path / "landing").mkdir()
+    out = runner.invoke(app, ["run", "--home", str(tmp_path)])  # refused before Prefect starts
+    assert out.exit_code == 2 and "not the key the warehouse" in out.output
+
+
+def test_expected_failures_are_one_line_errors_not_tracebacks(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    def biolake(*args):
+        return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+
+    out = biolake("mappings", "import", "--home", str(tmp_path), str(tmp_path / "missing.csv"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr + out.stdout, out.stderr
+    assert "missing.csv" in out.stdout
+    with socket.socket() as taken:  # QA: serve attached itself to the server holding the port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        out = biolake("serve", "--home", str(tmp_path), "--port", str(taken.getsockname()[1]))
+    assert out.returncode == 2 and "already in use" in out.stdout and "Traceback" not in out.stderr
 
 
 def test_approved_mapping_applies_and_backfills(clean_run, tmp_path):
