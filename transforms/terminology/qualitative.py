@@ -107,6 +107,9 @@ _WORDS: dict[str, tuple[str, ...]] = {
 VOCABULARY: dict[str, str] = {word: code for code, words in _WORDS.items() for word in words}
 CLASS_OF_WORD: dict[str, str] = {word: CODE_CLASS[code] for word, code in VOCABULARY.items()}
 
+# Bumped when the reading rules change what a text gives: the pipeline then re-codes earlier files.
+RULES_VERSION = 2
+
 # Names an operator may write in the ``meaning`` column of a qualitative words file.
 MEANINGS: dict[str, str] = {
     "positive": POSITIVE, "negative": NEGATIVE, "detected": DETECTED, "not_detected": NOT_DETECTED,
