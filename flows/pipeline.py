@@ -59,7 +59,8 @@ def _terminology(home: str, seeds: str, fingerprint_hint: float):
 def terminology_for(ctx: steps.Context):
     """Mappings and LOINC, loaded once per process for a given state of the mapping files."""
     dirs = [d for d in steps.mapping_dirs(ctx) if d.exists()]
-    hint = max((p.stat().st_mtime for d in dirs for p in d.iterdir()), default=0.0)
+    words = [d / "qualitative" for d in dirs if (d / "qualitative").is_dir()]  # operator words
+    hint = max((p.stat().st_mtime for d in dirs + words for p in d.iterdir()), default=0.0)
     return _terminology(str(ctx.wh.home), str(ctx.settings.seeds_dir), hint)
 
 

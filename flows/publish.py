@@ -142,8 +142,10 @@ def pq_rows(path) -> int:
 
 
 def publish_quality(ctx: Context) -> dict:
-    """The mapping work queue, mapping coverage and unit-conversion coverage per lab."""
+    """The mapping work queue, mapping coverage and unit-conversion coverage per lab, and the text
+    results whose wording is not recognised (per lab and text, and their share per lab)."""
     from transforms.terminology import coverage, unmapped_backlog
+    from transforms.terminology.unrecognised import qualitative_coverage, unrecognised_results
 
     fct = ctx.wh.scan(cat.FCT_LAB_RESULTS)
     unmapped = fct.filter(pl.col("mapping_status") == "unmapped").select(
@@ -159,6 +161,27 @@ def publish_quality(ctx: Context) -> dict:
         .sort("source", "conversion_status").collect()
     )
     ctx.wh.write_table(cat.UNIT_CONVERSION, conv)
+    # text results whose wording is not recognised: the list, and the share per lab (gate, report)
+    codes = surveillance_loincs(ctx)
+    cols = fct.select("source", "local_code", "loinc_code", "value_raw", "value_num", "result_class",
+                      "conversion_status", "is_current", "collected_at")
+    unrecognised = unrecognised_results(cols, codes)
+    ctx.wh.write_table(cat.UNRECOGNISED_RESULTS, unrecognised)
+    qual = qualitative_coverage(cols, codes)
+    ctx.wh.write_table(cat.QUALITATIVE_COVERAGE, qual)
     return {"backlog_codes": backlog.height,
             "coverage": cov.select("source", "n_results", "n_mapped", "share_coded").rows(),
-            "conversion": conv.rows()}
+            "conversion": conv.rows(), "unrecognised_texts": unrecognised.height,
+            "unrecognised_results": int(qual["n_unrecognised"].sum())}
+
+
+def surveillance_loincs(ctx: Context) -> pl.DataFrame:
+    """loinc_code -> surveillance: the SI-DEP test definitions and the active MDO rules on a
+    positive result (the operator's rules table when set)."""
+    from flows.epi import rules_path
+    from transforms.epi.mdo import load_rules
+    from transforms.terminology.unrecognised import surveillance_codes
+
+    path = rules_path(ctx)
+    rules = load_rules(path) if path.exists() else None
+    return surveillance_codes(ctx.settings.seeds_dir / "test_definitions.csv", rules)

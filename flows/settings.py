@@ -6,7 +6,7 @@
 | BIOLAKE_PSEUDONYM_SECRET | secret key of the patient pseudonym (HMAC); required outside demo mode | none |
 | BIOLAKE_DEMO | 1 to allow the built-in demo secret (never for real data) | 0 |
 | BIOLAKE_SEEDS_DIR | reference tables and lab mappings shipped with biolake | <repo>/seeds |
-| BIOLAKE_MAPPINGS_DIR | operator's approved mappings, overriding the seeds | <home>/mappings |
+| BIOLAKE_MAPPINGS_DIR | operator's approved mappings, overriding the seeds; extra qualitative words in its qualitative/ folder | <home>/mappings |
 | BIOLAKE_CHUNK_ROWS | rows per parsing chunk (memory bound) | 500000 |
 | BIOLAKE_PREFECT_HOME | where the embedded Prefect keeps its database | <home>/prefect |
 | BIOLAKE_WORKERS | batches of files processed at once in one run (threads) | CPUs, at most 4 |

@@ -321,14 +321,28 @@ def mapping_dirs(ctx: Context) -> list[Path]:
     return [ctx.settings.seeds_dir / "mappings", ctx.settings.operator_mappings]
 
 
+def qualitative_words(ctx: Context) -> pl.DataFrame:
+    """The operator's extra qualitative words (``<mappings dir>/qualitative/*.csv``; seeds first)."""
+    from transforms.terminology.qualitative import load_qualitative_words
+
+    return load_qualitative_words([d for d in mapping_dirs(ctx) if d.exists()])
+
+
 def load_terminology(ctx: Context, refs: dict[str, pl.DataFrame]):
+    """LOINC table, lab mappings and the fingerprint of what coding depends on: the mappings,
+    the operator's qualitative words and the version of the qualitative rules (a change of any
+    re-codes the earlier files)."""
     from transforms.terminology.loinc import load_loinc_seed
     from transforms.terminology.mappings import load_mappings
+    from transforms.terminology.qualitative import RULES_VERSION
 
     loinc = load_loinc_seed(ctx.settings.seeds_dir / cat.REF_SEEDS["loinc"])
     mappings = load_mappings([d for d in mapping_dirs(ctx) if d.exists()], loinc)
-    fingerprint = hashlib.sha256(mappings.drop("origin", strict=False).sort(pl.all()).write_csv().encode()).hexdigest()
-    return loinc, mappings, fingerprint
+    words = qualitative_words(ctx)
+    h = hashlib.sha256(mappings.drop("origin", strict=False).sort(pl.all()).write_csv().encode())
+    h.update(f"qualitative rules {RULES_VERSION}\n".encode())
+    h.update(words.select("key", "code").sort(pl.all()).write_csv().encode())
+    return loinc, mappings, h.hexdigest()
 
 
 def version_key_expr() -> pl.Expr:
@@ -356,11 +370,12 @@ def transcode(ctx: Context, file_id: str, loinc: pl.DataFrame, mappings: pl.Data
     from transforms.terminology.transcode import transcode as do_transcode
 
     n = mapped = 0
+    words = qualitative_words(ctx)
 
     def coded():
         nonlocal n, mapped
         for part in ctx.wh.parts(cat.STG_RESULTS, file_id, staged):
-            df = with_provisional_versions(do_transcode(part, mappings, loinc))
+            df = with_provisional_versions(do_transcode(part, mappings, loinc, words=words))
             n += df.height
             mapped += df["loinc_code"].is_not_null().sum()
             yield df

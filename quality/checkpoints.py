@@ -51,6 +51,8 @@ SIDEP_WINDOW_DAYS = 56  # days of marts.sidep_daily validated row by row
 RATES_WINDOW_WEEKS = 8
 LAB_DAY_WINDOW_DAYS = 90
 FRESHNESS_DAYS = 30  # warning when the newest collection is older than this at run time
+# warning when a lab leaves a larger share of its text results on SI-DEP/MDO tests unrecognised
+UNRECOGNISED_MAX_SHARE = 0.01
 DATASOURCE = "biolake"
 DOCS_SITE = "biolake"
 
@@ -280,6 +282,24 @@ def mapping_coverage_suite(frame: pl.DataFrame) -> Suite:
     return s
 
 
+def qualitative_coverage_suite(frame: pl.DataFrame) -> Suite:
+    pct = f"{UNRECOGNISED_MAX_SHARE:.0%}"
+    s = Suite("qualitative_coverage", "quality.qualitative_coverage: text results whose wording is not "
+              "recognised, per lab (they count in neither SI-DEP nor MDO; the texts are in "
+              "quality.unrecognised_results).", frame, label_columns=("source",))
+    s.checks = [
+        _between("share_surveillance_unrecognised", 0, UNRECOGNISED_MAX_SHARE,
+                 f"each lab leaves at most {pct} of its text results on SI-DEP/MDO tests unrecognised "
+                 "(see quality.unrecognised_results; teach the wording in <mappings>/qualitative/)",
+                 critical=False, name=f"surveillance_unrecognised_at_most_{pct.rstrip('%')}pct"),
+        Check("unrecognised_within_text_results", "ExpectColumnPairValuesAToBeGreaterThanB",
+              {"column_A": "n_text_results", "column_B": "n_unrecognised", "or_equal": True},
+              "unrecognised text results are among the text results", critical=False),
+        Check("source_unique", "ExpectColumnValuesToBeUnique", {"column": "source"}, "one row per lab"),
+    ]
+    return s
+
+
 def grain_suite(frame: pl.DataFrame) -> Suite:
     s = Suite("grain", "The grain of every analysts' table declared in the catalog: declared key unique, "
               "declared columns present (partitioned tables: this run's partitions).", frame,
@@ -334,6 +354,8 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
                                                                  RATES_WINDOW_WEEKS)))
         if src.has(cat.MAPPING_COVERAGE):
             suites.append(mapping_coverage_suite(S.read_table(con, src, cat.MAPPING_COVERAGE)))
+        if src.has(cat.QUALITATIVE_COVERAGE):
+            suites.append(qualitative_coverage_suite(S.read_table(con, src, cat.QUALITATIVE_COVERAGE)))
         run_parts = list(file_ids) if file_ids is not None else _run_partitions(wh, run_id)
         suites.append(grain_suite(S.grain(con, src, run_parts, skip=("quality.expectation_results",))))
     finally:

@@ -262,6 +262,38 @@ UNIT_CONVERSION = Table(
     key=("source", "conversion_status"),
 )
 
+UNRECOGNISED_RESULTS = Table(
+    "quality", "unrecognised_results",
+    "Text results on tests without a canonical unit whose wording biolake does not recognise "
+    "(result_class null: counted in neither SI-DEP nor MDO), per lab, test and distinct text: the "
+    "qualitative work list (docs/terminology.md says how to teach a wording).",
+    (
+        C("source", U, "lab"), C("local_code", U, "lab's local test code"),
+        C("loinc_code", U, "LOINC code, null when unmapped"),
+        C("value_raw", U, "the text as sent (spaces trimmed, cut at 200 characters)"),
+        C("n_results", I, "current results with this text"),
+        C("first_seen", TS, "first collection time"), C("last_seen", TS, "last collection time"),
+        C("surveillance", U, "what the test counts in (e.g. 'SI-DEP covid19, MDO covid19'), null when nothing"),
+    ),
+    key=("source", "local_code", "loinc_code", "value_raw"),
+)
+
+QUALITATIVE_COVERAGE = Table(
+    "quality", "qualitative_coverage",
+    "Per lab: current text results on tests without a canonical unit, and how many were not "
+    "recognised, overall and on the tests that count in SI-DEP or an MDO rule.",
+    (
+        C("source", U, "lab"), C("n_text_results", I, "text results on tests without a canonical unit"),
+        C("n_unrecognised", I, "of which not recognised (result_class null)"),
+        C("n_surveillance_text", I, "text results on tests counted in SI-DEP or an MDO rule"),
+        C("n_surveillance_unrecognised", I, "of which not recognised"),
+        C("share_unrecognised", F, "n_unrecognised / n_text_results (null without text results)"),
+        C("share_surveillance_unrecognised", F, "n_surveillance_unrecognised / n_surveillance_text "
+                                                "(null without such results)"),
+    ),
+    key=("source",),
+)
+
 REASON_CODES = Table(
     "quality", "reason_codes", "The quarantine reason vocabulary.",
     (C("reason_code", U, "code"), C("description", U, "meaning")), key=("reason_code",),
@@ -270,7 +302,7 @@ REASON_CODES = Table(
 CORE_TABLES: tuple[Table, ...] = (
     RAW_RESULTS, RAW_REJECTED, STG_RESULTS, STG_RESULTS_CODED, FCT_LAB_RESULTS, SIDEP_PERSON_DAYS, SIDEP_DAILY,
     FILE_LOG, QUARANTINE, RUN_LOG, UNMAPPED_BACKLOG, MAPPING_COVERAGE, UNIT_CONVERSION,
-    REASON_CODES,
+    UNRECOGNISED_RESULTS, QUALITATIVE_COVERAGE, REASON_CODES,
 )
 
 

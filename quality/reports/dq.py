@@ -9,6 +9,8 @@ What it shows, all computed with DuckDB over the warehouse (quality/summaries.py
 - quarantine reasons per lab, with a few examples per reason stripped of identities (file, line,
   column, explanation, and the offending value only for a column on :data:`SAFE_EXAMPLE_COLUMNS`);
 - LOINC mapping and unit-conversion coverage per lab, and the head of the mapping work queue;
+- text results whose wording is not recognised (counted in neither SI-DEP nor MDO): their share per
+  lab and the most frequent texts, the tests that count in SI-DEP or MDO first;
 - the Great Expectations results of the latest quality gate, the gate's recent history and a link
   to the Data Docs.
 
@@ -23,6 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from quality import summaries as S
+from quality.checkpoints import UNRECOGNISED_MAX_SHARE
 from quality.reasons import REASONS
 from quality.reports import charts, render
 from transforms.parsers.detect import FORMAT_NAMES
@@ -33,6 +36,7 @@ from warehouse.views import sql_literal
 
 EXAMPLES_PER_REASON = 3
 BACKLOG_ROWS = 15
+UNRECOGNISED_ROWS = 20
 GATE_HISTORY_RUNS = 10
 VOLUME_TABLE_DAYS = 14
 WINDOW_DAYS = 90  # volumes and delays: the last 90 days of collection (bounded as history grows)
@@ -132,6 +136,10 @@ def dq_data(wh: Warehouse) -> dict:
         coverage = S.read_table(con, src, cat.MAPPING_COVERAGE).sort("source")
         backlog = S.read_table(con, src, cat.UNMAPPED_BACKLOG).sort(
             "n_results", "source", "local_code", descending=[True, False, False], nulls_last=True)
+        qualitative = S.read_table(con, src, cat.QUALITATIVE_COVERAGE).sort("source")
+        unrecognised = S.read_table(con, src, cat.UNRECOGNISED_RESULTS).sort(
+            pl.col("surveillance").is_null(), "n_results", "source", "value_raw",
+            descending=[False, True, False, False], nulls_last=True)
     finally:
         con.close()
 
@@ -169,6 +177,8 @@ def dq_data(wh: Warehouse) -> dict:
         "delays": delays.to_dicts(), "by_reason": by_reason.to_dicts(), "reason_lab": {(r["reason_code"], r["source"]): r["n_rows"] for r in reason_lab.iter_rows(named=True)},
         "reason_labels": REASONS, "examples": examples, "coverage": coverage.to_dicts(), "conversion": conv,
         "backlog": backlog.head(BACKLOG_ROWS).to_dicts(), "backlog_total": backlog.height,
+        "qualitative": qualitative.to_dicts(), "unrecognised": unrecognised.head(UNRECOGNISED_ROWS).to_dicts(),
+        "unrecognised_total": unrecognised.height, "unrecognised_max_share": UNRECOGNISED_MAX_SHARE,
         "gate": _gate(wh), "svg": svg, "leg_labels": LEG_LABELS, "since": since, "window_days": WINDOW_DAYS,
     }
 

@@ -15,7 +15,7 @@ import polars as pl
 
 from transforms.terminology.loinc import loinc_valid_expr
 from transforms.terminology.mappings import specimen_key_expr
-from transforms.terminology.qualitative import normalise_qualitative
+from transforms.terminology.qualitative import DEFAULT_READER, QualitativeReader, reader_for
 from transforms.terminology.units import (
     UnitTables,
     conversion_columns,
@@ -176,7 +176,7 @@ class PreparedTerminology:
     """What ``transcode`` derives from the terminology tables alone, built once and reused across
     calls (files): the prepared mapping table, the LOINC codes a source may send (known, valid
     check digit), the per-LOINC canonical units, plus memos of the per-text keys met so far
-    (specimen keys, qualitative words)."""
+    (specimen keys; the qualitative readers keep their own)."""
 
     def __init__(self, mappings: pl.DataFrame, loinc: pl.DataFrame, units: UnitTables):
         self.units = units
@@ -184,7 +184,6 @@ class PreparedTerminology:
         self.source_loinc = loinc.filter(loinc_valid_expr("loinc_num"))["loinc_num"]
         self.per_code = loinc_unit_table(loinc, units).rename({"loinc_num": "_loinc"})
         self.specimen_keys: dict[str, str | None] = {}
-        self.words: dict[str, tuple[str | None, str | None]] = {}
 
     # the memos are emptied past this many texts (free-text results could otherwise grow them
     # with every file)
@@ -199,17 +198,12 @@ class PreparedTerminology:
             self.specimen_keys.update(_key_map(new, specimen_key_expr))
         return {v: self.specimen_keys[v] for v in values}
 
-    def words_of(self, values: list[str]) -> tuple[dict, dict]:
-        """(result_qual, result_class) of each of ``values`` as two dicts."""
-        new = [v for v in values if v not in self.words]
-        if new:
-            if len(self.words) + len(new) > self.MEMO_MAX:
-                self.words.clear()
-            w = pl.DataFrame({"value_raw": new}, schema={"value_raw": pl.Utf8}).with_columns(
-                *normalise_qualitative(pl.col("value_raw")))
-            self.words.update(zip(new, zip(w["result_qual"].to_list(), w["result_class"].to_list(), strict=True),
-                                  strict=True))
-        return {v: self.words[v][0] for v in values}, {v: self.words[v][1] for v in values}
+    def words_of(self, values: list[str], reader: QualitativeReader | None = None) -> tuple[dict, dict]:
+        """(result_qual, result_class) of each of ``values`` as two dicts (``reader``: the
+        operator's words, default the shipped vocabulary; it memoises what it read)."""
+        reader = reader or DEFAULT_READER
+        got = {v: reader.classify(v) for v in values}
+        return {v: c[0] for v, c in got.items()}, {v: c[1] for v, c in got.items()}
 
 
 _PREPARED_MAX = 4
@@ -245,13 +239,15 @@ def transcode(
     mappings: pl.DataFrame,
     loinc: pl.DataFrame,
     units: UnitTables | None = None,
+    words: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Add ``TRANSCODE_COLUMNS`` to ``df`` (all its columns kept, row order kept).
 
     * loinc_code / mapping_status: the lab mapping valid at the collection date ('mapped'), else
       the source's own LOINC when it has a valid check digit and is in ``loinc``
       ('source_loinc'), else null ('unmapped');
-    * result_qual / result_class: SNOMED CT qualifier and POS/NEG/INVALID for non-numeric results;
+    * result_qual / result_class: SNOMED CT qualifier and POS/NEG/INVALID for non-numeric results
+      (qualitative.py; ``words``: the operator's extra words, ``load_qualitative_words``);
     * unit_ucum, value_canonical, unit_canonical, conversion_status: see units.convert_units.
 
     ``units`` defaults to the tables shipped in seeds/terminology. What depends on the tables
@@ -276,7 +272,7 @@ def transcode(
     # the source's own LOINC when valid and known (the valid known codes are prepared once)
     src_ok = pl.when(pl.col("loinc_code_src").is_in(prep.source_loinc.implode())).then(pl.col("loinc_code_src"))
     # qualitative words: normalised once per distinct text (memoised across files)
-    qual_of, class_of = prep.words_of(distinct["texts"])
+    qual_of, class_of = prep.words_of(distinct["texts"], reader_for(words))
     coded = df.lazy().with_columns(
         loinc_code=pl.coalesce(pl.lit(mapped), src_ok),
         mapping_status=pl.when(pl.lit(mapped).is_not_null())

@@ -1,0 +1,173 @@
+"""Text results whose wording is not recognised: they are listed per lab, counted, reported and
+warned about by the gate, and an operator's words file makes them count (re-coding earlier files)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.helpers import HEADER, ROOT, line, nir, query
+from transforms.terminology.unrecognised import qualitative_coverage, surveillance_codes, unrecognised_results
+
+SEEDS = ROOT / "seeds"
+
+
+def _fct(rows: list[tuple]) -> pl.LazyFrame:
+    cols = ("source", "local_code", "loinc_code", "value_raw", "value_num", "result_class", "conversion_status",
+            "is_current", "collected_at")
+    schema = {"source": pl.Utf8, "local_code": pl.Utf8, "loinc_code": pl.Utf8, "value_raw": pl.Utf8,
+              "value_num": pl.Float64, "result_class": pl.Utf8, "conversion_status": pl.Utf8,
+              "is_current": pl.Boolean, "collected_at": pl.Datetime("us")}
+    return pl.DataFrame([dict(zip(cols, r, strict=True)) for r in rows], schema=schema).lazy()
+
+
+def test_surveillance_codes_cover_sidep_and_active_positive_mdo_rules():
+    from transforms.epi.mdo import load_rules
+
+    codes = surveillance_codes(SEEDS / "test_definitions.csv", load_rules(SEEDS / "mdo_rules.csv"))
+    by_code = dict(codes.rows())
+    assert by_code["94500-6"] == "MDO covid19, SI-DEP covid19"
+    rules = load_rules(SEEDS / "mdo_rules.csv")
+    assert by_code["33696-6"] == "MDO botulisme"
+    numeric = rules.filter(pl.col("condition") != "pos")["loinc_num"].to_list()
+    pos = set(rules.filter(pl.col("active") & (pl.col("condition") == "pos"))["loinc_num"].to_list())
+    assert all(c not in by_code for c in numeric if c not in pos)  # a threshold rule reads numbers, not words
+    assert codes["loinc_code"].is_unique().all()
+
+
+def test_unrecognised_list_and_coverage_per_lab():
+    t = datetime(2026, 11, 2, 8, 30)
+    t2 = datetime(2026, 11, 3, 9, 0)
+    covid, other = "94500-6", "5195-3"  # 5195-3: hepatitis B surface antigen, in no rule here
+    codes = pl.DataFrame({"loinc_code": [covid], "surveillance": ["SI-DEP covid19"]})
+    fct = _fct([
+        ("a", "PCR", covid, "Positif", None, "POS", "not_numeric", True, t),
+        ("a", "PCR", covid, "Négatif", None, "NEG", "not_numeric", True, t),
+        ("a", "PCR", covid, "Positivité confirmée", None, None, "not_numeric", True, t),
+        ("a", "PCR", covid, " Positivité confirmée ", None, None, "not_numeric", True, t2),  # trimmed: same text
+        ("a", "PCR", covid, "Positif ?", None, None, "not_numeric", False, t),  # replaced: not current
+        ("a", "HBS", other, "voir commentaire", None, None, "not_numeric", True, t),
+        ("a", "GLY", "14749-6", "NaN", None, None, "text_on_quantitative", True, t),  # counted with the units
+        ("a", "GLY", "14749-6", "5,4", 5.4, None, "same_unit", True, t),
+        ("a", "X", None, "   ", None, None, "not_numeric", True, t),  # blank: not a text result
+        ("b", "PCR", covid, "Détecté", None, "POS", "not_numeric", True, t),
+        ("c", "GLY", "14749-6", "5,4", 5.4, None, "same_unit", True, t),  # a lab without text results
+    ])
+    un = unrecognised_results(fct, codes)
+    assert un.rows() == [
+        ("a", "PCR", covid, "Positivité confirmée", 2, t, t2, "SI-DEP covid19"),
+        ("a", "HBS", other, "voir commentaire", 1, t, t, None),
+    ]
+    cov = qualitative_coverage(fct, codes)
+    assert cov.rows() == [
+        ("a", 5, 3, 4, 2, 0.6, 0.5),
+        ("b", 1, 0, 1, 0, 0.0, 0.0),
+        ("c", 0, 0, 0, 0, None, None),
+    ]
+
+
+def test_transcode_reads_the_operator_words():
+    from tests.helpers import seed_loinc
+    from transforms.terminology.mappings import MAPPING_SCHEMA
+    from transforms.terminology.qualitative import WORDS_SCHEMA
+    from transforms.terminology.transcode import transcode
+
+    df = pl.DataFrame({
+        "source": ["a"] * 3, "local_code": ["PCR"] * 3, "loinc_code_src": [None] * 3,
+        "value_raw": ["Positivité confirmée", "Positif faible", "Positif ?"], "value_num": [None] * 3,
+        "unit_raw": [None] * 3, "specimen": [None] * 3, "collected_at": [datetime(2026, 11, 2)] * 3,
+    }, schema_overrides={"loinc_code_src": pl.Utf8, "value_num": pl.Float64, "unit_raw": pl.Utf8,
+                         "specimen": pl.Utf8})
+    mappings = pl.DataFrame(schema=MAPPING_SCHEMA)
+    words = pl.DataFrame([{"text": "Positivité confirmée", "key": "positivite confirmee", "code": "10828004",
+                           "origin": "w.csv:2"}], schema=WORDS_SCHEMA)
+    assert transcode(df, mappings, seed_loinc())["result_class"].to_list() == [None, "POS", None]
+    assert transcode(df, mappings, seed_loinc(), words=words)["result_class"].to_list() == ["POS", "POS", None]
+
+
+# --------------------------------------------------------------------------------------------
+# through the pipeline
+# --------------------------------------------------------------------------------------------
+RESULTS = [  # (request, RESULTAT, class expected before the operator's words)
+    ("Q1", "Positif faible", "POS"),
+    ("Q2", "Positif (Ct=25)", "POS"),
+    ("Q3", "ARN SARS-CoV-2 détecté", "POS"),
+    ("Q4", "Négatif (<LOD)", "NEG"),
+    ("Q5", "Positivité confirmée", None),
+    ("Q6", "Positivité confirmée", None),
+    ("Q7", "Positif, à contrôler", None),
+    ("Q8", "Négatif", "NEG"),
+]
+
+
+NAMES = ("Martin", "Bernard", "Thomas", "Petit", "Robert", "Richard", "Durand", "Leroy")  # 8 persons
+
+
+def _landing(home: Path) -> None:
+    lab = home / "landing" / "labo_q"
+    lab.mkdir(parents=True)
+    lines = [HEADER]
+    for i, (req, value, _) in enumerate(RESULTS):
+        lines.append(line(N_DEMANDE=req, NIR=nir(f"25509990001{i:02d}"), NOM=NAMES[i], CODE_ANALYSE="PCRCOV",
+                          LIBELLE_ANALYSE="PCR SARS-CoV-2", RESULTAT=value, UNITE="", VALEURS_REFERENCE=""))
+    (lab / "extract_20261102.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    maps = home / "mappings"
+    maps.mkdir(parents=True)
+    (maps / "labo_q.csv").write_text("local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\n"
+                                     "PCRCOV,PCR SARS-CoV-2,,,94500-6,,\n", encoding="utf-8")
+
+
+def test_unrecognised_wording_surfaces_then_the_operator_teaches_it(prefect_harness, tmp_path):
+    from flows.pipeline import pipeline
+
+    home = tmp_path / "home"
+    _landing(home)
+    first = pipeline(home=str(home))
+    assert first["rows_valid"] == len(RESULTS)
+    fct = query(home, "SELECT request_id, value_raw, result_class FROM marts.fct_lab_results ORDER BY request_id")
+    assert fct["result_class"].to_list() == [r[2] for r in RESULTS]
+    un = query(home, "SELECT source, loinc_code, value_raw, n_results, surveillance FROM quality.unrecognised_results "
+                     "ORDER BY value_raw")
+    assert un.rows() == [("labo_q", "94500-6", "Positif, à contrôler", 1, "MDO covid19, SI-DEP covid19"),
+                         ("labo_q", "94500-6", "Positivité confirmée", 2, "MDO covid19, SI-DEP covid19")]
+    cov = query(home, "SELECT * FROM quality.qualitative_coverage")
+    assert cov.rows() == [("labo_q", 8, 3, 8, 3, 0.375, 0.375)]
+    # the gate warns (non-critical: the run still passes) and the report shows the texts
+    gate = first["quality_gate"]
+    assert gate["ok"]
+    warned = [w for w in gate["warnings"] if "qualitative_coverage" in str(w)]
+    assert warned, gate["warnings"]
+    report = Path(first["reports"]["data_quality"]).read_text(encoding="utf-8")
+    section = report[report.index('id="qualitative"'):]
+    assert "Positivité confirmée" in section and "Positif, à contrôler" in section
+    assert "37.50" in section or "37.5" in section
+    p_before = query(home, "SELECT sum(P) AS p FROM marts.sidep_daily WHERE cl_age90 = 0")["p"][0]
+    assert p_before == 3  # Q1-Q3; the unrecognised ones count in neither P nor T
+
+    # the operator teaches the wording: the next run re-codes the file and the results count
+    words = home / "mappings" / "qualitative"
+    words.mkdir()
+    (words / "words.csv").write_text("text,meaning,note\nPositivité confirmée,positive,labo_q\n", encoding="utf-8")
+    second = pipeline(home=str(home))
+    assert second["files_new"] == 0
+    fct = query(home, "SELECT value_raw, result_class FROM marts.fct_lab_results WHERE request_id IN ('Q5', 'Q6')")
+    assert fct["result_class"].to_list() == ["POS", "POS"]
+    assert query(home, "SELECT value_raw FROM quality.unrecognised_results")["value_raw"].to_list() == [
+        "Positif, à contrôler"]
+    assert query(home, "SELECT sum(P) AS p FROM marts.sidep_daily WHERE cl_age90 = 0")["p"][0] == 5
+
+
+def test_a_bad_words_file_stops_the_run_with_file_and_line(prefect_harness, tmp_path):
+    from flows.pipeline import pipeline
+    from transforms.terminology.qualitative import QualitativeWordsError
+
+    home = tmp_path / "home"
+    _landing(home)
+    (home / "mappings" / "qualitative").mkdir()
+    (home / "mappings" / "qualitative" / "w.csv").write_text("text,meaning\nPositivité confirmée,plutôt oui\n",
+                                                              encoding="utf-8")
+    with pytest.raises(QualitativeWordsError, match=r"w\.csv:2: meaning 'plutôt oui'"):
+        pipeline(home=str(home))

@@ -1,0 +1,104 @@
+"""Text results whose wording is not recognised: the qualitative work list and its coverage.
+
+A text result (no numeric value) on a test without a canonical unit (conversion_status
+``not_numeric``) whose wording qualitative.py does not recognise keeps ``result_class`` null: it
+counts in neither SI-DEP nor MDO. These functions make such results visible instead of letting them
+disappear (flows/publish.py writes them to the quality layer):
+
+* ``unrecognised_results``: per lab, test and distinct text, how many current results wait, when,
+  and which surveillance (SI-DEP test definitions, MDO rules on a positive result) the test counts in;
+* ``qualitative_coverage``: per lab, text results, unrecognised ones, and the same on the tests that
+  count in SI-DEP or MDO, with the share the quality gate checks.
+
+Text sent on a test *with* a canonical unit is ``text_on_quantitative`` and is counted with the
+unit conversions instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from transforms.terminology.units import NOT_NUMERIC
+
+TEXT_MAX_CHARS = 200  # longer texts are cut (they are comments, not results)
+
+UNRECOGNISED_SCHEMA = pl.Schema({
+    "source": pl.Utf8(), "local_code": pl.Utf8(), "loinc_code": pl.Utf8(), "value_raw": pl.Utf8(),
+    "n_results": pl.Int64(), "first_seen": pl.Datetime("us"), "last_seen": pl.Datetime("us"),
+    "surveillance": pl.Utf8(),
+})
+COVERAGE_SCHEMA = pl.Schema({
+    "source": pl.Utf8(), "n_text_results": pl.Int64(), "n_unrecognised": pl.Int64(),
+    "n_surveillance_text": pl.Int64(), "n_surveillance_unrecognised": pl.Int64(),
+    "share_unrecognised": pl.Float64(), "share_surveillance_unrecognised": pl.Float64(),
+})
+
+
+def surveillance_codes(test_definitions: Path, mdo_rules: pl.DataFrame | None) -> pl.DataFrame:
+    """loinc_code -> surveillance (e.g. 'SI-DEP covid19, MDO covid19'): the LOINC codes of the SI-DEP
+    test definitions and of the active MDO rules read on a positive result."""
+    defs = pl.read_csv(test_definitions, infer_schema=False).select(
+        pl.col("loinc_num").alias("loinc_code"), ("SI-DEP " + pl.col("disease")).alias("what"))
+    parts = [defs]
+    if mdo_rules is not None and mdo_rules.height:
+        parts.append(mdo_rules.filter(pl.col("active") & (pl.col("condition") == "pos")).select(
+            pl.col("loinc_num").alias("loinc_code"), ("MDO " + pl.col("mdo_id")).alias("what")))
+    return (pl.concat(parts).unique().sort("what").group_by("loinc_code", maintain_order=True)
+            .agg(surveillance=pl.col("what").str.join(", ")).sort("loinc_code"))
+
+
+def _text_results(fct: pl.LazyFrame, codes: pl.DataFrame) -> pl.LazyFrame:
+    """Current text results on tests without a canonical unit, with their surveillance."""
+    return (
+        fct.filter(pl.col("is_current") & (pl.col("conversion_status") == NOT_NUMERIC)
+                   & pl.col("value_num").is_null()
+                   & (pl.col("value_raw").str.strip_chars().str.len_chars() > 0))
+        .join(codes.lazy(), on="loinc_code", how="left")
+    )
+
+
+def unrecognised_results(fct: pl.LazyFrame, codes: pl.DataFrame) -> pl.DataFrame:
+    """One row per lab, local code, LOINC and distinct unrecognised text (``UNRECOGNISED_SCHEMA``),
+    the tests that count in a surveillance first, then the largest counts."""
+    out = (
+        _text_results(fct, codes).filter(pl.col("result_class").is_null())
+        .group_by("source", "local_code", "loinc_code", pl.col("value_raw").str.strip_chars())
+        .agg(n_results=pl.len(), first_seen=pl.col("collected_at").min(), last_seen=pl.col("collected_at").max(),
+             surveillance=pl.col("surveillance").first())
+        .with_columns(pl.col("value_raw").str.slice(0, TEXT_MAX_CHARS))
+        # two texts cut to the same prefix make one row
+        .group_by("source", "local_code", "loinc_code", "value_raw")
+        .agg(pl.col("n_results").sum(), pl.col("first_seen").min(), pl.col("last_seen").max(),
+             pl.col("surveillance").first())
+        .collect()
+    )
+    out = out.with_columns(pl.col("n_results").cast(pl.Int64), pl.col("first_seen").cast(pl.Datetime("us")),
+                           pl.col("last_seen").cast(pl.Datetime("us")))
+    return out.select(list(UNRECOGNISED_SCHEMA)).sort(
+        pl.col("surveillance").is_null(), "n_results", "source", "local_code", "value_raw",
+        descending=[False, True, False, False, False], nulls_last=True)
+
+
+def qualitative_coverage(fct: pl.LazyFrame, codes: pl.DataFrame) -> pl.DataFrame:
+    """Per lab (``COVERAGE_SCHEMA``): current text results on tests without a canonical unit, how
+    many were not recognised, the same on the tests that count in SI-DEP or MDO, and the shares
+    (null when the lab sent no such result)."""
+    unrecognised = pl.col("result_class").is_null()
+    watched = pl.col("surveillance").is_not_null()
+    labs = fct.select("source").unique()
+    counts = _text_results(fct, codes).group_by("source").agg(
+        n_text_results=pl.len(),
+        n_unrecognised=unrecognised.sum(),
+        n_surveillance_text=watched.sum(),
+        n_surveillance_unrecognised=(unrecognised & watched).sum(),
+    )
+    out = labs.join(counts, on="source", how="left").with_columns(
+        pl.col("^n_.*$").fill_null(0).cast(pl.Int64)).with_columns(
+        share_unrecognised=pl.when(pl.col("n_text_results") > 0)
+        .then((pl.col("n_unrecognised") / pl.col("n_text_results")).round(4)),
+        share_surveillance_unrecognised=pl.when(pl.col("n_surveillance_text") > 0)
+        .then((pl.col("n_surveillance_unrecognised") / pl.col("n_surveillance_text")).round(4)),
+    ).collect()
+    return out.select(list(COVERAGE_SCHEMA)).sort("source")
