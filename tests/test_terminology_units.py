@@ -169,3 +169,15 @@ def test_hba1c_in_mmol_per_mol_is_not_converted_to_percent():
         (42.0, "%", "ok"),  # haematocrit
         (40.0, "%", "ok"),
     ]
+
+
+def test_blood_lead_in_umol_per_litre_converts_with_the_molar_mass_of_lead():
+    mm = TABLES.molar_masses.filter(pl.col("loinc_num") == "10368-9").row(0, named=True)
+    assert (mm["analyte"], mm["molar_mass_g_per_mol"], mm["formula"]) == ("lead", 207.2, "Pb")
+    loinc = load_loinc_seed(ROOT / "seeds" / "reference" / "loinc.csv")
+    df = pl.DataFrame({"loinc_code": ["10368-9"], "unit_raw": ["µmol/L"], "value_num": [0.30]})
+    out = convert_units(df, loinc, TABLES)
+    # 0.30 umol/L x 207.2 g/mol = 62.16 ug/L = 6.216 ug/dL (the code's canonical unit)
+    assert out.select(pl.col("value_canonical").round(4), "unit_canonical", "conversion_status").row(0) == (
+        6.216, "ug/dL", "ok",
+    )
