@@ -68,17 +68,21 @@ def test_rules_table_errors_name_file_and_line(tmp_path, body, message):
 
 
 def results(*rows):
-    """rows: (person, day offset, loinc, class, value, unit, age, dep)."""
+    """rows: (person, day offset, loinc, class, value, unit, age, dep); value is a number, or
+    (comparator, bound) for a result such as '>100'."""
     recs = []
     for i, (p, d, code, cls, value, unit, age, dep) in enumerate(rows):
         day = D0 + timedelta(days=d)
+        comparator, value = value if isinstance(value, tuple) else (None, value)
         recs.append({"person_key": p, "loinc_code": code, "result_class": cls, "value_canonical": value,
+                     "value_comparator": comparator,
                      "unit_canonical": unit, "age": age, "collected_date": day,
                      "collected_at": datetime.combine(day, datetime.min.time()) + timedelta(hours=i % 5),
                      "dep": dep, "cl_age90": None if age is None else min(90, age // 10 * 10 + 9), "sex": "F",
                      "file_seq": 1, "line_no": i + 2})
     return pl.DataFrame(recs, schema={"person_key": pl.Utf8, "loinc_code": pl.Utf8, "result_class": pl.Utf8,
-                                      "value_canonical": pl.Float64, "unit_canonical": pl.Utf8, "age": pl.Int64,
+                                      "value_canonical": pl.Float64, "value_comparator": pl.Utf8,
+                                      "unit_canonical": pl.Utf8, "age": pl.Int64,
                                       "collected_date": pl.Date, "collected_at": pl.Datetime("us"), "dep": pl.Utf8,
                                       "cl_age90": pl.Int64, "sex": pl.Utf8, "file_seq": pl.Int64,
                                       "line_no": pl.Int64})
@@ -128,6 +132,39 @@ def test_numeric_threshold_age_limits_and_inactive_rules(rules):
         ("hbs", 0, "5196-1", "POS", None, None, 40, "973"),      # HBs antigen: no rule
     )
     assert got == {("saturnisme_enfant", "edge"): [0], ("saturnisme_enfant", "kid"): [0]}
+
+
+def test_a_bound_makes_a_case_only_when_it_proves_the_threshold(rules):
+    got = case_days(
+        rules,  # saturnisme_enfant: 10368-9 ge 5 ug/dL, max_age 17
+        ("gt100", 0, "10368-9", None, (">", 100.0), "ug/dL", 8, "93"),  # '>100 ug/dL': a case
+        ("ge5", 0, "10368-9", None, (">=", 5.0), "ug/dL", 8, "93"),     # '>=5' proves >= 5
+        ("gt5", 0, "10368-9", None, (">", 5.0), "ug/dL", 8, "93"),      # '>5' too
+        ("gt4", 0, "10368-9", None, (">", 4.0), "ug/dL", 8, "93"),      # '>4' may be 4.5: no
+        ("lt100", 0, "10368-9", None, ("<", 100.0), "ug/dL", 8, "93"),  # '<100' proves nothing: no
+        ("le9", 0, "10368-9", None, ("<=", 9.0), "ug/dL", 8, "93"),     # '<=9' neither
+        ("gtL", 0, "10368-9", None, (">", 100.0), "ug/L", 8, "93"),     # not the canonical unit: no
+    )
+    assert got == {("saturnisme_enfant", "ge5"): [0], ("saturnisme_enfant", "gt5"): [0],
+                   ("saturnisme_enfant", "gt100"): [0]}
+
+
+@pytest.mark.parametrize(
+    ("condition", "comparator", "value", "proved"),
+    [
+        ("ge", None, 5.0, True), ("ge", None, 4.9, False), ("ge", ">", 5.0, True), ("ge", ">=", 5.0, True),
+        ("ge", ">", 4.9, False), ("ge", "<", 100.0, False), ("ge", "<=", 5.0, False),
+        ("gt", None, 5.0, False), ("gt", ">", 5.0, True), ("gt", ">=", 5.0, False), ("gt", ">=", 5.1, True),
+        ("gt", "<", 9.0, False),
+        ("le", None, 5.0, True), ("le", "<", 5.0, True), ("le", "<=", 5.0, True), ("le", "<", 5.1, False),
+        ("le", ">", 1.0, False), ("lt", "<", 5.0, True), ("lt", "<=", 5.0, False), ("lt", "<=", 4.9, True),
+        ("lt", ">=", 1.0, False), ("lt", None, 5.0, False),
+    ],
+)
+def test_proves_respects_strictness(condition, comparator, value, proved):
+    df = pl.DataFrame({"c": [condition], "t": [5.0], "v": [value], "k": [comparator]},
+                      schema={"c": pl.Utf8, "t": pl.Float64, "v": pl.Float64, "k": pl.Utf8})
+    assert df.select(mdo.proves(pl.col("c"), pl.col("t"), pl.col("v"), pl.col("k"))).item() is proved
 
 
 def test_case_takes_the_first_result_of_its_day_and_weekly_grid(rules):
