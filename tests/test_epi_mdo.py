@@ -176,3 +176,43 @@ def test_case_takes_the_first_result_of_its_day_and_weekly_grid(rules):
     assert w.height == 2 * 2 * 2 and w["cases"].sum() == 1  # a case without a département counts nowhere
     assert w.filter(pl.col("cases") > 0).select("mdo_id", "semaine", "dep").rows() == [
         ("chikungunya", "2026-S10", "971")]
+
+
+def test_a_child_with_lead_above_100_is_a_saturnisme_case_end_to_end(tmp_path):
+    """QA: '>100 µg/dL' (a result above the analyser's range) lost its number, so the child was no
+    saturnisme case. End to end from a CSV landing: the bound is kept with its comparator, converted,
+    and proves the threshold; '<1' proves nothing; 0,30 µmol/L converts with lead's molar mass."""
+    from flows.epi import publish_epi
+    from tests.epi_support import run_steps
+    from tests.helpers import HEADER, MAPPING_HEADER, line
+    from warehouse import catalog as cat
+    from warehouse import catalog_epi as ce
+
+    def lead(req, nom, resultat, unite="µg/dL", born="03/04/2018"):
+        return line(N_DEMANDE=req, NIR="", NOM=nom, PRENOM="Léa", DATE_NAISSANCE=born, CODE_POSTAL="93200",
+                    CODE_ANALYSE="PB", LIBELLE_ANALYSE="Plombémie", RESULTAT=resultat, UNITE=unite,
+                    VALEURS_REFERENCE="", DATE_PRELEVEMENT="15/01/2026 09:00", DATE_RECEPTION="15/01/2026 10:00",
+                    DATE_VALIDATION="16/01/2026 18:00")
+
+    home = tmp_path / "home"
+    (home / "mappings").mkdir(parents=True)
+    (home / "mappings" / "labo_alpha.csv").write_text(
+        MAPPING_HEADER + "PB,Plombémie,,,10368-9,,\n", encoding="utf-8")
+    landing = home / "landing" / "labo_alpha"
+    landing.mkdir(parents=True)
+    lines = [HEADER, lead("P1", "Above", ">100"), lead("P2", "Below", "<1"), lead("P3", "Molar", "0,30", "µmol/L"),
+             lead("P4", "Adult", ">100", born="03/04/1980")]
+    (landing / "labo_alpha_20260116.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ctx, refs = run_steps(home)
+    fct = ctx.wh.read(cat.FCT_LAB_RESULTS).sort("request_id")
+    assert fct.select("request_id", "value_num", "value_comparator", pl.col("value_canonical").round(3),
+                      "unit_canonical", "conversion_status").rows() == [
+        ("P1", 100.0, ">", 100.0, "ug/dL", "same_unit"),
+        ("P2", 1.0, "<", 1.0, "ug/dL", "same_unit"),
+        ("P3", 0.30, None, 6.216, "ug/dL", "ok"),
+        ("P4", 100.0, ">", 100.0, "ug/dL", "same_unit"),
+    ]
+    publish_epi(ctx, refs)
+    cases = ctx.wh.read(ce.MDO_CASES).filter(pl.col("mdo_id") == "saturnisme_enfant")
+    by_person = dict(fct.select("person_key", "request_id").iter_rows())
+    assert sorted(by_person[k] for k in cases["person_key"].to_list()) == ["P1", "P3"]  # P4 is an adult
