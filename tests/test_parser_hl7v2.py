@@ -171,8 +171,8 @@ def test_batch_value_types_and_escapes(batch):
         ("HB", "718-7", "NM", "13,2", 13.2, None, "g/dL", "F"),
         ("CRP", "1988-5", "SN", "<^0.5", 0.5, "<", "mg/L", "F"),  # SN comparator: the bound and '<'
         ("94500-6", "94500-6", "CWE", "260373001^Détecté^SCT", None, None, None, "F"),
-        ("COM", None, "TX", "Prélèvement reçu hémolysé\nRésultat sous réserve & à contrôler | labo", None, None, None,
-         "F"),
+        ("COM", None, "TX", "Prélèvement reçu hémolysé\nRésultat sous réserve & à contrôler | labo",
+         None, None, None, "F"),
         ("GRP", None, "ST", "A ^ Rh+", None, None, None, "C"),
     ]
     assert rows["local_label"][0] == "Hémoglobine"

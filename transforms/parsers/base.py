@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from transforms.canonical import COMPARATORS  # noqa: F401 - re-exported for the parsers
-
 REJECT_SCHEMA = pl.Schema(
     {
         "file_id": pl.Utf8(),
