@@ -28,7 +28,7 @@ from pandera.api.polars.types import PolarsData
 from pandera.backends.polars.register import register_polars_backends
 
 from quality.reasons import check as reason
-from transforms.canonical import CANONICAL_SCHEMA
+from transforms.canonical import CANONICAL_SCHEMA, COMPARATORS
 from transforms.identity import nir_format_ok_expr, nir_key_ok_expr
 from transforms.terminology.loinc import loinc_valid_expr
 
@@ -60,6 +60,7 @@ CHECK_DETAILS = {
     "SEX_INVALID:sex": "sex is neither F nor M",
     "STATUS_INVALID:result_status": "status is not F, C, X or D",
     "VALUE_INVALID:value_num": "the number is not finite",
+    "VALUE_INVALID:value_comparator": "a comparator that is not <, <=, > or >=, or without its bound",
 }
 
 
@@ -96,6 +97,7 @@ class CanonicalResult(pa.DataFrameModel):
     value_type: str = pa.Field(nullable=True)
     value_raw: str = pa.Field(nullable=True)
     value_num: float = pa.Field(nullable=True)
+    value_comparator: str = pa.Field(nullable=True)
     unit_raw: str = pa.Field(nullable=True)
     ref_range: str = pa.Field(nullable=True)
     abnormal_flag: str = pa.Field(nullable=True)
@@ -142,6 +144,11 @@ class CanonicalResult(pa.DataFrameModel):
     def value_finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
         c = pl.col(data.key)
         return data.lazyframe.select(c.is_null() | c.is_finite())
+
+    @pa.dataframe_check(name=_named("VALUE_INVALID", "value_comparator"))
+    def comparator_with_bound(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        c = pl.col("value_comparator")
+        return data.lazyframe.select(c.is_null() | (c.is_in(COMPARATORS) & pl.col("value_num").is_not_null()))
 
     @pa.dataframe_check(name=_named("DATE_ORDER", "collected_at"))
     def validated_within_a_year(cls, data: pa.PolarsData) -> pl.LazyFrame:

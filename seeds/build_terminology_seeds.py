@@ -48,6 +48,7 @@ OUT = HERE / "terminology"
 ATOMIC_WEIGHTS = {
     "H": 1.00794, "C": 12.0107, "N": 14.0067, "O": 15.9994, "Na": 22.98977, "Mg": 24.3050,
     "P": 30.973762, "S": 32.065, "Cl": 35.453, "K": 39.0983, "Ca": 40.078, "Fe": 55.845,
+    "Pb": 207.2,  # 207.2(1): lead's isotopic composition varies in nature, hence one decimal
 }
 
 # analyte -> (molecular formula, note, LOINC codes of the shipped subset measuring it)
@@ -66,6 +67,7 @@ ANALYTES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "potassium": ("K", "", ("2823-3",)),
     "chloride": ("Cl", "", ("2075-0", "2070-1")),
     "iron": ("Fe", "", ()),
+    "lead": ("Pb", "blood lead (plombémie), reported in ug/L or umol/L", ("10368-9",)),
 }
 
 # Canonical storage unit per property class when the LOINC table gives no usable example unit.

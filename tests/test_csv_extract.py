@@ -55,6 +55,21 @@ def test_qualitative_value_stays_text(tmp_path):
     assert r["unit_raw"] is None
 
 
+@pytest.mark.parametrize(
+    ("resultat", "num", "comparator", "vt"),
+    [
+        (">100", 100.0, ">", "SN"), ("<0,5", 0.5, "<", "SN"), ("< 0,5", 0.5, "<", "SN"), (">=10", 10.0, ">=", "SN"),
+        ("<=1,5", 1.5, "<=", "SN"), ("≤ 3", 3.0, "<=", "SN"), ("≥3", 3.0, ">=", "SN"),
+        ("100", 100.0, None, "NM"), ("<>5", None, None, "ST"), ("<", None, None, "ST"), ("< 0,5 g", None, None, "ST"),
+    ],
+)
+def test_comparator_results_keep_their_bound(tmp_path, resultat, num, comparator, vt):
+    rows, rejects, _ = parse_all(write(tmp_path, [HEADER, line(RESULTAT=resultat, UNITE="ug/dL")]))
+    assert rejects.is_empty()
+    r = rows.row(0, named=True)
+    assert (r["value_raw"], r["value_num"], r["value_comparator"], r["value_type"]) == (resultat, num, comparator, vt)
+
+
 def test_unreadable_values_are_flagged_not_dropped(tmp_path):
     rows, _, _ = parse_all(write(tmp_path, [HEADER, line(DATE_NAISSANCE="31/02/1955", SEXE="X",
                                                          DATE_PRELEVEMENT="30/13/2026 08:00")]))

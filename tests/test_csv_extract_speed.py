@@ -21,6 +21,7 @@ from transforms.parsers.csv_extract import (DATE_FORMATS, DATETIME_FORMATS, HEAD
 from tests.helpers import HEADER, line
 
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+COMPARATOR = re.compile(r"(<=|>=|<|>|≤|≥)\^?(.*)")  # after spaces are removed
 
 
 def _date(text: str | None, dated: bool):
@@ -86,10 +87,16 @@ def reference(data: bytes) -> tuple[list[dict], list[tuple], int]:
             issues.append("SEX_INVALID:sex")
         value = f.get("value_raw") and re.sub(r"\s", "", f["value_raw"]).replace(",", ".", 1)
         number = float(value) if value is not None and NUMBER.fullmatch(value) else None
+        comparator = None
+        bound = value is not None and number is None and COMPARATOR.fullmatch(value)
+        if bound and NUMBER.fullmatch(bound.group(2)):
+            comparator = {"≤": "<=", "≥": ">="}.get(bound.group(1), bound.group(1))
+            number = float(bound.group(2))
         rows.append({
             **f, "line_no": line_no, "sex": SEX_CODES.get(sex) if sex else None,
             "patient_nir": f.get("patient_nir") and f["patient_nir"].upper().replace(" ", ""),
-            "value_num": number, "value_type": "ST" if number is None else "NM",
+            "value_num": number, "value_comparator": comparator,
+            "value_type": "ST" if number is None else ("SN" if comparator else "NM"),
             "result_status": (f.get("result_status") or "f").upper(), "parse_issues": ";".join(issues) or None,
         })
     return rows, sorted(rejects), units
@@ -114,6 +121,8 @@ TRICKY = [
     line(N_DEMANDE="D6", RESULTAT=" 1 234,5 ", UNITE="\u00a0g/L\t", NOM=" Zoé\u00a0"),
     line(N_DEMANDE="D7", RESULTAT="1e3", SEXE="h", NIR="2 55 09 99 000 116 ab"),
     line(N_DEMANDE="D8", RESULTAT=",5", SEXE="2"), line(N_DEMANDE="D9", RESULTAT="<5", SEXE="1"),
+    line(N_DEMANDE="D9b", RESULTAT=" > 1 000,5 "), line(N_DEMANDE="D9c", RESULTAT="≥^10"),
+    line(N_DEMANDE="D9d", RESULTAT="<>5"), line(N_DEMANDE="D9e", RESULTAT="<="),
     line(N_DEMANDE="D10", RESULTAT="1,2,3"), line(N_DEMANDE="D11", RESULTAT="Non détecté"),
     line(N_DEMANDE="D12", LIBELLE_ANALYSE='"Glycémie; à jeun"'),
     line(N_DEMANDE="D13", LIBELLE_ANALYSE='"mal"fermé"'),
@@ -158,7 +167,7 @@ def test_tricky_lines_match_a_line_by_line_reading(tmp_path, kw):
 
 @pytest.mark.parametrize("newline,encoding,bom", [("\r\n", "utf-8", "\ufeff"), ("\n", "cp1252", ""), ("\r\n", "cp1252", "")])
 def test_crlf_bom_and_latin1_match_the_reference(tmp_path, newline, encoding, bom):
-    lines = [HEADER, *(x for x in TRICKY if len(x) < 1000 and "Æ" not in x)]
+    lines = [HEADER, *(x for x in TRICKY if len(x) < 1000 and "Æ" not in x and "≥" not in x)]  # not in cp1252
     assert_matches_reference(write(tmp_path, lines, newline=newline, encoding=encoding, bom=bom), chunk_rows=5)
 
 

@@ -68,17 +68,21 @@ def test_rules_table_errors_name_file_and_line(tmp_path, body, message):
 
 
 def results(*rows):
-    """rows: (person, day offset, loinc, class, value, unit, age, dep)."""
+    """rows: (person, day offset, loinc, class, value, unit, age, dep); value is a number, or
+    (comparator, bound) for a result such as '>100'."""
     recs = []
     for i, (p, d, code, cls, value, unit, age, dep) in enumerate(rows):
         day = D0 + timedelta(days=d)
+        comparator, value = value if isinstance(value, tuple) else (None, value)
         recs.append({"person_key": p, "loinc_code": code, "result_class": cls, "value_canonical": value,
+                     "value_comparator": comparator,
                      "unit_canonical": unit, "age": age, "collected_date": day,
                      "collected_at": datetime.combine(day, datetime.min.time()) + timedelta(hours=i % 5),
                      "dep": dep, "cl_age90": None if age is None else min(90, age // 10 * 10 + 9), "sex": "F",
                      "file_seq": 1, "line_no": i + 2})
     return pl.DataFrame(recs, schema={"person_key": pl.Utf8, "loinc_code": pl.Utf8, "result_class": pl.Utf8,
-                                      "value_canonical": pl.Float64, "unit_canonical": pl.Utf8, "age": pl.Int64,
+                                      "value_canonical": pl.Float64, "value_comparator": pl.Utf8,
+                                      "unit_canonical": pl.Utf8, "age": pl.Int64,
                                       "collected_date": pl.Date, "collected_at": pl.Datetime("us"), "dep": pl.Utf8,
                                       "cl_age90": pl.Int64, "sex": pl.Utf8, "file_seq": pl.Int64,
                                       "line_no": pl.Int64})
@@ -130,6 +134,39 @@ def test_numeric_threshold_age_limits_and_inactive_rules(rules):
     assert got == {("saturnisme_enfant", "edge"): [0], ("saturnisme_enfant", "kid"): [0]}
 
 
+def test_a_bound_makes_a_case_only_when_it_proves_the_threshold(rules):
+    got = case_days(
+        rules,  # saturnisme_enfant: 10368-9 ge 5 ug/dL, max_age 17
+        ("gt100", 0, "10368-9", None, (">", 100.0), "ug/dL", 8, "93"),  # '>100 ug/dL': a case
+        ("ge5", 0, "10368-9", None, (">=", 5.0), "ug/dL", 8, "93"),     # '>=5' proves >= 5
+        ("gt5", 0, "10368-9", None, (">", 5.0), "ug/dL", 8, "93"),      # '>5' too
+        ("gt4", 0, "10368-9", None, (">", 4.0), "ug/dL", 8, "93"),      # '>4' may be 4.5: no
+        ("lt100", 0, "10368-9", None, ("<", 100.0), "ug/dL", 8, "93"),  # '<100' proves nothing: no
+        ("le9", 0, "10368-9", None, ("<=", 9.0), "ug/dL", 8, "93"),     # '<=9' neither
+        ("gtL", 0, "10368-9", None, (">", 100.0), "ug/L", 8, "93"),     # not the canonical unit: no
+    )
+    assert got == {("saturnisme_enfant", "ge5"): [0], ("saturnisme_enfant", "gt5"): [0],
+                   ("saturnisme_enfant", "gt100"): [0]}
+
+
+@pytest.mark.parametrize(
+    ("condition", "comparator", "value", "proved"),
+    [
+        ("ge", None, 5.0, True), ("ge", None, 4.9, False), ("ge", ">", 5.0, True), ("ge", ">=", 5.0, True),
+        ("ge", ">", 4.9, False), ("ge", "<", 100.0, False), ("ge", "<=", 5.0, False),
+        ("gt", None, 5.0, False), ("gt", ">", 5.0, True), ("gt", ">=", 5.0, False), ("gt", ">=", 5.1, True),
+        ("gt", "<", 9.0, False),
+        ("le", None, 5.0, True), ("le", "<", 5.0, True), ("le", "<=", 5.0, True), ("le", "<", 5.1, False),
+        ("le", ">", 1.0, False), ("lt", "<", 5.0, True), ("lt", "<=", 5.0, False), ("lt", "<=", 4.9, True),
+        ("lt", ">=", 1.0, False), ("lt", None, 5.0, False),
+    ],
+)
+def test_proves_respects_strictness(condition, comparator, value, proved):
+    df = pl.DataFrame({"c": [condition], "t": [5.0], "v": [value], "k": [comparator]},
+                      schema={"c": pl.Utf8, "t": pl.Float64, "v": pl.Float64, "k": pl.Utf8})
+    assert df.select(mdo.proves(pl.col("c"), pl.col("t"), pl.col("v"), pl.col("k"))).item() is proved
+
+
 def test_case_takes_the_first_result_of_its_day_and_weekly_grid(rules):
     res = results(("a", 0, "57934-2", "POS", None, None, 40, "971"), ("a", 0, "51664-1", "POS", None, None, 40, "972"),
                   ("b", 7, "57934-2", "POS", None, None, 40, None))
@@ -139,3 +176,43 @@ def test_case_takes_the_first_result_of_its_day_and_weekly_grid(rules):
     assert w.height == 2 * 2 * 2 and w["cases"].sum() == 1  # a case without a département counts nowhere
     assert w.filter(pl.col("cases") > 0).select("mdo_id", "semaine", "dep").rows() == [
         ("chikungunya", "2026-S10", "971")]
+
+
+def test_a_child_with_lead_above_100_is_a_saturnisme_case_end_to_end(tmp_path):
+    """QA: '>100 µg/dL' (a result above the analyser's range) lost its number, so the child was no
+    saturnisme case. End to end from a CSV landing: the bound is kept with its comparator, converted,
+    and proves the threshold; '<1' proves nothing; 0,30 µmol/L converts with lead's molar mass."""
+    from flows.epi import publish_epi
+    from tests.epi_support import run_steps
+    from tests.helpers import HEADER, MAPPING_HEADER, line
+    from warehouse import catalog as cat
+    from warehouse import catalog_epi as ce
+
+    def lead(req, nom, resultat, unite="µg/dL", born="03/04/2018"):
+        return line(N_DEMANDE=req, NIR="", NOM=nom, PRENOM="Léa", DATE_NAISSANCE=born, CODE_POSTAL="93200",
+                    CODE_ANALYSE="PB", LIBELLE_ANALYSE="Plombémie", RESULTAT=resultat, UNITE=unite,
+                    VALEURS_REFERENCE="", DATE_PRELEVEMENT="15/01/2026 09:00", DATE_RECEPTION="15/01/2026 10:00",
+                    DATE_VALIDATION="16/01/2026 18:00")
+
+    home = tmp_path / "home"
+    (home / "mappings").mkdir(parents=True)
+    (home / "mappings" / "labo_alpha.csv").write_text(
+        MAPPING_HEADER + "PB,Plombémie,,,10368-9,,\n", encoding="utf-8")
+    landing = home / "landing" / "labo_alpha"
+    landing.mkdir(parents=True)
+    lines = [HEADER, lead("P1", "Above", ">100"), lead("P2", "Below", "<1"), lead("P3", "Molar", "0,30", "µmol/L"),
+             lead("P4", "Adult", ">100", born="03/04/1980")]
+    (landing / "labo_alpha_20260116.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ctx, refs = run_steps(home)
+    fct = ctx.wh.read(cat.FCT_LAB_RESULTS).sort("request_id")
+    assert fct.select("request_id", "value_num", "value_comparator", pl.col("value_canonical").round(3),
+                      "unit_canonical", "conversion_status").rows() == [
+        ("P1", 100.0, ">", 100.0, "ug/dL", "same_unit"),
+        ("P2", 1.0, "<", 1.0, "ug/dL", "same_unit"),
+        ("P3", 0.30, None, 6.216, "ug/dL", "ok"),
+        ("P4", 100.0, ">", 100.0, "ug/dL", "same_unit"),
+    ]
+    publish_epi(ctx, refs)
+    cases = ctx.wh.read(ce.MDO_CASES).filter(pl.col("mdo_id") == "saturnisme_enfant")
+    by_person = dict(fct.select("person_key", "request_id").iter_rows())
+    assert sorted(by_person[k] for k in cases["person_key"].to_list()) == ["P1", "P3"]  # P4 is an adult

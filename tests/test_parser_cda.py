@@ -59,12 +59,14 @@ def test_sample_results(sample):
         "local_code", "local_label", "loinc_code_src", "value_type", "value_raw", "value_num", "unit_raw",
         "ref_range", "abnormal_flag", "result_status", "specimen",
     ).rows()
+    # IVL_PQ with only a high bound (inclusive="false"): value_num is the bound, value_comparator '<'
+    assert sample[0]["value_comparator"].to_list() == [None, None, None, "<", None, None]
     assert got == [
         ("GLY", "Glycémie à jeun", "2345-7", "NM", "5.4", 5.4, "mmol/L", "3.9-5.8", "N", "F", "SER"),
         ("2160-0", "Créatinine [Masse/Volume] Sérum/Plasma ; Numérique", "2160-0", "NM", "71", 71.0, "umol/L",
          "45 - 90", "N", "F", "SER"),
         ("94500-6", "SARS-CoV-2 ARN", "94500-6", "CWE", "260373001^Détecté^SCT", None, None, None, "A", "F", "NPH"),
-        ("1988-5", "CRP", "1988-5", "SN", "<^0.5", None, "mg/L", None, None, "F", "NPH"),
+        ("1988-5", "CRP", "1988-5", "SN", "<^0.5", 0.5, "mg/L", None, None, "F", "NPH"),
         ("GRP", "Groupe sanguin", None, "ST", "A Rh+", None, None, None, None, "F", "NPH"),
         ("22314-9", "Hépatite A IgM", "22314-9", None, None, None, None, None, None, "X", "NPH"),
     ]

@@ -165,13 +165,15 @@ def test_batch_times_lab_and_specimen(batch):
 
 def test_batch_value_types_and_escapes(batch):
     rows = batch[0].filter(pl.col("message_id") == "MSG-0001")
-    got = rows.select("local_code", "loinc_code_src", "value_type", "value_raw", "value_num", "unit_raw", "result_status").rows()
+    got = rows.select("local_code", "loinc_code_src", "value_type", "value_raw", "value_num", "value_comparator",
+                      "unit_raw", "result_status").rows()
     assert got == [
-        ("HB", "718-7", "NM", "13,2", 13.2, "g/dL", "F"),
-        ("CRP", "1988-5", "SN", "<^0.5", None, "mg/L", "F"),
-        ("94500-6", "94500-6", "CWE", "260373001^Détecté^SCT", None, None, "F"),
-        ("COM", None, "TX", "Prélèvement reçu hémolysé\nRésultat sous réserve & à contrôler | labo", None, None, "F"),
-        ("GRP", None, "ST", "A ^ Rh+", None, None, "C"),
+        ("HB", "718-7", "NM", "13,2", 13.2, None, "g/dL", "F"),
+        ("CRP", "1988-5", "SN", "<^0.5", 0.5, "<", "mg/L", "F"),  # SN comparator: the bound and '<'
+        ("94500-6", "94500-6", "CWE", "260373001^Détecté^SCT", None, None, None, "F"),
+        ("COM", None, "TX", "Prélèvement reçu hémolysé\nRésultat sous réserve & à contrôler | labo",
+         None, None, None, "F"),
+        ("GRP", None, "ST", "A ^ Rh+", None, None, None, "C"),
     ]
     assert rows["local_label"][0] == "Hémoglobine"
     assert rows["ref_range"][0] == "12.0-16.0"
@@ -250,7 +252,24 @@ def test_parse_issues_instead_of_exceptions(tmp_path):
     assert rejects.height == 0
     assert rows["parse_issues"].to_list() == ["DATE_INVALID:collected_at", "VALUE_INVALID:value_num", None, None]
     assert rows["collected_at"][0] is None
-    assert rows["value_num"].to_list() == [5.1, None, None, 12.5]
+    assert rows["value_num"].to_list() == [5.1, None, 0.5, 12.5]  # NM '<0,5': the bound, decimal comma
+    assert rows["value_comparator"].to_list() == [None, None, "<", None]
+
+
+@pytest.mark.parametrize(
+    ("vt", "value", "num", "comparator"),
+    [
+        ("NM", "<0,5", 0.5, "<"), ("NM", "< 0.5", 0.5, "<"), ("NM", ">100", 100.0, ">"),
+        ("SN", "<^0.5", 0.5, "<"), ("SN", ">=^10", 10.0, ">="), ("SN", "<=^1,5", 1.5, "<="),
+        ("NM", "≤3", 3.0, "<="), ("NM", "≥ 3,5", 3.5, ">="),
+        ("SN", "=^12", 12.0, None), ("SN", "^1^-^5", None, None),  # exact; a range is not a bound
+        ("NM", "<>5", None, None), ("ST", "<0.5", None, None),  # not a bound; text stays text
+    ],
+)
+def test_comparator_values(tmp_path, vt, value, num, comparator):
+    rows, rejects, _ = parse_all(write(tmp_path, msg("1", vt=vt, value=value)))
+    assert rejects.height == 0
+    assert rows.select("value_num", "value_comparator").row(0) == (num, comparator)
 
 
 def test_latin1_message_among_utf8_ones(tmp_path):

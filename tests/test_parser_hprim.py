@@ -56,6 +56,7 @@ def test_sample_results(sample):
         "line_no", "request_id", "local_code", "loinc_code_src", "value_type", "value_raw", "value_num", "unit_raw",
         "ref_range", "abnormal_flag", "result_status", "specimen", "lab_finess",
     ).rows()
+    assert sample[0]["value_comparator"].to_list() == [None, None, None, "<"]
     comment = (
         "Prélèvement reçu hémolysé, résultat à interpréter avec prudence. Contrôle conseillé sous huit jours si la "
         "clinique le justifie ; le biologiste reste à votre disposition au 01 23 45 67 89."
@@ -64,7 +65,7 @@ def test_sample_results(sample):
         (4, "DEM-2024-0042", "HB", "718-7", "NM", "13,2", 13.2, "g/dL", "12.0-16.0", "N", "F", "SER", "130000012"),
         (5, "DEM-2024-0042", "COM", None, "TX", comment, None, None, None, None, "F", "SER", "750000001"),
         (9, "DEM-2024-0042", "HAV", "22314-9", "CE", "NEG^Négatif^L", None, None, None, None, "F", None, "750000001"),
-        (10, "DEM-2024-0042", "CRP", None, "SN", "<^0.5", None, "mg/L", "<5", None, "F", None, "750000001"),
+        (10, "DEM-2024-0042", "CRP", None, "SN", "<^0.5", 0.5, "mg/L", "<5", None, "F", None, "750000001"),
     ]
 
 

@@ -29,7 +29,8 @@ atexit.register(shutil.rmtree, WORKDIR, ignore_errors=True)
 
 
 def canonical(rows: list[dict]) -> pl.DataFrame:
-    """Canonical frame with value_num (and its parse issue) derived exactly as parsers derive them."""
+    """Canonical frame with value_num, value_comparator (and the parse issue) derived exactly as parsers
+    derive them."""
     df = conform(pl.DataFrame(rows, schema_overrides={k: v for k, v in CANONICAL_SCHEMA.items() if k in rows[0]}))
     raw = df.drop("value_num", "file_id", "source").with_columns(
         pl.col("birth_date").dt.strftime("%Y%m%d"),
@@ -38,7 +39,7 @@ def canonical(rows: list[dict]) -> pl.DataFrame:
         pl.lit(1).alias("line_no"),
     )
     derived = finish(raw_frame(list(raw.select(list(raw_frame([]).columns)).iter_rows())), "f", "s")
-    return df.with_columns(derived["value_num"], derived["parse_issues"])
+    return df.with_columns(derived["value_num"], derived["value_comparator"], derived["parse_issues"])
 
 
 def parse_file(parser, path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -60,6 +60,19 @@ def test_each_defect_gets_its_reason(tmp_path, fields, reason, column):
     assert q.select("line_no", "reason_code", "column").rows() == [(3, reason, column)]
 
 
+def test_comparator_values_pass_and_a_bad_comparator_is_quarantined(tmp_path):
+    rows = rows_of(tmp_path, line(RESULTAT=">100"), line(N_DEMANDE="D2", RESULTAT="<0,5"),
+                   line(N_DEMANDE="D3"), line(N_DEMANDE="D4"))
+    assert rows["value_comparator"].to_list() == [">", "<", None, None]
+    # a parser bug or a hand-made frame: '=<' is not a comparator, '<' without its bound is nothing
+    rows = rows.with_columns(value_comparator=pl.Series([">", "<", "=<", "<"]),
+                             value_num=pl.Series([100.0, 0.5, 1.0, None]))
+    valid, q = validate_rows(rows, now=NOW)
+    assert valid["value_comparator"].to_list() == [">", "<"]
+    assert q.select("line_no", "reason_code", "column").rows() == [
+        (4, "VALUE_INVALID", "value_comparator"), (5, "VALUE_INVALID", "value_comparator")]
+
+
 def test_a_row_with_two_defects_gets_both(tmp_path):
     _, q = validate_rows(rows_of(tmp_path, line(NIR=bad_nir("2550999000116"), SEXE="Y")), now=NOW)
     assert sorted(q.select("reason_code", "column").rows()) == [("NIR_KEY", "patient_nir"), ("SEX_INVALID", "sex")]

@@ -12,6 +12,7 @@ from transforms.terminology.units import (
     conversion_coverage,
     conversion_factor,
     convert_units,
+    fraction_kind,
     is_valid_ucum,
     load_unit_tables,
     loinc_unit_table,
@@ -62,6 +63,18 @@ def test_canonical_units_fit_their_property():
         ("10*3/uL", "10*9/L", None, None, (1.0, "ok")),
         ("g/L", "g/dL", None, None, (0.1, "ok")),
         ("L/L", "%", None, None, (100.0, "ok")),
+        ("L/L", "%", None, "VFR", (100.0, "ok")),  # haematocrit 0.42 L/L -> 42 %
+        ("mL/dL", "%", None, "VFR", (1.0, "ok")),
+        ("mg/g", "%", None, "MFR", (0.1, "ok")),
+        ("10*-3", "%", None, "MFR", (0.1, "ok")),  # generic fractions fit any kind
+        ("mmol/mol", "%", None, "SFR", (0.1, "ok")),
+        # HbA1c IFCC mmol/mol on the NGSP mass-fraction code: not a unit change (48 is not 4.8 %)
+        ("mmol/mol", "%", None, "MFR", (None, "incompatible_dimension")),
+        ("%", "mmol/mol", None, "MFR", (None, "incompatible_dimension")),
+        ("L/L", "%", None, "MFR", (None, "incompatible_dimension")),
+        ("mol/mol", "g/g", None, None, (None, "incompatible_dimension")),  # two explicit kinds
+        ("mmol/mol", "mg/g", None, "RATIO", (None, "incompatible_dimension")),
+        ("L/L", "mmol/mol", None, None, (None, "incompatible_dimension")),
         ("min", "s", None, None, (60.0, "ok")),
         ("[IU]/L", "U/L", None, "CCNC", (1.0, "ok")),  # French 'UI/L' on an enzyme
         ("[IU]/L", "U/L", None, "ACNC", (None, "incompatible_dimension")),
@@ -119,3 +132,52 @@ def test_convert_units_and_coverage():
     assert cov.rows() == [("a", 3, 2, 0.6667, 1, 0, 0), ("b", 2, 0, 0.0, 0, 1, 1)]
     assert cov.columns == ["source", "n_numeric", "n_converted", "share_converted", "incompatible_dimension",
                            "text_on_quantitative", "unit_unknown"]
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("mmol/mol", "substance"), ("mol/mol{Hb}", "substance"), ("mg/g", "mass"), ("g/kg", "mass"),
+        ("L/L", "volume"), ("mL/dL", "volume"), ("%", None), ("%{HbA1c}", None), ("1", None),
+        ("10*-3", None), ("{ratio}", None), ("mmol/L", None), ("bogus", None), (None, None),
+    ],
+)
+def test_fraction_kind(code, kind):
+    assert fraction_kind(code) == kind
+
+
+def test_units_fit_the_kind_of_fraction_of_the_property():
+    assert unit_fits_property("%", "MFR") and unit_fits_property("mg/g", "MFR")
+    assert unit_fits_property("mmol/mol", "MFR") is False
+    assert unit_fits_property("mmol/mol", "SFR") is True
+    assert unit_fits_property("L/L", "VFR") is True and unit_fits_property("g/g", "VFR") is False
+
+
+def test_hba1c_in_mmol_per_mol_is_not_converted_to_percent():
+    loinc = load_loinc_seed(ROOT / "seeds" / "reference" / "loinc.csv")
+    df = pl.DataFrame(
+        {
+            "loinc_code": ["4548-4", "4548-4", "4544-3", "4544-3"],
+            "unit_raw": ["mmol/mol", "%", "L/L", "l/l"],
+            "value_num": [48.0, 6.5, 0.42, 0.40],
+        }
+    )
+    out = convert_units(df, loinc, TABLES)
+    assert out.select(pl.col("value_canonical").round(4), "unit_canonical", "conversion_status").rows() == [
+        (48.0, "mmol/mol", "incompatible_dimension"),  # kept as sent, never 4.8 %
+        (6.5, "%", "same_unit"),
+        (42.0, "%", "ok"),  # haematocrit
+        (40.0, "%", "ok"),
+    ]
+
+
+def test_blood_lead_in_umol_per_litre_converts_with_the_molar_mass_of_lead():
+    mm = TABLES.molar_masses.filter(pl.col("loinc_num") == "10368-9").row(0, named=True)
+    assert (mm["analyte"], mm["molar_mass_g_per_mol"], mm["formula"]) == ("lead", 207.2, "Pb")
+    loinc = load_loinc_seed(ROOT / "seeds" / "reference" / "loinc.csv")
+    df = pl.DataFrame({"loinc_code": ["10368-9"], "unit_raw": ["µmol/L"], "value_num": [0.30]})
+    out = convert_units(df, loinc, TABLES)
+    # 0.30 umol/L x 207.2 g/mol = 62.16 ug/L = 6.216 ug/dL (the code's canonical unit)
+    assert out.select(pl.col("value_canonical").round(4), "unit_canonical", "conversion_status").row(0) == (
+        6.216, "ug/dL", "ok",
+    )

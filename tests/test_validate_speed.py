@@ -75,14 +75,18 @@ def defects(tmp_path_factory) -> pl.DataFrame:
         line(N_DEMANDE="D21", DATE_PRELEVEMENT="02/11/2016 08:30", DATE_RECEPTION=""),
         line(N_DEMANDE="D22", DATE_PRELEVEMENT="02/11/26 08:30", DATE_NAISSANCE="", DATE_RECEPTION="",
              DATE_VALIDATION=""),
-        line(N_DEMANDE="D23", RESULTAT="1e999"),
+        line(N_DEMANDE="D23", RESULTAT="1e999"), line(N_DEMANDE="D24", RESULTAT=">100"),
     ]) + "\n", encoding="utf-8")
     df = canonical_rows(path)
     # what the CSV parser never hands over (it flags a bad sex itself, reads an empty status as F,
     # has no source LOINC), and
-    # what no CSV line can hold: a missing file id, source or line number, a line number below 1
+    # what no CSV line can hold: a missing file id, source or line number, a line number below 1,
+    # a comparator that is not one
     line_no = pl.col("line_no")
+    assert df.filter(pl.col("request_id") == "D24")["value_comparator"].to_list() == [">"]
     return df.with_columns(
+        pl.when(pl.col("request_id") == "D24").then(pl.lit("=<")).otherwise(pl.col("value_comparator"))
+        .alias("value_comparator"),
         pl.when(line_no == 10).then(pl.lit("Y")).otherwise(pl.col("sex")).alias("sex"),
         pl.when(line_no == 6).then(pl.lit("1234-5")).when(line_no == 7).then(pl.lit("2345-7"))
         .otherwise(pl.col("loinc_code_src")).alias("loinc_code_src"),
@@ -113,7 +117,8 @@ def test_every_reason_as_pandera_gives_it(defects):
             ("STATUS_INVALID", "result_status"), ("MISSING_VALUE", "request_id"), ("MISSING_VALUE", "local_code"),
             ("MISSING_VALUE", "value_raw"), ("MISSING_VALUE", "patient_nir"), ("MISSING_VALUE", "file_id"),
             ("MISSING_VALUE", "source"), ("MISSING_VALUE", "line_no"), ("MALFORMED_LINE", "line_no"),
-            ("DATE_INVALID", "collected_at"), ("LOINC_CHECK", "loinc_code_src"), ("VALUE_INVALID", "value_num")} <= got
+            ("DATE_INVALID", "collected_at"), ("LOINC_CHECK", "loinc_code_src"), ("VALUE_INVALID", "value_num"),
+            ("VALUE_INVALID", "value_comparator")} <= got
 
 
 def test_generated_files_as_pandera_gives_them(generated):

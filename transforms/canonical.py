@@ -47,7 +47,10 @@ CANONICAL_COLUMNS: tuple[Column, ...] = (
     Column("loinc_code_src", pl.Utf8(), "LOINC code given by the source itself, if any"),
     Column("value_type", pl.Utf8(), "NM numeric, ST/TX text, CE/CWE coded, SN structured numeric"),
     Column("value_raw", pl.Utf8(), "result as sent"),
-    Column("value_num", pl.Float64(), "numeric value when the result is numeric"),
+    Column("value_num", pl.Float64(), "numeric value when the result is numeric; a bound when value_comparator "
+                                      "is set (filter value_comparator IS NULL for exact values)"),
+    Column("value_comparator", pl.Utf8(), "'<', '<=', '>' or '>=' when the result is a bound ('<0,5', '>100', "
+                                          "SN '<^0.5'): value_num is then the bound; null for an exact value"),
     Column("unit_raw", pl.Utf8(), "unit as sent"),
     Column("ref_range", pl.Utf8(), "reference range as sent"),
     Column("abnormal_flag", pl.Utf8(), "abnormal flag as sent (H, L, N, A...)"),
@@ -55,6 +58,8 @@ CANONICAL_COLUMNS: tuple[Column, ...] = (
     Column("specimen", pl.Utf8(), "specimen type as sent"),
     Column("parse_issues", pl.Utf8(), "';'-joined REASON:column found while parsing, null when clean"),
 )
+
+COMPARATORS: tuple[str, ...] = ("<", "<=", ">", ">=")  # the values of value_comparator
 
 CANONICAL_SCHEMA: pl.Schema = pl.Schema({c.name: c.dtype for c in CANONICAL_COLUMNS})
 IDENTIFYING_COLUMNS: frozenset[str] = frozenset(c.name for c in CANONICAL_COLUMNS if c.identifying)

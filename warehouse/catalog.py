@@ -98,7 +98,10 @@ STAGING_RESULT_COLUMNS: tuple[Column, ...] = (
     C("loinc_code_src", U, "LOINC given by the source"),
     C("value_type", U, "HL7 value type"),
     C("value_raw", U, "result as sent"),
-    C("value_num", F, "numeric value"),
+    C("value_num", F, "numeric value; a bound when value_comparator is set (filter value_comparator IS NULL "
+                      "for exact values)"),
+    C("value_comparator", U, "'<', '<=', '>' or '>=' when the result is a bound ('<0,5', '>100'): value_num "
+                             "and value_canonical are then the bound; null for an exact value"),
     C("unit_raw", U, "unit as sent"),
     C("ref_range", U, "reference range"),
     C("abnormal_flag", U, "abnormal flag"),
@@ -119,7 +122,8 @@ CODED_COLUMNS: tuple[Column, ...] = (
     C("result_qual", U, "SNOMED CT qualifier of a qualitative result"),
     C("result_class", U, "POS | NEG | INVALID for qualitative results, null for numeric"),
     C("unit_ucum", U, "unit as UCUM"),
-    C("value_canonical", F, "value in the LOINC's canonical unit"),
+    C("value_canonical", F, "value in the LOINC's canonical unit; a bound when value_comparator is set "
+                            "(filter value_comparator IS NULL for exact values)"),
     C("unit_canonical", U, "canonical UCUM unit"),
     C("conversion_status", U, "unit conversion outcome"),
 )

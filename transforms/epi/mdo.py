@@ -6,7 +6,11 @@ condition to a disease:
 - ``pos``: the qualitative result is positive (result_class POS: positif, détecté, présence...);
 - ``ge`` / ``gt``: the numeric value in the LOINC's canonical unit (value_canonical, unit_canonical)
   is >= / > ``threshold``; ``unit`` must equal the canonical unit, otherwise the result is not
-  evaluated (a unit that could not be converted never makes a case);
+  evaluated (a unit that could not be converted never makes a case). A bound (value_comparator
+  set, value_canonical the bound) meets the condition only when it proves it: ``>b`` or ``>=b``
+  with ``b >= threshold`` for ``ge``; ``>b`` with ``b >= threshold`` or ``>=b`` with
+  ``b > threshold`` for ``gt``; ``<``/``<=`` never do (``>100 ug/dL`` is a lead case, ``<0,5``
+  is not);
 - ``min_age`` / ``max_age`` (optional): the patient's age in full years at collection must be in
   range; an unknown age never matches a rule with an age condition.
 
@@ -30,7 +34,8 @@ from transforms.terminology.loinc import loinc_check_ok
 RULE_COLUMNS = ("mdo_id", "loinc_num", "condition", "threshold", "unit", "min_age", "max_age", "episode_days",
                 "active", "note")
 CONDITIONS = ("pos", "ge", "gt")
-RESULT_COLUMNS = ("person_key", "loinc_code", "result_class", "value_canonical", "unit_canonical", "age",
+RESULT_COLUMNS = ("person_key", "loinc_code", "result_class", "value_canonical", "value_comparator", "unit_canonical",
+                  "age",
                   "collected_date", "collected_at", "dep", "cl_age90", "sex", "file_seq", "line_no")
 CASE_COLUMNS = ("mdo_id", "person_key", "jour", "semaine", "dep", "cl_age90", "sex", "loinc_code")
 
@@ -110,6 +115,34 @@ def episode_days(rules: pl.DataFrame) -> dict[str, int]:
     return dict(rules.group_by("mdo_id").agg(pl.col("episode_days").first()).iter_rows())
 
 
+def proves(condition: pl.Expr, threshold: pl.Expr, value: pl.Expr, comparator: pl.Expr) -> pl.Expr:
+    """Whether a result (``value``, with ``comparator`` null for an exact value or '<', '<=', '>',
+    '>=' for a bound) proves ``value <condition> threshold``, for condition ge, gt, le or lt.
+
+    An exact value is compared; a bound proves the condition only when every value it allows does:
+    '>b' means value > b, so it proves 'ge t' and 'gt t' when b >= t; '>=b' proves 'ge t' when
+    b >= t and 'gt t' when b > t; '<'/'<=' never prove ge/gt. Symmetric for le/lt.
+    """
+    exact = comparator.is_null()
+    return (
+        pl.when(condition == "ge").then(
+            pl.when(exact).then(value >= threshold)
+            .when(comparator.is_in([">", ">="])).then(value >= threshold).otherwise(False))
+        .when(condition == "gt").then(
+            pl.when(exact).then(value > threshold)
+            .when(comparator == ">").then(value >= threshold)
+            .when(comparator == ">=").then(value > threshold).otherwise(False))
+        .when(condition == "le").then(
+            pl.when(exact).then(value <= threshold)
+            .when(comparator.is_in(["<", "<="])).then(value <= threshold).otherwise(False))
+        .when(condition == "lt").then(
+            pl.when(exact).then(value < threshold)
+            .when(comparator == "<").then(value <= threshold)
+            .when(comparator == "<=").then(value < threshold).otherwise(False))
+        .otherwise(False)
+    )
+
+
 def positive_results(results: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
     """Current results that meet an active rule: one row per (result, disease) with mdo_id."""
     active = rules.filter("active").select("mdo_id", pl.col("loinc_num").alias("loinc_code"), "condition",
@@ -118,8 +151,9 @@ def positive_results(results: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame
     value_ok = pl.col("value_canonical").is_not_null() & (pl.col("unit_canonical") == pl.col("unit"))
     meets = (
         pl.when(pl.col("condition") == "pos").then(pl.col("result_class") == "POS")
-        .when(pl.col("condition") == "ge").then(value_ok & (pl.col("value_canonical") >= pl.col("threshold")))
-        .when(pl.col("condition") == "gt").then(value_ok & (pl.col("value_canonical") > pl.col("threshold")))
+        .when(pl.col("condition").is_in(["ge", "gt"])).then(
+            value_ok & proves(pl.col("condition"), pl.col("threshold"), pl.col("value_canonical"),
+                              pl.col("value_comparator")))
         .otherwise(False)
     )
     age_ok = (

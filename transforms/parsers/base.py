@@ -55,3 +55,20 @@ def holds_utf8_sequences(data: bytes, french_only: bool = False) -> bool:
     if french_only and not any(lead in data for lead in _UTF8_LEADS):
         return False
     return _UTF8_SEQUENCE.search(data) is not None
+
+
+# --- comparators ('<0,5', '>100', SN '<^0.5') -----------------------------------------------------
+_COMPARATOR_SIGNS = {"≤": "<=", "≥": ">="}
+_COMPARATOR_GROUP = r"(<=|>=|<|>|≤|≥)"
+
+
+def comparator_pattern(number: str) -> str:
+    """Regex of a comparator and a number (``number`` a regex without groups), the number in group 2:
+    ``<0,5``, ``< 0.5``, ``<^0.5`` (HL7 SN), ``>=^10``, ``≤ 3``."""
+    return rf"^{_COMPARATOR_GROUP}\s*\^?\s*({number})$"
+
+
+def comparator_of(group: pl.Expr) -> pl.Expr:
+    """The comparator group of :func:`comparator_pattern` as one of
+    :data:`~transforms.canonical.COMPARATORS`."""
+    return group.replace(_COMPARATOR_SIGNS)

@@ -20,7 +20,14 @@ from pathlib import Path
 import polars as pl
 
 from transforms.canonical import conform
-from transforms.parsers.base import REJECT_SCHEMA, Chunk, FileFormatError, holds_utf8_sequences
+from transforms.parsers.base import (
+    REJECT_SCHEMA,
+    Chunk,
+    FileFormatError,
+    comparator_of,
+    comparator_pattern,
+    holds_utf8_sequences,
+)
 
 HEADER_TO_CANONICAL: dict[str, str] = {
     "FINESS": "lab_finess",
@@ -244,6 +251,9 @@ def _multiline_records(lines: pl.DataFrame, columns: list[str]) -> tuple[pl.Data
     return pl.DataFrame(rows, schema=schema, orient="row"), consumed
 
 
+_CSV_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"  # after spaces are removed and ',' -> '.'
+
+
 def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     """Canonical rows from ``f``: ``line_no``, the stripped field columns and, for each date column,
     its first-format reading (``_parsed_name``); one query once the rare other formats are read."""
@@ -265,14 +275,20 @@ def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     sex = sex_raw.replace_strict(SEX_CODES, default=None)
     issues.append(pl.when(sex_raw.is_not_null() & sex.is_null()).then(pl.lit("SEX_INVALID:sex")))
     value_num = col("value_raw").str.replace_all(r"\s", "").str.replace(",", ".", literal=True)
-    value_num = pl.when(value_num.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")).then(
-        value_num.cast(pl.Float64, strict=False))
+    # a comparator and a number ('>100', '<0,5', '≤ 3'): the bound in value_num, the comparator apart
+    bound = value_num.str.extract_groups(comparator_pattern(_CSV_NUMBER))
+    comparator = comparator_of(bound.struct.field("1"))
+    value_num = pl.when(value_num.str.contains(f"^{_CSV_NUMBER}$")).then(
+        value_num.cast(pl.Float64, strict=False)).otherwise(bound.struct.field("2").cast(pl.Float64, strict=False))
+    comparator = pl.when(value_num.is_not_null()).then(comparator)
     status = col("result_status").str.to_uppercase().fill_null("F")
     out = f.lazy().with_columns(
         sex.alias("sex"),
         col("patient_nir").str.to_uppercase().str.replace_all(" ", "", literal=True).alias("patient_nir"),
         value_num.alias("value_num"),
-        pl.when(value_num.is_not_null()).then(pl.lit("NM")).otherwise(pl.lit("ST")).alias("value_type"),
+        comparator.alias("value_comparator"),
+        pl.when(comparator.is_not_null()).then(pl.lit("SN"))
+        .when(value_num.is_not_null()).then(pl.lit("NM")).otherwise(pl.lit("ST")).alias("value_type"),
         status.alias("result_status"),
         pl.concat_str(issues, separator=";", ignore_nulls=True).replace("", None).alias("parse_issues"),
         pl.lit(file_id).alias("file_id"),

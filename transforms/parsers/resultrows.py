@@ -12,6 +12,9 @@ done column-wise is done here, once per batch, with polars:
 * ``value_num`` from ``value_raw`` when ``value_type`` is NM, or SN holding a plain number
   (``^12``, ``=^12``, ``12``); a decimal comma is accepted; an NM value that is not a number
   (and not a comparator such as ``<0.5``) gives ``VALUE_INVALID:value_num``;
+* a comparator and a number, NM or SN (``<0,5``, ``< 0.5``, ``<^0.5``, ``>=^10``, ``≤3``; CDA
+  IVL_PQ with one bound arrives as ``<^x`` / ``<=^x`` / ``>^x`` / ``>=^x``): ``value_comparator``
+  is ``<``, ``<=``, ``>`` or ``>=`` and ``value_num`` the bound;
 * empty strings become nulls;
 * the issues found in Python (the last tuple item) and the ones found here are ``;``-joined.
 
@@ -30,7 +33,7 @@ import polars as pl
 
 from quality.reasons import check
 from transforms.canonical import conform
-from transforms.parsers.base import REJECT_SCHEMA, Chunk
+from transforms.parsers.base import REJECT_SCHEMA, Chunk, comparator_of, comparator_pattern
 
 RAW_COLUMNS: tuple[str, ...] = (
     "line_no",
@@ -72,7 +75,8 @@ _TS_PATTERN = (
 )
 _NUMBER = r"[-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)"
 _NUM_RE = rf"^{_NUMBER}$"
-_COMPARATOR_RE = rf"^(?:<=|>=|<>|<|>|=)\s*{_NUMBER}$"
+_COMPARATOR_RE = rf"^(?:<=|>=|<>|<|>|=|≤|≥)\s*\^?\s*{_NUMBER}$"
+_BOUND_RE = comparator_pattern(_NUMBER)
 
 
 def _timestamp_from_groups(g: pl.Expr) -> pl.Expr:
@@ -136,6 +140,7 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
             v.alias("__v"),
             v.str.contains(_NUM_RE).alias("__v_num"),
             v.str.contains(_COMPARATOR_RE).alias("__v_cmp"),
+            v.str.extract_groups(_BOUND_RE).alias("__b"),
             sn_body.alias("__sn"),
             sn_body.str.contains(_NUM_RE).alias("__sn_num"),
         ]
@@ -156,6 +161,8 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
             pl.when(pl.col("__sn_num"))
             .then(pl.col("__sn").str.replace(",", ".", literal=True).cast(pl.Float64))
             .alias("__snv"),
+            comparator_of(pl.col("__b").struct.field("1")).alias("__cmp"),
+            pl.col("__b").struct.field("2").str.replace(",", ".", literal=True).cast(pl.Float64).alias("__bound"),
         ]
     )
     vt = pl.col("__vt")
@@ -173,7 +180,9 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
         [pl.col(f"__t_{n}").alias(n) for n in TIMESTAMP_COLUMNS]
         + [
             pl.col("__t_birth_date").dt.date().alias("birth_date"),
-            pl.when(vt == "NM").then(pl.col("__nm")).when(vt == "SN").then(pl.col("__snv")).alias("value_num"),
+            pl.when(vt == "NM").then(pl.coalesce("__nm", "__bound"))
+            .when(vt == "SN").then(pl.coalesce("__snv", "__bound")).alias("value_num"),
+            pl.when(vt.is_in(["NM", "SN"])).then(pl.col("__cmp")).alias("value_comparator"),
             pl.when(joined == "").then(None).otherwise(joined).alias("parse_issues"),
             pl.lit(file_id).alias("file_id"),
             pl.lit(source).alias("source"),

@@ -7,7 +7,8 @@ parsing a written file gives back the same canonical rows, in the same order, ex
 columns (``file_id``, ``line_no``, ``message_id``, ``source``), for rows as the parsers produce
 them:
 
-* ``value_num`` is derived from ``value_type``/``value_raw`` (NM, or SN with a plain number);
+* ``value_num`` and ``value_comparator`` are derived from ``value_type``/``value_raw`` (NM, or SN
+  with a plain number or a comparator and a number such as ``<^0.5``);
 * ``local_code`` is filled whenever ``loinc_code_src`` is;
 * composite values (CE, CWE, SN) are written HL7-style, ``code^label^system`` / ``<^0.5``,
   without trailing empty components; empty strings are nulls;

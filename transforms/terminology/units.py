@@ -11,8 +11,9 @@ Anything else is unknown (``unit_unknown``); nothing is guessed.
 Conversion (``conversion_factor``) uses ucumvert/pint for the arithmetic and refuses what pint
 would accept but a lab would not: units built on arbitrary units ([IU], [arb'U]) only convert to
 units built on the same ones (except [IU] == U on catalytic-activity tests, the French 'UI' being
-the enzyme unit there), and mass <-> molar concentration needs the analyte's molar mass
-(seeds/terminology/molar_masses.csv).
+the enzyme unit there), mass <-> molar concentration needs the analyte's molar mass
+(seeds/terminology/molar_masses.csv), and dimensionless units only convert within one kind of
+fraction (``fraction_kind``: mmol/mol is never %, HbA1c IFCC -> NGSP is not a unit change).
 """
 
 from __future__ import annotations
@@ -232,6 +233,57 @@ def property_dimensions(property_class: str) -> frozenset[str]:
     return frozenset(dimension_of(u) for u in PROPERTY_UNITS.get(property_class, ()))
 
 
+# --- kinds of fraction ---------------------------------------------------------------------------
+# pint reduces mol/mol, g/g, L/L and % alike to "dimensionless", yet 48 mmol/mol of HbA1c (IFCC,
+# a substance fraction) is not 4.8 % (NGSP, a mass-fraction scale). A dimensionless unit built on
+# moles, grams or litres is a fraction of that kind; %, 1, 10*-3, {ratio} are generic and fit any.
+_FRACTION_KINDS = {"[substance]": "substance", "[mass]": "mass", "[length] ** 3": "volume"}
+# Explicit kinds each fraction class of LOINC accepts (generic units always fit). A number fraction
+# accepts a substance fraction: an amount of substance counts entities. RATIO and RLTM: any kind.
+PROPERTY_FRACTION_KINDS: dict[str, frozenset[str]] = {
+    "MFR": frozenset({"mass"}),
+    "MRTO": frozenset({"mass"}),
+    "SFR": frozenset({"substance"}),
+    "VFR": frozenset({"volume"}),
+    "NFR": frozenset({"substance"}),
+}
+_ANNOTATIONS = re.compile(r"\{[^{}]*\}")
+
+
+@functools.lru_cache(maxsize=4096)
+def fraction_kind(code: str | None) -> str | None:
+    """Kind of fraction a dimensionless UCUM code expresses: 'substance' (mol/mol, mmol/mol),
+    'mass' (g/g, mg/g), 'volume' (L/L, mL/dL), another dimension's text (s/s), or 'mixed' when its
+    atoms mix kinds; None for a generic unit (%, 1, 10*-3, {ratio}) and for a code that is not a
+    dimensionless UCUM unit."""
+    if code is None:
+        return None
+    q = ucum_quantity(code)
+    if q is None or not q.dimensionless:
+        return None
+    kinds = set()
+    for atom in re.split(r"[./()]", _ANNOTATIONS.sub("", code)):
+        qa = ucum_quantity(atom) if atom else None
+        if qa is None or qa.dimensionless:
+            continue
+        dim = str(qa.dimensionality).lstrip("1/ ")  # L-1 counts as a volume like L
+        kinds.add(_FRACTION_KINDS.get(dim, dim))
+    if not kinds:
+        return None
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def fraction_kinds_compatible(src: str | None, dst: str | None, property_class: str | None = None) -> bool:
+    """May a value in the dimensionless unit ``src`` be stated in ``dst`` on a code of
+    ``property_class``? Only within one kind of fraction (generic units fit any), and never in a
+    kind the property class excludes (a substance fraction on a mass-fraction code)."""
+    kinds = {k for k in (fraction_kind(src), fraction_kind(dst)) if k is not None}
+    if len(kinds) > 1 or "mixed" in kinds:
+        return False
+    allowed = PROPERTY_FRACTION_KINDS.get(property_class or "")
+    return allowed is None or kinds <= allowed
+
+
 def unit_fits_property(code: str | None, property_class: str | None) -> bool | None:
     """True/False when both are known, None when either is unknown. Mass and molar concentration
     count as fitting each other (convertible with a molar mass)."""
@@ -241,6 +293,8 @@ def unit_fits_property(code: str | None, property_class: str | None) -> bool | N
     allowed = set(property_dimensions(property_class))
     if property_class in ("MCNC", "SCNC"):
         allowed |= property_dimensions("MCNC") | property_dimensions("SCNC")
+    if dim in allowed and property_class in PROPERTY_FRACTION_KINDS:
+        return fraction_kinds_compatible(code, None, property_class)
     return dim in allowed
 
 
@@ -274,6 +328,8 @@ def conversion_factor(
     if q_dst is None:
         return None, NO_CANONICAL_UNIT
     if _arbitrary_atoms(src) != _arbitrary_atoms(dst):
+        return None, INCOMPATIBLE
+    if q_src.dimensionless and q_dst.dimensionless and not fraction_kinds_compatible(src, dst, property_class):
         return None, INCOMPATIBLE
     if q_src.dimensionality == q_dst.dimensionality:
         return _round_factor((q_src / q_dst).to("dimensionless").magnitude), OK
