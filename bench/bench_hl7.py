@@ -101,7 +101,7 @@ def canonical_rows(n_messages: int, seed: int = 20261101) -> pl.DataFrame:
                 birth_date=patient[4], sex=patient[5], postal_code=patient[6], collected_at=collected,
                 received_at=collected + timedelta(hours=2), validated_at=collected + timedelta(hours=5, minutes=k),
                 local_code=code, local_label=label, loinc_code_src=loinc, value_type=vt, value_raw=raw,
-                value_num=None, unit_raw=unit, ref_range="3.9-5.8" if vt == "NM" else None,
+                value_num=None, value_comparator=None, unit_raw=unit, ref_range="3.9-5.8" if vt == "NM" else None,
                 abnormal_flag=rnd.choice(["N", "H", "L", None]), result_status="F", specimen="SER", parse_issues=None,
             )
             for name, v in values.items():

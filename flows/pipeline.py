@@ -206,6 +206,12 @@ def ingest_flow(home: str = "data") -> dict:
             wait([recode_task.submit(home, p, label=process.batch_label(p)) for p in parts])
             changed += redo
         steps.save_mappings_fingerprint(ctx, fingerprint)
+    # files an interrupted run processed but did not publish are published now (QA: they were lost)
+    owed = [fid for fid in steps.owed_publication(ctx) if fid not in set(changed)]
+    if owed:
+        log.warning("%d file(s) processed by an interrupted run are published now", len(owed))
+        changed += owed
+    steps.save_owed(ctx, changed)
     return {"changed": changed, "totals": dict(totals), "reasons": dict(reasons), "files": files,
             "files_seen": len(tickets), "stage_seconds": ctx.stage_seconds}
 
@@ -216,6 +222,7 @@ def publish_flow(home: str = "data", changed: list[str] | None = None) -> dict:
     ctx = _ctx(home)
     with Stage(ctx, "publish"):
         fct = publish_fct_task(home, changed or [])
+        steps.save_owed(ctx, [])
         epi = publish_epi_task(home)
         quality = publish_quality_task(home)
     with Stage(ctx, "views"):

@@ -99,6 +99,9 @@ def process_file(ctx: steps.Context, ticket: steps.FileTicket, work: Work) -> di
     # an earlier run's ingest is reused as it is on disk (``raw`` then holds nothing: read back)
     got = steps.ingested(ctx, ticket) or steps.ingest(ctx, ticket, keep=raw)
     seconds["ingest"] = time.perf_counter() - t0
+    if got.get("failed") == "FILE_GONE":  # nothing was read: not logged, so the next run reads it when back
+        return {"ticket": ticket, "status": "failed", "reason": got["failed"], "detail": got["detail"],
+                "seconds": seconds}
     if "failed" in got:
         steps.quarantine_file_failure(ctx, ticket, got["failed"], got["detail"])
         steps.log_file(ctx, ticket, fmt=None, status="failed", reason_code=got["failed"], detail=got["detail"])

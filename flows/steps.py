@@ -148,7 +148,10 @@ def discover(ctx: Context) -> list[FileTicket]:
                                           raw_name=rel))
             continue
         source = rel.split("/")[0] if "/" in rel else "_unknown"
-        digest = sha256_of(path)
+        try:
+            digest = sha256_of(path)
+        except FileNotFoundError:  # moved or deleted while the run looked: the next run sees it if it is back
+            continue
         log_id = hashlib.sha256(f"{rel}\0{digest}".encode()).hexdigest()[:16]
         if log_id in seen_logs:
             continue
@@ -213,6 +216,10 @@ def ingest(ctx: Context, t: FileTicket, keep: KeptFrames | None = None) -> dict:
     except FileFormatError as err:
         ctx.wh.delete_partition(cat.RAW_RESULTS, t.file_id)
         return {"failed": err.reason_code, "detail": str(err)}
+    except FileNotFoundError:  # QA: a file moved away mid-run aborted the whole run
+        ctx.wh.delete_partition(cat.RAW_RESULTS, t.file_id)
+        return {"failed": "FILE_GONE", "detail": f"{t.path}: no longer in the landing area (moved, renamed or "
+                                                 "deleted during the run); read when it is back"}
     rej = pl.concat(rejects) if rejects else cat.RAW_REJECTED.empty()
     ctx.wh.write_partition(cat.RAW_REJECTED, t.file_id, [rej])
     n_rej = rej["line_no"].n_unique()
@@ -445,6 +452,23 @@ def _save_state(ctx: Context, **values) -> None:
 
 def save_mappings_fingerprint(ctx: Context, fingerprint: str) -> None:
     _save_state(ctx, mappings_fingerprint=fingerprint)
+
+
+# --------------------------------------------------------------------------------------------
+# publication owed: files processed but not yet (or not completely) published
+# --------------------------------------------------------------------------------------------
+def owed_publication(ctx: Context) -> list[str]:
+    """The files a run must publish besides its own: those an interrupted run processed (and logged
+    as loaded) but did not publish. A killed run left them in the state (``save_owed``), or they
+    have coded rows and no fact-table partition (QA: they were never published again)."""
+    owed = set(_state(ctx).get("publish_owed", []))
+    coded = set(ctx.wh.partitions(cat.STG_RESULTS_CODED))
+    return sorted((owed & coded) | (coded - set(ctx.wh.partitions(cat.FCT_LAB_RESULTS))))
+
+
+def save_owed(ctx: Context, file_ids: list[str]) -> None:
+    """Before publishing: what must be published, should this run be interrupted; [] once done."""
+    _save_state(ctx, publish_owed=sorted(set(file_ids)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ REASONS: dict[str, str] = {
     "UNSAFE_FILE_NAME": "the file name is hostile (path traversal, control characters...): not opened",
     "NOT_A_FILE": "a landing entry that is a symbolic link: never followed, not opened",
     "EMPTY_FILE": "the file holds no data",
+    "FILE_GONE": "the file left the landing area between discovery and reading (moved, renamed or deleted during the run): not logged, read by the next run that finds it",
     "HEADER_INVALID": "the file's header does not name the required columns",
 }
 
