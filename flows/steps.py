@@ -29,7 +29,7 @@ from warehouse.store import KeptFrames, Warehouse
 from warehouse.views import build_views, sql_literal
 
 HASH_BLOCK = 8 * 1024 * 1024
-PARSER_VERSION = "1"  # bump when a parser's output changes: earlier ingests are then not reused
+PARSER_VERSION = "2"  # bump when a parser's output changes: earlier ingests are then not reused
 
 
 # --------------------------------------------------------------------------------------------

@@ -394,3 +394,25 @@ def test_block_size_does_not_change_the_result(tmp_path, monkeypatch):
     for rows, rejects, units in results[1:]:
         assert rows.equals(results[0][0]) and rejects.equals(results[0][1]) and units == results[0][2]
     assert results[0][2] == data.count(b"MSH|")
+
+
+# --------------------------------------------------------------------------------------------
+# administrative sex (PID-8, HL7 table 0001)
+
+
+@pytest.mark.parametrize(("sent", "read"), [("F", "F"), ("M", "M"), ("U", None), ("O", None), ("A", None),
+                                            ("N", None), ("o", None), ("", None), ("X", "X")])
+def test_pid8_sex_outside_f_and_m_is_unknown_not_invalid(tmp_path, sent, read):
+    """QA: PID-8 O/A/N (valid in table 0001) quarantined the result as SEX_INVALID and a positive
+    was lost from P and T. They are an unknown sex (null, flagged SEX_UNKNOWN in staging); only a
+    value outside the table (X) stays as sent for the validator to refuse."""
+    from quality.schemas import validate_rows
+
+    rows, rejects, _ = parse_all(write(tmp_path, msg("1").replace("|19760212|M\r", f"|19760212|{sent}\r")))
+    assert rejects.height == 0 and rows.height == 1
+    assert rows["sex"][0] == read
+    valid, quarantine = validate_rows(rows, now=datetime(2026, 12, 1))
+    if read == "X":
+        assert quarantine.select("reason_code", "column").rows() == [("SEX_INVALID", "sex")]
+    else:
+        assert valid.height == 1 and quarantine.is_empty()

@@ -10,7 +10,7 @@ One canonical row per OBX (see docs/formats.md for the field map):
 
 * patient from the PID in force (PID-3: the repetition whose assigning authority is an INS OID,
   else the first identifier; PID-5 the ``L`` (birth) name, else the first; PID-7; PID-8 with
-  ``U`` read as unknown; PID-11 postal code of the home address);
+  ``U``/``O``/``A``/``N`` (HL7 table 0001, neither F nor M) read as unknown; PID-11 postal code of the home address);
 * request id from OBR-3 (filler), OBR-2, ORC-3, ORC-2;
 * times: collected_at OBR-7, else SPM-17, else OBX-14; received_at SPM-18, else OBR-14;
   validated_at OBX-19, else OBR-22 (offsets dropped, never applied: see resultrows);
@@ -42,6 +42,7 @@ from transforms.parsers import cda
 from transforms.parsers.base import Chunk, FileFormatError, holds_utf8_sequences
 from transforms.parsers.er7 import (
     HL7_DEFAULT,
+    HL7_SEX_UNKNOWN,
     TEST_INS_OIDS,
     Delimiters,
     components,
@@ -131,7 +132,7 @@ def _patient(f: list[str], d: Delimiters) -> tuple:
         family, given = components(chosen, d, 2)
     birth = first_component(f[7], d) if f[7] else ""
     sex = decode(f[8], d).strip() if f[8] else ""
-    if sex.upper() == "U":
+    if sex.upper() in HL7_SEX_UNKNOWN:
         sex = ""
     postal = ""
     if f[11]:
