@@ -15,6 +15,8 @@ REASONS: dict[str, str] = {
     "TEST_IDENTITY": "the INS carries a test OID (.10/.11) that must never appear in production",
     "NO_RESULT": "a well-formed message, document or OBX that carries no result to extract (no OBX, a CDA without result observation, a PDF in an OBX of type ED)",
     "UNSAFE_XML": "the XML declares a DOCTYPE or entities: refused unread (no entity is ever expanded)",
+    "UNSUPPORTED_MESSAGE_TYPE": "an HL7 message whose type (MSH-9) is not ORU^R01: an order (ORM, OML), an admission (ADT), an acknowledgement, or results in another structure (OUL^R22/R24, ORU^R30-R32); the whole message is refused",
+    "NON_PRODUCTION": "an HL7 message whose processing ID (MSH-11) is T (training), D (debugging) or another value than P: not production data, the whole message is refused",
     "EMBEDDED_DOCUMENT_INVALID": "a document embedded in a result (base64 CDA in an OBX of type ED) cannot be decoded or is not well-formed",
     # value level (parsers and the pandera model)
     "MISSING_VALUE": "a required field is empty",

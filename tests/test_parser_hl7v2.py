@@ -416,3 +416,84 @@ def test_pid8_sex_outside_f_and_m_is_unknown_not_invalid(tmp_path, sent, read):
         assert quarantine.select("reason_code", "column").rows() == [("SEX_INVALID", "sex")]
     else:
         assert valid.height == 1 and quarantine.is_empty()
+
+
+# --------------------------------------------------------------------------------------------
+# message type (MSH-9) and processing ID (MSH-11)
+
+
+def with_header(id_: str, msh9: str = "ORU^R01", msh11: str = "P") -> str:
+    return msg(id_).replace("||ORU^R01|", f"||{msh9}|", 1).replace(f"|{id_}|P|2.5\r", f"|{id_}|{msh11}|2.5\r", 1)
+
+
+def test_a_message_that_is_not_a_result_is_one_reject(tmp_path):
+    """QA: an ORM^O01 carrying an OBX was loaded and counted as a positive; an ADT^A01 got a
+    misleading MALFORMED_MESSAGE "no OBR segment". Each is ONE reject naming its type, at the line
+    of its MSH, and the messages around it are read."""
+    adt = (
+        "MSH|^~\\&|HEXAFLUX|CH-X|ANS|ANS|20240305120000||ADT^A01^ADT_A01|ADT-7|P|2.5|||||FRA|8859/15\r"
+        "EVN||20240305115900\r"
+        "PID|1||176026912345646^^^&1.2.250.1.213.1.4.8&ISO^INS||MARTIN^Louis^^^^^L||19760212|M\r"
+        "PV1|1|I|CARDIO\r"
+    )
+    orm = with_header("2", "ORM^O01^ORM_O01")
+    text = msg("1") + orm + msg("3") + adt + with_header("5", "OUL^R22^OUL_R22")
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert units == 5 and rows["message_id"].to_list() == ["1", "3"]
+    assert rejects.select("line_no", "reason_code").rows() == [
+        (5, "UNSUPPORTED_MESSAGE_TYPE"), (13, "UNSUPPORTED_MESSAGE_TYPE"), (17, "UNSUPPORTED_MESSAGE_TYPE"),
+    ]
+    assert rejects["detail"].to_list()[:2] == ["not a result message: ORM^O01", "not a result message: ADT^A01"]
+    assert "OUL^R22" in rejects["detail"][2] and "only ORU^R01" in rejects["detail"][2]
+    assert rejects["column"].is_null().all()
+    assert rejects["raw_text"][0].startswith("MSH|") and "OBX|" in rejects["raw_text"][0]
+
+
+@pytest.mark.parametrize("msh9", ["ORU^R01", "ORU^R01^ORU_R01", "ORU", "oru^r01", " ORU ^R01", ""])
+def test_result_message_types_that_are_read(tmp_path, msh9):
+    rows, rejects, _ = parse_all(write(tmp_path, with_header("1", msh9)))
+    assert rejects.height == 0 and rows["message_id"].to_list() == ["1"]
+
+
+@pytest.mark.parametrize("msh9", ["ORU^R30", "ORU^R30^ORU_R30", "OUL^R24", "ACK^R01", "ORM", "^R01", "MDM^T02"])
+def test_other_message_types_are_refused(tmp_path, msh9):
+    rows, rejects, units = parse_all(write(tmp_path, with_header("1", msh9)))
+    assert (rows.height, units) == (0, 1)
+    assert rejects.select("line_no", "reason_code").rows() == [(1, "UNSUPPORTED_MESSAGE_TYPE")]
+    shown = "^".join(c.strip().upper() for c in msh9.split("^")[:2] if c.strip())
+    assert shown in rejects["detail"][0]
+
+
+def test_declared_delimiters_in_the_message_type(tmp_path):
+    ok = msg("1").replace("MSH|^~", "MSH|!~", 1).replace("ORU^R01", "ORU!R01!ORU_R01", 1)
+    bad = msg("2").replace("MSH|^~", "MSH|!~", 1).replace("ORU^R01", "ORM!O01", 1)
+    rows, rejects, _ = parse_all(write(tmp_path, ok + bad))
+    assert rows["message_id"].to_list() == ["1"]
+    assert rejects["detail"].to_list() == ["not a result message: ORM^O01"]
+
+
+@pytest.mark.parametrize(("msh11", "detail"), [
+    ("D", "processing ID D (debugging): not production data"),
+    ("T", "processing ID T (training): not production data"),
+    ("T^A", "processing ID T (training): not production data"),
+    ("X", "processing ID X is not P (production), T or D: not loaded as production data"),
+])
+def test_training_and_debugging_messages_are_refused(tmp_path, msh11, detail):
+    text = msg("1") + with_header("2", msh11=msh11) + msg("3")
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert units == 3 and rows["message_id"].to_list() == ["1", "3"]
+    assert rejects.select("line_no", "reason_code", "detail").rows() == [(5, "NON_PRODUCTION", detail)]
+
+
+@pytest.mark.parametrize("msh11", ["P", "", "p", "P^A", "P^I", " P "])
+def test_production_and_empty_processing_id_are_read(tmp_path, msh11):
+    rows, rejects, _ = parse_all(write(tmp_path, with_header("1", msh11=msh11)))
+    assert rejects.height == 0 and rows.height == 1
+
+
+def test_a_refused_message_type_wins_over_its_broken_structure(tmp_path):
+    """An order without OBR is refused for its type, not as malformed: the type is what matters."""
+    text = "MSH|^~\\&|A|B|C|D|20240101||ORM^O01|9|P|2.5\rPID|1\rORC|NW|1\r"
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert (rows.height, units) == (0, 1)
+    assert rejects.select("reason_code", "detail").rows() == [("UNSUPPORTED_MESSAGE_TYPE", "not a result message: ORM^O01")]
