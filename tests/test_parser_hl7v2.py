@@ -497,3 +497,79 @@ def test_a_refused_message_type_wins_over_its_broken_structure(tmp_path):
     rows, rejects, units = parse_all(write(tmp_path, text))
     assert (rows.height, units) == (0, 1)
     assert rejects.select("reason_code", "detail").rows() == [("UNSUPPORTED_MESSAGE_TYPE", "not a result message: ORM^O01")]
+
+
+# --------------------------------------------------------------------------------------------
+# a lone \n inside a message whose segments end with \r (or \r\n): data, not a segment break
+
+NTE_LF = (
+    "MSH|^~\\&|APP|750000001|BIOLAKE|ARS|20240101||ORU^R01|{id}|P|2.5\r"
+    "PID|1||176026912345646^^^&1.2.250.1.213.1.4.8&ISO^INS||MARTIN^Louis^^^^^L||19760212|M\r"
+    "OBR|1||REQ{id}|COVID^SARS-CoV-2^L|||202401010800\r"
+    "NTE|1||commentaire ligne 1\nsuite\r"
+    "OBX|1|ST|94500-6^SARS-CoV-2 RNA^LN||Détecté\n  (charge virale élevée)|||A|||F\r"
+    "OBX|2|NM|GLY^Glycémie^L||5.1|mmol/L|||||F\r"
+)
+
+
+@pytest.mark.parametrize("terminator", ["\r", "\r\n"])
+def test_a_lone_lf_in_a_field_is_a_line_break_not_a_segment(tmp_path, terminator):
+    """QA: an NTE comment or an OBX-5 holding a bare \\n rejected the whole message ("line 7 is not
+    an HL7 segment"), losing every OBX of it. In a message whose segments end with \\r (or \\r\\n),
+    a lone \\n that does not start a segment is a line break inside the field. Line numbers stay
+    physical (an editor's)."""
+    text = (NTE_LF.format(id="1") + msg("2")).replace("\r", terminator)
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert (units, rejects.height) == (2, 0)
+    assert rows.select("line_no", "message_id", "value_raw").rows() == [
+        (6, "1", "Détecté\n  (charge virale élevée)"), (8, "1", "5.1"), (12, "2", "5.1"),
+    ]
+    assert obx_lines(write(tmp_path, text, "again.hl7")) == [6, 8, 12]
+
+
+def test_a_lone_lf_split_across_read_blocks(tmp_path, monkeypatch):
+    text = "".join(NTE_LF.format(id=str(i)) for i in range(40))
+    path = write(tmp_path, text)
+    results = []
+    for size in (1 << 20, 7, 64, 333):
+        monkeypatch.setattr(linereader, "BLOCK_SIZE", size)
+        rows, rejects, units = parse_all(path, chunk_rows=5)
+        assert (units, rejects.height, rows.height) == (40, 0, 80)
+        results.append(rows)
+    assert all(r.equals(results[0]) for r in results[1:])
+    assert results[0]["value_raw"][0] == "Détecté\n  (charge virale élevée)"
+
+
+def test_a_lone_lf_before_a_segment_ends_it(tmp_path):
+    """A lone \\n followed by what reads as a segment (ID of three capitals and the field separator)
+    is a segment break, as before: the OBX after it is its own row."""
+    text = msg("1").replace("\rOBX|1|", "\nOBX|1|", 1)
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0 and rows.select("line_no", "value_raw").rows() == [(4, "5.1")]
+
+
+def test_lf_terminated_messages_keep_rejecting_lines_that_are_not_segments(tmp_path):
+    """Where \\n ends the segments (an \\n file, or a message mixing endings whose lone \\n also ends
+    segments), a line that is not a segment still makes the message malformed."""
+    broken = "MSH|^~\\&|APP||||||ORU^R01|2|P|2.5\rPID|1\nOBR|1\rthis is not a segment\rOBX|1|NM|X||1\r"
+    for text in (
+        (msg("1") + broken + msg("3")).replace("\r", "\n"),
+        msg("1") + broken.replace("\rthis", "\nthis") + msg("3"),
+    ):
+        rows, rejects, units = parse_all(write(tmp_path, text))
+        assert units == 3 and rows["message_id"].to_list() == ["1", "3"]
+        assert rejects.select("line_no", "reason_code").rows() == [(5, "MALFORMED_MESSAGE")]
+        assert "line 8 is not an HL7 segment" in rejects["detail"][0]
+
+
+def test_a_line_that_is_not_a_segment_after_a_cr_is_still_malformed(tmp_path):
+    text = msg("1").replace("\rOBX|1|", "\rcommentaire\rOBX|1|", 1)
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rows.height == 0 and rejects["reason_code"].to_list() == ["MALFORMED_MESSAGE"]
+
+
+def test_mllp_frames_separated_by_a_lone_lf(tmp_path):
+    text = "\x0b" + NTE_LF.format(id="1") + "\x1c\r\n\x0b" + NTE_LF.format(id="2") + "\x1c\r"
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert (units, rejects.height, rows["message_id"].to_list()) == (2, 0, ["1", "1", "2", "2"])
+    assert rows["value_raw"][2] == "Détecté\n  (charge virale élevée)"

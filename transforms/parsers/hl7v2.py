@@ -1,10 +1,12 @@
 """HL7 v2.5 ORU^R01 parser (IHE LAB with the French extensions), streaming and fast.
 
 A file holds one or many messages, with or without FHS/BHS/BTS/FTS batch wrappers (skipped), with
-segments ended by ``\\r``, ``\\n`` or ``\\r\\n`` (mixed is fine), optionally MLLP-framed. Each
-message starts at an ``MSH`` line; its delimiters come from MSH-1/MSH-2 and its character set from
-MSH-18 (``UNICODE UTF-8``, ``8859/1``...; a declared 8859 charset gives way to UTF-8 when the
-message is valid UTF-8 holding multi-byte sequences), else UTF-8 with a Latin-1 fallback for that message.
+segments ended by ``\\r``, ``\\n`` or ``\\r\\n`` (mixed is fine; a lone ``\\n`` in a message whose
+segments end with ``\\r`` is a line break inside a field when no segment follows it: see
+hl7v2_framing), optionally MLLP-framed. Each message starts at an ``MSH`` line; its delimiters
+come from MSH-1/MSH-2 and its character set from MSH-18 (``UNICODE UTF-8``, ``8859/1``...; a
+declared 8859 charset gives way to UTF-8 when the message is valid UTF-8 holding multi-byte
+sequences), else UTF-8 with a Latin-1 fallback for that message.
 
 One canonical row per OBX (see docs/formats.md for the field map):
 
