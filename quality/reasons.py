@@ -15,6 +15,8 @@ REASONS: dict[str, str] = {
     "TEST_IDENTITY": "the INS carries a test OID (.10/.11) that must never appear in production",
     "NO_RESULT": "a well-formed message, document or OBX that carries no result to extract (no OBX, a CDA without result observation, a PDF in an OBX of type ED)",
     "UNSAFE_XML": "the XML declares a DOCTYPE or entities: refused unread (no entity is ever expanded)",
+    "UNSUPPORTED_MESSAGE_TYPE": "an HL7 message whose type (MSH-9) is not ORU^R01: an order (ORM, OML), an admission (ADT), an acknowledgement, or results in another structure (OUL^R22/R24, ORU^R30-R32); the whole message is refused",
+    "NON_PRODUCTION": "an HL7 message whose processing ID (MSH-11) is T (training), D (debugging) or another value than P: not production data, the whole message is refused",
     "EMBEDDED_DOCUMENT_INVALID": "a document embedded in a result (base64 CDA in an OBX of type ED) cannot be decoded or is not well-formed",
     # value level (parsers and the pandera model)
     "MISSING_VALUE": "a required field is empty",
@@ -22,7 +24,7 @@ REASONS: dict[str, str] = {
     "NIR_KEY": "the NIR/INS key does not match its number",
     "DATE_INVALID": "a date or time cannot be parsed or does not exist",
     "DATE_ORDER": "dates are impossible together (collection after validation, birth after collection, future)",
-    "SEX_INVALID": "sex is not one of F, M or empty",
+    "SEX_INVALID": "sex is not F, M, empty or a code of the format for an unknown sex (HL7 U/O/A/N, CDA UN, HPRIM U/I)",
     "POSTAL_CODE_INVALID": "postal code is not 5 digits (in earlier runs only: it is now a data-quality flag on a kept result)",
     "LOINC_CHECK": "a LOINC code given by the source fails its check digit",
     "STATUS_INVALID": "result status is not one of F, C, X, D",

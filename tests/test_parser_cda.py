@@ -207,3 +207,21 @@ def test_documents_across_read_blocks_and_a_latin1_one_read_again(tmp_path):
     for size in (700, 4096, cda.BLOCK_SIZE, 1 << 20):
         assert read(data, size) == reference, size
         assert read(mixed, size) == reference, size
+
+
+@pytest.mark.parametrize(("code", "read"), [("F", "F"), ("M", "M"), ("UN", None), ("U", None), ("UNK", None),
+                                            ("un", None), ("X", "X")])
+def test_administrative_gender_un_is_an_unknown_sex(tmp_path, code, read):
+    """administrativeGenderCode UN (undifferentiated, HL7 v3) and U (unknown, CI-SIS) are an
+    unknown sex (null): the result is kept; another code stays as sent for the validator."""
+    gender = f'<administrativeGenderCode code="{code}" codeSystem="2.16.840.1.113883.5.1"/>'
+    text = doc(1).replace("</name></patient>", "</name>" + gender + "</patient>")
+    assert gender in text
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0 and rows["sex"].to_list() == [read]
+
+
+def test_administrative_gender_without_code_is_an_unknown_sex(tmp_path):
+    text = doc(1).replace("</name></patient>", '</name><administrativeGenderCode nullFlavor="UNK"/></patient>')
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0 and rows["sex"].to_list() == [None]

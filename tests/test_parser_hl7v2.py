@@ -413,3 +413,182 @@ def test_block_size_does_not_change_the_result(tmp_path, monkeypatch):
     for rows, rejects, units in results[1:]:
         assert rows.equals(results[0][0]) and rejects.equals(results[0][1]) and units == results[0][2]
     assert results[0][2] == data.count(b"MSH|")
+
+
+# --------------------------------------------------------------------------------------------
+# administrative sex (PID-8, HL7 table 0001)
+
+
+@pytest.mark.parametrize(("sent", "read"), [("F", "F"), ("M", "M"), ("U", None), ("O", None), ("A", None),
+                                            ("N", None), ("o", None), ("", None), ("X", "X")])
+def test_pid8_sex_outside_f_and_m_is_unknown_not_invalid(tmp_path, sent, read):
+    """QA: PID-8 O/A/N (valid in table 0001) quarantined the result as SEX_INVALID and a positive
+    was lost from P and T. They are an unknown sex (null, flagged SEX_UNKNOWN in staging); only a
+    value outside the table (X) stays as sent for the validator to refuse."""
+    from quality.schemas import validate_rows
+
+    rows, rejects, _ = parse_all(write(tmp_path, msg("1").replace("|19760212|M\r", f"|19760212|{sent}\r")))
+    assert rejects.height == 0 and rows.height == 1
+    assert rows["sex"][0] == read
+    valid, quarantine = validate_rows(rows, now=datetime(2026, 12, 1))
+    if read == "X":
+        assert quarantine.select("reason_code", "column").rows() == [("SEX_INVALID", "sex")]
+    else:
+        assert valid.height == 1 and quarantine.is_empty()
+
+
+# --------------------------------------------------------------------------------------------
+# message type (MSH-9) and processing ID (MSH-11)
+
+
+def with_header(id_: str, msh9: str = "ORU^R01", msh11: str = "P") -> str:
+    return msg(id_).replace("||ORU^R01|", f"||{msh9}|", 1).replace(f"|{id_}|P|2.5\r", f"|{id_}|{msh11}|2.5\r", 1)
+
+
+def test_a_message_that_is_not_a_result_is_one_reject(tmp_path):
+    """QA: an ORM^O01 carrying an OBX was loaded and counted as a positive; an ADT^A01 got a
+    misleading MALFORMED_MESSAGE "no OBR segment". Each is ONE reject naming its type, at the line
+    of its MSH, and the messages around it are read."""
+    adt = (
+        "MSH|^~\\&|HEXAFLUX|CH-X|ANS|ANS|20240305120000||ADT^A01^ADT_A01|ADT-7|P|2.5|||||FRA|8859/15\r"
+        "EVN||20240305115900\r"
+        "PID|1||176026912345646^^^&1.2.250.1.213.1.4.8&ISO^INS||MARTIN^Louis^^^^^L||19760212|M\r"
+        "PV1|1|I|CARDIO\r"
+    )
+    orm = with_header("2", "ORM^O01^ORM_O01")
+    text = msg("1") + orm + msg("3") + adt + with_header("5", "OUL^R22^OUL_R22")
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert units == 5 and rows["message_id"].to_list() == ["1", "3"]
+    assert rejects.select("line_no", "reason_code").rows() == [
+        (5, "UNSUPPORTED_MESSAGE_TYPE"), (13, "UNSUPPORTED_MESSAGE_TYPE"), (17, "UNSUPPORTED_MESSAGE_TYPE"),
+    ]
+    assert rejects["detail"].to_list()[:2] == ["not a result message: ORM^O01", "not a result message: ADT^A01"]
+    assert "OUL^R22" in rejects["detail"][2] and "only ORU^R01" in rejects["detail"][2]
+    assert rejects["column"].is_null().all()
+    assert rejects["raw_text"][0].startswith("MSH|") and "OBX|" in rejects["raw_text"][0]
+
+
+@pytest.mark.parametrize("msh9", ["ORU^R01", "ORU^R01^ORU_R01", "ORU", "oru^r01", " ORU ^R01", ""])
+def test_result_message_types_that_are_read(tmp_path, msh9):
+    rows, rejects, _ = parse_all(write(tmp_path, with_header("1", msh9)))
+    assert rejects.height == 0 and rows["message_id"].to_list() == ["1"]
+
+
+@pytest.mark.parametrize("msh9", ["ORU^R30", "ORU^R30^ORU_R30", "OUL^R24", "ACK^R01", "ORM", "^R01", "MDM^T02"])
+def test_other_message_types_are_refused(tmp_path, msh9):
+    rows, rejects, units = parse_all(write(tmp_path, with_header("1", msh9)))
+    assert (rows.height, units) == (0, 1)
+    assert rejects.select("line_no", "reason_code").rows() == [(1, "UNSUPPORTED_MESSAGE_TYPE")]
+    shown = "^".join(c.strip().upper() for c in msh9.split("^")[:2] if c.strip())
+    assert shown in rejects["detail"][0]
+
+
+def test_declared_delimiters_in_the_message_type(tmp_path):
+    ok = msg("1").replace("MSH|^~", "MSH|!~", 1).replace("ORU^R01", "ORU!R01!ORU_R01", 1)
+    bad = msg("2").replace("MSH|^~", "MSH|!~", 1).replace("ORU^R01", "ORM!O01", 1)
+    rows, rejects, _ = parse_all(write(tmp_path, ok + bad))
+    assert rows["message_id"].to_list() == ["1"]
+    assert rejects["detail"].to_list() == ["not a result message: ORM^O01"]
+
+
+@pytest.mark.parametrize(("msh11", "detail"), [
+    ("D", "processing ID D (debugging): not production data"),
+    ("T", "processing ID T (training): not production data"),
+    ("T^A", "processing ID T (training): not production data"),
+    ("X", "processing ID X is not P (production), T or D: not loaded as production data"),
+])
+def test_training_and_debugging_messages_are_refused(tmp_path, msh11, detail):
+    text = msg("1") + with_header("2", msh11=msh11) + msg("3")
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert units == 3 and rows["message_id"].to_list() == ["1", "3"]
+    assert rejects.select("line_no", "reason_code", "detail").rows() == [(5, "NON_PRODUCTION", detail)]
+
+
+@pytest.mark.parametrize("msh11", ["P", "", "p", "P^A", "P^I", " P "])
+def test_production_and_empty_processing_id_are_read(tmp_path, msh11):
+    rows, rejects, _ = parse_all(write(tmp_path, with_header("1", msh11=msh11)))
+    assert rejects.height == 0 and rows.height == 1
+
+
+def test_a_refused_message_type_wins_over_its_broken_structure(tmp_path):
+    """An order without OBR is refused for its type, not as malformed: the type is what matters."""
+    text = "MSH|^~\\&|A|B|C|D|20240101||ORM^O01|9|P|2.5\rPID|1\rORC|NW|1\r"
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert (rows.height, units) == (0, 1)
+    assert rejects.select("reason_code", "detail").rows() == [("UNSUPPORTED_MESSAGE_TYPE", "not a result message: ORM^O01")]
+
+
+# --------------------------------------------------------------------------------------------
+# a lone \n inside a message whose segments end with \r (or \r\n): data, not a segment break
+
+NTE_LF = (
+    "MSH|^~\\&|APP|750000001|BIOLAKE|ARS|20240101||ORU^R01|{id}|P|2.5\r"
+    "PID|1||176026912345646^^^&1.2.250.1.213.1.4.8&ISO^INS||MARTIN^Louis^^^^^L||19760212|M\r"
+    "OBR|1||REQ{id}|COVID^SARS-CoV-2^L|||202401010800\r"
+    "NTE|1||commentaire ligne 1\nsuite\r"
+    "OBX|1|ST|94500-6^SARS-CoV-2 RNA^LN||Détecté\n  (charge virale élevée)|||A|||F\r"
+    "OBX|2|NM|GLY^Glycémie^L||5.1|mmol/L|||||F\r"
+)
+
+
+@pytest.mark.parametrize("terminator", ["\r", "\r\n"])
+def test_a_lone_lf_in_a_field_is_a_line_break_not_a_segment(tmp_path, terminator):
+    """QA: an NTE comment or an OBX-5 holding a bare \\n rejected the whole message ("line 7 is not
+    an HL7 segment"), losing every OBX of it. In a message whose segments end with \\r (or \\r\\n),
+    a lone \\n that does not start a segment is a line break inside the field. Line numbers stay
+    physical (an editor's)."""
+    text = (NTE_LF.format(id="1") + msg("2")).replace("\r", terminator)
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert (units, rejects.height) == (2, 0)
+    assert rows.select("line_no", "message_id", "value_raw").rows() == [
+        (6, "1", "Détecté\n  (charge virale élevée)"), (8, "1", "5.1"), (12, "2", "5.1"),
+    ]
+    assert obx_lines(write(tmp_path, text, "again.hl7")) == [6, 8, 12]
+
+
+def test_a_lone_lf_split_across_read_blocks(tmp_path, monkeypatch):
+    text = "".join(NTE_LF.format(id=str(i)) for i in range(40))
+    path = write(tmp_path, text)
+    results = []
+    for size in (1 << 20, 7, 64, 333):
+        monkeypatch.setattr(linereader, "BLOCK_SIZE", size)
+        rows, rejects, units = parse_all(path, chunk_rows=5)
+        assert (units, rejects.height, rows.height) == (40, 0, 80)
+        results.append(rows)
+    assert all(r.equals(results[0]) for r in results[1:])
+    assert results[0]["value_raw"][0] == "Détecté\n  (charge virale élevée)"
+
+
+def test_a_lone_lf_before_a_segment_ends_it(tmp_path):
+    """A lone \\n followed by what reads as a segment (ID of three capitals and the field separator)
+    is a segment break, as before: the OBX after it is its own row."""
+    text = msg("1").replace("\rOBX|1|", "\nOBX|1|", 1)
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0 and rows.select("line_no", "value_raw").rows() == [(4, "5.1")]
+
+
+def test_lf_terminated_messages_keep_rejecting_lines_that_are_not_segments(tmp_path):
+    """Where \\n ends the segments (an \\n file, or a message mixing endings whose lone \\n also ends
+    segments), a line that is not a segment still makes the message malformed."""
+    broken = "MSH|^~\\&|APP||||||ORU^R01|2|P|2.5\rPID|1\nOBR|1\rthis is not a segment\rOBX|1|NM|X||1\r"
+    for text in (
+        (msg("1") + broken + msg("3")).replace("\r", "\n"),
+        msg("1") + broken.replace("\rthis", "\nthis") + msg("3"),
+    ):
+        rows, rejects, units = parse_all(write(tmp_path, text))
+        assert units == 3 and rows["message_id"].to_list() == ["1", "3"]
+        assert rejects.select("line_no", "reason_code").rows() == [(5, "MALFORMED_MESSAGE")]
+        assert "line 8 is not an HL7 segment" in rejects["detail"][0]
+
+
+def test_a_line_that_is_not_a_segment_after_a_cr_is_still_malformed(tmp_path):
+    text = msg("1").replace("\rOBX|1|", "\rcommentaire\rOBX|1|", 1)
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rows.height == 0 and rejects["reason_code"].to_list() == ["MALFORMED_MESSAGE"]
+
+
+def test_mllp_frames_separated_by_a_lone_lf(tmp_path):
+    text = "\x0b" + NTE_LF.format(id="1") + "\x1c\r\n\x0b" + NTE_LF.format(id="2") + "\x1c\r"
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert (units, rejects.height, rows["message_id"].to_list()) == (2, 0, ["1", "1", "2", "2"])
+    assert rows["value_raw"][2] == "Détecté\n  (charge virale élevée)"

@@ -115,3 +115,16 @@ def test_whole_file_errors(tmp_path):
     with pytest.raises(FileFormatError) as e:
         parse_all(write(tmp_path, "no header here\nP|1\n"))
     assert e.value.reason_code == "UNPARSEABLE_FILE"
+
+
+@pytest.mark.parametrize(("sent", "read"), [("F", "F"), ("M", "M"), ("U", None), ("I", None), ("i", None), ("X", "X")])
+def test_p8_sex_unknown_or_indeterminate_is_null(tmp_path, sent, read):
+    """HPRIM P-8: U (unknown) and I (indeterminate) are an unknown sex (null, the result is kept
+    and counts in P and T); a value outside the table stays as sent for the validator."""
+    data = SAMPLE.read_bytes().replace(b"|19850712|F|", f"|19850712|{sent}|".encode(), 1)
+    assert data != SAMPLE.read_bytes() or sent == "F"
+    p = tmp_path / "res.hpr"
+    p.write_bytes(data)
+    rows, _, _ = parse_all(p)
+    first = rows.filter(pl.col("family_name") == "LEGRAND")
+    assert first.height > 0 and first["sex"].to_list() == [read] * first.height

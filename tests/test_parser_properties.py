@@ -241,3 +241,45 @@ def test_obx_frame_is_used_for_plain_segments():
         hl7v2.obx_frame = original
     assert len(sink_packed) == 3
     assert all(re.match(r"OBX\|", p) for p in sink_packed)
+
+
+# --------------------------------------------------------------------------------------------
+# lone \n detection of the line reader (what the HL7 splitter may keep as data)
+
+
+@FAST
+@given(
+    data=st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"A", b"OBX|", b"\xc3\xa9", b"\x0b"]), max_size=80).map(b"".join),
+    size=st.integers(1, 17),
+)
+def test_lone_lf_lines_match_a_direct_count(data, size):
+    """Whatever the read block size: every line after a lone \\n that comes after the file's first
+    \\r is reported, and only lines after a lone \\n are; line numbers are unchanged."""
+    import io
+
+    from transforms.parsers.linereader import iter_blocks
+
+    lone_all, lone_after_cr = set(), set()
+    no, i, seen_cr = 1, 0, False
+    while i < len(data):
+        c = data[i : i + 1]
+        if c == b"\r":
+            seen_cr = True
+            no += 1
+            i += 2 if data[i + 1 : i + 2] == b"\n" else 1
+            continue
+        if c == b"\n":
+            no += 1
+            lone_all.add(no)
+            if seen_cr:
+                lone_after_cr.add(no)
+        i += 1
+    n_lines = len(physical_lines(data))
+    lone_all = {n for n in lone_all if n <= n_lines}  # a \n ending the file starts no line
+    lone_after_cr = {n for n in lone_after_cr if n <= n_lines}
+    blocks = list(iter_blocks(io.BytesIO(data), block_size=size))
+    got = set().union(*(b.lone_lf for b in blocks)) if blocks else set()
+    assert lone_after_cr <= got <= lone_all
+    for b in blocks:
+        assert all(b.first_line_no <= n < b.first_line_no + len(b) for n in b.lone_lf)
+    assert [ln for b in blocks for ln in b.lines] == physical_lines(data)

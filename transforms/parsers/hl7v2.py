@@ -1,16 +1,18 @@
 """HL7 v2.5 ORU^R01 parser (IHE LAB with the French extensions), streaming and fast.
 
 A file holds one or many messages, with or without FHS/BHS/BTS/FTS batch wrappers (skipped), with
-segments ended by ``\\r``, ``\\n`` or ``\\r\\n`` (mixed is fine), optionally MLLP-framed. Each
-message starts at an ``MSH`` line; its delimiters come from MSH-1/MSH-2 and its character set from
-MSH-18 (``UNICODE UTF-8``, ``8859/1``...; a declared 8859 charset gives way to UTF-8 when the
-message is valid UTF-8 holding multi-byte sequences), else UTF-8 with a Latin-1 fallback for that message.
+segments ended by ``\\r``, ``\\n`` or ``\\r\\n`` (mixed is fine; a lone ``\\n`` in a message whose
+segments end with ``\\r`` is a line break inside a field when no segment follows it: see
+hl7v2_framing), optionally MLLP-framed. Each message starts at an ``MSH`` line; its delimiters
+come from MSH-1/MSH-2 and its character set from MSH-18 (``UNICODE UTF-8``, ``8859/1``...; a
+declared 8859 charset gives way to UTF-8 when the message is valid UTF-8 holding multi-byte
+sequences), else UTF-8 with a Latin-1 fallback for that message.
 
 One canonical row per OBX (see docs/formats.md for the field map):
 
 * patient from the PID in force (PID-3: the repetition whose assigning authority is an INS OID,
   else the first identifier; PID-5 the ``L`` (birth) name, else the first; PID-7; PID-8 with
-  ``U`` read as unknown; PID-11 postal code of the home address);
+  ``U``/``O``/``A``/``N`` (HL7 table 0001, neither F nor M) read as unknown; PID-11 postal code of the home address);
 * request id from OBR-3 (filler), OBR-2, ORC-3, ORC-2;
 * times: collected_at OBR-7, else SPM-17, else OBX-14; received_at SPM-18, else OBR-14;
   validated_at OBX-19, else OBR-22 (offsets dropped, never applied: see resultrows);
@@ -22,8 +24,11 @@ One canonical row per OBX (see docs/formats.md for the field map):
 * an OBX of type ED holding a base64 CDA gives the CDA's observations as rows (cda.py), at the
   OBX's line and with the message's id; other ED contents (a PDF) are ``NO_RESULT`` rejects.
 
-Rejects: a message without PID or OBR, with an OBX before its OBR, with a line that is not a
-segment or with broken delimiters is ONE ``MALFORMED_MESSAGE`` reject at the line of its MSH; a
+Rejects: a message whose MSH-9 is not ORU^R01 is ONE ``UNSUPPORTED_MESSAGE_TYPE`` reject and one
+whose MSH-11 processing ID is not P (T training, D debugging; empty is read as P) ONE
+``NON_PRODUCTION`` reject, whatever their segments (:func:`check_header`); a message without PID
+or OBR, with an OBX before its OBR, with a line that is not a segment or with broken delimiters is
+ONE ``MALFORMED_MESSAGE`` reject at the line of its MSH (message-level rejects are at that line); a
 message without OBX is a ``NO_RESULT`` reject; an OBX whose patient has a test INS OID
 (.10/.11) is a ``TEST_IDENTITY`` reject. Lines before the first MSH that are not batch headers
 form one malformed unit. ``line_no`` is the physical line of the OBX; ``units_seen`` counts
@@ -42,6 +47,7 @@ from transforms.parsers import cda
 from transforms.parsers.base import Chunk, FileFormatError, holds_utf8_sequences
 from transforms.parsers.er7 import (
     HL7_DEFAULT,
+    HL7_SEX_UNKNOWN,
     TEST_INS_OIDS,
     Delimiters,
     components,
@@ -79,6 +85,63 @@ _MERGED = tuple(
 
 class _Malformed(Exception):
     """The message cannot be read; the text says why (never with patient data)."""
+
+
+class _Refused(Exception):
+    """A readable message that is not production lab results: ``reason`` and a detail naming why."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+# MSH-11 processing IDs (HL7 table 0103) other than P: never production data
+_PROCESSING_IDS = {"T": "training", "D": "debugging"}
+
+
+def _shown(text: str) -> str:
+    """A header value as quoted in a reject detail: printable, at most 20 characters."""
+    text = "".join(c if c.isprintable() else "?" for c in text[:20])
+    return text or "(empty)"
+
+
+def check_header(mf: list[str], d: Delimiters) -> None:
+    """Refuse a message that is not a result message or not production data (MSH-9, MSH-11).
+
+    ``mf`` is the MSH split on the field separator (``mf[8]`` = MSH-9, ``mf[10]`` = MSH-11).
+    Read: ``ORU^R01`` (its structure ``ORU_R01`` or none in MSH-9.3), ``ORU`` without a trigger
+    event, and an empty MSH-9 (the segments still have to make an ORU: PID, OBR, OBX). Refused
+    (``UNSUPPORTED_MESSAGE_TYPE``): every other type -- orders (ORM, OML), admissions (ADT),
+    acknowledgements, and the result messages whose structure differs from ORU_R01 (OUL^R22 and
+    OUL^R24 put the specimen and its OBX before the OBR; ORU^R30 to R32 are point-of-care
+    messages). Refused (``NON_PRODUCTION``): MSH-11 processing ID T (training), D (debugging) or
+    any value outside table 0103; an empty MSH-11 is read as P (many senders leave it empty);
+    the processing mode (MSH-11.2: archive, restore, initial load) does not matter.
+    """
+    mt = mf[8]
+    oru = "ORU" + d.component + "R01"
+    if mt and mt != oru and not mt.startswith(oru + d.component):
+        c = mt.split(d.component)
+        code = c[0].strip().upper()
+        trigger = c[1].strip().upper() if len(c) > 1 else ""
+        if code or trigger:
+            if code != "ORU" or trigger not in ("R01", ""):
+                shown = _shown(code + "^" + trigger if trigger else code)
+                if code in ("ORU", "OUL"):
+                    detail = f"result message {shown} not read: its structure is not ORU_R01 (only ORU^R01 is read)"
+                else:
+                    detail = f"not a result message: {shown}"
+                raise _Refused("UNSUPPORTED_MESSAGE_TYPE", detail)
+    pt = mf[10]
+    if pt and pt != "P":
+        pid = pt.split(d.component, 1)[0].strip().upper()
+        if pid and pid != "P":
+            meaning = _PROCESSING_IDS.get(pid)
+            if meaning:
+                detail = f"processing ID {pid} ({meaning}): not production data"
+            else:
+                detail = f"processing ID {_shown(pid)} is not P (production), T or D: not loaded as production data"
+            raise _Refused("NON_PRODUCTION", detail)
 
 
 @lru_cache(maxsize=64)
@@ -131,7 +194,7 @@ def _patient(f: list[str], d: Delimiters) -> tuple:
         family, given = components(chosen, d, 2)
     birth = first_component(f[7], d) if f[7] else ""
     sex = decode(f[8], d).strip() if f[8] else ""
-    if sex.upper() == "U":
+    if sex.upper() in HL7_SEX_UNKNOWN:
         sex = ""
     postal = ""
     if f[11]:
@@ -170,9 +233,10 @@ class _Message:
             except ValueError as e:
                 raise _Malformed(f"MSH-2 encoding characters unusable: {e}") from None
         self.d = d
-        mf = msh.split(d.field, 10)
-        if len(mf) < 11:
-            mf.extend(_PAD[: 11 - len(mf)])
+        mf = msh.split(d.field, 11)
+        if len(mf) < 12:
+            mf.extend(_PAD[: 12 - len(mf)])
+        check_header(mf, d)
         msg_id = mf[9]
         self.msg_id = msg_id if msg_id.isalnum() else first_component(msg_id, d)
         self.msh_lab = finess_of_org(mf[3], d) or "" if mf[3] else ""
@@ -392,6 +456,10 @@ def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink
     except _Malformed as e:
         sink.rollback(mark)
         sink.reject(nos[0], "MALFORMED_MESSAGE", None, str(e), text if text is not None else "\r".join(segs))
+        return
+    except _Refused as e:  # raised by the MSH, before any row
+        sink.rollback(mark)
+        sink.reject(nos[0], e.reason, None, str(e), text if text is not None else "\r".join(segs))
         return
     if msg.n_obx == 0:
         sink.reject(nos[0], "NO_RESULT", None, "the message holds no OBX segment",

@@ -4,9 +4,17 @@
 and appends complete messages to ``out`` as ``(lines, line_nos, bad)``. Batch
 wrappers (FHS/BHS/BTS/FTS) close a message and are dropped; lines outside any message are kept
 (up to 1 MiB) for one junk unit. A block without blank lines, indented or control-prefixed lines
-(MLLP framing), batch headers or over-long lines -- the usual case -- is decoded at once when it
-is plain UTF-8 without an MSH-18 character set and cut with ``str.split`` on ``\nMSH``: no Python
-loop over its lines.
+(MLLP framing), batch headers, over-long lines or lone ``\\n`` in a ``\\r`` file -- the usual
+case -- is decoded at once when it is plain UTF-8 without an MSH-18 character set and cut with
+``str.split`` on ``\\nMSH``: no Python loop over its lines.
+
+A lone ``\\n`` (not part of ``\\r\\n``, in a file that uses ``\\r``) followed by a line that does
+not read as a segment (three capitals or digits, the first a capital, then the message's field
+separator or nothing) is kept as a line break inside the field before it -- an NTE comment or an
+OBX-5 text on two lines -- unless a lone ``\\n`` of the same message is followed by a segment: then
+``\\n`` is one of that message's terminators and such a line stays a line of its own (the parser
+rejects the message as malformed, as before). The joined line keeps the number of its first
+physical line.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import re
 from transforms.parsers.linereader import BLOCK_SIZE, LineBlock
 
 BATCH_SEGMENTS = frozenset({b"FHS", b"BHS", b"BTS", b"FTS"})
+_SEGMENT_ID = re.compile(rb"[A-Z][A-Z0-9]{2}")
 MAX_MESSAGE_BYTES = 256 << 20
 # a block where a line does not start with a capital letter (blank lines, MLLP framing,
 # indentation, garbage) or starts a batch header takes the line-by-line path
@@ -42,14 +51,18 @@ class MessageSplitter:
         self.block = 0
         self.seen_msh = False
         self.seen_any = False
+        # lines of the open message that follow a lone \n and are not segments: index -> raw line
+        self.cont: dict[int, bytes] = {}
+        self.lf_ends = False  # a lone \n of the open message is followed by a segment: a terminator
 
     def feed(self, block: LineBlock) -> None:
         data, first = block.data, block.first_line_no
-        if block.truncated or not data or not 65 <= data[0] <= 90 or data[:3] in BATCH_SEGMENTS \
-                or data.endswith(b"\n") or _SPECIAL.search(data):
-            truncated = block.truncated
+        if block.truncated or block.lone_lf or not data or not 65 <= data[0] <= 90 \
+                or data[:3] in BATCH_SEGMENTS or data.endswith(b"\n") or _SPECIAL.search(data):
+            truncated, lone = block.truncated, block.lone_lf
             for k, line in enumerate(block.lines):
-                self._line(first + k, line, bool(truncated) and (first + k) in truncated)
+                no = first + k
+                self._line(no, line, bool(truncated) and no in truncated, bool(lone) and no in lone)
             return
         self.seen_any = True
         # decode the whole block at once when it is plain UTF-8 and no message in it names
@@ -91,6 +104,7 @@ class MessageSplitter:
     def _start(self) -> None:
         self.seen_msh = True
         self.cur, self.nos, self.size, self.bad, self.block = [], [], 0, False, 0
+        self.cont, self.lf_ends = {}, False
 
     def _append(self, lines: list, first: int) -> None:
         """Lines that continue the open message (or, outside any message, junk)."""
@@ -119,12 +133,32 @@ class MessageSplitter:
     def close(self) -> None:
         """End the open message (and the pending junk unit); call once more at end of file."""
         if self.cur is not None:
+            if self.cont and not self.lf_ends:
+                self._join_continuations()
             if self.cur:
                 self.out.append((self.cur, self.nos, self.bad))
             self.cur = None
+            self.cont = {}
         if self.junk_nos:
             self.out.append((self.junk, self.junk_nos, True))
             self.junk, self.junk_nos, self.junk_size = [], [], 0
+
+    def _join_continuations(self) -> None:
+        """Keep the lone \n of a message whose segments end with \r as data: each line after such
+        a \n that is not a segment goes back, after a newline, to the end of the line before it
+        (an NTE comment or an OBX-5 text on two lines). Line numbers stay physical: the joined line
+        keeps the number of its first line, the lines after it keep theirs."""
+        cur, nos = self.cur, self.nos
+        lines: list[bytes] = []
+        kept: list[int] = []
+        for i, line in enumerate(cur):
+            raw = self.cont.get(i)
+            if raw is not None and lines:
+                lines[-1] = lines[-1] + b"\n" + raw
+            else:
+                lines.append(line)
+                kept.append(nos[i])
+        self.cur, self.nos = lines, kept
 
     def _keep_junk(self, no: int, line: bytes) -> None:
         if self.junk_size < (1 << 20):
@@ -132,9 +166,10 @@ class MessageSplitter:
             self.junk_nos.append(no)
             self.junk_size += len(line)
 
-    def _line(self, no: int, line: bytes, truncated: bool) -> None:
+    def _line(self, no: int, line: bytes, truncated: bool, lone_lf: bool = False) -> None:
         if not line:
             return
+        raw = line
         if line[0] <= 32:  # MLLP framing, stray control characters, indentation
             line = line.strip(b"\x00\x0b\x1c \t\x0c")
             if not line:
@@ -155,6 +190,12 @@ class MessageSplitter:
         if self.size > MAX_MESSAGE_BYTES:
             self.bad = True
             return
+        if lone_lf and self.cur:
+            fs = self.cur[0][3:4]  # the field separator of the message's MSH
+            if _SEGMENT_ID.match(line) and (len(line) == 3 or line[3:4] == fs):
+                self.lf_ends = True
+            else:
+                self.cont[len(self.cur)] = raw
         self.cur.append(line)
         self.nos.append(no)
         self.bad = self.bad or truncated

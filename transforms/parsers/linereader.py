@@ -15,6 +15,7 @@ caller can reject the unit that holds it. Memory therefore stays bounded by the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -23,16 +24,28 @@ MAX_LINE = 64 << 20
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
+_TERMINATOR = re.compile(rb"\r\n|\r|\n")
+
+
 class LineBlock:
-    """Complete lines read at once: ``data`` is the lines joined by ``\n`` (terminators
-    normalised), ``first_line_no`` the number of the first one; :attr:`lines` splits on demand."""
+    """Complete lines read at once: ``data`` is the lines joined by ``\\n`` (terminators
+    normalised), ``first_line_no`` the number of the first one; :attr:`lines` splits on demand.
 
-    __slots__ = ("first_line_no", "data", "truncated", "_lines")
+    ``lone_lf`` holds the numbers of the lines that follow a lone ``\\n`` (not part of ``\\r\\n``)
+    once the file has shown a ``\\r``: in a file whose lines end with ``\\r`` or ``\\r\\n``, such a
+    ``\\n`` may be a line break inside a field rather than a terminator, which only the caller can
+    judge. It stays empty for ``\\n``-only files and for data without a lone ``\\n``; every ``\\n``
+    still counts as a terminator in ``data`` and in the line numbers.
+    """
 
-    def __init__(self, first_line_no: int, data: bytes, truncated: frozenset[int]):
+    __slots__ = ("first_line_no", "data", "truncated", "lone_lf", "_lines")
+
+    def __init__(self, first_line_no: int, data: bytes, truncated: frozenset[int],
+                 lone_lf: frozenset[int] = frozenset()):
         self.first_line_no = first_line_no
         self.data = data
         self.truncated = truncated
+        self.lone_lf = lone_lf
         self._lines: list[bytes] | None = None
 
     @property
@@ -58,6 +71,8 @@ def iter_blocks(fh: BinaryIO, *, block_size: int | None = None, max_line: int = 
     parts_len = 0
     overflow = False  # the open line already exceeded max_line
     held_cr = b""  # a trailing \r kept back in case the next block starts with \n
+    seen_cr = False  # the file holds \r terminators: a lone \n may be data (LineBlock.lone_lf)
+    lone: set[int] = set()  # numbers of lines that follow a lone \n in a block holding \r (LineBlock)
     at_start = True
     while True:
         data = fh.read(block_size)
@@ -77,7 +92,17 @@ def iter_blocks(fh: BinaryIO, *, block_size: int | None = None, max_line: int = 
         if not eof and data.endswith(b"\r"):
             held_cr = b"\r"
             data = data[:-1]
-        if b"\r" in data:
+        has_cr = b"\r" in data
+        seen_cr = seen_cr or has_cr
+        if seen_cr and b"\n" in data and data.count(b"\n") != data.count(b"\r\n"):
+            # lone \n in a file that uses \r: note the lines that follow them (line_no is the
+            # number of the line open at the start of data)
+            k = line_no
+            for m in _TERMINATOR.finditer(data):
+                k += 1
+                if m.end() - m.start() == 1 and data[m.start()] == 10:
+                    lone.add(k)
+        if has_cr:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         cut = data.rfind(b"\n")
         if cut < 0 and not eof:
@@ -114,6 +139,10 @@ def iter_blocks(fh: BinaryIO, *, block_size: int | None = None, max_line: int = 
                 overflow = True
             parts, parts_len = [rest], len(rest)
         block = LineBlock(line_no, body, frozenset(truncated))
+        if lone:
+            end = line_no + len(block)
+            block.lone_lf = frozenset(n for n in lone if n < end)
+            lone = {n for n in lone if n >= end}  # the line left open for the next block
         yield block
         line_no += len(block)
         if eof:
