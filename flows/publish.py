@@ -27,8 +27,9 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
     """Publish the fct partitions of the changed files and of the files their versions touch.
 
     Versions of one result share a version_key (lab, request, test, specimen); the latest
-    validation wins, then the later delivery (file_seq), then the later result; a latest version with
-    status D deletes the result (no version is current).
+    validation wins, then the later delivery (file_seq), then the later result; a version without a
+    validation time counts as validated at the latest validation delivered before it (or with it);
+    a latest version with status D deletes the result (no version is current).
 
     The coded partitions already carry the flags a result has when it has no other version
     (steps.with_provisional_versions). The flags are settled here for the versions the changed
@@ -77,9 +78,16 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
                     SELECT file_id, result_no, is_current AS provisional, file_id || ':' || result_no AS row_id,
                            first_value(file_id || ':' || result_no) OVER w AS latest_id,
                            first_value(result_status) OVER w AS latest_status
-                    FROM {src} WHERE version_key IN (SELECT version_key FROM versions WHERE n > 1)
+                    FROM (
+                        -- a version sent without a validation time is placed by its delivery: after
+                        -- the latest validation delivered before it (QA: a deletion without a time
+                        -- never replaced the result it deleted)
+                        SELECT *, coalesce(validated_at, max(validated_at) OVER (
+                                      PARTITION BY version_key ORDER BY file_seq
+                                      RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS placed_at
+                        FROM {src} WHERE version_key IN (SELECT version_key FROM versions WHERE n > 1))
                     WINDOW w AS (PARTITION BY version_key
-                                 ORDER BY validated_at DESC NULLS LAST, file_seq DESC, result_no DESC)
+                                 ORDER BY placed_at DESC NULLS LAST, file_seq DESC, result_no DESC)
                 )
             ) WHERE is_current IS DISTINCT FROM provisional OR superseded_by IS NOT NULL""").pl()
         if old_affected:
