@@ -138,6 +138,7 @@ def run(
     export: Annotated[bool, typer.Option("--export", help="also write the publication (if the gate passes)")] = False,
 ) -> None:
     """Process whatever is new in <home>/landing and publish the warehouse."""
+    from flows.lock import LockTimeout, wait_until_free
     from flows.settings import SecretMissing
 
     settings = _settings(home)
@@ -147,8 +148,11 @@ def run(
             console.print(f"[red]error:[/red] no landing folder {settings.landing}: nothing to process (files "
                           "arrive in <home>/landing/<lab>/; check --home or BIOLAKE_HOME)")
             raise typer.Exit(2)
+        wait_until_free(settings.home_abs, settings.lock_timeout, on_wait=lambda pid: console.print(
+            f"another biolake run (pid {pid}) is writing to this warehouse: waiting for it "
+            f"(at most {settings.lock_timeout:.0f} s, BIOLAKE_LOCK_TIMEOUT)"))
         summary = _run(settings, export=export)
-    except SecretMissing as err:
+    except (SecretMissing, LockTimeout) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2)
     print_summary(summary)
@@ -398,8 +402,12 @@ def mappings_import(
 
     settings = _settings(home)
     loinc = load_loinc_seed(settings.seeds_dir / cat.REF_SEEDS["loinc"])
+    # the labs: a landing folder, shipped mappings or the operator's (QA: a typo wrote labo_zzz.csv)
+    known = {p.name for p in settings.landing.iterdir() if p.is_dir()} if settings.landing.is_dir() else set()
+    known |= {p.stem for d in (settings.seeds_dir / "mappings", settings.operator_mappings) if d.is_dir()
+              for p in d.glob("*.csv")}
     try:
-        rows = import_workqueue(path, loinc)
+        rows = import_workqueue(path, loinc, known_sources=known)
         written = write_approved_mappings(rows, settings.operator_mappings, loinc)
     except MappingError as err:
         console.print(f"[red]error:[/red] {err}")

@@ -44,3 +44,23 @@ def warehouse_lock(home: Path, timeout: float = 600, poll: float = 0.2):
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+
+def wait_until_free(home: Path, timeout: float = 600, on_wait=None) -> None:
+    """Wait (up to ``timeout``) until no run holds the lock, without keeping it: the command line
+    calls it before starting Prefect, so that a busy warehouse is a one-line message, not a failed
+    flow run (``on_wait(holder pid)`` is told once when it has to wait). The run itself still takes
+    the lock: another run starting in between makes it wait, as before."""
+    path = home / ".biolake.lock"
+    if on_wait is not None and path.exists():
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            on_wait(os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown")
+        finally:
+            os.close(fd)
+    with warehouse_lock(home, timeout=timeout):
+        pass

@@ -61,6 +61,19 @@ def test_run_refuses_a_weak_or_changed_secret_and_a_missing_landing(tmp_path, mo
     assert out.exit_code == 2 and "not the key the warehouse" in out.output
 
 
+def test_a_busy_warehouse_is_a_one_line_error(tmp_path, monkeypatch):
+    """QA: a lock timeout printed 132 lines of Prefect and Rich tracebacks."""
+    from flows.lock import warehouse_lock
+
+    (tmp_path / "landing").mkdir()
+    monkeypatch.setenv("BIOLAKE_LOCK_TIMEOUT", "1")
+    with warehouse_lock(tmp_path):  # another run, as far as the command can tell
+        out = runner.invoke(app, ["run", "--home", str(tmp_path)])
+    assert out.exit_code == 2, out.output
+    assert "is writing to this warehouse: waiting" in out.output and "gave up after 1 s" in out.output
+    assert "Traceback" not in out.output and not (tmp_path / "prefect").exists()  # Prefect never started
+
+
 def test_expected_failures_are_one_line_errors_not_tracebacks(tmp_path):
     import socket
     import subprocess

@@ -191,6 +191,22 @@ def test_semicolon_workqueue_from_excel(loinc, tmp_path):
     assert import_workqueue(wq, loinc).select("local_code", "loinc_num").rows() == [("HB", "718-7")]
 
 
+def test_windows_1252_binary_and_unknown_lab(loinc, tmp_path):
+    """QA: a queue saved by French Excel (Windows-1252) crashed with a UnicodeDecodeError; a lab typo
+    wrote a mapping file for a lab that does not exist."""
+    wq = tmp_path / "queue.csv"
+    wq.write_bytes("decision;source;local_code;local_label;unit;specimen;loinc_num\n"
+                   "approve;labo_a;HB;Hémoglobine;g/dL;Sang;718-7\n".encode("cp1252"))
+    rows = import_workqueue(wq, loinc, known_sources={"labo_a"})
+    assert rows.select("local_label", "loinc_num").rows() == [("Hémoglobine", "718-7")]
+    with pytest.raises(MappingError) as err:
+        import_workqueue(wq, loinc, known_sources={"labo_b"})
+    assert err.value.issues == [(f"{wq}:2", "source 'labo_a' is not a lab of this platform (known: labo_b)")]
+    wq.write_bytes(b"PK\x03\x04\x00\x00binary")
+    with pytest.raises(MappingError, match="not a text CSV file"):
+        import_workqueue(wq, loinc)
+
+
 def test_write_approved_refuses_a_broken_directory_and_changes_nothing(loinc, tmp_path):
     broken = tmp_path / "labo_a.csv"
     text = "local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\nHB,Hb,,,718-6,,\n"

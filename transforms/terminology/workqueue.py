@@ -85,15 +85,34 @@ def _unquote(cell: str) -> str:
     return cell[1:] if cell[:1] == "'" and cell[1:2] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
-def import_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = None) -> pl.DataFrame:
+def _queue_text(path: Path) -> str:
+    """The file as text: UTF-8 (with or without BOM), else Windows-1252, as French Excel saves a
+    'CSV (séparateur : point-virgule)'; a binary file is refused."""
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise MappingError([(f"{path}:1", "not a text CSV file (it holds NUL bytes)")])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise MappingError([(f"{path}:{line}", "neither UTF-8 nor Windows-1252 text: save it as CSV UTF-8")]) from None
+
+
+def import_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = None,
+                     known_sources: set[str] | None = None) -> pl.DataFrame:
     """Approved rows of an edited work queue as ``MAPPING_SCHEMA`` rows (origin = file:line).
 
     Raises ``MappingError`` naming file and line for: an unknown decision word, a missing field,
     a malformed or unknown LOINC, bad dates, two approvals for the same local code (same
-    specimen/unit) with overlapping validity and different LOINC.
+    specimen/unit) with overlapping validity and different LOINC, and a lab not in
+    ``known_sources`` (when given).
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8-sig")
+    text = _queue_text(path)
     first = text.split("\n", 1)[0]
     delimiter = ";" if first.count(";") > first.count(",") else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -119,6 +138,9 @@ def import_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None =
         for f in ("source", "local_code", "loinc_num"):
             if row[f] is None:
                 issues.append((origin, f"missing required field {f}"))
+        if known_sources is not None and row["source"] is not None and row["source"] not in known_sources:
+            issues.append((origin, f"source {row['source']!r} is not a lab of this platform "
+                                   f"(known: {', '.join(sorted(known_sources)) or 'none'})"))
         row["valid_from"] = parse_date(rec.get("valid_from"), "valid_from", origin, issues)
         row["valid_to"] = parse_date(rec.get("valid_to"), "valid_to", origin, issues)
         row.update(origin=origin, layer=0)
