@@ -271,7 +271,10 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
             with Stage(ctx, "reports"):
                 report_paths = build_reports_task(home)
         totals = ing["totals"]
+        first_log = not ctx.wh.partitions(steps.cat.RUN_LOG)
         steps.write_run_log(ctx, started, totals)
+        if first_log:  # the views were built while quality.run_log was empty (a stand-in): once more
+            refresh_views_task(home)
         privacy.audit(ctx, "run_finished", str(ctx.wh.home), details={"status": "ok", **totals})
     summary = {
         "run_id": ctx.run_id, "home": str(ctx.wh.home), "database": pubd["database"],

@@ -103,6 +103,13 @@ def test_current_versions_and_mapping_match_the_truth(processed_any):
     assert (~t["is_current"]).sum() > 0 and (~t["mapped"]).sum() > 0
 
 
+def test_the_first_run_is_in_its_run_log(processed_any):
+    """QA: after a home's first run, quality.run_log was empty (its view was built before the log)."""
+    home, summary = processed_any
+    log = query(home, "SELECT run_id, files_new, rows_in FROM quality.run_log")
+    assert log.rows() == [(summary["run_id"], summary["files_new"], summary["rows_in"])]
+
+
 def test_row_accounting_per_file(processed_any):
     home, summary = processed_any
     log = q(home, "SELECT * FROM quality.file_log WHERE status = 'loaded'")
