@@ -77,6 +77,14 @@ def test_unreadable_values_are_flagged_not_dropped(tmp_path):
     assert issues == {"DATE_INVALID:birth_date", "DATE_INVALID:collected_at", "SEX_INVALID:sex"}
 
 
+def test_written_unknown_sex_is_unknown_not_invalid(tmp_path):
+    """QA: 'U' or 'I' in SEXE sent the whole result to quarantine; an unknown sex is a flag."""
+    lines = [HEADER, *(line(N_DEMANDE=f"D{c}", SEXE=c) for c in ("U", "i", "9", "F", "h", "Z"))]
+    rows, _, _ = parse_all(write(tmp_path, lines))
+    got = [(r["sex"], r["parse_issues"]) for r in rows.iter_rows(named=True)]
+    assert got == [(None, None), (None, None), (None, None), ("F", None), ("M", None), (None, "SEX_INVALID:sex")]
+
+
 def test_malformed_and_duplicate_lines_are_rejected_with_line_numbers(tmp_path):
     good = line()
     p = write(tmp_path, [HEADER, good, line(N_DEMANDE="D2"), good, "750000001;D3;truncated", ""])

@@ -57,6 +57,9 @@ DATE_FORMATS = ("%d/%m/%Y", "%Y%m%d", "%Y-%m-%d")
 DATETIME_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%Y%m%d%H%M", "%Y%m%d%H%M%S", "%Y-%m-%dT%H:%M:%S",
                     "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
 SEX_CODES = {"F": "F", "M": "M", "H": "M", "1": "M", "2": "F"}
+# written unknowns (HL7 table 0001 U/O/A/N, French "indéterminé", 0 or 9 in numeric codings): an
+# unknown sex, a data-quality flag (SEX_UNKNOWN) and never a reason to drop the result
+UNKNOWN_SEX = ("U", "I", "O", "A", "N", "0", "9")
 # what ``_chunk`` makes of a line, checked in this order
 TOO_LONG, DUPLICATE, QUOTED, BAD_COUNT, PLAIN = range(5)
 
@@ -273,7 +276,8 @@ def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
         f = f.with_columns(dates)
     sex_raw = col("sex").str.to_uppercase()
     sex = sex_raw.replace_strict(SEX_CODES, default=None)
-    issues.append(pl.when(sex_raw.is_not_null() & sex.is_null()).then(pl.lit("SEX_INVALID:sex")))
+    issues.append(pl.when(sex_raw.is_not_null() & sex.is_null() & ~sex_raw.is_in(UNKNOWN_SEX))
+                  .then(pl.lit("SEX_INVALID:sex")))
     value_num = col("value_raw").str.replace_all(r"\s", "").str.replace(",", ".", literal=True)
     # a comparator and a number ('>100', '<0,5', '≤ 3'): the bound in value_num, the comparator apart
     bound = value_num.str.extract_groups(comparator_pattern(_CSV_NUMBER))
