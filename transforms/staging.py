@@ -52,8 +52,8 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
                 [
                     pl.when(pl.col("age").is_null()).then(pl.lit("AGE_UNKNOWN")),
                     pl.when(pl.col("sex").is_null()).then(pl.lit("SEX_UNKNOWN")),
-                    # a malformed postal code is a flag, not a reason to drop the result from the
-                    # counts (as a missing one): the result counts in France, not in a département
+                    # a malformed postal code is a flag, not a reason to drop the result (as a
+                    # missing one): the result is kept, in no département (docs/epidemiology.md)
                     pl.when(~pl.col("postal_code").str.contains(r"^[0-9]{5}$")).then(pl.lit("POSTAL_CODE_INVALID")),
                     pl.when(pl.col("dep").is_null()).then(pl.lit("DEP_UNKNOWN")),
                 ],
