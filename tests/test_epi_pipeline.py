@@ -284,6 +284,10 @@ def test_files_have_the_spf_shapes_and_the_manifest_describes_them(scenario):
     for week in partial:  # each left out week really is cut by the data's first or last day
         monday = date.fromisocalendar(int(week[:4]), int(week[-2:]), 1)
         assert monday < first or monday + timedelta(days=6) > last
+    mdo_fra = pl.read_csv(folder / "mdo-heb-fra.csv", separator=";", infer_schema=False)
+    assert set(mdo_fra["semaine"].to_list()) <= set(heb["semaine"].to_list())  # complete weeks only
+    mdo_weeks = set(scenario.ctx.wh.read(ce.MDO_WEEKLY)["semaine"].to_list())
+    assert mdo_weeks & partial and not set(mdo_fra["semaine"].to_list()) & partial
     heb_row = manifest.filter(pl.col("file") == "sp-pos-heb-fra-covid19.csv").row(0, named=True)
     assert (heb_row["period_start"], heb_row["period_end"]) == (heb["semaine"].min(), heb["semaine"].max())
     mdo_dep = pl.read_csv(folder / "mdo-heb-dep.csv", separator=";", infer_schema=False)

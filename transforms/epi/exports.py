@@ -231,10 +231,10 @@ def _mdo_published(cell) -> bool:
     return not cell[0].startswith("reg:")
 
 
-def mdo_files(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule, weeks: set[str] | None = None
+def mdo_files(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule, keep_weeks: set[str] | None = None
               ) -> tuple[list[PublishedFile], dict]:
     """mdo-heb-dep.csv and mdo-heb-fra.csv from marts.mdo_weekly rows (mdo_id, semaine, dep, cases);
-    ``weeks``: the weeks the files keep (the complete ones; the suppression sees every week)."""
+    ``keep_weeks``: the weeks the files keep (the complete ones; the suppression sees every week)."""
     fra = weekly.group_by("mdo_id", "semaine").agg(pl.col("cases").sum()).with_columns(pl.lit(FRA).alias("fra"))
     gtree = geo_tree(geo)
     weeks = sorted(weekly["semaine"].unique().to_list())
@@ -262,8 +262,8 @@ def mdo_files(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule, wee
     files = []
     for level, df in (("dep", weekly), ("fra", fra)):
         f = flags.filter(pl.col("_level") == level).select("mdo_id", pl.col("_geo").alias(level), "semaine", "_k")
-        if weeks is not None:
-            df = df.filter(pl.col("semaine").is_in(sorted(weeks)))
+        if keep_weeks is not None:
+            df = df.filter(pl.col("semaine").is_in(sorted(keep_weeks)))
         j = df.join(f, on=["mdo_id", level, "semaine"], how="left").sort(level, "semaine", "mdo_id")
         out = j.select(level, "semaine", pl.col("mdo_id").alias("mdo"),
                        pl.when(pl.col("_k").is_null()).then(pl.col("cases")).otherwise(None).alias("cas"))
