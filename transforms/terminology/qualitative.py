@@ -19,8 +19,9 @@ How a text is read (``QualitativeReader.classify``), first rule that answers win
    'Négatif (<LOD)', 'Non détecté (Ct > 40)', 'Ininterprétable - à refaire'.
 
 PHRASE RULES. Annotations are dropped first: a Ct/Cq value ('Ct=25', 'Ct 28', 'CT > 40'), a
-detection-limit comparison ('< LOD'), and a parenthesised or bracketed part that holds no word
-that could carry a verdict ('(seuil 1/40)', '(<LOD)'; '(positif sur gène N)' is kept and read).
+detection-limit comparison ('< LOD'), and a parenthesised or bracketed part that is a pure
+annotation (``ANNOTATION_TOKENS`` and numbers: '(seuil 1/40)', '(<LOD)', '[gène E]'); any other part
+is kept and read ('(positif sur gène N)', '(faux)': then unrecognised).
 The rest is split into words, and every word must belong to one of these small explicit lists:
 
 * a verdict word or phrase of the vocabulary (longest match first, so 'non détecté' is one
@@ -137,10 +138,13 @@ RECHECK_PHRASES = (
     "a recontroller", "controle a prevoir", "refaire", "recontroler", "nouveau prelevement",
     "nouveau prelevement souhaitable", "to be repeated", "repeat",
 )
-# words that negate or question: a parenthesised part holding one is never dropped
-_NEGATORS = ("non", "pas", "sans", "aucun", "aucune", "ni", "not", "no", "?")
+# what a bracketed annotation may hold (besides numbers) to be dropped: a Ct or detection limit,
+# a threshold, the gene or target amplified; a bracket holding any other word is read with the rest
+ANNOTATION_TOKENS = frozenset({
+    "ct", "cq", "lod", "ld", "ldd", "lq", "loq", "seuil", "cycle", "cycles", "gene", "genes", "cible", "cibles",
+    "target", "targets", "orf1ab", "orf1", "rdrp", "e", "n", "s", "=", "<", ">", "~", "\u2264", "\u2265",
+})
 
-_FILLERS = frozenset({"de", "d", "du", "des", "l", "la", "le", "a"})
 _CT = re.compile(r"\b(?:ct|cq)\s*(?:<=|>=|[=:<>\u2264\u2265~])?\s*\d+(?:[.,]\d+)?")
 _LOD = re.compile(r"[<>\u2264\u2265]=?\s*(?:lod|ld|ldd|lq|loq)\b")
 _BRACKETS = re.compile(r"\(([^()\[\]]*)\)|\[([^()\[\]]*)\]")
@@ -196,8 +200,6 @@ class QualitativeReader:
         self.phrases = table
         self.longest = max(len(k) for k in table)
         # a bracketed part holding one of these words may carry a verdict: it is read, not dropped
-        significant = {t for k, (kind, _) in table.items() if kind in ("verdict", "recheck") for t in k}
-        self.significant = frozenset((significant | set(_NEGATORS)) - _FILLERS)
         self._memo: dict[str, tuple[str | None, str | None]] = {}
 
     def classify(self, raw: str | None) -> tuple[str | None, str | None]:
@@ -231,8 +233,11 @@ class QualitativeReader:
         text = _LOD.sub(" ", _CT.sub(" ", text))
         while True:
             def keep_or_drop(m: re.Match) -> str:
+                # only a pure annotation goes (numbers, Ct/LOD, the gene amplified): any other word
+                # stays and must then be read ('Positif (faux)' is not a positive; QA)
                 inner = m.group(1) if m.group(1) is not None else m.group(2)
-                return f" {inner} " if self.significant & set(_tokens(inner)) else " "
+                pure = all(t.isdigit() or t in ANNOTATION_TOKENS for t in _tokens(inner))
+                return " " if pure else f" {inner} "
             new = _BRACKETS.sub(keep_or_drop, text)
             if new == text:
                 return text
