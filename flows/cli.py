@@ -174,7 +174,17 @@ def demo(
     formats: FormatsOpt = "mixed",
 ) -> None:
     """Generate about a week of extracts for several labs, run everything, print a summary."""
+    from flows import steps
+    from flows.settings import DEMO_SECRET
+
+    os.environ.pop("BIOLAKE_PSEUDONYM_SECRET", None)  # synthetic data: always the demo's own key
     settings = _settings(home, demo=True)
+    recorded = steps._state(steps.Context.create(settings, "demo-check")).get("key_check")
+    if recorded is not None and recorded != steps.key_check_value(DEMO_SECRET.encode("utf-8")):
+        # QA: the demo wrote synthetic files into a real home, which the next real run loaded
+        console.print(f"[red]error:[/red] {settings.home_abs} holds a warehouse built with a real key: the demo "
+                      "neither writes synthetic data into it nor deletes it (--fresh); choose another --home")
+        raise typer.Exit(2)
     if fresh and settings.home_abs.exists():
         shutil.rmtree(settings.home_abs)
     console.rule("[bold]1/2 generate synthetic lab extracts")

@@ -61,6 +61,20 @@ def test_run_refuses_a_weak_or_changed_secret_and_a_missing_landing(tmp_path, mo
     assert out.exit_code == 2 and "not the key the warehouse" in out.output
 
 
+def test_the_demo_never_writes_into_a_real_home(tmp_path, monkeypatch):
+    """QA: `demo` on a real home generated synthetic files, then stopped on the key; the next real
+    run loaded them. `demo --fresh` would have deleted the real warehouse."""
+    from flows import steps
+    from flows.settings import Settings
+
+    monkeypatch.setenv("BIOLAKE_PSEUDONYM_SECRET", "the-real-key-of-this-home")
+    steps.check_key(steps.Context.create(Settings(home=tmp_path), "real-run"))  # what a real run records
+    for extra in ([], ["--fresh"]):
+        out = runner.invoke(app, ["demo", "--home", str(tmp_path), "--results", "200", *extra])
+        assert out.exit_code == 2 and "built with a real key" in out.output, out.output
+        assert not (tmp_path / "landing").exists() and (tmp_path / "warehouse" / "state.json").exists()
+
+
 def test_a_busy_warehouse_is_a_one_line_error(tmp_path, monkeypatch):
     """QA: a lock timeout printed 132 lines of Prefect and Rich tracebacks."""
     from flows.lock import warehouse_lock
