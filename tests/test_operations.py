@@ -172,3 +172,33 @@ def test_a_file_gone_before_it_is_read_is_read_when_it_is_back(tmp_path):
     [again] = steps.discover(steps.Context.create(Settings(home=tmp_path / "home"), "r2"))
     assert again.status == "new" and again.file_seq == ticket.file_seq
     assert steps.ingest(ctx, again)["rows_in"] == 1
+
+
+def test_a_copy_of_a_file_gone_mid_run_is_read_by_the_next_run(prefect_harness, tmp_path, monkeypatch):
+    """QA: b.csv, a copy of a.csv, was logged as its duplicate; a.csv then left the landing area
+    before it was read, and the content was never loaded."""
+    from flows import steps
+    from flows.pipeline import ingest_flow
+    from tests.helpers import HEADER, line
+
+    home = tmp_path / "home"
+    landing = home / "landing" / "labo_alpha"
+    landing.mkdir(parents=True)
+    for name in ("a.csv", "b.csv"):
+        (landing / name).write_text(f"{HEADER}\n{line()}\n", encoding="utf-8")
+    real_ingest = steps.ingest
+
+    def ingest_after_a_leaves(ctx, t, keep=None):
+        if t.path.endswith("a.csv") and (landing / "a.csv").exists():
+            shutil.move(landing / "a.csv", tmp_path / "a.csv")
+        return real_ingest(ctx, t, keep=keep)
+
+    monkeypatch.setattr(steps, "ingest", ingest_after_a_leaves)
+    first = ingest_flow(home=str(home))
+    assert first["totals"].get("files_failed") == 1 and not first["changed"]
+    assert "FILE_GONE" not in first["reasons"] and not first["totals"].get("files_duplicate")
+    monkeypatch.setattr(steps, "ingest", real_ingest)
+    second = ingest_flow(home=str(home))
+    assert second["totals"]["files_new"] == 1 and second["totals"]["rows_valid"] == 1
+    log = steps.Context.create(steps.Settings(home=home), "check").wh.read(steps.cat.FILE_LOG)
+    assert log.select("path", "status").rows() == [("labo_alpha/b.csv", "loaded")]
