@@ -109,14 +109,16 @@ def generate(
 
 
 def _run(settings, export: bool = False) -> dict:
+    from flows import steps
+
+    settings.secret_bytes()  # fail early, before Prefect starts, when the secret is missing or weak
+    ctx = steps.Context.create(settings, "preflight")
+    steps.check_key(ctx, save=False)  # or is not the warehouse's
+    steps.load_terminology(ctx, {})  # an operator's broken mapping or words file: its file and line, now
     configure_prefect(settings)
     from flows import progress
     from flows.pipeline import pipeline
 
-    settings.secret_bytes()  # fail early, before Prefect starts, when the secret is missing or weak
-    from flows import steps
-
-    steps.check_key(steps.Context.create(settings, "key-check"), save=False)  # or is not the warehouse's
     if settings.demo:
         os.environ["BIOLAKE_DEMO"] = "1"
     with _progress() as p:
@@ -432,11 +434,17 @@ def main() -> None:
     """The `biolake` command: the app, with the expected failures (a missing or changed secret, a
     path that is not a directory, a missing file...) told in one line instead of a traceback
     (BIOLAKE_DEBUG=1 shows it)."""
+    from pydantic import ValidationError
+
+    from flows.lock import LockTimeout
     from flows.settings import SecretMissing
+    from transforms.terminology.mappings import MappingError
+    from transforms.terminology.qualitative import QualitativeWordsError
 
     try:
         app()
-    except (SecretMissing, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
+    except (SecretMissing, LockTimeout, MappingError, QualitativeWordsError, ValidationError, FileNotFoundError,
+            NotADirectoryError, IsADirectoryError, PermissionError) as err:
         if os.environ.get("BIOLAKE_DEBUG") == "1":
             raise
         console.print(f"[red]error:[/red] {err}")

@@ -85,10 +85,10 @@ class Settings(BaseSettings):
     def secret_bytes(self) -> bytes:
         if self.pseudonym_secret is not None and self.pseudonym_secret.get_secret_value():
             value = self.pseudonym_secret.get_secret_value()
-            if len(value) < MIN_SECRET_CHARS:
+            if len(value) < MIN_SECRET_CHARS or len(set(value)) < MIN_SECRET_CHARS // 2:
                 raise SecretMissing(
-                    f"BIOLAKE_PSEUDONYM_SECRET has {len(value)} characters: use at least {MIN_SECRET_CHARS} random "
-                    "ones (for example `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or the "
+                    f"BIOLAKE_PSEUDONYM_SECRET has {len(value)} characters, {len(set(value))} different: use at "
+                    f"least {MIN_SECRET_CHARS} random ones (for example `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or the "
                     "pseudonyms can be recomputed by guessing the key.")
             return value.encode("utf-8")
         if self.demo:

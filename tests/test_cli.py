@@ -3,6 +3,7 @@ generate's formats and the summary per format."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import polars as pl
@@ -42,9 +43,10 @@ def test_run_refuses_a_weak_or_changed_secret_and_a_missing_landing(tmp_path, mo
     from flows import steps
     from flows.settings import SecretChanged, Settings
 
-    monkeypatch.setenv("BIOLAKE_PSEUDONYM_SECRET", "short")
-    out = runner.invoke(app, ["run", "--home", str(tmp_path)])
-    assert out.exit_code == 2 and "at least 16" in out.output
+    for weak in ("short", "a" * 32, " " * 20):
+        monkeypatch.setenv("BIOLAKE_PSEUDONYM_SECRET", weak)
+        out = runner.invoke(app, ["run", "--home", str(tmp_path)])
+        assert out.exit_code == 2 and "at least 16" in out.output, weak
     monkeypatch.setenv("BIOLAKE_PSEUDONYM_SECRET", "first-key-of-this-warehouse")
     out = runner.invoke(app, ["run", "--home", str(tmp_path / "typo")])  # QA: built an empty warehouse, exit 0
     assert out.exit_code == 2 and "no landing folder" in out.output and not (tmp_path / "typo").exists()
@@ -86,6 +88,37 @@ def test_a_busy_warehouse_is_a_one_line_error(tmp_path, monkeypatch):
     assert out.exit_code == 2, out.output
     assert "is writing to this warehouse: waiting" in out.output and "gave up after 1 s" in out.output
     assert "Traceback" not in out.output and not (tmp_path / "prefect").exists()  # Prefect never started
+
+
+def test_broken_operator_files_and_settings_are_errors_before_the_run(tmp_path, monkeypatch):
+    """QA: a words file in Windows-1252 or with a bad meaning, a mapping with an unknown LOINC, a bad
+    BIOLAKE_LOCK_TIMEOUT: hundreds of lines of tracebacks from inside the flow run."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    (tmp_path / "landing" / "labo_alpha").mkdir(parents=True)
+    words = tmp_path / "mappings" / "qualitative"
+    words.mkdir(parents=True)
+    (words / "w.csv").write_bytes("text;meaning\nNégatif franc;negative\nbof;nimporte\n".encode("cp1252"))
+    env = dict(os.environ, BIOLAKE_PSEUDONYM_SECRET="a-test-key-long-enough-here", COLUMNS="400")
+
+    def run(**extra):
+        return subprocess.run([sys.executable, "-m", "flows.cli", "run", "--home", str(tmp_path)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120, env={**env, **extra})
+
+    out = run()
+    assert out.returncode == 2 and "Traceback" not in out.stdout + out.stderr
+    assert "w.csv:3: meaning 'nimporte'" in out.stdout and "w.csv:2" not in out.stdout
+    (words / "w.csv").unlink()
+    (tmp_path / "mappings" / "labo_alpha.csv").write_text(
+        "local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\nX,x,,,9999-9,,\n", encoding="utf-8")
+    out = run()
+    assert out.returncode == 2 and "labo_alpha.csv:2" in out.stdout and "Traceback" not in out.stderr
+    out = run(BIOLAKE_LOCK_TIMEOUT="abc")
+    assert out.returncode == 2 and "lock_timeout" in out.stdout and "Traceback" not in out.stderr
+    assert not (tmp_path / "prefect").exists()  # all refused before Prefect started
 
 
 def test_expected_failures_are_one_line_errors_not_tracebacks(tmp_path):

@@ -53,6 +53,8 @@ from pathlib import Path
 
 import polars as pl
 
+from transforms.terminology.mappings import operator_text
+
 POSITIVE, NEGATIVE = "10828004", "260385009"
 DETECTED, NOT_DETECTED = "260373001", "260415000"
 PRESENT, ABSENT = "52101004", "2667000"
@@ -352,7 +354,12 @@ def load_qualitative_words(dirs: Sequence[Path]) -> pl.DataFrame:
             continue
         layer: dict[str, dict] = {}
         for path in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".csv"):
-            text = path.read_text(encoding="utf-8-sig")
+            try:
+                text = operator_text(path)
+            except ValueError as err:
+                origin, _, message = str(err).rpartition(": ")
+                issues.append((origin, message))
+                continue
             first = text.split("\n", 1)[0]
             reader = csv.DictReader(text.splitlines(), delimiter=";" if first.count(";") > first.count(",") else ",")
             header = [h.strip() for h in (reader.fieldnames or [])]

@@ -27,6 +27,7 @@ import polars as pl
 from transforms.safe_text import neutralise_formulas
 
 from transforms.terminology.mappings import (
+    operator_text,
     MAPPING_FIELDS,
     MAPPING_SCHEMA,
     MappingError,
@@ -86,20 +87,11 @@ def _unquote(cell: str) -> str:
 
 
 def _queue_text(path: Path) -> str:
-    """The file as text: UTF-8 (with or without BOM), else Windows-1252, as French Excel saves a
-    'CSV (séparateur : point-virgule)'; a binary file is refused."""
-    data = path.read_bytes()
-    if b"\x00" in data:
-        raise MappingError([(f"{path}:1", "not a text CSV file (it holds NUL bytes)")])
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise MappingError([(f"{path}:{line}", "neither UTF-8 nor Windows-1252 text: save it as CSV UTF-8")]) from None
+        return operator_text(path)
+    except ValueError as err:
+        origin, _, message = str(err).rpartition(": ")
+        raise MappingError([(origin, message)]) from None
 
 
 def import_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = None,
