@@ -559,6 +559,18 @@ def test_a_lone_lf_split_across_read_blocks(tmp_path, monkeypatch):
     assert results[0]["value_raw"][0] == "Détecté\n  (charge virale élevée)"
 
 
+def test_a_lone_lf_before_capitals_that_are_no_segment_is_text(tmp_path):
+    """QA: 'Positif\nARN|...' was cut at the \n ('ARN' read as a segment id): the OBX lost its
+    status and times and went to quarantine. Only a segment HL7 v2.5 defines, or a Z-segment, ends
+    the field."""
+    text = (msg("1", vt="ST", value="Positif\nARN") + msg("2", vt="ST", value="Positif\nRAS")
+            + msg("3").replace("\rOBX|1|", "\nZBE|1\rOBX|1|", 1))  # a Z-segment after a lone \n: a segment
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0
+    assert rows.select("message_id", "value_raw", "result_status").rows() == [
+        ("1", "Positif\nARN", "F"), ("2", "Positif\nRAS", "F"), ("3", "5.1", "F")]
+
+
 def test_a_lone_lf_before_a_segment_ends_it(tmp_path):
     """A lone \\n followed by what reads as a segment (ID of three capitals and the field separator)
     is a segment break, as before: the OBX after it is its own row."""

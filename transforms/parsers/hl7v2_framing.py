@@ -9,8 +9,8 @@ case -- is decoded at once when it is plain UTF-8 without an MSH-18 character se
 ``str.split`` on ``\\nMSH``: no Python loop over its lines.
 
 A lone ``\\n`` (not part of ``\\r\\n``, in a file that uses ``\\r``) followed by a line that does
-not read as a segment (three capitals or digits, the first a capital, then the message's field
-separator or nothing) is kept as a line break inside the field before it -- an NTE comment or an
+not read as a segment (a segment id HL7 v2.5 defines, ``KNOWN_SEGMENTS``, or a Z-segment, then the
+message's field separator or nothing) is kept as a line break inside the field before it -- an NTE comment or an
 OBX-5 text on two lines -- unless a lone ``\\n`` of the same message is followed by a segment: then
 ``\\n`` is one of that message's terminators and such a line stays a line of its own (the parser
 rejects the message as malformed, as before). The joined line keeps the number of its first
@@ -25,6 +25,22 @@ from transforms.parsers.linereader import BLOCK_SIZE, LineBlock
 
 BATCH_SEGMENTS = frozenset({b"FHS", b"BHS", b"BTS", b"FTS"})
 _SEGMENT_ID = re.compile(rb"[A-Z][A-Z0-9]{2}")
+# after a lone \n, only a segment HL7 v2.5 defines (or a Z-segment) ends the line before it: text
+# such as 'ARN|...' or 'RAS|...' is the field's next line (QA: 'Positif\nARN|' lost its OBX)
+KNOWN_SEGMENTS = frozenset(s.encode() for s in (
+    "MSH PID PD1 PV1 PV2 NK1 NTE ORC OBR OBX SPM SAC TQ1 TQ2 CTD CTI FT1 DG1 AL1 IN1 IN2 IN3 GT1 ROL PRT "
+    "EVN MSA ERR SFT TXA TCD NST BLG MRG ACC UB1 UB2 DSP QAK QRD QPD RCP PRB GOL PTH VAR RXA RXR RXO RXE RXC "
+    "RXG RXD FHS BHS BTS FTS ARQ AIS AIG AIL AIP SCH EQU ECD ECR INV SID OM1 OM2 OM3 OM4 OM5 OM6 OM7 CON "
+    "IAM DB1 ODS ODT PCR PEO PES PSH PDA DSC ADD OVR UAC LOC LCH LRL LDP LCC MFI MFE STF PRA ORG AFF LAN "
+    "EDU CER BPO BPX BTX CSR CSP CSS CM0 CM1 CM2 ABS DRG PR1 RF1 AUT").split())
+
+
+def is_segment_start(line: bytes, fs: bytes) -> bool:
+    """Whether a line after a lone \n starts a segment: a known id or a Z-segment, then the field
+    separator or nothing."""
+    head = line[:3]
+    return (head in KNOWN_SEGMENTS or (head[:1] == b"Z" and _SEGMENT_ID.fullmatch(head) is not None)) \
+        and (len(line) == 3 or line[3:4] == fs)
 MAX_MESSAGE_BYTES = 256 << 20
 # a block where a line does not start with a capital letter (blank lines, MLLP framing,
 # indentation, garbage) or starts a batch header takes the line-by-line path
@@ -192,7 +208,7 @@ class MessageSplitter:
             return
         if lone_lf and self.cur:
             fs = self.cur[0][3:4]  # the field separator of the message's MSH
-            if _SEGMENT_ID.match(line) and (len(line) == 3 or line[3:4] == fs):
+            if is_segment_start(line, fs):
                 self.lf_ends = True
             else:
                 self.cont[len(self.cur)] = raw
