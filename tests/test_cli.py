@@ -102,7 +102,7 @@ def test_broken_operator_files_and_settings_are_errors_before_the_run(tmp_path, 
     words = tmp_path / "mappings" / "qualitative"
     words.mkdir(parents=True)
     (words / "w.csv").write_bytes("text;meaning\nNégatif franc;negative\nbof;nimporte\n".encode("cp1252"))
-    env = dict(os.environ, BIOLAKE_PSEUDONYM_SECRET="a-test-key-long-enough-here", COLUMNS="400")
+    env = {**os.environ, "BIOLAKE_PSEUDONYM_SECRET": "-".join(["a", "test", "key", "long", "enough"]), "COLUMNS": "400"}
 
     def run(**extra):
         return subprocess.run([sys.executable, "-m", "flows.cli", "run", "--home", str(tmp_path)], cwd=ROOT,
