@@ -31,6 +31,10 @@ from warehouse.views import build_views, sql_literal
 
 HASH_BLOCK = 8 * 1024 * 1024
 PARSER_VERSION = "2"  # bump when a parser's output changes: earlier ingests are then not reused
+# bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
+# re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was
+# the plain lab|request|test|specimen, which showed the lab's request number to analysts).
+CODING_FORMAT = "2"
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,23 +352,34 @@ def load_terminology(ctx: Context, refs: dict[str, pl.DataFrame]):
     words = qualitative_words(ctx)
     h = hashlib.sha256(mappings.drop("origin", strict=False).sort(pl.all()).write_csv().encode())
     h.update(f"qualitative rules {RULES_VERSION}\n".encode())
+    h.update(f"coding format {CODING_FORMAT}\n".encode())
     h.update(words.select("key", "code").sort(pl.all()).write_csv().encode())
     return loinc, mappings, h.hexdigest()
 
 
 def version_key_expr() -> pl.Expr:
-    """The key the versions of one result share: lab, request, test (local code, else the LOINC the
-    lab sent), specimen. Missing parts are skipped (like SQL concat_ws)."""
+    """The parts the versions of one result share, joined: lab, request, test (local code, else the
+    LOINC the lab sent), specimen. Missing parts are skipped (like SQL concat_ws). It holds the lab's
+    request number: only its keyed hash (``version_keys``) is stored."""
     return pl.concat_str(
         [pl.col("source"), pl.col("request_id"), pl.coalesce("local_code", "loinc_code_src", pl.lit("")),
          pl.col("specimen").fill_null("")], separator="|", ignore_nulls=True)
 
 
-def with_provisional_versions(df: pl.DataFrame) -> pl.DataFrame:
+def version_keys(df: pl.DataFrame, secret: bytes) -> pl.Series:
+    """The version key of each row: a keyed hash (HMAC-SHA256 under the pseudonymisation secret,
+    128 bits) of ``version_key_expr``. Equal parts give equal keys, which is all the publication
+    needs; the request number cannot be read back from it."""
+    from transforms.identity import keyed_hashes
+
+    return keyed_hashes(df.select(version_key_expr().alias("version_key"))["version_key"], secret, "VERSION")
+
+
+def with_provisional_versions(df: pl.DataFrame, secret: bytes) -> pl.DataFrame:
     """The version columns as they are for a result that has no other version: current unless its
     status is D (deleted), superseded by nothing. The publication corrects them across files."""
     return df.with_columns(
-        version_key_expr().alias("version_key"),
+        version_keys(df, secret).alias("version_key"),
         (pl.col("result_status") != "D").fill_null(True).alias("is_current"),
         pl.lit(None, dtype=pl.Utf8).alias("superseded_by"),
     )
@@ -378,11 +393,12 @@ def transcode(ctx: Context, file_id: str, loinc: pl.DataFrame, mappings: pl.Data
 
     n = mapped = 0
     words = qualitative_words(ctx)
+    secret = ctx.settings.secret_bytes()
 
     def coded():
         nonlocal n, mapped
         for part in ctx.wh.parts(cat.STG_RESULTS, file_id, staged):
-            df = with_provisional_versions(do_transcode(part, mappings, loinc, words=words))
+            df = with_provisional_versions(do_transcode(part, mappings, loinc, words=words), secret)
             n += df.height
             mapped += df["loinc_code"].is_not_null().sum()
             yield df

@@ -129,7 +129,8 @@ CODED_COLUMNS: tuple[Column, ...] = (
 )
 
 VERSION_COLUMNS = (
-    C("version_key", U, "lab|request|test|specimen: the versions of one result share it"),
+    C("version_key", U, "keyed hash (HMAC, 128 bits) of lab|request|test|specimen: the versions of one "
+                        "result share it; the request number cannot be read from it"),
     C("is_current", B, "latest version of this (lab, request, test)"),
     C("superseded_by", U, "file_id:result_no of the version that replaced it"),
 )
