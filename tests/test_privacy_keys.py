@@ -110,6 +110,8 @@ def test_the_planted_values_are_where_engineers_need_them(planted):
         con.close()
     assert set(PLANTED_REQUESTS) | {PLANTED_HL7_REQUEST} <= raw and PLANTED_MESSAGE in msgs
     assert set(PLANTED_FILES) <= paths
+    raw_texts = parquet_texts(planted / "warehouse" / "raw")  # the file scanner finds them too
+    assert any(PLANTED_MESSAGE in v for vs in raw_texts.values() for v in vs)
 
 
 def test_no_request_number_in_the_analyst_views(planted):
@@ -154,20 +156,43 @@ def test_versions_of_planted_results_settle(planted):
 # a warehouse built by the previous code is migrated
 # --------------------------------------------------------------------------------------------
 def age_to_previous_format(home: Path) -> None:
-    """Rewrite the coded and fct partitions as the previous code wrote them (plain version keys)
+    """Rewrite staging, coded and fct as the previous code wrote them: the plain request_id and
+    message_id (from raw.results) instead of request_key and message_key, the plain version key;
     and forget the coding fingerprint it recorded (the previous code's was another)."""
-    from flows.steps import version_key_expr
     from warehouse.store import Warehouse
 
     wh = Warehouse(home)
-    for t in (cat.STG_RESULTS_CODED, cat.FCT_LAB_RESULTS):
-        for fid in wh.partitions(t):
-            df = wh.read(t, [fid]).with_columns(version_key_expr().alias("version_key"))
-            wh.write_partition(t, fid, [df])
+    raw = wh.read(cat.RAW_RESULTS).select("file_id", "result_no", "request_id", "message_id")
+    plain_version_key = pl.concat_str(
+        [pl.col("source"), pl.col("request_id"), pl.coalesce("local_code", "loinc_code_src", pl.lit("")),
+         pl.col("specimen").fill_null("")], separator="|", ignore_nulls=True)
+    for t in (cat.STG_RESULTS, cat.STG_RESULTS_CODED, cat.FCT_LAB_RESULTS):
+        for f in wh.files(t):
+            df = pl.read_parquet(f).join(raw, on=["file_id", "result_no"], how="left", maintain_order="left")
+            df = df.drop("request_key", "message_key")
+            if "version_key" in df.columns:
+                df = df.with_columns(plain_version_key.alias("version_key"))
+            f.unlink()  # fct files may be hard links to coded ones
+            df.write_parquet(f)
     state_path = wh.root / "state.json"
     state = json.loads(state_path.read_text())
     state["mappings_fingerprint"] = "fingerprint of the previous code"
     state_path.write_text(json.dumps(state))
+
+
+def assert_same_as_fresh(home: Path, fresh: Path) -> None:
+    from warehouse.store import Warehouse
+
+    key = ["file_id", "result_no"]
+    for t in (cat.STG_RESULTS, cat.STG_RESULTS_CODED, cat.FCT_LAB_RESULTS):
+        files = Warehouse(home).files(t)
+        assert all(set(pl.read_parquet_schema(f)) == set(t.schema) for f in files), t.qualified
+        got = Warehouse(home).read(t).sort(key)
+        assert got["request_key"].str.contains(r"^[0-9a-f]{32}$").all(), t.qualified
+        want = Warehouse(fresh).read(t).sort(key)
+        assert got.equals(want), t.qualified  # the same rows, keys and flags as a fresh build
+    values = analyst_values(home / "analyst.duckdb")
+    assert not any(n in v for vs in values.values() for v in vs for n in PLANTED_REQUESTS)
 
 
 def test_a_warehouse_of_the_previous_code_is_migrated(planted, tmp_path):
@@ -178,15 +203,59 @@ def test_a_warehouse_of_the_previous_code_is_migrated(planted, tmp_path):
     shutil.copytree(planted, home, ignore=shutil.ignore_patterns("prefect"))
     age_to_previous_format(home)
     wh = Warehouse(home)
-    old_keys = wh.read(cat.FCT_LAB_RESULTS)["version_key"]
-    assert old_keys.str.contains(PLANTED_REQUESTS[1], literal=True).any()  # what QA saw
+    old = pl.read_parquet(wh.files(cat.FCT_LAB_RESULTS))
+    assert old["version_key"].str.contains(PLANTED_REQUESTS[1], literal=True).any()  # what QA saw
+    assert PLANTED_MESSAGE in old["message_id"].to_list()
 
     pipeline(home=str(home))
-    key = ["file_id", "result_no"]
-    for t in (cat.STG_RESULTS_CODED, cat.FCT_LAB_RESULTS):
-        got = Warehouse(home).read(t).sort(key)
-        assert got["version_key"].str.contains(r"^[0-9a-f]{32}$").all(), t.qualified
-        want = Warehouse(planted).read(t).sort(key)
-        assert got.equals(want), t.qualified  # the same rows, keys and flags as a fresh build
-    values = analyst_values(home / "analyst.duckdb")
-    assert not any(PLANTED_REQUESTS[1] in v for vs in values.values() for v in vs)
+    assert_same_as_fresh(home, planted)
+
+
+def test_a_migration_interrupted_before_re_coding_is_finished_by_the_next_run(planted, tmp_path):
+    """Staging migrated, then the run killed: the coded partitions still hold the plain values, and
+    are re-coded even when the fingerprint was somehow saved."""
+    from flows import steps
+    from flows.settings import Settings
+    from flows.pipeline import pipeline
+
+    home = tmp_path / "home"
+    shutil.copytree(planted, home, ignore=shutil.ignore_patterns("prefect"))
+    fingerprint = json.loads((home / "warehouse" / "state.json").read_text())["mappings_fingerprint"]
+    age_to_previous_format(home)
+    ctx = steps.Context.create(Settings(home=home), "interrupted")
+    first = steps.migrate_staging(ctx)
+    assert first == ctx.wh.partitions(cat.STG_RESULTS)
+    assert steps.migrate_staging(ctx) == first  # staging done; the coded partitions still owe it
+    steps.save_mappings_fingerprint(ctx, fingerprint)
+
+    pipeline(home=str(home))
+    assert_same_as_fresh(home, planted)
+    assert steps.migrate_staging(ctx) == []
+
+
+def parquet_texts(folder: Path) -> dict[str, set[str]]:
+    """Every distinct text value of every Parquet file under ``folder``: {file: values}."""
+    out = {}
+    con = duckdb.connect()
+    try:
+        for f in sorted(folder.rglob("*.parquet")):
+            cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{f}')").fetchall()]
+            values: set[str] = set()
+            for c in cols:
+                values |= {r[0] for r in con.execute(
+                    f'SELECT DISTINCT CAST("{c}" AS VARCHAR) FROM read_parquet(\'{f}\') WHERE "{c}" IS NOT NULL'
+                ).fetchall()}
+            out[str(f.relative_to(folder))] = values
+    finally:
+        con.close()
+    return out
+
+
+@pytest.mark.parametrize("layer", ["staging", "marts", "ref"])
+def test_no_request_number_or_message_id_in_the_analyst_readable_files(planted, layer):
+    """Analysts can read_parquet() any file the OS lets them read: the files themselves must be clean."""
+    texts = parquet_texts(planted / "warehouse" / layer)
+    assert texts or layer == "ref"
+    needles = (*PLANTED_REQUESTS, PLANTED_HL7_REQUEST, PLANTED_MESSAGE)
+    found = {f: {n for v in vs for n in needles if n in v} for f, vs in texts.items()}
+    assert not {f: n for f, n in found.items() if n}
