@@ -254,7 +254,7 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
     ctx = _ctx(home)
     started = datetime.now()
     with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
-        from warehouse.analyst import restrict_raw_permissions
+        from warehouse.analyst import restrict_raw_permissions  # raw and quality tables with paths
 
         ctx.wh.clean_tmp()
         restrict_raw_permissions(ctx.wh)

@@ -259,3 +259,35 @@ def test_no_request_number_or_message_id_in_the_analyst_readable_files(planted, 
     needles = (*PLANTED_REQUESTS, PLANTED_HL7_REQUEST, PLANTED_MESSAGE)
     found = {f: {n for v in vs for n in needles if n in v} for f, vs in texts.items()}
     assert not {f: n for f, n in found.items() if n}
+
+
+def test_no_landing_file_name_in_the_analyst_readable_files(planted):
+    """Every Parquet file an analyst may read (staging, marts, ref, quality outside the folders
+    closed like raw) is free of the planted file names; those folders are closed (0700) and the
+    analyst database's cleaned copies of their tables hold no file name either."""
+    import stat
+
+    from warehouse.analyst import PRIVATE_QUALITY_TABLES, private_dirs
+    from warehouse.store import Warehouse
+
+    wh = Warehouse(planted)
+    closed = private_dirs(wh)
+    assert all(stat.S_IMODE(d.stat().st_mode) == 0o700 for d in closed)
+    needles = (*FILE_WORDS, PLANTED_MESSAGE, *PLANTED_REQUESTS, PLANTED_HL7_REQUEST)
+    found, scanned, seen_in_closed = {}, 0, set()
+    for layer in ("staging", "marts", "quality", "ref"):
+        for rel, values in parquet_texts(wh.root / layer).items():
+            path = wh.root / layer / rel
+            hits = {n for v in values for n in needles if n in v}
+            if any(d in path.parents for d in closed):
+                seen_in_closed |= hits
+                continue
+            scanned += 1
+            if hits:
+                found[f"{layer}/{rel}"] = hits
+    assert scanned > 10 and not found, found
+    assert set(FILE_WORDS) <= seen_in_closed  # the scanner finds them where they are kept
+    values = analyst_values(planted / "analyst.duckdb")
+    copies = {c: vs for c, vs in values.items() if c.rsplit(".", 1)[0] in PRIVATE_QUALITY_TABLES}
+    assert "quality.file_log.source" in copies and "quality.quarantine.detail" in copies
+    assert not {c for c, vs in copies.items() for v in vs for n in needles if n in v}
