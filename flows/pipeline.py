@@ -151,6 +151,12 @@ def ingest_flow(home: str = "data") -> dict:
     with Stage(ctx, "reference"):
         steps.load_ref(ctx)
         loinc, mappings, fingerprint = terminology_for(ctx)
+    with Stage(ctx, "validate"):
+        # staging written before request_key/message_key existed holds plain request numbers and
+        # message ids: replaced by their keyed hashes once (then re-coded and republished below)
+        migrated = steps.migrate_staging(ctx)
+    if migrated:
+        log.info("%d staging partition(s) migrated to keyed request and message ids", len(migrated))
     with Stage(ctx, "discover"):
         tickets = steps.discover(ctx)
     new = [t for t in tickets if t.status == "new"]
@@ -213,11 +219,14 @@ def ingest_flow(home: str = "data") -> dict:
             continue
         process.record_skipped(ctx, t)
         totals["files_duplicate"] += 1
-    if steps.mappings_changed(ctx, fingerprint):
-        # a mapping was added or changed since earlier files were coded: re-code them (backfill)
+    recode_all = steps.mappings_changed(ctx, fingerprint)
+    if recode_all or migrated:
+        # a mapping (or the coding format) changed since earlier files were coded: re-code them
+        # (backfill); so are files whose staging was just migrated
         with Stage(ctx, "transcode"):
             fresh = set(changed)
-            redo = [fid for fid in ctx.wh.partitions(steps.cat.STG_RESULTS) if fid not in fresh]
+            redo = [fid for fid in (ctx.wh.partitions(steps.cat.STG_RESULTS) if recode_all else migrated)
+                    if fid not in fresh]
             parts = process.batches(redo, RECODE_BATCH_FILES, min_batches=ctx.settings.workers, size=lambda _: 1)
             wait([recode_task.submit(home, p, label=process.batch_label(p)) for p in parts])
             changed += redo
@@ -261,7 +270,7 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
     ctx = _ctx(home)
     started = datetime.now()
     with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
-        from warehouse.analyst import restrict_raw_permissions
+        from warehouse.analyst import restrict_raw_permissions  # raw and quality tables with paths
 
         ctx.wh.clean_tmp()
         restrict_raw_permissions(ctx.wh)

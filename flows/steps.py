@@ -31,6 +31,12 @@ from warehouse.views import build_views, sql_literal
 
 HASH_BLOCK = 8 * 1024 * 1024
 PARSER_VERSION = "2"  # bump when a parser's output changes: earlier ingests are then not reused
+# bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
+# re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was
+# the plain lab|request|test|specimen, which showed the lab's request number to analysts).
+# "3": staging holds request_key and message_key (keyed hashes) instead of request_id and
+# message_id, and the version key is computed from request_key.
+CODING_FORMAT = "3"
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,7 +313,8 @@ def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame, fmt: str =
             q = q.rename({"line_no": "result_no"}).join(lines, on="result_no", how="left", maintain_order="left")
             quarantines.append(q)
             n_valid += valid.height
-            yield to_staging(valid, file_seq=t.file_seq, postal_codes=postal_codes, secret=secret)
+            yield to_staging(with_lineage_keys(valid, secret), file_seq=t.file_seq, postal_codes=postal_codes,
+                             secret=secret)
 
     ctx.wh.write_partition(cat.STG_RESULTS, t.file_id, staged(), keep=keep)
     rejected = ctx.wh.read(cat.RAW_REJECTED, [t.file_id]).select(
@@ -319,6 +326,47 @@ def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame, fmt: str =
     n_quarantined = rejected["line_no"].n_unique() + q["result_no"].drop_nulls().n_unique()
     return {"rows_valid": n_valid, "rows_quarantined": n_quarantined,
             "reasons": q.group_by("reason_code").len().sort("reason_code").rows()}
+
+
+def with_lineage_keys(df: pl.DataFrame, secret: bytes) -> pl.DataFrame:
+    """``request_key`` and ``message_key``: keyed hashes (HMAC-SHA256 under the pseudonymisation
+    secret, 128 bits) of the lab with its request number and with its message id. Labs build request
+    numbers from identities (QA saw a NIR followed by a birth date, and 'MARTIN19750303'): only
+    these hashes leave the raw layer; an engineer finds the raw line by file_id and line_no."""
+    from transforms.identity import keyed_hashes
+
+    parts = df.select(
+        pl.concat_str([pl.col("source"), pl.col("request_id")], separator="|").alias("r"),
+        pl.concat_str([pl.col("source"), pl.col("message_id")], separator="|").alias("m"))
+    return df.with_columns(keyed_hashes(parts["r"], secret, "REQUEST").alias("request_key"),
+                           keyed_hashes(parts["m"], secret, "MESSAGE").alias("message_key"))
+
+
+STAGING_FORMAT_PLAIN_COLUMNS = ("request_id", "message_id")  # what a staging partition of before held
+
+
+def migrate_staging(ctx: Context) -> list[str]:
+    """Rewrite the staging partitions written before request_key and message_key existed (they hold
+    the plain request_id and message_id): the keys replace them, nothing else changes. Returns the
+    file ids rewritten (to re-code and republish). Works from staging itself, not from raw, so that
+    files whose identities were purged are migrated too. Each partition is swapped in atomically and
+    recognised by its columns: an interrupted migration resumes where it stopped."""
+    secret = ctx.settings.secret_bytes()
+
+    def plain(t, fid) -> bool:
+        files = ctx.wh.files_of(t, fid)
+        return bool(files) and bool(set(STAGING_FORMAT_PLAIN_COLUMNS) & set(pl.read_parquet_schema(files[0])))
+
+    done = []
+    for fid in ctx.wh.partitions(cat.STG_RESULTS):
+        if plain(cat.STG_RESULTS, fid):
+            files = ctx.wh.files_of(cat.STG_RESULTS, fid)
+            ctx.wh.write_partition(cat.STG_RESULTS, fid, (with_lineage_keys(pl.read_parquet(f), secret)
+                                                          for f in files))
+            done.append(fid)
+        elif plain(cat.STG_RESULTS_CODED, fid):  # staging migrated by a run interrupted before re-coding
+            done.append(fid)
+    return done
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,23 +396,34 @@ def load_terminology(ctx: Context, refs: dict[str, pl.DataFrame]):
     words = qualitative_words(ctx)
     h = hashlib.sha256(mappings.drop("origin", strict=False).sort(pl.all()).write_csv().encode())
     h.update(f"qualitative rules {RULES_VERSION}\n".encode())
+    h.update(f"coding format {CODING_FORMAT}\n".encode())
     h.update(words.select("key", "code").sort(pl.all()).write_csv().encode())
     return loinc, mappings, h.hexdigest()
 
 
 def version_key_expr() -> pl.Expr:
-    """The key the versions of one result share: lab, request, test (local code, else the LOINC the
-    lab sent), specimen. Missing parts are skipped (like SQL concat_ws)."""
+    """The parts the versions of one result share, joined: lab, request (its keyed hash
+    ``request_key``), test (local code, else the LOINC the lab sent), specimen. Missing parts are
+    skipped (like SQL concat_ws). Only its keyed hash (``version_keys``) is stored."""
     return pl.concat_str(
-        [pl.col("source"), pl.col("request_id"), pl.coalesce("local_code", "loinc_code_src", pl.lit("")),
+        [pl.col("source"), pl.col("request_key"), pl.coalesce("local_code", "loinc_code_src", pl.lit("")),
          pl.col("specimen").fill_null("")], separator="|", ignore_nulls=True)
 
 
-def with_provisional_versions(df: pl.DataFrame) -> pl.DataFrame:
+def version_keys(df: pl.DataFrame, secret: bytes) -> pl.Series:
+    """The version key of each row: a keyed hash (HMAC-SHA256 under the pseudonymisation secret,
+    128 bits) of ``version_key_expr``. Equal parts give equal keys, which is all the publication
+    needs; the request number cannot be read back from it."""
+    from transforms.identity import keyed_hashes
+
+    return keyed_hashes(df.select(version_key_expr().alias("version_key"))["version_key"], secret, "VERSION")
+
+
+def with_provisional_versions(df: pl.DataFrame, secret: bytes) -> pl.DataFrame:
     """The version columns as they are for a result that has no other version: current unless its
     status is D (deleted), superseded by nothing. The publication corrects them across files."""
     return df.with_columns(
-        version_key_expr().alias("version_key"),
+        version_keys(df, secret).alias("version_key"),
         (pl.col("result_status") != "D").fill_null(True).alias("is_current"),
         pl.lit(None, dtype=pl.Utf8).alias("superseded_by"),
     )
@@ -378,11 +437,12 @@ def transcode(ctx: Context, file_id: str, loinc: pl.DataFrame, mappings: pl.Data
 
     n = mapped = 0
     words = qualitative_words(ctx)
+    secret = ctx.settings.secret_bytes()
 
     def coded():
         nonlocal n, mapped
         for part in ctx.wh.parts(cat.STG_RESULTS, file_id, staged):
-            df = with_provisional_versions(do_transcode(part, mappings, loinc, words=words))
+            df = with_provisional_versions(do_transcode(part, mappings, loinc, words=words), secret)
             n += df.height
             mapped += df["loinc_code"].is_not_null().sum()
             yield df

@@ -121,3 +121,12 @@ def copy_home(src, dst):
 
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.duckdb", ".biolake.lock"))
     return dst
+
+
+def with_request_ids(wh, df):
+    """``df`` (rows of staging, coded or fct) with the lab's plain ``request_id`` from raw.results,
+    found by file_id and result_no as an engineer does: only its keyed hash leaves the raw layer."""
+    from warehouse import catalog as cat
+
+    raw = wh.read(cat.RAW_RESULTS).select("file_id", "result_no", "request_id")
+    return df.join(raw, on=["file_id", "result_no"], how="left", maintain_order="left")

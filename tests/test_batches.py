@@ -93,10 +93,10 @@ def test_fct_flags_equal_a_window_over_every_version_and_unchanged_files_are_lin
                CASE WHEN file_id || ':' || result_no <> first_value(file_id || ':' || result_no) OVER w
                     THEN first_value(file_id || ':' || result_no) OVER w END AS superseded_by
         FROM (SELECT *, coalesce(validated_at, max(validated_at) OVER (
-                            PARTITION BY source, request_id, coalesce(local_code, loinc_code_src, ''),
+                            PARTITION BY source, request_key, coalesce(local_code, loinc_code_src, ''),
                                          coalesce(specimen, '') ORDER BY file_seq)) AS placed_at
               FROM read_parquet('{coded}', hive_partitioning = false))
-        WINDOW w AS (PARTITION BY source, request_id, coalesce(local_code, loinc_code_src, ''),
+        WINDOW w AS (PARTITION BY source, request_key, coalesce(local_code, loinc_code_src, ''),
                      coalesce(specimen, '')
                      ORDER BY placed_at DESC NULLS LAST, file_seq DESC, result_no DESC)""").pl()
     got = wh.read(cat.FCT_LAB_RESULTS).select("file_id", "result_no", "is_current", "superseded_by")
@@ -122,7 +122,7 @@ def test_a_version_without_validation_time_comes_after_those_delivered_before_it
     """QA: a deletion (D) sent later without a validation time never replaced the positive it
     deleted (NULLS LAST); an undated version delivered first still loses to a dated later one."""
     from tests.epi_support import run_steps
-    from tests.helpers import HEADER, line
+    from tests.helpers import HEADER, line, with_request_ids
 
     def covid(req, status, validated, value="Positif"):
         return line(N_DEMANDE=req, CODE_ANALYSE="COVPCR", LIBELLE_ANALYSE="SARS-CoV-2 RT-PCR", RESULTAT=value,
@@ -136,7 +136,7 @@ def test_a_version_without_validation_time_comes_after_those_delivered_before_it
         [HEADER, covid("Q1", "D", "", value=""), covid("Q2", "C", "02/11/2026 19:00", value="Négatif")]) + "\n",
         encoding="utf-8")
     ctx, _ = run_steps(tmp_path / "home")
-    fct = ctx.wh.read(cat.FCT_LAB_RESULTS).sort("file_seq")
+    fct = with_request_ids(ctx.wh, ctx.wh.read(cat.FCT_LAB_RESULTS).sort("file_seq"))
     current = {(r["request_id"], r["result_status"]) for r in fct.filter("is_current").iter_rows(named=True)}
     assert current == {("Q2", "C")}  # Q1 deleted by its later, undated D; Q2 corrected
     assert fct.filter(pl.col("request_id") == "Q1")["is_current"].to_list() == [False, False]

@@ -184,7 +184,7 @@ def test_a_child_with_lead_above_100_is_a_saturnisme_case_end_to_end(tmp_path):
     and proves the threshold; '<1' proves nothing; 0,30 µmol/L converts with lead's molar mass."""
     from flows.epi import publish_epi
     from tests.epi_support import run_steps
-    from tests.helpers import HEADER, MAPPING_HEADER, line
+    from tests.helpers import HEADER, MAPPING_HEADER, line, with_request_ids
     from warehouse import catalog as cat
     from warehouse import catalog_epi as ce
 
@@ -204,7 +204,7 @@ def test_a_child_with_lead_above_100_is_a_saturnisme_case_end_to_end(tmp_path):
              lead("P4", "Adult", ">100", born="03/04/1980")]
     (landing / "labo_alpha_20260116.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     ctx, refs = run_steps(home)
-    fct = ctx.wh.read(cat.FCT_LAB_RESULTS).sort("request_id")
+    fct = with_request_ids(ctx.wh, ctx.wh.read(cat.FCT_LAB_RESULTS)).sort("request_id")
     assert fct.select("request_id", "value_num", "value_comparator", pl.col("value_canonical").round(3),
                       "unit_canonical", "conversion_status").rows() == [
         ("P1", 100.0, ">", 100.0, "ug/dL", "same_unit"),

@@ -7,7 +7,7 @@ from datetime import date
 
 import polars as pl
 
-from tests.helpers import HEADER, line, nir
+from tests.helpers import HEADER, line, nir, with_request_ids
 
 
 def covid(req: str, postal: str, body13: str) -> str:
@@ -38,7 +38,7 @@ def test_com_residents_count_and_bad_postal_codes_are_flags_not_quarantine(tmp_p
     (landing / "labo_alpha_20260116.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     ctx, refs = run_steps(tmp_path / "home")
 
-    fct = ctx.wh.read(cat.FCT_LAB_RESULTS)
+    fct = with_request_ids(ctx.wh, ctx.wh.read(cat.FCT_LAB_RESULTS))
     assert fct.height == len(people) and ctx.wh.read(cat.QUARANTINE).height == 0  # nothing dropped
     where = {r["request_id"]: (r["dep"], r["dq_flags"]) for r in
              fct.select("request_id", "dep", "dq_flags").iter_rows(named=True)}

@@ -413,21 +413,22 @@ def test_analyst_db_scanner_finds_identities_in_raw(ran):
 
 
 def test_analyst_db_has_no_identifying_column_and_reads_no_raw_file(ran, analyst_db):
-    from warehouse.analyst import HIDDEN_COLUMNS, analyst_dirs
+    from warehouse.analyst import HIDDEN_COLUMNS, PRIVATE_QUALITY_TABLES, analyst_dirs
 
     con = duckdb.connect(str(analyst_db), read_only=True)
     try:
         views = _views(con)
         cols = con.execute("SELECT table_schema, table_name, column_name FROM information_schema.columns").fetchall()
         schemas = {r[0] for r in con.execute("SELECT schema_name FROM duckdb_schemas() WHERE NOT internal").fetchall()}
-        tables = con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()[0]
+        tables = {f"{s}.{t}" for s, t in con.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}
         macros = con.execute("SELECT count(*) FROM duckdb_functions() WHERE NOT internal").fetchone()[0]
     finally:
         con.close()
-    assert "raw" not in schemas and tables == 0 and macros == 0
+    # the quality tables holding landing paths are cleaned copies (their files are closed to analysts)
+    assert "raw" not in schemas and tables == set(PRIVATE_QUALITY_TABLES) and macros == 0
     names = {f"{s}.{v}" for s, v, _ in views}
-    assert {"marts.sidep_daily", "marts.fct_lab_results", "staging.stg_results", "quality.file_log",
-            "quality.quarantine", "quality.audit_events", "ref.postal_codes"} <= names
+    assert {"marts.sidep_daily", "marts.fct_lab_results", "staging.stg_results", "quality.run_log",
+            "ref.postal_codes"} <= names and not names & tables
     # ref tables are public reference data (every postal code of France), not about patients
     bad = {(s, t, c) for s, t, c in cols if s != "ref" and c in IDENTIFYING_COLUMNS | set(HIDDEN_COLUMNS)}
     assert not bad, bad
@@ -487,8 +488,15 @@ def test_analyst_db_is_read_only_and_locked(ran, analyst_db, tmp_path):
 
 
 def test_raw_layer_is_private_to_the_pipeline_account(ran, analyst_db):
+    from warehouse.analyst import private_dirs
+    from warehouse.store import Warehouse
+
     raw = ran.home / "warehouse" / "raw"
     assert stat.S_IMODE(raw.stat().st_mode) == 0o700
+    dirs = private_dirs(Warehouse(ran.home))
+    assert {d.relative_to(ran.home / "warehouse").as_posix() for d in dirs} == {
+        "raw", "quality/file_log", "quality/quarantine", "quality/audit_events"}
+    assert all(stat.S_IMODE(d.stat().st_mode) == 0o700 for d in dirs)
     assert stat.S_IMODE(analyst_db.stat().st_mode) == 0o644
 
 

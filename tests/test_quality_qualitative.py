@@ -127,7 +127,8 @@ def test_unrecognised_wording_surfaces_then_the_operator_teaches_it(prefect_harn
     _landing(home)
     first = pipeline(home=str(home))
     assert first["rows_valid"] == len(RESULTS)
-    fct = query(home, "SELECT request_id, value_raw, result_class FROM marts.fct_lab_results ORDER BY request_id")
+    fct = query(home, "SELECT r.request_id, f.value_raw, f.result_class FROM marts.fct_lab_results f "
+                     "JOIN raw.results r USING (file_id, result_no) ORDER BY r.request_id")
     assert fct["result_class"].to_list() == [r[2] for r in RESULTS]
     un = query(home, "SELECT source, loinc_code, value_raw, n_results, surveillance FROM quality.unrecognised_results "
                      "ORDER BY value_raw")
@@ -153,7 +154,8 @@ def test_unrecognised_wording_surfaces_then_the_operator_teaches_it(prefect_harn
     (words / "words.csv").write_text("text,meaning,note\nPositivité confirmée,positive,labo_q\n", encoding="utf-8")
     second = pipeline(home=str(home))
     assert second["files_new"] == 0
-    fct = query(home, "SELECT value_raw, result_class FROM marts.fct_lab_results WHERE request_id IN ('Q5', 'Q6')")
+    fct = query(home, "SELECT f.value_raw, f.result_class FROM marts.fct_lab_results f "
+                     "JOIN raw.results r USING (file_id, result_no) WHERE r.request_id IN ('Q5', 'Q6')")
     assert fct["result_class"].to_list() == ["POS", "POS"]
     assert query(home, "SELECT value_raw FROM quality.unrecognised_results")["value_raw"].to_list() == [
         "Positif, à contrôler"]

@@ -11,12 +11,16 @@ catalog with these rules (docs/privacy.md explains them):
   ``request_id`` and ``message_id`` (the lab can link them back to its patient), ``path`` and
   ``duplicate_of`` (labs sometimes name files after the patient); a ``detail`` next to a ``path``
   has the file name replaced by ``<file>``; audit subjects of landing files are hidden;
-- like biolake.duckdb it holds no data: the views read the Parquet files, so a run never has to
-  wait for an analyst.
+- like biolake.duckdb it holds views that read the Parquet files (a run never has to wait for an
+  analyst), except for the quality tables that hold landing paths (``PRIVATE_QUALITY_TABLES``):
+  their folders are closed to analysts like raw, so the database holds a cleaned copy of each
+  (the columns above hidden or rewritten), rebuilt at every run.
 
 DuckDB lets anyone who opens a database run ``read_parquet`` on any file the operating system
-lets them read: a view cannot prevent that. The raw layer is therefore closed at the OS level
-(``restrict_raw_permissions``: ``warehouse/raw`` mode 0700, owner = the pipeline's account), and
+lets them read: a view cannot prevent that. The raw layer and the quality tables holding landing
+paths are therefore closed at the OS level (``restrict_raw_permissions``: ``warehouse/raw``,
+``warehouse/quality/{file_log,quarantine,audit_events}`` mode 0700, owner = the pipeline's
+account), and
 ``connect_analyst`` opens the database read-only with external access limited to the four
 analyst layers and the configuration locked, for tools that go through biolake.
 
@@ -53,8 +57,13 @@ HIDDEN_COLUMNS: dict[str, str] = {
     "path": "landing file name: labs sometimes name files after the patient",
     "duplicate_of": "landing file name of the first delivery",
 }
+# quality tables whose Parquet files hold landing paths (labs sometimes name files after the
+# patient): their folders are closed like raw (PRIVATE_DIR_MODE), and analyst.duckdb holds a cleaned
+# copy of each (a table, rebuilt at every run) instead of a view over the files
+PRIVATE_QUALITY_TABLES = ("quality.file_log", "quality.quarantine", "quality.audit_events")
 DB_FILE_MODE = 0o644  # analysts read it; only the pipeline's account writes it
 RAW_DIR_MODE = 0o700
+PRIVATE_DIR_MODE = RAW_DIR_MODE
 
 
 class UnsafeQuery(ValueError):
@@ -99,16 +108,23 @@ def _column_comment(t: Table, name: str) -> str:
 # --------------------------------------------------------------------------------------------
 # build
 # --------------------------------------------------------------------------------------------
+def private_dirs(wh: Warehouse) -> list[Path]:
+    """The folders only the pipeline's account may read: the raw layer and the folders of the
+    quality tables that hold landing paths (``PRIVATE_QUALITY_TABLES``)."""
+    by_name = {t.qualified: t for t in cat.TABLES}
+    return [wh.root / "raw", *(wh.table_dir(by_name[q]) for q in PRIVATE_QUALITY_TABLES)]
+
+
 def restrict_raw_permissions(wh: Warehouse) -> list[Path]:
-    """Make the raw layer readable by the pipeline's own account only (mode 0700). Returns the
-    directories changed. Harmless to call at every run; raw is created if missing so the mode is
-    set before the first identity is written."""
-    raw = wh.root / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
+    """Make the raw layer and the quality tables that hold landing paths readable by the pipeline's
+    own account only (mode 0700). Returns the directories changed. Harmless to call at every run;
+    the folders are created if missing so the mode is set before the first row is written."""
     changed = []
-    if stat.S_IMODE(raw.stat().st_mode) != RAW_DIR_MODE:
-        os.chmod(raw, RAW_DIR_MODE)
-        changed.append(raw)
+    for d in private_dirs(wh):
+        d.mkdir(parents=True, exist_ok=True)
+        if stat.S_IMODE(d.stat().st_mode) != PRIVATE_DIR_MODE:
+            os.chmod(d, PRIVATE_DIR_MODE)
+            changed.append(d)
     return changed
 
 
@@ -127,8 +143,9 @@ def build_analyst_db(wh: Warehouse, db_path: Path | None = None) -> Path:
             inner = view_sql(wh, t)
             cols = analyst_columns(t)
             select = ", ".join(f'{expr} AS "{name}"' for name, expr in cols)
-            con.execute(f"CREATE OR REPLACE VIEW {t.qualified} AS SELECT {select} FROM ({inner}) AS src")
-            con.execute(f"COMMENT ON VIEW {t.qualified} IS {sql_literal(t.description)}")
+            kind = "TABLE" if t.qualified in PRIVATE_QUALITY_TABLES else "VIEW"  # a cleaned copy
+            con.execute(f"CREATE OR REPLACE {kind} {t.qualified} AS SELECT {select} FROM ({inner}) AS src")
+            con.execute(f"COMMENT ON {kind} {t.qualified} IS {sql_literal(t.description)}")
             for name, _ in cols:
                 con.execute(f'COMMENT ON COLUMN {t.qualified}."{name}" IS {sql_literal(_column_comment(t, name))}')
         values = ", ".join(f"({sql_literal(k)}, {sql_literal(v)})" for k, v in REASONS.items())

@@ -78,10 +78,12 @@ STAGING_RESULT_COLUMNS: tuple[Column, ...] = (
     C("line_no", I, "line or segment of the result in its file"),
     _result_no,
     C("file_seq", I, "order in which biolake registered the file (later corrections win ties)"),
-    C("message_id", U, "message or document id"),
+    C("message_key", U, "keyed hash (HMAC, 128 bits) of lab and message or document id: equal for the "
+                        "results of one message, unreadable (the id is in raw.results)"),
     C("source", U, "landing folder = sending lab"),
     C("lab_finess", U, "FINESS of the lab"),
-    C("request_id", U, "lab request number"),
+    C("request_key", U, "keyed hash (HMAC, 128 bits) of lab and request number: equal for the results of "
+                        "one request, unreadable (the number is in raw.results; file_id + line_no lead there)"),
     C("person_key", U, "keyed pseudonym of the patient (HMAC)"),
     C("link_key", U, "keyed pseudonym (HMAC) of the normalised family name, first name and birth date, "
                      "null when one is missing: results sharing it are one person in the counts"),
@@ -129,7 +131,8 @@ CODED_COLUMNS: tuple[Column, ...] = (
 )
 
 VERSION_COLUMNS = (
-    C("version_key", U, "lab|request|test|specimen: the versions of one result share it"),
+    C("version_key", U, "keyed hash (HMAC, 128 bits) of lab|request|test|specimen: the versions of one "
+                        "result share it; the request number cannot be read from it"),
     C("is_current", B, "latest version of this (lab, request, test)"),
     C("superseded_by", U, "file_id:result_no of the version that replaced it"),
 )
