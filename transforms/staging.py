@@ -8,6 +8,7 @@ from __future__ import annotations
 import polars as pl
 
 from transforms.identity import IDENTITY_COLUMNS, link_keys, person_keys
+from transforms.identity_text import FLAG, MASKED_COLUMN, mask_identities_in_text
 from warehouse.catalog import STG_RESULTS
 
 
@@ -32,6 +33,7 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
     """
     # the pseudonyms first (once per distinct identity), then one polars query to the staging rows
     # (the in-memory engine: on a file's rows its joins are about twice as fast as the streaming one)
+    valid = mask_identities_in_text(valid)  # a NIR, name or birth date typed into free text
     keys = person_keys(valid, secret)
     keys = keys.with_columns(link_keys(keys, secret))
     pc = postal_codes.select("postal_code", pl.col("dep_code").alias("dep"))
@@ -56,6 +58,7 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
                     # missing one): the result is kept, in no département (docs/epidemiology.md)
                     pl.when(~pl.col("postal_code").str.contains(r"^[0-9]{5}$")).then(pl.lit("POSTAL_CODE_INVALID")),
                     pl.when(pl.col("dep").is_null()).then(pl.lit("DEP_UNKNOWN")),
+                    pl.when(pl.col(MASKED_COLUMN)).then(pl.lit(FLAG)),
                 ],
                 separator=";", ignore_nulls=True,
             ).replace("", None).alias("dq_flags"),

@@ -109,7 +109,8 @@ STAGING_RESULT_COLUMNS: tuple[Column, ...] = (
     C("abnormal_flag", U, "abnormal flag"),
     C("result_status", U, "F, C, X or D"),
     C("specimen", U, "specimen type"),
-    C("dq_flags", U, "';'-joined data-quality flags (AGE_UNKNOWN, SEX_UNKNOWN, POSTAL_CODE_INVALID, DEP_UNKNOWN)"),
+    C("dq_flags", U, "';'-joined data-quality flags (AGE_UNKNOWN, SEX_UNKNOWN, POSTAL_CODE_INVALID, DEP_UNKNOWN, "
+                     "IDENTITY_IN_TEXT: a NIR, name or birth date was masked in the free text)"),
 )
 
 STG_RESULTS = Table(

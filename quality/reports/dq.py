@@ -7,7 +7,8 @@ What it shows, all computed with DuckDB over the warehouse (quality/summaries.py
 - volumes per lab and collection day;
 - delivery delays per lab: collection -> reception -> validation -> delivery to biolake;
 - quarantine reasons per lab, with a few examples per reason stripped of identities (file, line,
-  column, explanation, and the offending value only for a column on :data:`SAFE_EXAMPLE_COLUMNS`);
+  column, explanation, and the offending value only for a column on :data:`SAFE_EXAMPLE_COLUMNS`,
+  with any NIR-shaped number and the row's own names and birth date masked as in staging);
 - LOINC mapping and unit-conversion coverage per lab, and the head of the mapping work queue;
 - text results whose wording is not recognised (counted in neither SI-DEP nor MDO): their share per
   lab and the most frequent texts, the tests that count in SI-DEP or MDO first;
@@ -28,6 +29,7 @@ from quality import summaries as S
 from quality.checkpoints import UNRECOGNISED_MAX_SHARE
 from quality.reasons import REASONS
 from quality.reports import charts, render
+from transforms.identity_text import mask_text
 from transforms.parsers.detect import FORMAT_NAMES
 from transforms.terminology.units import CONVERSION_STATUSES, CONVERTED
 from warehouse import catalog as cat
@@ -90,9 +92,10 @@ def _examples(con, src: S.Sources) -> dict[str, list[dict]]:
             parts = src.files(cat.RAW_RESULTS, [r["file_id"]])
             if parts and r["line_no"] is not None:
                 listed = ", ".join(sql_literal(str(p)) for p in parts)
-                got = con.sql(f'SELECT CAST("{col}" AS VARCHAR) FROM read_parquet([{listed}]) '
-                              f"WHERE line_no = {int(r['line_no'])} LIMIT 1").fetchall()
-                r["value"] = got[0][0] if got else None
+                got = con.sql(f'SELECT CAST("{col}" AS VARCHAR), family_name, first_name, birth_date '
+                              f"FROM read_parquet([{listed}]) WHERE line_no = {int(r['line_no'])} LIMIT 1").fetchall()
+                # a NIR, name or birth date typed into the text is masked as in staging
+                r["value"] = mask_text(*got[0]) if got else None
             if r["value"] is None:
                 r["value_note"] = "empty or unreadable"
     out: dict[str, list[dict]] = {}

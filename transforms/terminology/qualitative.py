@@ -19,9 +19,11 @@ How a text is read (``QualitativeReader.classify``), first rule that answers win
    'Négatif (<LOD)', 'Non détecté (Ct > 40)', 'Ininterprétable - à refaire'.
 
 PHRASE RULES. Annotations are dropped first: a Ct/Cq value ('Ct=25', 'Ct 28', 'CT > 40'), a
-detection-limit comparison ('< LOD'), and a parenthesised or bracketed part that is a pure
-annotation (``ANNOTATION_TOKENS`` and numbers: '(seuil 1/40)', '(<LOD)', '[gène E]'); any other part
-is kept and read ('(positif sur gène N)', '(faux)': then unrecognised).
+detection-limit comparison ('< LOD'), an identity masked before staging ('[masqué]', see
+transforms/identity_text.py) with the words that introduced it ('patiente [masqué]', 'NIR [masqué]',
+'né le [masqué]'), and a parenthesised or bracketed part that is a pure annotation
+(``ANNOTATION_TOKENS`` and numbers: '(seuil 1/40)', '(<LOD)', '[gène E]'); any other part is kept
+and read ('(positif sur gène N)', '(faux)': then unrecognised).
 The rest is split into words, and every word must belong to one of these small explicit lists:
 
 * a verdict word or phrase of the vocabulary (longest match first, so 'non détecté' is one
@@ -149,6 +151,10 @@ ANNOTATION_TOKENS = frozenset({
 
 _CT = re.compile(r"\b(?:ct|cq)\s*(?:<=|>=|[=:<>\u2264\u2265~])?\s*\d+(?:[.,]\d+)?")
 _LOD = re.compile(r"[<>\u2264\u2265]=?\s*(?:lod|ld|ldd|lq|loq)\b")
+# a masked identity (transforms.identity_text.MASK, folded) and the words that introduce one; the
+# marker exists only in masked texts, so no text read before gives another answer (RULES_VERSION kept)
+_MASKED = re.compile(r"(?:\b(?:patiente?|pt|mme|mlle|mr|m|monsieur|madame|nom|prenom|nir|ins|nss|nee?|le"
+                     r"|date de naissance|naissance|ddn)\b[\s.:\-]*)*\[masque\]")
 _BRACKETS = re.compile(r"\(([^()\[\]]*)\)|\[([^()\[\]]*)\]")
 # word characters, runs of '+' or '-', and any other character that is not a plain separator
 # (such characters, '?' or '*' for instance, become words of their own, which no list holds)
@@ -232,7 +238,7 @@ class QualitativeReader:
         return self._phrase(raw)
 
     def _drop_annotations(self, text: str) -> str:
-        text = _LOD.sub(" ", _CT.sub(" ", text))
+        text = _MASKED.sub(" ", _LOD.sub(" ", _CT.sub(" ", text)))
         while True:
             def keep_or_drop(m: re.Match) -> str:
                 # only a pure annotation goes (numbers, Ct/LOD, the gene amplified): any other word

@@ -23,6 +23,7 @@ import unicodedata
 import polars as pl
 from rapidfuzz import fuzz, process
 
+from transforms.identity_text import MASK
 from transforms.terminology.units import (
     UnitTables,
     default_unit_tables,
@@ -109,9 +110,11 @@ SUGGESTION_COLUMNS = (
 
 
 def normalise_label(text: str | None) -> str:
-    """Lower case, no accents, punctuation to spaces, abbreviations expanded, spaces collapsed."""
+    """Lower case, no accents, punctuation to spaces, abbreviations expanded, spaces collapsed; an
+    identity masked before staging ('[masqué]', transforms/identity_text.py) is no word of the label."""
     if not text:
         return ""
+    text = text.replace(MASK, " ")
     s = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).lower()
     s = re.sub(r"(\w)-(\w)", r"\1 \2", s)
     s = " " + re.sub(r"[^a-z0-9+ ]+", " ", s) + " "
