@@ -109,8 +109,13 @@ def test_no_planted_identity_in_any_analyst_view(ran):
 
 def test_the_results_are_kept_masked_flagged_and_still_read(ran):
     home, _, _ = ran
-    fct = query(home, "SELECT source, request_id, local_code, local_label, value_raw, value_num, ref_range, "
-                      "result_class, dq_flags FROM marts.fct_lab_results ORDER BY source, request_id, line_no")
+    from flows.settings import Settings
+    from tests.helpers import with_request_ids
+    from warehouse.store import Warehouse
+
+    fct = query(home, "SELECT file_id, result_no, source, local_code, local_label, value_raw, value_num, ref_range, "
+                      "result_class, dq_flags FROM marts.fct_lab_results ORDER BY source, line_no")
+    fct = with_request_ids(Warehouse(Settings(home=home).home_abs), fct)  # the plain number is in raw only
     rows = {(r["request_id"], r["local_code"]): r for r in fct.iter_rows(named=True)}
     p1 = rows[("P1", "PCRCOV")]
     assert p1["value_raw"] == f"Positif - patiente {M} NIR {M}" and p1["result_class"] == "POS"

@@ -201,7 +201,10 @@ def test_to_staging_flags_the_row_and_keeps_it():
             dict(base, line_no=3, value_type="NM", value_raw="280057511100116", value_num=280057511100116.0)]
     valid = pl.DataFrame(rows, schema=CANONICAL_SCHEMA).with_columns(result_no=pl.col("line_no"))
     pc = pl.DataFrame({"postal_code": ["75011"], "dep_code": ["75"]})
-    out = to_staging(valid, file_seq=1, postal_codes=pc, secret=b"0123456789abcdef")
+    from flows.steps import with_lineage_keys
+
+    secret = b"0123456789abcdef"
+    out = to_staging(with_lineage_keys(valid, secret), file_seq=1, postal_codes=pc, secret=secret)
     assert out.height == 3
     assert out["dq_flags"].to_list() == [None, "IDENTITY_IN_TEXT", "IDENTITY_IN_TEXT"]
     assert out["value_raw"].to_list() == [
