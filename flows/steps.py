@@ -351,6 +351,8 @@ def migrate_staging(ctx: Context) -> list[str]:
     file ids rewritten (to re-code and republish). Works from staging itself, not from raw, so that
     files whose identities were purged are migrated too. Each partition is swapped in atomically and
     recognised by its columns: an interrupted migration resumes where it stopped."""
+    if _state(ctx).get("staging_format") == CODING_FORMAT:
+        return []  # checked before: every partition written since has the keys
     secret = ctx.settings.secret_bytes()
 
     def plain(t, fid) -> bool:
@@ -366,6 +368,8 @@ def migrate_staging(ctx: Context) -> list[str]:
             done.append(fid)
         elif plain(cat.STG_RESULTS_CODED, fid):  # staging migrated by a run interrupted before re-coding
             done.append(fid)
+    if not done:  # nothing left in the old format: later runs skip the check (a read per partition)
+        _save_state(ctx, staging_format=CODING_FORMAT)
     return done
 
 

@@ -172,7 +172,7 @@ def test_versions_of_planted_results_settle(planted):
 def age_to_previous_format(home: Path) -> None:
     """Rewrite staging, coded and fct as the previous code wrote them: the plain request_id and
     message_id (from raw.results) instead of request_key and message_key, the plain version key;
-    and forget the coding fingerprint it recorded (the previous code's was another)."""
+    and forget the coding fingerprint and staging format it recorded (the previous code's were others)."""
     from warehouse.store import Warehouse
 
     wh = Warehouse(home)
@@ -191,6 +191,7 @@ def age_to_previous_format(home: Path) -> None:
     state_path = wh.root / "state.json"
     state = json.loads(state_path.read_text())
     state["mappings_fingerprint"] = "fingerprint of the previous code"
+    state.pop("staging_format", None)  # the previous code did not record it
     state_path.write_text(json.dumps(state))
 
 
