@@ -181,7 +181,7 @@ def demo(
 
     os.environ.pop("BIOLAKE_PSEUDONYM_SECRET", None)  # synthetic data: always the demo's own key
     settings = _settings(home, demo=True)
-    recorded = steps._state(steps.Context.create(settings, "demo-check")).get("key_check")
+    recorded = steps.recorded_key_check(steps.Context.create(settings, "demo-check"))
     if recorded is not None and recorded != steps.key_check_value(DEMO_SECRET.encode("utf-8")):
         # QA: the demo wrote synthetic files into a real home, which the next real run loaded
         console.print(f"[red]error:[/red] {settings.home_abs} holds a warehouse built with a real key: the demo "

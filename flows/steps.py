@@ -535,13 +535,18 @@ def key_check_value(secret: bytes) -> str:
     return hmac.new(secret, b"biolake key check v1", hashlib.sha256).hexdigest()[:24]
 
 
+def recorded_key_check(ctx: Context) -> str | None:
+    """The check value of the key the warehouse was built with (None before its first run)."""
+    return _state(ctx).get("key_check")
+
+
 def check_key(ctx: Context, save: bool = True) -> None:
     """Refuse to run with a pseudonymisation secret other than the one the warehouse was built with:
     every person would get a second pseudonym and be counted twice (QA). The first run records it."""
     from flows.settings import SecretChanged
 
     value = key_check_value(ctx.settings.secret_bytes())
-    stored = _state(ctx).get("key_check")
+    stored = recorded_key_check(ctx)
     if stored is not None and stored != value:
         raise SecretChanged(
             f"BIOLAKE_PSEUDONYM_SECRET is not the key the warehouse in {ctx.wh.root} was built with: its "
