@@ -99,13 +99,21 @@ def _clean(value: object) -> str | None:
     return text or None
 
 
+class OperatorFileError(ValueError):
+    """An operator's file that cannot be read as text: ``origin`` (file:line) and ``problem``."""
+
+    def __init__(self, origin: str, problem: str):
+        self.origin, self.problem = origin, problem
+        super().__init__(f"{origin}: {problem}")
+
+
 def operator_text(path: Path) -> str:
     """A file an operator edited, as text: UTF-8 (with or without BOM), else Windows-1252, as French
-    Excel saves a 'CSV (séparateur : point-virgule)'. Raises ``ValueError`` naming the file and line
-    for a binary file or bytes neither encoding reads."""
+    Excel saves a 'CSV (séparateur : point-virgule)'. Raises ``OperatorFileError`` naming the file
+    and line for a binary file or bytes neither encoding reads."""
     data = Path(path).read_bytes()
     if b"\x00" in data:
-        raise ValueError(f"{path}:1: not a text CSV file (it holds NUL bytes)")
+        raise OperatorFileError(f"{path}:1", "not a text CSV file (it holds NUL bytes)")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -114,15 +122,15 @@ def operator_text(path: Path) -> str:
         return data.decode("cp1252")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: neither UTF-8 nor Windows-1252 text: save it as CSV UTF-8") from None
+        raise OperatorFileError(f"{path}:{line}",
+                                "neither UTF-8 nor Windows-1252 text: save it as CSV UTF-8") from None
 
 
 def _read_csv(path: Path, issues: list) -> list[tuple[int, dict]]:
     try:
         text = operator_text(path)
-    except ValueError as err:
-        origin, _, message = str(err).rpartition(": ")
-        issues.append((origin, message))
+    except OperatorFileError as err:
+        issues.append((err.origin, err.problem))
         return []
     first = text.split("\n", 1)[0]
     delimiter = ";" if first.count(";") > first.count(",") else ","  # Excel (fr) saves with ';'

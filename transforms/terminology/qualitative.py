@@ -55,7 +55,7 @@ from pathlib import Path
 
 import polars as pl
 
-from transforms.terminology.mappings import operator_text
+from transforms.terminology.mappings import OperatorFileError, operator_text
 
 POSITIVE, NEGATIVE = "10828004", "260385009"
 DETECTED, NOT_DETECTED = "260373001", "260415000"
@@ -362,9 +362,8 @@ def load_qualitative_words(dirs: Sequence[Path]) -> pl.DataFrame:
         for path in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".csv"):
             try:
                 text = operator_text(path)
-            except ValueError as err:
-                origin, _, message = str(err).rpartition(": ")
-                issues.append((origin, message))
+            except OperatorFileError as err:
+                issues.append((err.origin, err.problem))
                 continue
             first = text.split("\n", 1)[0]
             reader = csv.DictReader(text.splitlines(), delimiter=";" if first.count(";") > first.count(",") else ",")

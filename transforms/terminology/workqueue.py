@@ -27,6 +27,7 @@ import polars as pl
 from transforms.safe_text import neutralise_formulas
 
 from transforms.terminology.mappings import (
+    OperatorFileError,
     operator_text,
     MAPPING_FIELDS,
     MAPPING_SCHEMA,
@@ -89,9 +90,8 @@ def _unquote(cell: str) -> str:
 def _queue_text(path: Path) -> str:
     try:
         return operator_text(path)
-    except ValueError as err:
-        origin, _, message = str(err).rpartition(": ")
-        raise MappingError([(origin, message)]) from None
+    except OperatorFileError as err:
+        raise MappingError([(err.origin, err.problem)]) from None
 
 
 def import_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = None,
