@@ -264,6 +264,8 @@ def test_parse_issues_instead_of_exceptions(tmp_path):
         ("NM", "≤3", 3.0, "<="), ("NM", "≥ 3,5", 3.5, ">="),
         ("SN", "=^12", 12.0, None), ("SN", "^1^-^5", None, None),  # exact; a range is not a bound
         ("NM", "<>5", None, None), ("ST", "<0.5", None, None),  # not a bound; text stays text
+        ("SN", ">^1e3", 1000.0, ">"), ("NM", "2,5E-2", 0.025, None), ("SN", "^1.5e3", 1500.0, None),  # exponents
+        ("NM", "1e", None, None),
     ],
 )
 def test_comparator_values(tmp_path, vt, value, num, comparator):

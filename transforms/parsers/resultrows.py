@@ -10,7 +10,7 @@ done column-wise is done here, once per batch, with polars:
   a value that is not such a timestamp, or not a real date, becomes null plus
   ``DATE_INVALID:<column>`` in ``parse_issues``;
 * ``value_num`` from ``value_raw`` when ``value_type`` is NM, or SN holding a plain number
-  (``^12``, ``=^12``, ``12``); a decimal comma is accepted; an NM value that is not a number
+  (``^12``, ``=^12``, ``12``); a decimal comma and an exponent (``1e3``) are accepted; an NM value that is not a number
   (and not a comparator such as ``<0.5``) gives ``VALUE_INVALID:value_num``;
 * a comparator and a number, NM or SN (``<0,5``, ``< 0.5``, ``<^0.5``, ``>=^10``, ``≤3``; CDA
   IVL_PQ with one bound arrives as ``<^x`` / ``<=^x`` / ``>^x`` / ``>=^x``): ``value_comparator``
@@ -73,7 +73,8 @@ RAW_TEXT_CAP = 1 << 20  # characters of raw_text kept in a reject
 _TS_PATTERN = (
     r"^\s*(\d{8})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:[.,](\d{1,6}))?)?)?)?\s*(?:[+-]\d{2,4}|Z)?\s*$"
 )
-_NUMBER = r"[-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)"
+# HL7's NM has no exponent, but labs' systems write one ('1e3', '2.5E-2'): read as a number
+_NUMBER = r"[-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][-+]?\d+)?"
 _NUM_RE = rf"^{_NUMBER}$"
 _COMPARATOR_RE = rf"^(?:<=|>=|<>|<|>|=|≤|≥)\s*\^?\s*{_NUMBER}$"
 _BOUND_RE = comparator_pattern(_NUMBER)
