@@ -125,6 +125,14 @@ PHRASES = [
     ("260373001^Détecté^SCT", D, "POS"),
     ("260415000^Not detected^SCT", ND, "NEG"),
     ("LOC12^Négatif^L", N, "NEG"),
+    ("POS^Positif^L", P, "POS"),  # a local code that is itself a word, agreeing with its label
+    ("POS^^L", P, "POS"),  # no label: the local code is read
+    ("LOC12^^L", None, None),
+    ("Positif^Négatif", None, None),  # QA: two answers, not a coded value
+    ("NEG^Détecté^L", None, None),
+    # below the limit of quantification is still detected; below the detection limit is no positive
+    ("Détecté < LQ", D, "POS"),
+    ("Détecté (<LOQ)", D, "POS"),
     # never guessed: negations, doubt, two verdicts, requests to check a verdict, unknown words
     ("non négatif", None, None),
     ("Non positif", None, None),
@@ -140,6 +148,9 @@ PHRASES = [
     ("Négatif (positif sur gène N)", None, None),
     # QA: a bracket reversing the verdict was dropped as an annotation
     ("Positif (faux)", None, None),
+    ("Positif (<LOD)", None, None),  # QA: a positive below the detection limit contradicts itself
+    ("Détecté < LD", None, None),
+    ("Positif (\u2264 LOD)", None, None),
     ("Positif [faux]", None, None),
     ("Positif (erroné)", None, None),
     ("Positif (erreur d'identification)", None, None),

@@ -10,7 +10,9 @@ Each result is given a SNOMED CT qualifier value and a class:
 How a text is read (``QualitativeReader.classify``), first rule that answers wins:
 
 1. an HL7 coded value ``code^label^system`` is read by its code when the code is one of the
-   qualifiers below (system SCT or none), else by its label;
+   qualifiers below (system SCT or none), else by its label (by a local code that is itself a word,
+   'POS^^L', when there is no label); a local code and a label read as verdicts of two classes
+   ('Positif^Négatif') give no answer;
 2. the whole text, normalised (Unicode accents removed, lower case, punctuation and repeated
    spaces collapsed), is a word of the operator's table (``load_qualitative_words``) or of
    ``VOCABULARY``;
@@ -23,7 +25,9 @@ detection-limit comparison ('< LOD'), an identity masked before staging ('[masqu
 transforms/identity_text.py) with the words that introduced it ('patiente [masqué]', 'NIR [masqué]',
 'né le [masqué]'), and a parenthesised or bracketed part that is a pure annotation
 (``ANNOTATION_TOKENS`` and numbers: '(seuil 1/40)', '(<LOD)', '[gène E]'); any other part is kept
-and read ('(positif sur gène N)', '(faux)': then unrecognised).
+and read ('(positif sur gène N)', '(faux)': then unrecognised). A positive below the detection
+limit ('Positif (<LOD)') contradicts itself and is not recognised; below the limit of
+quantification ('Détecté < LQ') is still a positive.
 The rest is split into words, and every word must belong to one of these small explicit lists:
 
 * a verdict word or phrase of the vocabulary (longest match first, so 'non détecté' is one
@@ -113,7 +117,7 @@ VOCABULARY: dict[str, str] = {word: code for code, words in _WORDS.items() for w
 CLASS_OF_WORD: dict[str, str] = {word: CODE_CLASS[code] for word, code in VOCABULARY.items()}
 
 # Bumped when the reading rules change what a text gives: the pipeline then re-codes earlier files.
-RULES_VERSION = 2
+RULES_VERSION = 3
 
 # Names an operator may write in the ``meaning`` column of a qualitative words file.
 MEANINGS: dict[str, str] = {
@@ -151,6 +155,7 @@ ANNOTATION_TOKENS = frozenset({
 
 _CT = re.compile(r"\b(?:ct|cq)\s*(?:<=|>=|[=:<>\u2264\u2265~])?\s*\d+(?:[.,]\d+)?")
 _LOD = re.compile(r"[<>\u2264\u2265]=?\s*(?:lod|ld|ldd|lq|loq)\b")
+_BELOW_LOD = re.compile(r"(?:<|\u2264)=?\s*(?:lod|ld|ldd)\b")
 # a masked identity (transforms.identity_text.MASK, folded) and the words that introduce one; the
 # marker exists only in masked texts, so no text read before gives another answer (RULES_VERSION kept)
 _MASKED = re.compile(r"(?:\b(?:patiente?|pt|mme|mlle|mr|m|monsieur|madame|nom|prenom|nir|ins|nss|nee?|le"
@@ -229,7 +234,13 @@ class QualitativeReader:
             system = parts[2].lower() if len(parts) > 2 else ""
             if parts[0] in CODE_CLASS and system in _SCT_SYSTEMS:
                 return parts[0]
-            return self._code(parts[1]) if len(parts) > 1 and parts[1] and "^" not in parts[1] else None
+            label = self._code(parts[1]) if len(parts) > 1 and parts[1] else None
+            # a local code may itself be a word ('POS^Positif^L'): when code and label both read as
+            # verdicts they must agree ('Positif^Négatif' is two answers, not a coded value; QA)
+            local = self._code(parts[0]) if parts[0] else None
+            if label and local and CODE_CLASS[label] != CODE_CLASS[local]:
+                return None
+            return label or (local if len(parts) < 2 or not parts[1] else None)
         key = normalise_word(raw)
         if not key:
             return None
@@ -252,7 +263,11 @@ class QualitativeReader:
             text = new
 
     def _phrase(self, raw: str) -> str | None:
-        text = _DASH.sub(" ", _HYPHEN.sub(" ", self._drop_annotations(_fold(raw))))
+        folded = _fold(raw)
+        # 'below the detection limit' contradicts a positive ('Positif (<LOD)'; QA): never guessed.
+        # Below the limit of quantification is still detected ('Détecté < LQ' is a positive).
+        below_lod = _BELOW_LOD.search(folded) is not None
+        text = _DASH.sub(" ", _HYPHEN.sub(" ", self._drop_annotations(folded)))
         # any other '-' is a word: '+/-' holds a positive and a negative sign, never a verdict
         toks = _tokens(text)
         verdicts: list[str] = []
@@ -272,7 +287,7 @@ class QualitativeReader:
                 recheck = True
             i += n
         classes = {CODE_CLASS[c] for c in verdicts}
-        if len(classes) != 1 or (recheck and classes != {"INVALID"}):
+        if len(classes) != 1 or (recheck and classes != {"INVALID"}) or (below_lod and classes == {"POS"}):
             return None
         return verdicts[-1]
 
