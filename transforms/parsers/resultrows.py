@@ -10,8 +10,9 @@ done column-wise is done here, once per batch, with polars:
   a value that is not such a timestamp, or not a real date, becomes null plus
   ``DATE_INVALID:<column>`` in ``parse_issues``;
 * ``value_num`` from ``value_raw`` when ``value_type`` is NM, or SN holding a plain number
-  (``^12``, ``=^12``, ``12``); a decimal comma and an exponent (``1e3``) are accepted; an NM value that is not a number
-  (and not a comparator such as ``<0.5``) gives ``VALUE_INVALID:value_num``;
+  (``^12``, ``=^12``, ``12``); a decimal comma and an exponent (``1e3``) are accepted; an NM
+  value that is not a number (and not a comparator such as ``<0.5``) gives
+  ``VALUE_INVALID:value_num``;
 * a comparator and a number, NM or SN (``<0,5``, ``< 0.5``, ``<^0.5``, ``>=^10``, ``≤3``; CDA
   IVL_PQ with one bound arrives as ``<^x`` / ``<=^x`` / ``>^x`` / ``>=^x``): ``value_comparator``
   is ``<``, ``<=``, ``>`` or ``>=`` and ``value_num`` the bound;
