@@ -116,8 +116,10 @@ def _run(settings, export: bool = False) -> dict:
     steps.check_key(ctx, save=False)  # or is not the warehouse's
     steps.load_terminology(ctx, {})  # an operator's broken mapping or words file: its file and line, now
     configure_prefect(settings)
-    from flows import progress
+    from flows import embedded, progress
     from flows.pipeline import pipeline
+
+    embedded.start()  # the embedded Prefect server, stopped even when this process is killed
 
     if settings.demo:
         os.environ["BIOLAKE_DEMO"] = "1"

@@ -85,7 +85,6 @@ def test_a_run_killed_midway_then_rerun_equals_a_clean_run(clean_run, generated,
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    assert not (home / "biolake.duckdb").exists() or True  # may or may not exist: nothing relies on it
     run(home)
     assert_same_tables(snapshot(home), snapshot(clean_run[0]))
 
@@ -202,3 +201,59 @@ def test_a_copy_of_a_file_gone_mid_run_is_read_by_the_next_run(prefect_harness, 
     assert second["totals"]["files_new"] == 1 and second["totals"]["rows_valid"] == 1
     log = steps.Context.create(steps.Settings(home=home), "check").wh.read(steps.cat.FILE_LOG)
     assert log.select("path", "status").rows() == [("labo_alpha/b.csv", "loaded")]
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            out.append((int(d.name), cmd))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from Linux /proc")
+def test_a_killed_run_leaves_no_prefect_server_behind(tmp_path):
+    """QA: each `kill -9` of `biolake run` left its embedded Prefect server running, an orphan."""
+    from tests.helpers import HEADER, line
+
+    home = tmp_path / "home"
+    (home / "landing" / "labo_alpha").mkdir(parents=True)
+    (home / "landing" / "labo_alpha" / "day1.csv").write_text(HEADER + "\n" + line() + "\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
+    env.update(BIOLAKE_HOME=str(home), PREFECT_HOME=str(tmp_path / "prefect"))
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "run"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = None
+    try:
+        deadline = time.monotonic() + 180
+        while server is None and time.monotonic() < deadline and proc.poll() is None:
+            server = next((pid for pid, cmd in _children(proc.pid) if "create_app" in cmd), None)
+            time.sleep(0.05)
+        assert server is not None, f"no embedded Prefect server seen (run ended with {proc.poll()})"
+        proc.kill()  # the run only: its children are not signalled
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while _alive(server) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(server), "the embedded Prefect server outlived its killed run"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if server is not None and _alive(server):
+            os.kill(server, signal.SIGKILL)
