@@ -113,12 +113,16 @@ def test_analyst_quality_tables_hide_file_names(ctx):
     row = {c.name: None for c in cat.FILE_LOG.columns} | {
         "log_id": "l1", "path": "labo_alpha/DUPONT_Marie.csv", "source": "labo_alpha", "file_id": "f1",
         "status": "failed", "reason_code": "HEADER_INVALID", "detail": "DUPONT_Marie.csv: line 1: header lacks NIR"}
-    ctx.wh.write_partition_file(cat.FILE_LOG, "l1", pl.DataFrame([row], schema=cat.FILE_LOG.schema))
+    # QA: a re-delivery's detail names the first copy, which is in duplicate_of, not in path
+    dup = row | {"log_id": "l2", "path": "labo_alpha/resent.csv", "file_id": "f2", "status": "duplicate",
+                 "reason_code": None, "duplicate_of": "labo_alpha/DUPONT_Marie_bis.csv",
+                 "detail": "same content as labo_alpha/DUPONT_Marie_bis.csv"}
+    ctx.wh.write_partition_file(cat.FILE_LOG, "l1", pl.DataFrame([row, dup], schema=cat.FILE_LOG.schema))
     con = connect_analyst(build_analyst_db(ctx.wh))
     try:
         cols = [r[0] for r in con.execute("DESCRIBE quality.file_log").fetchall()]
-        detail = con.execute("SELECT detail FROM quality.file_log").fetchone()[0]
+        details = [r[0] for r in con.execute("SELECT detail FROM quality.file_log ORDER BY log_id").fetchall()]
     finally:
         con.close()
     assert "path" not in cols and "duplicate_of" not in cols and "source" in cols
-    assert detail == "<file>: line 1: header lacks NIR"
+    assert details == ["<file>: line 1: header lacks NIR", "same content as labo_alpha/<file>"]

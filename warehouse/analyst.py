@@ -9,8 +9,8 @@ catalog with these rules (docs/privacy.md explains them):
 - no column declared identifying (``Column.identifying``: NIR, names, birth date, postal code), no
   ``raw_text``; and a few more columns that can carry an identity without being declared so:
   ``request_id`` and ``message_id`` (the lab can link them back to its patient), ``path`` and
-  ``duplicate_of`` (labs sometimes name files after the patient); a ``detail`` next to a ``path``
-  has the file name replaced by ``<file>``; audit subjects of landing files are hidden;
+  ``duplicate_of`` (labs sometimes name files after the patient); a ``detail`` next to them has
+  their file names replaced by ``<file>``; audit subjects of landing files are hidden;
 - like biolake.duckdb it holds views that read the Parquet files (a run never has to wait for an
   analyst), except for the quality tables that hold landing paths (``PRIVATE_QUALITY_TABLES``):
   their folders are closed to analysts like raw, so the database holds a cleaned copy of each
@@ -57,6 +57,8 @@ HIDDEN_COLUMNS: dict[str, str] = {
     "path": "landing file name: labs sometimes name files after the patient",
     "duplicate_of": "landing file name of the first delivery",
 }
+# the columns above that hold a landing path: their file names are also cut out of a ``detail``
+PATH_COLUMNS = ("path", "duplicate_of")
 # quality tables whose Parquet files hold landing paths (labs sometimes name files after the
 # patient): their folders are closed like raw (PRIVATE_DIR_MODE), and analyst.duckdb holds a cleaned
 # copy of each (a table, rebuilt at every run) instead of a view over the files
@@ -91,10 +93,12 @@ def analyst_columns(t: Table) -> list[tuple[str, str]]:
         if c.name in hidden:
             continue
         expr = f'"{c.name}"'
-        if c.name == "detail" and "path" in names:
-            # parser messages start with the file name: keep the message, not the name
-            expr = ("CASE WHEN path IS NULL OR regexp_extract(path, '[^/]*$') = '' THEN detail "
-                    "ELSE replace(detail, regexp_extract(path, '[^/]*$'), '<file>') END")
+        if c.name == "detail" and names & set(PATH_COLUMNS):
+            # parser messages start with the file name, a re-delivery names the first copy ('same
+            # content as <lab>/<file>'; QA): keep the message, not the names
+            for col in (n for n in PATH_COLUMNS if n in names):
+                base = f"regexp_extract({col}, '[^/]*$')"
+                expr = f"CASE WHEN {col} IS NULL OR {base} = '' THEN {expr} ELSE replace({expr}, {base}, '<file>') END"
         elif t.qualified == "quality.audit_events" and c.name == "subject":
             expr = "CASE WHEN kind LIKE 'file_%' THEN NULL ELSE subject END"
         out.append((c.name, expr))
