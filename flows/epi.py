@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import uuid
 from datetime import date, datetime
 from pathlib import Path
@@ -321,18 +322,16 @@ def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: 
     files: list[exports.PublishedFile] = []
     audit: dict = {}
     for disease in diseases:
-        daily = {lvl: ctx.wh.read(t).filter(pl.col("disease") == disease).drop("disease")
-                 for lvl, t in DAILY_TABLES.items()}
+        daily, weekly = sidep_marts(ctx, disease)
         if daily["dep"].is_empty():
             raise NothingToPublish(f"no SI-DEP rows for {disease!r}: run the pipeline first")
-        weekly = ctx.wh.read(ce.SIDEP_WEEKLY).filter(pl.col("disease") == disease).drop("disease")
-        hidden = exports.suppress_sidep(daily, weekly, geo, rule)
+        hidden = sidep_suppression(ctx, disease, daily, weekly, geo, rule)
         audit[disease] = {fam: len(h[2]) for fam, h in hidden.items()}
         files += exports.sidep_files(disease, daily, weekly, hidden, weeks)
-    mdo_weekly = ctx.wh.read(ce.MDO_WEEKLY).filter(~pl.col("mdo_id").is_in(diseases))
+    mdo_weekly = mdo_marts(ctx, sorted(dep_all["disease"].unique().to_list()))
     if mdo_weekly.height:
-        mdo_out, mdo_audit = exports.mdo_files(mdo_weekly, geo, rule, weeks)
-        files += mdo_out
+        flags, mdo_audit = mdo_suppression(ctx, mdo_weekly, geo, rule)
+        files += exports.mdo_files(mdo_weekly, flags, weeks)
         audit["mdo"] = mdo_audit
     if not files:
         raise NothingToPublish("nothing to publish: run the pipeline first")
@@ -340,6 +339,82 @@ def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: 
     if leaks and rule.secondary != "none":  # cannot happen with the hypercube method: refuse to publish
         raise RuntimeError(f"disclosure audit failed, suppressed cells a reader could pin: {leaks}")
     return _write_issue(ctx, issue, files, rule, audit)
+
+
+# --------------------------------------------------------------------------------------------
+# one suppression pattern for everything published
+# --------------------------------------------------------------------------------------------
+# The exports and the weekly report show cells of the same cubes. Suppressed separately, each would
+# be safe alone, but their patterns differ and a reader holding both subtracts one from the other
+# (QA recovered a hidden 9 from a région file and the report's département count). Both therefore
+# take their hidden cells from these functions, memoised per warehouse, rule and data: a run's
+# exports and report share one computation.
+_PATTERNS: dict = {}
+_PATTERNS_LOCK = threading.Lock()
+
+
+def _digest(*frames: pl.DataFrame) -> tuple:
+    """Order-independent fingerprint of frames (their rows' hashes summed, heights, schemas)."""
+    return tuple((f.height, tuple(f.schema.items()), int(f.hash_rows().sum()) if f.height else 0) for f in frames)
+
+
+def _memo(key: tuple, compute):
+    with _PATTERNS_LOCK:
+        if key not in _PATTERNS:
+            if len(_PATTERNS) >= 32:
+                _PATTERNS.clear()
+            _PATTERNS[key] = compute()
+        return _PATTERNS[key]
+
+
+def sidep_marts(ctx: Context, disease: str) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """The daily tables by level and the weekly table of one test definition."""
+    daily = {lvl: ctx.wh.read(t).filter(pl.col("disease") == disease).drop("disease")
+             for lvl, t in DAILY_TABLES.items()}
+    return daily, ctx.wh.read(ce.SIDEP_WEEKLY).filter(pl.col("disease") == disease).drop("disease")
+
+
+def mdo_marts(ctx: Context, sidep_diseases: list[str]) -> pl.DataFrame:
+    """marts.mdo_weekly without the diseases published as SI-DEP files (their cases are there)."""
+    return ctx.wh.read(ce.MDO_WEEKLY).filter(~pl.col("mdo_id").is_in(sidep_diseases))
+
+
+def sidep_suppression(ctx: Context, disease: str, daily: dict[str, pl.DataFrame], weekly: pl.DataFrame,
+                      geo: pl.DataFrame, rule: DisclosureRule) -> dict:
+    """``exports.suppress_sidep`` of these marts, computed once per warehouse, rule and data."""
+    key = ("sidep", str(ctx.wh.root), disease, tuple(sorted(rule.as_dict().items())),
+           _digest(daily["dep"], daily["reg"], daily["fra"], weekly, geo))
+    return _memo(key, lambda: exports.suppress_sidep(daily, weekly, geo, rule))
+
+
+def mdo_suppression(ctx: Context, weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule
+                    ) -> tuple[pl.DataFrame, dict]:
+    """``exports.suppress_mdo`` of these marts, computed once per warehouse, rule and data."""
+    key = ("mdo", str(ctx.wh.root), tuple(sorted(rule.as_dict().items())), _digest(weekly, geo))
+    return _memo(key, lambda: exports.suppress_mdo(weekly, geo, rule))
+
+
+def published_pattern(ctx: Context, refs: dict[str, pl.DataFrame], rule: DisclosureRule | None = None) -> dict:
+    """What the exports hide, for other products showing the same cells (the weekly report):
+    {'rule': DisclosureRule, 'sidep': {disease: {'P': cells, 'T': cells}} (cells of
+    ``exports.sidep_cube_values``: ('dep:01' | 'reg:84' | 'fra:FR', cl_age90, 'j:2026-11-02' |
+    's:2026-S45', 'all' | 'f' | 'h')), 'mdo': {(mdo_id, 'dep' | 'fra', geo, '2026-S45')},
+    'mdo_excluded': the diseases the MDO files leave to the SI-DEP files}."""
+    rule = rule or disclosure_rule(ctx.settings)
+    geo = indicators.geography(refs["departements"], refs["population"])
+    diseases = sorted(ctx.wh.read(ce.SIDEP_DEP_DAILY)["disease"].unique().to_list())
+    out: dict = {"rule": rule, "sidep": {}, "mdo": set(), "mdo_excluded": set(diseases)}
+    for disease in diseases:
+        daily, weekly = sidep_marts(ctx, disease)
+        if daily["dep"].is_empty():
+            continue
+        hidden = sidep_suppression(ctx, disease, daily, weekly, geo, rule)
+        out["sidep"][disease] = {fam: primary | secondary for fam, (primary, secondary, _) in hidden.items()}
+    mdo_weekly = mdo_marts(ctx, diseases)
+    if mdo_weekly.height:
+        flags, _ = mdo_suppression(ctx, mdo_weekly, geo, rule)
+        out["mdo"] = set(flags.select("mdo_id", "_level", "_geo", "semaine").iter_rows())
+    return out
 
 
 def _issue(issue_date: str | None) -> str:

@@ -39,10 +39,15 @@ def reports_dir(ctx) -> Path:
 
 
 def build_weekly(ctx, week: str | None = None, now: datetime | None = None) -> Path:
+    """The weekly report, hiding exactly the cells the published files hide (one suppression
+    pattern for everything published: flows.epi.published_pattern)."""
+    from flows import steps
+    from flows.epi import published_pattern
     from quality.reports import weekly
 
+    pattern = published_pattern(ctx, steps.read_refs(ctx))
     return weekly.build_weekly(ctx.wh, ctx.settings.seeds_dir, reports_dir(ctx), week=week,
-                               run_id=str(ctx.run_id), now=now)
+                               run_id=str(ctx.run_id), now=now, pattern=pattern)
 
 
 def build_dq(ctx, now: datetime | None = None) -> Path:

@@ -178,8 +178,44 @@ def _change(now: float | None, before: float | None) -> tuple[float | None, floa
     return now - before, ((now - before) / before if before else None)
 
 
-def weekly_data(wh: Warehouse, seeds_dir: Path, week: str | None = None) -> dict:
-    """Everything the weekly report shows, after disclosure control."""
+def imposed_hidden(cells: Cells, pattern: dict, disease: str) -> set[tuple]:
+    """The report's cells that the published files hide. ``pattern``: what the exports suppress
+    (``flows.epi.published_pattern``: cells of the exports' cubes, see there); every count the report
+    shows is one of those cells (France by day, week, age class and sex; départements by week; MDO
+    cases of France by week)."""
+    sidep = pattern["sidep"][disease]
+    out = set()
+    for key in cells.values:
+        kind = key[0]
+        if kind == "mdo":
+            if (key[1], "fra", FR, key[2].replace("-W", "-S")) in pattern["mdo"]:
+                out.add(key)
+            continue
+        week = f"s:{key[1].replace('-W', '-S')}" if kind != "day" else None
+        if kind == "day":
+            fam, cube = key[2], (f"fra:{FR}", ALL_AGES, f"j:{key[1].isoformat()}", "all")
+        elif kind == "nat":
+            fam, cube = key[2], (f"fra:{FR}", ALL_AGES, week, "all")
+        elif kind == "dep":
+            fam, cube = key[3], (f"dep:{key[2]}", ALL_AGES, week, "all")
+        elif kind == "age":
+            fam, cube = "P", (f"fra:{FR}", key[2], week, {"P_f": "f", "P_h": "h", "P": "all"}[key[3]])
+        else:
+            raise KeyError(key)
+        if cube in sidep[fam]:
+            out.add(key)
+    return out
+
+
+def weekly_data(wh: Warehouse, seeds_dir: Path, week: str | None = None, pattern: dict | None = None,
+                disease: str = "covid19") -> dict:
+    """Everything the weekly report shows, after disclosure control.
+
+    ``pattern``: what the published files suppress (``flows.epi.published_pattern``); the report then
+    hides exactly those of its cells, so that a reader holding the report and the files learns
+    nothing more than from the files (QA: two patterns, each safe alone, gave a hidden count away
+    together). Without it (no SI-DEP marts for ``disease`` yet), the report protects its own cube."""
+    imposed = pattern is not None and disease in pattern["sidep"]
     deps = S.departements(seeds_dir)
     pop = S.population(seeds_dir).filter(pl.col("dep").is_in(deps["dep"].to_list()))
     names = dict(zip(deps["dep"].to_list(), deps["dep_name"].to_list()))
@@ -234,9 +270,19 @@ def weekly_data(wh: Warehouse, seeds_dir: Path, week: str | None = None) -> dict
             cells.add(("age", week, c, m), age_vals.get((week, c), {}).get(m, 0))
         cells.add(("age", prev, c, "P"), age_vals.get((prev, c), {}).get("P", 0))
 
-    mdo = mdo_series(wh, monday, cells)
+    mdo = mdo_series(wh, monday, cells, exclude=pattern["mdo_excluded"] if imposed else ())
     mdo["names"] = _mdo_names(seeds_dir)
-    cells.protect(cube_truth(d))
+    if imposed:
+        cells.hidden = imposed_hidden(cells, pattern, disease)
+        rule = pattern["rule"]
+        small = [k for k in cells.values if k not in cells.hidden and rule.sensitive(cells.values[k])]
+        if small:  # the files and the report would disagree: never print such a count
+            raise RuntimeError(f"weekly report: {len(small)} small counts the published files do not hide "
+                               f"(first {small[0]}): the marts changed while the report was built?")
+        rule_text = f"{rule.describe()}; the same cells as in the published files"
+    else:
+        cells.protect(cube_truth(d))
+        rule_text = disclosure.rule_text()
 
     # ---- derived figures (from shown counts only) ----------------------------------------
     pop_dep = dict(zip(pop.filter(pl.col("cl_age90") == 0)["dep"].to_list(),
@@ -335,7 +381,7 @@ def weekly_data(wh: Warehouse, seeds_dir: Path, week: str | None = None) -> dict
                                                    and by_day.get(x, {}).get("T", 0) > 0}),
         "key_figures": key_figures, "national": cur, "national_prev": before, "pop_fr": pop_fr,
         "dep_rows": dep_rows, "top_changes": top_changes, "age_rows": age_rows, "svg": svg, "mdo": mdo,
-        "n_hidden": len(cells.hidden), "n_cells": len(cells.values), "rule": disclosure.rule_text(),
+        "n_hidden": len(cells.hidden), "n_cells": len(cells.values), "rule": rule_text,
         "cells": cells,
     }
 
@@ -343,8 +389,9 @@ def weekly_data(wh: Warehouse, seeds_dir: Path, week: str | None = None) -> dict
 # --------------------------------------------------------------------------------------------
 # notifiable diseases (marts.mdo_weekly, declared by the epi side in warehouse/catalog_epi.py)
 # --------------------------------------------------------------------------------------------
-def mdo_series(wh: Warehouse, monday: date, cells: Cells) -> dict:
-    """Weekly national cases per disease over the curve window, registered in ``cells``."""
+def mdo_series(wh: Warehouse, monday: date, cells: Cells, exclude=()) -> dict:
+    """Weekly national cases per disease over the curve window, registered in ``cells``; the
+    diseases in ``exclude`` (published as SI-DEP files, whose P the report already shows) are left out."""
     try:
         t = cat.table("marts.mdo_weekly")
     except KeyError:
@@ -367,7 +414,8 @@ def mdo_series(wh: Warehouse, monday: date, cells: Cells) -> dict:
               .rename({disease: "disease"}))
     first = week_label(monday - timedelta(days=7 * (CURVE_WEEKS - 1)))
     last = week_label(monday)
-    series = series.filter(pl.col("week").is_between(pl.lit(first), pl.lit(last)))
+    series = series.filter(pl.col("week").is_between(pl.lit(first), pl.lit(last))
+                           & ~pl.col("disease").is_in(list(exclude)))
     active = series.group_by("disease").agg(pl.col("cases").sum()).filter(pl.col("cases") > 0)["disease"]
     series = series.filter(pl.col("disease").is_in(active.to_list())).sort("disease", "week")
     for r in series.iter_rows(named=True):
@@ -394,10 +442,10 @@ def _mdo_rows(mdo: dict, cells: Cells, week: str, prev: str) -> list[dict]:
 
 
 def build_weekly(wh: Warehouse, seeds_dir: Path, out_dir: Path, week: str | None = None,
-                 run_id: str | None = None, now: datetime | None = None) -> Path:
+                 run_id: str | None = None, now: datetime | None = None, pattern: dict | None = None) -> Path:
     """Write ``<out_dir>/weekly_<YYYY-Www>.html`` and a copy ``weekly_latest.html`` (when it is the
-    newest week). Returns the dated file."""
-    data = weekly_data(wh, Path(seeds_dir), week)
+    newest week). Returns the dated file. ``pattern``: see :func:`weekly_data`."""
+    data = weekly_data(wh, Path(seeds_dir), week, pattern=pattern)
     now = now or datetime.now()
     html = render.render("weekly.html.j2", d=data, generated=now.strftime("%Y-%m-%d %H:%M"), run_id=run_id,
                          hidden_note=disclosure.HIDDEN_NOTE, attribution=francemap.ATTRIBUTION,

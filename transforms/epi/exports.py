@@ -231,10 +231,10 @@ def _mdo_published(cell) -> bool:
     return not cell[0].startswith("reg:")
 
 
-def mdo_files(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule, keep_weeks: set[str] | None = None
-              ) -> tuple[list[PublishedFile], dict]:
-    """mdo-heb-dep.csv and mdo-heb-fra.csv from marts.mdo_weekly rows (mdo_id, semaine, dep, cases);
-    ``keep_weeks``: the weeks the files keep (the complete ones; the suppression sees every week)."""
+def suppress_mdo(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule) -> tuple[pl.DataFrame, dict]:
+    """The suppressed cells of the MDO cubes (one per disease, every week of ``weekly``: rows
+    mdo_id, semaine, dep, cases) as rows mdo_id, _level ('dep' | 'fra'), _geo, semaine, _k ('p'
+    primary | 's' secondary), and the audit per disease (hidden cells a reader could pin)."""
     fra = weekly.group_by("mdo_id", "semaine").agg(pl.col("cases").sum()).with_columns(pl.lit(FRA).alias("fra"))
     gtree = geo_tree(geo)
     weeks = sorted(weekly["semaine"].unique().to_list())
@@ -259,6 +259,15 @@ def mdo_files(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule, kee
             hidden_rows += [(mdo_id, g.split(":", 1)[0], g.split(":", 1)[1], w[2:], kind) for g, w in cells]
     flags = pl.DataFrame(hidden_rows, schema={"mdo_id": pl.Utf8, "_level": pl.Utf8, "_geo": pl.Utf8,
                                               "semaine": pl.Utf8, "_k": pl.Utf8}, orient="row")
+    return flags, audit
+
+
+def mdo_files(weekly: pl.DataFrame, flags: pl.DataFrame, keep_weeks: set[str] | None = None
+              ) -> list[PublishedFile]:
+    """mdo-heb-dep.csv and mdo-heb-fra.csv from marts.mdo_weekly rows (mdo_id, semaine, dep, cases)
+    and their suppressed cells (``suppress_mdo``); ``keep_weeks``: the weeks the files keep (the
+    complete ones; the suppression sees every week)."""
+    fra = weekly.group_by("mdo_id", "semaine").agg(pl.col("cases").sum()).with_columns(pl.lit(FRA).alias("fra"))
     files = []
     for level, df in (("dep", weekly), ("fra", fra)):
         f = flags.filter(pl.col("_level") == level).select("mdo_id", pl.col("_geo").alias(level), "semaine", "_k")
@@ -269,7 +278,7 @@ def mdo_files(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule, kee
                        pl.when(pl.col("_k").is_null()).then(pl.col("cases")).otherwise(None).alias("cas"))
         files.append(PublishedFile(f"mdo-heb-{level}.csv", out, "mdo", "*", level, "weekly", "semaine",
                                    int((j["_k"] == "p").sum()), int((j["_k"] == "s").sum())))
-    return files, audit
+    return files
 
 
 # --------------------------------------------------------------------------------------------
