@@ -286,7 +286,7 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
         ctx.stage_seconds.update(ing["stage_seconds"])
         ctx.stage_seconds.update(pubd["stage_seconds"])
         with Stage(ctx, "quality gate"):
-            gate = quality_gate_task(home, file_ids=ing["changed"])
+            gate = quality_gate_task(home, file_ids=ing["changed"], run_files=ing["files"])
         published = None
         if export and gate["ok"]:
             with Stage(ctx, "export"), writer_slot(ctx.settings):

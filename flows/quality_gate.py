@@ -48,11 +48,13 @@ class QualityGateFailed(RuntimeError):
         super().__init__(block_reason(gate) or "quality gate failed")
 
 
-def run_quality_gate(ctx, file_ids: list[str] | None = None, now: datetime | None = None) -> dict[str, Any]:
+def run_quality_gate(ctx, file_ids: list[str] | None = None, now: datetime | None = None,
+                     run_files: list[dict] | None = None) -> dict[str, Any]:
     """Run every GX suite on the warehouse of ``ctx`` (a flows.steps.Context) and keep the results.
 
     ``file_ids``: the files this run loaded (their partitions get the grain check); by default the
-    files of the latest run that loaded some.
+    files of the latest run that loaded some. ``run_files``: the landing files this run handled
+    (``{"path", "status"}``; a failed one is a warning naming it).
     """
     from quality import checkpoints
 
@@ -61,7 +63,7 @@ def run_quality_gate(ctx, file_ids: list[str] | None = None, now: datetime | Non
     home = ctx.wh.home
     try:
         suites = checkpoints.build_suites(ctx.wh, ctx.settings.seeds_dir, now=now, run_id=str(ctx.run_id),
-                                          file_ids=file_ids)
+                                          file_ids=file_ids, run_files=run_files)
         outcomes, docs = checkpoints.run_suites(home, suites, run_name=str(ctx.run_id))
     except Exception as err:  # a gate that cannot run blocks the exports, it does not wave them through
         return {**summarize([], seconds=round(time.perf_counter() - t0, 2)), "ok": False,
@@ -146,14 +148,16 @@ def final_state(summary: dict, gate: dict):
     return Failed(data=summary, message=reason)
 
 
-def quality_gate_task(home: str, file_ids: list[str] | None = None) -> dict[str, Any]:
+def quality_gate_task(home: str, file_ids: list[str] | None = None, run_files: list[dict] | None = None
+                      ) -> dict[str, Any]:
     """Inside a flow: the gate as a Prefect task named "quality-gate" (its state and logs in the UI),
     taking the data home like the pipeline's other tasks; the run id is the flow run's. The task
     object is made on first use, so importing this module does not import Prefect."""
-    return _gate_task()(home, file_ids=file_ids)
+    return _gate_task()(home, file_ids=file_ids, run_files=run_files)
 
 
-def _gate_for_home(home: str, file_ids: list[str] | None = None) -> dict[str, Any]:
+def _gate_for_home(home: str, file_ids: list[str] | None = None, run_files: list[dict] | None = None
+                   ) -> dict[str, Any]:
     from prefect import get_run_logger
     from prefect.runtime import flow_run
 
@@ -161,7 +165,7 @@ def _gate_for_home(home: str, file_ids: list[str] | None = None) -> dict[str, An
     from flows.steps import Context
 
     run_id = str(flow_run.get_id() or datetime.now().strftime("local-%Y%m%dT%H%M%S"))
-    gate = run_quality_gate(Context.create(Settings(home=home), run_id), file_ids=file_ids)
+    gate = run_quality_gate(Context.create(Settings(home=home), run_id), file_ids=file_ids, run_files=run_files)
     log = get_run_logger()
     if not gate["ok"]:
         log.error(block_reason(gate))

@@ -138,6 +138,23 @@ def file_accounting_suite(frame: pl.DataFrame) -> Suite:
     return s
 
 
+def run_files_suite(frame: pl.DataFrame) -> Suite:
+    """The landing files this run handled (path, status, failed 0/1): a file that failed to load
+    carries results nobody sees, so the gate warns, naming it (QA: a lab that switched to gzip fed
+    nothing while the gate passed)."""
+    s = Suite("run_files", "The landing files this run handled: none failed to load (unreadable, "
+              "compressed, unparseable, outside a lab folder...).", frame, label_columns=("path",))
+    s.checks = [_zero("failed", "no landing file of this run failed to load (its results reach no table: "
+                      "fix or replace it; quality.file_log has the reason)", critical=False)]
+    return s
+
+
+def run_files_frame(files: list[dict]) -> pl.DataFrame:
+    """The pipeline's per-file outcomes (path, status) as the input of :func:`run_files_suite`."""
+    return pl.DataFrame([{"path": f["path"], "status": f["status"], "failed": int(f["status"] == "failed")}
+                         for f in files], schema={"path": pl.Utf8, "status": pl.Utf8, "failed": pl.Int64})
+
+
 def fct_summary_suite(frame: pl.DataFrame) -> Suite:
     s = Suite("fct_lab_results_summary", "Whole-table measures of marts.fct_lab_results computed by "
               "DuckDB (one row): key, dates, ranges, reference codes, reconciliation with staging.", frame)
@@ -317,9 +334,11 @@ def grain_suite(frame: pl.DataFrame) -> Suite:
 # building the inputs
 # --------------------------------------------------------------------------------------------
 def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
-                 run_id: str | None = None, file_ids: list[str] | None = None) -> list[Suite]:
+                 run_id: str | None = None, file_ids: list[str] | None = None,
+                 run_files: list[dict] | None = None) -> list[Suite]:
     """Compute every bounded input with DuckDB and attach its suite. Suites whose source table
-    has no file yet are left out.
+    has no file yet are left out; ``run_files``: the landing files this run handled (path,
+    status), checked when given and not empty.
 
     The grain of the partitioned tables is checked on the partitions of ``file_ids`` (the files
     this run wrote); when None, on the files registered by ``run_id``, else by the latest run that
@@ -332,6 +351,8 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
     deps = S.departements(seeds_dir)["dep"].to_list()
     suites: list[Suite] = []
     try:
+        if run_files:
+            suites.append(run_files_suite(run_files_frame(run_files)))
         if src.has(cat.FILE_LOG):
             suites.append(file_accounting_suite(S.file_accounting(con, src)))
             suites.append(quarantine_suite(S.quarantine_reasons(con, src)))

@@ -166,6 +166,22 @@ def test_a_critical_failure_blocks_exports_with_its_reason(gated, tmp_path):
     assert missing.exit_code == 2
 
 
+def test_a_landing_file_that_failed_to_load_is_a_warning_naming_it(gated, tmp_path):
+    """QA: a lab whose files became gzip archives fed nothing, and the gate passed without a word."""
+    from flows.quality_gate import run_quality_gate
+
+    home = copy_home(gated[0], tmp_path / "home")
+    files = [{"path": "labo_alpha/labo_alpha_20261110.csv.gz", "status": "failed"},
+             {"path": "labo_beta/labo_beta_20261110.csv", "status": "loaded"}]
+    gate = run_quality_gate(context(home, "run-with-a-failed-file"), run_files=files)
+    assert gate["ok"], gate["failures"]  # a warning: the files that did load are published
+    named = [w for w in gate["warnings"] if "run_files" in w]
+    assert len(named) == 1 and "labo_alpha/labo_alpha_20261110.csv.gz" in named[0], gate["warnings"]
+    assert "labo_beta" not in named[0]
+    clean = run_quality_gate(context(home, "run-without"), run_files=[files[1]])
+    assert not [w for w in clean["warnings"] if "run_files" in w]
+
+
 def test_data_docs_read_offline(gated):
     """Every Data Docs page links biolake's offline stylesheet and starts marked offline; the index
     lists every validation result page on disk, with GX's own status, in place of the table its
