@@ -271,7 +271,8 @@ def print_summary(s: dict, wall: float | None = None) -> None:
             console.print(f"report {name}: {path}")
     if s.get("publication"):
         pub = s["publication"]
-        console.print(f"publication {pub['issue_date']}: {pub['files']} files in {pub['folder']} ({pub['rule']})")
+        console.print(f"publication {pub['issue_date']}: {pub['files']} data files and their manifest (csv, json) "
+                      f"in {pub['folder']} ({pub['rule']})")
     if wall is not None:
         console.print(f"pipeline wall time: {wall:.1f} s (includes starting the embedded Prefect)")
     home = s["home"]

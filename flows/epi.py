@@ -441,7 +441,7 @@ def _write_issue(ctx: Context, issue: str, files: list[exports.PublishedFile], r
         manifest.append({
             "issue_date": issue, "file": f.name, "dataset": f.dataset, "disease": f.disease, "level": f.level,
             "frequency": f.frequency, "rows": f.frame.height, "sha256": exports.sha256(data),
-            "period_start": start, "period_end": end, "rule": rule.describe(), "threshold": rule.threshold,
+            "period_start": start, "period_end": end, "rule": rule.describe(f.dataset), "threshold": rule.threshold,
             "cells_primary": f.cells_primary, "cells_secondary": f.cells_secondary,
             "published_at": now, "run_id": ctx.run_id,
         })

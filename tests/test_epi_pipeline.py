@@ -266,6 +266,8 @@ def test_files_have_the_spf_shapes_and_the_manifest_describes_them(scenario):
         row = manifest.filter(pl.col("file") == name).row(0, named=True)
         assert int(row["rows"]) == len(lines) - 2 and row["issue_date"] == ISSUE_2
         assert row["threshold"] == "10" and row["rule"].startswith("counts from 1 to 10")
+        # each file states the totals of its own cube (QA: the MDO files repeated SI-DEP's)
+        assert ("age classes" in row["rule"]) == name.startswith("sp-pos-"), (name, row["rule"])
     dep = pl.read_csv(folder / "sp-pos-quot-dep-covid19.csv", separator=";", infer_schema=False)
     assert set(dep["cl_age90"].unique().to_list()) == {"0", "09", "19", "29", "39", "49", "59", "69", "79", "89", "90"}
     assert dep["dep"].n_unique() == 104 and dep.filter(pl.col("dep") == "2A").height > 0

@@ -69,12 +69,16 @@ class DisclosureRule:
     def sensitive(self, value: int) -> bool:
         return self.min_count <= value <= self.threshold
 
-    def describe(self) -> str:
+    def describe(self, dataset: str = "sidep") -> str:
+        """The rule in words; ``dataset`` 'mdo' names the totals of the MDO files (weekly cases by
+        département and France) instead of SI-DEP's."""
         text = f"counts from {self.min_count} to {self.threshold} are suppressed (empty cell)"
         if self.secondary == "hypercube":
+            totals = ("départements -> régions -> France" if dataset == "mdo" else
+                      "age classes -> all ages (cl_age90 = 0), départements -> régions -> France, "
+                      "days -> ISO week, women + men -> all")
             text += ("; secondary suppression (hypercube method) so that no suppressed cell can be "
-                     "recomputed from the published totals: age classes -> all ages (cl_age90 = 0), "
-                     "départements -> régions -> France, days -> ISO week, women + men -> all")
+                     f"recomputed from the published totals: {totals}")
         return text
 
     def as_dict(self) -> dict:
