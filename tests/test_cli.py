@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tests.helpers import copy_home, query
+from warehouse.views import sql_literal
 
 runner = CliRunner()
 
@@ -30,6 +31,38 @@ def test_sql_prints_results_and_refuses_writes(clean_run):
 def test_sql_without_a_database_says_what_to_do(tmp_path):
     out = runner.invoke(app, ["sql", "--home", str(tmp_path), "SELECT 1"])
     assert out.exit_code == 2 and "biolake run" in out.output
+    out = runner.invoke(app, ["sql", "--analyst", "--home", str(tmp_path), "SELECT 1"])
+    assert out.exit_code == 2 and "analyst.duckdb" in out.output and "biolake analyst-db" in out.output
+
+
+def _csv_rows(out) -> list[str]:
+    assert out.exit_code == 0, out.output
+    return out.output.strip().splitlines()
+
+
+def test_sql_analyst_queries_the_analyst_database_and_never_the_raw_layer(clean_run):
+    home, _ = clean_run
+    count = "SELECT count(*) AS n FROM marts.fct_lab_results"
+    engineer = _csv_rows(runner.invoke(app, ["sql", "--home", str(home), "--csv", count]))
+    analyst = _csv_rows(runner.invoke(app, ["sql", "--analyst", "--home", str(home), "--csv", count]))
+    assert analyst == engineer and int(analyst[1]) > 0
+
+    # the engineers' form reads raw.results and its files; the analyst form neither
+    raw_files = sql_literal(str(home / "warehouse" / "raw" / "results" / "**" / "*.parquet"))
+    for raw in ("SELECT count(*) AS n FROM raw.results", f"SELECT count(*) AS n FROM read_parquet({raw_files})"):
+        assert int(_csv_rows(runner.invoke(app, ["sql", "--home", str(home), "--csv", raw]))[1]) > 0
+        refused = runner.invoke(app, ["sql", "--analyst", "--home", str(home), "--csv", raw])
+        assert refused.exit_code == 2 and "error" in refused.output.lower(), refused.output
+    schemas = _csv_rows(runner.invoke(app, ["sql", "--analyst", "--home", str(home), "--csv",
+                                            "SELECT DISTINCT schema_name FROM duckdb_tables() UNION "
+                                            "SELECT DISTINCT schema_name FROM duckdb_views() WHERE NOT internal"]))
+    assert "raw" not in schemas[1:] and {"staging", "marts", "quality", "ref"} <= set(schemas[1:])
+    # what the analysts' database hides: landing paths of the file log
+    header = _csv_rows(runner.invoke(app, ["sql", "--analyst", "--home", str(home), "--csv",
+                                           "SELECT * FROM quality.file_log LIMIT 1"]))[0].split(";")
+    assert "file_id" in header and "path" not in header and "duplicate_of" not in header
+    bad = runner.invoke(app, ["sql", "--analyst", "--home", str(home), "CREATE TABLE marts.x AS SELECT 1"])
+    assert bad.exit_code == 2 and "error" in bad.output.lower()
 
 
 def test_run_without_secret_fails_clearly(tmp_path, monkeypatch):
