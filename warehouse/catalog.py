@@ -374,7 +374,7 @@ REF_TABLES: dict[str, Table] = {t.name: t for t in (
         (
             C("dep_code", U, "département code (ref.departements.dep_code)"),
             C("cl_age90", I, "10-year age class (9 = 0-9 ... 89 = 80-89, 90 = 90+), 0 = all ages"),
-            C("pop", F, "inhabitants"),
+            C("pop", F, "inhabitants (whole numbers; the age classes of a code sum to its all-ages row)"),
         ),
         key=("dep_code", "cl_age90"),
     ),
