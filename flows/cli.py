@@ -277,10 +277,17 @@ def print_summary(s: dict, wall: float | None = None) -> None:
         console.print(f"pipeline wall time: {wall:.1f} s (includes starting the embedded Prefect)")
     home = s["home"]
     prefect_home = os.environ.get("PREFECT_HOME", f"{home}/prefect")
+    from warehouse.analyst import ANALYST_DB_NAME
+
     q = shlex.quote  # the commands are pasted into a shell: a home may hold spaces or quotes
     console.print("\n[bold]Next:[/bold]")
-    console.print(f"  query the warehouse:  uv run biolake sql --home {q(str(home))} \"SELECT * FROM marts.sidep_daily WHERE cl_age90 = 0 ORDER BY P DESC LIMIT 10\"")
-    console.print(f"  or with DuckDB:       duckdb -readonly {q(str(s['database']))}")
+    example = q("SELECT * FROM marts.sidep_daily WHERE cl_age90 = 0 ORDER BY P DESC LIMIT 10")
+    console.print("  analysts (staging, marts, quality, ref; no identity):")
+    console.print(f"    uv run biolake sql --analyst --home {q(str(home))} {example}")
+    console.print(f"    or with DuckDB: duckdb -readonly {q(str(Path(home) / ANALYST_DB_NAME))}")
+    console.print("  data engineers (every layer, raw identities included):")
+    console.print(f"    uv run biolake sql --home {q(str(home))} {example}")
+    console.print(f"    or with DuckDB: duckdb -readonly {q(str(s['database']))}")
     console.print(f"  see the runs in the Prefect UI:  PREFECT_HOME={q(str(prefect_home))} uv run prefect server start  "
                   "(then open http://127.0.0.1:4200)")
 
@@ -289,22 +296,33 @@ def print_summary(s: dict, wall: float | None = None) -> None:
 def sql(
     query: Annotated[str, typer.Argument(help="SQL to run against the warehouse (read-only)")],
     home: HomeOpt = None,
+    analyst: Annotated[bool, typer.Option(
+        "--analyst", help="query <home>/analyst.duckdb (staging, marts, quality, ref; no identity) instead of "
+                          "the engineers' biolake.duckdb (every layer, raw identities included)")] = False,
     csv: Annotated[bool, typer.Option("--csv", help="print CSV instead of a table")] = False,
     limit: Annotated[int, typer.Option(min=0, help="rows shown at most")] = 50,
 ) -> None:
-    """Query <home>/biolake.duckdb read-only (schemas raw, staging, marts, quality, ref)."""
+    """Query the warehouse read-only: <home>/biolake.duckdb (schemas raw, staging, marts, quality, ref),
+    or with --analyst <home>/analyst.duckdb (what analysts query: no raw layer, no identity)."""
     import duckdb
 
-    settings = _settings(home)
-    db = settings.home_abs / "biolake.duckdb"
-    if not db.exists():
-        console.print(f"[red]error:[/red] {db} does not exist: run `biolake run` or `biolake demo` first")
-        raise typer.Exit(2)
-    from warehouse.analyst import UnsafeQuery, read_only_query
+    from warehouse.analyst import ANALYST_DB_NAME, UnsafeQuery, analyst_dirs, read_only_query
 
+    settings = _settings(home)
+    wh_root = settings.home_abs / "warehouse"
+    if analyst:
+        # the analysts' database, able to read its four layers' folders and nothing else (connect_analyst)
+        db, allowed = settings.home_abs / ANALYST_DB_NAME, analyst_dirs(wh_root)
+        build = "`biolake run`, `biolake demo` or `biolake analyst-db`"
+    else:
+        db, allowed = settings.home_abs / "biolake.duckdb", [wh_root]
+        build = "`biolake run` or `biolake demo`"
+    if not db.exists():
+        console.print(f"[red]error:[/red] {db} does not exist: run {build} first")
+        raise typer.Exit(2)
     try:
         # one SELECT, on a connection that can read only the warehouse and cannot write or attach
-        df = read_only_query(db, query, [settings.home_abs / "warehouse"])
+        df = read_only_query(db, query, allowed)
     except (UnsafeQuery, duckdb.Error) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2)

@@ -417,6 +417,18 @@ def published_pattern(ctx: Context, refs: dict[str, pl.DataFrame], rule: Disclos
     return out
 
 
+def refresh_databases(ctx: Context, by: str | None = None) -> None:
+    """Rebuild biolake.duckdb and analyst.duckdb after a publication outside a run: a view built
+    while its table had no file is an empty stand-in (quality.publications before the first issue)
+    until the next build, and analyst.duckdb's copy of the audit trail lacks the export's events."""
+    from flows.privacy import audit as audit_event
+    from flows.steps import refresh_views
+    from warehouse.analyst import build_analyst_db
+
+    refresh_views(ctx)
+    audit_event(ctx, "analyst_db_built", str(build_analyst_db(ctx.wh)), by=by)
+
+
 def _issue(issue_date: str | None) -> str:
     issue = issue_date or date.today().isoformat()
     try:
@@ -547,6 +559,7 @@ def export_cmd(
         # read the marts while no run rewrites them
         with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
             out = export_publication(ctx, refs, issue_date=issue_date, rule=rule)
+            refresh_databases(ctx, by="epi-export")  # quality.publications shows the issue now
     except (ValueError, NothingToPublish, LockTimeout) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2)

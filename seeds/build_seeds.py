@@ -55,6 +55,38 @@ def _numbered_after(postal_code: str, dep_code: str) -> bool:
     return postal_code.startswith(number)
 
 
+def whole_populations(rows: list[dict[str, str]]) -> list[list[object]]:
+    """dep_code, cl_age90, pop with every pop a whole number, the age classes of each code summing
+    exactly to its all-ages row.
+
+    Santé publique France's file (seeds/SOURCES.md) gives whole numbers everywhere except the age
+    classes of Saint-Pierre-et-Miquelon (975) and Saint-Martin (978), apportioned as fractions
+    (975 age 9: 703.704828175651) whose sum is the whole all-ages row (5997, 35334). The seed
+    rounds them by the largest-remainder method: each class gets the whole part of its value, and
+    the inhabitants left (the all-ages row minus the sum of the whole parts) go one each to the
+    classes with the largest fractional parts (ties: the younger class). Whole values are kept as
+    they are, the all-ages rows are never changed, so the France total stays 67,114,995 and no
+    class moves by one inhabitant or more. The script stops if the source breaks these premises.
+    """
+    by_dep: dict[str, dict[int, float]] = defaultdict(dict)
+    for r in rows:
+        by_dep[r["dep_code"]][int(r["cl_age90"])] = float(r["pop"])
+    out: list[list[object]] = []
+    for dep, classes in by_dep.items():
+        total = classes.pop(0)
+        if total != int(total):
+            raise SystemExit(f"population of {dep}, all ages, is not a whole number: {total}")
+        whole = {age: int(v // 1) for age, v in classes.items()}
+        left = int(total) - sum(whole.values())
+        if not 0 <= left <= len(classes) or abs(sum(classes.values()) - total) > 1e-6 * max(total, 1):
+            raise SystemExit(f"population of {dep}: the age classes do not sum to the all-ages row {total}")
+        for age in sorted(classes, key=lambda a: (-(classes[a] - whole[a]), a))[:left]:
+            whole[age] += 1
+        assert sum(whole.values()) == total and all(abs(whole[a] - v) < 1 for a, v in classes.items())
+        out += [[dep, 0, int(total)]] + [[dep, age, whole[age]] for age in sorted(whole)]
+    return out
+
+
 def build(ref: Path) -> None:
     deps = read(ref / "geo/departements.csv")
     write(
@@ -93,12 +125,10 @@ def build(ref: Path) -> None:
         ],
     )
 
+    # Reference population of 2021 (identical to 2020's in the source), whole numbers (see
+    # whole_populations: the fractional age classes of 975 and 978 rounded by largest remainder).
     pop = read(ref / "population/pop_dep_age.csv")
-    write(
-        "population.csv",
-        ["dep_code", "cl_age90", "pop"],
-        [[p["dep_code"], p["cl_age90"], p["pop"]] for p in pop if p["year"] == "2021"],
-    )
+    write("population.csv", ["dep_code", "cl_age90", "pop"], whole_populations([p for p in pop if p["year"] == "2021"]))
 
     loinc = read(ref / "loinc/loinc_fr_subset.csv")
     bad = [r["loinc_num"] for r in loinc if not loinc_check_ok(r["loinc_num"])]

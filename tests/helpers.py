@@ -86,7 +86,7 @@ HISTORY_TABLES = ("quality.run_log", "quality.reason_codes", "quality.audit_even
 
 
 def query(home, sql: str):
-    """Run SQL on <home>/biolake.duckdb, read-only, as an analyst would."""
+    """Run SQL on <home>/biolake.duckdb (the engineers' database, every layer), read-only."""
     import duckdb
 
     con = duckdb.connect(str(home / "biolake.duckdb"), read_only=True)

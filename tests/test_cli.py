@@ -1,8 +1,10 @@
-"""The command line: sql, the mapping work queue round trip with back-fill, the missing-secret error,
-generate's formats and the summary per format."""
+"""The command line: sql (engineers' and analysts' databases), the mapping work queue round trip with
+back-fill, the missing-secret error, generate's formats, the summary per format, and the databases
+rebuilt after a publication."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -12,6 +14,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tests.helpers import copy_home, query
+from warehouse.views import build_views, sql_literal
 
 runner = CliRunner()
 
@@ -30,6 +33,38 @@ def test_sql_prints_results_and_refuses_writes(clean_run):
 def test_sql_without_a_database_says_what_to_do(tmp_path):
     out = runner.invoke(app, ["sql", "--home", str(tmp_path), "SELECT 1"])
     assert out.exit_code == 2 and "biolake run" in out.output
+    out = runner.invoke(app, ["sql", "--analyst", "--home", str(tmp_path), "SELECT 1"])
+    assert out.exit_code == 2 and "analyst.duckdb" in out.output and "biolake analyst-db" in out.output
+
+
+def _csv_rows(out) -> list[str]:
+    assert out.exit_code == 0, out.output
+    return out.output.strip().splitlines()
+
+
+def test_sql_analyst_queries_the_analyst_database_and_never_the_raw_layer(clean_run):
+    home, _ = clean_run
+    count = "SELECT count(*) AS n FROM marts.fct_lab_results"
+    engineer = _csv_rows(runner.invoke(app, ["sql", "--home", str(home), "--csv", count]))
+    analyst = _csv_rows(runner.invoke(app, ["sql", "--analyst", "--home", str(home), "--csv", count]))
+    assert analyst == engineer and int(analyst[1]) > 0
+
+    # the engineers' form reads raw.results and its files; the analyst form neither
+    raw_files = sql_literal(str(home / "warehouse" / "raw" / "results" / "**" / "*.parquet"))
+    for raw in ("SELECT count(*) AS n FROM raw.results", f"SELECT count(*) AS n FROM read_parquet({raw_files})"):
+        assert int(_csv_rows(runner.invoke(app, ["sql", "--home", str(home), "--csv", raw]))[1]) > 0
+        refused = runner.invoke(app, ["sql", "--analyst", "--home", str(home), "--csv", raw])
+        assert refused.exit_code == 2 and "error" in refused.output.lower(), refused.output
+    schemas = _csv_rows(runner.invoke(app, ["sql", "--analyst", "--home", str(home), "--csv",
+                                            "SELECT DISTINCT schema_name FROM duckdb_tables() UNION "
+                                            "SELECT DISTINCT schema_name FROM duckdb_views() WHERE NOT internal"]))
+    assert "raw" not in schemas[1:] and {"staging", "marts", "quality", "ref"} <= set(schemas[1:])
+    # what the analysts' database hides: landing paths of the file log
+    header = _csv_rows(runner.invoke(app, ["sql", "--analyst", "--home", str(home), "--csv",
+                                           "SELECT * FROM quality.file_log LIMIT 1"]))[0].split(";")
+    assert "file_id" in header and "path" not in header and "duplicate_of" not in header
+    bad = runner.invoke(app, ["sql", "--analyst", "--home", str(home), "CREATE TABLE marts.x AS SELECT 1"])
+    assert bad.exit_code == 2 and "error" in bad.output.lower()
 
 
 def test_run_without_secret_fails_clearly(tmp_path, monkeypatch):
@@ -170,6 +205,50 @@ def test_approved_mapping_applies_and_backfills(clean_run, tmp_path):
     assert rows.unique().rows() == [(chosen, "mapped")]
     backlog = query(home, "SELECT local_code FROM quality.unmapped_backlog WHERE source = 'labo_alpha'")
     assert "VITD" not in backlog["local_code"].to_list()
+
+
+def _in_both_databases(home, sql: str) -> tuple:
+    """The first row of ``sql`` in biolake.duckdb, then in analyst.duckdb (opened as analysts do)."""
+    from warehouse.analyst import connect_analyst
+
+    engineers = query(home, sql).row(0)
+    con = connect_analyst(home / "analyst.duckdb")
+    try:
+        return engineers, con.execute(sql).fetchall()[0]
+    finally:
+        con.close()
+
+
+def test_epi_export_rebuilds_both_databases(clean_run, tmp_path):
+    from warehouse.analyst import build_analyst_db
+    from warehouse.store import Warehouse
+
+    home = copy_home(clean_run[0], tmp_path / "home")
+    build_views(Warehouse(home))  # the databases as the run left them: no publication yet
+    build_analyst_db(Warehouse(home))
+    count = "SELECT count(*) FROM quality.publications"
+    assert _in_both_databases(home, count) == ((0,), (0,))
+    out = runner.invoke(app, ["epi", "export", "--home", str(home), "--issue-date", "2026-11-20"])
+    assert out.exit_code == 0, out.output
+    files = json.loads((home / "publication" / "2026-11-20" / "manifest.json").read_text())["files"]
+    assert len(files) > 0
+    assert _in_both_databases(home, count + " WHERE issue_date = '2026-11-20'") == ((len(files),), (len(files),))
+    # analyst.duckdb's copy of the audit trail has the export's events (their subjects are not landing files)
+    exported = ("SELECT count(*) FROM quality.audit_events WHERE kind = 'export_written' "
+                "AND subject LIKE 'publication/2026-11-20/%'")
+    assert _in_both_databases(home, exported) == ((len(files),), (len(files),))
+
+
+def test_a_run_writing_the_first_publication_shows_it_in_both_databases(clean_run, tmp_path):
+    from flows.pipeline import pipeline
+
+    home = copy_home(clean_run[0], tmp_path / "home")
+    assert not (home / "publication").exists()
+    # not the first run: publish_flow built the views before the export; the run rebuilds them at its end
+    summary = pipeline(home=str(home), export=True)
+    assert summary["files_new"] == 0 and summary["publication"]["files"] > 0
+    n = summary["publication"]["files"]
+    assert _in_both_databases(home, "SELECT count(*) FROM quality.publications") == ((n,), (n,))
 
 
 def flat(text: str) -> str:

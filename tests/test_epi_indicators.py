@@ -37,6 +37,44 @@ def results(*rows, code="21503-8"):
                                       "result_class": pl.Utf8, "loinc_code": pl.Utf8})
 
 
+def test_seed_populations_are_whole_and_sum_to_their_all_ages_row():
+    pop = pl.read_csv(SEEDS / "reference" / "population.csv", infer_schema=False)
+    assert pop["pop"].str.contains(r"^\d+$").all(), "a population that is not a whole number"
+    pop = pop.with_columns(pl.col("pop").cast(pl.Int64), pl.col("cl_age90").cast(pl.Int64))
+    totals = pop.filter(pl.col("cl_age90") == 0).select("dep_code", total="pop")
+    sums = pop.filter(pl.col("cl_age90") > 0).group_by("dep_code").agg(pl.col("pop").sum(), pl.len())
+    both = totals.join(sums, on="dep_code", how="full", coalesce=True)
+    assert both.height == 104 and (both["len"] == 10).all() and (both["total"] == both["pop"]).all()
+    assert totals["total"].sum() == 67_114_995
+    # the COM whose classes the source apportioned in fractions, rounded (seeds/build_seeds.py)
+    assert pop.filter((pl.col("dep_code") == "975") & (pl.col("cl_age90") == 9))["pop"].to_list() == [704]
+
+
+def test_largest_remainder_rounding_of_the_seed_populations():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_seeds", SEEDS / "build_seeds.py")
+    build_seeds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_seeds)
+
+    def rows(dep, pops):
+        return [{"dep_code": dep, "cl_age90": str(age), "pop": str(p)} for age, p in zip((0, 9, 19, 29), pops)]
+
+    # 10 = 3.4 + 3.3 + 3.3: the one left over goes to the largest fraction
+    assert build_seeds.whole_populations(rows("975", [10, 3.4, 3.3, 3.3])) == [
+        ["975", 0, 10], ["975", 9, 4], ["975", 19, 3], ["975", 29, 3]]
+    # 4 = 1.5 + 1.5 + 1: a tie goes to the younger class; whole values never move; 01 is left alone
+    assert build_seeds.whole_populations(rows("978", [4, 1.5, 1.5, 1]) + rows("01", [6, 1, 2, 3])) == [
+        ["978", 0, 4], ["978", 9, 2], ["978", 19, 1], ["978", 29, 1], ["01", 0, 6], ["01", 9, 1], ["01", 19, 2],
+        ["01", 29, 3]]
+    # 5 = 1.6 + 1.7 + 1.7: two left over, to the two largest fractions
+    assert [r[2] for r in build_seeds.whole_populations(rows("975", [5, 1.6, 1.7, 1.7]))] == [5, 1, 2, 2]
+    with pytest.raises(SystemExit, match="do not sum"):
+        build_seeds.whole_populations(rows("975", [10, 3, 3, 3]))
+    with pytest.raises(SystemExit, match="not a whole number"):
+        build_seeds.whole_populations(rows("975", [10.5, 3.5, 3.5, 3.5]))
+
+
 def test_iso_weeks_as_spf_writes_them():
     days = [date(2026, 11, 2), date(2026, 12, 31), date(2027, 1, 3), date(2027, 1, 4), date(2025, 12, 29)]
     got = pl.DataFrame({"d": days}).select(indicators.semaine_expr(pl.col("d")))["d"].to_list()

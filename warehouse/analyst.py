@@ -39,12 +39,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from quality.reasons import REASONS
 from transforms.canonical import IDENTIFYING_COLUMNS
 from warehouse import catalog as cat
-from warehouse.catalog import REF_SEEDS, Table
+from warehouse.catalog import Table
 from warehouse.store import Warehouse
-from warehouse.views import sql_literal, view_sql
+from warehouse.views import comment_on, create_reference_views, sql_literal, view_sql
 
 ANALYST_DB_NAME = "analyst.duckdb"
 ANALYST_LAYERS = ("staging", "marts", "quality", "ref")
@@ -105,10 +104,6 @@ def analyst_columns(t: Table) -> list[tuple[str, str]]:
     return out
 
 
-def _column_comment(t: Table, name: str) -> str:
-    return next(c.description for c in t.columns if c.name == name)
-
-
 # --------------------------------------------------------------------------------------------
 # build
 # --------------------------------------------------------------------------------------------
@@ -142,23 +137,15 @@ def build_analyst_db(wh: Warehouse, db_path: Path | None = None) -> Path:
         for layer in ANALYST_LAYERS:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
         for t in analyst_tables():
-            if t.qualified == "quality.reason_codes":
+            if t.qualified == cat.REASON_CODES.qualified:
                 continue
             inner = view_sql(wh, t)
             cols = analyst_columns(t)
             select = ", ".join(f'{expr} AS "{name}"' for name, expr in cols)
             kind = "TABLE" if t.qualified in PRIVATE_QUALITY_TABLES else "VIEW"  # a cleaned copy
             con.execute(f"CREATE OR REPLACE {kind} {t.qualified} AS SELECT {select} FROM ({inner}) AS src")
-            con.execute(f"COMMENT ON {kind} {t.qualified} IS {sql_literal(t.description)}")
-            for name, _ in cols:
-                con.execute(f'COMMENT ON COLUMN {t.qualified}."{name}" IS {sql_literal(_column_comment(t, name))}')
-        values = ", ".join(f"({sql_literal(k)}, {sql_literal(v)})" for k, v in REASONS.items())
-        con.execute("CREATE OR REPLACE VIEW quality.reason_codes AS "
-                    f"SELECT * FROM (VALUES {values}) AS r(reason_code, description)")
-        for name in REF_SEEDS:
-            path = wh.root / "ref" / name / "data.parquet"
-            if path.exists():
-                con.execute(f"CREATE OR REPLACE VIEW ref.{name} AS SELECT * FROM read_parquet({sql_literal(str(path))})")
+            comment_on(con, kind, t, [name for name, _ in cols])
+        create_reference_views(con, wh)  # reason codes and ref: public reference data, as in biolake.duckdb
         con.execute("CHECKPOINT")
     finally:
         con.close()

@@ -303,8 +303,12 @@ QUALITATIVE_COVERAGE = Table(
 )
 
 REASON_CODES = Table(
-    "quality", "reason_codes", "The quarantine reason vocabulary.",
-    (C("reason_code", U, "code"), C("description", U, "meaning")), key=("reason_code",),
+    "quality", "reason_codes",
+    "The quarantine reason vocabulary (quality/reasons.py): every reason_code of quality.quarantine, "
+    "quality.file_log and raw.rejected_lines, with its meaning.",
+    (C("reason_code", U, "reason code, as in quality.quarantine.reason_code"),
+     C("description", U, "what the code means")),
+    key=("reason_code",),
 )
 
 CORE_TABLES: tuple[Table, ...] = (
@@ -320,7 +324,8 @@ def _all_tables() -> tuple[Table, ...]:
 
     return CORE_TABLES + catalog_epi.TABLES + catalog_privacy.TABLES + catalog_reports.TABLES
 
-# ref tables are CSV seeds converted at each run; their columns come from the seed files.
+# ref tables are CSV seeds converted at each run (flows/steps.load_ref: text columns, as the code
+# reading them expects, except population's cl_age90 and pop); their columns come from the seed files.
 REF_SEEDS: dict[str, str] = {
     "departements": "reference/departements.csv",
     "postal_codes": "reference/postal_codes.csv",
@@ -328,6 +333,84 @@ REF_SEEDS: dict[str, str] = {
     "loinc": "reference/loinc.csv",
     "mdo_list": "reference/mdo_list.csv",
 }
+
+I32 = pl.Int32()
+
+# The ref views of both DuckDB files, one per seed: columns in the seed's order, typed as declared
+# here (the Parquet files keep the seeds' text: 'yes'/'no' become BOOLEAN, counts INTEGER, in the
+# views only; warehouse/views.ref_view_sql). Provenance of each seed: seeds/SOURCES.md.
+REF_TABLES: dict[str, Table] = {t.name: t for t in (
+    Table(
+        "ref", "departements",
+        "The 101 départements and the 8 collectivités d'outre-mer (INSEE COG, seeds/reference/departements.csv); "
+        "the geography of the indicators is the départements and the COM with a population (975, 977, 978).",
+        (
+            C("dep_code", U, "département code: 2 characters (01 ... 95, 2A, 2B) or 3 digits overseas (971 ... 989)"),
+            C("dep_name", U, "département name"),
+            C("region_code", U, "INSEE région code; a COM is its own région (its own code)"),
+            C("region_name", U, "région name"),
+            C("zone", U, "metro (metropolitan France), drom (overseas départements) or com (collectivités d'outre-mer)"),
+            C("is_com", B, "true for a collectivité d'outre-mer (975, 977, 978, 984, 986 to 989)"),
+        ),
+        key=("dep_code",),
+    ),
+    Table(
+        "ref", "postal_codes",
+        "Every French postal code with the département its residents are counted in "
+        "(seeds/reference/postal_codes.csv; public reference data, not about patients).",
+        (
+            C("postal_code", U, "5-digit postal code"),
+            C("dep_code", U, "département holding most of its communes (a tie: the one it is numbered after, "
+                             "then the lowest code): the dep of a result"),
+            C("n_communes", I32, "communes (or arrondissements) sharing the postal code"),
+            C("multi_dep", B, "true when the postal code spans two départements"),
+        ),
+        key=("postal_code",),
+    ),
+    Table(
+        "ref", "population",
+        "Reference population by département (and COM 975, 977, 978) and age class, as in Santé publique "
+        "France's SI-DEP files (seeds/reference/population.csv): the denominators of the rates.",
+        (
+            C("dep_code", U, "département code (ref.departements.dep_code)"),
+            C("cl_age90", I, "10-year age class (9 = 0-9 ... 89 = 80-89, 90 = 90+), 0 = all ages"),
+            C("pop", F, "inhabitants (whole numbers; the age classes of a code sum to its all-ages row)"),
+        ),
+        key=("dep_code", "cl_age90"),
+    ),
+    Table(
+        "ref", "loinc",
+        "The LOINC subset biolake codes to (seeds/reference/loinc.csv, 824 laboratory codes). This material "
+        "contains content from LOINC (https://loinc.org), copyright Regenstrief Institute, Inc. and the LOINC "
+        "Committee, available at no cost under the license at https://loinc.org/license.",
+        (
+            C("loinc_num", U, "LOINC code (with its check digit)"),
+            C("display_fr", U, "French display name where a public source gives one, else empty"),
+            C("display_en", U, "English display name, empty when unknown"),
+            C("component_fr", U, "component (analyte), in French, parsed from display_fr"),
+            C("property", U, "LOINC property in French (Masse/Volume, Moles/Volume...), parsed from display_fr"),
+            C("system", U, "system (specimen), in French, parsed from display_fr"),
+            C("scale", U, "scale in French (Numérique, Résultat nominal...), parsed from display_fr"),
+            C("method", U, "method in French, parsed from display_fr, empty when none"),
+            C("example_ucum_unit", U, "an example unit (UCUM) given by a public source, empty when none"),
+        ),
+        key=("loinc_num",),
+    ),
+    Table(
+        "ref", "mdo_list",
+        "The notifiable diseases (maladies à déclaration obligatoire, Code de la santé publique D3113-6/7) "
+        "with candidate LOINC codes (seeds/reference/mdo_list.csv).",
+        (
+            C("mdo_id", U, "disease id, as in seeds/mdo_rules.csv and marts.mdo_cases"),
+            C("name_fr", U, "disease name in French"),
+            C("name_en", U, "disease name in English"),
+            C("lab_confirmable", U, "yes, partly or no: whether a lab result can confirm a case"),
+            C("typical_lab_criterion_fr", U, "usual lab criterion of a case, in French"),
+            C("candidate_loinc", U, "';'-joined LOINC codes whose name matches the agent (candidates, not rules)"),
+        ),
+        key=("mdo_id",),
+    ),
+)}
 
 
 TABLES: tuple[Table, ...] = _all_tables()
