@@ -296,9 +296,13 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
             with Stage(ctx, "reports"):
                 report_paths = build_reports_task(home)
         totals = ing["totals"]
-        first_log = not ctx.wh.partitions(steps.cat.RUN_LOG)
+        first_log = not ctx.wh.files(steps.cat.RUN_LOG)  # not partitioned: one file per run
         steps.write_run_log(ctx, started, totals)
-        if first_log:  # the views were built while quality.run_log was empty (a stand-in): once more
+        # the databases were built before the run log's first row (quality.run_log an empty stand-in)
+        # or before this run's publication (quality.publications, the analysts' copy of the audit
+        # trail): once more. Any other run keeps them (the check used the partitions of a table that
+        # has none, and every run paid a second build, seconds with thousands of files)
+        if first_log or published is not None:
             refresh_views_task(home)
         privacy.audit(ctx, "run_finished", str(ctx.wh.home), details={"status": "ok", **totals})
     summary = {
