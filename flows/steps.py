@@ -516,10 +516,14 @@ def save_mappings_fingerprint(ctx: Context, fingerprint: str) -> None:
 def owed_publication(ctx: Context) -> list[str]:
     """The files a run must publish besides its own: those an interrupted run processed (and logged
     as loaded) but did not publish. A killed run left them in the state (``save_owed``), or they
-    have coded rows and no fact-table partition (QA: they were never published again)."""
+    have coded rows and no fact-table partition (QA: they were never published again). A file
+    without a coded row (a header and no result: "nothing today") has nothing to publish: its coded
+    partition holds no Parquet file, publish_fct writes no fact partition for it, and it is never
+    owed (QA: it was reported as owed by every later run)."""
     owed = set(_state(ctx).get("publish_owed", []))
     coded = set(ctx.wh.partitions(cat.STG_RESULTS_CODED))
-    return sorted((owed & coded) | (coded - set(ctx.wh.partitions(cat.FCT_LAB_RESULTS))))
+    maybe = (owed & coded) | (coded - set(ctx.wh.partitions(cat.FCT_LAB_RESULTS)))
+    return sorted(fid for fid in maybe if ctx.wh.files_of(cat.STG_RESULTS_CODED, fid))
 
 
 def save_owed(ctx: Context, file_ids: list[str]) -> None:
