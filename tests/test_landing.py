@@ -1,13 +1,19 @@
-"""The landing area's odd entries (QA): a file with a header and no result."""
+"""The landing area's odd entries (QA): an unreadable file or folder, a file outside any lab folder,
+a file with a header and no result, office lock files. Each is either loaded or logged with its
+reason, and the run goes on."""
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from pathlib import Path
 
+import polars as pl
 import pytest
 
-from flows import steps
+from flows import process, steps
+from flows.privacy import read_audit
 from flows.settings import Settings
 from tests.helpers import HEADER, line
 from warehouse import catalog as cat
@@ -22,6 +28,40 @@ def _deliver(home: Path, rel: str, text: str) -> Path:
 
 def _ctx(home: Path, run_id: str = "t") -> steps.Context:
     return steps.Context.create(Settings(home=home), run_id)
+
+
+def _denied(path) -> PermissionError:
+    return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+
+
+@pytest.fixture
+def unreadable(monkeypatch):
+    """Files (by name) that cannot be read: tests run as root, whom chmod does not stop."""
+    names: set[str] = set()
+    real = steps.sha256_of
+
+    def sha256_of(path):
+        if Path(path).name in names:
+            raise _denied(path)
+        return real(path)
+
+    monkeypatch.setattr(steps, "sha256_of", sha256_of)
+    return names
+
+
+@pytest.fixture
+def unlistable(monkeypatch):
+    """Folders that cannot be listed (os.scandir refused, as for a folder without read permission)."""
+    folders: set[Path] = set()
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(os.fsdecode(path)) in folders:
+            raise _denied(path)
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    return folders
 
 
 class _Warnings(logging.Handler):
@@ -41,6 +81,140 @@ def flow_warnings():
     logger.addHandler(handler)
     yield handler.messages
     logger.removeHandler(handler)
+
+
+# --------------------------------------------------------------------------------------------
+# an unreadable file
+# --------------------------------------------------------------------------------------------
+def test_an_unreadable_file_is_logged_failed_and_loaded_once_readable(tmp_path, unreadable):
+    """QA: sha256_of raised PermissionError in discover and the whole run stopped (no lab loaded)."""
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    _deliver(home, "labo_beta/locked.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n")
+    unreadable.add("locked.csv")
+    ctx = _ctx(home, "r1")
+    tickets = steps.discover(ctx)
+    assert [(t.path, t.status) for t in tickets] == [("labo_alpha/a.csv", "new"), ("labo_beta/locked.csv", "unsafe")]
+    locked = tickets[1]
+    assert locked.reason == "FILE_UNREADABLE" and locked.source == "labo_beta"
+    assert "labo_beta/locked.csv" in locked.detail and "Permission denied" in locked.detail
+    assert str(home) not in locked.detail  # the OS error without the absolute path
+    assert process.record_skipped(ctx, locked) == "FILE_UNREADABLE"
+    log = ctx.wh.read(cat.FILE_LOG)
+    assert log.select("path", "status", "reason_code").rows() == [("labo_beta/locked.csv", "failed", "FILE_UNREADABLE")]
+    assert ctx.wh.read(cat.QUARANTINE)["reason_code"].to_list() == ["FILE_UNREADABLE"]
+    assert read_audit(ctx.wh).filter(pl.col("kind") == "file_skipped").height == 1
+    # still unreadable, unchanged: tried again, not logged twice
+    assert [t.path for t in steps.discover(_ctx(home, "r2"))] == ["labo_alpha/a.csv"]
+    # readable again: new, and it loads
+    unreadable.clear()
+    again = [t for t in steps.discover(_ctx(home, "r3")) if t.path == "labo_beta/locked.csv"]
+    assert [(t.status, t.sha256 != "") for t in again] == [("new", True)]
+    assert steps.ingest(ctx, again[0])["rows_in"] == 1
+
+
+def test_one_unreadable_file_does_not_stop_the_run(prefect_harness, tmp_path, unreadable):
+    from flows.pipeline import ingest_flow
+
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    _deliver(home, "labo_beta/locked.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n")
+    unreadable.add("locked.csv")
+    first = ingest_flow(home=str(home))
+    assert first["totals"]["files_new"] == 1 and first["totals"]["files_failed"] == 1
+    assert first["reasons"] == {"FILE_UNREADABLE": 1}
+    unreadable.clear()
+    second = ingest_flow(home=str(home))
+    assert second["totals"]["files_new"] == 1 and second["totals"]["rows_valid"] == 1
+    assert not second["totals"].get("files_failed")
+    log = _ctx(home).wh.read(cat.FILE_LOG).sort("path", "status")
+    assert log.select("path", "status").rows() == [
+        ("labo_alpha/a.csv", "loaded"), ("labo_beta/locked.csv", "failed"), ("labo_beta/locked.csv", "loaded")]
+
+
+# --------------------------------------------------------------------------------------------
+# an unreadable folder
+# --------------------------------------------------------------------------------------------
+def test_an_unreadable_folder_is_logged_not_skipped_in_silence(tmp_path, unlistable):
+    """QA: rglob passed over a folder it could not list: its files appeared nowhere."""
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    _deliver(home, "labo_beta/2026/b.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n")
+    unlistable.add(home / "landing" / "labo_beta" / "2026")
+    ctx = _ctx(home, "r1")
+    tickets = steps.discover(ctx)
+    assert [(t.path, t.status, t.reason) for t in tickets if t.status == "unsafe"] == [
+        ("labo_beta/2026/", "unsafe", "FOLDER_UNREADABLE")]
+    folder = tickets[[t.path for t in tickets].index("labo_beta/2026/")]
+    assert folder.source == "labo_beta" and "Permission denied" in folder.detail and str(home) not in folder.detail
+    assert [t.path for t in tickets if t.status == "new"] == ["labo_alpha/a.csv"]
+    assert process.record_skipped(ctx, folder) == "FOLDER_UNREADABLE"
+    log = ctx.wh.read(cat.FILE_LOG)
+    assert log.select("path", "status", "reason_code").rows() == [("labo_beta/2026/", "failed", "FOLDER_UNREADABLE")]
+    assert read_audit(ctx.wh).filter(pl.col("kind") == "file_skipped")["subject"].to_list() == ["labo_beta/2026/"]
+    assert [t.path for t in steps.discover(_ctx(home, "r2"))] == ["labo_alpha/a.csv"]  # logged once
+    unlistable.clear()
+    assert [t.path for t in steps.discover(_ctx(home, "r3"))] == ["labo_alpha/a.csv", "labo_beta/2026/b.csv"]
+
+
+def test_an_unreadable_landing_area_is_logged(tmp_path, unlistable):
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    unlistable.add(home / "landing")
+    [ticket] = steps.discover(_ctx(home))
+    assert (ticket.path, ticket.reason, ticket.source) == ("./", "FOLDER_UNREADABLE", "_unknown")
+
+
+def test_links_to_folders_are_refused_and_hidden_folders_skipped(tmp_path):
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    _deliver(home, "labo_alpha/.upload/b.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "c.csv").write_text(f"{HEADER}\n{line(N_DEMANDE='D3')}\n", encoding="utf-8")
+    (home / "landing" / "labo_alpha" / "linked").symlink_to(outside)
+    tickets = steps.discover(_ctx(home))
+    assert [(t.path, t.status, t.reason if t.status == "unsafe" else None) for t in tickets] == [
+        ("labo_alpha/a.csv", "new", None), ("labo_alpha/linked", "unsafe", "NOT_A_FILE")]
+
+
+# --------------------------------------------------------------------------------------------
+# a file outside any lab folder, office lock files
+# --------------------------------------------------------------------------------------------
+def test_a_file_at_the_landing_root_is_refused_not_loaded_as_a_lab(tmp_path, monkeypatch):
+    """QA: landing/rootlevel.csv was loaded as the lab '_unknown' and counted in the marts."""
+    home = tmp_path / "home"
+    root_file = _deliver(home, "rootlevel.csv", f"{HEADER}\n{line()}\n")
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n")
+    opened: list[str] = []
+    real = steps.sha256_of
+    monkeypatch.setattr(steps, "sha256_of", lambda p: opened.append(Path(p).name) or real(p))
+    ctx = _ctx(home, "r1")
+    tickets = steps.discover(ctx)
+    assert opened == ["a.csv"]
+    assert [(t.path, t.status) for t in tickets] == [("labo_alpha/a.csv", "new"), ("rootlevel.csv", "unsafe")]
+    refused = tickets[1]
+    assert refused.reason == "NOT_IN_LAB_FOLDER" and "landing/<lab>/" in refused.detail
+    assert "rootlevel.csv" in refused.detail
+    assert process.record_skipped(ctx, refused) == "NOT_IN_LAB_FOLDER"
+    log = ctx.wh.read(cat.FILE_LOG)
+    assert log.select("path", "status", "reason_code").rows() == [("rootlevel.csv", "failed", "NOT_IN_LAB_FOLDER")]
+    assert ctx.wh.partitions(cat.RAW_RESULTS) == []
+    assert [t.path for t in steps.discover(_ctx(home, "r2"))] == ["labo_alpha/a.csv"]  # logged once
+    root_file.write_text(f"{HEADER}\n{line()}\n{line(N_DEMANDE='D3')}\n", encoding="utf-8")  # a new delivery
+    assert [(t.path, t.reason) for t in steps.discover(_ctx(home, "r3")) if t.status == "unsafe"] == [
+        ("rootlevel.csv", "NOT_IN_LAB_FOLDER")]
+
+
+@pytest.mark.parametrize("name", ["~$resultats.xlsx", "~$resultats.csv"])
+def test_office_lock_files_are_skipped_like_hidden_files(tmp_path, name):
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    (home / "landing" / "labo_alpha" / name).write_bytes(b"\x0bmarie  \x00\x00\x00")
+    (home / "landing" / name).write_bytes(b"\x0bmarie  \x00\x00\x00")
+    ctx = _ctx(home)
+    assert [t.path for t in steps.discover(ctx)] == ["labo_alpha/a.csv"]
+    assert ctx.wh.read(cat.FILE_LOG).height == 0
 
 
 # --------------------------------------------------------------------------------------------
