@@ -314,6 +314,13 @@ def ingest(ctx: Context, t: FileTicket, keep: KeptFrames | None = None) -> dict:
         ctx.wh.delete_partition(cat.RAW_RESULTS, t.file_id)
         return {"failed": "FILE_GONE", "detail": f"{t.path}: no longer in the landing area (moved, renamed or "
                                                  "deleted during the run); read when it is back"}
+    except OSError as err:
+        if err.filename is None or Path(err.filename) != path:
+            raise  # not the landing file's fault (the warehouse's disk, ...)
+        # read once to hash it, unreadable now (its permissions changed during the run)
+        ctx.wh.delete_partition(cat.RAW_RESULTS, t.file_id)
+        return {"failed": "FILE_UNREADABLE", "detail": f"{t.path}: cannot be read ({_os_error(err)}); read again "
+                                                       "by every run until it can be"}
     rej = pl.concat(rejects) if rejects else cat.RAW_REJECTED.empty()
     ctx.wh.write_partition(cat.RAW_REJECTED, t.file_id, [rej])
     n_rej = rej["line_no"].n_unique()

@@ -113,6 +113,50 @@ def test_an_unreadable_file_is_logged_failed_and_loaded_once_readable(tmp_path, 
     assert steps.ingest(ctx, again[0])["rows_in"] == 1
 
 
+def test_a_file_unreadable_when_parsed_is_read_by_the_next_run(tmp_path, monkeypatch):
+    """Readable when hashed, refused when parsed (its permissions changed during the run): logged
+    as failed under an id of its own, so that the next run registers it again."""
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    ctx = _ctx(home, "r1")
+    steps.load_ref(ctx)
+    loinc, mappings, _ = steps.load_terminology(ctx, None)
+    work = process.Work(steps.read_ref(ctx, "postal_codes"), loinc, mappings)
+    [ticket] = steps.discover(ctx)
+    real = steps.detect_format
+
+    def refused(p):
+        raise _denied(p)
+
+    monkeypatch.setattr(steps, "detect_format", refused)
+    res = process.process_file(ctx, ticket, work)
+    assert res["status"] == "failed" and res["reason"] == "FILE_UNREADABLE" and "a.csv" in res["detail"]
+    log = ctx.wh.read(cat.FILE_LOG)
+    assert log.select("path", "status", "reason_code").rows() == [("labo_alpha/a.csv", "failed", "FILE_UNREADABLE")]
+    assert log["log_id"][0] != ticket.log_id
+    assert not ctx.wh.files_of(cat.RAW_RESULTS, ticket.file_id)
+    monkeypatch.setattr(steps, "detect_format", real)
+    [again] = steps.discover(_ctx(home, "r2"))
+    assert (again.status, again.log_id, again.file_seq) == ("new", ticket.log_id, ticket.file_seq)
+    res = process.process_file(ctx, again, work)
+    assert res["status"] == "loaded" and res["rows_valid"] == 1
+    assert ctx.wh.read(cat.QUARANTINE).height == 0  # the failure's quarantine row was replaced
+
+
+def test_a_disk_error_of_the_warehouse_is_not_blamed_on_the_landing_file(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    ctx = _ctx(home)
+    [ticket] = steps.discover(ctx)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(ctx.wh.tmp))
+
+    monkeypatch.setattr(ctx.wh, "write_partition", full)
+    with pytest.raises(OSError, match="No space"):
+        steps.ingest(ctx, ticket)
+
+
 def test_one_unreadable_file_does_not_stop_the_run(prefect_harness, tmp_path, unreadable):
     from flows.pipeline import ingest_flow
 
@@ -130,6 +174,35 @@ def test_one_unreadable_file_does_not_stop_the_run(prefect_harness, tmp_path, un
     log = _ctx(home).wh.read(cat.FILE_LOG).sort("path", "status")
     assert log.select("path", "status").rows() == [
         ("labo_alpha/a.csv", "loaded"), ("labo_beta/locked.csv", "failed"), ("labo_beta/locked.csv", "loaded")]
+
+
+def test_a_copy_of_a_file_unreadable_when_parsed_is_read_by_the_next_run(prefect_harness, tmp_path, monkeypatch):
+    """b.csv, a copy of a.csv, is a re-delivery of it; a.csv cannot be read when parsed: the copy is
+    not logged as a duplicate of content that was never loaded, and the next run loads it."""
+    from flows.pipeline import ingest_flow
+
+    home = tmp_path / "home"
+    for name in ("a.csv", "b.csv"):
+        _deliver(home, f"labo_alpha/{name}", f"{HEADER}\n{line()}\n")
+    real = steps.detect_format
+
+    def refused_a(p):
+        if Path(p).name == "a.csv":
+            raise _denied(p)
+        return real(p)
+
+    monkeypatch.setattr(steps, "detect_format", refused_a)
+    first = ingest_flow(home=str(home))
+    assert first["totals"] == {"files_failed": 1} and first["reasons"] == {"FILE_UNREADABLE": 1}
+    assert not first["changed"]
+    monkeypatch.setattr(steps, "detect_format", real)
+    second = ingest_flow(home=str(home))
+    assert second["totals"]["files_new"] == 1 and second["totals"]["files_duplicate"] == 1
+    assert second["totals"]["rows_valid"] == 1
+    log = _ctx(home).wh.read(cat.FILE_LOG).sort("path", "status")
+    assert log.select("path", "status", "reason_code").rows() == [
+        ("labo_alpha/a.csv", "failed", "FILE_UNREADABLE"), ("labo_alpha/a.csv", "loaded", None),
+        ("labo_alpha/b.csv", "duplicate", None)]
 
 
 # --------------------------------------------------------------------------------------------
