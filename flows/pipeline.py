@@ -193,8 +193,10 @@ def ingest_flow(home: str = "data") -> dict:
                               "rows_quarantined": 0})
                 continue
             if res["status"] == "failed":
-                log.warning("%s: cannot be parsed (%s): %s", t.path, res["reason"], res["detail"])
+                log.warning("%s: not loaded (%s): %s", t.path, res["reason"], res["detail"])
                 totals["files_failed"] += 1
+                if res["reason"] == "FILE_UNREADABLE":  # read again by the next run, like a file gone
+                    gone.add(t.path)
                 reasons[res["reason"]] += 1
                 files.append({"path": t.path, "format": None, "status": "failed", "rows_in": 0, "rows_valid": 0,
                               "rows_quarantined": 0})
@@ -214,8 +216,8 @@ def ingest_flow(home: str = "data") -> dict:
         if t.status != "duplicate":
             continue
         if t.duplicate_of in gone:
-            log.warning("%s: same content as %s, which left the landing area: read by the next run",
-                        t.path, t.duplicate_of)
+            log.warning("%s: same content as %s, which left the landing area or could not be read: read by the "
+                        "next run", t.path, t.duplicate_of)
             continue
         process.record_skipped(ctx, t)
         totals["files_duplicate"] += 1

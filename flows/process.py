@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -103,8 +103,12 @@ def process_file(ctx: steps.Context, ticket: steps.FileTicket, work: Work) -> di
         return {"ticket": ticket, "status": "failed", "reason": got["failed"], "detail": got["detail"],
                 "seconds": seconds}
     if "failed" in got:
+        logged = ticket
+        if got["failed"] == "FILE_UNREADABLE":  # logged under an id of its own, not its content's: the
+            # next run that can read the file registers it as new and loads it
+            logged = replace(ticket, log_id=steps.unreadable_log_id(ctx.settings.landing, ticket.path))
         steps.quarantine_file_failure(ctx, ticket, got["failed"], got["detail"])
-        steps.log_file(ctx, ticket, fmt=None, status="failed", reason_code=got["failed"], detail=got["detail"])
+        steps.log_file(ctx, logged, fmt=None, status="failed", reason_code=got["failed"], detail=got["detail"])
         privacy.audit(ctx, "file_failed", ticket.path, ticket.sha256, {"reason_code": got["failed"]})
         return {"ticket": ticket, "status": "failed", "reason": got["failed"], "detail": got["detail"],
                 "seconds": seconds}

@@ -117,12 +117,76 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def _skipped_name(name: str) -> bool:
+    """Names discover passes over without a trace: hidden files and folders (a name starting with
+    ``.``: partial uploads by convention) and office lock files (``~$name.xlsx``, ``~$name.csv``:
+    written by a spreadsheet while the file is open, never a delivery)."""
+    return name.startswith((".", "~$"))
+
+
+def walk_landing(landing: Path) -> tuple[list[Path], list[OSError]]:
+    """The landing area's files and symbolic links (never followed, to files or folders), in path
+    order, without descending into skipped folders; and the errors of the folders that could not be
+    listed (QA: ``rglob`` passed over an unreadable folder in silence, its files seen nowhere)."""
+    entries: list[Path] = []
+    errors: list[OSError] = []
+    for top, dirs, files in os.walk(landing, onerror=errors.append):
+        top_path = Path(top)
+        keep = []
+        for d in dirs:
+            if _skipped_name(d):
+                continue
+            if (top_path / d).is_symlink():  # a link to a folder: an entry, never walked into
+                entries.append(top_path / d)
+            else:
+                keep.append(d)
+        dirs[:] = sorted(keep)
+        for name in files:
+            p = top_path / name
+            if p.is_symlink() or p.is_file():
+                entries.append(p)
+    return sorted(entries), sorted(errors, key=lambda e: str(e.filename))
+
+
+def _os_error(err: OSError) -> str:
+    """The operating system's error without the absolute path it names."""
+    return f"[Errno {err.errno}] {err.strerror}" if err.errno is not None else type(err).__name__
+
+
+def _sighting_id(kind: str, shown: str, path: Path) -> str:
+    """The log id of a landing entry refused unread: the same entry in the same state (size,
+    modification time) is logged once; changed (a new delivery under the same name) it is logged
+    again."""
+    try:
+        st = path.lstat()
+        state = f"{st.st_size}\0{st.st_mtime_ns}"
+    except OSError:
+        state = ""
+    return hashlib.sha256(f"{kind}\0{state}\0{shown}".encode()).hexdigest()[:16]
+
+
+def unreadable_log_id(landing: Path, rel: str) -> str:
+    """The log id of a file that could not be read: not its content's (which a later run gives the
+    file once it is readable, so that it is then loaded), but one of this path in this state."""
+    return _sighting_id("unreadable", rel, landing / rel)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return 0
+
+
 def discover(ctx: Context) -> list[FileTicket]:
     """Files in landing/<source>/ not yet logged, in path order, each hashed and registered.
 
     A file whose content was already loaded (same sha256, any name) is a re-delivery: it is logged
-    as duplicate and skipped. A file with a hostile name (traversal, control characters, bytes that
-    are not UTF-8...) is refused without being opened: status unsafe.
+    as duplicate and skipped. Refused without being read (status unsafe, with their reason): a file
+    with a hostile name (traversal, control characters, bytes that are not UTF-8...), a symbolic
+    link, a file at the root of the landing area (outside a lab folder); refused as well, each
+    logged once and looked at again by every run: a file that cannot be read and a folder that
+    cannot be listed. Hidden files and folders and office lock files (``~$...``) are skipped.
     """
     from flows.privacy import landing_name_problem, safe_display_name
 
@@ -138,41 +202,63 @@ def discover(ctx: Context) -> list[FileTicket]:
     pending: dict[str, int] = _state(ctx).get("pending_file_seq", {})
     next_seq = max([(log["file_seq"].max() or 0) if log.height else 0, *pending.values()]) + 1
     tickets: list[FileTicket] = []
-    for path in sorted(p for p in landing.rglob("*") if p.is_symlink() or p.is_file()):
+
+    def refuse(uid: str, shown: str, source: str, path: Path, problem: str, reason: str, raw: str) -> None:
+        if uid not in seen_logs:  # logged once
+            tickets.append(FileTicket(uid, shown, source, "", uid, 0, _size(path), "unsafe", detail=problem,
+                                      reason=reason, raw_name=raw))
+
+    entries, folder_errors = walk_landing(landing)
+    for err in folder_errors:  # a folder that cannot be listed: its files are seen by no run until it can
+        folder = Path(err.filename or landing)
+        rel = folder.relative_to(landing).as_posix() if folder != landing else "."
+        shown = safe_display_name(rel) + "/"
+        problem = (f"{shown}: the folder cannot be listed ({_os_error(err)}): the files inside are not seen; "
+                   "listed again by every run")
+        refuse(_sighting_id(f"folder\0{err.errno}", shown, folder), shown,
+               safe_display_name(rel.split("/")[0]) if rel != "." else "_unknown", folder, problem,
+               "FOLDER_UNREADABLE", f"{rel}/")
+    for path in entries:
         rel = path.relative_to(landing).as_posix()
-        if any(part.startswith(".") for part in rel.split("/")):
-            continue  # hidden files: partial uploads by convention
+        if any(_skipped_name(part) for part in rel.split("/")):
+            continue  # hidden files (partial uploads by convention) and office lock files
+        shown = safe_display_name(rel)
         problem, reason, salt = landing_name_problem(rel), "UNSAFE_FILE_NAME", "unsafe"
         if not problem and path.is_symlink():  # never followed (it may point anywhere), but logged
-            shown = safe_display_name(rel)
             problem = f"{shown}: a symbolic link, not followed (deliver the file itself)"
             reason, salt = "NOT_A_FILE", f"symlink\0{os.readlink(path)}"
         if problem:  # refused without being opened, logged once
-            shown = safe_display_name(rel)
-            uid = hashlib.sha256(f"{salt}\0{shown}".encode()).hexdigest()[:16]
-            if uid not in seen_logs:
-                tickets.append(FileTicket(uid, shown, safe_display_name(rel.split("/")[0]) if "/" in rel else "_unknown",
-                                          "", uid, 0, path.lstat().st_size, "unsafe", detail=problem, reason=reason,
-                                          raw_name=rel))
+            refuse(hashlib.sha256(f"{salt}\0{shown}".encode()).hexdigest()[:16], shown,
+                   safe_display_name(rel.split("/")[0]) if "/" in rel else "_unknown", path, problem, reason, rel)
             continue
         source = rel.split("/")[0] if "/" in rel else "_unknown"
+        if "/" not in rel:  # the folder is the lab's identity: a file outside one belongs to no lab
+            refuse(_sighting_id("root", shown, path), shown, source, path,
+                   f"{shown}: at the root of the landing area, outside any lab folder: not read "
+                   "(deliver into landing/<lab>/, the folder names the lab)", "NOT_IN_LAB_FOLDER", rel)
+            continue
         try:
             digest = sha256_of(path)
         except FileNotFoundError:  # moved or deleted while the run looked: the next run sees it if it is back
+            continue
+        except OSError as err:  # QA: one unreadable file stopped the whole run
+            refuse(unreadable_log_id(landing, rel), rel, source, path,
+                   f"{rel}: cannot be read ({_os_error(err)}); read again by every run until it can be",
+                   "FILE_UNREADABLE", rel)
             continue
         log_id = hashlib.sha256(f"{rel}\0{digest}".encode()).hexdigest()[:16]
         if log_id in seen_logs:
             continue
         file_id = digest[:16]
         if file_id in loaded:
-            tickets.append(FileTicket(log_id, rel, source, digest, file_id, 0, path.stat().st_size, "duplicate",
+            tickets.append(FileTicket(log_id, rel, source, digest, file_id, 0, _size(path), "duplicate",
                                       loaded[file_id]))
             continue
         loaded[file_id] = rel
         seq = pending.get(log_id)
         if seq is None:
             seq, next_seq = next_seq, next_seq + 1
-        tickets.append(FileTicket(log_id, rel, source, digest, file_id, seq, path.stat().st_size, "new"))
+        tickets.append(FileTicket(log_id, rel, source, digest, file_id, seq, _size(path), "new"))
     _save_state(ctx, pending_file_seq={t.log_id: t.file_seq for t in tickets if t.status == "new"})
     return tickets
 
@@ -228,6 +314,13 @@ def ingest(ctx: Context, t: FileTicket, keep: KeptFrames | None = None) -> dict:
         ctx.wh.delete_partition(cat.RAW_RESULTS, t.file_id)
         return {"failed": "FILE_GONE", "detail": f"{t.path}: no longer in the landing area (moved, renamed or "
                                                  "deleted during the run); read when it is back"}
+    except OSError as err:
+        if err.filename is None or Path(err.filename) != path:
+            raise  # not the landing file's fault (the warehouse's disk, ...)
+        # read once to hash it, unreadable now (its permissions changed during the run)
+        ctx.wh.delete_partition(cat.RAW_RESULTS, t.file_id)
+        return {"failed": "FILE_UNREADABLE", "detail": f"{t.path}: cannot be read ({_os_error(err)}); read again "
+                                                       "by every run until it can be"}
     rej = pl.concat(rejects) if rejects else cat.RAW_REJECTED.empty()
     ctx.wh.write_partition(cat.RAW_REJECTED, t.file_id, [rej])
     n_rej = rej["line_no"].n_unique()
@@ -516,10 +609,14 @@ def save_mappings_fingerprint(ctx: Context, fingerprint: str) -> None:
 def owed_publication(ctx: Context) -> list[str]:
     """The files a run must publish besides its own: those an interrupted run processed (and logged
     as loaded) but did not publish. A killed run left them in the state (``save_owed``), or they
-    have coded rows and no fact-table partition (QA: they were never published again)."""
+    have coded rows and no fact-table partition (QA: they were never published again). A file
+    without a coded row (a header and no result: "nothing today") has nothing to publish: its coded
+    partition holds no Parquet file, publish_fct writes no fact partition for it, and it is never
+    owed (QA: it was reported as owed by every later run)."""
     owed = set(_state(ctx).get("publish_owed", []))
     coded = set(ctx.wh.partitions(cat.STG_RESULTS_CODED))
-    return sorted((owed & coded) | (coded - set(ctx.wh.partitions(cat.FCT_LAB_RESULTS))))
+    maybe = (owed & coded) | (coded - set(ctx.wh.partitions(cat.FCT_LAB_RESULTS)))
+    return sorted(fid for fid in maybe if ctx.wh.files_of(cat.STG_RESULTS_CODED, fid))
 
 
 def save_owed(ctx: Context, file_ids: list[str]) -> None:

@@ -35,6 +35,9 @@ REASONS: dict[str, str] = {
     "NOT_A_FILE": "a landing entry that is a symbolic link: never followed, not opened",
     "EMPTY_FILE": "the file holds no data",
     "FILE_GONE": "the file left the landing area between discovery and reading (moved, renamed or deleted during the run): not logged, read by the next run that finds it",
+    "FILE_UNREADABLE": "the file cannot be read (permissions, I/O error: the detail gives the operating system's error): logged as failed, tried again by every later run and loaded once readable",
+    "FOLDER_UNREADABLE": "a landing folder cannot be listed (permissions, I/O error): the files inside are not seen; logged as failed, listed again by every later run",
+    "NOT_IN_LAB_FOLDER": "a file at the root of the landing area, outside any lab folder: not read (the folder names the lab; deliver into landing/<lab>/)",
     "HEADER_INVALID": "the file's header does not name the required columns",
 }
 

@@ -1,0 +1,314 @@
+"""The landing area's odd entries (QA): an unreadable file or folder, a file outside any lab folder,
+a file with a header and no result, office lock files. Each is either loaded or logged with its
+reason, and the run goes on."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flows import process, steps
+from flows.privacy import read_audit
+from flows.settings import Settings
+from tests.helpers import HEADER, line
+from warehouse import catalog as cat
+
+
+def _deliver(home: Path, rel: str, text: str) -> Path:
+    path = home / "landing" / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _ctx(home: Path, run_id: str = "t") -> steps.Context:
+    return steps.Context.create(Settings(home=home), run_id)
+
+
+def _denied(path) -> PermissionError:
+    return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+
+
+@pytest.fixture
+def unreadable(monkeypatch):
+    """Files (by name) that cannot be read: tests run as root, whom chmod does not stop."""
+    names: set[str] = set()
+    real = steps.sha256_of
+
+    def sha256_of(path):
+        if Path(path).name in names:
+            raise _denied(path)
+        return real(path)
+
+    monkeypatch.setattr(steps, "sha256_of", sha256_of)
+    return names
+
+
+@pytest.fixture
+def unlistable(monkeypatch):
+    """Folders that cannot be listed (os.scandir refused, as for a folder without read permission)."""
+    folders: set[Path] = set()
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(os.fsdecode(path)) in folders:
+            raise _denied(path)
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    return folders
+
+
+class _Warnings(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def flow_warnings():
+    """The warnings the flows log (Prefect's run logger)."""
+    handler = _Warnings()
+    logger = logging.getLogger("prefect.flow_runs")
+    logger.addHandler(handler)
+    yield handler.messages
+    logger.removeHandler(handler)
+
+
+# --------------------------------------------------------------------------------------------
+# an unreadable file
+# --------------------------------------------------------------------------------------------
+def test_an_unreadable_file_is_logged_failed_and_loaded_once_readable(tmp_path, unreadable):
+    """QA: sha256_of raised PermissionError in discover and the whole run stopped (no lab loaded)."""
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    _deliver(home, "labo_beta/locked.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n")
+    unreadable.add("locked.csv")
+    ctx = _ctx(home, "r1")
+    tickets = steps.discover(ctx)
+    assert [(t.path, t.status) for t in tickets] == [("labo_alpha/a.csv", "new"), ("labo_beta/locked.csv", "unsafe")]
+    locked = tickets[1]
+    assert locked.reason == "FILE_UNREADABLE" and locked.source == "labo_beta"
+    assert "labo_beta/locked.csv" in locked.detail and "Permission denied" in locked.detail
+    assert str(home) not in locked.detail  # the OS error without the absolute path
+    assert process.record_skipped(ctx, locked) == "FILE_UNREADABLE"
+    log = ctx.wh.read(cat.FILE_LOG)
+    assert log.select("path", "status", "reason_code").rows() == [("labo_beta/locked.csv", "failed", "FILE_UNREADABLE")]
+    assert ctx.wh.read(cat.QUARANTINE)["reason_code"].to_list() == ["FILE_UNREADABLE"]
+    assert read_audit(ctx.wh).filter(pl.col("kind") == "file_skipped").height == 1
+    # still unreadable, unchanged: tried again, not logged twice
+    assert [t.path for t in steps.discover(_ctx(home, "r2"))] == ["labo_alpha/a.csv"]
+    # readable again: new, and it loads
+    unreadable.clear()
+    again = [t for t in steps.discover(_ctx(home, "r3")) if t.path == "labo_beta/locked.csv"]
+    assert [(t.status, t.sha256 != "") for t in again] == [("new", True)]
+    assert steps.ingest(ctx, again[0])["rows_in"] == 1
+
+
+def test_a_file_unreadable_when_parsed_is_read_by_the_next_run(tmp_path, monkeypatch):
+    """Readable when hashed, refused when parsed (its permissions changed during the run): logged
+    as failed under an id of its own, so that the next run registers it again."""
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    ctx = _ctx(home, "r1")
+    steps.load_ref(ctx)
+    loinc, mappings, _ = steps.load_terminology(ctx, None)
+    work = process.Work(steps.read_ref(ctx, "postal_codes"), loinc, mappings)
+    [ticket] = steps.discover(ctx)
+    real = steps.detect_format
+
+    def refused(p):
+        raise _denied(p)
+
+    monkeypatch.setattr(steps, "detect_format", refused)
+    res = process.process_file(ctx, ticket, work)
+    assert res["status"] == "failed" and res["reason"] == "FILE_UNREADABLE" and "a.csv" in res["detail"]
+    log = ctx.wh.read(cat.FILE_LOG)
+    assert log.select("path", "status", "reason_code").rows() == [("labo_alpha/a.csv", "failed", "FILE_UNREADABLE")]
+    assert log["log_id"][0] != ticket.log_id
+    assert not ctx.wh.files_of(cat.RAW_RESULTS, ticket.file_id)
+    monkeypatch.setattr(steps, "detect_format", real)
+    [again] = steps.discover(_ctx(home, "r2"))
+    assert (again.status, again.log_id, again.file_seq) == ("new", ticket.log_id, ticket.file_seq)
+    res = process.process_file(ctx, again, work)
+    assert res["status"] == "loaded" and res["rows_valid"] == 1
+    assert ctx.wh.read(cat.QUARANTINE).height == 0  # the failure's quarantine row was replaced
+
+
+def test_a_disk_error_of_the_warehouse_is_not_blamed_on_the_landing_file(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    ctx = _ctx(home)
+    [ticket] = steps.discover(ctx)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(ctx.wh.tmp))
+
+    monkeypatch.setattr(ctx.wh, "write_partition", full)
+    with pytest.raises(OSError, match="No space"):
+        steps.ingest(ctx, ticket)
+
+
+def test_one_unreadable_file_does_not_stop_the_run(prefect_harness, tmp_path, unreadable):
+    from flows.pipeline import ingest_flow
+
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    _deliver(home, "labo_beta/locked.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n")
+    unreadable.add("locked.csv")
+    first = ingest_flow(home=str(home))
+    assert first["totals"]["files_new"] == 1 and first["totals"]["files_failed"] == 1
+    assert first["reasons"] == {"FILE_UNREADABLE": 1}
+    unreadable.clear()
+    second = ingest_flow(home=str(home))
+    assert second["totals"]["files_new"] == 1 and second["totals"]["rows_valid"] == 1
+    assert not second["totals"].get("files_failed")
+    log = _ctx(home).wh.read(cat.FILE_LOG).sort("path", "status")
+    assert log.select("path", "status").rows() == [
+        ("labo_alpha/a.csv", "loaded"), ("labo_beta/locked.csv", "failed"), ("labo_beta/locked.csv", "loaded")]
+
+
+def test_a_copy_of_a_file_unreadable_when_parsed_is_read_by_the_next_run(prefect_harness, tmp_path, monkeypatch):
+    """b.csv, a copy of a.csv, is a re-delivery of it; a.csv cannot be read when parsed: the copy is
+    not logged as a duplicate of content that was never loaded, and the next run loads it."""
+    from flows.pipeline import ingest_flow
+
+    home = tmp_path / "home"
+    for name in ("a.csv", "b.csv"):
+        _deliver(home, f"labo_alpha/{name}", f"{HEADER}\n{line()}\n")
+    real = steps.detect_format
+
+    def refused_a(p):
+        if Path(p).name == "a.csv":
+            raise _denied(p)
+        return real(p)
+
+    monkeypatch.setattr(steps, "detect_format", refused_a)
+    first = ingest_flow(home=str(home))
+    assert first["totals"] == {"files_failed": 1} and first["reasons"] == {"FILE_UNREADABLE": 1}
+    assert not first["changed"]
+    monkeypatch.setattr(steps, "detect_format", real)
+    second = ingest_flow(home=str(home))
+    assert second["totals"]["files_new"] == 1 and second["totals"]["files_duplicate"] == 1
+    assert second["totals"]["rows_valid"] == 1
+    log = _ctx(home).wh.read(cat.FILE_LOG).sort("path", "status")
+    assert log.select("path", "status", "reason_code").rows() == [
+        ("labo_alpha/a.csv", "failed", "FILE_UNREADABLE"), ("labo_alpha/a.csv", "loaded", None),
+        ("labo_alpha/b.csv", "duplicate", None)]
+
+
+# --------------------------------------------------------------------------------------------
+# an unreadable folder
+# --------------------------------------------------------------------------------------------
+def test_an_unreadable_folder_is_logged_not_skipped_in_silence(tmp_path, unlistable):
+    """QA: rglob passed over a folder it could not list: its files appeared nowhere."""
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    _deliver(home, "labo_beta/2026/b.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n")
+    unlistable.add(home / "landing" / "labo_beta" / "2026")
+    ctx = _ctx(home, "r1")
+    tickets = steps.discover(ctx)
+    assert [(t.path, t.status, t.reason) for t in tickets if t.status == "unsafe"] == [
+        ("labo_beta/2026/", "unsafe", "FOLDER_UNREADABLE")]
+    folder = tickets[[t.path for t in tickets].index("labo_beta/2026/")]
+    assert folder.source == "labo_beta" and "Permission denied" in folder.detail and str(home) not in folder.detail
+    assert [t.path for t in tickets if t.status == "new"] == ["labo_alpha/a.csv"]
+    assert process.record_skipped(ctx, folder) == "FOLDER_UNREADABLE"
+    log = ctx.wh.read(cat.FILE_LOG)
+    assert log.select("path", "status", "reason_code").rows() == [("labo_beta/2026/", "failed", "FOLDER_UNREADABLE")]
+    assert read_audit(ctx.wh).filter(pl.col("kind") == "file_skipped")["subject"].to_list() == ["labo_beta/2026/"]
+    assert [t.path for t in steps.discover(_ctx(home, "r2"))] == ["labo_alpha/a.csv"]  # logged once
+    unlistable.clear()
+    assert [t.path for t in steps.discover(_ctx(home, "r3"))] == ["labo_alpha/a.csv", "labo_beta/2026/b.csv"]
+
+
+def test_an_unreadable_landing_area_is_logged(tmp_path, unlistable):
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    unlistable.add(home / "landing")
+    [ticket] = steps.discover(_ctx(home))
+    assert (ticket.path, ticket.reason, ticket.source) == ("./", "FOLDER_UNREADABLE", "_unknown")
+
+
+def test_links_to_folders_are_refused_and_hidden_folders_skipped(tmp_path):
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    _deliver(home, "labo_alpha/.upload/b.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "c.csv").write_text(f"{HEADER}\n{line(N_DEMANDE='D3')}\n", encoding="utf-8")
+    (home / "landing" / "labo_alpha" / "linked").symlink_to(outside)
+    tickets = steps.discover(_ctx(home))
+    assert [(t.path, t.status, t.reason if t.status == "unsafe" else None) for t in tickets] == [
+        ("labo_alpha/a.csv", "new", None), ("labo_alpha/linked", "unsafe", "NOT_A_FILE")]
+
+
+# --------------------------------------------------------------------------------------------
+# a file outside any lab folder, office lock files
+# --------------------------------------------------------------------------------------------
+def test_a_file_at_the_landing_root_is_refused_not_loaded_as_a_lab(tmp_path, monkeypatch):
+    """QA: landing/rootlevel.csv was loaded as the lab '_unknown' and counted in the marts."""
+    home = tmp_path / "home"
+    root_file = _deliver(home, "rootlevel.csv", f"{HEADER}\n{line()}\n")
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n")
+    opened: list[str] = []
+    real = steps.sha256_of
+    monkeypatch.setattr(steps, "sha256_of", lambda p: opened.append(Path(p).name) or real(p))
+    ctx = _ctx(home, "r1")
+    tickets = steps.discover(ctx)
+    assert opened == ["a.csv"]
+    assert [(t.path, t.status) for t in tickets] == [("labo_alpha/a.csv", "new"), ("rootlevel.csv", "unsafe")]
+    refused = tickets[1]
+    assert refused.reason == "NOT_IN_LAB_FOLDER" and "landing/<lab>/" in refused.detail
+    assert "rootlevel.csv" in refused.detail
+    assert process.record_skipped(ctx, refused) == "NOT_IN_LAB_FOLDER"
+    log = ctx.wh.read(cat.FILE_LOG)
+    assert log.select("path", "status", "reason_code").rows() == [("rootlevel.csv", "failed", "NOT_IN_LAB_FOLDER")]
+    assert ctx.wh.partitions(cat.RAW_RESULTS) == []
+    assert [t.path for t in steps.discover(_ctx(home, "r2"))] == ["labo_alpha/a.csv"]  # logged once
+    root_file.write_text(f"{HEADER}\n{line()}\n{line(N_DEMANDE='D3')}\n", encoding="utf-8")  # a new delivery
+    assert [(t.path, t.reason) for t in steps.discover(_ctx(home, "r3")) if t.status == "unsafe"] == [
+        ("rootlevel.csv", "NOT_IN_LAB_FOLDER")]
+
+
+@pytest.mark.parametrize("name", ["~$resultats.xlsx", "~$resultats.csv"])
+def test_office_lock_files_are_skipped_like_hidden_files(tmp_path, name):
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    (home / "landing" / "labo_alpha" / name).write_bytes(b"\x0bmarie  \x00\x00\x00")
+    (home / "landing" / name).write_bytes(b"\x0bmarie  \x00\x00\x00")
+    ctx = _ctx(home)
+    assert [t.path for t in steps.discover(ctx)] == ["labo_alpha/a.csv"]
+    assert ctx.wh.read(cat.FILE_LOG).height == 0
+
+
+# --------------------------------------------------------------------------------------------
+# a file with a header and no result
+# --------------------------------------------------------------------------------------------
+def test_a_header_only_file_is_not_owed_by_every_later_run(prefect_harness, tmp_path, flow_warnings):
+    """QA: a file of a header and no row got a coded partition and no fact partition, and every
+    later run warned that it was processed by an interrupted run and published it again."""
+    from flows.pipeline import ingest_flow, publish_flow
+
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    _deliver(home, "labo_alpha/nothing_today.csv", f"{HEADER}\n")
+    first = ingest_flow(home=str(home))
+    assert first["totals"]["files_new"] == 2 and first["totals"]["rows_in"] == 1
+    publish_flow(home=str(home), changed=first["changed"])
+    assert steps.owed_publication(_ctx(home)) == []
+    flow_warnings.clear()
+    second = ingest_flow(home=str(home))
+    assert second["changed"] == [] and second["totals"] == {}
+    assert not [m for m in flow_warnings if "interrupted run" in m], flow_warnings
+    log = _ctx(home).wh.read(cat.FILE_LOG).sort("path")
+    assert log.select("path", "status", "rows_in").rows() == [
+        ("labo_alpha/a.csv", "loaded", 1), ("labo_alpha/nothing_today.csv", "loaded", 0)]
