@@ -171,6 +171,8 @@ def ingest_flow(home: str = "data") -> dict:
         log.warning("a landing entry was refused (%s): %s", skipped, t.detail)
         totals["files_failed"] += 1
         reasons[skipped] += 1
+        files.append({"path": t.path, "format": None, "status": "failed", "rows_in": 0, "rows_valid": 0,
+                      "rows_quarantined": 0})  # named by the quality gate's warning too
     progress.report("files", 0, len(new))
     groups = process.file_batches(new, ctx.settings)
     log.info("%d new file(s) in %d batch(es)", len(new), len(groups))

@@ -167,6 +167,9 @@ def test_one_unreadable_file_does_not_stop_the_run(prefect_harness, tmp_path, un
     first = ingest_flow(home=str(home))
     assert first["totals"]["files_new"] == 1 and first["totals"]["files_failed"] == 1
     assert first["reasons"] == {"FILE_UNREADABLE": 1}
+    # the run's file list (what the quality gate's run_files warning names) holds it as failed
+    assert {(f["path"], f["status"]) for f in first["files"]} == {("labo_alpha/a.csv", "loaded"),
+                                                                ("labo_beta/locked.csv", "failed")}
     unreadable.clear()
     second = ingest_flow(home=str(home))
     assert second["totals"]["files_new"] == 1 and second["totals"]["rows_valid"] == 1
