@@ -328,8 +328,11 @@ def _delete_landing(ctx, cutoff: datetime, dry_run: bool) -> int:
         path = landing / rel
         if path.is_symlink() or not path.is_file():
             continue
-        if path.stat().st_size != size or file_sha256(path) != sha:
-            continue  # another file now bears that name
+        try:
+            if path.stat().st_size != size or file_sha256(path) != sha:
+                continue  # another file now bears that name
+        except OSError:
+            continue  # cannot be read (FILE_UNREADABLE): cannot be proved the logged content, kept
         if not dry_run:
             path.unlink()
         deleted += 1

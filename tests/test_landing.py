@@ -315,3 +315,28 @@ def test_a_header_only_file_is_not_owed_by_every_later_run(prefect_harness, tmp_
     log = _ctx(home).wh.read(cat.FILE_LOG).sort("path")
     assert log.select("path", "status", "rows_in").rows() == [
         ("labo_alpha/a.csv", "loaded", 1), ("labo_alpha/nothing_today.csv", "loaded", 0)]
+
+
+def test_purge_keeps_a_landing_file_it_cannot_read(prefect_harness, tmp_path, monkeypatch):
+    """`biolake purge` deletes the landing files whose bytes are still the logged ones; one it cannot
+    read (FILE_UNREADABLE rows made that reachable) is kept, not a crash."""
+    from datetime import datetime, timedelta
+
+    from flows import privacy
+    from flows.pipeline import ingest_flow
+
+    home = tmp_path / "home"
+    kept = _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    gone = _deliver(home, "labo_beta/b.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n")
+    ingest_flow(home=str(home))
+    real = privacy.file_sha256
+
+    def file_sha256(path):
+        if Path(path).name == kept.name:
+            raise _denied(path)
+        return real(path)
+
+    monkeypatch.setattr(privacy, "file_sha256", file_sha256)
+    out = privacy.purge_identities(_ctx(home), older_than_days=0, now=datetime.now() + timedelta(days=1))
+    assert out["landing_files_deleted"] == 1
+    assert kept.exists() and not gone.exists()
