@@ -159,6 +159,9 @@ def ingest_flow(home: str = "data") -> dict:
         log.info("%d staging partition(s) migrated to keyed request and message ids", len(migrated))
     with Stage(ctx, "discover"):
         tickets = steps.discover(ctx)
+    for t in (t for t in tickets if t.status == "settling"):
+        log.warning("%s", t.detail)
+    tickets = [t for t in tickets if t.status != "settling"]
     new = [t for t in tickets if t.status == "new"]
     log.info("%d new file(s), %d re-delivery(ies)", len(new), len(tickets) - len(new))
     totals: Counter = Counter()

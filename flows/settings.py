@@ -14,6 +14,7 @@
 | BIOLAKE_DUCKDB_MEMORY_LIMIT | memory DuckDB may use in a publication step before spilling to disk ("" = DuckDB's default, 80% of RAM) | 1GB |
 | BIOLAKE_DASK_ADDRESS | a Dask scheduler (tcp://host:8786): per-file work runs on that cluster | none |
 | BIOLAKE_LOCK_TIMEOUT | seconds a run waits for another run's warehouse lock | 600 |
+| BIOLAKE_LANDING_SETTLE_SECONDS | a landing file modified less than this many seconds ago is left for the next run (still being written) | 0 |
 | BIOLAKE_SUPPRESSION_THRESHOLD | largest count suppressed in published files | 10 |
 | BIOLAKE_SUPPRESSION_MIN_COUNT | smallest count suppressed (zeros are published) | 1 |
 | BIOLAKE_MDO_RULES | the notifiable-disease case rules table | <seeds>/mdo_rules.csv |
@@ -61,6 +62,8 @@ class Settings(BaseSettings):
                                      description="DuckDB memory_limit of the publication steps")
     dask_address: str | None = Field(default=None, description="Dask scheduler address for per-file work")
     lock_timeout: float = Field(default=600, ge=0, description="seconds to wait for the warehouse lock")
+    landing_settle_seconds: float = Field(default=0, ge=0, description="a landing file modified more recently is "
+                                          "left for the next run (a delivery still being written)")
     suppression_threshold: int = Field(default=10, ge=1, description="largest count suppressed in publications")
     suppression_min_count: int = Field(default=1, ge=1, description="smallest count suppressed")
     mdo_rules: Path | None = Field(default=None, description="MDO case rules table (default: seeds)")

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,7 +68,7 @@ class FileTicket:
     file_id: str
     file_seq: int
     size_bytes: int
-    status: str  # new | duplicate | unsafe
+    status: str  # new | duplicate | unsafe | settling (modified too recently: left for the next run)
     duplicate_of: str | None = None
     detail: str | None = None  # why an unsafe file is refused
     reason: str = "UNSAFE_FILE_NAME"  # an unsafe file's reason code (NOT_A_FILE: a symbolic link)
@@ -178,6 +179,13 @@ def _size(path: Path) -> int:
         return 0
 
 
+def _modified_within(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < seconds
+    except OSError:
+        return False  # gone or unreadable: the checks below say so
+
+
 def discover(ctx: Context) -> list[FileTicket]:
     """Files in landing/<source>/ not yet logged, in path order, each hashed and registered.
 
@@ -209,6 +217,7 @@ def discover(ctx: Context) -> list[FileTicket]:
                                       reason=reason, raw_name=raw))
 
     entries, folder_errors = walk_landing(landing)
+    settle = ctx.settings.landing_settle_seconds
     for err in folder_errors:  # a folder that cannot be listed: its files are seen by no run until it can
         folder = Path(err.filename or landing)
         rel = folder.relative_to(landing).as_posix() if folder != landing else "."
@@ -236,6 +245,13 @@ def discover(ctx: Context) -> list[FileTicket]:
             refuse(_sighting_id("root", shown, path), shown, source, path,
                    f"{shown}: at the root of the landing area, outside any lab folder: not read "
                    "(deliver into landing/<lab>/, the folder names the lab)", "NOT_IN_LAB_FOLDER", rel)
+            continue
+        if settle and _modified_within(path, settle):
+            # QA: a file still being copied was loaded half-written, then again whole (raw, staging
+            # and the quarantined cut line kept both); left untouched and unlogged for the next run
+            tickets.append(FileTicket("", rel, source, "", "", 0, _size(path), "settling",
+                                      detail=f"{rel}: modified less than {settle:g} s ago, still being written? "
+                                             "Left for the next run (BIOLAKE_LANDING_SETTLE_SECONDS)"))
             continue
         try:
             digest = sha256_of(path)

@@ -340,3 +340,22 @@ def test_purge_keeps_a_landing_file_it_cannot_read(prefect_harness, tmp_path, mo
     out = privacy.purge_identities(_ctx(home), older_than_days=0, now=datetime.now() + timedelta(days=1))
     assert out["landing_files_deleted"] == 1
     assert kept.exists() and not gone.exists()
+
+
+def test_a_file_still_being_written_is_left_for_the_next_run(tmp_path, monkeypatch):
+    """QA: a file still being copied was loaded half-written, then again once complete. With
+    BIOLAKE_LANDING_SETTLE_SECONDS, a file modified too recently is neither read nor logged."""
+    import time
+
+    home = tmp_path / "home"
+    old = _deliver(home, "labo_alpha/done.csv", f"{HEADER}\n{line()}\n")
+    os.utime(old, (time.time() - 600, time.time() - 600))
+    _deliver(home, "labo_alpha/copying.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n")
+    monkeypatch.setenv("BIOLAKE_LANDING_SETTLE_SECONDS", "120")
+    tickets = steps.discover(_ctx(home))
+    assert {(t.path, t.status) for t in tickets} == {("labo_alpha/done.csv", "new"),
+                                                     ("labo_alpha/copying.csv", "settling")}
+    settling = next(t for t in tickets if t.status == "settling")
+    assert "copying.csv" in settling.detail and "next run" in settling.detail and not settling.log_id
+    monkeypatch.setenv("BIOLAKE_LANDING_SETTLE_SECONDS", "0")  # the default: every file is read
+    assert {t.status for t in steps.discover(_ctx(home))} == {"new"}
