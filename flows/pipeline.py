@@ -152,11 +152,12 @@ def ingest_flow(home: str = "data") -> dict:
         steps.load_ref(ctx)
         loinc, mappings, fingerprint = terminology_for(ctx)
     with Stage(ctx, "validate"):
-        # staging written before request_key/message_key existed holds plain request numbers and
-        # message ids: replaced by their keyed hashes once (then re-coded and republished below)
+        # staging written by earlier code: plain request numbers and message ids replaced by their
+        # keyed hashes, value_comparator added (a warehouse no migration can bring to the current
+        # format is refused here, before anything is written); once, then re-coded and republished below
         migrated = steps.migrate_staging(ctx)
     if migrated:
-        log.info("%d staging partition(s) migrated to keyed request and message ids", len(migrated))
+        log.info("%d staging partition(s) migrated to the current columns", len(migrated))
     with Stage(ctx, "discover"):
         tickets = steps.discover(ctx)
     new = [t for t in tickets if t.status == "new"]

@@ -44,7 +44,7 @@ from transforms.canonical import IDENTIFYING_COLUMNS
 from warehouse import catalog as cat
 from warehouse.catalog import REF_SEEDS, Table
 from warehouse.store import Warehouse
-from warehouse.views import sql_literal, view_sql
+from warehouse.views import create_over_files, sql_literal
 
 ANALYST_DB_NAME = "analyst.duckdb"
 ANALYST_LAYERS = ("staging", "marts", "quality", "ref")
@@ -144,11 +144,11 @@ def build_analyst_db(wh: Warehouse, db_path: Path | None = None) -> Path:
         for t in analyst_tables():
             if t.qualified == "quality.reason_codes":
                 continue
-            inner = view_sql(wh, t)
             cols = analyst_columns(t)
             select = ", ".join(f'{expr} AS "{name}"' for name, expr in cols)
             kind = "TABLE" if t.qualified in PRIVATE_QUALITY_TABLES else "VIEW"  # a cleaned copy
-            con.execute(f"CREATE OR REPLACE {kind} {t.qualified} AS SELECT {select} FROM ({inner}) AS src")
+            create_over_files(con, wh, t, lambda inner: f"CREATE OR REPLACE {kind} {t.qualified} AS "
+                                                        f"SELECT {select} FROM ({inner}) AS src")
             con.execute(f"COMMENT ON {kind} {t.qualified} IS {sql_literal(t.description)}")
             for name, _ in cols:
                 con.execute(f'COMMENT ON COLUMN {t.qualified}."{name}" IS {sql_literal(_column_comment(t, name))}')
