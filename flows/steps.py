@@ -478,6 +478,79 @@ def migrate_staging(ctx: Context) -> list[str]:
     return sorted(done)
 
 
+# bump when transforms/identity_text.py masks more: the staging partitions written before are then
+# masked again by the next run (mask_staging_text), re-coded and republished
+TEXT_MASKING = "1"
+_IDENTITY_FOR_MASKING = ("result_no", "family_name", "first_name", "birth_date")
+
+
+def _masked_staging(part: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame | None:
+    """``part`` (staging rows) with the identities in its free text masked as ``to_staging`` masks
+    them, each row with its own names and birth date from ``ids`` (raw.results by result_no; null
+    once purged: only NIR-shaped numbers are masked then), flagged IDENTITY_IN_TEXT; None when
+    nothing changes (a partition staged by the current code, or without identity in its text)."""
+    from transforms.identity_text import FLAG, MASKED_COLUMN, mask_identities_in_text
+
+    rows = mask_identities_in_text(part.join(ids, on="result_no", how="left", maintain_order="left"))
+    if not rows.get_column(MASKED_COLUMN).any():
+        return None
+    flags = pl.col("dq_flags")
+    flagged = flags.fill_null("").str.split(";").list.contains(FLAG)
+    return rows.with_columns(
+        pl.when(pl.col(MASKED_COLUMN) & ~flagged)
+        .then(pl.concat_str([flags, pl.lit(FLAG)], separator=";", ignore_nulls=True))
+        .otherwise(flags).alias("dq_flags")).select(part.columns)
+
+
+def _masked_or_same(part: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
+    masked = _masked_staging(part, ids)
+    return part if masked is None else masked
+
+
+def mask_staging_text(ctx: Context) -> list[str]:
+    """Mask the identities typed into the free text of staging partitions written before the
+    masking existed (transforms/identity_text.py: ``to_staging`` masks the rows it stages since),
+    exactly as it masks them: NIR-shaped numbers always, the row's own names and birth date when
+    raw.results still holds them (joined by file_id and result_no; a purged row has lost them, so
+    only NIR-shaped numbers can be masked in it). Each partition that changes is swapped in
+    atomically, after its file id is recorded in the state as owed a re-coding (``recode_owed``,
+    cleared by ``recoded`` once the run has re-coded it and recorded its publication). Returns the
+    file ids owed a re-coding (to re-code and republish). Masking is idempotent, so an interrupted
+    pass resumes by running again; once a pass is complete the state records it
+    (``text_masking``) and later runs skip it: the pass reads every staging partition's text
+    columns and the names of raw.results, once."""
+    from transforms.identity_text import FREE_TEXT_COLUMNS
+
+    state = _state(ctx)
+    owed = set(state.get("recode_owed", []))
+    if state.get("text_masking") == TEXT_MASKING:
+        return sorted(owed)
+    t = cat.STG_RESULTS
+    light = ["result_no", *FREE_TEXT_COLUMNS, "value_num", "value_comparator", "dq_flags"]
+    for fid in ctx.wh.partitions(t):
+        files = ctx.wh.files_of(t, fid)
+        if not files:
+            continue
+        ids = (ctx.wh.scan(cat.RAW_RESULTS, [fid]).select(_IDENTITY_FOR_MASKING).collect()
+               if ctx.wh.files_of(cat.RAW_RESULTS, fid) else pl.DataFrame(schema={
+                   c: cat.RAW_RESULTS.schema[c] for c in _IDENTITY_FOR_MASKING}))
+        # the text columns first (the usual partition has nothing to mask: no full read, no write)
+        if _masked_staging(pl.read_parquet(files, columns=light), ids) is None:
+            continue
+        owed.add(fid)
+        _save_state(ctx, recode_owed=sorted(owed))  # before the swap: a run killed after it re-codes it
+        ctx.wh.write_partition(t, fid, (_masked_or_same(pl.read_parquet(f), ids) for f in files))
+    _save_state(ctx, text_masking=TEXT_MASKING)
+    return sorted(owed)
+
+
+def recoded(ctx: Context, file_ids: list[str]) -> None:
+    """These files, owed a re-coding by a migration, are re-coded and their publication recorded
+    (``save_owed``): no longer owed."""
+    owed = set(_state(ctx).get("recode_owed", []))
+    if owed & set(file_ids):
+        _save_state(ctx, recode_owed=sorted(owed - set(file_ids)))
+
 
 # --------------------------------------------------------------------------------------------
 # transcode: LOINC, qualitative results, units

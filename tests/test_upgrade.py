@@ -6,7 +6,9 @@ gives, or refuse them before Prefect starts with a one-line error:
 
 - staging, coded and fct written before ``value_comparator`` existed (the earlier parsers read a
   bound such as '<0,5' as no number at all): upgraded; the old rows keep their old reading;
-- written before ``link_key`` existed: refused (the key needs the names, which staging never held).
+- written before ``link_key`` existed: refused (the key needs the names, which staging never held);
+- staging written before identities typed into free text were masked: masked by the next run,
+  re-coded and republished, identical to a fresh build.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
 from tests.helpers import HEADER, ROOT, copy_home, line, nir, query
+from transforms.identity_text import FLAG, FREE_TEXT_COLUMNS, MASK
 from warehouse import catalog as cat
 
 PATIENT_NIR = nir("2800575111001")
@@ -220,3 +224,137 @@ def test_a_warehouse_from_before_link_key_is_refused_with_one_line(built, tmp_pa
         steps.migrate_staging(_ctx(home))
     after = _files_and_times(home)
     assert {k: v for k, v in after.items() if not k.startswith("warehouse/_tmp")} == before
+
+
+# --------------------------------------------------------------------------------------------
+# identities typed into free text, in staging written before the masking
+# --------------------------------------------------------------------------------------------
+def unmask(home: Path, file_ids: list[str], forget: bool = True) -> None:
+    """The staging partitions of ``file_ids`` as the code before the masking staged them (the text,
+    value_num and value_comparator as in raw.results; no IDENTITY_IN_TEXT flag), coded and
+    published from there as that code did; that code did not record the masking in the state
+    (``forget``)."""
+    from flows import publish, steps
+    from warehouse.analyst import build_analyst_db
+
+    ctx = _ctx(home, "before-masking")
+    raw_cols = [*FREE_TEXT_COLUMNS, "value_num", "value_comparator"]
+    raw = ctx.wh.read(cat.RAW_RESULTS, file_ids).select(*KEY, *[pl.col(c).alias(f"raw_{c}") for c in raw_cols])
+    flags = pl.col("dq_flags").str.split(";").list.filter(pl.element() != FLAG).list.join(";")
+
+    def before(df: pl.DataFrame) -> pl.DataFrame:
+        df = df.join(raw, on=KEY, how="left", maintain_order="left")
+        return df.with_columns([pl.col(f"raw_{c}").alias(c) for c in raw_cols]).with_columns(
+            pl.when(flags == "").then(None).otherwise(flags).alias("dq_flags")).drop([f"raw_{c}" for c in raw_cols])
+
+    for fid in file_ids:
+        _rewrite(ctx.wh.files_of(cat.STG_RESULTS, fid), before)
+    loinc, mappings, _ = steps.load_terminology(ctx, None)
+    for fid in file_ids:
+        steps.transcode(ctx, fid, loinc, mappings)
+    publish.publish_fct(ctx, file_ids)
+    publish.publish_quality(ctx)
+    steps.refresh_views(ctx)
+    build_analyst_db(ctx.wh)
+    if forget:
+        _edit_state(home, text_masking=None)
+
+
+def analyst_texts(home: Path) -> set[str]:
+    con = duckdb.connect(str(home / "analyst.duckdb"), read_only=True)
+    try:
+        cols = con.execute("SELECT table_schema, table_name, column_name FROM information_schema.columns "
+                           "WHERE data_type = 'VARCHAR'").fetchall()
+        return {r[0] for s, t, c in cols for r in con.execute(
+            f'SELECT DISTINCT "{c}" FROM {s}.{t} WHERE "{c}" IS NOT NULL').fetchall()}
+    finally:
+        con.close()
+
+
+def _leaks(texts: set[str]) -> set[str]:
+    needles = (RELATIVE_NIR, PATIENT_NIR, "Dupont", "DUPONT", "12/05/1980")
+    return {v for v in texts if any(n in v for n in needles)}
+
+
+def test_staging_from_before_the_masking_is_masked_re_coded_and_republished(built, tmp_path):
+    from flows.pipeline import pipeline
+
+    home = copy_home(built, tmp_path / "home")
+    fid = _first_file(home)
+    unmask(home, [fid])
+    # what QA saw: the relative's NIR and the patient's name and birth date readable by analysts
+    seen = _leaks(analyst_texts(home))
+    assert NIR_COMMENT in seen and NAME_COMMENT in seen
+    other = _wh(home).files_of(cat.STG_RESULTS, [f for f in _wh(home).partitions(cat.STG_RESULTS) if f != fid][0])
+    untouched = {f: f.stat().st_ino for f in other}
+
+    pipeline(home=str(home))
+    got, fresh = _tables(home), _tables(built)
+    for name in got:  # staging, coded and fct: the rows, text, flags and readings of a fresh build
+        assert got[name].equals(fresh[name]), name
+    fct = got["marts.fct_lab_results"].filter(pl.col("file_id") == fid).sort("line_no")
+    assert fct["value_raw"].to_list()[:2] == [f"Positif - NIR du conjoint {MASK}",
+                                              f"Positif, voir commentaire {MASK} née le {MASK}"]
+    assert fct["dq_flags"].to_list()[:2] == [FLAG, FLAG]
+    for t in ("quality.unrecognised_results", "quality.unmapped_backlog", "marts.sidep_daily"):
+        a, b = query(home, f"SELECT * FROM {t}"), query(built, f"SELECT * FROM {t}")
+        assert a.sort(a.columns, nulls_last=True).equals(b.sort(b.columns, nulls_last=True)), t
+    assert not _leaks(analyst_texts(home))
+    assert {f: f.stat().st_ino for f in other} == untouched  # a partition with nothing to mask is not rewritten
+    from flows import steps
+
+    state = json.loads((home / "warehouse" / "state.json").read_text())
+    assert state["text_masking"] == steps.TEXT_MASKING and state["recode_owed"] == []
+
+
+def test_the_masking_pass_resumes_after_an_interruption_and_then_runs_no_more(built, tmp_path, monkeypatch):
+    from flows import steps
+    from warehouse.store import Warehouse
+
+    home = copy_home(built, tmp_path / "home")
+    fids = _wh(home).partitions(cat.STG_RESULTS)
+    unmask(home, fids)
+    # extract_2 holds no identity: give it one, so that both partitions need masking
+    second = [f for f in fids if f != _first_file(home)][0]
+    _rewrite(_wh(home).files_of(cat.STG_RESULTS, second),
+             lambda df: df.with_columns(pl.lit(f"Négatif {RELATIVE_NIR}").alias("value_raw")))
+    writes = []
+    real = Warehouse.write_partition
+
+    def killed_at_the_second(self, t, value, frames, keep=None):
+        if t is cat.STG_RESULTS and writes:
+            raise KeyboardInterrupt("killed")
+        writes.append(value)
+        return real(self, t, value, frames, keep)
+
+    monkeypatch.setattr(Warehouse, "write_partition", killed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        steps.mask_staging_text(_ctx(home))
+    monkeypatch.setattr(Warehouse, "write_partition", real)
+    state = json.loads((home / "warehouse" / "state.json").read_text())
+    assert "text_masking" not in state and set(writes) < set(state["recode_owed"]) == set(fids)
+    staged = _wh(home).read(cat.STG_RESULTS)
+    assert staged.filter(pl.col("file_id") == writes[0])["value_raw"].str.contains(MASK, literal=True).any()
+    assert staged.filter(pl.col("file_id") != writes[0])["value_raw"].str.contains(RELATIVE_NIR).any()  # whole
+
+    assert steps.mask_staging_text(_ctx(home)) == sorted(fids)  # resumed: both still owed a re-coding
+    assert not _wh(home).read(cat.STG_RESULTS)["value_raw"].str.contains(RELATIVE_NIR).any()
+    steps.recoded(_ctx(home), fids)
+    # recorded as done: later runs read no partition (an unmasked one now would not even be seen)
+    unmask(home, [_first_file(home)], forget=False)
+    assert steps.mask_staging_text(_ctx(home)) == []
+
+
+def test_a_purged_row_gets_its_nir_shaped_numbers_masked_not_its_names(built, tmp_path):
+    """After a purge raw.results no longer holds the names: only NIR-shaped numbers can be found."""
+    from flows import steps
+    from flows.privacy import purge_identities
+
+    home = copy_home(built, tmp_path / "home")
+    fid = _first_file(home)
+    unmask(home, [fid])
+    purge_identities(_ctx(home, "purge"), 0, delete_landing=False)
+    assert steps.mask_staging_text(_ctx(home)) == [fid]
+    rows = _wh(home).read(cat.STG_RESULTS, [fid]).sort("line_no")
+    assert rows["value_raw"].to_list()[:2] == [f"Positif - NIR du conjoint {MASK}", NAME_COMMENT]
+    assert rows["dq_flags"].to_list()[:2] == [FLAG, None]
