@@ -349,10 +349,10 @@ def with_lineage_keys(df: pl.DataFrame, secret: bytes) -> pl.DataFrame:
 # --------------------------------------------------------------------------------------------
 STAGING_FORMAT_PLAIN_COLUMNS = ("request_id", "message_id")  # what a staging partition of before held
 # columns a staging (or raw) partition of an earlier format lacks that are added as null when it is
-# rewritten: the earlier code never filled them, so null keeps each old row's reading. value_comparator: before it, the parsers read a bound
-# ('<0,5', '>100', SN '<^0.5') as no number at all (value_num null), so every old value_num is an
-# exact value, as a null comparator says; the old bounds stay without a number (a fresh build from
-# the landing files gives them their bound)
+# rewritten: the earlier code never filled them, so null keeps each old row's reading.
+# value_comparator: before it, the parsers read a bound ('<0,5', '>100', SN '<^0.5') as no number at
+# all (value_num null), so every old value_num is an exact value, as a null comparator says; the old
+# bounds stay without a number (a fresh build from the landing files gives them their bound)
 NULL_WHEN_MISSING = ("value_comparator",)
 # columns an earlier staging lacks that no migration can give honestly, and why
 STAGING_UNMIGRATABLE = {
