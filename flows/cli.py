@@ -114,6 +114,7 @@ def _run(settings, export: bool = False) -> dict:
     settings.secret_bytes()  # fail early, before Prefect starts, when the secret is missing or weak
     ctx = steps.Context.create(settings, "preflight")
     steps.check_key(ctx, save=False)  # or is not the warehouse's
+    steps.check_upgradable(ctx)  # a warehouse of an earlier biolake this one cannot upgrade
     steps.load_terminology(ctx, {})  # an operator's broken mapping or words file: its file and line, now
     configure_prefect(settings)
     from flows import embedded, progress
@@ -143,7 +144,7 @@ def run(
 ) -> None:
     """Process whatever is new in <home>/landing and publish the warehouse."""
     from flows.lock import LockTimeout, wait_until_free
-    from flows.settings import SecretMissing
+    from flows.settings import SecretMissing, WarehouseFormatError
 
     settings = _settings(home)
     try:
@@ -156,7 +157,7 @@ def run(
             f"another biolake run (pid {pid}) is writing to this warehouse: waiting for it "
             f"(at most {settings.lock_timeout:.0f} s, BIOLAKE_LOCK_TIMEOUT)"))
         summary = _run(settings, export=export)
-    except (SecretMissing, LockTimeout) as err:
+    except (SecretMissing, LockTimeout, WarehouseFormatError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2)
     print_summary(summary)
@@ -458,14 +459,14 @@ def main() -> None:
     from pydantic import ValidationError
 
     from flows.lock import LockTimeout
-    from flows.settings import SecretMissing
+    from flows.settings import SecretMissing, WarehouseFormatError
     from transforms.terminology.mappings import MappingError
     from transforms.terminology.qualitative import QualitativeWordsError
 
     try:
         app()
-    except (SecretMissing, LockTimeout, MappingError, QualitativeWordsError, ValidationError, FileNotFoundError,
-            NotADirectoryError, IsADirectoryError, PermissionError) as err:
+    except (SecretMissing, LockTimeout, MappingError, QualitativeWordsError, WarehouseFormatError, ValidationError,
+            FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
         if os.environ.get("BIOLAKE_DEBUG") == "1":
             raise
         console.print(f"[red]error:[/red] {err}")

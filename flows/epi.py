@@ -551,6 +551,8 @@ def export_cmd(
     console = Console()
     base = disclosure_rule()
     from flows.lock import LockTimeout, warehouse_lock
+    from flows.settings import WarehouseFormatError
+    from flows.steps import check_upgradable
 
     try:
         rule = DisclosureRule(threshold=threshold or base.threshold, min_count=min_count or base.min_count)
@@ -558,9 +560,10 @@ def export_cmd(
         ctx, refs = _cli_ctx(home)
         # read the marts while no run rewrites them
         with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
+            check_upgradable(ctx, migrated=True)  # marts of an earlier biolake: a line, not a traceback
             out = export_publication(ctx, refs, issue_date=issue_date, rule=rule)
             refresh_databases(ctx, by="epi-export")  # quality.publications shows the issue now
-    except (ValueError, NothingToPublish, LockTimeout) as err:
+    except (ValueError, NothingToPublish, LockTimeout, WarehouseFormatError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2)
     t = Table(title=f"publication {out['issue_date']} -> {out['folder']}", show_edge=False)

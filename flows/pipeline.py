@@ -152,11 +152,17 @@ def ingest_flow(home: str = "data") -> dict:
         steps.load_ref(ctx)
         loinc, mappings, fingerprint = terminology_for(ctx)
     with Stage(ctx, "validate"):
-        # staging written before request_key/message_key existed holds plain request numbers and
-        # message ids: replaced by their keyed hashes once (then re-coded and republished below)
-        migrated = steps.migrate_staging(ctx)
-    if migrated:
-        log.info("%d staging partition(s) migrated to keyed request and message ids", len(migrated))
+        # staging written by earlier code: plain request numbers and message ids replaced by their
+        # keyed hashes, value_comparator added (a warehouse no migration can bring to the current
+        # format is refused here, before anything is written); then identities typed into its free
+        # text masked. Each once; the files they change are re-coded and republished below
+        columns = steps.migrate_staging(ctx)
+        masked = steps.mask_staging_text(ctx)
+        migrated = sorted(set(columns) | set(masked))
+    if columns:
+        log.info("%d staging partition(s) migrated to the current columns", len(columns))
+    if masked:
+        log.info("%d staging partition(s) with identities masked in their free text", len(masked))
     with Stage(ctx, "discover"):
         tickets = steps.discover(ctx)
     for t in (t for t in tickets if t.status == "settling"):
@@ -227,6 +233,7 @@ def ingest_flow(home: str = "data") -> dict:
         process.record_skipped(ctx, t)
         totals["files_duplicate"] += 1
     recode_all = steps.mappings_changed(ctx, fingerprint)
+    recoded = list(changed)  # the files processed now were coded from their new staging rows
     if recode_all or migrated:
         # a mapping (or the coding format) changed since earlier files were coded: re-code them
         # (backfill); so are files whose staging was just migrated
@@ -235,7 +242,9 @@ def ingest_flow(home: str = "data") -> dict:
             redo = [fid for fid in (ctx.wh.partitions(steps.cat.STG_RESULTS) if recode_all else migrated)
                     if fid not in fresh]
             parts = process.batches(redo, RECODE_BATCH_FILES, min_batches=ctx.settings.workers, size=lambda _: 1)
-            wait([recode_task.submit(home, p, label=process.batch_label(p)) for p in parts])
+            futures = [(p, recode_task.submit(home, p, label=process.batch_label(p))) for p in parts]
+            wait([f for _, f in futures])
+            recoded += [fid for p, f in futures if f.state.is_completed() for fid in p]
             changed += redo
         steps.save_mappings_fingerprint(ctx, fingerprint)
     # files an interrupted run processed but did not publish are published now (QA: they were lost)
@@ -244,6 +253,7 @@ def ingest_flow(home: str = "data") -> dict:
         log.warning("%d file(s) processed by an interrupted run are published now", len(owed))
         changed += owed
     steps.save_owed(ctx, changed)
+    steps.recoded(ctx, recoded)  # migrated files re-coded, their publication recorded just above
     return {"changed": changed, "totals": dict(totals), "reasons": dict(reasons), "files": files,
             "files_seen": len(tickets), "stage_seconds": ctx.stage_seconds}
 

@@ -257,6 +257,15 @@ def _has_identities(files: list[Path], columns: list[str]) -> bool:
     return bool(present)
 
 
+def _with_added_columns(part: pl.DataFrame) -> pl.DataFrame:
+    """A raw partition of a file loaded by an earlier biolake, with the columns its parsers did not
+    have as null (flows/steps.py NULL_WHEN_MISSING: value_comparator), as the upgraded staging."""
+    from flows.steps import NULL_WHEN_MISSING
+
+    return part.with_columns([pl.lit(None, dtype=cat.RAW_RESULTS.schema[c]).alias(c)
+                              for c in NULL_WHEN_MISSING if c not in part.columns])
+
+
 def purge_identities(ctx, older_than_days: int, now: datetime | None = None, *, delete_landing: bool = True,
                      dry_run: bool = False) -> dict:
     """Purge patient identities of files ingested more than ``older_than_days`` days before ``now``.
@@ -294,8 +303,8 @@ def purge_identities(ctx, older_than_days: int, now: datetime | None = None, *, 
             if dry_run:
                 n = pl.scan_parquet([str(f) for f in res_files]).select(pl.len()).collect().item()
             else:
-                n = wh.write_partition(cat.RAW_RESULTS, fid,
-                                       (part.with_columns(nulls) for part in wh.parts(cat.RAW_RESULTS, fid)))
+                n = wh.write_partition(cat.RAW_RESULTS, fid, (_with_added_columns(part.with_columns(nulls))
+                                                              for part in wh.parts(cat.RAW_RESULTS, fid)))
             out["rows_purged"] += n
             touched = True
         rej_files = wh.files_of(cat.RAW_REJECTED, fid)
@@ -406,9 +415,16 @@ def audit_command(
 @privacy_app.command("analyst-db")
 def analyst_db_command(home: HomeOpt = None) -> None:
     """Rebuild <home>/analyst.duckdb: views over the non-identifying layers only."""
+    from flows.settings import WarehouseFormatError
+    from flows.steps import check_upgradable
     from warehouse.analyst import build_analyst_db
 
     ctx = _context(home, "analyst-db")
+    try:
+        check_upgradable(ctx, migrated=True)  # tables of an earlier biolake: a line, not a traceback
+    except WarehouseFormatError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2)
     path = build_analyst_db(ctx.wh)
     audit(ctx, "analyst_db_built", str(path), by="analyst-db")
     typer.echo(f"analyst database: {path} (open it with duckdb -readonly)")

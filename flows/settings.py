@@ -42,6 +42,19 @@ class SecretChanged(SecretMissing):
     """The secret differs from the one the warehouse's pseudonyms were made with."""
 
 
+class WarehouseFormatError(RuntimeError):
+    """The warehouse was written by an earlier biolake in a format this code cannot read as it is
+    (flows/steps.py, ``check_upgradable``); the message tells the operator what to do."""
+
+
+class WarehouseNeedsRebuild(WarehouseFormatError):
+    """An earlier format no migration can bring to the current one: build a fresh home."""
+
+
+class WarehouseNeedsUpgrade(WarehouseFormatError):
+    """An earlier format that the next ``biolake run`` migrates, not migrated yet."""
+
+
 MIN_SECRET_CHARS = 16  # an HMAC key a person could guess would let anyone recompute the pseudonyms
 
 

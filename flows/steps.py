@@ -453,35 +453,212 @@ def with_lineage_keys(df: pl.DataFrame, secret: bytes) -> pl.DataFrame:
                            keyed_hashes(parts["m"], secret, "MESSAGE").alias("message_key"))
 
 
+# --------------------------------------------------------------------------------------------
+# warehouses written by earlier code: what the current code migrates, and what it refuses
+# --------------------------------------------------------------------------------------------
 STAGING_FORMAT_PLAIN_COLUMNS = ("request_id", "message_id")  # what a staging partition of before held
+# columns a staging (or raw) partition of an earlier format lacks that are added as null when it is
+# rewritten: the earlier code never filled them, so null keeps each old row's reading.
+# value_comparator: before it, the parsers read a bound ('<0,5', '>100', SN '<^0.5') as no number at
+# all (value_num null), so every old value_num is an exact value, as a null comparator says; the old
+# bounds stay without a number (a fresh build from the landing files gives them their bound)
+NULL_WHEN_MISSING = ("value_comparator",)
+# columns an earlier staging lacks that no migration can give honestly, and why
+STAGING_UNMIGRATABLE = {
+    # staging never held the names; raw.results loses them at the purge; null would leave those
+    # results unlinked from the same person's later ones, and the counts neither old nor new
+    "link_key": "a keyed hash of the patient's names and birth date, which staging does not hold",
+}
+_UPGRADED_TABLES = (cat.STG_RESULTS, cat.STG_RESULTS_CODED, cat.FCT_LAB_RESULTS)
+
+
+def _partition_columns(ctx: Context, t, fid: str) -> set[str] | None:
+    files = ctx.wh.files_of(t, fid)
+    return set(pl.read_parquet_schema(files[0])) if files else None
+
+
+@dataclass
+class EarlierFormat:
+    """What earlier code left in staging, coded and fct (read from each partition's column names)."""
+
+    old: dict[str, list[str]]  # table -> file ids of its partitions not in the current format
+    blocking: dict[str, dict[str, int]]  # column no migration can give -> {table: partitions lacking it}
+    partitions: dict[str, int]  # table -> partitions
+
+    def message(self, home: Path) -> str:
+        parts = []
+        for col, tables in self.blocking.items():
+            where = ", ".join(f"{t} ({n} of {self.partitions[t]} files)" for t, n in tables.items())
+            parts.append(f"{where} lack{'s' if len(tables) == 1 else ''} {col}, "
+                         f"{STAGING_UNMIGRATABLE.get(col, 'which no migration gives')}")
+        return (f"{home} was built by an earlier biolake and cannot be upgraded: " + "; ".join(parts)
+                + ". Build a fresh home from its landing files with the same BIOLAKE_PSEUDONYM_SECRET; this one "
+                "is left unchanged (docs/operations.md, 'Upgrading a warehouse')")
+
+
+def earlier_format(ctx: Context) -> EarlierFormat:
+    """The staging, coded and fct partitions whose columns are not the catalog's (one Parquet
+    schema read per partition), and the columns staging lacks that no migration can give (with
+    the tables lacking them)."""
+    old: dict[str, list[str]] = {}
+    missing: dict[str, dict[str, int]] = {}  # column -> {table: partitions lacking it}
+    unmigratable: set[str] = set()
+    sizes: dict[str, int] = {}
+    for t in _UPGRADED_TABLES:
+        want = set(t.schema)
+        fids = ctx.wh.partitions(t)
+        sizes[t.qualified] = len(fids)
+        for fid in fids:
+            cols = _partition_columns(ctx, t, fid)
+            if cols is None or cols == want:
+                continue
+            old.setdefault(t.qualified, []).append(fid)
+            for col in sorted(want - cols):
+                by_table = missing.setdefault(col, {})
+                by_table[t.qualified] = by_table.get(t.qualified, 0) + 1
+                if t is cat.STG_RESULTS and not _migratable(col, cols):
+                    unmigratable.add(col)
+    return EarlierFormat(old, {c: missing[c] for c in sorted(unmigratable)}, sizes)
+
+
+def _migratable(col: str, cols: set[str]) -> bool:
+    """Whether migrate_staging gives a staging partition with columns ``cols`` the column ``col``."""
+    if col in NULL_WHEN_MISSING:
+        return True
+    return col in ("request_key", "message_key") and set(STAGING_FORMAT_PLAIN_COLUMNS) <= cols
+
+
+def check_upgradable(ctx: Context, *, migrated: bool = False) -> None:
+    """Before anything runs: refuse a warehouse no migration brings to the current format
+    (WarehouseNeedsRebuild); with ``migrated``, also one that the next run would migrate but has not
+    yet (WarehouseNeedsUpgrade: commands that read the tables as they are). Free once a run has
+    found every partition current (the state records it); else a schema read per partition."""
+    from flows.settings import WarehouseNeedsRebuild, WarehouseNeedsUpgrade
+
+    if _state(ctx).get("staging_format") == CODING_FORMAT:
+        return
+    found = earlier_format(ctx)
+    if found.blocking:
+        raise WarehouseNeedsRebuild(found.message(ctx.wh.home))
+    if migrated and found.old:
+        tables = ", ".join(f"{t} ({len(f)} of {found.partitions[t]} files)" for t, f in found.old.items())
+        raise WarehouseNeedsUpgrade(
+            f"{ctx.wh.home} was built by an earlier biolake ({tables} in an earlier format): run `biolake run` "
+            "first, it upgrades the warehouse (docs/operations.md, 'Upgrading a warehouse')")
 
 
 def migrate_staging(ctx: Context) -> list[str]:
-    """Rewrite the staging partitions written before request_key and message_key existed (they hold
-    the plain request_id and message_id): the keys replace them, nothing else changes. Returns the
-    file ids rewritten (to re-code and republish). Works from staging itself, not from raw, so that
-    files whose identities were purged are migrated too. Each partition is swapped in atomically and
-    recognised by its columns: an interrupted migration resumes where it stopped."""
+    """Bring the staging partitions written by earlier code to the current format: those written
+    before request_key and message_key existed (they hold the plain request_id and message_id: the
+    keys replace them) and those written before value_comparator (added as null, see
+    NULL_WHEN_MISSING); nothing else changes. Refuses (WarehouseNeedsRebuild), before writing
+    anything, a warehouse lacking a column no migration can give (STAGING_UNMIGRATABLE).
+    Returns the file ids to re-code and republish: the staging partitions rewritten, and those whose
+    coded or fct partition is still in an earlier format (a run interrupted before re-coding or
+    publishing them). Works from staging itself, not from raw, so that files whose identities were
+    purged are migrated too. Each partition is swapped in atomically and recognised by its columns:
+    an interrupted migration resumes where it stopped. Once a run finds nothing left in an earlier
+    format, the state records it and later runs skip the check (a schema read per partition)."""
     if _state(ctx).get("staging_format") == CODING_FORMAT:
-        return []  # checked before: every partition written since has the keys
+        return []  # checked before: every partition written since has the current columns
+    found = earlier_format(ctx)
+    if found.blocking:
+        from flows.settings import WarehouseNeedsRebuild
+
+        raise WarehouseNeedsRebuild(found.message(ctx.wh.home))
     secret = ctx.settings.secret_bytes()
 
-    def plain(t, fid) -> bool:
-        files = ctx.wh.files_of(t, fid)
-        return bool(files) and bool(set(STAGING_FORMAT_PLAIN_COLUMNS) & set(pl.read_parquet_schema(files[0])))
+    def current(df: pl.DataFrame) -> pl.DataFrame:
+        if set(STAGING_FORMAT_PLAIN_COLUMNS) <= set(df.columns):
+            df = with_lineage_keys(df, secret)
+        return df.with_columns([pl.lit(None, dtype=cat.STG_RESULTS.schema[c]).alias(c)
+                                for c in NULL_WHEN_MISSING if c not in df.columns])
 
-    done = []
-    for fid in ctx.wh.partitions(cat.STG_RESULTS):
-        if plain(cat.STG_RESULTS, fid):
-            files = ctx.wh.files_of(cat.STG_RESULTS, fid)
-            ctx.wh.write_partition(cat.STG_RESULTS, fid, (with_lineage_keys(pl.read_parquet(f), secret)
-                                                          for f in files))
-            done.append(fid)
-        elif plain(cat.STG_RESULTS_CODED, fid):  # staging migrated by a run interrupted before re-coding
-            done.append(fid)
-    if not done:  # nothing left in the old format: later runs skip the check (a read per partition)
+    done = set()
+    for fid in found.old.get(cat.STG_RESULTS.qualified, []):
+        files = ctx.wh.files_of(cat.STG_RESULTS, fid)
+        ctx.wh.write_partition(cat.STG_RESULTS, fid, (current(pl.read_parquet(f)) for f in files))
+        done.add(fid)
+    staged = set(ctx.wh.partitions(cat.STG_RESULTS))
+    for t in (cat.STG_RESULTS_CODED, cat.FCT_LAB_RESULTS):  # staging migrated, the run stopped before these
+        done |= {fid for fid in found.old.get(t.qualified, []) if fid in staged}
+    if not found.old:  # nothing left in an earlier format: later runs skip the check
         _save_state(ctx, staging_format=CODING_FORMAT)
-    return done
+    return sorted(done)
+
+
+# bump when transforms/identity_text.py masks more: the staging partitions written before are then
+# masked again by the next run (mask_staging_text), re-coded and republished
+TEXT_MASKING = "1"
+_IDENTITY_FOR_MASKING = ("result_no", "family_name", "first_name", "birth_date")
+
+
+def _masked_staging(part: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame | None:
+    """``part`` (staging rows) with the identities in its free text masked as ``to_staging`` masks
+    them, each row with its own names and birth date from ``ids`` (raw.results by result_no; null
+    once purged: only NIR-shaped numbers are masked then), flagged IDENTITY_IN_TEXT; None when
+    nothing changes (a partition staged by the current code, or without identity in its text)."""
+    from transforms.identity_text import FLAG, MASKED_COLUMN, mask_identities_in_text
+
+    rows = mask_identities_in_text(part.join(ids, on="result_no", how="left", maintain_order="left"))
+    if not rows.get_column(MASKED_COLUMN).any():
+        return None
+    flags = pl.col("dq_flags")
+    flagged = flags.fill_null("").str.split(";").list.contains(FLAG)
+    return rows.with_columns(
+        pl.when(pl.col(MASKED_COLUMN) & ~flagged)
+        .then(pl.concat_str([flags, pl.lit(FLAG)], separator=";", ignore_nulls=True))
+        .otherwise(flags).alias("dq_flags")).select(part.columns)
+
+
+def _masked_or_same(part: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
+    masked = _masked_staging(part, ids)
+    return part if masked is None else masked
+
+
+def mask_staging_text(ctx: Context) -> list[str]:
+    """Mask the identities typed into the free text of staging partitions written before the
+    masking existed (transforms/identity_text.py: ``to_staging`` masks the rows it stages since),
+    exactly as it masks them: NIR-shaped numbers always, the row's own names and birth date when
+    raw.results still holds them (joined by file_id and result_no; a purged row has lost them, so
+    only NIR-shaped numbers can be masked in it). Each partition that changes is swapped in
+    atomically, after its file id is recorded in the state as owed a re-coding (``recode_owed``,
+    cleared by ``recoded`` once the run has re-coded it and recorded its publication). Returns the
+    file ids owed a re-coding (to re-code and republish). Masking is idempotent, so an interrupted
+    pass resumes by running again; once a pass is complete the state records it
+    (``text_masking``) and later runs skip it: the pass reads every staging partition's text
+    columns and the names of raw.results, once."""
+    from transforms.identity_text import FREE_TEXT_COLUMNS
+
+    state = _state(ctx)
+    owed = set(state.get("recode_owed", []))
+    if state.get("text_masking") == TEXT_MASKING:
+        return sorted(owed)
+    t = cat.STG_RESULTS
+    light = ["result_no", *FREE_TEXT_COLUMNS, "value_num", "value_comparator", "dq_flags"]
+    for fid in ctx.wh.partitions(t):
+        files = ctx.wh.files_of(t, fid)
+        if not files:
+            continue
+        ids = (ctx.wh.scan(cat.RAW_RESULTS, [fid]).select(_IDENTITY_FOR_MASKING).collect()
+               if ctx.wh.files_of(cat.RAW_RESULTS, fid) else pl.DataFrame(schema={
+                   c: cat.RAW_RESULTS.schema[c] for c in _IDENTITY_FOR_MASKING}))
+        # the text columns first (the usual partition has nothing to mask: no full read, no write)
+        if _masked_staging(pl.read_parquet(files, columns=light), ids) is None:
+            continue
+        owed.add(fid)
+        _save_state(ctx, recode_owed=sorted(owed))  # before the swap: a run killed after it re-codes it
+        ctx.wh.write_partition(t, fid, (_masked_or_same(pl.read_parquet(f), ids) for f in files))
+    _save_state(ctx, text_masking=TEXT_MASKING)
+    return sorted(owed)
+
+
+def recoded(ctx: Context, file_ids: list[str]) -> None:
+    """These files, owed a re-coding by a migration, are re-coded and their publication recorded
+    (``save_owed``): no longer owed."""
+    owed = set(_state(ctx).get("recode_owed", []))
+    if owed & set(file_ids):
+        _save_state(ctx, recode_owed=sorted(owed - set(file_ids)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from transforms.canonical import IDENTIFYING_COLUMNS
 from warehouse import catalog as cat
 from warehouse.catalog import Table
 from warehouse.store import Warehouse
-from warehouse.views import comment_on, create_reference_views, sql_literal, view_sql
+from warehouse.views import comment_on, create_over_files, create_reference_views, sql_literal
 
 ANALYST_DB_NAME = "analyst.duckdb"
 ANALYST_LAYERS = ("staging", "marts", "quality", "ref")
@@ -139,11 +139,11 @@ def build_analyst_db(wh: Warehouse, db_path: Path | None = None) -> Path:
         for t in analyst_tables():
             if t.qualified == cat.REASON_CODES.qualified:
                 continue
-            inner = view_sql(wh, t)
             cols = analyst_columns(t)
             select = ", ".join(f'{expr} AS "{name}"' for name, expr in cols)
             kind = "TABLE" if t.qualified in PRIVATE_QUALITY_TABLES else "VIEW"  # a cleaned copy
-            con.execute(f"CREATE OR REPLACE {kind} {t.qualified} AS SELECT {select} FROM ({inner}) AS src")
+            create_over_files(con, wh, t, lambda inner: f"CREATE OR REPLACE {kind} {t.qualified} AS "
+                                                        f"SELECT {select} FROM ({inner}) AS src")
             comment_on(con, kind, t, [name for name, _ in cols])
         create_reference_views(con, wh)  # reason codes and ref: public reference data, as in biolake.duckdb
         con.execute("CHECKPOINT")

@@ -40,14 +40,34 @@ def _empty_select(t: Table) -> str:
     return f"SELECT {cols} WHERE false"
 
 
-def view_sql(wh: Warehouse, t: Table) -> str:
+def _source(wh: Warehouse, t: Table) -> str:
+    return f"read_parquet({sql_literal(wh.glob(t))}, union_by_name = true, hive_partitioning = false)"
+
+
+def view_sql(wh: Warehouse, t: Table, present: set[str] | None = None) -> str:
+    """The SELECT of a table's view. With ``present`` (the columns its files hold, see
+    :func:`columns_in_files`), a column none of them holds reads as null: raw.results of files
+    loaded by an earlier biolake, before value_comparator existed (docs/operations.md)."""
     if not wh.files(t):
         return _empty_select(t)
-    cols = ", ".join(f'"{c.name}"' for c in t.columns)
-    return (
-        f"SELECT {cols} FROM read_parquet({sql_literal(wh.glob(t))}, "
-        "union_by_name = true, hive_partitioning = false)"
-    )
+    cols = ", ".join(
+        f'"{c.name}"' if present is None or c.name in present
+        else f'CAST(NULL AS {DUCKDB_TYPES[type(c.dtype).__name__]}) AS "{c.name}"' for c in t.columns)
+    return f"SELECT {cols} FROM {_source(wh, t)}"
+
+
+def columns_in_files(con: duckdb.DuckDBPyConnection, wh: Warehouse, t: Table) -> set[str]:
+    return {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {_source(wh, t)}").fetchall()}
+
+
+def create_over_files(con: duckdb.DuckDBPyConnection, wh: Warehouse, t: Table, statement) -> None:
+    """Run ``statement(view_sql)``; when the files lack a column of the table (a binder error: files
+    written by an earlier biolake), again with that column read as null. The columns are looked
+    up only then, so the usual case binds the files once."""
+    try:
+        con.execute(statement(view_sql(wh, t)))
+    except duckdb.BinderException:
+        con.execute(statement(view_sql(wh, t, columns_in_files(con, wh, t))))
 
 
 def ref_path(wh: Warehouse, name: str) -> Path:
@@ -108,7 +128,7 @@ def build_views(wh: Warehouse, db_path: Path | None = None) -> Path:
         for t in TABLES:
             if t.qualified == REASON_CODES.qualified:
                 continue
-            con.execute(f"CREATE OR REPLACE VIEW {t.qualified} AS {view_sql(wh, t)}")
+            create_over_files(con, wh, t, lambda sql: f"CREATE OR REPLACE VIEW {t.qualified} AS {sql}")
             comment_on(con, "VIEW", t)
         create_reference_views(con, wh)
         con.execute("CHECKPOINT")
