@@ -312,7 +312,7 @@ def sql(
     settings = _settings(home)
     wh_root = settings.home_abs / "warehouse"
     if analyst:
-        # the analysts' database, able to read its four layers' folders and nothing else (connect_analyst)
+        # the analysts' database, able to read its views' folders and nothing else (analyst_dirs)
         db, allowed = settings.home_abs / ANALYST_DB_NAME, analyst_dirs(wh_root)
         build = "`biolake run`, `biolake demo` or `biolake analyst-db`"
     else:
@@ -336,11 +336,13 @@ def sql(
                                            for v in df[c].to_list()], dtype=pl.Utf8) for c in nested)
         sys.stdout.write(df.write_csv(separator=";"))
         return
+    from rich.markup import escape
+
     t = Table(show_edge=False)
     for c in df.columns:
-        t.add_column(c)
-    for row in df.head(limit).iter_rows():
-        t.add_row(*["" if v is None else str(v) for v in row])
+        t.add_column(escape(c))
+    for row in df.head(limit).iter_rows():  # values are data, never rich markup ('[/x]' crashed; QA)
+        t.add_row(*["" if v is None else escape(str(v)) for v in row])
     console.print(t)
     if df.height > limit:
         console.print(f"({df.height:,} rows, {limit} shown; --limit to see more, --csv for all)")

@@ -218,6 +218,7 @@ def discover(ctx: Context) -> list[FileTicket]:
 
     entries, folder_errors = walk_landing(landing)
     settle = ctx.settings.landing_settle_seconds
+    logged_size = dict(log.select("path", "size_bytes").iter_rows()) if settle else {}
     for err in folder_errors:  # a folder that cannot be listed: its files are seen by no run until it can
         folder = Path(err.filename or landing)
         rel = folder.relative_to(landing).as_posix() if folder != landing else "."
@@ -246,7 +247,9 @@ def discover(ctx: Context) -> list[FileTicket]:
                    f"{shown}: at the root of the landing area, outside any lab folder: not read "
                    "(deliver into landing/<lab>/, the folder names the lab)", "NOT_IN_LAB_FOLDER", rel)
             continue
-        if settle and _modified_within(path, settle):
+        # a file already logged at this size is a delivery seen before (a copied landing area has
+        # fresh times; QA): hashed as usual, and skipped when its content is the logged one
+        if settle and logged_size.get(rel) != _size(path) and _modified_within(path, settle):
             # QA: a file still being copied was loaded half-written, then again whole (raw, staging
             # and the quarantined cut line kept both); left untouched and unlogged for the next run
             tickets.append(FileTicket("", rel, source, "", "", 0, _size(path), "settling",

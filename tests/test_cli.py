@@ -28,6 +28,11 @@ def test_sql_prints_results_and_refuses_writes(clean_run):
     assert out.output.strip().splitlines() == ["n", str(n)]
     bad = runner.invoke(app, ["sql", "--home", str(home), "CREATE TABLE marts.x AS SELECT 1"])
     assert bad.exit_code == 2 and "error" in bad.output.lower()
+    # values are printed as they are, never read as rich markup (QA: '[/x]' crashed, '[bold]' vanished)
+    shown = runner.invoke(app, ["sql", "--home", str(home), "SELECT '[/x]' AS a, '[bold]hi' AS \"[b]\""],
+                          terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert "[/x]" in shown.output and "[bold]hi" in shown.output and "[b]" in shown.output
 
 
 def test_sql_without_a_database_says_what_to_do(tmp_path):
@@ -51,7 +56,10 @@ def test_sql_analyst_queries_the_analyst_database_and_never_the_raw_layer(clean_
 
     # the engineers' form reads raw.results and its files; the analyst form neither
     raw_files = sql_literal(str(home / "warehouse" / "raw" / "results" / "**" / "*.parquet"))
-    for raw in ("SELECT count(*) AS n FROM raw.results", f"SELECT count(*) AS n FROM read_parquet({raw_files})"):
+    # QA: the file log's own folder (landing paths; closed to analysts) was readable by read_parquet
+    log_files = sql_literal(str(home / "warehouse" / "quality" / "file_log" / "**" / "*.parquet"))
+    for raw in ("SELECT count(*) AS n FROM raw.results", f"SELECT count(*) AS n FROM read_parquet({raw_files})",
+                f"SELECT count(*) AS n FROM read_parquet({log_files}, union_by_name = true)"):
         assert int(_csv_rows(runner.invoke(app, ["sql", "--home", str(home), "--csv", raw]))[1]) > 0
         refused = runner.invoke(app, ["sql", "--analyst", "--home", str(home), "--csv", raw])
         assert refused.exit_code == 2 and "error" in refused.output.lower(), refused.output
@@ -63,6 +71,9 @@ def test_sql_analyst_queries_the_analyst_database_and_never_the_raw_layer(clean_
     header = _csv_rows(runner.invoke(app, ["sql", "--analyst", "--home", str(home), "--csv",
                                            "SELECT * FROM quality.file_log LIMIT 1"]))[0].split(";")
     assert "file_id" in header and "path" not in header and "duplicate_of" not in header
+    # the quality tables that are views over their files still read (run_log: a folder analysts may read)
+    assert int(_csv_rows(runner.invoke(app, ["sql", "--analyst", "--home", str(home), "--csv",
+                                             "SELECT count(*) AS n FROM quality.run_log"]))[1]) >= 0
     bad = runner.invoke(app, ["sql", "--analyst", "--home", str(home), "CREATE TABLE marts.x AS SELECT 1"])
     assert bad.exit_code == 2 and "error" in bad.output.lower()
 

@@ -359,3 +359,18 @@ def test_a_file_still_being_written_is_left_for_the_next_run(tmp_path, monkeypat
     assert "copying.csv" in settling.detail and "next run" in settling.detail and not settling.log_id
     monkeypatch.setenv("BIOLAKE_LANDING_SETTLE_SECONDS", "0")  # the default: every file is read
     assert {t.status for t in steps.discover(_ctx(home))} == {"new"}
+
+
+def test_settling_leaves_files_already_loaded_alone(prefect_harness, tmp_path, monkeypatch):
+    """QA: on a landing area copied with fresh times, every file already loaded was named as 'still
+    being written'. A file logged at its size is hashed as usual (and skipped)."""
+    from flows.pipeline import ingest_flow
+
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/done.csv", f"{HEADER}\n{line()}\n")
+    ingest_flow(home=str(home))
+    monkeypatch.setenv("BIOLAKE_LANDING_SETTLE_SECONDS", "120")
+    assert steps.discover(_ctx(home)) == []  # loaded before, modified just now: neither settling nor new
+    grown = _deliver(home, "labo_alpha/done.csv", f"{HEADER}\n{line()}\n{line(N_DEMANDE='D9')}\n")
+    [t] = steps.discover(_ctx(home))  # the same name growing: being written again
+    assert t.status == "settling" and t.path == "labo_alpha/done.csv" and grown.exists()

@@ -345,6 +345,8 @@ def test_reports_cli_builds_a_chosen_week(gated, tmp_path):  # noqa: F811
     assert shown["hidden"] or num(shown) == dep["P"].sum()
     bad = CliRunner().invoke(reports_app, ["weekly", "--home", str(home), "--week", "2026-45"])
     assert bad.exit_code == 2 and "bad ISO week" in bad.output
+    empty = CliRunner().invoke(reports_app, ["weekly", "--home", str(home), "--week", "2099-W01"])
+    assert empty.exit_code == 2 and "no tested person in week 2099-W01" in empty.output, empty.output
 
 
 def test_weekly_report_shows_notifiable_diseases_from_mdo_weekly(gated, tmp_path):  # noqa: F811

@@ -158,8 +158,13 @@ def build_analyst_db(wh: Warehouse, db_path: Path | None = None) -> Path:
 
 
 def analyst_dirs(wh_root: Path) -> list[Path]:
-    """The only directories the analyst views read."""
-    return [Path(wh_root) / layer for layer in ANALYST_LAYERS]
+    """The only directories the analyst views read: the staging, marts and ref layers, and the
+    folders of the quality tables other than ``PRIVATE_QUALITY_TABLES`` (their landing paths stay
+    out of reach of ``read_parquet`` too; QA: the whole quality folder was allowed)."""
+    root = Path(wh_root)
+    quality = [root / t.layer / t.name for t in analyst_tables()
+               if t.layer == "quality" and t.qualified not in PRIVATE_QUALITY_TABLES]
+    return [*(root / layer for layer in ANALYST_LAYERS if layer != "quality"), *quality]
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,7 +192,7 @@ def locked_connection(db_path: Path, allowed_dirs: Sequence[Path]) -> duckdb.Duc
 
 
 def connect_analyst(db_path: Path, wh_root: Path | None = None) -> duckdb.DuckDBPyConnection:
-    """The analyst database, read-only, able to read the four analyst layers and nothing else.
+    """The analyst database, read-only, able to read the folders of its views (``analyst_dirs``) and nothing else.
 
     ``wh_root`` defaults to ``<folder of db_path>/warehouse``.
     """

@@ -19,8 +19,8 @@ from collections.abc import Hashable, Iterable, Mapping
 
 MAX_HIDDEN = 10
 HIDDEN_LABEL = "s"  # what a hidden count shows ("secret statistique"): nothing about its value
-HIDDEN_NOTE = ("s = not shown: a count from 1 to 10, or a count that would let a reader recompute one "
-               "from the totals (statistical secrecy)")
+HIDDEN_NOTE = ("s = not shown: a small count (the rule below says which), or a count that would let a reader "
+               "recompute one from the totals (statistical secrecy)")
 
 Cell = tuple
 

@@ -46,8 +46,8 @@ def cell(value, kind: str = "int", hidden: bool = False, decimals: int = 1) -> M
     """A table cell for a number: the shown text, and its raw value in ``data-value`` (so that
     tests and scripts read exactly what is shown). A hidden count shows "s" and carries no value."""
     if hidden:
-        return Markup('<td class="num hidden" data-hidden="1" title="not shown: a count from 1 to 10, or one that '
-                      f'would reveal such a count">{HIDDEN}</td>')
+        return Markup('<td class="num hidden" data-hidden="1" title="not shown: a small count (see the '
+                      f'disclosure rule), or one that would reveal such a count">{HIDDEN}</td>')
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return Markup('<td class="num na"></td>')
     text = {"int": fmt_int, "float": lambda v: fmt_float(v, decimals), "pct": lambda v: fmt_pct(v, decimals),

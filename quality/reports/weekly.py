@@ -11,8 +11,10 @@ with the reference populations of ``seeds/reference/population.csv``:
 - maps and a table by département: incidence and positivity, this week and the previous one;
 - positive persons by age class and sex, incidence by age class.
 
-Every count goes through disclosure control (quality/reports/disclosure.py) before it reaches a
-table, a chart or a map: counts from 1 to 10 are not shown, nor those that would reveal them.
+Every count goes through disclosure control before it reaches a table, a chart or a map: the cells
+the published files hide are hidden (``weekly_data``'s ``pattern``; the rule of the settings, counts
+from 1 to 10 by default), or, without SI-DEP marts, the report's own cube is protected
+(quality/reports/disclosure.py).
 Weeks are ISO weeks (``2026-W45``; Santé publique France wrote ``2026-S45``).
 """
 
@@ -226,6 +228,8 @@ def weekly_data(wh: Warehouse, seeds_dir: Path, week: str | None = None, pattern
         week = weeks[-1]
     monday = week_monday(week)
     week = week_label(monday)
+    if week not in weeks:  # QA: a week past the data was drawn as measured zeros
+        raise ValueError(f"no tested person in week {week}: `biolake report weeks` lists the weeks with data")
     sunday = monday + timedelta(days=6)
     prev_monday = monday - timedelta(days=7)
     prev = week_label(prev_monday)
