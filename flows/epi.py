@@ -313,8 +313,8 @@ def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: 
     issue = _issue(issue_date)
     rule = rule or disclosure_rule(ctx.settings)
     geo = indicators.geography(refs["departements"], refs["population"])
-    dep_all = ctx.wh.read(ce.SIDEP_DEP_DAILY)
-    diseases = sorted(diseases or dep_all["disease"].unique().to_list())
+    published = sidep_diseases(ctx)
+    diseases = sorted(diseases or published)
     # the weekly files keep the weeks the data cover entirely: from the first to the last collection
     first, last = ctx.wh.scan(cat.FCT_LAB_RESULTS).filter("is_current").select(
         pl.col("collected_date").min().alias("a"), pl.col("collected_date").max().alias("b")).collect().row(0)
@@ -328,7 +328,7 @@ def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: 
         hidden = sidep_suppression(ctx, disease, daily, weekly, geo, rule)
         audit[disease] = {fam: len(h[2]) for fam, h in hidden.items()}
         files += exports.sidep_files(disease, daily, weekly, hidden, weeks)
-    mdo_weekly = mdo_marts(ctx, sorted(dep_all["disease"].unique().to_list()))
+    mdo_weekly = mdo_marts(ctx, published)
     if mdo_weekly.height:
         flags, mdo_audit = mdo_suppression(ctx, mdo_weekly, geo, rule)
         files += exports.mdo_files(mdo_weekly, flags, weeks)
@@ -367,6 +367,11 @@ def _memo(key: tuple, compute):
         return _PATTERNS[key]
 
 
+def sidep_diseases(ctx: Context) -> list[str]:
+    """The test definitions with SI-DEP marts (only the disease column is read)."""
+    return sorted(ctx.wh.scan(ce.SIDEP_DEP_DAILY).select("disease").unique().collect()["disease"].to_list())
+
+
 def sidep_marts(ctx: Context, disease: str) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     """The daily tables by level and the weekly table of one test definition."""
     daily = {lvl: ctx.wh.read(t).filter(pl.col("disease") == disease).drop("disease")
@@ -402,7 +407,7 @@ def published_pattern(ctx: Context, refs: dict[str, pl.DataFrame], rule: Disclos
     'mdo_excluded': the diseases the MDO files leave to the SI-DEP files}."""
     rule = rule or disclosure_rule(ctx.settings)
     geo = indicators.geography(refs["departements"], refs["population"])
-    diseases = sorted(ctx.wh.read(ce.SIDEP_DEP_DAILY)["disease"].unique().to_list())
+    diseases = sidep_diseases(ctx)
     out: dict = {"rule": rule, "sidep": {}, "mdo": set(), "mdo_excluded": set(diseases)}
     for disease in diseases:
         daily, weekly = sidep_marts(ctx, disease)

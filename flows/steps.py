@@ -531,19 +531,28 @@ def _migratable(col: str, cols: set[str]) -> bool:
     return col in ("request_key", "message_key") and set(STAGING_FORMAT_PLAIN_COLUMNS) <= cols
 
 
+def _earlier_upgradable(ctx: Context) -> EarlierFormat | None:
+    """None when the state records every partition current (nothing read); else what earlier code
+    left, after refusing (WarehouseNeedsRebuild) a warehouse lacking a column no migration gives."""
+    if _state(ctx).get("staging_format") == CODING_FORMAT:
+        return None  # checked before: every partition written since has the current columns
+    found = earlier_format(ctx)
+    if found.blocking:
+        from flows.settings import WarehouseNeedsRebuild
+
+        raise WarehouseNeedsRebuild(found.message(ctx.wh.home))
+    return found
+
+
 def check_upgradable(ctx: Context, *, migrated: bool = False) -> None:
     """Before anything runs: refuse a warehouse no migration brings to the current format
     (WarehouseNeedsRebuild); with ``migrated``, also one that the next run would migrate but has not
     yet (WarehouseNeedsUpgrade: commands that read the tables as they are). Free once a run has
     found every partition current (the state records it); else a schema read per partition."""
-    from flows.settings import WarehouseNeedsRebuild, WarehouseNeedsUpgrade
+    from flows.settings import WarehouseNeedsUpgrade
 
-    if _state(ctx).get("staging_format") == CODING_FORMAT:
-        return
-    found = earlier_format(ctx)
-    if found.blocking:
-        raise WarehouseNeedsRebuild(found.message(ctx.wh.home))
-    if migrated and found.old:
+    found = _earlier_upgradable(ctx)
+    if found is not None and migrated and found.old:
         tables = ", ".join(f"{t} ({len(f)} of {found.partitions[t]} files)" for t, f in found.old.items())
         raise WarehouseNeedsUpgrade(
             f"{ctx.wh.home} was built by an earlier biolake ({tables} in an earlier format): run `biolake run` "
@@ -562,13 +571,9 @@ def migrate_staging(ctx: Context) -> list[str]:
     purged are migrated too. Each partition is swapped in atomically and recognised by its columns:
     an interrupted migration resumes where it stopped. Once a run finds nothing left in an earlier
     format, the state records it and later runs skip the check (a schema read per partition)."""
-    if _state(ctx).get("staging_format") == CODING_FORMAT:
-        return []  # checked before: every partition written since has the current columns
-    found = earlier_format(ctx)
-    if found.blocking:
-        from flows.settings import WarehouseNeedsRebuild
-
-        raise WarehouseNeedsRebuild(found.message(ctx.wh.home))
+    found = _earlier_upgradable(ctx)
+    if found is None:
+        return []
     secret = ctx.settings.secret_bytes()
 
     def current(df: pl.DataFrame) -> pl.DataFrame:
