@@ -262,6 +262,10 @@ def print_summary(s: dict, wall: float | None = None) -> None:
     for k, v in s["stage_seconds"].items():
         st.add_row(k, f"{v:.1f}")
     console.print(st)
+    comp = s.get("compaction") or {}
+    if comp and comp["parquet_files_after"] < comp["parquet_files_before"]:
+        console.print(f"compaction: {comp['parquet_files_before']:,} Parquet files of the per-file tables packed "
+                      f"into {comp['parquet_files_after']:,} (docs/operations.md, \"Compaction\")")
     gate = s.get("quality_gate") or {}
     if gate:
         console.print(f"data-quality gate: {'passed' if gate.get('ok') else 'BLOCKED'} "

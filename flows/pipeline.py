@@ -116,6 +116,12 @@ def export_task(home: str, issue_date: str | None = None) -> dict:
             "rule": out["rule"]}
 
 
+@task(name="compact", cache_policy=NONE)
+def compact_task(home: str) -> dict:
+    """Pack the small per-file partitions (fewer Parquet files for every later query)."""
+    return steps.compact(_ctx(home))
+
+
 @task(name="refresh-views", cache_policy=NONE)
 def refresh_views_task(home: str) -> str:
     """The engineers' database (every layer) and the analysts' one (no identity)."""
@@ -267,9 +273,11 @@ def publish_flow(home: str = "data", changed: list[str] | None = None) -> dict:
         steps.save_owed(ctx, [])
         epi = publish_epi_task(home)
         quality = publish_quality_task(home)
+    with Stage(ctx, "compact"):
+        compacted = compact_task(home)
     with Stage(ctx, "views"):
         db = refresh_views_task(home)
-    return {"fct": fct, "epi": epi, "quality": quality, "database": db,
+    return {"fct": fct, "epi": epi, "quality": quality, "database": db, "compact": compacted,
             "stage_seconds": ctx.stage_seconds}
 
 
@@ -337,6 +345,7 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
                                                      .get("days", [])),
                         "epi_partitions_rewritten": pubd["epi"]["partitions_rewritten"]},
         "stage_seconds": dict(ctx.stage_seconds),
+        "compaction": {k: pubd["compact"][k] for k in ("parquet_files_before", "parquet_files_after")},
         "files": ing["files"],
         "quality_gate": {k: gate.get(k) for k in ("ok", "failures", "warnings", "evaluated", "failed_critical",
                                                   "failed_warning", "data_docs")},

@@ -240,20 +240,16 @@ def _ingestion_times(ctx) -> dict[str, datetime]:
     if log.height:
         first = log.group_by("file_id").agg(pl.col("registered_at").min())
         times.update({fid: at for fid, at in first.iter_rows() if at is not None})
-    for fid in wh.partitions(cat.RAW_RESULTS):
-        files = wh.files_of(cat.RAW_RESULTS, fid)
-        if files:
-            at = pl.scan_parquet([str(f) for f in files]).select(pl.col("ingested_at").min()).collect().item()
-            if at is not None:
-                times[fid] = at
+    first = (wh.scan(cat.RAW_RESULTS).group_by("file_id").agg(pl.col("ingested_at").min())
+             .filter(pl.col("ingested_at").is_not_null()).collect())
+    times.update(dict(first.iter_rows()))
     return times
 
 
-def _has_identities(files: list[Path], columns: list[str]) -> bool:
-    if not files:
+def _has_identities(wh, t, fid: str, columns: list[str]) -> bool:
+    if not wh.holds(t, fid):
         return False
-    present = pl.scan_parquet([str(f) for f in files]).select(
-        pl.any_horizontal([pl.col(c).is_not_null().any() for c in columns])).collect().item()
+    present = wh.scan(t, [fid]).select(pl.any_horizontal([pl.col(c).is_not_null().any() for c in columns])).collect().item()
     return bool(present)
 
 
@@ -297,19 +293,17 @@ def purge_identities(ctx, older_than_days: int, now: datetime | None = None, *, 
     purged_ids: list[str] = []
     for fid in old:
         touched = False
-        res_files = wh.files_of(cat.RAW_RESULTS, fid)
-        if _has_identities(res_files, id_cols):
+        if _has_identities(wh, cat.RAW_RESULTS, fid, id_cols):
             nulls = [pl.lit(None, dtype=cat.RAW_RESULTS.schema[c]).alias(c) for c in id_cols]
             if dry_run:
-                n = pl.scan_parquet([str(f) for f in res_files]).select(pl.len()).collect().item()
+                n = wh.scan(cat.RAW_RESULTS, [fid]).select(pl.len()).collect().item()
             else:
                 n = wh.write_partition(cat.RAW_RESULTS, fid, (_with_added_columns(part.with_columns(nulls))
                                                               for part in wh.parts(cat.RAW_RESULTS, fid)))
             out["rows_purged"] += n
             touched = True
-        rej_files = wh.files_of(cat.RAW_REJECTED, fid)
-        if _has_identities(rej_files, ["raw_text"]):
-            n = pl.scan_parquet([str(f) for f in rej_files]).select(pl.col("raw_text").is_not_null().sum()).collect().item()
+        if _has_identities(wh, cat.RAW_REJECTED, fid, ["raw_text"]):
+            n = wh.scan(cat.RAW_REJECTED, [fid]).select(pl.col("raw_text").is_not_null().sum()).collect().item()
             if not dry_run:
                 wh.write_partition(cat.RAW_REJECTED, fid, (
                     part.with_columns(pl.lit(None, dtype=pl.Utf8).alias("raw_text"))
@@ -319,6 +313,12 @@ def purge_identities(ctx, older_than_days: int, now: datetime | None = None, *, 
         if touched:
             out["files_purged"] += 1
             purged_ids.append(fid)
+    if purged_ids and not dry_run:
+        # a purged partition that was packed (warehouse/store.py) is written loose and its packed
+        # copy, identities included, is only stale: the packs holding one are rewritten now
+        min_loose = ctx.settings.compact_min_files or 1 << 62
+        for t in (cat.RAW_RESULTS, cat.RAW_REJECTED):
+            wh.compact(t, min_loose=min_loose)
     if delete_landing:
         out["landing_files_deleted"] = _delete_landing(ctx, cutoff, dry_run)
     if not dry_run and (purged_ids or out["landing_files_deleted"]):

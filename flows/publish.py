@@ -17,10 +17,6 @@ import polars as pl
 
 from flows.steps import Context, duck
 from warehouse import catalog as cat
-from warehouse.views import sql_literal
-
-def _files_sql(paths) -> str:
-    return "[" + ", ".join(sql_literal(str(p)) for p in paths) + "]"
 
 
 def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
@@ -42,28 +38,29 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
     if not changed:
         return {"files_rewritten": 0, "rows": 0, "keys_touched": 0}
     wh = ctx.wh
-    coded_files = {fid: wh.files_of(cat.STG_RESULTS_CODED, fid) for fid in wh.partitions(cat.STG_RESULTS_CODED)}
-    changed = [fid for fid in changed if coded_files.get(fid)]
+    coded = cat.STG_RESULTS_CODED
+    coded_layout = wh.layout(coded)
+    coded_ids = set(wh.partitions(coded))
+    changed = [fid for fid in changed if wh.holds(coded, fid, coded_layout)]
     if not changed:
         return {"files_rewritten": 0, "rows": 0, "keys_touched": 0}
     changed_set = set(changed)
-    old_fct = {fid: wh.files_of(t, fid) for fid in wh.partitions(t) if fid not in changed_set}
-    everything = changed_set == set(coded_files) and not old_fct  # a first run, or every file re-coded
+    old_fct = [fid for fid in wh.partitions(t) if fid not in changed_set]
+    everything = changed_set == coded_ids and not old_fct  # a first run, or every file re-coded
     con = duck(ctx)
     try:
         old_affected: list[str] = []
         only_touched = ""
         if not everything:
-            new_src = f"read_parquet({_files_sql(f for fid in changed for f in coded_files[fid])})"
+            new_src = wh.sql_source(coded, changed, union_by_name=False)
             con.execute(f"CREATE TEMP TABLE touched AS SELECT DISTINCT version_key FROM {new_src}").fetchall()
-            old_paths = [f for fs in old_fct.values() for f in fs]
-            if old_paths:
+            if old_fct:
                 old_affected = [r[0] for r in con.execute(f"""
-                    SELECT DISTINCT file_id FROM read_parquet({_files_sql(old_paths)})
+                    SELECT DISTINCT file_id FROM {wh.sql_source(t, old_fct, union_by_name=False)}
                     WHERE version_key IN (SELECT version_key FROM touched)""").fetchall()]
             only_touched = "WHERE version_key IN (SELECT version_key FROM touched)"
         affected = sorted(changed_set | set(old_affected))
-        src = f"read_parquet({_files_sql(f for fid in affected for f in coded_files[fid])}, union_by_name=true)"
+        src = wh.sql_source(coded, affected)
         con.execute(f"""CREATE TEMP TABLE versions AS
                         SELECT version_key, count(*) AS n FROM {src} {only_touched} GROUP BY 1""").fetchall()
         n_keys = con.execute("SELECT count(*) FROM versions").fetchall()[0][0]
@@ -94,7 +91,7 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
             # the earlier files keep their settled flags for the versions this run did not touch
             earlier = con.sql(f"""
                 SELECT file_id, result_no, is_current, superseded_by
-                FROM read_parquet({_files_sql(f for fid in old_affected for f in old_fct[fid])})
+                FROM {wh.sql_source(t, old_affected, union_by_name=False)}
                 WHERE version_key NOT IN (SELECT version_key FROM touched)
                   AND (is_current IS DISTINCT FROM (result_status IS DISTINCT FROM 'D')
                        OR superseded_by IS NOT NULL)""").pl()
@@ -106,21 +103,27 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
 
     def publish_file(fid: str) -> int:
         """Swap in the fct partition of one file: links to its coded files, or, when some of its
-        rows have settled flags of their own, a rewrite with them. Returns its rows."""
+        rows have settled flags of their own or its coded rows are in a pack, a rewrite. Returns
+        its rows."""
         fix = by_file.get(fid)
         staging = wh._tmp_path()
         staging.mkdir()
         rows = 0
-        for i, part in enumerate(coded_files[fid]):
+        loose = wh.files_of(coded, fid)
+        for i, part in enumerate(loose or wh.parts(coded, fid)):
             out = staging / f"part-{i:05d}.parquet"
-            if fix is None:
+            if fix is None and loose:
                 rows += pq_rows(part)
                 try:
                     os.link(part, out)
                 except OSError:
                     shutil.copyfile(part, out)
                 continue
-            df = pl.read_parquet(part)
+            df = pl.read_parquet(part) if loose else part
+            if fix is None:
+                rows += df.height
+                wh.conform(t, df).write_parquet(out, compression="zstd", statistics=True)
+                continue
             df = df.join(fix.select("result_no", pl.col("is_current").alias("_cur"),
                                     pl.col("superseded_by").alias("_sup"), pl.lit(True).alias("_fix")),
                          on="result_no", how="left", maintain_order="left")

@@ -18,6 +18,7 @@
 | BIOLAKE_SUPPRESSION_THRESHOLD | largest count suppressed in published files | 10 |
 | BIOLAKE_SUPPRESSION_MIN_COUNT | smallest count suppressed (zeros are published) | 1 |
 | BIOLAKE_MDO_RULES | the notifiable-disease case rules table | <seeds>/mdo_rules.csv |
+| BIOLAKE_COMPACT_MIN_FILES | small per-file partitions a table gathers before a run packs them into one Parquet file (0: never) | 32 |
 | BIOLAKE_IDENTITY_RETENTION_DAYS | days after ingestion when raw identities are purged (`biolake purge`) | none |
 | PREFECT_API_URL | a Prefect server to report to instead of the embedded one | unset |
 """
@@ -81,6 +82,8 @@ class Settings(BaseSettings):
     suppression_min_count: int = Field(default=1, ge=1, description="smallest count suppressed")
     mdo_rules: Path | None = Field(default=None, description="MDO case rules table (default: seeds)")
     identity_retention_days: int | None = Field(default=None, ge=0, description="raw identity retention")
+    compact_min_files: int = Field(default=32, ge=0, description="small per-file partitions a table gathers "
+                                   "before a run packs them (0: never)")
 
     @property
     def home_abs(self) -> Path:

@@ -375,7 +375,7 @@ def ingested(ctx: Context, t: FileTicket) -> dict | None:
         return None
     if got.pop("sha256", None) != t.sha256 or got.pop("parser_version", None) != PARSER_VERSION:
         return None
-    if not ctx.wh.files_of(cat.RAW_RESULTS, t.file_id) or not ctx.wh.files_of(cat.RAW_REJECTED, t.file_id):
+    if not ctx.wh.holds(cat.RAW_RESULTS, t.file_id) or not ctx.wh.holds(cat.RAW_REJECTED, t.file_id):
         return None
     return got
 
@@ -475,9 +475,6 @@ STAGING_UNMIGRATABLE = {
 _UPGRADED_TABLES = (cat.STG_RESULTS, cat.STG_RESULTS_CODED, cat.FCT_LAB_RESULTS)
 
 
-def _partition_columns(ctx: Context, t, fid: str) -> set[str] | None:
-    files = ctx.wh.files_of(t, fid)
-    return set(pl.read_parquet_schema(files[0])) if files else None
 
 
 @dataclass
@@ -509,10 +506,11 @@ def earlier_format(ctx: Context) -> EarlierFormat:
     sizes: dict[str, int] = {}
     for t in _UPGRADED_TABLES:
         want = set(t.schema)
+        lay = ctx.wh.layout(t)
         fids = ctx.wh.partitions(t)
         sizes[t.qualified] = len(fids)
         for fid in fids:
-            cols = _partition_columns(ctx, t, fid)
+            cols = ctx.wh.partition_columns(t, fid, lay)
             if cols is None or cols == want:
                 continue
             old.setdefault(t.qualified, []).append(fid)
@@ -584,8 +582,7 @@ def migrate_staging(ctx: Context) -> list[str]:
 
     done = set()
     for fid in found.old.get(cat.STG_RESULTS.qualified, []):
-        files = ctx.wh.files_of(cat.STG_RESULTS, fid)
-        ctx.wh.write_partition(cat.STG_RESULTS, fid, (current(pl.read_parquet(f)) for f in files))
+        ctx.wh.write_partition(cat.STG_RESULTS, fid, (current(part) for part in ctx.wh.parts(cat.STG_RESULTS, fid)))
         done.add(fid)
     staged = set(ctx.wh.partitions(cat.STG_RESULTS))
     for t in (cat.STG_RESULTS_CODED, cat.FCT_LAB_RESULTS):  # staging migrated, the run stopped before these
@@ -644,19 +641,20 @@ def mask_staging_text(ctx: Context) -> list[str]:
         return sorted(owed)
     t = cat.STG_RESULTS
     light = ["result_no", *FREE_TEXT_COLUMNS, "value_num", "value_comparator", "dq_flags"]
+    lay, raw_lay = ctx.wh.layout(t), ctx.wh.layout(cat.RAW_RESULTS)
     for fid in ctx.wh.partitions(t):
-        files = ctx.wh.files_of(t, fid)
-        if not files:
+        # the text columns first (the usual partition has nothing to mask: no full read, no write)
+        text = ctx.wh.read_partition(t, fid, columns=light, lay=lay)
+        if text is None:
             continue
         ids = (ctx.wh.scan(cat.RAW_RESULTS, [fid]).select(_IDENTITY_FOR_MASKING).collect()
-               if ctx.wh.files_of(cat.RAW_RESULTS, fid) else pl.DataFrame(schema={
+               if ctx.wh.holds(cat.RAW_RESULTS, fid, raw_lay) else pl.DataFrame(schema={
                    c: cat.RAW_RESULTS.schema[c] for c in _IDENTITY_FOR_MASKING}))
-        # the text columns first (the usual partition has nothing to mask: no full read, no write)
-        if _masked_staging(pl.read_parquet(files, columns=light), ids) is None:
+        if _masked_staging(text, ids) is None:
             continue
         owed.add(fid)
         _save_state(ctx, recode_owed=sorted(owed))  # before the swap: a run killed after it re-codes it
-        ctx.wh.write_partition(t, fid, (_masked_or_same(pl.read_parquet(f), ids) for f in files))
+        ctx.wh.write_partition(t, fid, (_masked_or_same(part, ids) for part in ctx.wh.parts(t, fid)))
     _save_state(ctx, text_masking=TEXT_MASKING)
     return sorted(owed)
 
@@ -771,6 +769,20 @@ def refresh_views(ctx: Context) -> Path:
     return build_views(ctx.wh)
 
 
+def compact(ctx: Context) -> dict:
+    """Pack the small per-file partitions of the tables partitioned per landing file, and the small
+    files of the logs kept as a file per value (file log, audit events, run log, expectation
+    results), once ``compact_min_files`` of them wait in a table, and rewrite the packs holding rows
+    a later write replaced (warehouse/store.py). Returns the Parquet files of those tables before
+    and after, and per table what was done."""
+    n = ctx.settings.compact_min_files
+    tables = [t for t in cat.TABLES if t.partition_by == "file_id" or t.file_key]
+    before = sum(len(ctx.wh.files(t)) for t in tables)
+    done = [ctx.wh.compact(t, min_loose=n) for t in tables] if n else []
+    return {"parquet_files_before": before, "parquet_files_after": sum(len(ctx.wh.files(t)) for t in tables),
+            "tables": [d for d in done if d["packs_written"] or d["packs_removed"] or d["tombstones"]]}
+
+
 def reason_descriptions() -> dict[str, str]:
     return dict(REASONS)
 
@@ -815,9 +827,10 @@ def owed_publication(ctx: Context) -> list[str]:
     partition holds no Parquet file, publish_fct writes no fact partition for it, and it is never
     owed (QA: it was reported as owed by every later run)."""
     owed = set(_state(ctx).get("publish_owed", []))
+    lay = ctx.wh.layout(cat.STG_RESULTS_CODED)
     coded = set(ctx.wh.partitions(cat.STG_RESULTS_CODED))
     maybe = (owed & coded) | (coded - set(ctx.wh.partitions(cat.FCT_LAB_RESULTS)))
-    return sorted(fid for fid in maybe if ctx.wh.files_of(cat.STG_RESULTS_CODED, fid))
+    return sorted(fid for fid in maybe if ctx.wh.holds(cat.STG_RESULTS_CODED, fid, lay))
 
 
 def save_owed(ctx: Context, file_ids: list[str]) -> None:

@@ -20,8 +20,8 @@ import polars as pl
 
 from warehouse import catalog as cat
 from warehouse.catalog import Table
-from warehouse.store import Warehouse
-from warehouse.views import DUCKDB_TYPES, sql_literal
+from warehouse.store import Warehouse, empty_relation
+from warehouse.views import sql_literal
 
 AGE_CLASSES = (0, 9, 19, 29, 39, 49, 59, 69, 79, 89, 90)
 
@@ -63,16 +63,22 @@ class Sources:
         self._union: dict[str, bool] = {}
         self._types: dict[str, dict[str, str]] = {}
         self._rows: dict[str, pl.DataFrame] = {}
+        self._layouts: dict = {}
 
     def has(self, t: Table) -> bool:
         return bool(self.files(t))
 
-    def files(self, t: Table, partitions: list[str] | None = None) -> list[Path]:
-        if partitions is None:
-            if t.qualified not in self._files:
-                self._files[t.qualified] = self.wh.files(t)
-            return self._files[t.qualified]
-        return [f for p in partitions for f in self.wh.files_of(t, p)]
+    def files(self, t: Table) -> list[Path]:
+        """Every Parquet file of the table (loose partitions and packs)."""
+        if t.qualified not in self._files:
+            self._files[t.qualified] = self.wh.files(t)
+        return self._files[t.qualified]
+
+    def holds(self, t: Table, partitions: list[str]) -> bool:
+        """Whether any of these partitions holds a part (possibly of no row)."""
+        if t.qualified not in self._layouts:
+            self._layouts[t.qualified] = self.wh.layout(t)
+        return any(self.wh.holds(t, p, self._layouts[t.qualified]) for p in partitions)
 
     def needs_union(self, t: Table) -> bool:
         """Whether the files of ``t`` must be read with ``union_by_name`` (their schemas differ, or
@@ -90,16 +96,12 @@ class Sources:
     def rel(self, t: Table, partitions: list[str] | None = None) -> str:
         """``read_parquet([...])`` over the table (or some of its partitions); an empty typed
         relation when there is no file, so queries never fail on a young warehouse."""
-        files = self.files(t, partitions)
-        if not files:
-            cols = ", ".join(f'CAST(NULL AS {DUCKDB_TYPES[type(c.dtype).__name__]}) AS "{c.name}"' for c in t.columns)
-            return f"(SELECT {cols} WHERE false)"
-        # the whole table as a glob (short SQL however many files), some partitions as a list
-        what = sql_literal(self.wh.glob(t)) if partitions is None else \
-            "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
-        # some partitions of a table whose files all have one schema have that schema too
-        union = "union_by_name = true, " if self.needs_union(t) else ""
-        return f"read_parquet({what}, {union}hive_partitioning = false)"
+        if not self.files(t):
+            return empty_relation(t)
+        # the whole table as a glob (short SQL however many files), some partitions as a list (the
+        # store filters the packs: warehouse/store.py); some partitions of a table whose files all
+        # have one schema have that schema too
+        return self.wh.sql_source(t, partitions, union_by_name=self.needs_union(t))
 
     def types(self, con: duckdb.DuckDBPyConnection, t: Table) -> dict[str, str]:
         """Column name -> DuckDB type of the table's files (empty when it has none)."""
@@ -145,12 +147,9 @@ def rows_per_partition(con: duckdb.DuckDBPyConnection, src: Sources, t: Table) -
     if not src.has(t):
         return pl.DataFrame(schema={"file_id": pl.Utf8, "n": pl.Int64})
     if t.qualified not in src._rows:
-        prefix = f"{t.partition_by}="
-        df = frame(con, f"SELECT file_name, num_rows FROM parquet_file_metadata({sql_literal(src.wh.glob(t))})")
-        src._rows[t.qualified] = (
-            df.with_columns(file_id=pl.col("file_name").str.extract(f"{prefix}([^/]+)/", 1))
-            .group_by("file_id").agg(n=pl.col("num_rows").sum().cast(pl.Int64))
-        )
+        rows = src.wh.partition_rows(t)
+        src._rows[t.qualified] = pl.DataFrame({"file_id": list(rows), "n": list(rows.values())},
+                                              schema={"file_id": pl.Utf8, "n": pl.Int64})
     return src._rows[t.qualified]
 
 
@@ -465,7 +464,7 @@ def grain(con: duckdb.DuckDBPyConnection, src: Sources, run_partitions: list[str
         if t.layer not in GRAIN_LAYERS or t.qualified in skip or not t.key:
             continue
         parts = run_partitions if t.partition_by == "file_id" else None
-        if not src.files(t, parts):
+        if not (src.holds(t, parts) if parts is not None else src.has(t)):
             continue
         rel = src.rel(t, parts)
         types = describe(con, rel)

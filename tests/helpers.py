@@ -130,3 +130,24 @@ def with_request_ids(wh, df):
 
     raw = wh.read(cat.RAW_RESULTS).select("file_id", "result_no", "request_id")
     return df.join(raw, on=["file_id", "result_no"], how="left", maintain_order="left")
+
+
+class no_compaction:
+    """Runs inside this block never pack partitions (BIOLAKE_COMPACT_MIN_FILES=0): for a warehouse a
+    test then rewrites as an earlier biolake, which wrote every partition loose, would have."""
+
+    def __enter__(self):
+        import os
+
+        self._before = os.environ.get("BIOLAKE_COMPACT_MIN_FILES")
+        os.environ["BIOLAKE_COMPACT_MIN_FILES"] = "0"
+        return self
+
+    def __exit__(self, *exc):
+        import os
+
+        if self._before is None:
+            os.environ.pop("BIOLAKE_COMPACT_MIN_FILES", None)
+        else:
+            os.environ["BIOLAKE_COMPACT_MIN_FILES"] = self._before
+        return False

@@ -78,11 +78,17 @@ def test_an_ingested_file_is_not_parsed_again_while_its_raw_partitions_are_there
     assert steps.ingested(ctx, t) is None
 
 
-def test_fct_flags_equal_a_window_over_every_version_and_unchanged_files_are_links(clean_run):
+def test_fct_flags_equal_a_window_over_every_version_and_unchanged_files_are_links(prefect_harness, generated,
+                                                                                   tmp_path, monkeypatch):
     """The publication settles the version flags from exceptions only: check it against the plain
     definition (a window over every coded row), and that files without a correction were linked,
-    not rewritten."""
-    home, _ = clean_run
+    not rewritten (compaction off: it packs the partitions, links and all, at the end of the run)."""
+    from flows.pipeline import pipeline
+
+    home = tmp_path / "home"
+    shutil.copytree(generated, home)
+    monkeypatch.setenv("BIOLAKE_COMPACT_MIN_FILES", "0")
+    pipeline(home=str(home), reports=False)
     wh = steps.Context.create(Settings(home=home), "check").wh
     coded = wh.glob(cat.STG_RESULTS_CODED)
     con = duckdb.connect()

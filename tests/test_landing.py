@@ -134,7 +134,7 @@ def test_a_file_unreadable_when_parsed_is_read_by_the_next_run(tmp_path, monkeyp
     log = ctx.wh.read(cat.FILE_LOG)
     assert log.select("path", "status", "reason_code").rows() == [("labo_alpha/a.csv", "failed", "FILE_UNREADABLE")]
     assert log["log_id"][0] != ticket.log_id
-    assert not ctx.wh.files_of(cat.RAW_RESULTS, ticket.file_id)
+    assert not ctx.wh.holds(cat.RAW_RESULTS, ticket.file_id)
     monkeypatch.setattr(steps, "detect_format", real)
     [again] = steps.discover(_ctx(home, "r2"))
     assert (again.status, again.log_id, again.file_seq) == ("new", ticket.log_id, ticket.file_seq)

@@ -21,7 +21,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from tests.helpers import HEADER, ROOT, line, nir
+from tests.helpers import HEADER, ROOT, line, nir, no_compaction
 from warehouse import catalog as cat
 
 PLANTED_REQUESTS = ("280057511100116-19800512", "MARTIN19750303")
@@ -75,7 +75,8 @@ def planted(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("keys") / "home"
     generate(home, n_results=2000, seed=5, days=2)
     plant(home)
-    pipeline(home=str(home))
+    with no_compaction():  # age_to_previous_format rewrites its partitions as the previous code's
+        pipeline(home=str(home))
     return home
 
 
@@ -173,10 +174,12 @@ def test_versions_of_planted_results_settle(planted):
 def age_to_previous_format(home: Path) -> None:
     """Rewrite staging, coded and fct as the previous code wrote them: the plain request_id and
     message_id (from raw.results) instead of request_key and message_key, the plain version key;
-    and forget the coding fingerprint and staging format it recorded (the previous code's were others)."""
+    and forget the coding fingerprint and staging format it recorded (the previous code's were others).
+    The previous code wrote every partition loose: ``home`` must have no pack."""
     from warehouse.store import Warehouse
 
     wh = Warehouse(home)
+    assert not any(wh.layout(t).packs for t in cat.TABLES if t.partition_by)
     raw = wh.read(cat.RAW_RESULTS).select("file_id", "result_no", "request_id", "message_id")
     plain_version_key = pl.concat_str(
         [pl.col("source"), pl.col("request_id"), pl.coalesce("local_code", "loinc_code_src", pl.lit("")),

@@ -30,6 +30,9 @@ class Table:
     columns: tuple[Column, ...]
     key: tuple[str, ...]
     partition_by: str | None = None  # one sub-folder per value, e.g. file_id=<id>
+    # rows written as one small file per value of this column, <value>.parquet (Warehouse.write_partition_file),
+    # packed together by compaction like small partitions (warehouse/store.py)
+    file_key: str | None = None
     identifying: bool = False  # holds patient identity: raw layer only
 
     @property
@@ -206,6 +209,7 @@ FILE_LOG = Table(
         C("run_id", U, "run that processed it"),
     ),
     key=("log_id",),
+    file_key="log_id",
 )
 
 QUARANTINE = Table(
@@ -234,6 +238,7 @@ RUN_LOG = Table(
         C("stage_seconds", U, "JSON: seconds per stage"),
     ),
     key=("run_id",),
+    file_key="run_id",
 )
 
 UNMAPPED_BACKLOG = Table(

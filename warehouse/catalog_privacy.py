@@ -39,6 +39,7 @@ AUDIT_EVENTS = Table(
         C("details", U, "JSON object: counts, reason codes, parameters (never patient data)"),
     ),
     key=("event_id",),
+    file_key="event_id",
 )
 
 TABLES: tuple[Table, ...] = (AUDIT_EVENTS,)

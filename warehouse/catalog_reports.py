@@ -35,6 +35,7 @@ EXPECTATION_RESULTS = Table(
         C("description", _U, "what the expectation means, in words"),
     ),
     key=("run_id", "suite", "expectation_id"),
+    file_key="run_id",
 )
 
 TABLES: tuple[Table, ...] = (EXPECTATION_RESULTS,)

@@ -41,7 +41,9 @@ def _empty_select(t: Table) -> str:
 
 
 def _source(wh: Warehouse, t: Table) -> str:
-    return f"read_parquet({sql_literal(wh.glob(t))}, union_by_name = true, hive_partitioning = false)"
+    """The table's true rows: a glob of its files, or, while a pack holds stale rows (between a
+    partition's rewrite and the next compaction, warehouse/store.py), the files with those filtered."""
+    return wh.sql_source(t)
 
 
 def view_sql(wh: Warehouse, t: Table, present: set[str] | None = None) -> str:

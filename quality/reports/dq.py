@@ -34,7 +34,6 @@ from transforms.parsers.detect import FORMAT_NAMES
 from transforms.terminology.units import CONVERSION_STATUSES, CONVERTED
 from warehouse import catalog as cat
 from warehouse.store import Warehouse
-from warehouse.views import sql_literal
 
 EXAMPLES_PER_REASON = 3
 BACKLOG_ROWS = 15
@@ -89,11 +88,10 @@ def _examples(con, src: S.Sources) -> dict[str, list[dict]]:
             r["value_note"] = "value not shown (identity or quasi-identifier)"
         else:
             r["value_note"] = None
-            parts = src.files(cat.RAW_RESULTS, [r["file_id"]])
-            if parts and r["line_no"] is not None:
-                listed = ", ".join(sql_literal(str(p)) for p in parts)
+            if src.holds(cat.RAW_RESULTS, [r["file_id"]]) and r["line_no"] is not None:
                 got = con.sql(f'SELECT CAST("{col}" AS VARCHAR), family_name, first_name, birth_date '
-                              f"FROM read_parquet([{listed}]) WHERE line_no = {int(r['line_no'])} LIMIT 1").fetchall()
+                              f"FROM {src.wh.sql_source(cat.RAW_RESULTS, [r['file_id']])} "
+                              f"WHERE line_no = {int(r['line_no'])} LIMIT 1").fetchall()
                 # a NIR, name or birth date typed into the text is masked as in staging
                 r["value"] = mask_text(*got[0]) if got else None
             if r["value"] is None:
