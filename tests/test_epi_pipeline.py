@@ -290,6 +290,14 @@ def test_files_have_the_spf_shapes_and_the_manifest_describes_them(scenario):
     assert set(mdo_fra["semaine"].to_list()) <= set(heb["semaine"].to_list())  # complete weeks only
     mdo_weeks = set(scenario.ctx.wh.read(ce.MDO_WEEKLY)["semaine"].to_list())
     assert mdo_weeks & partial and not set(mdo_fra["semaine"].to_list()) & partial
+    # marts.mdo_weekly says which weeks are partial: its days in the same period as the files'
+    mdo_days = dict(scenario.ctx.wh.read(ce.MDO_WEEKLY).select("semaine", "days").unique().iter_rows())
+    assert len(mdo_days) == len(mdo_weeks)  # one value per week
+    assert mdo_days == {w: sum(first <= d <= last for d in (date.fromisocalendar(int(w[:4]), int(w[-2:]), 1)
+                                                            + timedelta(days=k) for k in range(7)))
+                        for w in mdo_weeks}
+    assert {w for w, n in mdo_days.items() if n < 7} == mdo_weeks & partial
+    assert set(mdo_fra["semaine"].to_list()) == {w for w, n in mdo_days.items() if n == 7}
     heb_row = manifest.filter(pl.col("file") == "sp-pos-heb-fra-covid19.csv").row(0, named=True)
     assert (heb_row["period_start"], heb_row["period_end"]) == (heb["semaine"].min(), heb["semaine"].max())
     mdo_dep = pl.read_csv(folder / "mdo-heb-dep.csv", separator=";", infer_schema=False)
