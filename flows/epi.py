@@ -75,6 +75,16 @@ def linked_persons(ctx: Context, results: pl.DataFrame) -> pl.DataFrame:
             .with_columns(pl.coalesce("person_id", "person_key").alias("person_key")).drop("person_id"))
 
 
+def data_period(ctx: Context) -> tuple[date, date] | None:
+    """The period the data cover: the first and the last collection day of the current results of
+    marts.fct_lab_results, whatever their test (None when there is none). A week holding only some
+    of its days (the data start or end inside it, the current week) is partial: marts.mdo_weekly
+    gives each week its ``days`` in this period, and the weekly files keep the complete weeks."""
+    first, last = ctx.wh.scan(cat.FCT_LAB_RESULTS).filter("is_current").select(
+        pl.col("collected_date").min().alias("a"), pl.col("collected_date").max().alias("b")).collect().row(0)
+    return None if first is None else (first, last)
+
+
 def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str] | None = None) -> dict:
     """Bring the epi marts up to date with marts.fct_lab_results, rewriting only what changed.
 
@@ -116,7 +126,7 @@ def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str]
     mdo_ids = sorted(rules.filter("active")["mdo_id"].unique().to_list())
     old = stored.filter(pl.col("dataset") == "mdo")
     summary["mdo"], new = _publish_mdo(ctx, results, rules, mdo_ids, geo, old,
-                                       force or state.get("mdo_ids") != mdo_ids, log)
+                                       force or state.get("mdo_ids") != mdo_ids, log, data_period(ctx))
     digests.append(new.with_columns(pl.lit("mdo").alias("dataset")))
     keep = stored.filter(~(((pl.col("dataset") == "sidep") & pl.col("disease").is_in(diseases))
                            | (pl.col("dataset") == "mdo")))
@@ -200,8 +210,10 @@ def _publish_sidep(ctx: Context, disease: str, new: pl.DataFrame, geo: pl.DataFr
 
 
 def _publish_mdo(ctx: Context, results: pl.DataFrame, rules: pl.DataFrame, mdo_ids: list[str],
-                 geo: pl.DataFrame, old: pl.DataFrame, force: bool, log: list[dict]) -> tuple[dict, pl.DataFrame]:
-    """Recompute the MDO cases and the weekly counts of the weeks whose cases changed."""
+                 geo: pl.DataFrame, old: pl.DataFrame, force: bool, log: list[dict],
+                 period: tuple[date, date] | None) -> tuple[dict, pl.DataFrame]:
+    """Recompute the MDO cases, and the weekly counts of the weeks whose cases or days changed
+    (``period``: the days the data cover, see ``data_period``)."""
     new = mdo.cases(mdo.positive_results(results, rules), mdo.episode_days(rules))
     digests = pl.concat([
         revisions.digests(new.filter(pl.col("mdo_id") == m), "semaine").with_columns(pl.lit(m).alias("disease"))
@@ -215,6 +227,13 @@ def _publish_mdo(ctx: Context, results: pl.DataFrame, rules: pl.DataFrame, mdo_i
     weeks = sorted(revisions.weeks_of(revisions.period_days(tested, "collected_date")))
     old_weeks = set(ctx.wh.partitions(ce.MDO_WEEKLY))
     affected = set(changed["period"].to_list()) | (old_weeks ^ set(weeks))
+    # a week whose days changed (a later delivery completes the week the data ended inside) is
+    # rewritten even when its cases did not; so is every week of files written before the column
+    # existed (read as null): the first run of this code rewrites the mart whole
+    days = {w: indicators.week_days(w, *period) for w in weeks} if period else {}
+    if old_weeks & set(weeks):
+        stored = ctx.wh.scan(ce.MDO_WEEKLY).select("semaine", "days").unique().collect()
+        affected |= {w for w, d in stored.iter_rows() if w in days and d != days[w]}
     ids = set(changed["disease"].to_list())
     if force:
         affected |= set(weeks) | old_weeks
@@ -230,7 +249,7 @@ def _publish_mdo(ctx: Context, results: pl.DataFrame, rules: pl.DataFrame, mdo_i
     deps = geo["dep"].to_list()
     for w in sorted(affected):
         if w in weeks:
-            rows = mdo.weekly_cases(new.filter(pl.col("semaine") == w), deps, [w], mdo_ids)
+            rows = mdo.weekly_cases(new.filter(pl.col("semaine") == w), deps, [w], mdo_ids, period)
             ctx.wh.write_partition(ce.MDO_WEEKLY, w, [rows])
             log.append(_log_row(ctx, ce.MDO_WEEKLY, "*", f"semaine={w}", w, "rewritten", rows.height))
         else:
@@ -315,10 +334,9 @@ def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: 
     geo = indicators.geography(refs["departements"], refs["population"])
     published = sidep_diseases(ctx)
     diseases = sorted(diseases or published)
-    # the weekly files keep the weeks the data cover entirely: from the first to the last collection
-    first, last = ctx.wh.scan(cat.FCT_LAB_RESULTS).filter("is_current").select(
-        pl.col("collected_date").min().alias("a"), pl.col("collected_date").max().alias("b")).collect().row(0)
-    weeks = indicators.complete_weeks(first, last) if first is not None else set()
+    # the weekly files keep the weeks the data cover entirely (marts.mdo_weekly's days = 7)
+    period = data_period(ctx)
+    weeks = indicators.complete_weeks(*period) if period else set()
     files: list[exports.PublishedFile] = []
     audit: dict = {}
     for disease in diseases:

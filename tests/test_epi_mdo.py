@@ -172,7 +172,8 @@ def test_case_takes_the_first_result_of_its_day_and_weekly_grid(rules):
                   ("b", 7, "57934-2", "POS", None, None, 40, None))
     c = mdo.cases(mdo.positive_results(res, rules), mdo.episode_days(rules))
     assert c.select("person_key", "dep", "semaine").rows() == [("a", "971", "2026-S10"), ("b", None, "2026-S11")]
-    w = mdo.weekly_cases(c, ["971", "972"], ["2026-S10", "2026-S11"], ["chikungunya", "dengue"])
+    w = mdo.weekly_cases(c, ["971", "972"], ["2026-S10", "2026-S11"], ["chikungunya", "dengue"],
+                         (D0, D0 + timedelta(days=13)))
     assert w.height == 2 * 2 * 2 and w["cases"].sum() == 1  # a case without a département counts nowhere
     assert w.filter(pl.col("cases") > 0).select("mdo_id", "semaine", "dep").rows() == [
         ("chikungunya", "2026-S10", "971")]

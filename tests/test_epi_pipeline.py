@@ -150,7 +150,7 @@ def test_rates_use_the_populations(scenario):
 def test_mdo_weekly_cases_equal_the_truth_exactly(scenario):
     truth = mdo_weekly(pl.read_parquet(scenario.home / "truth" / "rows.parquet")).sort("mdo_id", "semaine", "dep")
     got = scenario.ctx.wh.read(ce.MDO_WEEKLY)
-    assert got.filter(pl.col("cases") > 0).sort("mdo_id", "semaine", "dep").equals(truth)
+    assert got.filter(pl.col("cases") > 0).sort("mdo_id", "semaine", "dep").select(truth.columns).equals(truth)
     assert set(truth["mdo_id"].to_list()) >= {"covid19", "chikungunya"}
     # covid19 cases are the SI-DEP positives (same codes, 60-day episodes): re-infections included
     sidep_p = read_truth_sidep(scenario.home).filter(pl.col("cl_age90") == 0)["P"].sum()
@@ -290,6 +290,14 @@ def test_files_have_the_spf_shapes_and_the_manifest_describes_them(scenario):
     assert set(mdo_fra["semaine"].to_list()) <= set(heb["semaine"].to_list())  # complete weeks only
     mdo_weeks = set(scenario.ctx.wh.read(ce.MDO_WEEKLY)["semaine"].to_list())
     assert mdo_weeks & partial and not set(mdo_fra["semaine"].to_list()) & partial
+    # marts.mdo_weekly says which weeks are partial: its days in the same period as the files'
+    mdo_days = dict(scenario.ctx.wh.read(ce.MDO_WEEKLY).select("semaine", "days").unique().iter_rows())
+    assert len(mdo_days) == len(mdo_weeks)  # one value per week
+    assert mdo_days == {w: sum(first <= d <= last for d in (date.fromisocalendar(int(w[:4]), int(w[-2:]), 1)
+                                                            + timedelta(days=k) for k in range(7)))
+                        for w in mdo_weeks}
+    assert {w for w, n in mdo_days.items() if n < 7} == mdo_weeks & partial
+    assert set(mdo_fra["semaine"].to_list()) == {w for w, n in mdo_days.items() if n == 7}
     heb_row = manifest.filter(pl.col("file") == "sp-pos-heb-fra-covid19.csv").row(0, named=True)
     assert (heb_row["period_start"], heb_row["period_end"]) == (heb["semaine"].min(), heb["semaine"].max())
     mdo_dep = pl.read_csv(folder / "mdo-heb-dep.csv", separator=";", infer_schema=False)

@@ -360,3 +360,27 @@ def test_a_purged_row_gets_its_nir_shaped_numbers_masked_not_its_names(built, tm
     rows = _wh(home).read(cat.STG_RESULTS, [fid]).sort("line_no")
     assert rows["value_raw"].to_list()[:2] == [f"Positif - NIR du conjoint {MASK}", NAME_COMMENT]
     assert rows["dq_flags"].to_list()[:2] == [FLAG, None]
+
+
+# --------------------------------------------------------------------------------------------
+# marts.mdo_weekly before its days column: rewritten whole by the next run
+# --------------------------------------------------------------------------------------------
+def test_an_mdo_weekly_mart_from_before_days_is_rewritten_whole_by_the_next_run(built, tmp_path):
+    from flows.pipeline import pipeline
+    from warehouse import catalog_epi as ce
+
+    home = copy_home(built, tmp_path / "home")
+    key = list(ce.MDO_WEEKLY.key)
+    fresh = _wh(home).read(ce.MDO_WEEKLY).sort(key)
+    assert fresh.height and fresh["days"].null_count() == 0
+    _rewrite(_wh(home).files(ce.MDO_WEEKLY), lambda df: df.drop("days"))  # as the earlier code wrote it
+    assert _wh(home).read(ce.MDO_WEEKLY)["days"].null_count() == fresh.height  # read as null
+    earlier_runs = set(_wh(home).read(ce.EPI_REVISIONS)["run_id"].to_list())
+
+    pipeline(home=str(home))
+    assert all("days" in pl.read_parquet_schema(f) for f in _wh(home).files(ce.MDO_WEEKLY))
+    assert _wh(home).read(ce.MDO_WEEKLY).sort(key).equals(fresh)
+    assert query(home, "SELECT count(*) AS n FROM marts.mdo_weekly WHERE days IS NULL")["n"][0] == 0
+    log = _wh(home).read(ce.EPI_REVISIONS).filter(pl.col("table_name") == ce.MDO_WEEKLY.qualified)
+    weeks = {f"semaine={w}" for w in fresh["semaine"].unique().to_list()}
+    assert weeks <= set(log.filter(~pl.col("run_id").is_in(sorted(earlier_runs)))["partition"].to_list())

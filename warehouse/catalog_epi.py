@@ -89,9 +89,13 @@ MDO_CASES = Table(
 
 MDO_WEEKLY = Table(
     "marts", "mdo_weekly",
-    "New cases per ISO week, département and notifiable disease (full grid, zeros included).",
+    "New cases per ISO week, département and notifiable disease (full grid, zeros included), with the "
+    "days of each week the data cover (filter days = 7 for complete weeks).",
     (C("mdo_id", U, "disease"), C("semaine", U, "ISO week"), C("dep", U, "département of residence"),
-     C("cases", I, "new cases (persons, once per episode)")),
+     C("cases", I, "new cases (persons, once per episode)"),
+     C("days", I, "days of the week the period covers (first to last collection day of the current results): "
+                  "7 for a complete week; fewer when the data start or end inside it, such as the current "
+                  "week (its cases cover only those days, the MDO files leave it out)")),
     key=("mdo_id", "semaine", "dep"), partition_by="semaine",
 )
 

@@ -164,6 +164,13 @@ def weekly(daily: pl.DataFrame, level: str) -> pl.DataFrame:
     ).sort("semaine", level, "cl_age90")
 
 
+def week_days(semaine: str, first: date, last: date) -> int:
+    """How many days of the ISO week ``semaine`` (``2026-S45``) lie in ``first``..``last``: 7 for a
+    week the period holds entirely, fewer for one it starts or ends inside, 0 outside it. A week is
+    complete (``complete_weeks``) exactly when this is 7."""
+    return sum(first <= d <= last for d in days_of_semaine(semaine))
+
+
 def complete_weeks(first: date, last: date) -> set[str]:
     """The ISO weeks (``2026-S45``) whose seven days all lie in ``first``..``last``: a week the
     period starts or ends inside has counts of only some of its days (a run on a Wednesday would

@@ -24,11 +24,12 @@ the result that opened them.
 from __future__ import annotations
 
 import csv
+from datetime import date
 from pathlib import Path
 
 import polars as pl
 
-from transforms.epi.indicators import semaine_expr
+from transforms.epi.indicators import semaine_expr, week_days
 from transforms.terminology.loinc import loinc_check_ok
 
 RULE_COLUMNS = ("mdo_id", "loinc_num", "condition", "threshold", "unit", "min_age", "max_age", "episode_days",
@@ -190,14 +191,18 @@ def cases(positives: pl.DataFrame, episodes: dict[str, int]) -> pl.DataFrame:
     return out.select(CASE_COLUMNS).sort("mdo_id", "person_key", "jour")
 
 
-def weekly_cases(case_rows: pl.DataFrame, departements: list[str], semaines: list[str], mdo_ids: list[str]
-                 ) -> pl.DataFrame:
+def weekly_cases(case_rows: pl.DataFrame, departements: list[str], semaines: list[str], mdo_ids: list[str],
+                 period: tuple[date, date]) -> pl.DataFrame:
     """mdo_id x semaine x dep grid of new cases, zeros included (cases without a département are
-    counted in no row)."""
+    counted in no row), with ``days``: the days of each week inside ``period`` (first and last day
+    the data cover), 7 for a complete week, fewer for a week the period starts or ends inside."""
     grid = (pl.DataFrame({"mdo_id": sorted(mdo_ids)})
             .join(pl.DataFrame({"semaine": sorted(semaines)}), how="cross")
             .join(pl.DataFrame({"dep": departements}), how="cross"))
     counts = case_rows.filter(pl.col("dep").is_not_null()).group_by("mdo_id", "semaine", "dep").agg(
         pl.len().cast(pl.Int64).alias("cases"))
-    return grid.join(counts, on=["mdo_id", "semaine", "dep"], how="left").with_columns(
-        pl.col("cases").fill_null(0)).sort("mdo_id", "semaine", "dep")
+    days = pl.DataFrame({"semaine": sorted(semaines), "days": [week_days(w, *period) for w in sorted(semaines)]},
+                        schema={"semaine": pl.Utf8, "days": pl.Int64})
+    return (grid.join(counts, on=["mdo_id", "semaine", "dep"], how="left")
+            .with_columns(pl.col("cases").fill_null(0)).join(days, on="semaine", how="left")
+            .select("mdo_id", "semaine", "dep", "cases", "days").sort("mdo_id", "semaine", "dep"))
