@@ -325,6 +325,20 @@ def sql(
     if not db.exists():
         console.print(f"[red]error:[/red] {db} does not exist: run {build} first")
         raise typer.Exit(2)
+    from rich.markup import escape
+
+    from flows.databases import CannotRepoint, ensure_built_here
+    from flows.settings import WarehouseFormatError
+
+    try:
+        # a home copied or restored elsewhere: its database still reads the other home's files
+        other = ensure_built_here(settings, analyst, by="sql --analyst" if analyst else "sql")
+    except (CannotRepoint, WarehouseFormatError, duckdb.Error) as err:
+        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)  # one line, however long
+        raise typer.Exit(2)
+    if other is not None:  # on stderr: --csv output stays data only
+        typer.echo(f"note: {db.name} was built for another home ({other}); rebuilt for {settings.home_abs}",
+                   err=True)
     try:
         # one SELECT, on a connection that can read only the warehouse and cannot write or attach
         df = read_only_query(db, query, allowed)
@@ -340,8 +354,6 @@ def sql(
                                            for v in df[c].to_list()], dtype=pl.Utf8) for c in nested)
         sys.stdout.write(df.write_csv(separator=";"))
         return
-    from rich.markup import escape
-
     t = Table(show_edge=False)
     for c in df.columns:
         t.add_column(escape(c))
@@ -350,6 +362,40 @@ def sql(
     console.print(t)
     if df.height > limit:
         console.print(f"({df.height:,} rows, {limit} shown; --limit to see more, --csv for all)")
+
+
+@app.command()
+def views(home: HomeOpt = None) -> None:
+    """Rebuild <home>/biolake.duckdb and <home>/analyst.duckdb for this home (after copying or restoring
+    it to another path their views still read the original's files; a run also rebuilds them)."""
+    import duckdb
+    from rich.markup import escape
+
+    from flows.databases import database_path, rebuild_both
+    from flows.lock import LockTimeout
+    from flows.settings import WarehouseFormatError
+    from warehouse.location import built_elsewhere
+
+    settings = _settings(home)
+    if not (settings.home_abs / "warehouse").is_dir():  # a typo in --home would build two empty databases
+        console.print(f"[red]error:[/red] no warehouse under {escape(str(settings.home_abs))}: run `biolake run` "
+                      "or `biolake demo` first (check --home or BIOLAKE_HOME)", soft_wrap=True)
+        raise typer.Exit(2)
+    before = {}
+    for analyst in (False, True):
+        db = database_path(settings.home_abs, analyst)
+        try:
+            before[db] = built_elsewhere(db, settings.home_abs / "warehouse") if db.exists() else None
+        except duckdb.Error:  # unreadable: rebuilt all the same
+            before[db] = None
+    try:
+        built = rebuild_both(settings)
+    except (LockTimeout, WarehouseFormatError) as err:
+        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
+        raise typer.Exit(2)
+    for db in built:
+        was = f" (it read the files of {before[db]})" if before.get(db) else ""
+        console.print(f"{db}: rebuilt for {settings.home_abs}{was}", soft_wrap=True, markup=False)
 
 
 @app.command()

@@ -42,6 +42,7 @@ import polars as pl
 from transforms.canonical import IDENTIFYING_COLUMNS
 from warehouse import catalog as cat
 from warehouse.catalog import Table
+from warehouse.location import BuiltForAnotherHome, foreign_paths, home_of
 from warehouse.store import Warehouse
 from warehouse.views import comment_on, create_over_files, create_reference_views, sql_literal
 
@@ -194,11 +195,22 @@ def locked_connection(db_path: Path, allowed_dirs: Sequence[Path]) -> duckdb.Duc
 def connect_analyst(db_path: Path, wh_root: Path | None = None) -> duckdb.DuckDBPyConnection:
     """The analyst database, read-only, able to read the folders of its views (``analyst_dirs``) and nothing else.
 
-    ``wh_root`` defaults to ``<folder of db_path>/warehouse``.
+    ``wh_root`` defaults to ``<folder of db_path>/warehouse``. A database built for another home (the
+    home was copied or restored from there: its views would read that home's files) is refused with
+    ``BuiltForAnotherHome`` (a ``ValueError``), which says how to rebuild it.
     """
     db_path = Path(db_path)
     root = Path(wh_root) if wh_root is not None else db_path.parent / "warehouse"
-    return locked_connection(db_path, analyst_dirs(root))
+    con = locked_connection(db_path, analyst_dirs(root))
+    try:
+        elsewhere = foreign_paths(con, root)  # a home copied or restored elsewhere (warehouse/location.py)
+    except BaseException:
+        con.close()
+        raise
+    if elsewhere:
+        con.close()
+        raise BuiltForAnotherHome(db_path, home_of(elsewhere[0]), Path(root).resolve().parent)
+    return con
 
 
 def check_select_only(sql: str) -> None:
