@@ -415,18 +415,22 @@ def audit_command(
 @privacy_app.command("analyst-db")
 def analyst_db_command(home: HomeOpt = None) -> None:
     """Rebuild <home>/analyst.duckdb: views over the non-identifying layers only."""
+    from flows.lock import warehouse_lock
     from flows.settings import WarehouseFormatError
     from flows.steps import check_upgradable
     from warehouse.analyst import build_analyst_db
 
     ctx = _context(home, "analyst-db")
-    try:
-        check_upgradable(ctx, migrated=True)  # tables of an earlier biolake: a line, not a traceback
-    except WarehouseFormatError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2)
-    path = build_analyst_db(ctx.wh)
-    audit(ctx, "analyst_db_built", str(path), by="analyst-db")
+    # under the lock: a run moves files (a partition rewritten, packs compacted) and then rebuilds
+    # this database itself; built meanwhile, it could name files that are gone, or land last
+    with warehouse_lock(ctx.wh.home, timeout=getattr(ctx.settings, "lock_timeout", 600)):
+        try:
+            check_upgradable(ctx, migrated=True)  # tables of an earlier biolake: a line, not a traceback
+        except WarehouseFormatError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2)
+        path = build_analyst_db(ctx.wh)
+        audit(ctx, "analyst_db_built", str(path), by="analyst-db")
     typer.echo(f"analyst database: {path} (open it with duckdb -readonly)")
 
 

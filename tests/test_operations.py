@@ -257,3 +257,24 @@ def test_a_killed_run_leaves_no_prefect_server_behind(tmp_path):
             proc.kill()
         if server is not None and _alive(server):
             os.kill(server, signal.SIGKILL)
+
+
+def test_analyst_db_waits_for_a_run_holding_the_lock(clean_run, tmp_path, monkeypatch):
+    """A run moves files (rewrites, compaction) and rebuilds analyst.duckdb itself: `biolake
+    analyst-db` built meanwhile could name files that are gone. It takes the lock, like purge."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    home = copy_home(clean_run[0], tmp_path / "home")
+    assert CliRunner().invoke(app, ["analyst-db", "--home", str(home)]).exit_code == 0
+    db = home / "analyst.duckdb"
+    before = db.stat().st_mtime_ns
+    monkeypatch.setenv("BIOLAKE_LOCK_TIMEOUT", "0.5")
+    with warehouse_lock(home.resolve(), timeout=1):  # a run writing to the home
+        out = CliRunner().invoke(app, ["analyst-db", "--home", str(home)])
+    assert isinstance(out.exception, LockTimeout), out.output
+    assert db.stat().st_mtime_ns == before
+    out = CliRunner().invoke(app, ["analyst-db", "--home", str(home)])
+    assert out.exit_code == 0, out.output
+    assert db.stat().st_mtime_ns > before
