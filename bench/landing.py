@@ -65,16 +65,16 @@ def describe(landing: Path) -> dict:
 
 
 def build(dest: Path, n_results: int, seed: int = 42, batch: int = 2_000_000, progress=print,
-          days: int = DAYS_PER_BATCH) -> dict:
-    """Write ``<dest>/landing`` (about ``n_results`` results, ``days`` days of collection per batch)
-    and return its description."""
+          days: int = DAYS_PER_BATCH, start: date = START) -> dict:
+    """Write ``<dest>/landing`` (about ``n_results`` results, ``days`` days of collection per batch,
+    the first batch's from ``start``) and return its description."""
     from transforms.synthetic import generate
 
     if not 1 <= batch <= MAX_BATCH:
         raise ValueError(f"batch must be between 1 and {MAX_BATCH}")
     dest = Path(dest)
     marker = dest / "landing.json"
-    params = {"n_results": n_results, "seed": seed, "batch": batch, "start": START.isoformat(),
+    params = {"n_results": n_results, "seed": seed, "batch": batch, "start": start.isoformat(),
               "days_per_batch": days}
     if marker.exists():
         known = json.loads(marker.read_text())
@@ -94,7 +94,7 @@ def build(dest: Path, n_results: int, seed: int = 42, batch: int = 2_000_000, pr
     for i, size in enumerate(sizes):
         scratch = dest / f".batch-{i}"
         shutil.rmtree(scratch, ignore_errors=True)
-        res = generate(scratch, n_results=size, seed=seed + i, days=days, start=START + timedelta(days=days * i))
+        res = generate(scratch, n_results=size, seed=seed + i, days=days, start=start + timedelta(days=days * i))
         src_landing = scratch / "landing"
         for path in sorted(res.landing_files):
             rel = path.relative_to(src_landing)

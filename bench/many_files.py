@@ -9,7 +9,8 @@ quarantine, coded, fct, ...). This benchmark builds such a warehouse and times w
 cost once it is there:
 
 1. a landing of ``--files`` CSV files of about ``--rows-per-file`` results each, from the synthetic
-   generator (bench/landing.py: one file per lab and validation day, over as many days as needed;
+   generator (bench/landing.py: one file per lab and validation day, over as many days as needed,
+   ending a week before today so that no collection date is in the future;
    the generator's re-deliveries, ``*_renvoi.csv``, are left out, so every file is new). One more
    lab-day file, of a typical size and among the newest days, is held back. Generation is not timed
    (it is cached under ``<home>/generated`` and reused by a later call with the same parameters);
@@ -43,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,8 +179,11 @@ def build_landing(home: Path, n_files: int, rows_per_file: int, seed: int) -> di
     k = max(1, math.ceil(n_results / batch))  # bench/landing.py: ``days`` days per generator batch
     days_per_batch = math.ceil(days / k)
     t0 = time.perf_counter()
+    # the period ends a week before today: collection dates after the run's day are quarantined
+    # (a future date), and most rows would never reach staging and the marts
+    start = date.today() - timedelta(days=days_per_batch * k + 7)
     info = landing.build(home / "generated", n_results, seed=seed, batch=min(batch, math.ceil(n_results / k)),
-                         progress=_say, days=days_per_batch)
+                         progress=_say, days=days_per_batch, start=start)
     generated = home / "generated" / "landing"
     files = sorted((p for p in generated.rglob("*.csv") if p.is_file() and not p.stem.endswith("_renvoi")),
                    key=_lab_day)
