@@ -95,21 +95,15 @@ def run_once(home: Path, out: Path, reports: bool) -> None:
                                        "rows_valid", "rows_quarantined", "incremental", "marts")},
         "quality_gate_ok": gate.get("ok"), "quality_gate_failures": gate.get("failures"),
         "state": state.type.value if hasattr(state.type, "value") else str(state.type),
-        "self_peak_rss_bytes": _self_peak_rss(),
+        "self_peak_rss_bytes": _peak_rss(),
     }
     out.write_text(json.dumps(result, indent=2, default=str))
 
 
-def _self_peak_rss() -> int | None:
-    """This process's own peak resident memory (VmHWM: neither its parent's pages at fork nor the
-    embedded Prefect server it waited for)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+def _peak_rss() -> int | None:
+    from bench.pipeline_once import self_peak_rss  # VmHWM: not what the process inherited
+
+    return self_peak_rss()
 
 
 def _child_env(home: Path) -> dict[str, str]:

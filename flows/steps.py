@@ -475,8 +475,6 @@ STAGING_UNMIGRATABLE = {
 _UPGRADED_TABLES = (cat.STG_RESULTS, cat.STG_RESULTS_CODED, cat.FCT_LAB_RESULTS)
 
 
-
-
 @dataclass
 class EarlierFormat:
     """What earlier code left in staging, coded and fct (read from each partition's column names)."""
