@@ -88,6 +88,7 @@ def summary_markdown(summary: dict, report_paths: dict, gate: dict) -> str:
             lines.append(f"- [{label}]({_uri(report_paths[name])})")
     lines += _md_table(("mart", "rows"), [(f"marts.{k}", f"{v:,}") for k, v in (s.get("marts") or {}).items()])
     lines += _md_table(("stage", "seconds"), list((s.get("stage_seconds") or {}).items()))
+    lines += _md_table(("file not loaded: reason", "files"), list((s.get("failed_file_reasons") or {}).items()))
     lines += _md_table(("quarantine reason", "rows"), list((s.get("quarantine_reasons") or {}).items()))
     return "\n".join(lines)
 

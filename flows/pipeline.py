@@ -177,7 +177,8 @@ def ingest_flow(home: str = "data") -> dict:
     new = [t for t in tickets if t.status == "new"]
     log.info("%d new file(s), %d re-delivery(ies)", len(new), len(tickets) - len(new))
     totals: Counter = Counter()
-    reasons: Counter = Counter()
+    reasons: Counter = Counter()  # quarantined rows (lines, messages, results) by reason
+    file_reasons: Counter = Counter()  # landing files not loaded (refused, failed) by reason
     files: list[dict] = []
     for t in tickets:
         if t.status != "unsafe":
@@ -185,7 +186,7 @@ def ingest_flow(home: str = "data") -> dict:
         skipped = process.record_skipped(ctx, t)
         log.warning("a landing entry was refused (%s): %s", skipped, t.detail)
         totals["files_failed"] += 1
-        reasons[skipped] += 1
+        file_reasons[skipped] += 1
         files.append({"path": t.path, "format": None, "status": "failed", "rows_in": 0, "rows_valid": 0,
                       "rows_quarantined": 0})  # named by the quality gate's warning too
     progress.report("files", 0, len(new))
@@ -214,7 +215,7 @@ def ingest_flow(home: str = "data") -> dict:
                 totals["files_failed"] += 1
                 if res["reason"] == "FILE_UNREADABLE":  # read again by the next run, like a file gone
                     gone.add(t.path)
-                reasons[res["reason"]] += 1
+                file_reasons[res["reason"]] += 1
                 files.append({"path": t.path, "format": None, "status": "failed", "rows_in": 0, "rows_valid": 0,
                               "rows_quarantined": 0})
                 continue
@@ -260,7 +261,8 @@ def ingest_flow(home: str = "data") -> dict:
         changed += owed
     steps.save_owed(ctx, changed)
     steps.recoded(ctx, recoded)  # migrated files re-coded, their publication recorded just above
-    return {"changed": changed, "totals": dict(totals), "reasons": dict(reasons), "files": files,
+    return {"changed": changed, "totals": dict(totals), "reasons": dict(reasons),
+            "file_reasons": dict(file_reasons), "files": files,
             "files_seen": len(tickets), "stage_seconds": ctx.stage_seconds}
 
 
@@ -336,6 +338,7 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
         **{k: totals.get(k, 0) for k in ("files_new", "files_duplicate", "files_failed", "rows_in", "rows_valid",
                                          "rows_quarantined")},
         "quarantine_reasons": dict(sorted(ing["reasons"].items())),
+        "failed_file_reasons": dict(sorted(ing["file_reasons"].items())),
         "mapping_coverage": pubd["quality"]["coverage"], "unmapped_codes": pubd["quality"]["backlog_codes"],
         "unit_conversion": pubd["quality"]["conversion"],
         "marts": {"fct_lab_results": steps.count_rows(ctx, steps.cat.FCT_LAB_RESULTS),

@@ -166,7 +166,8 @@ def test_one_unreadable_file_does_not_stop_the_run(prefect_harness, tmp_path, un
     unreadable.add("locked.csv")
     first = ingest_flow(home=str(home))
     assert first["totals"]["files_new"] == 1 and first["totals"]["files_failed"] == 1
-    assert first["reasons"] == {"FILE_UNREADABLE": 1}
+    assert first["file_reasons"] == {"FILE_UNREADABLE": 1}
+    assert "FILE_UNREADABLE" not in first["reasons"]  # rows, not files (QA: a file was counted as a row)
     # the run's file list (what the quality gate's run_files warning names) holds it as failed
     assert {(f["path"], f["status"]) for f in first["files"]} == {("labo_alpha/a.csv", "loaded"),
                                                                 ("labo_beta/locked.csv", "failed")}
@@ -196,7 +197,8 @@ def test_a_copy_of_a_file_unreadable_when_parsed_is_read_by_the_next_run(prefect
 
     monkeypatch.setattr(steps, "detect_format", refused_a)
     first = ingest_flow(home=str(home))
-    assert first["totals"] == {"files_failed": 1} and first["reasons"] == {"FILE_UNREADABLE": 1}
+    assert first["totals"] == {"files_failed": 1} and first["file_reasons"] == {"FILE_UNREADABLE": 1}
+    assert first["reasons"] == {}
     assert not first["changed"]
     monkeypatch.setattr(steps, "detect_format", real)
     second = ingest_flow(home=str(home))
@@ -374,3 +376,19 @@ def test_settling_leaves_files_already_loaded_alone(prefect_harness, tmp_path, m
     grown = _deliver(home, "labo_alpha/done.csv", f"{HEADER}\n{line()}\n{line(N_DEMANDE='D9')}\n")
     [t] = steps.discover(_ctx(home))  # the same name growing: being written again
     assert t.status == "settling" and t.path == "labo_alpha/done.csv" and grown.exists()
+
+
+def test_the_run_summary_counts_files_not_loaded_apart_from_quarantined_rows(prefect_harness, tmp_path, capsys):
+    """QA: the summary's "quarantine by reason" table (rows) counted a refused file as a row."""
+    from flows.cli import print_summary
+    from flows.pipeline import pipeline
+
+    home = tmp_path / "home"
+    _deliver(home, "rootlevel.csv", f"{HEADER}\n{line()}\n")
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n{line(N_DEMANDE='D3', SEXE='X')}\n")
+    summary = pipeline(home=str(home), reports=False)
+    assert summary["failed_file_reasons"] == {"NOT_IN_LAB_FOLDER": 1}
+    assert "NOT_IN_LAB_FOLDER" not in summary["quarantine_reasons"] and summary["quarantine_reasons"]
+    print_summary(summary)
+    out = capsys.readouterr().out
+    assert "files not loaded, by reason" in out and "NOT_IN_LAB_FOLDER" in out

@@ -195,7 +195,8 @@ def test_a_copy_of_a_file_gone_mid_run_is_read_by_the_next_run(prefect_harness, 
     monkeypatch.setattr(steps, "ingest", ingest_after_a_leaves)
     first = ingest_flow(home=str(home))
     assert first["totals"].get("files_failed") == 1 and not first["changed"]
-    assert "FILE_GONE" not in first["reasons"] and not first["totals"].get("files_duplicate")
+    assert "FILE_GONE" not in first["reasons"] and "FILE_GONE" not in first["file_reasons"]
+    assert not first["totals"].get("files_duplicate")
     monkeypatch.setattr(steps, "ingest", real_ingest)
     second = ingest_flow(home=str(home))
     assert second["totals"]["files_new"] == 1 and second["totals"]["rows_valid"] == 1
