@@ -402,19 +402,100 @@ def mdo_marts(ctx: Context, sidep_diseases: list[str]) -> pl.DataFrame:
     return ctx.wh.read(ce.MDO_WEEKLY).filter(~pl.col("mdo_id").is_in(sidep_diseases))
 
 
+class SuppressionCache:
+    """quality.epi_suppression for one rule: the suppression pattern of each week already computed
+    (cell keys only, never counts), found again when the week's digest is unchanged
+    (``exports.suppress_by_week``). ``computed``: the (label, week) computed by this object, for
+    the tests and the logs."""
+
+    def __init__(self, ctx: Context, rule: DisclosureRule):
+        self.ctx = ctx
+        self.rule = "/".join(str(v) for v in rule.as_dict().values())
+        try:
+            table = ctx.wh.read(ce.EPI_SUPPRESSION)
+        except (OSError, pl.exceptions.PolarsError):  # an unreadable cache (a concurrent rewrite, an old file) is an empty one
+            table = ce.EPI_SUPPRESSION.empty()
+        self.rows = {(r["dataset"], r["disease"], r["family"], r["semaine"], r["rule"]): r
+                     for r in table.iter_rows(named=True)}
+        self.seen: set = set()
+        self.labels: set = set()
+        self.computed: list[tuple] = []
+        self.changed = False
+
+    def get(self, label: tuple, week: str, digest: str) -> tuple[set, set] | None:
+        key = (*label, _plain_week(week), self.rule)
+        self.seen.add(key)
+        self.labels.add(label)
+        row = self.rows.get(key)
+        if row is None or row["digest"] != digest:
+            self.computed.append((label, week))
+            return None
+        return _cells(row["primary_cells"]), _cells(row["secondary_cells"])
+
+    def put(self, label: tuple, week: str, digest: str, primary: set, secondary: set) -> None:
+        key = (*label, _plain_week(week), self.rule)
+        self.rows[key] = dict(zip(ce.EPI_SUPPRESSION.schema.names(), (
+            *key, digest, _cells_json(primary), _cells_json(secondary), str(self.ctx.run_id))))
+        self.changed = True
+
+    def save(self) -> None:
+        """Write the table when something changed; the weeks of a cube computed here that it no
+        longer has (and under this rule) are dropped. A failed write only loses the cache."""
+        stale = [k for k in self.rows if k[:3] in self.labels and k[4] == self.rule and k not in self.seen]
+        for k in stale:
+            del self.rows[k]
+        if not (self.changed or stale):
+            return
+        t = ce.EPI_SUPPRESSION
+        table = pl.DataFrame([self.rows[k] for k in sorted(self.rows)], schema=t.schema, orient="row")
+        try:
+            self.ctx.wh.write_table(t, table)
+        except OSError:
+            pass
+        self.changed = False
+
+
+def _plain_week(week: str) -> str:
+    return week[2:] if week.startswith("s:") else week
+
+
+def _cells_json(cells: set) -> str:
+    return json.dumps(sorted((list(c) for c in cells), key=repr), ensure_ascii=False)
+
+
+def _cells(text: str) -> set:
+    return {tuple(c) for c in json.loads(text)}
+
+
 def sidep_suppression(ctx: Context, disease: str, daily: dict[str, pl.DataFrame], weekly: pl.DataFrame,
                       geo: pl.DataFrame, rule: DisclosureRule) -> dict:
-    """``exports.suppress_sidep`` of these marts, computed once per warehouse, rule and data."""
+    """``exports.suppress_sidep`` of these marts, computed once per warehouse, rule and data, and
+    week by week only for the weeks whose cells changed since quality.epi_suppression kept them."""
     key = ("sidep", str(ctx.wh.root), disease, tuple(sorted(rule.as_dict().items())),
            _digest(daily["dep"], daily["reg"], daily["fra"], weekly, geo))
-    return _memo(key, lambda: exports.suppress_sidep(daily, weekly, geo, rule))
+
+    def compute():
+        cache = SuppressionCache(ctx, rule)
+        out = exports.suppress_sidep(daily, weekly, geo, rule, cache, disease)
+        cache.save()
+        return out
+
+    return _memo(key, compute)
 
 
 def mdo_suppression(ctx: Context, weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule
                     ) -> tuple[pl.DataFrame, dict]:
-    """``exports.suppress_mdo`` of these marts, computed once per warehouse, rule and data."""
+    """``exports.suppress_mdo`` of these marts, computed once per warehouse, rule and data (weeks
+    kept in quality.epi_suppression are not computed again)."""
     key = ("mdo", str(ctx.wh.root), tuple(sorted(rule.as_dict().items())), _digest(weekly, geo))
-    return _memo(key, lambda: exports.suppress_mdo(weekly, geo, rule))
+
+    def compute():
+        cache = SuppressionCache(ctx, rule)
+        out = exports.suppress_mdo(weekly, geo, rule, cache)
+        cache.save()
+        return out
+
+    return _memo(key, compute)
 
 
 def published_pattern(ctx: Context, refs: dict[str, pl.DataFrame], rule: DisclosureRule | None = None) -> dict:

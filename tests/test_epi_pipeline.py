@@ -402,3 +402,92 @@ def test_command_line_export_issues_and_compare(scenario):
     res = runner.invoke(epi_app, ["export", "--home", home, "--issue-date", "13/11/2026"])
     assert res.exit_code == 2 and "YYYY-MM-DD" in res.output
     shutil.rmtree(scenario.home / "publication" / "2026-11-13")
+
+
+# ------------------------------------------------------------------------------------------------
+# suppression week by week, and its cache (quality.epi_suppression)
+# ------------------------------------------------------------------------------------------------
+def test_week_by_week_suppression_equals_the_whole_cube_on_the_marts(scenario):
+    """SI-DEP P and T and the MDO cubes of the generated data: the weeks' union equals the whole
+    cube exactly (primary, secondary, audit), for several rules."""
+    from tests.test_epi_suppression import whole_cube
+    from transforms.epi import exports, indicators
+
+    ctx, refs = scenario.ctx, scenario.refs
+    geo = indicators.geography(refs["departements"], refs["population"])
+    daily, weekly = epi.sidep_marts(ctx, "covid19")
+    days = sorted(daily["dep"]["jour"].unique().to_list())
+    dims = (exports.geo_tree(geo), exports.age_tree(sorted(daily["dep"]["cl_age90"].unique().to_list())),
+            exports.time_tree(days), exports.SEX_TREE)
+    assert len([n for n, p in dims[2].parent.items() if p is None]) >= 3
+    for rule, families in ((DisclosureRule(), "PT"), (DisclosureRule(threshold=5, min_count=2), "P"),
+                           (DisclosureRule(secondary="none"), "PT")):
+        for fam, values in exports.sidep_cube_values(daily, weekly).items():
+            if fam in families:
+                whole = whole_cube(values, dims, exports._sidep_published, rule)
+                assert whole[0] and (whole[1] or rule.secondary == "none")
+                assert exports.suppress_by_week(values, dims, 2, exports._sidep_published, rule) == whole, (rule, fam)
+    # MDO: the old computation (one cube per disease, every week at once) against the new one
+    mdo_weekly = epi.mdo_marts(ctx, ["covid19"])
+    rule = DisclosureRule(threshold=1)  # few cases in 20,000 results: suppress singletons only, more weeks busy
+    flags, audit = exports.suppress_mdo(mdo_weekly, geo, rule)
+    gtree = exports.geo_tree(geo)
+    ttree = exports.Tree({f"s:{w}": None for w in mdo_weekly["semaine"].unique().to_list()})
+    rows = set(flags.iter_rows())
+    for mdo_id in mdo_weekly["mdo_id"].unique().to_list():
+        values: dict = {}
+        for dep, w, v in mdo_weekly.filter((pl.col("mdo_id") == mdo_id) & (pl.col("cases") > 0)).select(
+                "dep", "semaine", "cases").iter_rows():
+            for g in (f"dep:{dep}", gtree.parent[f"dep:{dep}"], "fra:FR"):
+                values[(g, f"s:{w}")] = values.get((g, f"s:{w}"), 0) + v
+        p, s, e = whole_cube(values, (gtree, ttree), exports._mdo_published, rule)
+        assert {r for r in rows if r[0] == mdo_id} == {
+            (mdo_id, *g.split(":", 1), w[2:], k) for k, cells in (("p", p), ("s", s)) for g, w in cells}
+        assert audit[mdo_id] == len(e) == 0
+
+
+def test_the_suppression_cache_recomputes_only_changed_weeks(scenario, tmp_path, monkeypatch):
+    """quality.epi_suppression: a second computation on unchanged marts computes no week; a change
+    in one week's counts computes that week alone, and the result is the uncached one."""
+    from transforms.epi import exports, indicators
+
+    home = tmp_path / "home"
+    shutil.copytree(scenario.home / "warehouse", home / "warehouse")
+    from flows.settings import Settings
+    from flows.steps import Context
+
+    ctx = Context.create(Settings(home=home), "cache-test")
+    refs = scenario.refs
+    geo = indicators.geography(refs["departements"], refs["population"])
+    rule = DisclosureRule()
+    daily, weekly = epi.sidep_marts(ctx, "covid19")
+    uncached = exports.suppress_sidep(daily, weekly, geo, rule)
+    calls: list = []
+    real = exports.suppress
+    def week(values) -> str:  # the week of a week's cube
+        t = next(iter(values))[2]
+        return indicators.semaine_of(date.fromisoformat(t[2:])) if t.startswith("j:") else t[2:]
+
+    monkeypatch.setattr(exports, "suppress", lambda values, *a, **k: calls.append(week(values)) or
+                        real(values, *a, **k))
+    shutil.rmtree(ctx.wh.table_dir(ce.EPI_SUPPRESSION), ignore_errors=True)  # the export's, if any
+    epi._PATTERNS.clear()
+    first = epi.sidep_suppression(ctx, "covid19", daily, weekly, geo, rule)
+    assert first == uncached and len(calls) >= 6
+    stored = ctx.wh.read(ce.EPI_SUPPRESSION)
+    assert stored.height == len(calls) and set(stored["family"].to_list()) == {"P", "T"}
+    assert not ({"P", "T", "value", "count"} & set(stored.columns))  # cell keys only
+    calls.clear()
+    epi._PATTERNS.clear()
+    assert epi.sidep_suppression(ctx, "covid19", daily, weekly, geo, rule) == uncached
+    assert calls == []  # every week from the cache
+    # one département-day's T changes (a late result): only that week's T cube is computed again
+    row = daily["dep"].sort("T", "jour", "dep", "cl_age90", descending=True).row(0, named=True)
+    changed = dict(daily, dep=daily["dep"].with_columns(
+        pl.when((pl.col("jour") == row["jour"]) & (pl.col("dep") == row["dep"]) & (pl.col("cl_age90") == row["cl_age90"]))
+        .then(pl.col("T") + 1).otherwise(pl.col("T")).alias("T")))
+    epi._PATTERNS.clear()
+    got = epi.sidep_suppression(ctx, "covid19", changed, weekly, geo, rule)
+    assert calls == [row["semaine"]]
+    assert got == exports.suppress_sidep(changed, weekly, geo, rule)
+    epi._PATTERNS.clear()

@@ -23,7 +23,7 @@ def build_cube(seed: int, n_dep: int = 14, per_reg: int = 4, days: int = 10):
     geo = Tree({**deps, **{r: "FR" for r in set(deps.values())}, "FR": None})
     age = Tree({**{a: 0 for a in (9, 19, 29, 39)}, 0: None})
     day_ids = [f"j{i:02d}" for i in range(days)]
-    time = Tree({**{d: ("w1" if i < 7 else "w2") for i, d in enumerate(day_ids)}, "w1": None, "w2": None})
+    time = Tree({**{d: f"w{i // 7 + 1}" for i, d in enumerate(day_ids)}, **{f"w{i // 7 + 1}": None for i in range(days)}})
     dims = (geo, age, time)
     leaf = {c: rng.choice([0, 0, 0, 1, 2, 3, 5, 8, 12, 15, 20, 40]) for c in product(deps, (9, 19, 29, 39), day_ids)}
     cells = {}
@@ -218,3 +218,77 @@ def test_a_broken_proof_is_reported():
         if c != p:
             zero[c] = 0
     assert "pinned" in check_protection(zero, hidden, dims, lambda c: True, proofs, {p})[p]
+
+
+# ------------------------------------------------------------------------------------------------
+# week by week (exports.suppress_by_week) and its cache
+# ------------------------------------------------------------------------------------------------
+def whole_cube(values, dims, published, rule):
+    """The suppression and audit of the whole cube at once (what suppress_sidep did before)."""
+    from transforms.epi.exports import disclosure_audit
+
+    proofs: dict = {}
+    primary, secondary = suppress(values, dims, published, rule, proofs)
+    return primary, secondary, disclosure_audit(values, primary, secondary, dims, published, proofs, rule)
+
+
+class DictCache:
+    def __init__(self):
+        self.rows: dict = {}
+        self.computed: list = []
+
+    def get(self, label, week, digest):
+        got = self.rows.get((label, week))
+        if got is None or got[0] != digest:
+            self.computed.append(week)
+            return None
+        return got[1], got[2]
+
+    def put(self, label, week, digest, primary, secondary):
+        self.rows[(label, week)] = (digest, set(primary), set(secondary))
+
+
+RULES = [DisclosureRule(), DisclosureRule(threshold=5), DisclosureRule(threshold=12, min_count=2),
+         DisclosureRule(candidates_per_dimension=3), DisclosureRule(secondary="none")]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_week_by_week_equals_the_whole_cube(seed):
+    """The time dimension is a forest (a root per week): every equation lies within a week, so the
+    union of the weeks' suppressions is exactly the whole cube's (primary, secondary, audit)."""
+    from transforms.epi.exports import suppress_by_week
+
+    dims, cells = build_cube(seed, days=21)
+    values = {c: v for c, v in cells.items() if v}
+    published = lambda c: not (c[0].startswith("r") and c[1] == 9)  # noqa: E731  (some cells unpublished)
+    for rule in RULES:
+        whole = whole_cube(values, dims, published, rule)
+        assert whole[0] and (whole[1] or rule.secondary == "none")
+        assert suppress_by_week(values, dims, 2, published, rule) == whole, rule
+
+
+def test_the_week_cache_recomputes_only_the_weeks_whose_cells_changed():
+    from transforms.epi.exports import suppress_by_week
+
+    dims, cells = build_cube(4, days=14)
+    values = {c: v for c, v in cells.items() if v}
+    rule = DisclosureRule()
+    cache = DictCache()
+    first = suppress_by_week(values, dims, 2, lambda c: True, rule, cache, ("sidep", "x", "P"))
+    assert sorted(cache.computed) == ["w1", "w2"] and len(cache.rows) == 2
+    assert first == whole_cube(values, dims, lambda c: True, rule)
+    cache.computed.clear()
+    assert suppress_by_week(values, dims, 2, lambda c: True, rule, cache, ("sidep", "x", "P")) == first
+    assert cache.computed == []  # nothing changed: no week computed
+    # one count of the second week changes: that week alone is computed again, and the result is
+    # the whole cube's of the new values
+    changed = dict(values)
+    c = next(c for c, v in sorted(values.items(), key=str) if c[2] == "j09" and v > 10)
+    changed[c] = values[c] + 1
+    got = suppress_by_week(changed, dims, 2, lambda c: True, rule, cache, ("sidep", "x", "P"))
+    assert cache.computed == ["w2"]
+    assert got == whole_cube(changed, dims, lambda c: True, rule)
+    # another rule or another cube is another key
+    cache.computed.clear()
+    suppress_by_week(values, dims, 2, lambda c: True, DisclosureRule(threshold=5), cache, ("sidep", "x", "P"))
+    assert sorted(cache.computed) == ["w1", "w2"]

@@ -112,6 +112,26 @@ EPI_DIGESTS = Table(
     key=("dataset", "disease", "period"),
 )
 
+EPI_SUPPRESSION = Table(
+    "quality", "epi_suppression",
+    "The disclosure control's pattern of each ISO week already computed, per cube (SI-DEP test "
+    "definition and family P or T, MDO disease) and rule: which cells are suppressed, never their counts. "
+    "A week whose digest is unchanged is not computed again (see docs/epidemiology.md, Disclosure control).",
+    (
+        C("dataset", U, "sidep | mdo"), C("disease", U, "test definition or MDO disease"),
+        C("family", U, "P or T (SI-DEP positives or tested), cases (MDO)"),
+        C("semaine", U, "ISO week YYYY-S##"),
+        C("rule", U, "the disclosure rule's parameters (threshold/min_count/secondary/candidates per dimension)"),
+        C("digest", U, "sha256 of what the week's pattern was computed from (code version, rule, dimensions, "
+                       "the week's cells and counts); the counts themselves are not stored"),
+        C("primary_cells", U, "JSON list of the week's cells suppressed because small (cell keys: geography, "
+                              "age class, day or week, sex; no count)"),
+        C("secondary_cells", U, "JSON list of the week's cells suppressed to protect them (cell keys, no count)"),
+        C("run_id", U, "run or command that computed it"),
+    ),
+    key=("dataset", "disease", "family", "semaine", "rule"),
+)
+
 EPI_REVISIONS = Table(
     "quality", "epi_revisions",
     "What each run recomputed in the epi marts: the days or weeks whose counts changed (late or "
@@ -144,5 +164,5 @@ PUBLICATIONS = Table(
 )
 
 TABLES: tuple = (SIDEP_DEP_DAILY, SIDEP_REGION_DAILY, SIDEP_FRANCE_DAILY, SIDEP_WEEKLY,
-                 SIDEP_RATES, MDO_CASES, MDO_WEEKLY, EPI_DIGESTS, EPI_REVISIONS,
+                 SIDEP_RATES, MDO_CASES, MDO_WEEKLY, EPI_DIGESTS, EPI_SUPPRESSION, EPI_REVISIONS,
                  PUBLICATIONS)

@@ -25,7 +25,10 @@ give the hidden cells away).
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import polars as pl
 
@@ -145,18 +148,18 @@ def sidep_cube_values(daily: dict[str, pl.DataFrame], weekly: pl.DataFrame) -> d
 
 
 def suppress_sidep(daily: dict[str, pl.DataFrame], weekly: pl.DataFrame, geo: pl.DataFrame,
-                   rule: DisclosureRule) -> dict:
+                   rule: DisclosureRule, cache: WeekCache | None = None, disease: str = "") -> dict:
     """Suppressed cells of one disease: {'P': (primary, secondary, exposed), 'T': ...}, where
-    ``exposed`` is the audit (:func:`disclosure_audit`): the hidden cells a reader could pin."""
+    ``exposed`` is the audit (:func:`disclosure_audit`): the hidden cells a reader could pin.
+
+    Computed week by week (:func:`suppress_by_week`, the same cells as the whole cube at once);
+    ``cache``: the weeks already computed (keyed by ``disease``, the family and the week)."""
     days = sorted(daily["dep"]["jour"].unique().to_list())
     classes = sorted(daily["dep"]["cl_age90"].unique().to_list())
     dims = (geo_tree(geo), age_tree(classes), time_tree(days), SEX_TREE)
     out = {}
     for fam, values in sidep_cube_values(daily, weekly).items():
-        proofs: dict = {}
-        primary, secondary = suppress(values, dims, _sidep_published, rule, proofs)
-        exposed = disclosure_audit(values, primary, secondary, dims, _sidep_published, proofs, rule)
-        out[fam] = (primary, secondary, exposed)
+        out[fam] = suppress_by_week(values, dims, 2, _sidep_published, rule, cache, ("sidep", disease, fam))
     return out
 
 
@@ -174,6 +177,92 @@ def disclosure_audit(values: dict, primary: set, secondary: set, dims: tuple[Tre
     if rule.secondary != "none":
         exposed.update(check_protection(values, hidden, dims, published, proofs, primary))
     return exposed
+
+
+# --------------------------------------------------------------------------------------------
+# week by week, with a cache of the weeks already computed
+# --------------------------------------------------------------------------------------------
+# The time dimension of every cube is a forest: each ISO week is a root (days below it for SI-DEP,
+# alone for MDO), with no total across weeks. Every equation "node = sum of children" therefore
+# lies within one week, and so does every hypercube (in the time tree a side stays under its root)
+# and every subtraction of the audit: the suppression of the cube is the union of the suppressions
+# of its weeks, each computed from that week's cells alone (suppress() takes the primary cells in
+# a fixed order, and its costs and tie-breaks read only cells of the primary's own week). The tests
+# check the equality against the whole cube on generated data. A week whose cells, rule,
+# dimensions and code did not change has the same suppression: the cache keeps it.
+SUPPRESSION_VERSION = "1"  # bump when suppress(), disclosure_audit() or the cubes' shapes change
+
+
+class WeekCache(Protocol):
+    """Suppression of weeks already computed: only cell keys (never counts) and a digest."""
+
+    def get(self, label: tuple, week: str, digest: str) -> tuple[set, set] | None: ...
+
+    def put(self, label: tuple, week: str, digest: str, primary: set, secondary: set) -> None: ...
+
+
+def _root(tree: Tree, node) -> object:
+    while tree.parent[node] is not None:
+        node = tree.parent[node]
+    return node
+
+
+def _tree_signature(tree: Tree, under=None) -> list:
+    """The tree's (node, parent) pairs in canonical order; ``under``: only that root and its descendants."""
+    if under is None:
+        nodes = list(tree.parent)
+    else:
+        nodes, todo = [], [under]
+        while todo:
+            nodes.append(todo.pop())
+            todo += tree.children.get(nodes[-1], [])
+    return sorted((repr(n), repr(tree.parent[n])) for n in nodes)
+
+
+def week_digest(values: dict, dims: tuple[Tree, ...], t: int, week, rule: DisclosureRule,
+                label: tuple, others: list | None = None) -> str:
+    """What one week's suppression depends on: the code version, the cube (``label``: dataset,
+    disease, family), the rule, the other dimensions, the week's own days, and its cells with their counts in
+    canonical order (hashed, never stored)."""
+    if others is None:
+        others = [_tree_signature(tree) for d, tree in enumerate(dims) if d != t]
+    doc = [SUPPRESSION_VERSION, list(label), sorted(rule.as_dict().items()), others,
+           _tree_signature(dims[t], week), sorted((repr(c), v) for c, v in values.items())]
+    return hashlib.sha256(json.dumps(doc, default=str).encode()).hexdigest()
+
+
+def suppress_by_week(values: dict, dims: tuple[Tree, ...], t: int, published: Callable, rule: DisclosureRule,
+                     cache: WeekCache | None = None, label: tuple = ("", "", "")
+                     ) -> tuple[set, set, dict]:
+    """``suppress`` and ``disclosure_audit`` of a cube whose dimension ``t`` (time) has one root per
+    week, one week at a time: (primary, secondary, exposed), equal to the whole cube's.
+
+    ``cache``: a week found there with the same digest (:func:`week_digest`) is taken from it; a week
+    computed is put there when its audit is clean (a week with exposed cells is recomputed every
+    time: the audit's recovered values are counts, which the cache never holds)."""
+    by_week: dict = {}
+    for c, v in values.items():
+        by_week.setdefault(_root(dims[t], c[t]), {})[c] = v
+    others = [_tree_signature(tree) for d, tree in enumerate(dims) if d != t] if cache is not None else None
+    primary: set = set()
+    secondary: set = set()
+    exposed: dict = {}
+    for week in sorted(by_week, key=str):
+        sub = by_week[week]
+        digest = week_digest(sub, dims, t, week, rule, label, others) if cache is not None else ""
+        got = cache.get(label, str(week), digest) if cache is not None else None
+        if got is None:
+            proofs: dict = {}
+            p, s = suppress(sub, dims, published, rule, proofs)
+            e = disclosure_audit(sub, p, s, dims, published, proofs, rule)
+            if cache is not None and not e:
+                cache.put(label, str(week), digest, p, s)
+            exposed.update(e)
+        else:
+            p, s = got
+        primary |= p
+        secondary |= s
+    return primary, secondary, exposed
 
 
 def _blank(df: pl.DataFrame, geo_col: str, level: str, time_col: str, prefix: str, hidden: dict
@@ -231,10 +320,12 @@ def _mdo_published(cell) -> bool:
     return not cell[0].startswith("reg:")
 
 
-def suppress_mdo(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule) -> tuple[pl.DataFrame, dict]:
+def suppress_mdo(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule, cache: WeekCache | None = None
+                 ) -> tuple[pl.DataFrame, dict]:
     """The suppressed cells of the MDO cubes (one per disease, every week of ``weekly``: rows
     mdo_id, semaine, dep, cases) as rows mdo_id, _level ('dep' | 'fra'), _geo, semaine, _k ('p'
-    primary | 's' secondary), and the audit per disease (hidden cells a reader could pin)."""
+    primary | 's' secondary), and the audit per disease (hidden cells a reader could pin).
+    Computed week by week (every week is a root of the time dimension), ``cache`` as for SI-DEP."""
     fra = weekly.group_by("mdo_id", "semaine").agg(pl.col("cases").sum()).with_columns(pl.lit(FRA).alias("fra"))
     gtree = geo_tree(geo)
     weeks = sorted(weekly["semaine"].unique().to_list())
@@ -251,10 +342,9 @@ def suppress_mdo(weekly: pl.DataFrame, geo: pl.DataFrame, rule: DisclosureRule) 
             if g.startswith("dep:"):
                 reg = (gtree.parent[g], w)
                 values[reg] = values.get(reg, 0) + v
-        proofs: dict = {}
-        primary, secondary = suppress(values, (gtree, ttree), _mdo_published, rule, proofs)
-        audit[mdo_id] = len(disclosure_audit(values, primary, secondary, (gtree, ttree), _mdo_published,
-                                             proofs, rule))
+        primary, secondary, exposed = suppress_by_week(values, (gtree, ttree), 1, _mdo_published, rule, cache,
+                                                       ("mdo", mdo_id, "cases"))
+        audit[mdo_id] = len(exposed)
         for kind, cells in (("p", primary), ("s", secondary)):
             hidden_rows += [(mdo_id, g.split(":", 1)[0], g.split(":", 1)[1], w[2:], kind) for g, w in cells]
     flags = pl.DataFrame(hidden_rows, schema={"mdo_id": pl.Utf8, "_level": pl.Utf8, "_geo": pl.Utf8,

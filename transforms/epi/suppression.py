@@ -309,8 +309,12 @@ def margin_attack(known: Mapping[Cell, int], hidden: set[Cell], dims: tuple[Tree
     ``known`` holds the published values (zero cells included or not: missing known cells count as
     zero), ``hidden`` the suppressed cells; ``exists`` says whether a cell is published at all
     (equations touching an unpublished cell are unusable). Returns the recovered cells.
+
+    The equations are taken in a fixed order (their cells' text): the recovered cells do not depend
+    on it, but their values do where the sums are inexact (persons of unknown age or sex), and a
+    set's order changes from one process to the next.
     """
-    equations = _equations(set(known) | hidden, dims, exists)
+    equations = sorted(_equations(set(known) | hidden, dims, exists), key=lambda e: (repr(e[0]), repr(e[1])))
     unknown = set(hidden)
     value = {c: v for c, v in known.items() if c not in hidden}
     recovered: dict[Cell, int] = {}
