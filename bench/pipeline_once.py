@@ -159,6 +159,10 @@ def run_plain(home: Path) -> dict:
         epi(ctx, steps.read_refs(ctx))
     pub.publish_quality(ctx)
     t = add("publish", t)
+    compact = _optional("flows.steps", "compact")  # as the flow does, before the views
+    if compact is not None:
+        compact(ctx)
+        t = add("compact", t)
     steps.refresh_views(ctx)
     analyst_db = _optional("warehouse.analyst", "build_analyst_db")
     if analyst_db is not None:

@@ -40,6 +40,7 @@ TIMED: tuple[tuple[str, str, str], ...] = (
     ("flows.publish", "publish_quality", "publish"),
     ("flows.epi", "publish_epi", "publish"),
     ("flows.steps", "read_refs", "publish"),
+    ("flows.steps", "compact", "compact"),
     ("flows.steps", "refresh_views", "views"),
     ("warehouse.analyst", "build_analyst_db", "views"),
     ("warehouse.analyst", "restrict_raw_permissions", "run_log"),
