@@ -425,7 +425,7 @@ class Warehouse:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- compaction ------------------------------------------------------------------------
-    def compact(self, t: Table, min_loose: int = 32, small_rows: int = 100_000,
+    def compact(self, t: Table, min_loose: int = 32, small_rows: int = 10_000,
                 pack_rows: int = 1_000_000) -> dict:
         """Pack the table's small loose partitions, and rewrite the packs that hold stale rows.
 
