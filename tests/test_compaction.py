@@ -247,3 +247,23 @@ def test_logs_kept_as_a_file_per_value_are_packed_and_a_rewritten_value_wins(tmp
     wh.compact(t, min_loose=32)  # the stale row's pack is rewritten
     assert wh.layout(t).clean and len(wh.files(t)) == 1  # once it runs, the small loose files go in too
     assert wh.read(t).filter(pl.col("status") == "loaded")["log_id"].to_list() == ["log007"]
+
+
+def test_an_under_full_pack_is_merged_with_new_partitions_sorted(tmp_path):
+    """A pack under half full is rewritten with the next small partitions: every partition reads
+    the same, and the new pack is sorted by file id again (reading one skips the others' row groups)."""
+    wh = Warehouse(tmp_path / "home")
+    for i in range(0, 80, 2):  # even ids first, packed
+        wh.write_partition(T, f"f{i:03d}", [rows(f"f{i:03d}", 3)])
+    wh.compact(T, min_loose=32)
+    for i in range(1, 80, 2):  # odd ids later: they fall between the packed ones
+        wh.write_partition(T, f"f{i:03d}", [rows(f"f{i:03d}", 2)])
+    before = counts_polars(wh)
+    done = wh.compact(T, min_loose=32)
+    assert done["packs_written"] == 1 and done["packs_removed"] == 1 and done["packed"] == 40
+    [pack] = wh.layout(T).packs
+    assert len(pack.rows) == 80
+    ids = pl.read_parquet(pack.path, columns=["file_id"])["file_id"]
+    assert ids.is_sorted()
+    assert counts_polars(wh) == before == counts_duckdb(wh)
+    assert [df["line_no"].to_list() for df in wh.parts(T, "f010")] == [[1, 2, 3]]

@@ -477,9 +477,19 @@ class Warehouse:
         for group in groups:
             if not group:
                 continue
-            frames = [self._scan_files(t, [held[v].path]).filter(pl.col(col) == v) if v in held
-                      else self._scan_files(t, self.files_of(t, v)) for v in group]
-            tmp = self._write_pack(pl.concat(frames, how="vertical"), {v: sizes[v] for v in group})
+            # one scan per pack kept (a scan per value read a row group per value: seconds per
+            # hundred), one per loose partition; sorted by value again when packs are merged in, so
+            # that reading one value from the new pack skips the row groups of the others
+            from_packs: dict[Path, list[str]] = {}
+            for v in group:
+                if v in held:
+                    from_packs.setdefault(held[v].path, []).append(v)
+            frames = [self._scan_files(t, [path]).filter(pl.col(col).is_in(vals)) for path, vals in from_packs.items()]
+            frames += [self._scan_files(t, self.files_of(t, v)) for v in group if v not in held]
+            lf = pl.concat(frames, how="vertical")
+            if from_packs:
+                lf = lf.sort(col, maintain_order=True)
+            tmp = self._write_pack(lf, {v: sizes[v] for v in group})
             ready.append((tmp, self.packs_dir(t) / f"pack-{next_seq:08d}-{uuid.uuid4().hex[:8]}.parquet"))
             next_seq += 1
         # then renames only, so that a query listing the files meanwhile (a glob: the DuckDB views)
