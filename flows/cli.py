@@ -228,20 +228,15 @@ def print_summary(s: dict, wall: float | None = None) -> None:
         r.add_column(c, justify="right")
     r.add_row(f"{s['rows_in']:,}", f"{s['rows_valid']:,}", f"{s['rows_quarantined']:,}")
     console.print(r)
-    if s.get("failed_file_reasons"):
-        ff = Table(title="files not loaded, by reason", show_edge=False)
-        ff.add_column("reason")
-        ff.add_column("files", justify="right")
-        for k, v in s["failed_file_reasons"].items():
-            ff.add_row(k, f"{v:,}")
-        console.print(ff)
-    if s["quarantine_reasons"]:
-        q = Table(title="quarantine by reason", show_edge=False)
-        q.add_column("reason")
-        q.add_column("rows", justify="right")
-        for k, v in s["quarantine_reasons"].items():
-            q.add_row(k, f"{v:,}")
-        console.print(q)
+    for title, unit, counts in (("files not loaded, by reason", "files", s.get("failed_file_reasons")),
+                                ("quarantine by reason", "rows", s["quarantine_reasons"])):
+        if counts:
+            q = Table(title=title, show_edge=False)
+            q.add_column("reason")
+            q.add_column(unit, justify="right")
+            for k, v in counts.items():
+                q.add_row(k, f"{v:,}")
+            console.print(q)
     m = Table(title="LOINC mapping coverage", show_edge=False)
     for c in ("lab", "results", "mapped", "coverage"):
         m.add_column(c, justify="right")
