@@ -551,7 +551,8 @@ def _packable(meta, columns: list[str], col: str, value: str) -> bool:
 
 
 def empty_relation(t: Table) -> str:
-    from warehouse.views import DUCKDB_TYPES
+    """A typed relation of the table's columns and no row: reading a table without files never fails."""
+    from warehouse.views import duckdb_type
 
-    cols = ", ".join(f'CAST(NULL AS {DUCKDB_TYPES[type(c.dtype).__name__]}) AS "{c.name}"' for c in t.columns)
+    cols = ", ".join(f'CAST(NULL AS {duckdb_type(c)}) AS "{c.name}"' for c in t.columns)
     return f"(SELECT {cols} WHERE false)"

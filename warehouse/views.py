@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 
 from warehouse.catalog import LAYERS, REASON_CODES, REF_TABLES, TABLES, Table
-from warehouse.store import Warehouse
+from warehouse.store import Warehouse, empty_relation
 from quality.reasons import REASONS
 
 DUCKDB_TYPES = {
@@ -35,11 +35,6 @@ def duckdb_type(c) -> str:
     return DUCKDB_TYPES[type(c.dtype).__name__]
 
 
-def _empty_select(t: Table) -> str:
-    cols = ", ".join(f"CAST(NULL AS {duckdb_type(c)}) AS \"{c.name}\"" for c in t.columns)
-    return f"SELECT {cols} WHERE false"
-
-
 def _source(wh: Warehouse, t: Table) -> str:
     """The table's true rows: a glob of its files, or, while a pack holds stale rows (between a
     partition's rewrite and the next compaction, warehouse/store.py), the files with those filtered."""
@@ -51,10 +46,10 @@ def view_sql(wh: Warehouse, t: Table, present: set[str] | None = None) -> str:
     :func:`columns_in_files`), a column none of them holds reads as null: raw.results of files
     loaded by an earlier biolake, before value_comparator existed (docs/operations.md)."""
     if not wh.files(t):
-        return _empty_select(t)
+        return f"SELECT * FROM {empty_relation(t)}"
     cols = ", ".join(
         f'"{c.name}"' if present is None or c.name in present
-        else f'CAST(NULL AS {DUCKDB_TYPES[type(c.dtype).__name__]}) AS "{c.name}"' for c in t.columns)
+        else f'CAST(NULL AS {duckdb_type(c)}) AS "{c.name}"' for c in t.columns)
     return f"SELECT {cols} FROM {_source(wh, t)}"
 
 
