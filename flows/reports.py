@@ -25,6 +25,7 @@ import functools
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -152,6 +153,18 @@ def _cli_ctx(home: Path | None):
     return Context.create(settings, run_id=datetime.now().strftime("cli-%Y%m%dT%H%M%S"))
 
 
+@contextmanager
+def _locked(ctx):
+    """The warehouse lock around a report built outside a run: a run rewrites the marts and
+    compacts the tables the reports read, and the reports write too (quality.epi_suppression,
+    the gate's quality.expectation_results). A run holding the lock is waited for, as by
+    `biolake epi export`; after BIOLAKE_LOCK_TIMEOUT the command stops in one line."""
+    from flows.lock import warehouse_lock
+
+    with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
+        yield ctx
+
+
 @reports_app.command("weekly")
 def weekly_cmd(
     home: HomeOpt = None,
@@ -159,9 +172,9 @@ def weekly_cmd(
     pdf: Annotated[bool, typer.Option("--pdf", help="also print a PDF with headless Chromium")] = False,
 ) -> None:
     """Write <home>/reports/weekly_<week>.html."""
-    ctx = _cli_ctx(home)
     try:
-        path = build_weekly(ctx, week)
+        with _locked(_cli_ctx(home)) as ctx:
+            path = build_weekly(ctx, week)
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2)
@@ -174,7 +187,8 @@ def weekly_cmd(
 def dq_cmd(home: HomeOpt = None,
            pdf: Annotated[bool, typer.Option("--pdf", help="also print a PDF with headless Chromium")] = False) -> None:
     """Write <home>/reports/data_quality.html."""
-    path = build_dq(_cli_ctx(home))
+    with _locked(_cli_ctx(home)) as ctx:
+        path = build_dq(ctx)
     typer.echo(str(path))
     if pdf:
         typer.echo(str(print_pdf(path)))
@@ -185,7 +199,9 @@ def all_cmd(home: HomeOpt = None,
             week: Annotated[Optional[str], typer.Option(help="ISO week of the weekly report")] = None,
             pdf: Annotated[bool, typer.Option("--pdf", help="also print PDFs with headless Chromium")] = False) -> None:
     """Write both reports."""
-    for name, path in build_reports(_cli_ctx(home), week=week, pdf=pdf).items():
+    with _locked(_cli_ctx(home)) as ctx:
+        paths = build_reports(ctx, week=week, pdf=pdf)
+    for name, path in paths.items():
         typer.echo(f"{name}: {path}")
 
 
@@ -195,7 +211,8 @@ def gate_cmd(home: HomeOpt = None) -> None:
     Exits with status 1 when a critical expectation fails."""
     from flows.quality_gate import block_reason, run_quality_gate
 
-    gate = run_quality_gate(_cli_ctx(home))
+    with _locked(_cli_ctx(home)) as ctx:
+        gate = run_quality_gate(ctx)
     typer.echo(f"{gate['evaluated']} expectations, {gate['failed_critical']} critical failure(s), "
                f"{gate['failed_warning']} warning(s) in {gate['seconds']} s; Data Docs: {gate['data_docs']}")
     for w in gate["warnings"]:

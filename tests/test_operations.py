@@ -279,3 +279,24 @@ def test_analyst_db_waits_for_a_run_holding_the_lock(clean_run, tmp_path, monkey
     out = CliRunner().invoke(app, ["analyst-db", "--home", str(home)])
     assert out.exit_code == 0, out.output
     assert db.stat().st_mtime_ns > before
+
+
+def test_reports_wait_for_a_run_holding_the_lock(clean_run, tmp_path, monkeypatch):
+    """`biolake report` reads the marts a run rewrites and writes quality tables (the suppression
+    cache, the gate's results): outside a run it takes the lock, and gives up in one line."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    home = copy_home(clean_run[0], tmp_path / "home")
+    monkeypatch.setenv("BIOLAKE_LOCK_TIMEOUT", "0.5")
+    reports = home / "reports"
+    before = {p: p.stat().st_mtime_ns for p in reports.glob("*.html")}
+    with warehouse_lock(home.resolve(), timeout=1):  # a run writing to the home
+        for cmd in (["weekly"], ["dq"], ["all"], ["gate"]):
+            out = CliRunner().invoke(app, ["report", *cmd, "--home", str(home)])
+            assert isinstance(out.exception, LockTimeout), (cmd, out.output)
+    assert {p: p.stat().st_mtime_ns for p in reports.glob("*.html")} == before
+    out = CliRunner().invoke(app, ["report", "dq", "--home", str(home)])
+    assert out.exit_code == 0, out.output
+    assert (reports / "data_quality.html").stat().st_mtime_ns > before[reports / "data_quality.html"]
