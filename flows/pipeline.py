@@ -188,7 +188,7 @@ def ingest_flow(home: str = "data") -> dict:
         totals["files_failed"] += 1
         file_reasons[skipped] += 1
         files.append({"path": t.path, "format": None, "status": "failed", "rows_in": 0, "rows_valid": 0,
-                      "rows_quarantined": 0})  # named by the quality gate's warning too
+                      "rows_quarantined": 0, "reason_code": skipped})  # named by the quality gate's warning too
     progress.report("files", 0, len(new))
     groups = process.file_batches(new, ctx.settings)
     log.info("%d new file(s) in %d batch(es)", len(new), len(groups))
@@ -217,7 +217,7 @@ def ingest_flow(home: str = "data") -> dict:
                     gone.add(t.path)
                 file_reasons[res["reason"]] += 1
                 files.append({"path": t.path, "format": None, "status": "failed", "rows_in": 0, "rows_valid": 0,
-                              "rows_quarantined": 0})
+                              "rows_quarantined": 0, "reason_code": res["reason"]})
                 continue
             changed.append(t.file_id)
             totals["files_new"] += 1

@@ -138,21 +138,29 @@ def file_accounting_suite(frame: pl.DataFrame) -> Suite:
     return s
 
 
-def run_files_suite(frame: pl.DataFrame) -> Suite:
-    """The landing files this run handled (path, status, failed 0/1): a file that failed to load
-    carries results nobody sees, so the gate warns, naming it (QA: a lab that switched to gzip fed
-    nothing while the gate passed)."""
-    s = Suite("run_files", "The landing files this run handled: none failed to load (unreadable, "
-              "compressed, unparseable, outside a lab folder...).", frame, label_columns=("path",))
-    s.checks = [_zero("failed", "no landing file of this run failed to load (its results reach no table: "
-                      "fix or replace it; quality.file_log has the reason)", critical=False)]
+def landing_files_suite(frame: pl.DataFrame) -> Suite:
+    """The landing files that failed to load (path, status, reason_code, failed 0/1): this run's,
+    and the earlier ones still in the landing area. Their results reach no table, so the gate warns
+    at every run, naming them, until they are replaced or removed (QA: a lab that switched to gzip
+    fed nothing while the gate passed; and the warning came once, from the run that met the file)."""
+    s = Suite("landing_files", "The landing area holds no file that failed to load (unreadable, "
+              "compressed, unparseable, outside a lab folder...).", frame, label_columns=("path", "reason_code"))
+    s.checks = [_zero("failed", "no file in the landing area failed to load (its results reach no table: "
+                      "replace it with a readable delivery, or remove it; quality.file_log has the reason)",
+                      critical=False)]
     return s
 
 
-def run_files_frame(files: list[dict]) -> pl.DataFrame:
-    """The pipeline's per-file outcomes (path, status) as the input of :func:`run_files_suite`."""
-    return pl.DataFrame([{"path": f["path"], "status": f["status"], "failed": int(f["status"] == "failed")}
-                         for f in files], schema={"path": pl.Utf8, "status": pl.Utf8, "failed": pl.Int64})
+def landing_files_frame(files: list[dict], earlier: pl.DataFrame | None = None) -> pl.DataFrame:
+    """This run's per-file outcomes (path, status[, reason_code]) and the earlier failures still in
+    the landing area (``summaries.landing_failures``), one row per path, as the input of
+    :func:`landing_files_suite`."""
+    schema = {"path": pl.Utf8, "status": pl.Utf8, "reason_code": pl.Utf8}
+    run = pl.DataFrame([{"path": f["path"], "status": f["status"], "reason_code": f.get("reason_code")}
+                        for f in files], schema=schema)
+    both = pl.concat([run, earlier.select(list(schema)).cast(schema)]) if earlier is not None else run
+    return (both.unique("path", keep="first", maintain_order=True).sort("path")
+            .with_columns(failed=(pl.col("status") == "failed").cast(pl.Int64)))
 
 
 def fct_summary_suite(frame: pl.DataFrame) -> Suite:
@@ -338,7 +346,7 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
                  run_files: list[dict] | None = None) -> list[Suite]:
     """Compute every bounded input with DuckDB and attach its suite. Suites whose source table
     has no file yet are left out; ``run_files``: the landing files this run handled (path,
-    status), checked when given and not empty.
+    status), checked with the earlier failures still in the landing area (suite landing_files).
 
     The grain of the partitioned tables is checked on the partitions of ``file_ids`` (the files
     this run wrote); when None, on the files registered by ``run_id``, else by the latest run that
@@ -351,8 +359,9 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
     deps = S.departements(seeds_dir)["dep"].to_list()
     suites: list[Suite] = []
     try:
-        if run_files:
-            suites.append(run_files_suite(run_files_frame(run_files)))
+        earlier = S.landing_failures(con, src, wh.home / "landing") if src.has(cat.FILE_LOG) else None
+        if run_files or (earlier is not None and earlier.height):
+            suites.append(landing_files_suite(landing_files_frame(run_files or [], earlier)))
         if src.has(cat.FILE_LOG):
             suites.append(file_accounting_suite(S.file_accounting(con, src)))
             suites.append(quarantine_suite(S.quarantine_reasons(con, src)))

@@ -219,6 +219,28 @@ def file_accounting(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataFram
     )
 
 
+def landing_failures(con: duckdb.DuckDBPyConnection, src: Sources, landing: Path) -> pl.DataFrame:
+    """The files still in the landing area whose newest sighting failed to load (path, status,
+    reason_code): a failure is logged once, by the run that met it, but the file's results reach no
+    table for as long as it stays there, so every gate names it again until it is replaced (loaded
+    under the same name) or removed. A name logged escaped (a hostile name, docs/privacy.md) is not
+    looked up: it was named by the run that refused it."""
+    newest = frame(con, f"""
+        SELECT path, arg_max(status, registered_at) AS status, arg_max(reason_code, registered_at) AS reason_code
+        FROM {src.rel(cat.FILE_LOG)} WHERE status <> 'duplicate' GROUP BY path ORDER BY path""")
+    failed = newest.filter(pl.col("status") == "failed")
+    still = [_in_landing(landing, p) for p in failed["path"].to_list()]
+    return failed.filter(pl.Series(still, dtype=pl.Boolean))
+
+
+def _in_landing(landing: Path, rel: str) -> bool:
+    try:
+        path = landing / rel.rstrip("/")
+        return path.resolve().is_relative_to(landing.resolve()) and (path.exists() or path.is_symlink())
+    except (OSError, ValueError):
+        return False
+
+
 # --------------------------------------------------------------------------------------------
 # marts.fct_lab_results
 # --------------------------------------------------------------------------------------------

@@ -175,11 +175,11 @@ def test_a_landing_file_that_failed_to_load_is_a_warning_naming_it(gated, tmp_pa
              {"path": "labo_beta/labo_beta_20261110.csv", "status": "loaded"}]
     gate = run_quality_gate(context(home, "run-with-a-failed-file"), run_files=files)
     assert gate["ok"], gate["failures"]  # a warning: the files that did load are published
-    named = [w for w in gate["warnings"] if "run_files" in w]
+    named = [w for w in gate["warnings"] if "landing_files" in w]
     assert len(named) == 1 and "labo_alpha/labo_alpha_20261110.csv.gz" in named[0], gate["warnings"]
     assert "labo_beta" not in named[0]
     clean = run_quality_gate(context(home, "run-without"), run_files=[files[1]])
-    assert not [w for w in clean["warnings"] if "run_files" in w]
+    assert not [w for w in clean["warnings"] if "landing_files" in w]
 
 
 def test_data_docs_read_offline(gated):
@@ -340,3 +340,37 @@ def _table(data) -> list[dict]:
     import json
 
     return json.loads(data) if isinstance(data, str) else data
+
+
+def test_a_failed_file_still_in_the_landing_is_named_by_every_gate(gated, clean_run, tmp_path):
+    """A failure is logged once, by the run that met the file; its results stay out of every table
+    for as long as it stays there. Later gates (a later run's, `biolake report gate`) name it again,
+    with its reason, until it is removed or loaded under its name."""
+    import gzip
+
+    from typer.testing import CliRunner
+
+    from flows.pipeline import ingest_flow
+    from flows.quality_gate import run_quality_gate
+    from flows.reports import reports_app
+
+    home = copy_home(gated[0], tmp_path / "home")  # copied without its landing area
+    delivered = next(p for p in sorted((clean_run[0] / "landing").iterdir()) if p.is_dir())
+    lab = home / "landing" / delivered.name
+    lab.mkdir(parents=True)
+    broken = lab / "switched_to_gzip.csv.gz"
+    broken.write_bytes(gzip.compress(sorted(delivered.iterdir())[0].read_bytes()))
+    ran = ingest_flow(home=str(home))
+    assert [f["reason_code"] for f in ran["files"] if f["status"] == "failed"] == ["UNPARSEABLE_FILE"]
+    shown = f"{lab.name}/{broken.name}"
+
+    def named(gate):
+        return [w for w in gate["warnings"] if "landing_files" in w]
+
+    later = run_quality_gate(context(home, "a-later-run"), run_files=[])  # this run met no new file
+    assert len(named(later)) == 1 and shown in named(later)[0] and "UNPARSEABLE_FILE" in named(later)[0], later
+    assert later["ok"]  # a warning: the files that did load are published
+    cli = CliRunner().invoke(reports_app, ["gate", "--home", str(home)])
+    assert cli.exit_code == 0 and shown in cli.output, cli.output
+    broken.unlink()  # the operator removes it (or replaces it by a readable delivery)
+    assert not named(run_quality_gate(context(home, "after-removal"), run_files=[]))
