@@ -392,3 +392,38 @@ def test_the_run_summary_counts_files_not_loaded_apart_from_quarantined_rows(pre
     print_summary(summary)
     out = capsys.readouterr().out
     assert "files not loaded, by reason" in out and "NOT_IN_LAB_FOLDER" in out
+
+
+def test_a_run_hashes_again_only_the_landing_files_that_changed(tmp_path, monkeypatch):
+    """The landing area was hashed whole at every run (minutes a run for years of deliveries).
+    A file whose size, times, inode and device are unchanged keeps its digest; a file rewritten in
+    place, even with its size and modification time put back, is read again (its change time moved)."""
+    home = tmp_path / "home"
+    a = _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line(N_DEMANDE='D1')}\n")
+    _deliver(home, "labo_alpha/b.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n")
+    reads: list[str] = []
+    real = steps.sha256_of
+    monkeypatch.setattr(steps, "sha256_of", lambda p: reads.append(Path(p).name) or real(p))
+
+    def new_files():
+        return {t.path: t.file_id for t in steps.discover(_ctx(home)) if t.status == "new"}
+
+    first = new_files()  # just written: not kept yet (a write in the same clock tick could hide)
+    assert sorted(reads) == ["a.csv", "b.csv"] and len(first) == 2
+    assert new_files() == first and sorted(reads) == ["a.csv", "a.csv", "b.csv", "b.csv"]
+    monkeypatch.setattr(steps.LandingHashes, "FRESH_NS", 0)  # as if they were written long ago
+    reads.clear()
+    new_files()
+    assert sorted(reads) == ["a.csv", "b.csv"]
+    reads.clear()
+    assert new_files() == first and reads == []  # nothing changed: nothing read
+    st = a.stat()
+    a.write_text(f"{HEADER}\n{line(N_DEMANDE='D3')}\n", encoding="utf-8")  # same size, another result
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))  # the modification time put back
+    assert a.stat().st_size == st.st_size and a.stat().st_mtime_ns == st.st_mtime_ns
+    again = new_files()
+    assert reads == ["a.csv"] and again["labo_alpha/a.csv"] != first["labo_alpha/a.csv"]
+    assert again["labo_alpha/b.csv"] == first["labo_alpha/b.csv"]
+    (home / "warehouse" / "landing_hashes.json").write_text("{not json")  # a damaged cache is no cache
+    reads.clear()
+    assert new_files() == again and sorted(reads) == ["a.csv", "b.csv"]
