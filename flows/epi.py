@@ -101,7 +101,10 @@ def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str]
     results = linked_persons(
         ctx,
         ctx.wh.scan(cat.FCT_LAB_RESULTS)
-        .filter(pl.col("is_current") & pl.col("loinc_code").is_in(wanted))
+        # status X, "cannot be obtained": whatever its value says, no result (QA: a "Positif" sent
+        # with X counted as a positive person); D (deleted) is never current
+        .filter(pl.col("is_current") & pl.col("loinc_code").is_in(wanted)
+                & (pl.col("result_status") != "X").fill_null(True))
         .select(RESULT_COLUMNS).collect(),
     )
     state = _state(ctx)

@@ -91,6 +91,7 @@ class Suite:
     frame: pl.DataFrame
     checks: list[Check] = field(default_factory=list)
     label_columns: tuple[str, ...] = ()  # columns naming the failing rows (e.g. the file path)
+    where: dict[str, str] = field(default_factory=dict)  # column -> where its failing rows are (one-row summaries)
 
 
 def _zero(col: str, what: str, critical: bool = True) -> Check:
@@ -163,9 +164,13 @@ def landing_files_frame(files: list[dict], earlier: pl.DataFrame | None = None) 
             .with_columns(failed=(pl.col("status") == "failed").cast(pl.Int64)))
 
 
-def fct_summary_suite(frame: pl.DataFrame) -> Suite:
+def fct_summary_suite(frame: pl.DataFrame, where: dict[str, str] | None = None) -> Suite:
+    """``where``: for each failing row-level count, the file and line of its first rows
+    (``summaries.fct_summary``), added to the failure's message."""
     s = Suite("fct_lab_results_summary", "Whole-table measures of marts.fct_lab_results computed by "
-              "DuckDB (one row): key, dates, ranges, reference codes, reconciliation with staging.", frame)
+              "DuckDB (one row): key, dates, ranges, reference codes, reconciliation with staging. The "
+              "dates, ages and départements are checked on current results (a corrected version is "
+              "history).", frame, where=where or {})
     s.checks = [
         Check("table_has_rows", "ExpectColumnValuesToBeBetween", {"column": "n_rows", "min_value": 1},
               "the fact table is not empty", critical=False),
@@ -173,11 +178,11 @@ def fct_summary_suite(frame: pl.DataFrame) -> Suite:
         _zero("n_staging_rows_missing", "every staging row reached the fact table and nothing else did"),
         _zero("n_person_key_null", "every result has a pseudonymous person key"),
         _zero("n_collected_null", "every result has a collection date"),
-        _zero("n_collected_in_future", "no collection date after the run"),
-        _zero("n_validated_before_collected", "no validation before collection"),
-        _zero("n_received_before_collected", "no reception before collection", critical=False),
-        _zero("n_age_out_of_range", "ages are between 0 and 125"),
-        _zero("n_dep_not_in_reference", "every département is a code of the reference"),
+        _zero("n_collected_in_future", "no current result collected after the run"),
+        _zero("n_validated_before_collected", "no current result validated before collection"),
+        _zero("n_received_before_collected", "no current result received before collection", critical=False),
+        _zero("n_age_out_of_range", "ages of current results are between 0 and 125"),
+        _zero("n_dep_not_in_reference", "every département of a current result is a code of the reference"),
         _zero("n_dep_outside_sidep", "residents of a COM without a population (984, 986 to 989) are counted "
               "in no SI-DEP or MDO geographic row", critical=False),
         _zero("n_versions_with_several_current", "one current version per result (corrections replace)"),
@@ -371,7 +376,7 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
             fs = S.fct_summary(con, src, deps, covid, now,
                                reference=S.departements(seeds_dir, everywhere=True)["dep"].to_list())
             usable = int(fs["n_covid_results_usable"][0])
-            suites.append(fct_summary_suite(fs.drop("newest_collection")))
+            suites.append(fct_summary_suite(fs.drop("newest_collection", "where"), json.loads(fs["where"][0])))
             suites.append(fct_domains_suite(S.fct_domains(con, src)))
             _, newest = S.sidep_bounds(con, src) if src.has(cat.SIDEP_DAILY) else (None, None)
             newest = fs["newest_collection"][0] or newest
@@ -556,6 +561,8 @@ def _outcome(s: Suite, check: Check | None, r) -> dict:
     raised = bool(exc.get("raised_exception")) if isinstance(exc, dict) else False
     critical = check.critical if check else str(cfg.severity).lower().endswith("critical")
     observed = _observed(res, s.label_columns)
+    if not r.success and check is not None and s.where.get(check.column or ""):
+        observed = f"{observed}; first at {s.where[check.column]}"[:700]
     if raised:
         observed = f"error: {str(exc.get('exception_message'))[:300]}"
     return {

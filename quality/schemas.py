@@ -34,6 +34,7 @@ from transforms.terminology.loinc import loinc_valid_expr
 
 STATUSES = ("F", "C", "X", "D")
 OLDEST_BIRTH = date(1890, 1, 1)
+MAX_AGE = 125  # years at the collection; the quality gate's age range (quality/checkpoints.py) is the same
 # a collection before 2000 is a typing error (a two-digit year read as 0026, 2016 for 2026): such a
 # date would also stretch the SI-DEP grid (every day x département x age class) over the years between
 OLDEST_COLLECTION = datetime(2000, 1, 1)
@@ -45,7 +46,7 @@ MAX_VALIDATION_DELAY = timedelta(days=366)  # the slowest cultures take weeks; a
 CHECK_DETAILS = {
     "not_nullable": "a required value is missing",
     "greater_than_or_equal_to(1)": "line number below 1",
-    "DATE_INVALID:birth_date": f"birth date before {OLDEST_BIRTH.year}",
+    "DATE_INVALID:birth_date": f"birth date before {OLDEST_BIRTH.year}, or more than {MAX_AGE} years before the collection",
     "DATE_INVALID:collected_at": f"collection before {OLDEST_COLLECTION.year}: a two-digit year or a typing error",
     "DATE_ORDER:birth_date": "born after the collection",
     "DATE_ORDER:collected_at": f"collected more than {MAX_VALIDATION_DELAY.days} days before its validation",
@@ -131,10 +132,13 @@ class CanonicalResult(pa.DataFrameModel):
         c = pl.col(data.key)
         return data.lazyframe.select(c.is_null() | loinc_valid_expr(data.key).fill_null(False))
 
-    @pa.check("birth_date", name=_named("DATE_INVALID", "birth_date"))
+    @pa.dataframe_check(name=_named("DATE_INVALID", "birth_date"))
     def birth_plausible(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        c = pl.col(data.key)
-        return data.lazyframe.select(c.is_null() | (c >= OLDEST_BIRTH))
+        # QA: a birth date of 1890 passed here (age 136) and then blocked every export at the
+        # quality gate (ages 0 to 125), even after the lab corrected it
+        c = pl.col("birth_date")
+        oldest = pl.col("collected_at").dt.date().dt.offset_by(f"-{MAX_AGE + 1}y")
+        return data.lazyframe.select(c.is_null() | ((c >= OLDEST_BIRTH) & (c > oldest).fill_null(True)))
 
     @pa.check("collected_at", name=_named("DATE_INVALID", "collected_at"))
     def collection_plausible(cls, data: pa.PolarsData) -> pl.LazyFrame:

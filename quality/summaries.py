@@ -12,6 +12,7 @@ Nothing here returns a patient-level value: only counts, shares, dates, codes an
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -263,31 +264,60 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
     n_key_duplicates = key_duplicates(con, fct, ["file_id", "line_no"], types)
     stg_total = sum(f_n for f_n in rows_per_partition(con, src, cat.STG_RESULTS)["n"].to_list())
     loincs = f"(SELECT unnest([{', '.join(sql_literal(c) for c in covid_loincs) or 'NULL'}]))"
+    # the row-level conditions on what is published (current rows: a version a correction replaced
+    # is history, and QA saw a lab's corrected birth date keep blocking every export); each failing
+    # one is located by ``_where`` (file and line, never a value)
+    now_sql = f"{sql_literal(now.isoformat(sep=' '))}::TIMESTAMP + INTERVAL 1 DAY"
+    current = {
+        "n_collected_in_future": f"collected_at > {now_sql}",
+        "n_validated_before_collected": "validated_at < collected_at",
+        "n_received_before_collected": "received_at < collected_at",
+        "n_age_out_of_range": "(age < 0 OR age > 125)",
+        "n_dep_not_in_reference": f"dep IS NOT NULL AND dep NOT IN {known}",
+        "n_dep_outside_sidep": f"dep IS NOT NULL AND dep NOT IN {deps}",
+    }
+    everywhere = {
+        "n_person_key_null": "person_key IS NULL",
+        "n_collected_null": "(collected_at IS NULL OR collected_date IS NULL)",
+    }
+    conditions = everywhere | {k: f"is_current AND {c}" for k, c in current.items()}
+    counts = ",\n               ".join(f"count(*) FILTER (WHERE {c}) AS {k}" for k, c in conditions.items())
     row = frame(con, f"""
         SELECT count(*) AS n_rows,
                {n_key_duplicates}::BIGINT AS n_key_duplicates,
                count(*) FILTER (WHERE is_current) AS n_current,
-               count(*) FILTER (WHERE person_key IS NULL) AS n_person_key_null,
-               count(*) FILTER (WHERE collected_at IS NULL OR collected_date IS NULL) AS n_collected_null,
-               count(*) FILTER (WHERE collected_at > {sql_literal(now.isoformat(sep=' '))}::TIMESTAMP
-                                                   + INTERVAL 1 DAY) AS n_collected_in_future,
-               count(*) FILTER (WHERE validated_at < collected_at) AS n_validated_before_collected,
-               count(*) FILTER (WHERE received_at < collected_at) AS n_received_before_collected,
-               count(*) FILTER (WHERE age < 0 OR age > 125) AS n_age_out_of_range,
-               count(*) FILTER (WHERE dep IS NOT NULL AND dep NOT IN {known}) AS n_dep_not_in_reference,
-               count(*) FILTER (WHERE dep IS NOT NULL AND dep NOT IN {deps}) AS n_dep_outside_sidep,
+               {counts},
                coalesce(avg(CASE WHEN dep IS NULL THEN 1.0 ELSE 0.0 END), 0.0) AS share_dep_unknown,
                coalesce(avg(CASE WHEN loinc_code IS NOT NULL THEN 1.0 ELSE 0.0 END), 0.0) AS share_mapped,
                count(*) FILTER (WHERE is_current AND loinc_code IN {loincs}
-                                AND result_class IN ('POS', 'NEG')) AS n_covid_results_usable,
+                                AND result_class IN ('POS', 'NEG')
+                                AND result_status IS DISTINCT FROM 'X') AS n_covid_results_usable,
                {multi_current} AS n_versions_with_several_current,
                max(collected_date) AS newest_collection
         FROM {fct}""")
+    failing = {k: c for k, c in conditions.items() if row[k][0]}
+    row = row.with_columns(where=pl.lit(json.dumps(_where(con, src, fct, failing)), pl.Utf8))
     newest = row["newest_collection"][0]
     return row.with_columns(
         n_staging_rows_missing=pl.lit(stg_total, pl.Int64) - pl.col("n_rows"),
         days_since_newest_collection=pl.lit((now.date() - newest).days if newest else None, pl.Int64),
     )
+
+
+def _where(con: duckdb.DuckDBPyConnection, src: Sources, fct: str, conditions: dict[str, str],
+           limit: int = 3) -> dict[str, str]:
+    """For each condition: where its first rows are, as ``lab/file.csv line 4, ...`` (the landing
+    path from quality.file_log and the line; no value), so that a failing check names what to fix."""
+    paths = f"(SELECT file_id, min(path) AS path FROM {src.rel(cat.FILE_LOG)} WHERE status = 'loaded' GROUP BY 1)" \
+        if src.has(cat.FILE_LOG) else "(SELECT NULL::VARCHAR AS file_id, NULL::VARCHAR AS path)"
+    out = {}
+    for name, cond in conditions.items():
+        rows = con.execute(f"""
+            SELECT coalesce(p.path, r.file_id) AS path, r.line_no FROM (
+                SELECT file_id, line_no FROM {fct} WHERE {cond} ORDER BY file_id, line_no LIMIT {limit}) r
+            LEFT JOIN {paths} p USING (file_id) ORDER BY 1, 2""").fetchall()
+        out[name] = ", ".join(f"{path} line {line}" for path, line in rows)
+    return out
 
 
 def _versions_with_several_current(con: duckdb.DuckDBPyConnection, fct: str) -> int:

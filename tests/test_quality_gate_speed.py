@@ -7,6 +7,8 @@ Small data written under pytest's temporary directories; no pipeline run.
 
 from __future__ import annotations
 
+import json
+
 from datetime import datetime
 
 import duckdb
@@ -117,6 +119,30 @@ def test_fct_summary_matches_the_plain_queries(small_fct):
             assert empty["n_dep_not_in_reference"] == 0 and empty["n_covid_results_usable"] == 0
     finally:
         con.close()
+
+
+def test_row_checks_count_current_results_and_say_where(tmp_path):
+    """QA: a birth date giving age 136 blocked every export, and still did once the lab had
+    corrected it (the superseded version was counted); the message named no file. The row-level
+    counts are on current results, and each failing one says where its first rows are."""
+    wh = Warehouse(tmp_path / "home")
+    old = {**_fct("F1", 4, "v1", is_current=False), "age": 136}  # corrected by line 9 below
+    _write(wh, cat.FCT_LAB_RESULTS, "F1", [old, _fct("F1", 9, "v1"), {**_fct("F1", 12, "v2"), "age": 130},
+                                           {**_fct("F1", 15, "v3"), "age": 126}, {**_fct("F1", 20, "v4"), "age": 127},
+                                           {**_fct("F1", 21, "v5"), "age": 128}])
+    log = pl.DataFrame([{"log_id": "log1", "file_id": "F1", "path": "labo_zeta/z3.csv", "status": "loaded"}])
+    wh.write_partition_file(cat.FILE_LOG, "log1", log.with_columns(
+        [pl.lit(None, dtype).alias(n) for n, dtype in cat.FILE_LOG.schema.items() if n not in log.columns]
+    ).select(cat.FILE_LOG.schema.names()))
+    con = S.connect(wh)
+    try:
+        row = S.fct_summary(con, S.Sources(wh, con), ["75"], ["94500-6"], datetime(2026, 11, 3)).row(0, named=True)
+    finally:
+        con.close()
+    assert row["n_age_out_of_range"] == 4 and row["n_collected_in_future"] == 0
+    where = json.loads(row["where"])
+    assert where == {"n_age_out_of_range": "labo_zeta/z3.csv line 12, labo_zeta/z3.csv line 15, "
+                                           "labo_zeta/z3.csv line 20"}
 
 
 def test_union_by_name_only_when_the_files_differ(small_fct):

@@ -38,6 +38,10 @@ def test_good_rows_pass(tmp_path):
         ({"DATE_RECEPTION": "01/11/2026 08:00"}, "DATE_ORDER", "received_at"),
         ({"DATE_NAISSANCE": "01/01/2027"}, "DATE_ORDER", "birth_date"),
         ({"DATE_NAISSANCE": "01/01/1850"}, "DATE_INVALID", "birth_date"),
+        # QA: born in 1890, 136 at the collection (02/11/2026): valid here, then the quality gate
+        # (ages 0 to 125) blocked every export; 126 at the collection is refused, 125 kept (below)
+        ({"DATE_NAISSANCE": "01/01/1890"}, "DATE_INVALID", "birth_date"),
+        ({"DATE_NAISSANCE": "02/11/1900"}, "DATE_INVALID", "birth_date"),
         ({"DATE_PRELEVEMENT": "02/11/2027 08:00", "DATE_RECEPTION": "", "DATE_VALIDATION": ""},
          "DATE_ORDER", "collected_at"),
         # QA: a two-digit year was read as year 26, valid; a collection typed ten years early was
@@ -58,6 +62,11 @@ def test_each_defect_gets_its_reason(tmp_path, fields, reason, column):
     valid, q = validate_rows(rows_of(tmp_path, line(), line(**{"N_DEMANDE": "D9", **fields})), now=NOW)
     assert valid["line_no"].to_list() == [2]
     assert q.select("line_no", "reason_code", "column").rows() == [(3, reason, column)]
+
+
+def test_a_person_aged_125_at_the_collection_is_kept(tmp_path):
+    valid, q = validate_rows(rows_of(tmp_path, line(DATE_NAISSANCE="03/11/1900")), now=NOW)
+    assert valid.height == 1 and q.is_empty()
 
 
 def test_comparator_values_pass_and_a_bad_comparator_is_quarantined(tmp_path):
