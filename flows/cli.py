@@ -207,6 +207,9 @@ def print_summary(s: dict, wall: float | None = None) -> None:
         t.add_column(c, justify="right")
     t.add_row(str(s["files_new"]), str(s["files_duplicate"]), str(s["files_failed"]))
     console.print(t)
+    if s.get("files_recoded"):
+        console.print(f"{s['files_recoded']:,} earlier file(s) re-coded: the mappings or qualitative words changed "
+                      "(or the coding after an upgrade); their results and the marts follow", soft_wrap=True)
     from transforms.parsers.detect import FORMAT_NAMES
 
     by_format: dict[str, list[int]] = {}

@@ -536,6 +536,25 @@ def refresh_databases(ctx: Context, by: str | None = None) -> None:
     audit_event(ctx, "analyst_db_built", str(build_analyst_db(ctx.wh)), by=by)
 
 
+def _gate_before_export(ctx: Context, ignore_gate: str | None) -> str | None:
+    """The quality gate, run on the warehouse as it is now (QA: `epi export` published marts the gate
+    had blocked). Returns the reason the export must not go out, or None; with ``ignore_gate`` (the
+    operator's why) a failed gate is recorded in the audit trail and the export goes on."""
+    from flows.privacy import audit as audit_event
+    from flows.quality_gate import block_reason, run_quality_gate
+
+    gate = run_quality_gate(ctx)
+    reason = block_reason(gate)
+    if reason is None:
+        return None
+    if ignore_gate is not None and ignore_gate.strip():
+        audit_event(ctx, "gate_overridden", "publication", details={
+            "why": ignore_gate.strip()[:500], "failures": [f[:300] for f in gate.get("failures", [])][:20]},
+            by="epi-export")
+        return None
+    return reason
+
+
 def _issue(issue_date: str | None) -> str:
     issue = issue_date or date.today().isoformat()
     try:
@@ -650,9 +669,14 @@ def export_cmd(
     issue_date: Annotated[Optional[str], typer.Option("--issue-date", help="YYYY-MM-DD (default today)")] = None,
     threshold: Annotated[Optional[int], typer.Option(help="largest count suppressed (default 10)")] = None,
     min_count: Annotated[Optional[int], typer.Option(help="smallest count suppressed (default 1)")] = None,
+    ignore_gate: Annotated[Optional[str], typer.Option(
+        "--ignore-gate", metavar="WHY",
+        help="publish although the quality gate fails; WHY is kept in the audit trail")] = None,
 ) -> None:
-    """Write <home>/publication/<issue-date>/: SpF-shaped CSV files with disclosure control and a manifest."""
+    """Write <home>/publication/<issue-date>/: SpF-shaped CSV files with disclosure control and a manifest.
+    The quality gate runs first: when a critical expectation fails nothing is written (exit 1)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -668,10 +692,17 @@ def export_cmd(
         # read the marts while no run rewrites them
         with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
             check_upgradable(ctx, migrated=True)  # marts of an earlier biolake: a line, not a traceback
+            blocked = _gate_before_export(ctx, ignore_gate)
+            if blocked:
+                console.print(f"[red]{escape(blocked)}[/red]", soft_wrap=True)
+                console.print("Nothing was written. Fix the data (`biolake report gate` shows the gate; "
+                              "quality.expectation_results keeps it), or publish anyway with "
+                              "--ignore-gate \"why\" (kept in the audit trail).", soft_wrap=True)
+                raise typer.Exit(1)
             out = export_publication(ctx, refs, issue_date=issue_date, rule=rule)
             refresh_databases(ctx, by="epi-export")  # quality.publications shows the issue now
     except (ValueError, NothingToPublish, LockTimeout, WarehouseFormatError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")
         raise typer.Exit(2)
     t = Table(title=f"publication {out['issue_date']} -> {out['folder']}", show_edge=False)
     for c in ("file", "rows", "period", "suppressed (primary+secondary)", "sha256"):

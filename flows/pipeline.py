@@ -253,6 +253,11 @@ def ingest_flow(home: str = "data") -> dict:
             wait([f for _, f in futures])
             recoded += [fid for p, f in futures if f.state.is_completed() for fid in p]
             changed += redo
+        if redo:
+            totals["files_recoded"] = len(redo)
+            if recode_all:  # QA: a mapping import rewrote history and SI-DEP counts without a trace
+                privacy.audit(ctx, "mappings_changed", "mappings", details={
+                    "files_recoded": len(redo), "fingerprint": fingerprint[:16]})
         steps.save_mappings_fingerprint(ctx, fingerprint)
     # files an interrupted run processed but did not publish are published now (QA: they were lost)
     owed = [fid for fid in steps.owed_publication(ctx) if fid not in set(changed)]
@@ -335,8 +340,8 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
     summary = {
         "run_id": ctx.run_id, "home": str(ctx.wh.home), "database": pubd["database"],
         "files_seen": ing["files_seen"],
-        **{k: totals.get(k, 0) for k in ("files_new", "files_duplicate", "files_failed", "rows_in", "rows_valid",
-                                         "rows_quarantined")},
+        **{k: totals.get(k, 0) for k in ("files_new", "files_duplicate", "files_failed", "files_recoded", "rows_in",
+                                         "rows_valid", "rows_quarantined")},
         "quarantine_reasons": dict(sorted(ing["reasons"].items())),
         "failed_file_reasons": dict(sorted(ing["file_reasons"].items())),
         "mapping_coverage": pubd["quality"]["coverage"], "unmapped_codes": pubd["quality"]["backlog_codes"],

@@ -119,8 +119,9 @@ def block_reason(gate: dict) -> str | None:
     if gate.get("ok", False):
         return None
     failures = gate.get("failures") or ["the quality gate did not complete"]
-    text = (f"Exports blocked by the data-quality gate: {len(failures)} critical expectation(s) failed: "
-            + " | ".join(failures))
+    text = (f"The data-quality gate failed, so no publication goes out (`biolake run --export`, `biolake epi "
+            f"export`, the scheduled publication) until it passes: {len(failures)} critical expectation(s) "
+            "failed: " + " | ".join(failures))
     if len(text) > MAX_REASON_CHARS:
         text = text[: MAX_REASON_CHARS - 40] + f" ... (see {RESULTS_TABLE})"
     return text

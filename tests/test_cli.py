@@ -210,6 +210,15 @@ def test_approved_mapping_applies_and_backfills(clean_run, tmp_path):
 
     summary = pipeline(home=str(home))
     assert summary["files_new"] == 0  # nothing new arrived: the earlier rows were re-coded
+    # and the run says so, in its summary and in the audit trail (QA: it left no trace)
+    from flows.privacy import read_audit
+    from warehouse import catalog as cat
+    from warehouse.store import Warehouse
+
+    assert summary["files_recoded"] == len(Warehouse(home).partitions(cat.STG_RESULTS)) > 0
+
+    changed = read_audit(Warehouse(home)).filter(pl.col("kind") == "mappings_changed")
+    assert changed.height == 1 and f'"files_recoded": {summary["files_recoded"]}' in changed["details"][0]
     rows = query(home, "SELECT loinc_code, mapping_status FROM marts.fct_lab_results "
                        "WHERE source = 'labo_alpha' AND local_code = 'VITD'")
     assert rows.height > 0

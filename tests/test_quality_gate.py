@@ -130,7 +130,7 @@ def test_a_critical_failure_blocks_exports_with_its_reason(gated, tmp_path):
     before = set(results(home)["run_id"])
     res = CliRunner().invoke(reports_app, ["gate", "--home", str(home)])
     assert res.exit_code == 1, res.output
-    assert "Exports blocked by the data-quality gate" in res.output
+    assert "The data-quality gate failed, so no publication goes out" in res.output
     stored = results(home)
     assert len(set(stored["run_id"]) - before) == 1, "the CLI run kept no result"
     cli_run = (set(stored["run_id"]) - before).pop()
@@ -141,13 +141,30 @@ def test_a_critical_failure_blocks_exports_with_its_reason(gated, tmp_path):
     assert victim["path"] in text  # the failing file is named
     assert "sidep_daily" in text and "P <= T" in text
     reason = block_reason(gate)
-    assert reason.startswith("Exports blocked by the data-quality gate") and victim["path"] in reason
-    with pytest.raises(QualityGateFailed, match="Exports blocked"):
+    assert reason.startswith("The data-quality gate failed, so no publication goes out") and victim["path"] in reason
+    with pytest.raises(QualityGateFailed, match="no publication goes out"):
         raise_if_blocked(gate)
     state = final_state({"run_id": "x"}, gate)
     assert state.is_failed() and state.message == reason
     ok_state = final_state({"run_id": "x"}, {"ok": True})
     assert ok_state.is_completed() and block_reason({"ok": True}) is None
+
+    # `biolake epi export` runs the gate first (QA: it published marts the gate had blocked)
+    from flows.cli import app
+    from flows.privacy import read_audit
+
+    publication = home / "publication"
+    refused = CliRunner().invoke(app, ["epi", "export", "--home", str(home), "--issue-date", "2026-11-20"])
+    assert refused.exit_code == 1, refused.output
+    assert "no publication goes out" in refused.output and "--ignore-gate" in refused.output
+    assert not (publication / "2026-11-20").exists()
+    forced = CliRunner().invoke(app, ["epi", "export", "--home", str(home), "--issue-date", "2026-11-20",
+                                      "--ignore-gate", "known accounting defect, ticket 42"])
+    assert forced.exit_code == 0, forced.output
+    assert (publication / "2026-11-20" / "manifest.csv").exists()
+    overridden = read_audit(wh).filter(pl.col("kind") == "gate_overridden")
+    assert overridden.height == 1 and "ticket 42" in overridden["details"][0]
+    assert victim["path"] in overridden["details"][0]  # what was overridden, kept with the why
     # both runs' results are kept, each in its own file
     bad = stored.filter((pl.col("run_id") == cli_run) & ~pl.col("success") & pl.col("critical"))
     assert {"file_accounting", "sidep_daily", "sidep_daily_summary"} <= set(bad["suite"])

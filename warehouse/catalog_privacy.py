@@ -22,6 +22,8 @@ AUDIT_KINDS: tuple[str, ...] = (
     "export_written",  # an export / report file was written (subject: its path, sha256: its bytes)
     "purge",  # identities were purged from the raw layer (details: cutoff, counts)
     "analyst_db_built",  # the analyst database was rebuilt (subject: its path)
+    "gate_overridden",  # a publication written although the quality gate failed (details: its failures)
+    "mappings_changed",  # the mappings or qualitative words changed: earlier files re-coded (details: counts)
 )
 
 AUDIT_EVENTS = Table(
