@@ -326,6 +326,15 @@ def publication_root(home: Path) -> Path:
     return Path(home).resolve() / "publication"
 
 
+# what a reader of the files must know of who is in them (QA: the national files left out persons
+# without a known département and said nothing); in manifest.json
+COVERAGE_NOTE = (
+    "Persons are counted at their département of residence. Persons whose département is unknown "
+    "(a missing or malformed postal code) or outside the published geography (the COM 984, 986 to 989) "
+    "are in no row of any file, the national files included: the national figures are the sums of the "
+    "départements. docs/epidemiology.md, SI-DEP indicators.")
+
+
 def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: str | None = None,
                        rule: DisclosureRule | None = None, diseases: list[str] | None = None) -> dict:
     """Write ``<home>/publication/<issue_date>/``: SpF-shaped files, suppressed, plus manifest.csv/.json.
@@ -587,6 +596,7 @@ def _write_issue(ctx: Context, issue: str, files: list[exports.PublishedFile], r
     (tmp / "manifest.csv").write_bytes(exports.csv_bytes(
         table.drop("published_at", "run_id").with_columns(pl.col(pl.Utf8).fill_null(""))))
     doc = {"issue_date": issue, "published_at": now.isoformat(), "run_id": ctx.run_id,
+           "coverage": COVERAGE_NOTE,
            "disclosure": {"rule": rule.describe(), **rule.as_dict(),
                           "audit_recomputable_cells": audit},
            "files": [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in m.items()} for m in manifest]}

@@ -16,16 +16,17 @@ from concurrent.futures import ThreadPoolExecutor
 import polars as pl
 
 from flows.steps import Context, duck
+from transforms import versions
 from warehouse import catalog as cat
 
 
 def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
     """Publish the fct partitions of the changed files and of the files their versions touch.
 
-    Versions of one result share a version_key (lab, request, test, specimen); the latest
-    validation wins, then the later delivery (file_seq), then the later result; a version without a
-    validation time counts as validated at the latest validation delivered before it (or with it);
-    a latest version with status D deletes the result (no version is current).
+    The rows sharing a version_key (lab, request, test, specimen) are sorted into results and their
+    versions by ``transforms.versions.settle`` (a re-delivery continues a result of the same person
+    and day, a correction or deletion corrects one; the latest validation wins, then the later
+    delivery, then the later row; a latest version with status D deletes the result).
 
     The coded partitions already carry the flags a result has when it has no other version
     (steps.with_provisional_versions). The flags are settled here for the versions the changed
@@ -65,28 +66,22 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
                         SELECT version_key, count(*) AS n FROM {src} {only_touched} GROUP BY 1""").fetchall()
         n_keys = con.execute("SELECT count(*) FROM versions").fetchall()[0][0]
         # a result with one version keeps its provisional flags: only the keys with several versions
-        # (corrections, deletions of an earlier result) need the window, a few percent of the rows
-        exceptions = con.sql(f"""
-            SELECT file_id, result_no, is_current, superseded_by FROM (
-                SELECT file_id, result_no, provisional,
-                       (row_id = latest_id AND latest_status IS DISTINCT FROM 'D') AS is_current,
-                       CASE WHEN row_id <> latest_id THEN latest_id END AS superseded_by
-                FROM (
-                    SELECT file_id, result_no, is_current AS provisional, file_id || ':' || result_no AS row_id,
-                           first_value(file_id || ':' || result_no) OVER w AS latest_id,
-                           first_value(result_status) OVER w AS latest_status
-                    FROM (
-                        -- a version sent without a validation time is placed by its delivery: after
-                        -- the latest validation delivered before it (QA: a deletion without a time
-                        -- never replaced the result it deleted)
-                        SELECT *, coalesce(validated_at, max(validated_at) OVER (
-                                      PARTITION BY version_key ORDER BY file_seq
-                                      RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS placed_at
-                        FROM {src} WHERE version_key IN (SELECT version_key FROM versions WHERE n > 1))
-                    WINDOW w AS (PARTITION BY version_key
-                                 ORDER BY placed_at DESC NULLS LAST, file_seq DESC, result_no DESC)
-                )
-            ) WHERE is_current IS DISTINCT FROM provisional OR superseded_by IS NOT NULL""").pl()
+        # (corrections, deletions of an earlier result, several results of one request and test) are
+        # settled, a few percent of the rows (transforms/versions.py)
+        multi = con.sql(f"""
+            SELECT version_key, file_id, result_no, file_seq, is_current AS provisional, result_status,
+                   person_key, collected_date,
+                   -- a version sent without a validation time is placed by its delivery: after the
+                   -- latest validation delivered before it (QA: a deletion without a time never
+                   -- replaced the result it deleted)
+                   coalesce(validated_at, max(validated_at) OVER (
+                       PARTITION BY version_key ORDER BY file_seq
+                       RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS placed_at
+            FROM {src} WHERE version_key IN (SELECT version_key FROM versions WHERE n > 1)""").pl()
+        settled = versions.settle(multi).join(multi.select("file_id", "result_no", "provisional"),
+                                              on=["file_id", "result_no"], how="left")
+        exceptions = settled.filter(pl.col("is_current").ne_missing(pl.col("provisional"))
+                                    | pl.col("superseded_by").is_not_null()).drop("provisional")
         if old_affected:
             # the earlier files keep their settled flags for the versions this run did not touch
             earlier = con.sql(f"""

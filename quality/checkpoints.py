@@ -174,7 +174,7 @@ def fct_summary_suite(frame: pl.DataFrame, where: dict[str, str] | None = None) 
     s.checks = [
         Check("table_has_rows", "ExpectColumnValuesToBeBetween", {"column": "n_rows", "min_value": 1},
               "the fact table is not empty", critical=False),
-        _zero("n_key_duplicates", "(file_id, line_no) is unique"),
+        _zero("n_key_duplicates", "(file_id, result_no) is unique"),
         _zero("n_staging_rows_missing", "every staging row reached the fact table and nothing else did"),
         _zero("n_person_key_null", "every result has a pseudonymous person key"),
         _zero("n_collected_null", "every result has a collection date"),
@@ -185,7 +185,11 @@ def fct_summary_suite(frame: pl.DataFrame, where: dict[str, str] | None = None) 
         _zero("n_dep_not_in_reference", "every département of a current result is a code of the reference"),
         _zero("n_dep_outside_sidep", "residents of a COM without a population (984, 986 to 989) are counted "
               "in no SI-DEP or MDO geographic row", critical=False),
-        _zero("n_versions_with_several_current", "one current version per result (corrections replace)"),
+        _zero("n_versions_inconsistent", "the versions of each result are consistent: one head, current unless "
+              "deleted, named by every version it replaced"),
+        _zero("n_requests_shared_by_persons", "no request number and test of a lab holds current results of "
+              "several persons (a reused or daily-restarting request number: they are kept as separate results)",
+              critical=False),
         _between("share_dep_unknown", 0, 0.05, "at most 5% of results without a département", critical=False),
         _between("share_mapped", 0.9, 1, "at least 90% of results carry a LOINC code", critical=False),
         _between("days_since_newest_collection", None, FRESHNESS_DAYS,

@@ -259,9 +259,12 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
         return f"(SELECT unnest([{', '.join(sql_literal(d) for d in codes) or 'NULL'}]))"
     deps = one_column(departements)
     known = one_column(departements if reference is None else reference)
-    multi_current = f"{_versions_with_several_current(con, fct)}::BIGINT" if "version_key" in types else "0"
-    # the keys are counted apart (key_duplicates: per-file bitmaps), the rest in one scan below
-    n_key_duplicates = key_duplicates(con, fct, ["file_id", "line_no"], types)
+    versions_ok = "version_key" in types and "superseded_by" in types
+    inconsistent = f"{_versions_inconsistent(con, fct)}::BIGINT" if versions_ok else "0::BIGINT"
+    # the keys are counted apart (key_duplicates: per-file bitmaps), the rest in one scan below; the
+    # key is (file_id, result_no): the results of a one-line CDA document, or of a CDA embedded in
+    # one HL7 segment, share their line (docs/formats.md; QA: the gate blocked such files)
+    n_key_duplicates = key_duplicates(con, fct, ["file_id", "result_no"], types)
     stg_total = sum(f_n for f_n in rows_per_partition(con, src, cat.STG_RESULTS)["n"].to_list())
     loincs = f"(SELECT unnest([{', '.join(sql_literal(c) for c in covid_loincs) or 'NULL'}]))"
     # the row-level conditions on what is published (current rows: a version a correction replaced
@@ -276,6 +279,10 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
         "n_dep_not_in_reference": f"dep IS NOT NULL AND dep NOT IN {known}",
         "n_dep_outside_sidep": f"dep IS NOT NULL AND dep NOT IN {deps}",
     }
+    if versions_ok:  # a lab giving one request number to several patients (transforms/versions.py)
+        current["n_requests_shared_by_persons"] = f"""hash(version_key) IN (
+            SELECT hash(version_key) FROM {fct} WHERE is_current GROUP BY 1
+            HAVING min(person_key) IS DISTINCT FROM max(person_key))"""
     everywhere = {
         "n_person_key_null": "person_key IS NULL",
         "n_collected_null": "(collected_at IS NULL OR collected_date IS NULL)",
@@ -292,7 +299,7 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
                count(*) FILTER (WHERE is_current AND loinc_code IN {loincs}
                                 AND result_class IN ('POS', 'NEG')
                                 AND result_status IS DISTINCT FROM 'X') AS n_covid_results_usable,
-               {multi_current} AS n_versions_with_several_current,
+               {inconsistent} AS n_versions_inconsistent,
                max(collected_date) AS newest_collection
         FROM {fct}""")
     failing = {k: c for k, c in conditions.items() if row[k][0]}
@@ -320,14 +327,21 @@ def _where(con: duckdb.DuckDBPyConnection, src: Sources, fct: str, conditions: d
     return out
 
 
-def _versions_with_several_current(con: duckdb.DuckDBPyConnection, fct: str) -> int:
-    """version_key values with more than one current row. Grouping the keys' 64-bit hashes is
-    cheaper than grouping the strings, and equal keys have equal hashes: when no hash has several
-    current rows, no key has (the usual answer, 0); otherwise the strings are grouped for the count."""
-    sql = "SELECT count(*) FROM (SELECT {k} FROM {fct} WHERE is_current GROUP BY 1 HAVING count(*) > 1)"
-    if _one(con, sql.format(k="hash(version_key)", fct=fct))[0] == 0:
-        return 0
-    return int(_one(con, sql.format(k="version_key", fct=fct))[0])
+def _versions_inconsistent(con: duckdb.DuckDBPyConnection, fct: str) -> str:
+    """SQL (aggregates of the summary's scan plus one join over the few replaced rows) counting the
+    rows whose version flags contradict each other: a replaced version that does not name a head
+    (a row replaced by nothing) of its own version key, a head neither current nor a deletion, a
+    current row that names a replacement (transforms/versions.py)."""
+    dangling = _one(con, f"""
+        WITH sup AS (SELECT version_key, split_part(superseded_by, ':', 1) AS f,
+                            TRY_CAST(split_part(superseded_by, ':', 2) AS BIGINT) AS n
+                     FROM {fct} WHERE superseded_by IS NOT NULL AND NOT is_current)
+        SELECT count(*) FROM sup LEFT JOIN (
+            SELECT file_id, result_no, version_key, superseded_by FROM {fct}
+            WHERE file_id IN (SELECT DISTINCT f FROM sup)) h ON h.file_id = sup.f AND h.result_no = sup.n
+        WHERE h.file_id IS NULL OR h.superseded_by IS NOT NULL OR h.version_key IS DISTINCT FROM sup.version_key""")[0]
+    return (f"({int(dangling)} + count(*) FILTER (WHERE superseded_by IS NULL AND NOT is_current "
+            "AND result_status IS DISTINCT FROM 'D') + count(*) FILTER (WHERE is_current AND superseded_by IS NOT NULL))")
 
 
 FCT_DOMAIN_COLUMNS = ("sex", "cl_age90", "result_status", "mapping_status", "result_class",

@@ -259,6 +259,7 @@ def test_files_have_the_spf_shapes_and_the_manifest_describes_them(scenario):
     manifest = pl.read_csv(folder / "manifest.csv", separator=";", infer_schema=False)
     doc = json.loads((folder / "manifest.json").read_text())
     assert doc["disclosure"]["threshold"] == 10 and "suppressed" in doc["disclosure"]["rule"]
+    assert "in no row of any file, the national files included" in doc["coverage"]  # QA: said nowhere
     for name, header in SHAPES.items():
         text = (folder / name).read_text(encoding="utf-8")
         lines = text.split("\n")

@@ -98,15 +98,16 @@ def test_fct_summary_matches_the_plain_queries(small_fct):
             fct = src.rel(cat.FCT_LAB_RESULTS)
             row = S.fct_summary(con, src, ["75"], ["94500-6"], datetime(2026, 11, 3)).row(0, named=True)
             # the formulations the summary had before, on the same files
-            key_dup, several, dep_out, usable = con.sql(f"""
-                SELECT count(*) - count(DISTINCT (file_id, line_no)),
-                       (SELECT count(*) FROM (SELECT version_key FROM {fct} WHERE is_current
-                                              GROUP BY 1 HAVING count(*) > 1)),
+            key_dup, inconsistent, dep_out, usable = con.sql(f"""
+                SELECT count(*) - count(DISTINCT (file_id, result_no)),
+                       count(*) FILTER (WHERE superseded_by IS NULL AND NOT is_current
+                                        AND result_status IS DISTINCT FROM 'D'),
                        count(*) FILTER (WHERE dep IS NOT NULL AND dep NOT IN ('75')),
                        count(*) FILTER (WHERE is_current AND loinc_code IN ('94500-6')
                                         AND result_class IN ('POS', 'NEG'))
                 FROM {fct}""").fetchall()[0]
-            assert (row["n_key_duplicates"], row["n_versions_with_several_current"]) == (key_dup, several) == (2, 3)
+            # A:3 is not current, replaced by nothing and not a deletion: inconsistent
+            assert (row["n_key_duplicates"], row["n_versions_inconsistent"]) == (key_dup, inconsistent) == (2, 1)
             assert (row["n_dep_not_in_reference"], row["n_covid_results_usable"]) == (dep_out, usable) == (1, 8)
             assert row["n_rows"] == 10 and row["n_staging_rows_missing"] == 5 - 10
             # a code of the reference outside the SI-DEP geography (a COM without a population) is a
@@ -126,7 +127,7 @@ def test_row_checks_count_current_results_and_say_where(tmp_path):
     corrected it (the superseded version was counted); the message named no file. The row-level
     counts are on current results, and each failing one says where its first rows are."""
     wh = Warehouse(tmp_path / "home")
-    old = {**_fct("F1", 4, "v1", is_current=False), "age": 136}  # corrected by line 9 below
+    old = {**_fct("F1", 4, "v1", is_current=False), "age": 136, "superseded_by": "F1:9"}  # corrected by line 9
     _write(wh, cat.FCT_LAB_RESULTS, "F1", [old, _fct("F1", 9, "v1"), {**_fct("F1", 12, "v2"), "age": 130},
                                            {**_fct("F1", 15, "v3"), "age": 126}, {**_fct("F1", 20, "v4"), "age": 127},
                                            {**_fct("F1", 21, "v5"), "age": 128}])
@@ -140,9 +141,31 @@ def test_row_checks_count_current_results_and_say_where(tmp_path):
     finally:
         con.close()
     assert row["n_age_out_of_range"] == 4 and row["n_collected_in_future"] == 0
+    assert row["n_versions_inconsistent"] == 0 and row["n_requests_shared_by_persons"] == 0
     where = json.loads(row["where"])
     assert where == {"n_age_out_of_range": "labo_zeta/z3.csv line 12, labo_zeta/z3.csv line 15, "
                                            "labo_zeta/z3.csv line 20"}
+
+
+def test_version_flags_that_contradict_each_other_are_counted(tmp_path):
+    wh = Warehouse(tmp_path / "home")
+    rows = [{**_fct("F1", 1, "v1", is_current=False), "superseded_by": "F1:2"},  # fine: F1:2 is v1's head
+            _fct("F1", 2, "v1"),
+            {**_fct("F1", 3, "v2", is_current=False), "superseded_by": "F1:9"},  # names no row
+            {**_fct("F1", 4, "v3", is_current=False), "superseded_by": "F1:2"},  # another key's head
+            {**_fct("F1", 5, "v4"), "superseded_by": "F1:2"},  # current yet replaced
+            _fct("F1", 6, "v5", is_current=False),  # a head neither current nor deleted
+            {**_fct("F1", 7, "v6", is_current=False), "result_status": "D"},  # a deletion: fine
+            {**_fct("F1", 8, "v7"), "person_key": "q"}, {**_fct("F1", 9, "v7"), "person_key": "r"}]  # shared
+    _write(wh, cat.FCT_LAB_RESULTS, "F1", rows)
+    con = S.connect(wh)
+    try:
+        row = S.fct_summary(con, S.Sources(wh, con), ["75"], ["94500-6"], datetime(2026, 11, 3)).row(0, named=True)
+    finally:
+        con.close()
+    assert row["n_versions_inconsistent"] == 4
+    assert row["n_requests_shared_by_persons"] == 2
+    assert json.loads(row["where"])["n_requests_shared_by_persons"] == "F1 line 8, F1 line 9"
 
 
 def test_union_by_name_only_when_the_files_differ(small_fct):
