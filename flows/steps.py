@@ -866,6 +866,20 @@ def save_mappings_fingerprint(ctx: Context, fingerprint: str) -> None:
     _save_state(ctx, mappings_fingerprint=fingerprint)
 
 
+# how the publication settles versions: "2", transforms/versions.py (results of one request and test
+# told apart by person, day and order); before, every row of one lab, request and test was a version
+# of one result. A warehouse settled another way has every file published again once.
+VERSIONS_FORMAT = "2"
+
+
+def versions_outdated(ctx: Context) -> bool:
+    return _state(ctx).get("versions_format") != VERSIONS_FORMAT
+
+
+def save_versions_format(ctx: Context) -> None:
+    _save_state(ctx, versions_format=VERSIONS_FORMAT)
+
+
 # --------------------------------------------------------------------------------------------
 # publication owed: files processed but not yet (or not completely) published
 # --------------------------------------------------------------------------------------------

@@ -384,3 +384,29 @@ def test_an_mdo_weekly_mart_from_before_days_is_rewritten_whole_by_the_next_run(
     log = _wh(home).read(ce.EPI_REVISIONS).filter(pl.col("table_name") == ce.MDO_WEEKLY.qualified)
     weeks = {f"semaine={w}" for w in fresh["semaine"].unique().to_list()}
     assert weeks <= set(log.filter(~pl.col("run_id").is_in(sorted(earlier_runs)))["partition"].to_list())
+
+
+def test_versions_settled_by_an_earlier_biolake_are_settled_again_once(built, tmp_path):
+    """Earlier code made every row of one lab, request and test a version of one result (QA: a
+    reused request number replaced another patient's result). The first run of this code publishes
+    every file again, settling their versions by person and day; later runs do not."""
+    from flows import steps
+    from flows.pipeline import pipeline
+
+    home = copy_home(built, tmp_path / "home")
+    fresh = _wh(home).read(cat.FCT_LAB_RESULTS).sort(KEY)
+    victim = fresh.filter(pl.col("is_current")).row(0, named=True)
+    other = fresh.filter(pl.col("file_id") != victim["file_id"]).row(0, named=True)
+    wrong = f"{other['file_id']}:{other['result_no']}"
+    _rewrite(_wh(home).files_of(cat.FCT_LAB_RESULTS, victim["file_id"]), lambda df: df.with_columns(
+        is_current=pl.when(pl.col("result_no") == victim["result_no"]).then(False).otherwise(pl.col("is_current")),
+        superseded_by=pl.when(pl.col("result_no") == victim["result_no"]).then(pl.lit(wrong))
+        .otherwise(pl.col("superseded_by"))))
+    _edit_state(home, versions_format=None)  # as the earlier code left its state
+    assert not _wh(home).read(cat.FCT_LAB_RESULTS).sort(KEY).equals(fresh)
+
+    first = pipeline(home=str(home))
+    assert first["incremental"]["fct_files_rewritten"] == fresh["file_id"].n_unique()
+    assert _wh(home).read(cat.FCT_LAB_RESULTS).sort(KEY).equals(fresh)
+    assert not steps.versions_outdated(_ctx(home))
+    assert pipeline(home=str(home))["incremental"]["fct_files_rewritten"] == 0
