@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -166,7 +167,7 @@ def run(
 
 def _exit_on_block(summary: dict) -> None:
     if summary.get("state", {}).get("failed"):
-        console.print(f"[red]{summary['state']['message']}[/red]")
+        console.print(f"[red]{escape(str(summary['state']['message']))}[/red]", soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -232,7 +233,8 @@ def print_summary(s: dict, wall: float | None = None) -> None:
     r.add_row(f"{s['rows_in']:,}", f"{s['rows_valid']:,}", f"{s['rows_quarantined']:,}")
     console.print(r)
     for title, unit, counts in (("files not loaded, by reason", "files", s.get("failed_file_reasons")),
-                                ("quarantine by reason", "rows", s["quarantine_reasons"])):
+                                ("quarantine by reason (a row with several reasons counts under each)", "rows",
+                                 s["quarantine_reasons"])):
         if counts:
             q = Table(title=title, show_edge=False)
             q.add_column("reason")
@@ -276,6 +278,10 @@ def print_summary(s: dict, wall: float | None = None) -> None:
         console.print(f"data-quality gate: {'passed' if gate.get('ok') else 'BLOCKED'} "
                       f"({gate.get('evaluated')} expectations, {gate.get('failed_critical')} critical and "
                       f"{gate.get('failed_warning')} warning failures; results in quality.expectation_results)")
+        for w in (gate.get("warnings") or [])[:12]:  # values are data, never rich markup ('[n_age...]' vanished)
+            console.print(f"  warning: {escape(w)}", soft_wrap=True)
+        if len(gate.get("warnings") or []) > 12:
+            console.print(f"  ... {len(gate['warnings']) - 12} more (biolake report gate, or the Data Docs)")
     for name, path in (s.get("reports") or {}).items():
         if isinstance(path, str):
             console.print(f"report {name}: {path}")
