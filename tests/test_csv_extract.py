@@ -30,7 +30,7 @@ def test_fields_become_typed_canonical_columns(tmp_path):
     assert seen == 1 and rejects.is_empty()
     r = rows.row(0, named=True)
     assert r["file_id"] == "f1" and r["source"] == "lab" and r["line_no"] == 2
-    assert r["lab_finess"] == "750000001" and r["request_id"] == "D1"
+    assert r["lab_finess"] == "750000002" and r["request_id"] == "D1"
     assert r["birth_date"] == date(1955, 9, 12)
     assert r["collected_at"] == datetime(2026, 11, 2, 8, 30)
     assert r["validated_at"] == datetime(2026, 11, 2, 18, 0)
