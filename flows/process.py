@@ -140,6 +140,9 @@ def file_warnings(rows_in: int, finess_invalid: dict[str, int]) -> list[str]:
     """What the operator should know about a file that loaded: one line per warning (no patient
     data: a FINESS is named only when it has a FINESS's shape)."""
     out = []
+    if rows_in == 0:  # QA: a CSV of a header alone was "loaded" with 0 rows and not a word
+        out.append("no result: the file holds no line, message or document to read (a CSV of a header "
+                   "alone): loaded, nothing to count (a broken export, or a day without results?)")
     if finess_invalid:
         out.append(finess.describe(finess_invalid))
     return out
