@@ -132,7 +132,8 @@ def test_a_repeated_header_column_is_refused_with_its_name(tmp_path):
 
 
 @pytest.mark.parametrize(("written", "column"), [
-    ("N° DEMANDE", "N_DEMANDE"), ("Nº demande", "N_DEMANDE"), ("N°DEMANDE", "N_DEMANDE"), ("NO_DEMANDE", "N_DEMANDE"),
+    ("N° DEMANDE", "N_DEMANDE"), ("Nº demande", "N_DEMANDE"), ("N°DEMANDE", "N_DEMANDE"),
+    ("NO_DEMANDE", "N_DEMANDE"),
     ("Num demande", "N_DEMANDE"), ("Numéro de demande", "N_DEMANDE"), ("n-demande", "N_DEMANDE"),
     ("Code analyse", "CODE_ANALYSE"), ("code.analyse", "CODE_ANALYSE"), ("Date de prélèvement", "DATE_PRELEVEMENT"),
     ("DATE PRÉLÈVEMENT", "DATE_PRELEVEMENT"), ("Libellé de l'analyse", "LIBELLE_ANALYSE"), ("Prénoms", "PRENOM"),

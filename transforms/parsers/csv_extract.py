@@ -1,7 +1,8 @@
 """The CSV extract labs export from their SGL (format documented in docs/formats.md).
 
 ``;``-separated, header row with French column names (any order, matched by :func:`column_key`:
-case, accents, separators, ``N°`` do not matter), UTF-8 or Latin-1, decimal comma, dates as DD/MM/YYYY[ HH:MM[:SS]] or YYYYMMDD[HHMM[SS]].
+case, accents, separators, ``N°`` do not matter), UTF-8 or Latin-1, decimal comma, dates as
+DD/MM/YYYY[ HH:MM[:SS]] or YYYYMMDD[HHMM[SS]].
 
 The file is read in blocks of whole lines; each block is split into fields with vectorised polars
 string operations. A line whose field count is wrong, or that repeats an earlier line of the same
@@ -440,11 +441,11 @@ def _missing_hint(names: list[str], known: list[str | None]) -> str:
     values (a patient's NIR, names, birth date) must not reach the file log, the audit or the logs."""
     if sum(k is not None for k in known) >= HEADER_EVIDENCE:
         unknown = [h for h, k in zip(names, known) if k is None]
-        return f"; {_unknown_columns(unknown)}" if unknown else ""
+        return f"; {_unknown_columns(unknown)}" if unknown else KNOWN_NAMES_HINT
     odd = sum(1 for h in names if h and not _looks_like_name(h))
     if odd:
-        return f" (its {odd} value(s) that are not column names are not shown: data, no header?)"
-    return ""
+        return f" (its {odd} value(s) that are not column names are not shown: data, no header?){KNOWN_NAMES_HINT}"
+    return KNOWN_NAMES_HINT
 
 
 KNOWN_NAMES_HINT = " (the known names and the spellings accepted for them: docs/formats.md, \"CSV extract\")"
