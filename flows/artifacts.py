@@ -6,7 +6,7 @@ shows the latest):
 
 | key | type | content |
 |---|---|---|
-| ``biolake-run-summary`` | markdown | files, rows in = valid + quarantined, quality gate, reports, time per stage |
+| ``biolake-run-summary`` | markdown | files, rows in = valid + quarantined, quality gate, reports, time per stage, files loaded with a warning |
 | ``biolake-quality-gate`` | markdown | gate status and every failed expectation (critical first) |
 | ``biolake-files`` | table | the files this run processed with their row accounting |
 | ``biolake-row-counts`` | table | files and rows of the run, rows of each mart |
@@ -90,6 +90,8 @@ def summary_markdown(summary: dict, report_paths: dict, gate: dict) -> str:
     lines += _md_table(("stage", "seconds"), list((s.get("stage_seconds") or {}).items()))
     lines += _md_table(("file not loaded: reason", "files"), list((s.get("failed_file_reasons") or {}).items()))
     lines += _md_table(("quarantine reason", "rows"), list((s.get("quarantine_reasons") or {}).items()))
+    lines += _md_table(("file loaded with a warning", "warning"),
+                       [(f["path"], f["warnings"]) for f in s.get("files") or [] if f.get("warnings")])
     return "\n".join(lines)
 
 

@@ -242,6 +242,14 @@ def print_summary(s: dict, wall: float | None = None) -> None:
             for k, v in counts.items():
                 q.add_row(k, f"{v:,}")
             console.print(q)
+    warned = [f for f in s.get("files", []) if f.get("warnings")]
+    if warned:  # loaded, with something to look into (flows/process.py file_warnings)
+        w = Table(title="files loaded with a warning", show_edge=False)
+        w.add_column("file")
+        w.add_column("warning")
+        for f in warned:
+            w.add_row(f["path"], f["warnings"])
+        console.print(w)
     m = Table(title="LOINC mapping coverage", show_edge=False)
     for c in ("lab", "results", "mapped", "coverage"):
         m.add_column(c, justify="right")

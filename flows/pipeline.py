@@ -225,8 +225,12 @@ def ingest_flow(home: str = "data") -> dict:
                 totals[k] += res[k]
             for code, n in res["reasons"]:
                 reasons[code] += n
-            files.append({k: (t.path if k == "path" else res[k]) for k in
-                          ("path", "format", "status", "rows_in", "rows_valid", "rows_quarantined")})
+            for w in res["warnings"]:  # loaded, with something the operator should know (flows/process.py)
+                log.warning("%s: %s", t.path, w)
+            # the quality gate's suite landing_files names them too
+            files.append({**{k: (t.path if k == "path" else res[k]) for k in
+                             ("path", "format", "status", "rows_in", "rows_valid", "rows_quarantined",
+                              "finess_invalid")}, "warnings": "; ".join(res["warnings"]) or None})
         progress.report("files", done, len(new))
     # re-deliveries last: one whose first delivery (in this run) left the landing area is not logged,
     # so that the next run reads it as new (QA: its content was lost)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import polars as pl
 
 from flows import privacy, steps
+from transforms import finess
 from warehouse.store import KeptFrames
 
 
@@ -86,7 +87,8 @@ def process_file(ctx: steps.Context, ticket: steps.FileTicket, work: Work) -> di
     """Ingest, validate and transcode one new file, then log it. Returns its accounting::
 
         {"ticket", "status": "loaded" | "failed", "format", "rows_in", "rows_valid",
-         "rows_quarantined", "reasons": [(code, n), ...], "seconds": {stage: s}}
+         "rows_quarantined", "reasons": [(code, n), ...], "finess_invalid": rows,
+         "warnings": [str, ...], "seconds": {stage: s}}
 
     A file that cannot be parsed at all is quarantined whole (status failed, with the reason). The
     ingest is skipped when an earlier, interrupted run already parsed the same content with the
@@ -130,4 +132,17 @@ def process_file(ctx: steps.Context, ticket: steps.FileTicket, work: Work) -> di
                    "rows_valid": val["rows_valid"], "rows_quarantined": val["rows_quarantined"]})
     return {"ticket": ticket, "status": "loaded", "format": got["format"], "rows_in": got["rows_in"],
             "rows_valid": val["rows_valid"], "rows_quarantined": val["rows_quarantined"],
-            "reasons": val["reasons"], "seconds": seconds}
+            "reasons": val["reasons"], "finess_invalid": sum(val["finess_invalid"].values()),
+            "warnings": file_warnings(got["rows_in"], val["finess_invalid"]), "seconds": seconds}
+
+
+def file_warnings(rows_in: int, finess_invalid: dict[str, int]) -> list[str]:
+    """What the operator should know about a file that loaded: one line per warning (no patient
+    data: a FINESS is named only when it has a FINESS's shape)."""
+    out = []
+    if rows_in == 0:  # QA: a CSV of a header alone was "loaded" with 0 rows and not a word
+        out.append("no result: the file holds no line, message or document to read (a CSV of a header "
+                   "alone): loaded, nothing to count (a broken export, or a day without results?)")
+    if finess_invalid:
+        out.append(finess.describe(finess_invalid))
+    return out

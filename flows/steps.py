@@ -13,6 +13,7 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ import polars as pl
 from flows.settings import Settings
 from quality.reasons import REASONS
 from quality.schemas import validate_rows
+from transforms import finess
 from transforms.parsers.base import FileFormatError
 from transforms.parsers.detect import detect_format, get_parser
 from transforms.staging import to_staging
@@ -462,6 +464,7 @@ def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame, fmt: str =
     secret = ctx.settings.secret_bytes()
     quarantines: list[pl.DataFrame] = []
     n_valid = 0
+    bad_finess: Counter = Counter()  # invalid FINESS values of the valid rows -> rows (flagged, kept)
     run_time = datetime.now()
 
     def staged():
@@ -479,6 +482,7 @@ def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame, fmt: str =
             q = q.rename({"line_no": "result_no"}).join(lines, on="result_no", how="left", maintain_order="left")
             quarantines.append(q)
             n_valid += valid.height
+            bad_finess.update(finess.failures(valid["lab_finess"]))
             yield to_staging(with_lineage_keys(valid, secret), file_seq=t.file_seq, postal_codes=postal_codes,
                              secret=secret)
 
@@ -491,7 +495,8 @@ def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame, fmt: str =
     # a rejected line/message counts once; a parsed result that failed counts once
     n_quarantined = rejected["line_no"].n_unique() + q["result_no"].drop_nulls().n_unique()
     return {"rows_valid": n_valid, "rows_quarantined": n_quarantined,
-            "reasons": q.group_by("reason_code").len().sort("reason_code").rows()}
+            "reasons": q.group_by("reason_code").len().sort("reason_code").rows(),
+            "finess_invalid": dict(bad_finess)}
 
 
 def with_lineage_keys(df: pl.DataFrame, secret: bytes) -> pl.DataFrame:

@@ -143,12 +143,21 @@ def landing_files_suite(frame: pl.DataFrame) -> Suite:
     """The landing files that failed to load (path, status, reason_code, failed 0/1): this run's,
     and the earlier ones still in the landing area. Their results reach no table, so the gate warns
     at every run, naming them, until they are replaced or removed (QA: a lab that switched to gzip
-    fed nothing while the gate passed; and the warning came once, from the run that met the file)."""
+    fed nothing while the gate passed; and the warning came once, from the run that met the file).
+    The files this run loaded without any result (no_result 0/1: a CSV of a header alone) or with
+    rows whose FINESS is not valid (finess_invalid: rows; kept, flagged FINESS_INVALID) are named
+    once, by this run."""
     s = Suite("landing_files", "The landing area holds no file that failed to load (unreadable, "
-              "compressed, unparseable, outside a lab folder...).", frame, label_columns=("path", "reason_code"))
+              "compressed, unparseable, outside a lab folder...); the files this run loaded hold results "
+              "and carry valid FINESS numbers.", frame, label_columns=("path", "reason_code"))
     s.checks = [_zero("failed", "no file in the landing area failed to load (its results reach no table: "
                       "replace it with a readable delivery, or remove it; quality.file_log has the reason)",
-                      critical=False)]
+                      critical=False),
+                _zero("no_result", "the files this run loaded hold results (a file of a header alone loads "
+                      "with none: a broken export, or a day without results? ask the lab)", critical=False),
+                _zero("finess_invalid", "the files this run loaded carry valid FINESS numbers (9 characters, "
+                      "Luhn check digit): rows with another are kept, flagged FINESS_INVALID in dq_flags "
+                      "(the run's log and summary name the values)", critical=False)]
     return s
 
 
@@ -156,12 +165,21 @@ def landing_files_frame(files: list[dict], earlier: pl.DataFrame | None = None) 
     """This run's per-file outcomes (path, status[, reason_code]) and the earlier failures still in
     the landing area (``summaries.landing_failures``), one row per path, as the input of
     :func:`landing_files_suite`."""
-    schema = {"path": pl.Utf8, "status": pl.Utf8, "reason_code": pl.Utf8}
-    run = pl.DataFrame([{"path": f["path"], "status": f["status"], "reason_code": f.get("reason_code")}
+    schema = {"path": pl.Utf8, "status": pl.Utf8, "reason_code": pl.Utf8, "rows_in": pl.Int64,
+              "finess_invalid": pl.Int64}
+    run = pl.DataFrame([{"path": f["path"], "status": f["status"], "reason_code": f.get("reason_code"),
+                         "rows_in": f.get("rows_in"), "finess_invalid": f.get("finess_invalid") or 0}
                         for f in files], schema=schema)
-    both = pl.concat([run, earlier.select(list(schema)).cast(schema)]) if earlier is not None else run
-    return (both.unique("path", keep="first", maintain_order=True).sort("path")
-            .with_columns(failed=(pl.col("status") == "failed").cast(pl.Int64)))
+    if earlier is not None:
+        old = earlier.with_columns(rows_in=pl.lit(None, pl.Int64), finess_invalid=pl.lit(0, pl.Int64))
+        run = pl.concat([run, old.select(list(schema)).cast(schema)])
+    no_result = (pl.col("status") == "loaded") & (pl.col("rows_in") == 0).fill_null(False)
+    return (run.unique("path", keep="first", maintain_order=True).sort("path")
+            .with_columns(failed=(pl.col("status") == "failed").cast(pl.Int64), no_result=no_result.cast(pl.Int64),
+                          # a loaded file is named by what the gate warns about
+                          reason_code=pl.when(no_result).then(pl.lit("NO_RESULT"))
+                          .when(pl.col("finess_invalid") > 0).then(pl.lit("FINESS_INVALID"))
+                          .otherwise(pl.col("reason_code"))))
 
 
 def fct_summary_suite(frame: pl.DataFrame, where: dict[str, str] | None = None) -> Suite:

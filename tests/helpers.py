@@ -25,7 +25,7 @@ def bad_nir(body13: str) -> str:
 def line(**over: str) -> str:
     """One CSV extract line with sensible defaults; keyword arguments replace fields by header name."""
     fields = {
-        "FINESS": "750000001", "N_DEMANDE": "D1", "NIR": nir("2550999000116"), "NOM": "Dupont",
+        "FINESS": "750000002", "N_DEMANDE": "D1", "NIR": nir("2550999000116"), "NOM": "Dupont",
         "PRENOM": "Marie", "DATE_NAISSANCE": "12/09/1955", "SEXE": "F", "CODE_POSTAL": "75011",
         "DATE_PRELEVEMENT": "02/11/2026 08:30", "DATE_RECEPTION": "02/11/2026 10:00",
         "DATE_VALIDATION": "02/11/2026 18:00", "CODE_ANALYSE": "GLY", "LIBELLE_ANALYSE": "Glycémie",

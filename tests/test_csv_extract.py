@@ -30,7 +30,7 @@ def test_fields_become_typed_canonical_columns(tmp_path):
     assert seen == 1 and rejects.is_empty()
     r = rows.row(0, named=True)
     assert r["file_id"] == "f1" and r["source"] == "lab" and r["line_no"] == 2
-    assert r["lab_finess"] == "750000001" and r["request_id"] == "D1"
+    assert r["lab_finess"] == "750000002" and r["request_id"] == "D1"
     assert r["birth_date"] == date(1955, 9, 12)
     assert r["collected_at"] == datetime(2026, 11, 2, 8, 30)
     assert r["validated_at"] == datetime(2026, 11, 2, 18, 0)
@@ -131,6 +131,70 @@ def test_a_repeated_header_column_is_refused_with_its_name(tmp_path):
     assert e.value.reason_code == "HEADER_INVALID"
 
 
+@pytest.mark.parametrize(("written", "column"), [
+    ("N° DEMANDE", "N_DEMANDE"), ("Nº demande", "N_DEMANDE"), ("N°DEMANDE", "N_DEMANDE"),
+    ("NO_DEMANDE", "N_DEMANDE"),
+    ("Num demande", "N_DEMANDE"), ("Numéro de demande", "N_DEMANDE"), ("n-demande", "N_DEMANDE"),
+    ("Code analyse", "CODE_ANALYSE"), ("code.analyse", "CODE_ANALYSE"), ("Date de prélèvement", "DATE_PRELEVEMENT"),
+    ("DATE PRÉLÈVEMENT", "DATE_PRELEVEMENT"), ("Libellé de l'analyse", "LIBELLE_ANALYSE"), ("Prénoms", "PRENOM"),
+    ("Valeur de référence", "VALEURS_REFERENCE"), ("Résultat", "RESULTAT"), ("Unité", "UNITE"), ('"NIR"', "NIR"),
+    ("  sexe ", "SEXE"), ("Finess", "FINESS"), ("Code-Postal", "CODE_POSTAL"), ("Date_de_naissance", "DATE_NAISSANCE"),
+])
+def test_header_names_are_read_in_the_spellings_of_the_labs_systems(tmp_path, written, column):
+    """QA: a header with 'N° DEMANDE' and 'Code analyse' was refused (and with a misleading hint).
+    Case, accents, spaces/underscores/hyphens/dots, N°/No/Num/Numéro, de/l', plurals and quotes
+    do not matter: the file reads as with the documented names."""
+    names = HEADER.split(";")
+    header = ";".join(written if h == column else h for h in names)
+    rows, rejects, _ = parse_all(write(tmp_path, [header, line()]))
+    expected, _, _ = parse_all(write(tmp_path, [HEADER, line()], name="plain.csv"))
+    assert rejects.is_empty() and rows.equals(expected)
+
+
+def test_the_qa_header_reads(tmp_path):
+    header = HEADER.replace("N_DEMANDE", "N° DEMANDE").replace("CODE_ANALYSE", "Code analyse")
+    rows, _, _ = parse_all(write(tmp_path, [header.lower(), line()], encoding="latin-1"))
+    assert rows["request_id"].to_list() == ["D1"] and rows["local_code"].to_list() == ["GLY"]
+
+
+def test_two_spellings_of_one_column_are_refused_naming_both(tmp_path):
+    header = "FINESS;N° DEMANDE;N_DEMANDE;DATE_PRELEVEMENT;CODE_ANALYSE;RESULTAT;Code analyse"
+    p = write(tmp_path, [header, "1;2;3;01/01/2026;X;1;Y"], name="two.csv")
+    with pytest.raises(FileFormatError) as e:
+        parse_all(p)
+    assert e.value.reason_code == "HEADER_INVALID"
+    assert str(e.value) == ("two.csv: line 1: repeated columns N_DEMANDE (as 'N° DEMANDE' and 'N_DEMANDE'), "
+                            "CODE_ANALYSE (as 'CODE_ANALYSE' and 'Code analyse')")
+
+
+def test_a_header_lacking_columns_names_what_it_holds_instead(tmp_path):
+    """A line that is clearly a header (two or more known names) shows its other names, with the
+    known name each is closest to, so that the operator sees what the lab calls the columns."""
+    header = "FINESS;NUMERO DOSSIER;NIR;Acte;Date prelev;RESULTAT;Sexe patient"
+    p = write(tmp_path, [header, "1;2;3;GLY;01/01/2026;1;F"], name="lab.csv")
+    with pytest.raises(FileFormatError) as e:
+        parse_all(p)
+    text = str(e.value)
+    assert text.startswith("lab.csv: line 1: header lacks N_DEMANDE, DATE_PRELEVEMENT, CODE_ANALYSE; "
+                           "unknown columns 'NUMERO DOSSIER', 'Acte', 'Date prelev' (closest known name: "
+                           "DATE_PRELEVEMENT), 'Sexe patient' (closest known name: SEXE)"), text
+    assert "docs/formats.md" in text
+    # fewer than two known names: maybe a result line, nothing of it is shown
+    p = write(tmp_path, ["FINESS;DUPONT;Marie;Acte;01/01/1985", "1;2;3;4;5"], name="data.csv")
+    with pytest.raises(FileFormatError) as e:
+        parse_all(p)
+    text = str(e.value)
+    assert "DUPONT" not in text and "Marie" not in text and "Acte" not in text
+    assert "1 value(s) that are not column names are not shown" in text
+
+
+def test_every_column_name_has_its_own_key():
+    from transforms.parsers.csv_extract import HEADER_TO_CANONICAL, KNOWN_KEYS, column_key
+
+    assert len(KNOWN_KEYS) == len(HEADER_TO_CANONICAL)
+    assert all(KNOWN_KEYS[column_key(h)] == h for h in HEADER_TO_CANONICAL)
+
+
 def test_empty_file(tmp_path):
     p = tmp_path / "empty.csv"
     p.write_bytes(b"")
@@ -169,7 +233,7 @@ def test_a_header_error_never_shows_the_values_of_a_data_line(tmp_path):
         assert value.upper() not in text.upper(), text
     assert "not shown" in text
     p = write(tmp_path, [HEADER + ";COMMENTAIRE;185057800608436 DUPONT", line()], name="extra.csv")
-    with pytest.raises(FileFormatError, match=r"unknown columns COMMENTAIRE and 1 value\(s\)") as e:
+    with pytest.raises(FileFormatError, match=r"unknown columns 'COMMENTAIRE' and 1 value\(s\)") as e:
         parse_all(p)
     assert "185057800608436" not in str(e.value)
 

@@ -308,6 +308,8 @@ def test_a_header_only_file_is_not_owed_by_every_later_run(prefect_harness, tmp_
     _deliver(home, "labo_alpha/nothing_today.csv", f"{HEADER}\n")
     first = ingest_flow(home=str(home))
     assert first["totals"]["files_new"] == 2 and first["totals"]["rows_in"] == 1
+    warned = {f["path"]: f["warnings"] for f in first["files"]}
+    assert warned["labo_alpha/a.csv"] is None and warned["labo_alpha/nothing_today.csv"].startswith("no result")
     publish_flow(home=str(home), changed=first["changed"])
     assert steps.owed_publication(_ctx(home)) == []
     flow_warnings.clear()
@@ -392,6 +394,39 @@ def test_the_run_summary_counts_files_not_loaded_apart_from_quarantined_rows(pre
     print_summary(summary)
     out = capsys.readouterr().out
     assert "files not loaded, by reason" in out and "NOT_IN_LAB_FOLDER" in out
+
+
+def test_files_loaded_with_a_warning_are_named_by_the_run(prefect_harness, tmp_path, capsys, flow_warnings):
+    """QA: a CSV of a header alone was "loaded" with 0 rows and no warning, and a file with FINESS
+    440000009 (fails its Luhn check) loaded with no flag. Both load; the run's log, its summary and
+    the quality gate name them."""
+    from flows.artifacts import summary_markdown
+    from flows.cli import print_summary
+    from flows.pipeline import pipeline
+
+    home = tmp_path / "home"
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line()}\n")
+    _deliver(home, "labo_alpha/nothing_today.csv", f"{HEADER}\n")
+    _deliver(home, "labo_new/b.csv", f"{HEADER}\n{line(FINESS='440000009', N_DEMANDE='D2')}\n")
+    summary = pipeline(home=str(home), reports=False)
+    assert (summary["files_new"], summary["rows_in"], summary["rows_valid"]) == (3, 2, 2)
+    warned = {f["path"]: f["warnings"] for f in summary["files"] if f.get("warnings")}
+    assert set(warned) == {"labo_alpha/nothing_today.csv", "labo_new/b.csv"}
+    assert warned["labo_alpha/nothing_today.csv"].startswith("no result")
+    assert "440000009 (wrong check digit) on 1 row(s)" in warned["labo_new/b.csv"]
+    assert [m for m in flow_warnings if "nothing_today.csv: no result" in m]
+    assert [m for m in flow_warnings if "labo_new/b.csv: FINESS not valid" in m]
+    gate = summary["quality_gate"]
+    assert gate["ok"]
+    named = " | ".join(w for w in gate["warnings"] if w.startswith("landing_files"))
+    assert "path=labo_alpha/nothing_today.csv, reason_code=NO_RESULT" in named, gate["warnings"]
+    assert "path=labo_new/b.csv, reason_code=FINESS_INVALID" in named, gate["warnings"]
+    print_summary(summary)
+    out = capsys.readouterr().out
+    assert "files loaded with a warning" in out and "nothing_today.csv" in out and "440000009" in out
+    assert "labo_new/b.csv" in summary_markdown(summary, {}, {})
+    stg = _ctx(home).wh.read(cat.STG_RESULTS)
+    assert dict(zip(stg["lab_finess"], stg["dq_flags"])) == {"750000002": None, "440000009": "FINESS_INVALID"}
 
 
 def test_a_run_hashes_again_only_the_landing_files_that_changed(tmp_path, monkeypatch):

@@ -47,7 +47,7 @@ def _landing(home: Path) -> None:
     hl7 = home / "landing" / "labo_priv_hl7"
     hl7.mkdir(parents=True)
     segments = [
-        "MSH|^~\\&|SGL|LABO^750000001^FINESS|BIOLAKE|ARS|20261102120000||ORU^R01^ORU_R01|MSG-1|P|2.5|||||FRA|UNICODE UTF-8|FR",
+        "MSH|^~\\&|SGL|LABO^750000002^FINESS|BIOLAKE|ARS|20261102120000||ORU^R01^ORU_R01|MSG-1|P|2.5|||||FRA|UNICODE UTF-8|FR",
         f"PID|1||{MARTIN_NIR}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||MARTIN^Jean^^^^^L||19750312|M|||"
         "^^LYON^^69003^FRA^H",
         "OBR|1|CMD-1|DEM-H1|PCR^PCR^L|||20261102073500+0100|||||||20261102091000||||||||20261102114500|||F",

@@ -192,7 +192,7 @@ def test_to_staging_flags_the_row_and_keeps_it():
     from transforms.staging import to_staging
 
     base = {c: None for c in CANONICAL_SCHEMA}
-    base.update(file_id="f", line_no=1, source="lab", lab_finess="750000001", request_id="D1",
+    base.update(file_id="f", line_no=1, source="lab", lab_finess="750000002", request_id="D1",
                 patient_nir=nir("2800575111001"), family_name="DUPONT", first_name="Marie", birth_date=BORN,
                 sex="F", postal_code="75011", collected_at=datetime(2026, 11, 2, 8, 30), local_code="PCR",
                 local_label="PCR SARS-CoV-2", value_type="ST", value_raw="Positif", result_status="F")

@@ -199,6 +199,21 @@ def test_a_landing_file_that_failed_to_load_is_a_warning_naming_it(gated, tmp_pa
     assert not [w for w in clean["warnings"] if "landing_files" in w]
 
 
+def test_a_loaded_file_with_an_invalid_finess_is_a_warning_naming_it(gated, tmp_path):
+    """QA: a file with FINESS 440000009 (fails the Luhn check) loaded with no flag or warning. Its rows
+    are kept (flagged FINESS_INVALID); the gate of the run that loaded it names it, as a warning."""
+    from flows.quality_gate import run_quality_gate
+
+    home = copy_home(gated[0], tmp_path / "home")
+    files = [{"path": "labo_alpha/bad_finess.csv", "status": "loaded", "rows_in": 3, "finess_invalid": 2},
+             {"path": "labo_beta/labo_beta_20261110.csv", "status": "loaded", "rows_in": 5, "finess_invalid": 0}]
+    gate = run_quality_gate(context(home, "run-with-a-bad-finess"), run_files=files)
+    assert gate["ok"], gate["failures"]
+    named = [w for w in gate["warnings"] if "landing_files" in w and "FINESS" in w]
+    assert len(named) == 1, gate["warnings"]
+    assert "path=labo_alpha/bad_finess.csv, reason_code=FINESS_INVALID" in named[0] and "labo_beta" not in named[0]
+
+
 def test_data_docs_read_offline(gated):
     """Every Data Docs page links biolake's offline stylesheet and starts marked offline; the index
     lists every validation result page on disk, with GX's own status, in place of the table its

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from transforms import finess
 from transforms.identity import IDENTITY_COLUMNS, link_keys, person_keys
 from transforms.identity_text import FLAG, MASKED_COLUMN, mask_identities_in_text
 from warehouse.catalog import STG_RESULTS
@@ -37,6 +38,7 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
     keys = person_keys(valid, secret)
     keys = keys.with_columns(link_keys(keys, secret))
     pc = postal_codes.select("postal_code", pl.col("dep_code").alias("dep"))
+    bad_finess = finess.invalid_values(valid["lab_finess"])
     age = age_years(pl.col("birth_date"), pl.col("collected_at").dt.date())
     df = (
         valid.lazy()
@@ -59,6 +61,9 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
                     pl.when(~pl.col("postal_code").str.contains(r"^[0-9]{5}$")).then(pl.lit("POSTAL_CODE_INVALID")),
                     pl.when(pl.col("dep").is_null()).then(pl.lit("DEP_UNKNOWN")),
                     pl.when(pl.col(MASKED_COLUMN)).then(pl.lit(FLAG)),
+                    # a FINESS of the wrong shape or check digit: a warning, the result is kept
+                    # (checked on the file's few distinct values: transforms/finess.py)
+                    pl.when(pl.col("lab_finess").is_in(bad_finess.implode())).then(pl.lit(finess.FLAG)),
                 ],
                 separator=";", ignore_nulls=True,
             ).replace("", None).alias("dq_flags"),

@@ -113,7 +113,8 @@ STAGING_RESULT_COLUMNS: tuple[Column, ...] = (
     C("result_status", U, "F, C, X or D"),
     C("specimen", U, "specimen type"),
     C("dq_flags", U, "';'-joined data-quality flags (AGE_UNKNOWN, SEX_UNKNOWN, POSTAL_CODE_INVALID, DEP_UNKNOWN, "
-                     "IDENTITY_IN_TEXT: a NIR, name or birth date was masked in the free text)"),
+                     "IDENTITY_IN_TEXT: a NIR, name or birth date was masked in the free text, "
+                     "FINESS_INVALID: the lab's FINESS is not 9 characters or fails its check digit)"),
 )
 
 STG_RESULTS = Table(

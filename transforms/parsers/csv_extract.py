@@ -1,7 +1,8 @@
 """The CSV extract labs export from their SGL (format documented in docs/formats.md).
 
-``;``-separated, header row with French column names (any order, case-insensitive), UTF-8 or
-Latin-1, decimal comma, dates as DD/MM/YYYY[ HH:MM[:SS]] or YYYYMMDD[HHMM[SS]].
+``;``-separated, header row with French column names (any order, matched by :func:`column_key`:
+case, accents, separators, ``N°`` do not matter), UTF-8 or Latin-1, decimal comma, dates as
+DD/MM/YYYY[ HH:MM[:SS]] or YYYYMMDD[HHMM[SS]].
 
 The file is read in blocks of whole lines; each block is split into fields with vectorised polars
 string operations. A line whose field count is wrong, or that repeats an earlier line of the same
@@ -14,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -322,45 +324,131 @@ def _lines(block: pl.Series, ends_with_newline: bool, first_line_no: int,
 
 def _header(block: bytes, state: dict, path: Path) -> list[str]:
     """The canonical names of the header line (the first line of the block ``_decode`` just read),
-    or HEADER_INVALID."""
+    or HEADER_INVALID. Each name is matched by its :func:`column_key`, so that the spellings of the
+    labs' systems (case, accents, spaces, ``N°``...) read as the column they name."""
     end = block.find(b"\n")
     first = block if end < 0 else block[:end]
     # a newline always ends a character: the line decodes as the whole block did
     text = _line_by_line(first) if state.get("encoding") in ("cp1252", "mixed") else first.decode("utf-8")
     header = text.removesuffix("\r").lstrip("\ufeff")
-    names = [h.strip().upper() for h in header.split(";")]
-    missing = [r for r in REQUIRED if r not in names]
+    names = [_unquoted(h.strip()) for h in header.split(";")]
+    known = [KNOWN_KEYS.get(column_key(h)) for h in names]
+    missing = [r for r in REQUIRED if r not in known]
     if missing:
         raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: header lacks {', '.join(missing)}"
-                              f"{_not_a_header(names)}")
-    unknown = [h for h in names if h not in HEADER_TO_CANONICAL]
+                              f"{_missing_hint(names, known)}")
+    unknown = [h for h, k in zip(names, known) if k is None]
     if unknown:
         raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: {_unknown_columns(unknown)}")
-    repeated = sorted({h for h in names if names.count(h) > 1})
+    spellings: dict[str, list[str]] = {}
+    for h, k in zip(names, known):
+        spellings.setdefault(k, []).append(h)
+    repeated = [k for k in HEADER_TO_CANONICAL if len(spellings.get(k, [])) > 1]
     if repeated:  # which of the two values would be the result's? the file is ambiguous
-        raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: repeated columns {', '.join(repeated)}")
-    return [HEADER_TO_CANONICAL[h] for h in names]
+        raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: repeated columns "
+                              + ", ".join(_repeated(k, spellings[k]) for k in repeated))
+    return [HEADER_TO_CANONICAL[k] for k in known]
 
 
-HEADER_NAME = re.compile(r"[A-Z][A-Z0-9_ ]{0,39}")  # what a column name looks like (upper-cased)
+def _unquoted(name: str) -> str:
+    """A header name without the double quotes some exports put around every field."""
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        return name[1:-1].replace('""', '"').strip()
+    return name
+
+
+def _repeated(column: str, written: list[str]) -> str:
+    """``N_DEMANDE``, or ``N_DEMANDE (as 'N° DEMANDE' and 'N_DEMANDE')`` when spelt differently."""
+    if len(set(written)) == 1:
+        return column
+    return f"{column} (as {' and '.join(repr(w) for w in written)})"
+
+
+# --- header names: how a lab's spelling is matched ---------------------------------------------
+# words left out of a name: French articles and prepositions ("Date de naissance", "Libellé de
+# l'analyse"), and the abbreviations of "numéro" that start a name ("N°", "No", "Num", "Numéro")
+_NAME_STOPWORDS = frozenset({"DE", "DU", "DES", "D", "L", "LA", "LE", "LES"})
+_NUMBER_PREFIXES = frozenset({"N", "NO", "NUM", "NUMERO", "NR"})
+
+
+def column_key(name: str) -> str:
+    """The key a header name is matched by: upper case, accents removed, any run of characters other
+    than letters and digits (spaces, ``_``, ``-``, ``.``, ``'``, ``°``) one separator, a leading
+    ``N°``/``No``/``Num``/``Numéro`` read as ``N``, the words of :data:`_NAME_STOPWORDS` left out and
+    a plural ``s`` dropped: ``N° de demande``, ``num_demande``, ``N_DEMANDE`` and ``Numéro demande``
+    all give ``N_DEMANDE``; ``Date de prélèvement`` gives ``DATE_PRELEVEMENT``."""
+    text = unicodedata.normalize("NFKD", name.replace("°", " ").replace("º", " "))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).upper()
+    words = [w for w in re.split(r"[^A-Z0-9]+", text) if w]
+    if len(words) > 1 and words[0] in _NUMBER_PREFIXES:
+        words[0] = "N"
+    words = [w[:-1] if len(w) > 3 and w.endswith("S") else w for w in words if w not in _NAME_STOPWORDS]
+    return "_".join(words)
+
+
+KNOWN_KEYS: dict[str, str] = {column_key(h): h for h in HEADER_TO_CANONICAL}
+assert len(KNOWN_KEYS) == len(HEADER_TO_CANONICAL), "two column names share a key"
+
+HEADER_NAME = re.compile(r"[^\W\d_][\w .'°º/()-]{0,39}")  # what a column name looks like
+MAX_NAME_DIGITS = 3  # a name with more digits is rather a value (a NIR, a date, a request number)
+HEADER_EVIDENCE = 2  # known names on a line that make it a header, whose other names may be shown
+
+
+def _looks_like_name(h: str) -> bool:
+    return bool(HEADER_NAME.fullmatch(h)) and sum(ch.isdigit() for ch in h) <= MAX_NAME_DIGITS
+
+
+def _closest(h: str) -> str | None:
+    """The known column name ``h`` is closest to, if any: the longest whose words are all among
+    ``h``'s (``Sexe patient``: SEXE), else the one whose key is nearest by spelling (``Date prelev``:
+    DATE_PRELEVEMENT)."""
+    import difflib
+
+    key = column_key(h)
+    words = set(key.split("_"))
+    within = [k for k in KNOWN_KEYS if set(k.split("_")) <= words]
+    if within:
+        return KNOWN_KEYS[max(within, key=len)]
+    got = difflib.get_close_matches(key, list(KNOWN_KEYS), n=1, cutoff=0.6)
+    return KNOWN_KEYS[got[0]] if got else None
+
+
+def _named(names: list[str]) -> str:
+    """The names, each with the known name it is closest to."""
+    out = []
+    for h in names:
+        near = _closest(h)
+        out.append(f"{h!r} (closest known name: {near})" if near else repr(h))
+    return ", ".join(out)
 
 
 def _unknown_columns(unknown: list[str]) -> str:
     """The unknown header names, as far as they look like column names: a first line that is in
     fact a result (no header, or line ends not read as such) would otherwise put a patient's NIR,
     name and birth date into the file log, the audit and the logs."""
-    shown = [h for h in unknown if HEADER_NAME.fullmatch(h)][:8]
+    shown = [h for h in unknown if _looks_like_name(h)][:8]
     hidden = len(unknown) - len(shown)
-    text = f"unknown columns {', '.join(shown)}" if shown else "unknown columns"
+    text = f"unknown columns {_named(shown)}" if shown else "unknown columns"
     if hidden:
         text += f"{' and' if shown else ':'} {hidden} value(s) that are not column names (not shown: data?)"
-    return text
+    return text + KNOWN_NAMES_HINT
 
 
-def _not_a_header(names: list[str]) -> str:
-    """A hint when the first line is no header at all (its values are never shown)."""
-    odd = sum(1 for h in names if h and not HEADER_NAME.fullmatch(h))
-    return f" (its {odd} value(s) that are not column names are not shown: data, no header?)" if odd else ""
+def _missing_hint(names: list[str], known: list[str | None]) -> str:
+    """What the line holds instead of the required columns. Its names are shown only when the line
+    is clearly a header (at least :data:`HEADER_EVIDENCE` of its values are known column names) and
+    then only those that look like names: a line with fewer is probably a result (no header), whose
+    values (a patient's NIR, names, birth date) must not reach the file log, the audit or the logs."""
+    if sum(k is not None for k in known) >= HEADER_EVIDENCE:
+        unknown = [h for h, k in zip(names, known) if k is None]
+        return f"; {_unknown_columns(unknown)}" if unknown else KNOWN_NAMES_HINT
+    odd = sum(1 for h in names if h and not _looks_like_name(h))
+    if odd:
+        return f" (its {odd} value(s) that are not column names are not shown: data, no header?){KNOWN_NAMES_HINT}"
+    return KNOWN_NAMES_HINT
+
+
+KNOWN_NAMES_HINT = " (the known names and the spellings accepted for them: docs/formats.md, \"CSV extract\")"
 
 
 def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
