@@ -750,8 +750,25 @@ def compare_cmd(
     if diff.is_empty():
         console.print(f"no difference between {before} and {after}")
         return
-    console.print(diff.group_by("file").len().sort("file"))
-    console.print(diff.head(30))
+    from rich.markup import escape
+    from rich.table import Table
+
+    summary = Table(title=f"cells that differ, {before} -> {after}", show_edge=False)
+    changes = ["revised", "now suppressed", "no longer suppressed", "new row", "row removed"]
+    for c in ("file", *changes):
+        summary.add_column(c, justify="left" if c == "file" else "right")
+    counts = diff.group_by("file", "change").len()
+    for f in sorted(counts["file"].unique().to_list()):
+        got = dict(counts.filter(pl.col("file") == f).select("change", "len").iter_rows())
+        summary.add_row(escape(f), *[f"{got.get(c, 0):,}" for c in changes])
+    console.print(summary)
+    first = Table(title=f"the first {min(30, diff.height)} of {diff.height:,} (--csv for all; an empty value is "
+                        "suppressed, or the row is absent: see change)", show_edge=False)
+    for c in ("file", "key", "column", "before", "after", "change"):
+        first.add_column(c)
+    for row in diff.head(30).iter_rows():
+        first.add_row(*["" if v is None else escape(str(v)) for v in row])
+    console.print(first)
 
 
 @epi_app.command("issues")

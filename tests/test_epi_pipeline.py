@@ -219,6 +219,13 @@ def test_earlier_issues_are_kept_and_revisions_compared(scenario):
             assert hashlib.sha256((Path(issue["folder"]) / f["file"]).read_bytes()).hexdigest() == f["sha256"]
     diff = epi.compare_issues(s.home, ISSUE_1, ISSUE_2)
     assert diff.height > 0
+    # what an empty value means is said: absent row or suppressed cell
+    for before, after, change in diff.select("before", "after", "change").iter_rows():
+        assert change in ("revised", "now suppressed", "no longer suppressed", "new row", "row removed")
+        if change == "revised":
+            assert before is not None and after is not None
+        if change == "now suppressed":
+            assert before is not None and after is None
     weeks = set(s.second["sidep"]["covid19"]["weeks"]) | set(s.second["mdo"]["weeks"])
     days = set(s.second["sidep"]["covid19"]["days"])
 
@@ -398,8 +405,12 @@ def test_command_line_export_issues_and_compare(scenario):
     assert res.exit_code == 0 and ISSUE_1 in res.output and "2026-11-13" in res.output
     res = runner.invoke(epi_app, ["compare", ISSUE_1, ISSUE_2, "--home", home, "--csv",
                                   "--file", "sp-pos-quot-fra-covid19.csv"])
-    assert res.exit_code == 0 and res.output.startswith("file;key;column;before;after")
+    assert res.exit_code == 0 and res.output.startswith("file;key;column;before;after;change")
     assert len(res.output.splitlines()) > 1
+    # read without --csv: a table per file and kind of change, then the first differences (QA: a raw
+    # dump, where an empty "before" meant both a new row and a suppressed cell)
+    res = runner.invoke(epi_app, ["compare", ISSUE_1, ISSUE_2, "--home", home])
+    assert res.exit_code == 0 and "now suppressed" in res.output and "shape:" not in res.output
     res = runner.invoke(epi_app, ["export", "--home", home, "--issue-date", "13/11/2026"])
     assert res.exit_code == 2 and "YYYY-MM-DD" in res.output
     shutil.rmtree(scenario.home / "publication" / "2026-11-13")

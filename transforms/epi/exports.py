@@ -379,9 +379,11 @@ MEASURES = frozenset({*COUNTS, "pop", "cas"})
 
 def compare_frames(file: str, before: pl.DataFrame | None, after: pl.DataFrame | None) -> pl.DataFrame:
     """Long table of the cells that differ between two issues of one file (all read as text):
-    file, key (the row's non-measure columns), column, before, after. A row present in one issue
-    only shows every measure against null."""
-    schema = {"file": pl.Utf8, "key": pl.Utf8, "column": pl.Utf8, "before": pl.Utf8, "after": pl.Utf8}
+    file, key (the row's non-measure columns), column, before, after, change. ``change`` tells
+    what an empty value means: ``new row`` / ``row removed`` (the row is in one issue only),
+    ``now suppressed`` / ``no longer suppressed``, else ``revised``."""
+    schema = {"file": pl.Utf8, "key": pl.Utf8, "column": pl.Utf8, "before": pl.Utf8, "after": pl.Utf8,
+              "change": pl.Utf8}
     frames = [f for f in (before, after) if f is not None]
     if not frames:
         return pl.DataFrame(schema=schema)
@@ -389,15 +391,20 @@ def compare_frames(file: str, before: pl.DataFrame | None, after: pl.DataFrame |
     keys = [c for c in cols if c not in MEASURES]
     measures = [c for c in cols if c in MEASURES]
     empty = pl.DataFrame(schema={c: pl.Utf8 for c in cols})
-    a = before if before is not None else empty
-    b = after if after is not None else empty
+    a = (before if before is not None else empty).with_columns(pl.lit(True).alias("_in_before"))
+    b = (after if after is not None else empty).with_columns(pl.lit(True).alias("_in_after"))
     j = a.join(b, on=keys, how="full", coalesce=True, nulls_equal=True, suffix="__after")
     key_expr = pl.concat_str([pl.lit(f"{k}=") + pl.col(k).fill_null("") for k in keys], separator=" ")
     parts = []
     for m in measures:
         x, y = pl.col(m), pl.col(f"{m}__after")
+        change = (pl.when(pl.col("_in_before").is_null()).then(pl.lit("new row"))
+                  .when(pl.col("_in_after").is_null()).then(pl.lit("row removed"))
+                  .when(y.is_null()).then(pl.lit("now suppressed"))
+                  .when(x.is_null()).then(pl.lit("no longer suppressed"))
+                  .otherwise(pl.lit("revised")))
         diff = j.filter(~x.eq_missing(y)).select(
             pl.lit(file).alias("file"), key_expr.alias("key"), pl.lit(m).alias("column"),
-            x.alias("before"), y.alias("after"))
+            x.alias("before"), y.alias("after"), change.alias("change"))
         parts.append(diff)
     return pl.concat(parts).sort("file", "key", "column") if parts else pl.DataFrame(schema=schema)
