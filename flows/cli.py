@@ -461,7 +461,8 @@ def mappings_export(
     k: Annotated[int, typer.Option(help="suggestions per unmapped code")] = 5,
 ) -> None:
     """Write every unmapped (lab, code, label, unit) with its volume and top LOINC suggestions."""
-    from transforms.terminology import export_workqueue, load_loinc_seed, suggest
+    from flows.steps import loinc_table
+    from transforms.terminology import export_workqueue, suggest
     from warehouse import catalog as cat
     from warehouse.store import Warehouse
 
@@ -471,7 +472,7 @@ def mappings_export(
     if backlog.is_empty():
         console.print("no unmapped local code: nothing to review")
         return
-    loinc = load_loinc_seed(settings.seeds_dir / cat.REF_SEEDS["loinc"])
+    loinc = loinc_table(settings)
     sugg = suggest(backlog, loinc, k=k)
     export_workqueue(sugg, out)
     console.print(f"{backlog.height} unmapped codes, {sugg.height} suggestions written to {out}; mark the "
@@ -484,12 +485,12 @@ def mappings_import(
     home: HomeOpt = None,
 ) -> None:
     """Add the approved suggestions to the operator's mappings; the next run re-codes earlier results."""
-    from transforms.terminology import import_workqueue, load_loinc_seed, write_approved_mappings
+    from flows.steps import loinc_table
+    from transforms.terminology import import_workqueue, write_approved_mappings
     from transforms.terminology.mappings import MappingError
-    from warehouse import catalog as cat
 
     settings = _settings(home)
-    loinc = load_loinc_seed(settings.seeds_dir / cat.REF_SEEDS["loinc"])
+    loinc = loinc_table(settings)
     # the labs: a landing folder, shipped mappings or the operator's (QA: a typo wrote labo_zzz.csv)
     known = {p.name for p in settings.landing.iterdir() if p.is_dir()} if settings.landing.is_dir() else set()
     known |= {p.stem for d in (settings.seeds_dir / "mappings", settings.operator_mappings) if d.is_dir()
@@ -514,13 +515,14 @@ def main() -> None:
 
     from flows.lock import LockTimeout
     from flows.settings import SecretMissing, WarehouseFormatError
+    from transforms.terminology.loinc import LoincFormatError
     from transforms.terminology.mappings import MappingError
     from transforms.terminology.qualitative import QualitativeWordsError
 
     try:
         app()
-    except (SecretMissing, LockTimeout, MappingError, QualitativeWordsError, WarehouseFormatError, ValidationError,
-            FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
+    except (SecretMissing, LockTimeout, MappingError, LoincFormatError, QualitativeWordsError, WarehouseFormatError,
+            ValidationError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
         if os.environ.get("BIOLAKE_DEBUG") == "1":
             raise
         console.print(f"[red]error:[/red] {err}")
