@@ -219,3 +219,44 @@ def test_write_approved_refuses_a_broken_directory_and_changes_nothing(loinc, tm
         write_approved_mappings(rows, tmp_path)  # loinc optional: check digits and conflicts only
     assert broken.read_text(encoding="utf-8") == text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labo_a.csv"]
+
+
+def _backlog(rows):
+    return pl.DataFrame(rows, schema=["source", "local_code", "local_label", "unit_raw", "n_results", "specimen"],
+                        orient="row")
+
+
+def test_a_generic_word_is_no_confident_match(loinc):
+    """QA: 'Protéine C réactive' (CRP, absent from the subset) got total protein 2885-2 first with
+    102.8, as confident as a true match: approving rank 1 mis-codes every CRP."""
+    sug = suggest(_backlog([("labo_a", "CRP", "Protéine C réactive", "mg/l", 40, None),
+                            ("labo_a", "HB", "Hémoglobine", "g/dL", 40, "Sang")]), loinc, k=5)
+    crp = sug.filter(pl.col("local_code") == "CRP")
+    assert set(crp["confidence"]) == {"low"}
+    first = crp.row(0, named=True)
+    assert first["score"] < 80 and "label words not in the name: c, reactive" in first["reasons"]
+    # a true match stays high: its score and confidence are far above
+    hb = sug.filter(pl.col("local_code") == "HB").row(0, named=True)
+    assert (hb["loinc_num"], hb["confidence"]) == ("718-7", "high") and hb["score"] - first["score"] > 40
+    # a name word that merely contains the label's is not the same word (Methemoglobin)
+    assert "15082-1" not in sug.filter(pl.col("local_code") == "HB")["loinc_num"].head(3).to_list()
+
+
+def test_generic_specimen_codes_and_the_usual_unit_break_ties(loinc):
+    """QA: 'PCR SARS-CoV-2' without specimen got only specimen-specific codes; 'Leucocytes' in giga/l
+    ranked a urine count tied with the blood count 6690-2."""
+    sug = suggest(_backlog([("labo_a", "PCR", "PCR SARS-CoV-2", None, 40, None),
+                            ("labo_a", "GB", "Leucocytes", "giga/l", 40, None)]), loinc, k=5)
+    pcr = sug.filter(pl.col("local_code") == "PCR")
+    assert pcr["loinc_num"][0] == "94500-6" and "94309-2" in pcr["loinc_num"].head(3).to_list()
+    assert "no specimen stated, code for any specimen" in pcr["reasons"][0]
+    gb = sug.filter(pl.col("local_code") == "GB")
+    assert gb["loinc_num"].head(2).to_list() == ["6690-2", "24122-4"] and gb["score"][0] > gb["score"][1]
+    assert "10*9/L is the code's usual unit" in gb["reasons"][0]
+
+
+def test_export_has_the_confidence_column(unmapped, loinc, tmp_path):
+    wq = export_workqueue(suggest(unmapped_backlog(unmapped), loinc, k=2), tmp_path / "q.csv")
+    queue = pl.read_csv(wq, infer_schema=False)
+    assert queue.columns == list(WORKQUEUE_COLUMNS) and "confidence" in queue.columns
+    assert queue.filter(pl.col("rank") == "1")["confidence"].to_list() == ["high"] * 4

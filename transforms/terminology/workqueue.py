@@ -43,7 +43,7 @@ from transforms.terminology.units import UnitTables, unit_match_key
 
 WORKQUEUE_COLUMNS = (
     "decision", "source", "local_code", "local_label", "unit", "specimen", "loinc_num", "display",
-    "rank", "score", "reasons", "n_results", "first_seen", "last_seen", "valid_from", "valid_to",
+    "rank", "score", "confidence", "reasons", "n_results", "first_seen", "last_seen", "valid_from", "valid_to",
 )
 APPROVE = {"approve", "approved", "approuve", "approuver", "ok", "oui", "yes", "x"}
 REJECT = {"reject", "rejected", "rejete", "rejeter", "non", "no"}
@@ -68,6 +68,7 @@ def export_workqueue(backlog_with_suggestions: pl.DataFrame, path: Path) -> Path
         display=get("display"),
         rank=get("rank"),
         score=get("score"),
+        confidence=get("confidence"),
         reasons=get("reasons"),
         n_results=get("n_results"),
         first_seen=get("first_seen").cast(pl.Date, strict=False) if "first_seen" in df.columns else get("first_seen"),
