@@ -463,6 +463,7 @@ def mappings_export(
     """Write every unmapped (lab, code, label, unit) with its volume and top LOINC suggestions."""
     from flows.steps import loinc_table
     from transforms.terminology import export_workqueue, suggest
+    from transforms.terminology.suggest import merge_unit_spellings
     from warehouse import catalog as cat
     from warehouse.store import Warehouse
 
@@ -473,9 +474,10 @@ def mappings_export(
         console.print("no unmapped local code: nothing to review")
         return
     loinc = loinc_table(settings)
-    sugg = suggest(backlog, loinc, k=k)
+    items = merge_unit_spellings(backlog)  # 'g/L' and 'g/l' are one item
+    sugg = suggest(items, loinc, k=k)
     export_workqueue(sugg, out)
-    console.print(f"{backlog.height} unmapped codes, {sugg.height} suggestions written to {out}; mark the "
+    console.print(f"{items.height} unmapped codes, {sugg.height} suggestions written to {out}; mark the "
                   "`decision` column approve or reject, then `biolake mappings import` it")
 
 

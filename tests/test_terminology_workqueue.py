@@ -260,3 +260,69 @@ def test_export_has_the_confidence_column(unmapped, loinc, tmp_path):
     queue = pl.read_csv(wq, infer_schema=False)
     assert queue.columns == list(WORKQUEUE_COLUMNS) and "confidence" in queue.columns
     assert queue.filter(pl.col("rank") == "1")["confidence"].to_list() == ["high"] * 4
+
+
+def _queue(path, rows):
+    """A work queue as an engineer leaves it: ``rows`` are dicts of the columns that matter."""
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(WORKQUEUE_COLUMNS))
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: "" for c in WORKQUEUE_COLUMNS} | {"source": "labo_a"} | r)
+    return path
+
+
+def test_unit_spellings_make_one_item(loinc, tmp_path):
+    """QA: the export listed g/L and g/l (umol/L and µmol/l) as separate items."""
+    from transforms.terminology.suggest import merge_unit_spellings
+
+    when = D(2024, 1, 1)
+    backlog = pl.DataFrame(
+        [("labo_a", "ALB", "Albumine", "g/L", 10, when, D(2024, 1, 9), "Sérum"),
+         ("labo_a", "ALB", "Albumine", "g/l", 3, D(2023, 12, 1), when, "Plasma"),
+         ("labo_a", "CREA", "Créatinine", "µmol/l", 2, when, when, None),
+         ("labo_a", "CREA", "Créatinine", "umol/L", 5, when, when, "Sérum"),
+         ("labo_a", "GB", "Leucocytes", "G/L", 4, when, when, "Sang"),  # giga per litre, not grams
+         ("labo_a", "GB", "Leucocytes", "g/L", 1, when, when, "Sang"),
+         ("labo_a", "X", "Sans unité", None, 1, when, when, None)],
+        schema=["source", "local_code", "local_label", "unit_raw", "n_results", "first_seen", "last_seen",
+                "specimen"], orient="row")
+    items = merge_unit_spellings(backlog)
+    assert items.select("local_code", "unit_raw", "n_results", "first_seen", "last_seen", "specimen",
+                        "unit_spellings").rows() == [
+        ("ALB", "g/L", 13, D(2023, 12, 1), D(2024, 1, 9), "Sérum", "g/L; g/l"),
+        ("CREA", "umol/L", 7, when, when, "Sérum", "umol/L; µmol/l"),
+        ("GB", "G/L", 4, when, when, "Sang", None),
+        ("GB", "g/L", 1, when, when, "Sang", None),
+        ("X", None, 1, when, when, None, None),
+    ]
+    wq = export_workqueue(suggest(items, loinc, k=1), tmp_path / "q.csv")
+    queue = pl.read_csv(wq, infer_schema=False)
+    assert queue.filter(pl.col("local_code") == "ALB")["notes"].to_list() == [
+        "unit written g/L; g/l (one item: same unit)"]
+
+
+def test_approvals_that_are_one_mapping_once_the_unit_is_normalised(loinc, tmp_path):
+    """QA: approving the g/L and the g/l item with the same LOINC failed with 'duplicate of line N'
+    and no hint."""
+    from transforms.terminology.workqueue import read_workqueue
+
+    wq = _queue(tmp_path / "q.csv", [
+        {"decision": "approve", "local_code": "ALB", "unit": "g/L", "loinc_num": "1751-7"},
+        {"decision": "approve", "local_code": "ALB", "unit": "g/l", "loinc_num": "1751-7"},
+        {"decision": "approve", "local_code": "CREA", "unit": "umol/L", "loinc_num": "14682-9"},
+        {"decision": "approve", "local_code": "CREA", "unit": "µmol/l", "loinc_num": "14682-9"},
+    ])
+    got = read_workqueue(wq, loinc)
+    assert got.approved.select("local_code", "unit", "loinc_num").rows() == [
+        ("ALB", "g/L", "1751-7"), ("CREA", "umol/L", "14682-9")]
+    assert got.notes == [(f"{wq}:3", f"same mapping as {wq}:2 (unit 'g/l' is 'g/L'): kept once"),
+                         (f"{wq}:5", f"same mapping as {wq}:4 (unit 'µmol/l' is 'umol/L'): kept once")]
+    # two different codes for one unit spelt twice: refused, and the message says why they collide
+    _queue(wq, [{"decision": "approve", "local_code": "ALB", "unit": "g/L", "loinc_num": "1751-7"},
+                {"decision": "approve", "local_code": "ALB", "unit": "g/l", "loinc_num": "2885-2"}])
+    with pytest.raises(MappingError) as err:
+        read_workqueue(wq, loinc)
+    assert err.value.issues == [(f"{wq}:3", f"conflicting (different LOINC, overlapping validity) with {wq}:2: "
+                                           "1751-7 vs 2885-2 for local_code 'ALB' (units 'g/l' and 'g/L' are one "
+                                           "unit, g/L)")]

@@ -199,6 +199,35 @@ GENERIC_SYSTEMS = frozenset({"xxx", "specimen", "unspecified specimen", "respira
                              "voies respiratoires", "prelevement respiratoire", "xxx respiratoire"})
 
 
+def merge_unit_spellings(backlog: pl.DataFrame, units: UnitTables | None = None) -> pl.DataFrame:
+    """One work-queue item per (source, local_code, local_label, unit as biolake reads it): backlog
+    rows whose units are the same once normalised (``unit_match_key``: 'g/L' and 'g/l', 'umol/L'
+    and 'µmol/l'; not 'G/L', giga per litre) become one, with ``n_results`` summed, the earliest
+    ``first_seen``, the latest ``last_seen``, the unit spelling and specimen of the row with the
+    most results, and ``unit_spellings``: every spelling met, most results first, ';'-joined (null
+    when there is one). Most results first, as ``unmapped_backlog``. A mapping written with any one
+    spelling applies to them all."""
+    if backlog.is_empty():
+        return backlog.with_columns(unit_spellings=pl.lit(None, dtype=pl.Utf8))
+    keyed = backlog.with_columns(_ukey=unit_match_key(backlog["unit_raw"], units)).sort(
+        ["n_results", "unit_raw"], descending=[True, False], nulls_last=True)
+    group = ["source", "local_code", "local_label", "_ukey"]
+    merged = keyed.group_by(group, maintain_order=True).agg(
+        pl.col("unit_raw").first(),
+        pl.col("n_results").sum(),
+        pl.col("first_seen").min(),
+        pl.col("last_seen").max(),
+        pl.col("specimen").first(),
+        pl.col("unit_raw").drop_nulls().unique(maintain_order=True).alias("_spellings"),
+    )
+    merged = merged.with_columns(
+        unit_spellings=pl.when(pl.col("_spellings").list.len() > 1).then(pl.col("_spellings").list.join("; ")),
+        n_results=pl.col("n_results").cast(backlog.schema["n_results"]),
+    )
+    return (merged.sort(["n_results", "source", "local_code"], descending=[True, False, False], nulls_last=True)
+            .select(*backlog.columns, "unit_spellings"))
+
+
 def _candidates(loinc: pl.DataFrame, units: UnitTables) -> pl.DataFrame:
     """The codes a suggestion may propose (an official code marked DEPRECATED never is), with their
     names normalised for matching, their property class and canonical unit, and the specimen

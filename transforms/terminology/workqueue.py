@@ -20,6 +20,7 @@ import csv
 import io
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -43,7 +44,8 @@ from transforms.terminology.units import UnitTables, unit_match_key
 
 WORKQUEUE_COLUMNS = (
     "decision", "source", "local_code", "local_label", "unit", "specimen", "loinc_num", "display",
-    "rank", "score", "confidence", "reasons", "n_results", "first_seen", "last_seen", "valid_from", "valid_to",
+    "rank", "score", "confidence", "reasons", "n_results", "first_seen", "last_seen", "notes",
+    "valid_from", "valid_to",
 )
 APPROVE = {"approve", "approved", "approuve", "approuver", "ok", "oui", "yes", "x"}
 REJECT = {"reject", "rejected", "rejete", "rejeter", "non", "no"}
@@ -53,10 +55,19 @@ def export_workqueue(backlog_with_suggestions: pl.DataFrame, path: Path) -> Path
     """Write the suggestions (output of ``suggest``) as the editable CSV ``WORKQUEUE_COLUMNS``.
 
     ``unit`` is the unit as the lab writes it; ``specimen`` is filled only when the backlog saw a
-    single specimen (it then restricts the mapping to that specimen); both stay editable.
+    single specimen (it then restricts the mapping to that specimen); both stay editable. ``notes``
+    says what concerns the local code rather than one suggestion: the other spellings of its unit
+    merged into the item (``merge_unit_spellings``), the codes rejected for it earlier.
     """
     df = backlog_with_suggestions
     get = lambda c: pl.col(c) if c in df.columns else pl.lit(None, dtype=pl.Utf8)  # noqa: E731
+    notes = pl.concat_str(
+        [pl.when(get("unit_spellings").is_not_null()).then(pl.lit("unit written ") + get("unit_spellings")
+                                                             + pl.lit(" (one item: same unit)")),
+         pl.when(get("rejected_before").is_not_null()).then(pl.lit("rejected earlier, not proposed again: ")
+                                                              + get("rejected_before"))],
+        separator="; ", ignore_nulls=True,
+    )
     out = df.select(
         decision=pl.lit("", dtype=pl.Utf8),
         source=pl.col("source"),
@@ -73,6 +84,7 @@ def export_workqueue(backlog_with_suggestions: pl.DataFrame, path: Path) -> Path
         n_results=get("n_results"),
         first_seen=get("first_seen").cast(pl.Date, strict=False) if "first_seen" in df.columns else get("first_seen"),
         last_seen=get("last_seen").cast(pl.Date, strict=False) if "last_seen" in df.columns else get("last_seen"),
+        notes=notes.fill_null(""),
         valid_from=pl.lit("", dtype=pl.Utf8),
         valid_to=pl.lit("", dtype=pl.Utf8),
     )
@@ -95,15 +107,32 @@ def _queue_text(path: Path) -> str:
         raise MappingError([(err.origin, err.problem)]) from None
 
 
-def import_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = None,
-                     known_sources: set[str] | None = None) -> pl.DataFrame:
-    """Approved rows of an edited work queue as ``MAPPING_SCHEMA`` rows (origin = file:line).
+@dataclass
+class QueueDecisions:
+    """What an edited work queue decides (``read_workqueue``).
 
-    Raises ``MappingError`` naming file and line for: an unknown decision word, a missing field,
-    a malformed or unknown LOINC, bad dates, two approvals for the same local code (same
-    specimen/unit) with overlapping validity and different LOINC, and a lab not in
-    ``known_sources`` (when given).
+    * ``approved``: the approved rows as ``MAPPING_SCHEMA`` rows (origin = file:line);
+    * ``rejected``: the rejected suggestions, ``REJECTED_SCHEMA`` (to remember them);
+    * ``notes``: (file:line, message) worth telling that do not stop the import (an approval
+      repeated with another spelling of the same unit, merged).
     """
+
+    approved: pl.DataFrame
+    rejected: pl.DataFrame
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+
+REJECTED_SCHEMA = pl.Schema({"source": pl.Utf8(), "local_code": pl.Utf8(), "local_label": pl.Utf8(),
+                             "unit": pl.Utf8(), "loinc_num": pl.Utf8(), "origin": pl.Utf8()})
+
+
+def read_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = None,
+                   known_sources: set[str] | None = None) -> QueueDecisions:
+    """The decisions of an edited work queue; raises ``MappingError`` naming file and line for: an
+    unknown decision word, a missing field, a malformed or unknown LOINC, bad dates, two approvals
+    for the same local code (same specimen/unit) with overlapping validity and different LOINC, and
+    a lab not in ``known_sources`` (when given). Two approvals that are the same mapping once the
+    unit is normalised ('g/L' and 'g/l', same LOINC and validity) are one (a note says so)."""
     path = Path(path)
     text = _queue_text(path)
     first = text.split("\n", 1)[0]
@@ -112,22 +141,28 @@ def import_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None =
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
     issues: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
     missing = [c for c in ("decision", "source", "local_code", "loinc_num") if c not in header]
     if missing:
         raise MappingError([(f"{path}:1", f"header lacks column(s) {missing}")])
     rows: list[dict] = []
+    rejected: list[dict] = []
     start = 2
     for rec in reader:
         origin = f"{path}:{start}"
         start = reader.line_num + 1
         decision = (rec.get("decision") or "").strip().lower()
-        if decision in REJECT or decision == "":
+        if decision == "":
+            continue
+        row = {f: (_unquote((rec.get(f) or "").strip()) or None)
+               for f in ("source", "local_code", "local_label", "unit", "specimen", "loinc_num")}
+        if decision in REJECT:
+            if row["source"] and row["local_code"] and row["loinc_num"]:
+                rejected.append({f: row[f] for f in REJECTED_SCHEMA if f != "origin"} | {"origin": origin})
             continue
         if decision not in APPROVE:
             issues.append((origin, f"decision {rec.get('decision')!r} is not approve, reject or empty"))
             continue
-        row = {f: (_unquote((rec.get(f) or "").strip()) or None)
-               for f in ("source", "local_code", "local_label", "unit", "specimen", "loinc_num")}
         for f in ("source", "local_code", "loinc_num"):
             if row[f] is None:
                 issues.append((origin, f"missing required field {f}"))
@@ -141,11 +176,39 @@ def import_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None =
     schema = {**MAPPING_SCHEMA, "layer": pl.Int32()}
     df = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
     df = df.with_columns(specimen_key=specimen_key_expr("specimen"), unit_key=unit_match_key(df["unit"], units))
+    df = _merge_same_approvals(df, notes)
     check_rows(df, set(loinc["loinc_num"].to_list()), issues)
     check_overlaps(df.filter(pl.col("local_code").is_not_null()), issues)
     if issues:
         raise MappingError(issues)
-    return df.select(list(MAPPING_SCHEMA))
+    return QueueDecisions(
+        approved=df.select(list(MAPPING_SCHEMA)),
+        rejected=pl.DataFrame(rejected, schema=REJECTED_SCHEMA) if rejected else pl.DataFrame(schema=REJECTED_SCHEMA),
+        notes=notes,
+    )
+
+
+def _merge_same_approvals(df: pl.DataFrame, notes: list) -> pl.DataFrame:
+    """Approvals that are one mapping once the unit is normalised (same lab, local code, specimen,
+    unit key, LOINC and validity) are kept once, the first; a note names the others. The queue
+    lists a code once per spelling when it was exported before spellings were merged."""
+    same = ["source", "local_code", "specimen_key", "unit_key", "loinc_num", "valid_from", "valid_to"]
+    firsts = df.with_columns(_first=pl.col("origin").first().over(same),
+                             _first_unit=pl.col("unit").first().over(same))
+    dup = firsts.filter(pl.col("origin") != pl.col("_first"))
+    for origin, unit, first, first_unit in dup.select("origin", "unit", "_first", "_first_unit").iter_rows():
+        if unit == first_unit:
+            continue  # written the same way: a true duplicate, check_overlaps reports it
+        notes.append((origin, f"same mapping as {first} (unit {unit!r} is {first_unit!r}): kept once"))
+    gone = set(dup.filter(pl.col("unit") != pl.col("_first_unit"))["origin"].to_list())
+    return df.filter(~pl.col("origin").is_in(list(gone))) if gone else df
+
+
+def import_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = None,
+                     known_sources: set[str] | None = None) -> pl.DataFrame:
+    """Approved rows of an edited work queue as ``MAPPING_SCHEMA`` rows (origin = file:line); see
+    ``read_workqueue``, which also returns the rejections and the notes."""
+    return read_workqueue(path, loinc, units, known_sources).approved
 
 
 def write_approved_mappings(
