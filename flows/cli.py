@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -488,8 +489,9 @@ def mappings_import(
 ) -> None:
     """Add the approved suggestions to the operator's mappings; the next run re-codes earlier results."""
     from flows.steps import loinc_table
-    from transforms.terminology import import_workqueue, write_approved_mappings
+    from transforms.terminology import write_approved_mappings
     from transforms.terminology.mappings import MappingError
+    from transforms.terminology.workqueue import read_workqueue
 
     settings = _settings(home)
     loinc = loinc_table(settings)
@@ -498,11 +500,14 @@ def mappings_import(
     known |= {p.stem for d in (settings.seeds_dir / "mappings", settings.operator_mappings) if d.is_dir()
               for p in d.glob("*.csv")}
     try:
-        rows = import_workqueue(path, loinc, known_sources=known)
+        decisions = read_workqueue(path, loinc, known_sources=known)
+        rows = decisions.approved
         written = write_approved_mappings(rows, settings.operator_mappings, loinc)
     except MappingError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
         raise typer.Exit(2)
+    for origin, note in decisions.notes:
+        console.print(f"[yellow]warning:[/yellow] {escape(origin)}: {escape(note)}", highlight=False)
     console.print(f"{rows.height} approved mapping(s) written to {settings.operator_mappings} "
                   f"({written}); run `biolake run` to apply them and back-fill earlier results")
 

@@ -326,3 +326,39 @@ def test_approvals_that_are_one_mapping_once_the_unit_is_normalised(loinc, tmp_p
     assert err.value.issues == [(f"{wq}:3", f"conflicting (different LOINC, overlapping validity) with {wq}:2: "
                                            "1751-7 vs 2885-2 for local_code 'ALB' (units 'g/l' and 'g/L' are one "
                                            "unit, g/L)")]
+
+
+def test_import_refuses_a_unit_the_run_cannot_use(loinc, tmp_path):
+    """QA: unit=gr/litre (unknown spelling) was written as-is into the mappings; G/L (giga per litre)
+    approved onto glucose 14749-6 (Moles/Volume) was accepted though the queue's own reason said the
+    unit did not fit, and the results then stayed incompatible_dimension."""
+    from transforms.terminology.workqueue import read_workqueue
+
+    wq = _queue(tmp_path / "q.csv", [
+        {"decision": "approve", "local_code": "GLY1", "unit": "gr/litre", "loinc_num": "2339-0"},  # 2
+        {"decision": "approve", "local_code": "GLY2", "unit": "G/L", "loinc_num": "14749-6"},  # 3
+        {"decision": "approve", "local_code": "GLY3", "unit": "g/L", "loinc_num": "14749-6"},  # 4: molar mass known
+        {"decision": "approve", "local_code": "HBA", "unit": "mmol/mol", "loinc_num": "4548-4"},  # 5: IFCC on NGSP
+        {"decision": "approve", "local_code": "NA", "unit": "mEq/L", "loinc_num": "2951-2"},  # 6: noted
+        {"decision": "approve", "local_code": "BIC", "unit": "mg/L", "loinc_num": "1963-8"},  # 7: no molar mass
+        {"decision": "approve", "local_code": "GLY4", "unit": "", "loinc_num": "14749-6"},  # 8: no unit, no check
+    ])
+    with pytest.raises(MappingError) as err:
+        read_workqueue(wq, loinc)
+    assert [(o, m.split(":")[0]) for o, m in err.value.issues] == [
+        (f"{wq}:2", "unit 'gr/litre' is not a unit biolake can read (not in seeds/terminology/unit_aliases.csv, "
+                    "not UCUM)"),
+        (f"{wq}:3", "unit 'G/L' (10*9/L) does not fit 14749-6 (Moles/Volume, in mmol/L)"),
+        (f"{wq}:5", "unit 'mmol/mol' does not fit 4548-4 (Fraction massique, in %)"),
+    ]
+    assert "would stay incompatible_dimension" in err.value.issues[1][1]
+    assert "would keep conversion_status unit_unknown" in err.value.issues[0][1]
+    # without the three refused rows the import passes, with notes for what will not convert
+    text = wq.read_text(encoding="utf-8").splitlines()
+    wq.write_text("\n".join([text[0], text[3], *text[5:]]) + "\n", encoding="utf-8")
+    got = read_workqueue(wq, loinc)
+    assert got.approved["local_code"].to_list() == ["GLY3", "NA", "BIC", "GLY4"]
+    assert [(o.rsplit(":", 1)[1], m.split(":")[0]) for o, m in got.notes] == [
+        ("3", "unit 'mEq/L' (meq/L) on 2951-2 (SCNC, in mmol/L)"),
+        ("4", "unit 'mg/L' on 1963-8 (SCNC, in mmol/L)"),
+    ]

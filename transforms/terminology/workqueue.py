@@ -40,7 +40,18 @@ from transforms.terminology.mappings import (
     specimen_key_expr,
 )
 from transforms.terminology.transcode import coverage  # noqa: F401  (re-exported for the CLI)
-from transforms.terminology.units import UnitTables, unit_match_key
+from transforms.terminology.units import (
+    INCOMPATIBLE,
+    NO_MOLAR_MASS,
+    UnitTables,
+    _arbitrary_atoms,
+    conversion_factor,
+    default_unit_tables,
+    loinc_unit_table,
+    to_ucum,
+    unit_fits_property,
+    unit_match_key,
+)
 
 WORKQUEUE_COLUMNS = (
     "decision", "source", "local_code", "local_label", "unit", "specimen", "loinc_num", "display",
@@ -178,6 +189,7 @@ def read_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = N
     df = df.with_columns(specimen_key=specimen_key_expr("specimen"), unit_key=unit_match_key(df["unit"], units))
     df = _merge_same_approvals(df, notes)
     check_rows(df, set(loinc["loinc_num"].to_list()), issues)
+    check_units(df, loinc, units, issues, notes)
     check_overlaps(df.filter(pl.col("local_code").is_not_null()), issues)
     if issues:
         raise MappingError(issues)
@@ -186,6 +198,67 @@ def read_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = N
         rejected=pl.DataFrame(rejected, schema=REJECTED_SCHEMA) if rejected else pl.DataFrame(schema=REJECTED_SCHEMA),
         notes=notes,
     )
+
+
+def check_units(rows: pl.DataFrame, loinc: pl.DataFrame, units: UnitTables | None, issues: list,
+                notes: list) -> None:
+    """The unit of each approved row against its LOINC code, as the run will convert it:
+
+    * a spelling biolake cannot read (not in the alias table, not UCUM: 'gr/litre') is refused:
+      its results would keep ``unit_unknown``;
+    * a unit whose dimension does not fit the code's property, or that cannot be converted to its
+      canonical unit ('G/L', giga per litre, on glucose 14749-6 in mmol/L) is refused: its results
+      would stay ``incompatible_dimension``; equivalents (mEq/L) are only noted, the mapping can be
+      right though biolake does not convert them (the valence is unknown);
+    * a mass <-> molar unit on a code without a known molar mass, and a code the official table
+      marks DEPRECATED, are noted.
+    Rows without a unit, or with a code not in the table (``check_rows`` reports it), are skipped.
+    """
+    units = units or default_unit_tables()
+    todo = rows.filter(pl.col("unit").is_not_null() & pl.col("loinc_num").is_not_null())
+    status = dict(loinc.select("loinc_num", pl.col("status").str.to_uppercase()).iter_rows()) \
+        if "status" in loinc.columns else {}
+    for origin, code in rows.select("origin", "loinc_num").iter_rows():
+        if status.get(code) == "DEPRECATED":
+            notes.append((origin, f"LOINC {code} is DEPRECATED in the official table: prefer the code replacing it"))
+    if todo.is_empty():
+        return
+    per_code = {r["loinc_num"]: r for r in loinc_unit_table(loinc.filter(
+        pl.col("loinc_num").is_in(todo["loinc_num"].unique().implode())), units).iter_rows(named=True)}
+    props = dict(loinc.select("loinc_num", "property").iter_rows())
+    for origin, unit, code in todo.select("origin", "unit", "loinc_num").iter_rows():
+        if code not in per_code:
+            continue
+        ucum = to_ucum(unit, units)
+        if ucum is None:
+            issues.append((origin, f"unit {unit!r} is not a unit biolake can read (not in "
+                                   "seeds/terminology/unit_aliases.csv, not UCUM): its results would keep "
+                                   "conversion_status unit_unknown; add the spelling to the alias table "
+                                   "(docs/terminology.md, Units), or empty the unit to map the code whatever "
+                                   "unit it comes in"))
+            continue
+        pc, canon, mw = per_code[code]["property_class"], per_code[code]["canonical_ucum"], \
+            per_code[code]["molar_mass_g_per_mol"]
+        what = props.get(code) or pc or "its property"
+        where = f"{code} ({what}" + (f", in {canon})" if canon else ")")
+        if unit_fits_property(ucum, pc) is False:
+            verdict = INCOMPATIBLE
+        elif canon:
+            verdict = conversion_factor(ucum, canon, mw, pc)[1]
+        else:
+            continue
+        written = repr(unit) if unit == ucum else f"{unit!r} ({ucum})"
+        if verdict == INCOMPATIBLE and "eq" in _arbitrary_atoms(ucum):
+            notes.append((origin, f"unit {written} on {where}: equivalents are not converted (the valence is "
+                                  "not known), its results will keep their value in this unit "
+                                  "(incompatible_dimension)"))
+        elif verdict == INCOMPATIBLE:
+            issues.append((origin, f"unit {written} does not fit {where}: its results would stay "
+                                   "incompatible_dimension; choose a code whose property fits the unit, or "
+                                   "correct the unit (empty it to map the code whatever unit it comes in)"))
+        elif verdict == NO_MOLAR_MASS:
+            notes.append((origin, f"unit {written} on {where}: no molar mass known for {code}, its results will "
+                                  "stay unconverted (no_molar_mass; seeds/terminology/molar_masses.csv)"))
 
 
 def _merge_same_approvals(df: pl.DataFrame, notes: list) -> pl.DataFrame:
