@@ -362,3 +362,35 @@ def test_import_refuses_a_unit_the_run_cannot_use(loinc, tmp_path):
         ("3", "unit 'mEq/L' (meq/L) on 2951-2 (SCNC, in mmol/L)"),
         ("4", "unit 'mg/L' on 1963-8 (SCNC, in mmol/L)"),
     ]
+
+
+def test_rejections_are_kept_per_lab_and_an_approval_overrides_them(loinc, tmp_path):
+    from transforms.terminology.workqueue import load_rejections, read_workqueue, remember_rejections
+
+    wq = _queue(tmp_path / "q.csv", [
+        {"decision": "reject", "local_code": "CRP", "local_label": "CRP", "unit": "mg/L", "loinc_num": "2885-2"},
+        {"decision": "reject", "local_code": "CRP", "local_label": "CRP", "unit": "mg/l", "loinc_num": "27818-4"},
+        {"decision": "reject", "local_code": "ALB", "unit": "", "loinc_num": "2885-2"},
+    ])
+    got = read_workqueue(wq, loinc)
+    ops = tmp_path / "mappings"
+    assert remember_rejections(got.rejected, ops, today="2026-01-05") == [ops / "rejected" / "labo_a.csv"]
+    assert (ops / "rejected" / "labo_a.csv").read_text(encoding="utf-8") == (
+        "local_code,local_label,unit,loinc_num,rejected_on\n"
+        "ALB,,,2885-2,2026-01-05\nCRP,CRP,mg/L,2885-2,2026-01-05\nCRP,CRP,mg/l,27818-4,2026-01-05\n")
+    # the same rejection again keeps its first date; load_mappings never reads the rejected/ folder
+    remember_rejections(got.rejected.head(1), ops, today="2026-02-01")
+    assert load_rejections(ops)["rejected_on"].unique().to_list() == ["2026-01-05"]
+    assert load_mappings([ops], loinc).is_empty()
+    # a rejection holds for the item's unit in any spelling, and for every unit when it has none
+    backlog = _backlog([("labo_a", "CRP", "Protéine C réactive", "mg/l", 5, None),
+                        ("labo_a", "ALB", "Albumine", "g/L", 5, None)])
+    sug = suggest(backlog, loinc, k=5, rejected=load_rejections(ops))
+    assert not set(sug.filter(pl.col("local_code") == "CRP")["loinc_num"]) & {"2885-2", "27818-4"}
+    assert "2885-2" not in sug.filter(pl.col("local_code") == "ALB")["loinc_num"].to_list()
+    assert sug.filter(pl.col("local_code") == "CRP")["rejected_before"].unique().to_list() == ["27818-4; 2885-2"]
+    # approving a code rejected earlier forgets that rejection
+    _queue(wq, [{"decision": "approve", "local_code": "CRP", "unit": "MG/L", "loinc_num": "2885-2"}])
+    got = read_workqueue(wq, loinc)
+    remember_rejections(got.rejected, ops, approved=got.approved)
+    assert load_rejections(ops).select("local_code", "loinc_num").rows() == [("ALB", "2885-2"), ("CRP", "27818-4")]

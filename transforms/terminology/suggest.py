@@ -388,8 +388,9 @@ def suggest(
     * specimen_fit: +10 same family, -10 other family; +3 when the lab states no specimen and the
       code is for an unspecified or any respiratory specimen.
     ``confidence`` (high, medium, low, see ``_confidence``) says how far the name supports the code.
-    ``rejected`` (source, local_code, unit_key, loinc_num): codes an engineer rejected for that
-    local code and unit (any unit when unit_key is null); they are never proposed again.
+    ``rejected`` (source, local_code, unit_key, loinc_num; ``workqueue.load_rejections``): codes an
+    engineer rejected for that local code and unit (any unit when unit_key is null); they are never
+    proposed again, and the column ``rejected_before`` lists them per item.
     Codes marked DEPRECATED in the official table are never proposed.
     """
     units = units or default_unit_tables()
@@ -430,8 +431,9 @@ def suggest(
         label_scores = np.full(cand.height, -np.inf)
         label_scores[pool] = sim[pool] * (0.5 + 0.5 * coverage[pool])
         ukey = unit_keys[i] if unit_keys is not None else None
-        for gone in refused.get((rec["source"], rec["local_code"], ukey), set()) | refused.get(
-                (rec["source"], rec["local_code"], None), set()):
+        refused_here = refused.get((rec["source"], rec["local_code"], ukey), set()) | refused.get(
+            (rec["source"], rec["local_code"], None), set())
+        for gone in refused_here:
             if gone in position:
                 label_scores[position[gone]] = -np.inf
         order = [j for j in label_scores.argsort()[::-1][:shortlist] if np.isfinite(label_scores[j])]
@@ -476,11 +478,12 @@ def suggest(
         scored.sort(key=lambda t: (-t[0], -t[1], len(t[5]), t[4]))
         for rank, (score, ls, uf, sf, code, disp, conf, why) in enumerate(scored[:k], start=1):
             rows.append({**rec, "rank": rank, "loinc_num": code, "display": disp, "score": score,
-                         "confidence": conf, "label_score": ls, "unit_fit": uf, "specimen_fit": sf, "reasons": why})
+                         "confidence": conf, "label_score": ls, "unit_fit": uf, "specimen_fit": sf, "reasons": why}
+                        | ({"rejected_before": "; ".join(sorted(refused_here)) or None} if rejected is not None else {}))
     schema = dict(backlog.schema) | {
         "rank": pl.Int32, "loinc_num": pl.Utf8, "display": pl.Utf8, "score": pl.Float64, "confidence": pl.Utf8,
         "label_score": pl.Float64, "unit_fit": pl.Float64, "specimen_fit": pl.Float64, "reasons": pl.Utf8,
-    }
+    } | ({"rejected_before": pl.Utf8} if rejected is not None else {})
     return pl.DataFrame(rows, schema=schema)
 
 

@@ -2,16 +2,21 @@
 
 Workflow (CLI: ``biolake mappings export --out FILE`` then ``biolake mappings import FILE``):
 
-1. ``unmapped_backlog(transcoded)`` + ``suggest(backlog, loinc)`` -> ``export_workqueue(..., path)``
+1. ``unmapped_backlog(transcoded)`` -> ``merge_unit_spellings`` (one item per unit once normalised)
+   -> ``suggest(items, loinc, rejected=load_rejections(directory))`` -> ``export_workqueue(..., path)``
    writes one row per suggestion with an empty ``decision`` column.
 2. The engineer writes ``approve`` on the right suggestion of each local code (or ``reject``, or
    leaves it empty = undecided). They may correct ``loinc_num`` (any LOINC of the table), fill
    ``specimen``/``unit`` to restrict the mapping, and ``valid_from``/``valid_to``.
-3. ``import_workqueue(path, loinc)`` returns the approved rows as mapping rows, validated like
-   mapping files (check digit, known LOINC, conflicts) with errors naming file and line.
+3. ``read_workqueue(path, loinc)`` returns the approved rows as mapping rows, validated like
+   mapping files (check digit, known LOINC, conflicts) and checked for units the run could not
+   use, with errors naming file and line, plus the rejected suggestions and warnings
+   (``import_workqueue``: the approved rows only).
 4. ``write_approved_mappings(rows, directory)`` merges them into ``<directory>/<source>.csv``
    (the operator's approved-mappings directory, read after the seeds by ``load_mappings``): an
    approved row replaces the rows already there for the same source/local_code/specimen/unit.
+5. ``remember_rejections(rejected, directory)`` keeps the rejected suggestions in
+   ``<directory>/rejected/<source>.csv``; later exports never propose them again.
 """
 
 from __future__ import annotations
@@ -167,8 +172,11 @@ def read_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = N
             continue
         row = {f: (_unquote((rec.get(f) or "").strip()) or None)
                for f in ("source", "local_code", "local_label", "unit", "specimen", "loinc_num")}
-        if decision in REJECT:
+        if decision in REJECT:  # remembered (remember_rejections) when it names a suggestion
             if row["source"] and row["local_code"] and row["loinc_num"]:
+                if known_sources is not None and row["source"] not in known_sources:
+                    issues.append((origin, f"source {row['source']!r} is not a lab of this platform "
+                                           f"(known: {', '.join(sorted(known_sources)) or 'none'})"))
                 rejected.append({f: row[f] for f in REJECTED_SCHEMA if f != "origin"} | {"origin": origin})
             continue
         if decision not in APPROVE:
@@ -330,6 +338,84 @@ def write_approved_mappings(
         fd, tmp = tempfile.mkstemp(prefix=f".{source}.", suffix=".csv", dir=directory)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(body)
+        os.replace(tmp, target)
+        written.append(target)
+    return written
+
+
+# --- rejections ----------------------------------------------------------------------------------
+REJECTED_DIR = "rejected"  # <operator mappings dir>/rejected/<source>.csv
+REJECTED_FIELDS = ("local_code", "local_label", "unit", "loinc_num", "rejected_on")
+
+
+def load_rejections(directory: Path, units: UnitTables | None = None) -> pl.DataFrame:
+    """The suggestions engineers rejected, from ``<directory>/rejected/<source>.csv``: source,
+    local_code, local_label, unit, unit_key, loinc_num, rejected_on (text), origin. A rejection
+    with an empty unit holds for every unit of the local code. Raises ``MappingError`` (file:line)
+    for a file that cannot be read or lacks local_code or loinc_num."""
+    folder = Path(directory) / REJECTED_DIR
+    schema = {"source": pl.Utf8, "local_code": pl.Utf8, "local_label": pl.Utf8, "unit": pl.Utf8,
+              "loinc_num": pl.Utf8, "rejected_on": pl.Utf8, "origin": pl.Utf8}
+    rows: list[dict] = []
+    issues: list[tuple[str, str]] = []
+    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+        try:
+            text = operator_text(path)
+        except OperatorFileError as err:
+            issues.append((err.origin, err.problem))
+            continue
+        first = text.split("\n", 1)[0]
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=";" if first.count(";") > first.count(",") else ",")
+        reader.fieldnames = [h.strip() for h in (reader.fieldnames or [])]
+        if not {"local_code", "loinc_num"} <= set(reader.fieldnames):
+            issues.append((f"{path}:1", "header lacks local_code or loinc_num"))
+            continue
+        start = 2
+        for rec in reader:
+            row = {f: ((rec.get(f) or "").strip() or None) for f in REJECTED_FIELDS}
+            if row["local_code"] and row["loinc_num"]:
+                rows.append(row | {"source": path.stem, "origin": f"{path}:{start}"})
+            start = reader.line_num + 1
+    if issues:
+        raise MappingError(issues)
+    df = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+    return df.with_columns(unit_key=unit_match_key(df["unit"], units)).select(
+        "source", "local_code", "local_label", "unit", "unit_key", "loinc_num", "rejected_on", "origin")
+
+
+def remember_rejections(rejected: pl.DataFrame, directory: Path, approved: pl.DataFrame | None = None,
+                        units: UnitTables | None = None, today: str | None = None) -> list[Path]:
+    """Add the rejected suggestions (``QueueDecisions.rejected``) to
+    ``<directory>/rejected/<source>.csv`` so that the next exports do not propose them again, and
+    forget the rejections an approval now overrides (same lab, local code, unit and LOINC). One row
+    per (local code, unit as normalised, LOINC), the first rejection's date kept. Returns the files
+    written; each is replaced atomically."""
+    import datetime as dt
+
+    today = today or dt.date.today().isoformat()
+    folder = Path(directory) / REJECTED_DIR
+    old = load_rejections(directory, units).drop("origin")
+    new = rejected.with_columns(unit_key=unit_match_key(rejected["unit"], units), rejected_on=pl.lit(today)).select(
+        old.columns)
+    key = ["source", "local_code", "unit_key", "loinc_num"]
+    merged = pl.concat([old, new]).unique(subset=key, keep="first", maintain_order=True)
+    touched = set(new["source"].to_list())
+    if approved is not None and approved.height:
+        ok = approved.select("source", "local_code", "loinc_num",
+                             unit_key=unit_match_key(approved["unit"], units))
+        gone = merged.join(ok, on=key, how="semi", nulls_equal=True)
+        touched |= set(gone["source"].to_list())
+        merged = merged.join(ok, on=key, how="anti", nulls_equal=True)
+    written = []
+    for source in sorted(touched):
+        part = merged.filter(pl.col("source") == source).sort("local_code", "unit", "loinc_num", nulls_last=False)
+        target = folder / f"{source}.csv"
+        if part.is_empty() and not target.exists():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{source}.", suffix=".csv", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(part.select(list(REJECTED_FIELDS)).write_csv())
         os.replace(tmp, target)
         written.append(target)
     return written
