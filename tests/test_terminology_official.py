@@ -101,3 +101,23 @@ def test_a_missing_official_table_is_a_one_line_error(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 2 and "Traceback" not in out.stdout + out.stderr, out.stderr
     assert "BIOLAKE_LOINC_TABLE:" in out.stdout and "Loinc.csv does not exist" in out.stdout
+
+
+def test_deprecated_official_codes_are_never_suggested_and_noted_when_approved(tmp_path):
+    from transforms.terminology.loinc import load_loinc_table
+    from transforms.terminology.suggest import suggest
+    from transforms.terminology.workqueue import read_workqueue
+
+    loinc = load_loinc_table(ROOT / "seeds" / "reference" / "loinc.csv", _official_file(tmp_path / "Loinc.csv"))
+    backlog = pl.DataFrame([("labo_zeta", "GLU", "Glucose", "mg/dL", 5, "Sérum")],
+                           schema=["source", "local_code", "local_label", "unit_raw", "n_results", "specimen"],
+                           orient="row")
+    assert "2345-7" not in suggest(backlog, loinc, k=10)["loinc_num"].to_list()  # DEPRECATED in this table
+    assert "2345-7" in suggest(backlog, load_loinc_table(ROOT / "seeds" / "reference" / "loinc.csv"), k=10)[
+        "loinc_num"].to_list()  # the subset has no status: it is proposed there
+    queue = tmp_path / "q.csv"
+    queue.write_text(HEADER + "approve,labo_zeta,GLU,Glucose,mg/dL,,2345-7,,\n", encoding="utf-8")
+    got = read_workqueue(queue, loinc)
+    assert got.approved["loinc_num"].to_list() == ["2345-7"]
+    assert got.notes == [(f"{queue}:2", "LOINC 2345-7 is DEPRECATED in the official table: prefer the code "
+                                        "replacing it")]
