@@ -6,7 +6,7 @@
 | BIOLAKE_PSEUDONYM_SECRET | secret key of the patient pseudonym (HMAC); required outside demo mode | none |
 | BIOLAKE_DEMO | 1 to allow the built-in demo secret (never for real data) | 0 |
 | BIOLAKE_SEEDS_DIR | reference tables and lab mappings shipped with biolake | <repo>/seeds |
-| BIOLAKE_MAPPINGS_DIR | operator's approved mappings, overriding the seeds; extra qualitative words in its qualitative/ folder | <home>/mappings |
+| BIOLAKE_MAPPINGS_DIR | operator's approved mappings, overriding the seeds; extra qualitative words in its qualitative/ folder, rejected work-queue suggestions in its rejected/ folder | <home>/mappings |
 | BIOLAKE_LOINC_TABLE | the official LOINC table (Loinc.csv of the loinc.org download), completed by the shipped subset; unset: the subset alone | none |
 | BIOLAKE_LOINC_FR_TABLE | its French linguistic variant (frFR...LinguisticVariant.csv), optional | none |
 | BIOLAKE_CHUNK_ROWS | rows per parsing chunk (memory bound) | 500000 |
