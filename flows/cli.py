@@ -478,7 +478,12 @@ def mappings_export(
     k: Annotated[int, typer.Option(help="suggestions per unmapped code")] = 5,
 ) -> None:
     """Write every unmapped (lab, code, label, unit) with its volume and top LOINC suggestions."""
-    from transforms.terminology import export_workqueue, load_loinc_seed, suggest
+    import polars as pl
+
+    from flows.steps import loinc_table
+    from transforms.terminology import export_workqueue, suggest
+    from transforms.terminology.suggest import merge_unit_spellings
+    from transforms.terminology.workqueue import load_rejections
     from warehouse import catalog as cat
     from warehouse.store import Warehouse
 
@@ -488,11 +493,17 @@ def mappings_export(
     if backlog.is_empty():
         console.print("no unmapped local code: nothing to review")
         return
-    loinc = load_loinc_seed(settings.seeds_dir / cat.REF_SEEDS["loinc"])
-    sugg = suggest(backlog, loinc, k=k)
+    loinc = loinc_table(settings)
+    items = merge_unit_spellings(backlog)  # 'g/L' and 'g/l' are one item
+    rejected = load_rejections(settings.operator_mappings)  # never proposed again
+    sugg = suggest(items, loinc, k=k, rejected=rejected)
     export_workqueue(sugg, out)
-    console.print(f"{backlog.height} unmapped codes, {sugg.height} suggestions written to {out}; mark the "
-                  "`decision` column approve or reject, then `biolake mappings import` it")
+    skipped = sugg.filter(pl.col("rejected_before").is_not_null())["local_code"].n_unique() if sugg.height else 0
+    console.print(f"{items.height} unmapped codes, {sugg.height} suggestions written to {out}"
+                  + (f" ({skipped} code(s) without the suggestions rejected earlier, "
+                     f"{settings.operator_mappings / 'rejected'})" if skipped else "")
+                  + "; mark the `decision` column approve or reject, then `biolake mappings import` it",
+                  highlight=False, soft_wrap=True)
 
 
 @mappings_app.command("import")
@@ -501,24 +512,52 @@ def mappings_import(
     home: HomeOpt = None,
 ) -> None:
     """Add the approved suggestions to the operator's mappings; the next run re-codes earlier results."""
-    from transforms.terminology import import_workqueue, load_loinc_seed, write_approved_mappings
+    from flows.steps import loinc_table
+    from transforms.terminology import write_approved_mappings
     from transforms.terminology.mappings import MappingError
-    from warehouse import catalog as cat
+    from transforms.terminology.workqueue import read_workqueue, remember_rejections
 
     settings = _settings(home)
-    loinc = load_loinc_seed(settings.seeds_dir / cat.REF_SEEDS["loinc"])
+    loinc = loinc_table(settings)
     # the labs: a landing folder, shipped mappings or the operator's (QA: a typo wrote labo_zzz.csv)
     known = {p.name for p in settings.landing.iterdir() if p.is_dir()} if settings.landing.is_dir() else set()
     known |= {p.stem for d in (settings.seeds_dir / "mappings", settings.operator_mappings) if d.is_dir()
               for p in d.glob("*.csv")}
     try:
-        rows = import_workqueue(path, loinc, known_sources=known)
-        written = write_approved_mappings(rows, settings.operator_mappings, loinc)
+        decisions = read_workqueue(path, loinc, known_sources=known)
+        rows = decisions.approved
+        written = write_approved_mappings(rows, settings.operator_mappings, loinc) if rows.height else []
+        remembered = remember_rejections(decisions.rejected, settings.operator_mappings, approved=rows)
     except MappingError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
         raise typer.Exit(2)
-    console.print(f"{rows.height} approved mapping(s) written to {settings.operator_mappings} "
-                  f"({written}); run `biolake run` to apply them and back-fill earlier results")
+    for origin, note in decisions.notes:
+        console.print(f"[yellow]warning:[/yellow] {escape(origin)}: {escape(note)}", highlight=False, soft_wrap=True)
+    console.print(import_summary(path, rows.height, written, decisions.rejected.height, remembered),
+                  highlight=False, markup=False, soft_wrap=True)  # one line: paths stay whole
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def import_summary(path: Path, n_approved: int, written: list[Path], n_rejected: int, remembered: list[Path]) -> str:
+    """What `biolake mappings import` did, in sentences (QA: it printed a Python list of paths, and
+    '0 approved mapping(s) written ... run `biolake run` to apply them' when nothing was approved)."""
+    files = ", ".join(str(p) for p in written)
+    if n_approved:
+        said = [f"{_count(n_approved, 'approved mapping')} written to {files}; run `biolake run` to apply "
+                f"{'it' if n_approved == 1 else 'them'} and re-code the earlier results."]
+    elif n_rejected:
+        said = [f"No row of {path} is approved: no mapping written."]
+    else:
+        said = [f"No row of {path} is marked approve or reject: nothing to import (undecided rows come back "
+                "at the next export)."]
+    if n_rejected:
+        where = ", ".join(str(p) for p in remembered)
+        said.append(f"{_count(n_rejected, 'rejected suggestion')} remembered in {where}: "
+                    f"{'it is' if n_rejected == 1 else 'they are'} not proposed again.")
+    return " ".join(said)
 
 
 _register_subapps()
@@ -531,13 +570,14 @@ def main() -> None:
 
     from flows.lock import LockTimeout
     from flows.settings import SecretMissing, WarehouseFormatError
+    from transforms.terminology.loinc import LoincFormatError
     from transforms.terminology.mappings import MappingError
     from transforms.terminology.qualitative import QualitativeWordsError
 
     try:
         app()
-    except (SecretMissing, LockTimeout, MappingError, QualitativeWordsError, WarehouseFormatError, ValidationError,
-            FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
+    except (SecretMissing, LockTimeout, MappingError, LoincFormatError, QualitativeWordsError, WarehouseFormatError,
+            ValidationError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
         if os.environ.get("BIOLAKE_DEBUG") == "1":
             raise
         console.print(f"[red]error:[/red] {err}")

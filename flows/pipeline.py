@@ -51,17 +51,19 @@ def _ctx(home: str) -> steps.Context:
 
 
 @functools.lru_cache(maxsize=4)
-def _terminology(home: str, seeds: str, fingerprint_hint: float):
+def _terminology(home: str, seeds: str, fingerprint_hint: float, loinc_files: tuple):
     ctx = _ctx(home)
     return steps.load_terminology(ctx, None)
 
 
 def terminology_for(ctx: steps.Context):
-    """Mappings and LOINC, loaded once per process for a given state of the mapping files."""
+    """Mappings and LOINC, loaded once per process for a given state of the mapping files and of
+    the official LOINC files (BIOLAKE_LOINC_TABLE, BIOLAKE_LOINC_FR_TABLE)."""
     dirs = [d for d in steps.mapping_dirs(ctx) if d.exists()]
     words = [d / "qualitative" for d in dirs if (d / "qualitative").is_dir()]  # operator words
     hint = max((p.stat().st_mtime for d in dirs + words for p in d.iterdir()), default=0.0)
-    return _terminology(str(ctx.wh.home), str(ctx.settings.seeds_dir), hint)
+    loinc_files = tuple(steps.file_stamp(p) for p in (ctx.settings.loinc_table, ctx.settings.loinc_fr_table))
+    return _terminology(str(ctx.wh.home), str(ctx.settings.seeds_dir), hint, loinc_files)
 
 
 @task(name="process-files", cache_policy=NONE, retries=1, retry_delay_seconds=2, task_run_name="process {label}")

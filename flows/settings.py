@@ -6,7 +6,9 @@
 | BIOLAKE_PSEUDONYM_SECRET | secret key of the patient pseudonym (HMAC); required outside demo mode | none |
 | BIOLAKE_DEMO | 1 to allow the built-in demo secret (never for real data) | 0 |
 | BIOLAKE_SEEDS_DIR | reference tables and lab mappings shipped with biolake | <repo>/seeds |
-| BIOLAKE_MAPPINGS_DIR | operator's approved mappings, overriding the seeds; extra qualitative words in its qualitative/ folder | <home>/mappings |
+| BIOLAKE_MAPPINGS_DIR | operator's approved mappings, overriding the seeds; extra qualitative words in its qualitative/ folder, rejected work-queue suggestions in its rejected/ folder | <home>/mappings |
+| BIOLAKE_LOINC_TABLE | the official LOINC table (Loinc.csv of the loinc.org download), completed by the shipped subset; unset: the subset alone | none |
+| BIOLAKE_LOINC_FR_TABLE | its French linguistic variant (frFR...LinguisticVariant.csv), optional | none |
 | BIOLAKE_CHUNK_ROWS | rows per parsing chunk (memory bound) | 500000 |
 | BIOLAKE_PREFECT_HOME | where the embedded Prefect keeps its database | <home>/prefect |
 | BIOLAKE_WORKERS | batches of files processed at once in one run (threads) | CPUs, at most 4 |
@@ -28,7 +30,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +69,9 @@ class Settings(BaseSettings):
     demo: bool = Field(default=False, description="allow the built-in demo secret")
     seeds_dir: Path = Field(default=REPO_ROOT / "seeds", description="shipped reference tables and mappings")
     mappings_dir: Path | None = Field(default=None, description="operator's approved mappings")
+    loinc_table: Path | None = Field(default=None, description="official Loinc.csv (licensed, from loinc.org); "
+                                    "unset: the shipped subset alone")
+    loinc_fr_table: Path | None = Field(default=None, description="French linguistic variant of the official table")
     chunk_rows: int = Field(default=500_000, ge=1000, description="rows per parsing chunk")
     prefect_home: Path | None = Field(default=None, description="embedded Prefect's database folder")
     workers: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1, le=64,
@@ -84,6 +89,11 @@ class Settings(BaseSettings):
     identity_retention_days: int | None = Field(default=None, ge=0, description="raw identity retention")
     compact_min_files: int = Field(default=32, ge=0, description="small per-file partitions a table gathers "
                                    "before a run packs them (0: never)")
+
+    @field_validator("loinc_table", "loinc_fr_table", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def home_abs(self) -> Path:

@@ -84,7 +84,10 @@ def load_ref(ctx: Context) -> dict[str, pl.DataFrame]:
     """Read the seed CSVs (all columns as text, codes keep their leading zeros) and store them as ref tables."""
     refs: dict[str, pl.DataFrame] = {}
     for name, rel in cat.REF_SEEDS.items():
-        df = pl.read_csv(ctx.settings.seeds_dir / rel, infer_schema=False)
+        if name == "loinc":  # the table in use: the subset, or the official table completed by it
+            df = loinc_table(ctx.settings).select([c.name for c in cat.REF_TABLES["loinc"].columns])
+        else:
+            df = pl.read_csv(ctx.settings.seeds_dir / rel, infer_schema=False)
         if name == "population":
             df = df.with_columns(pl.col("cl_age90").cast(pl.Int64), pl.col("pop").cast(pl.Float64))
         refs[name] = df
@@ -736,21 +739,53 @@ def qualitative_words(ctx: Context) -> pl.DataFrame:
     return load_qualitative_words([d for d in mapping_dirs(ctx) if d.exists()])
 
 
+_LOINC_CACHE: dict[tuple, pl.DataFrame] = {}
+
+
+def file_stamp(path: Path | None) -> tuple | None:
+    if path is None:
+        return None
+    try:
+        st = Path(path).expanduser().stat()
+    except OSError:
+        return (str(path), None)
+    return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def loinc_table(settings: Settings) -> pl.DataFrame:
+    """The LOINC table in use (``load_loinc_table``): the shipped subset, or the official table
+    of ``BIOLAKE_LOINC_TABLE`` (+ ``BIOLAKE_LOINC_FR_TABLE``) completed by it. Read once per process
+    for a given state of the files; a missing or unreadable file raises ``LoincTableError``."""
+    from transforms.terminology.loinc import load_loinc_table
+
+    seed = settings.seeds_dir / cat.REF_SEEDS["loinc"]
+    key = tuple(file_stamp(p) for p in (seed, settings.loinc_table, settings.loinc_fr_table))
+    if key not in _LOINC_CACHE:
+        table = load_loinc_table(seed, settings.loinc_table, settings.loinc_fr_table)
+        _LOINC_CACHE.clear()  # one table at a time: the official one is large
+        _LOINC_CACHE[key] = table
+    return _LOINC_CACHE[key]
+
+
 def load_terminology(ctx: Context, refs: dict[str, pl.DataFrame]):
     """LOINC table, lab mappings and the fingerprint of what coding depends on: the mappings,
-    the operator's qualitative words and the version of the qualitative rules (a change of any
+    the operator's qualitative words, the version of the qualitative rules and, when the official
+    LOINC table is in use, its codes, property classes and example units (a change of any
     re-codes the earlier files)."""
-    from transforms.terminology.loinc import load_loinc_seed
     from transforms.terminology.mappings import load_mappings
     from transforms.terminology.qualitative import RULES_VERSION
 
-    loinc = load_loinc_seed(ctx.settings.seeds_dir / cat.REF_SEEDS["loinc"])
+    loinc = loinc_table(ctx.settings)
     mappings = load_mappings([d for d in mapping_dirs(ctx) if d.exists()], loinc)
     words = qualitative_words(ctx)
     h = hashlib.sha256(mappings.drop("origin", strict=False).sort(pl.all()).write_csv().encode())
     h.update(f"qualitative rules {RULES_VERSION}\n".encode())
     h.update(f"coding format {CODING_FORMAT}\n".encode())
     h.update(words.select("key", "code").sort(pl.all()).write_csv().encode())
+    if ctx.settings.loinc_table is not None:  # the subset alone changes only with the code (CODING_FORMAT)
+        h.update(b"official loinc\n")
+        h.update(loinc.select("loinc_num", "property_class", "example_ucum_unit").sort("loinc_num")
+                 .write_csv().encode())
     return loinc, mappings, h.hexdigest()
 
 

@@ -173,3 +173,86 @@ def test_official_loader_rejects_other_layouts_and_bad_variant(tmp_path):
     fr.write_text(VARIANT_HEADER + '\n"7187","Hémoglobine","Masse/Volume","","Sang","Numérique","","","","","",""\n')
     with pytest.raises(LoincFormatError, match=rf"{fr}:2: LOINC_NUM '7187'"):
         load_official_loinc(main, fr)
+
+
+def _official_file(path: Path) -> Path:
+    """A small Loinc.csv in the official layout: CRP (absent from the subset), haemoglobin and
+    glucose (in it), a deprecated code."""
+    path.write_text(
+        "\n".join(
+            [
+                OFFICIAL_HEADER,
+                official_row("1988-5", "C reactive protein", "MCnc", "Ser/Plas", "Qn", "",
+                             "C reactive protein [Mass/volume] in Serum or Plasma", "mg/L"),
+                official_row("718-7", "Hemoglobin", "MCnc", "Bld", "Qn", "",
+                             "Hemoglobin [Mass/volume] in Blood", "g/dL"),
+                official_row("14749-6", "Glucose", "SCnc", "Ser/Plas", "Qn", "",
+                             "Glucose [Moles/volume] in Serum or Plasma", "mmol/L"),
+                official_row("2345-7", "Glucose", "MCnc", "Ser/Plas", "Qn", "",
+                             "Glucose [Mass/volume] in Serum or Plasma", "mg/dL", status="DEPRECATED"),
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_table_in_use_is_the_official_one_completed_by_the_subset(tmp_path):
+    """QA: biolake always used the 824-code subset; BIOLAKE_LOINC_TABLE gives the official table,
+    which the subset completes (French names, codes an older release lacks)."""
+    from transforms.terminology.loinc import load_loinc_table
+
+    assert load_loinc_table(SEED).equals(load_loinc_seed(SEED))  # nothing configured: the subset
+    main = _official_file(tmp_path / "Loinc.csv")
+    table = load_loinc_table(SEED, main)
+    assert table.schema == LOINC_SCHEMA
+    seed = load_loinc_seed(SEED)
+    assert table.height == seed.height + 1  # 1988-5 added, every code of the subset kept
+    by = {r["loinc_num"]: r for r in table.iter_rows(named=True)}
+    crp = by["1988-5"]
+    assert (crp["display_en"], crp["property_class"], crp["example_ucum_unit"], crp["status"], crp["display_fr"]) == (
+        "C reactive protein [Mass/volume] in Serum or Plasma", "MCNC", "mg/L", "ACTIVE", None)
+    # a code of both: official status and English name, the subset's French columns
+    hb = by["718-7"]
+    assert (hb["display_fr"], hb["property"], hb["system"], hb["display_en"], hb["status"]) == (
+        "Hémoglobine [Masse/Volume] Sang ; Numérique", "Masse/Volume", "Sang", "Hemoglobin [Mass/volume] in Blood",
+        "ACTIVE")
+    assert by["2345-7"]["status"] == "DEPRECATED"
+    # a subset code the official file lacks stays, as the subset has it
+    assert by["94500-6"]["display_en"] == seed.filter(pl.col("loinc_num") == "94500-6")["display_en"].item()
+    # with the French variant, its French name wins over the subset's
+    fr = tmp_path / "frFR18LinguisticVariant.csv"
+    fr.write_text(
+        VARIANT_HEADER + "\n"
+        '"718-7","Hémoglobine","Masse/Volume","Ponctuel","Sang total","Numérique","","Hématologie","",'
+        '"Hémoglobine [Masse/Volume] Sang total ; Numérique","",""\n'
+        '"1988-5","Protéine C réactive","Masse/Volume","Ponctuel","Sérum/Plasma","Numérique","","Chimie","",'
+        '"Protéine C réactive [Masse/Volume] Sérum/Plasma ; Numérique","",""\n',
+        encoding="utf-8",
+    )
+    with_fr = {r["loinc_num"]: r for r in load_loinc_table(SEED, main, fr).iter_rows(named=True)}
+    assert with_fr["718-7"]["system"] == "Sang total"
+    assert with_fr["1988-5"]["display_fr"] == "Protéine C réactive [Masse/Volume] Sérum/Plasma ; Numérique"
+
+
+def test_table_in_use_errors_are_one_line_and_name_the_setting(tmp_path):
+    from transforms.terminology.loinc import LoincTableError, load_loinc_table
+
+    cases = [
+        ((tmp_path / "nope.csv", None), r"BIOLAKE_LOINC_TABLE: .*nope\.csv does not exist"),
+        ((tmp_path, None), r"BIOLAKE_LOINC_TABLE: .* is not a file"),
+        ((None, tmp_path / "fr.csv"), r"BIOLAKE_LOINC_FR_TABLE is set but BIOLAKE_LOINC_TABLE is not"),
+    ]
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("code,name\n2345-7,Glucose\n", encoding="utf-8")
+    cases.append(((wrong, None), r"BIOLAKE_LOINC_TABLE: .*wrong\.csv:1: not the official LOINC layout"))
+    main = _official_file(tmp_path / "Loinc.csv")
+    cases.append(((main, tmp_path / "missing_fr.csv"), r"BIOLAKE_LOINC_FR_TABLE: .*missing_fr\.csv does not exist"))
+    binary = tmp_path / "fr.bin"
+    binary.write_bytes(b"\x00\x01\x02\xff" * 50)
+    cases.append(((main, binary), r"BIOLAKE_LOINC_FR_TABLE: .*fr\.bin"))
+    for (loinc_csv, fr), pattern in cases:
+        with pytest.raises(LoincTableError, match=pattern) as err:
+            load_loinc_table(SEED, loinc_csv, fr)
+        assert "\n" not in str(err.value)

@@ -94,7 +94,7 @@ def test_every_kind_of_error_names_file_and_line(tmp_path, loinc):
         f"{f}:2": "unknown LOINC '1234-4' (not in the LOINC table)",
         f"{f}:3": "LOINC '2345-8' is malformed or has a bad check digit",
         f"{f}:5": f"duplicate of {f}:4",
-        f"{f}:7": f"conflicting (different LOINC, overlapping validity) with {f}:6: 2339-0 vs 14749-6 for local_code 'A4'",
+        f"{f}:7": f"conflicting (different LOINC, overlapping validity) with {f}:6: 2339-0 vs 14749-6 for local_code 'A4' (units 'g/l' and 'g/L' are one unit, g/L)",
         f"{f}:8": "valid_to 2024-01-01 is before valid_from 2024-05-01",
         f"{f}:9": "missing required field local_code",
         f"{f}:10": "missing required field loinc_num",

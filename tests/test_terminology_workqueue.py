@@ -219,3 +219,178 @@ def test_write_approved_refuses_a_broken_directory_and_changes_nothing(loinc, tm
         write_approved_mappings(rows, tmp_path)  # loinc optional: check digits and conflicts only
     assert broken.read_text(encoding="utf-8") == text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labo_a.csv"]
+
+
+def _backlog(rows):
+    return pl.DataFrame(rows, schema=["source", "local_code", "local_label", "unit_raw", "n_results", "specimen"],
+                        orient="row")
+
+
+def test_a_generic_word_is_no_confident_match(loinc):
+    """QA: 'Protéine C réactive' (CRP, absent from the subset) got total protein 2885-2 first with
+    102.8, as confident as a true match: approving rank 1 mis-codes every CRP."""
+    sug = suggest(_backlog([("labo_a", "CRP", "Protéine C réactive", "mg/l", 40, None),
+                            ("labo_a", "HB", "Hémoglobine", "g/dL", 40, "Sang")]), loinc, k=5)
+    crp = sug.filter(pl.col("local_code") == "CRP")
+    assert set(crp["confidence"]) == {"low"}
+    first = crp.row(0, named=True)
+    assert first["score"] < 80 and "label words not in the name: c, reactive" in first["reasons"]
+    # a true match stays high: its score and confidence are far above
+    hb = sug.filter(pl.col("local_code") == "HB").row(0, named=True)
+    assert (hb["loinc_num"], hb["confidence"]) == ("718-7", "high") and hb["score"] - first["score"] > 40
+    # a name word that merely contains the label's is not the same word (Methemoglobin)
+    assert "15082-1" not in sug.filter(pl.col("local_code") == "HB")["loinc_num"].head(3).to_list()
+
+
+def test_generic_specimen_codes_and_the_usual_unit_break_ties(loinc):
+    """QA: 'PCR SARS-CoV-2' without specimen got only specimen-specific codes; 'Leucocytes' in giga/l
+    ranked a urine count tied with the blood count 6690-2."""
+    sug = suggest(_backlog([("labo_a", "PCR", "PCR SARS-CoV-2", None, 40, None),
+                            ("labo_a", "GB", "Leucocytes", "giga/l", 40, None)]), loinc, k=5)
+    pcr = sug.filter(pl.col("local_code") == "PCR")
+    assert pcr["loinc_num"][0] == "94500-6" and "94309-2" in pcr["loinc_num"].head(3).to_list()
+    assert "no specimen stated, code for any specimen" in pcr["reasons"][0]
+    gb = sug.filter(pl.col("local_code") == "GB")
+    assert gb["loinc_num"].head(2).to_list() == ["6690-2", "24122-4"] and gb["score"][0] > gb["score"][1]
+    assert "10*9/L is the code's usual unit" in gb["reasons"][0]
+
+
+def test_export_has_the_confidence_column(unmapped, loinc, tmp_path):
+    wq = export_workqueue(suggest(unmapped_backlog(unmapped), loinc, k=2), tmp_path / "q.csv")
+    queue = pl.read_csv(wq, infer_schema=False)
+    assert queue.columns == list(WORKQUEUE_COLUMNS) and "confidence" in queue.columns
+    assert queue.filter(pl.col("rank") == "1")["confidence"].to_list() == ["high"] * 4
+
+
+def _queue(path, rows):
+    """A work queue as an engineer leaves it: ``rows`` are dicts of the columns that matter."""
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(WORKQUEUE_COLUMNS))
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: "" for c in WORKQUEUE_COLUMNS} | {"source": "labo_a"} | r)
+    return path
+
+
+def test_unit_spellings_make_one_item(loinc, tmp_path):
+    """QA: the export listed g/L and g/l (umol/L and µmol/l) as separate items."""
+    from transforms.terminology.suggest import merge_unit_spellings
+
+    when = D(2024, 1, 1)
+    backlog = pl.DataFrame(
+        [("labo_a", "ALB", "Albumine", "g/L", 10, when, D(2024, 1, 9), "Sérum"),
+         ("labo_a", "ALB", "Albumine", "g/l", 3, D(2023, 12, 1), when, "Plasma"),
+         ("labo_a", "CREA", "Créatinine", "µmol/l", 2, when, when, None),
+         ("labo_a", "CREA", "Créatinine", "umol/L", 5, when, when, "Sérum"),
+         ("labo_a", "GB", "Leucocytes", "G/L", 4, when, when, "Sang"),  # giga per litre, not grams
+         ("labo_a", "GB", "Leucocytes", "g/L", 1, when, when, "Sang"),
+         ("labo_a", "X", "Sans unité", None, 1, when, when, None)],
+        schema=["source", "local_code", "local_label", "unit_raw", "n_results", "first_seen", "last_seen",
+                "specimen"], orient="row")
+    items = merge_unit_spellings(backlog)
+    assert items.select("local_code", "unit_raw", "n_results", "first_seen", "last_seen", "specimen",
+                        "unit_spellings").rows() == [
+        ("ALB", "g/L", 13, D(2023, 12, 1), D(2024, 1, 9), "Sérum", "g/L; g/l"),
+        ("CREA", "umol/L", 7, when, when, "Sérum", "umol/L; µmol/l"),
+        ("GB", "G/L", 4, when, when, "Sang", None),
+        ("GB", "g/L", 1, when, when, "Sang", None),
+        ("X", None, 1, when, when, None, None),
+    ]
+    wq = export_workqueue(suggest(items, loinc, k=1), tmp_path / "q.csv")
+    queue = pl.read_csv(wq, infer_schema=False)
+    assert queue.filter(pl.col("local_code") == "ALB")["notes"].to_list() == [
+        "unit written g/L; g/l (one item: same unit)"]
+
+
+def test_approvals_that_are_one_mapping_once_the_unit_is_normalised(loinc, tmp_path):
+    """QA: approving the g/L and the g/l item with the same LOINC failed with 'duplicate of line N'
+    and no hint."""
+    from transforms.terminology.workqueue import read_workqueue
+
+    wq = _queue(tmp_path / "q.csv", [
+        {"decision": "approve", "local_code": "ALB", "unit": "g/L", "loinc_num": "1751-7"},
+        {"decision": "approve", "local_code": "ALB", "unit": "g/l", "loinc_num": "1751-7"},
+        {"decision": "approve", "local_code": "CREA", "unit": "umol/L", "loinc_num": "14682-9"},
+        {"decision": "approve", "local_code": "CREA", "unit": "µmol/l", "loinc_num": "14682-9"},
+    ])
+    got = read_workqueue(wq, loinc)
+    assert got.approved.select("local_code", "unit", "loinc_num").rows() == [
+        ("ALB", "g/L", "1751-7"), ("CREA", "umol/L", "14682-9")]
+    assert got.notes == [(f"{wq}:3", f"same mapping as {wq}:2 (unit 'g/l' is 'g/L'): kept once"),
+                         (f"{wq}:5", f"same mapping as {wq}:4 (unit 'µmol/l' is 'umol/L'): kept once")]
+    # two different codes for one unit spelt twice: refused, and the message says why they collide
+    _queue(wq, [{"decision": "approve", "local_code": "ALB", "unit": "g/L", "loinc_num": "1751-7"},
+                {"decision": "approve", "local_code": "ALB", "unit": "g/l", "loinc_num": "2885-2"}])
+    with pytest.raises(MappingError) as err:
+        read_workqueue(wq, loinc)
+    assert err.value.issues == [(f"{wq}:3", f"conflicting (different LOINC, overlapping validity) with {wq}:2: "
+                                           "1751-7 vs 2885-2 for local_code 'ALB' (units 'g/l' and 'g/L' are one "
+                                           "unit, g/L)")]
+
+
+def test_import_refuses_a_unit_the_run_cannot_use(loinc, tmp_path):
+    """QA: unit=gr/litre (unknown spelling) was written as-is into the mappings; G/L (giga per litre)
+    approved onto glucose 14749-6 (Moles/Volume) was accepted though the queue's own reason said the
+    unit did not fit, and the results then stayed incompatible_dimension."""
+    from transforms.terminology.workqueue import read_workqueue
+
+    wq = _queue(tmp_path / "q.csv", [
+        {"decision": "approve", "local_code": "GLY1", "unit": "gr/litre", "loinc_num": "2339-0"},  # 2
+        {"decision": "approve", "local_code": "GLY2", "unit": "G/L", "loinc_num": "14749-6"},  # 3
+        {"decision": "approve", "local_code": "GLY3", "unit": "g/L", "loinc_num": "14749-6"},  # 4: molar mass known
+        {"decision": "approve", "local_code": "HBA", "unit": "mmol/mol", "loinc_num": "4548-4"},  # 5: IFCC on NGSP
+        {"decision": "approve", "local_code": "NA", "unit": "mEq/L", "loinc_num": "2951-2"},  # 6: noted
+        {"decision": "approve", "local_code": "BIC", "unit": "mg/L", "loinc_num": "1963-8"},  # 7: no molar mass
+        {"decision": "approve", "local_code": "GLY4", "unit": "", "loinc_num": "14749-6"},  # 8: no unit, no check
+    ])
+    with pytest.raises(MappingError) as err:
+        read_workqueue(wq, loinc)
+    assert [(o, m.split(":")[0]) for o, m in err.value.issues] == [
+        (f"{wq}:2", "unit 'gr/litre' is not a unit biolake can read (not in seeds/terminology/unit_aliases.csv, "
+                    "not UCUM)"),
+        (f"{wq}:3", "unit 'G/L' (10*9/L) does not fit 14749-6 (Moles/Volume, in mmol/L)"),
+        (f"{wq}:5", "unit 'mmol/mol' does not fit 4548-4 (Fraction massique, in %)"),
+    ]
+    assert "would stay incompatible_dimension" in err.value.issues[1][1]
+    assert "would keep conversion_status unit_unknown" in err.value.issues[0][1]
+    # without the three refused rows the import passes, with notes for what will not convert
+    text = wq.read_text(encoding="utf-8").splitlines()
+    wq.write_text("\n".join([text[0], text[3], *text[5:]]) + "\n", encoding="utf-8")
+    got = read_workqueue(wq, loinc)
+    assert got.approved["local_code"].to_list() == ["GLY3", "NA", "BIC", "GLY4"]
+    assert [(o.rsplit(":", 1)[1], m.split(":")[0]) for o, m in got.notes] == [
+        ("3", "unit 'mEq/L' (meq/L) on 2951-2 (SCNC, in mmol/L)"),
+        ("4", "unit 'mg/L' on 1963-8 (SCNC, in mmol/L)"),
+    ]
+
+
+def test_rejections_are_kept_per_lab_and_an_approval_overrides_them(loinc, tmp_path):
+    from transforms.terminology.workqueue import load_rejections, read_workqueue, remember_rejections
+
+    wq = _queue(tmp_path / "q.csv", [
+        {"decision": "reject", "local_code": "CRP", "local_label": "CRP", "unit": "mg/L", "loinc_num": "2885-2"},
+        {"decision": "reject", "local_code": "CRP", "local_label": "CRP", "unit": "mg/l", "loinc_num": "27818-4"},
+        {"decision": "reject", "local_code": "ALB", "unit": "", "loinc_num": "2885-2"},
+    ])
+    got = read_workqueue(wq, loinc)
+    ops = tmp_path / "mappings"
+    assert remember_rejections(got.rejected, ops, today="2026-01-05") == [ops / "rejected" / "labo_a.csv"]
+    assert (ops / "rejected" / "labo_a.csv").read_text(encoding="utf-8") == (
+        "local_code,local_label,unit,loinc_num,rejected_on\n"
+        "ALB,,,2885-2,2026-01-05\nCRP,CRP,mg/L,2885-2,2026-01-05\nCRP,CRP,mg/l,27818-4,2026-01-05\n")
+    # the same rejection again keeps its first date; load_mappings never reads the rejected/ folder
+    remember_rejections(got.rejected.head(1), ops, today="2026-02-01")
+    assert load_rejections(ops)["rejected_on"].unique().to_list() == ["2026-01-05"]
+    assert load_mappings([ops], loinc).is_empty()
+    # a rejection holds for the item's unit in any spelling, and for every unit when it has none
+    backlog = _backlog([("labo_a", "CRP", "Protéine C réactive", "mg/l", 5, None),
+                        ("labo_a", "ALB", "Albumine", "g/L", 5, None)])
+    sug = suggest(backlog, loinc, k=5, rejected=load_rejections(ops))
+    assert not set(sug.filter(pl.col("local_code") == "CRP")["loinc_num"]) & {"2885-2", "27818-4"}
+    assert "2885-2" not in sug.filter(pl.col("local_code") == "ALB")["loinc_num"].to_list()
+    assert sug.filter(pl.col("local_code") == "CRP")["rejected_before"].unique().to_list() == ["27818-4; 2885-2"]
+    # approving a code rejected earlier forgets that rejection
+    _queue(wq, [{"decision": "approve", "local_code": "CRP", "unit": "MG/L", "loinc_num": "2885-2"}])
+    got = read_workqueue(wq, loinc)
+    remember_rejections(got.rejected, ops, approved=got.approved)
+    assert load_rejections(ops).select("local_code", "loinc_num").rows() == [("ALB", "2885-2"), ("CRP", "27818-4")]

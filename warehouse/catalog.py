@@ -386,12 +386,15 @@ REF_TABLES: dict[str, Table] = {t.name: t for t in (
     ),
     Table(
         "ref", "loinc",
-        "The LOINC subset biolake codes to (seeds/reference/loinc.csv, 824 laboratory codes). This material "
+        "The LOINC table biolake codes to: the shipped subset (seeds/reference/loinc.csv, 824 laboratory codes), "
+        "or, when BIOLAKE_LOINC_TABLE is set, the official table completed by the subset (docs/terminology.md). "
+        "This material "
         "contains content from LOINC (https://loinc.org), copyright Regenstrief Institute, Inc. and the LOINC "
         "Committee, available at no cost under the license at https://loinc.org/license.",
         (
             C("loinc_num", U, "LOINC code (with its check digit)"),
-            C("display_fr", U, "French display name where a public source gives one, else empty"),
+            C("display_fr", U, "French display name where a public source (or the official French variant) gives "
+                               "one, else empty"),
             C("display_en", U, "English display name, empty when unknown"),
             C("component_fr", U, "component (analyte), in French, parsed from display_fr"),
             C("property", U, "LOINC property in French (Masse/Volume, Moles/Volume...), parsed from display_fr"),

@@ -201,7 +201,11 @@ _VARIANT_REQUIRED = (
 
 
 def _read_official_csv(path: Path, required: tuple[str, ...]) -> pl.DataFrame:
-    df = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", quote_char='"')
+    try:
+        df = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", quote_char='"')
+    except pl.exceptions.PolarsError as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise LoincFormatError(f"{path}:1: not a CSV file in the official LOINC layout ({first})") from None
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise LoincFormatError(f"{path}:1: not the official LOINC layout, header lacks {missing}")
@@ -278,3 +282,70 @@ def load_official_loinc(loinc_csv: Path, linguistic_variant_csv: Path | None = N
         )
     out = out.with_columns(property_class=property_class_expr("en_property", "property", "display_en"))
     return out.select([pl.col(c).cast(t) for c, t in LOINC_SCHEMA.items()])
+
+
+# --- the table in use ---------------------------------------------------------------------------
+class LoincTableError(LoincFormatError):
+    """A configured LOINC file is missing, not a file, or unreadable; the message names it."""
+
+
+_FRENCH_COLUMNS = ("display_fr", "component_fr", "property", "system", "scale", "method")
+
+
+def combine_loinc(seed: pl.DataFrame, official: pl.DataFrame) -> pl.DataFrame:
+    """The official table completed by the shipped subset (both ``LOINC_SCHEMA``).
+
+    * every code of the official table, with its status, English name and property class;
+    * for a code the subset also holds, the French columns (``display_fr``, ``component_fr``,
+      ``property``, ``system``, ``scale``, ``method``, taken together) come from the official
+      table when it has a French name for it (its French variant was given), else from the subset;
+      ``example_ucum_unit`` is the official one, else the subset's;
+    * codes of the subset the official table lacks (a release older than the code) are kept, so
+      the codes the pipeline relies on (SI-DEP, MDO rules, the demo labs' mappings) never vanish.
+    Official codes first, in their order, then the subset's extra codes.
+    """
+    s = seed.select(list(LOINC_SCHEMA)).rename({c: f"_s_{c}" for c in LOINC_SCHEMA if c != "loinc_num"})
+    joined = official.select(list(LOINC_SCHEMA)).join(s, on="loinc_num", how="left", maintain_order="left")
+    use_seed_fr = pl.col("display_fr").is_null() & pl.col("_s_display_fr").is_not_null()
+    out = joined.with_columns(
+        [pl.when(use_seed_fr).then(pl.col(f"_s_{c}")).otherwise(pl.col(c)).alias(c) for c in _FRENCH_COLUMNS]
+        + [
+            pl.coalesce("display_en", "_s_display_en").alias("display_en"),
+            pl.coalesce("example_ucum_unit", "_s_example_ucum_unit").alias("example_ucum_unit"),
+            pl.coalesce("property_class", "_s_property_class").alias("property_class"),
+        ]
+    ).select(list(LOINC_SCHEMA))
+    extra = seed.join(official.select("loinc_num"), on="loinc_num", how="anti", maintain_order="left")
+    return pl.concat([out, extra.select(list(LOINC_SCHEMA))])
+
+
+def _check_file(path: Path, setting: str) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise LoincTableError(f"{setting}: {path} does not exist (give the path of the file from the LOINC "
+                              "download of loinc.org, e.g. LoincTable/Loinc.csv)")
+    if not path.is_file():
+        raise LoincTableError(f"{setting}: {path} is not a file (give the CSV file itself, e.g. "
+                              "LoincTable/Loinc.csv in the LOINC download)")
+    return path
+
+
+def load_loinc_table(seed_csv: Path, loinc_csv: Path | None = None,
+                     linguistic_variant_csv: Path | None = None) -> pl.DataFrame:
+    """The LOINC table in use: the shipped subset alone, or the official ``Loinc.csv`` (with its
+    French variant when given) completed by the subset (``combine_loinc``). Raises
+    ``LoincTableError`` (a ``LoincFormatError``) in one line naming the setting and the file."""
+    seed = load_loinc_seed(seed_csv)
+    if loinc_csv is None:
+        if linguistic_variant_csv is not None:
+            raise LoincTableError("BIOLAKE_LOINC_FR_TABLE is set but BIOLAKE_LOINC_TABLE is not: the French "
+                                  "linguistic variant only completes the official Loinc.csv; set both")
+        return seed
+    main = _check_file(loinc_csv, "BIOLAKE_LOINC_TABLE")
+    fr = _check_file(linguistic_variant_csv, "BIOLAKE_LOINC_FR_TABLE") if linguistic_variant_csv else None
+    try:
+        official = load_official_loinc(main, fr)
+    except LoincFormatError as err:
+        setting = "BIOLAKE_LOINC_FR_TABLE" if fr is not None and str(fr) in str(err) else "BIOLAKE_LOINC_TABLE"
+        raise LoincTableError(f"{setting}: {err}") from None
+    return combine_loinc(seed, official)

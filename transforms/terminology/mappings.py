@@ -234,17 +234,28 @@ def check_rows(rows: pl.DataFrame, known_loinc: set[str] | None, issues: list) -
             issues.append((origin, f"valid_to {vt} is before valid_from {vf}"))
 
 
+def _same_unit_hint(unit: str | None, other: str | None, key: str | None) -> str:
+    """' (unit 'g/l' and 'g/L' are one unit, g/L)' when two rows of one key spell the unit
+    differently: why rows that look different collide."""
+    if unit is None or other is None or unit == other:
+        return ""
+    known = f", {key}" if key and not key.startswith("?") else ""
+    return f" (units {unit!r} and {other!r} are one unit{known})"
+
+
 def check_overlaps(rows: pl.DataFrame, issues: list) -> None:
     """Within one directory: exact duplicates, and rows of one key whose validity overlaps."""
     lo, hi = dt.date.min, dt.date.max
     full = ["layer", *KEY, "loinc_num", "valid_from", "valid_to"]
-    seen: dict[tuple, str] = {}
-    for rec in rows.select(*full, "origin").iter_rows(named=True):
+    seen: dict[tuple, tuple[str, str | None]] = {}
+    unit_of = "unit" in rows.columns
+    for rec in rows.select(*full, "origin", *(["unit"] if unit_of else [])).iter_rows(named=True):
         k = tuple(rec[c] for c in full)
         if k in seen:
-            issues.append((rec["origin"], f"duplicate of {seen[k]}"))
+            issues.append((rec["origin"], f"duplicate of {seen[k][0]}"
+                           + _same_unit_hint(rec.get("unit"), seen[k][1], rec["unit_key"])))
         else:
-            seen[k] = rec["origin"]
+            seen[k] = (rec["origin"], rec.get("unit"))
     uniq = rows.unique(subset=full, keep="first", maintain_order=True)
     multi = uniq.filter(pl.len().over("layer", *KEY) > 1).sort("layer", *KEY, "valid_from", nulls_last=False)
     groups: dict[tuple, list[dict]] = {}
@@ -257,7 +268,8 @@ def check_overlaps(rows: pl.DataFrame, issues: list) -> None:
                     what = "conflicting (different LOINC" if a["loinc_num"] != b["loinc_num"] else "overlapping (same LOINC"
                     issues.append(
                         (b["origin"], f"{what}, overlapping validity) with {a['origin']}: "
-                         f"{a['loinc_num']} vs {b['loinc_num']} for local_code {b['local_code']!r}")
+                         f"{a['loinc_num']} vs {b['loinc_num']} for local_code {b['local_code']!r}"
+                         + _same_unit_hint(b.get("unit"), a.get("unit"), b["unit_key"]))
                     )
 
 
