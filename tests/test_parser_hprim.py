@@ -128,3 +128,34 @@ def test_p8_sex_unknown_or_indeterminate_is_null(tmp_path, sent, read):
     rows, _, _ = parse_all(p)
     first = rows.filter(pl.col("family_name") == "LEGRAND")
     assert first.height > 0 and first["sex"].to_list() == [read] * first.height
+
+
+HL7_ORDER = "\r\n".join([
+    "H|^~\\&|QA.HPR||130012347^QALAB||ORU|||QA||P|H2.2^C|20261103080000",
+    "P|1|264037732312550^^^ASIP-SANTE-INS-NIR-TEST&1.2.250.1.213.1.4.10&ISO^INS|||Dupont^Marie||19640327|F||^^^^75011",
+    "OBR|1||SW1||||20261102100000|||||||20261102120000",
+    "OBX|1|CE|SC2^SARS-CoV-2 PCR^L||260373001^Detecte^SCT||||||F||||130012347||||20261103070000",
+    "P|2|251054305823667^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS~IPP9^^^HOP&1.2.3.4&ISO^PI|||Martin^Jean||19510513|M"
+    "||^^^^69003",
+    "OBR|1||SW2||||20261102100000|||||||20261102120000",
+    "OBX|1|CE|SC2^SARS-CoV-2 PCR^L||260373001^Detecte^SCT~POS^Positif^L||||||F||||130012347||||20261103070000",
+    "L|1|||2",
+]) + "\r\n"
+
+
+def test_h_record_in_hl7_order_is_read_with_component_hat_and_repetition_tilde(tmp_path):
+    """QA (HIGH): ``H|^~\\&`` (MSH-2 copied into the H record) was read in HPRIM's order, ``^`` as
+    the repetition: P fields mis-split, the value mangled and a test INS OID loaded as valid."""
+    rows, rejects, _ = parse_all(write(tmp_path, HL7_ORDER))
+    assert rejects.select("line_no", "reason_code", "column").rows() == [(4, "TEST_IDENTITY", "ins_oid")]
+    r = rows.row(0, named=True)
+    assert (r["patient_nir"], r["ins_oid"]) == ("251054305823667", "1.2.250.1.213.1.4.8")
+    assert (r["family_name"], r["first_name"], r["postal_code"]) == ("Martin", "Jean", "69003")
+    assert (r["local_code"], r["local_label"]) == ("SC2", "SARS-CoV-2 PCR")
+    assert r["value_raw"] == "260373001^Detecte^SCT~POS^Positif^L"
+
+
+def test_hprim_order_declaration_still_honoured(tmp_path):
+    rows, rejects, _ = parse_all(write(tmp_path, HL7_ORDER.replace("H|^~\\&|", "H|~^\\&|", 1)))
+    assert rejects["reason_code"].to_list() == ["TEST_IDENTITY"]
+    assert rows["first_name"].to_list() == ["Jean"]

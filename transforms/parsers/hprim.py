@@ -1,7 +1,9 @@
 """HPRIM Santé 2.x parser: H/P/OBR/OBX/C/L records, streaming.
 
 The H record declares the delimiters right after its type: ``H|~^\\&`` is field ``|``,
-repetition ``~``, component ``^``, escape ``\\``, subcomponent ``&``. A record longer than a line
+repetition ``~``, component ``^``, escape ``\\``, subcomponent ``&``; ``H|^~\\&`` (HL7's order,
+copied from an MSH) is read the same way: ``^`` is never a repetition nor ``~`` a component
+separator. Any other declaration is honoured in HPRIM's order. A record longer than a line
 continues on lines starting with ``A|``: what follows ``A|`` is appended to the record as is.
 Records are decoded one at a time, UTF-8 else Latin-1. Fields are numbered like HL7's, the record
 type being field 0 (``OBX-5`` is the value); the OBR and OBX records follow the HL7 layout.
@@ -57,6 +59,11 @@ def header_delimiters(text: str) -> Delimiters:
     if len(declared) < 3:
         raise ValueError("the H record declares fewer than three delimiters")
     rep, comp, esc = declared[0], declared[1], declared[2]
+    if rep == "^" and comp == "~":
+        # HL7's order (MSH-2 copied into the H record: ``H|^~\\&``): ``^`` is the component and ``~``
+        # the repetition separator in both standards, never the other way round (QA: read as
+        # declared, P fields were mis-split and a test INS OID was loaded as a valid identity)
+        rep, comp = "~", "^"
     sub = declared[3] if len(declared) > 3 else "&"
     return Delimiters.from_declaration(fs, comp + rep + esc + sub)
 
