@@ -169,6 +169,17 @@ def test_test_identity_and_no_result(tmp_path):
     assert rejects["column"][0] == "ins_oid"
 
 
+def test_a_test_ins_oid_anywhere_in_record_target_is_a_test_identity(tmp_path):
+    """Defence in depth (QA, HIGH): the INS (.8) is read, but the patient also carries a test OID."""
+    second = '<id root="1.2.250.1.213.1.4.11" extension="1234567890"/>'
+    first = doc(1).replace('extension="176026912345646"/>', 'extension="176026912345646"/>' + second, 1)
+    other = doc(2).replace("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.110", 1)  # a longer number: not a test OID
+    rows, rejects, _ = parse_all(write(tmp_path, first + other))
+    assert rejects.select("reason_code", "column").rows() == [("TEST_IDENTITY", "ins_oid")]
+    assert "1.2.250.1.213.1.4.11" in rejects["detail"][0]
+    assert rows["message_id"].to_list() == ["1.2.3^D2"]
+
+
 def test_whole_file_errors(tmp_path):
     for data, code in ((b"", "EMPTY_FILE"), (b"  \n", "EMPTY_FILE"), (b"MSH|^~\\&|x\r", "UNPARSEABLE_FILE"),
                        (b"<html><body/></html>", "UNPARSEABLE_FILE")):

@@ -330,6 +330,34 @@ def test_test_identity_and_obx_before_obr(tmp_path):
     assert "before any OBR" in rejects["detail"][1]
 
 
+@pytest.mark.parametrize("pid3", [
+    # the INS (.8) comes first and is the one read: the test OID of the second repetition decides
+    "176026912345646^^^&1.2.250.1.213.1.4.8&ISO^INS~176026912345646^^^T&1.2.250.1.213.1.4.10&ISO^INS",
+    # the OID where no assigning authority is read from (ins_oid stays empty)
+    "176026912345646^^^^1.2.250.1.213.1.4.11",
+])
+def test_a_test_ins_oid_anywhere_in_the_pid_is_a_test_identity(tmp_path, pid3):
+    """Defence in depth (QA, HIGH): a test OID that did not reach ins_oid still refuses every OBX of
+    the patient (plain OBX read column-wise and OBX read one by one alike)."""
+    m1 = msg("1").replace("176026912345646^^^&1.2.250.1.213.1.4.8&ISO^INS", pid3, 1)
+    m1 += "OBX|2|ST|COM^Commentaire^L||a\\T\\b||||||F\r"  # an escape: read one by one
+    m2 = msg("2").replace("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.100", 1)  # not a test OID
+    rows, rejects, _ = parse_all(write(tmp_path, m1 + m2))
+    assert rejects.select("line_no", "reason_code", "column").rows() == [
+        (4, "TEST_IDENTITY", "ins_oid"), (5, "TEST_IDENTITY", "ins_oid"),
+    ]
+    assert rows["message_id"].to_list() == ["2"]
+
+
+def test_an_embedded_cda_of_a_test_patient_in_the_pid_is_a_test_identity(tmp_path):
+    pid3 = "285077512345655^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS~1^^^T&1.2.250.1.213.1.4.10&ISO^INS"
+    text = ed_message(CDA_SAMPLE.read_bytes()).replace("285077512345655^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS",
+                                                      pid3, 1)
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rows.height == 0
+    assert rejects.select("line_no", "reason_code").rows() == [(4, "TEST_IDENTITY")]
+
+
 # --------------------------------------------------------------------------------------------
 # CDA embedded in an OBX of type ED
 

@@ -159,3 +159,30 @@ def test_hprim_order_declaration_still_honoured(tmp_path):
     rows, rejects, _ = parse_all(write(tmp_path, HL7_ORDER.replace("H|^~\\&|", "H|~^\\&|", 1)))
     assert rejects["reason_code"].to_list() == ["TEST_IDENTITY"]
     assert rows["first_name"].to_list() == ["Jean"]
+
+
+@pytest.mark.parametrize("ids", [
+    # the INS (.8) comes first and is the one read: the test OID of the second repetition decides
+    "264037732312550^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS~264037732312550^^^T&1.2.250.1.213.1.4.11&ISO^INS",
+    # the OID in a component where no identifier is read from (ins_oid stays empty)
+    "264037732312550^^^^1.2.250.1.213.1.4.10",
+    # P-4 (third identifier) while P-2 holds a local number
+    "IPP77||264037732312550^^^ASIP-SANTE-INS-NIR-TEST&1.2.250.1.213.1.4.10&ISO^INS",
+])
+def test_a_test_ins_oid_anywhere_in_the_p_record_is_a_test_identity(tmp_path, ids):
+    """Defence in depth (QA, HIGH): a test OID that did not reach ins_oid still makes the patient a
+    test identity; a longer number that merely starts like one does not."""
+    text = "\r\n".join([
+        "H|~^\\&|F.HPR||750000001^LABO",
+        f"P|1|{ids}|||DUPONT^Marie||19640327|F",
+        "OBR|1||R1||||20261102100000",
+        "OBX|1|NM|GLY^Glycémie^L||5.0|mmol/L|||||F",
+        "P|2|264037732312550^^^X&1.2.250.1.213.1.4.100&ISO^PI|||DUPONT^Marie||19640327|F",
+        "OBR|1||R2||||20261102100000",
+        "OBX|1|NM|GLY^Glycémie^L||5.0|mmol/L|||||F",
+        "L|1",
+    ]) + "\r\n"
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.select("line_no", "reason_code", "column").rows() == [(4, "TEST_IDENTITY", "ins_oid")]
+    assert "1.2.250.1.213.1.4.1" in rejects["detail"][0] and "DUPONT" not in rejects["detail"][0]
+    assert rows["line_no"].to_list() == [7]

@@ -30,7 +30,8 @@ whose MSH-11 processing ID is not P (T training, D debugging; empty is read as P
 or OBR, with an OBX before its OBR, with a line that is not a segment or with broken delimiters is
 ONE ``MALFORMED_MESSAGE`` reject at the line of its MSH (message-level rejects are at that line); a
 message without OBX is a ``NO_RESULT`` reject; an OBX whose patient has a test INS OID
-(.10/.11) is a ``TEST_IDENTITY`` reject. Lines before the first MSH that are not batch headers
+(.10/.11: as its INS, or anywhere in its PID; for an embedded CDA, also anywhere in the
+document's recordTarget) is a ``TEST_IDENTITY`` reject. Lines before the first MSH that are not batch headers
 form one malformed unit. ``line_no`` is the physical line of the OBX; ``units_seen`` counts
 messages (and such junk units).
 """
@@ -56,6 +57,7 @@ from transforms.parsers.er7 import (
     first_component,
     pick_identifier,
     result_columns,
+    test_oid_in,
 )
 from transforms.parsers.hl7v2_framing import MessageSplitter
 from transforms.parsers.hl7v2_obx import CTX_FIELDS, obx_frame
@@ -262,6 +264,7 @@ class _Message:
         # the order in force: request, collection, reception, report time, specimen, test flag
         req = coll = recv = obr22 = spec = ""
         is_test = False
+        test_oid = ""  # the test INS OID of the patient in force (its ins_oid, or anywhere in its PID)
         n_obx = 0
         last_xon, last_lab = "", ""
         esc, rep = d.escape, d.repetition
@@ -284,7 +287,7 @@ class _Message:
                         n_obx += 1
                         if is_test:
                             self.rejects.append(
-                                (nos[i], "TEST_IDENTITY", "ins_oid", f"INS OID {patient[1]} marks a test identity", s)
+                                (nos[i], "TEST_IDENTITY", "ins_oid", f"INS OID {test_oid} marks a test identity", s)
                             )
                         else:
                             packed.append(s)
@@ -297,11 +300,11 @@ class _Message:
                 n_obx += 1
                 vt = f[2]
                 if vt == "ED" or (vt and not vt.isupper() and vt.strip().upper() == "ED"):
-                    self._embedded(nos[i], s, f, req, coll, recv, obr22, spec, patient, base_lab)
+                    self._embedded(nos[i], s, f, req, coll, recv, obr22, spec, patient, base_lab, test_oid)
                     continue
                 if is_test:
                     self.rejects.append(
-                        (nos[i], "TEST_IDENTITY", "ins_oid", f"INS OID {patient[1]} marks a test identity", s)
+                        (nos[i], "TEST_IDENTITY", "ins_oid", f"INS OID {test_oid} marks a test identity", s)
                     )
                     continue
                 res = result_columns(f, d)
@@ -355,7 +358,8 @@ class _Message:
                 if len(f) < 12:
                     f.extend(_PAD[: 12 - len(f)])
                 patient = _patient(f, d)
-                is_test = patient[1] in TEST_INS_OIDS
+                test_oid = patient[1] if patient[1] in TEST_INS_OIDS else test_oid_in(s)
+                is_test = bool(test_oid)
                 orc_req, orc_lab, base_lab = "", "", self.msh_lab
             elif sid == "ORC":
                 in_order = False
@@ -374,7 +378,7 @@ class _Message:
             raise _Malformed("no OBR segment")
         self.n_obx = n_obx
 
-    def _embedded(self, no, seg, f, req, collected, received, obr22, specimen, patient, base_lab) -> None:
+    def _embedded(self, no, seg, f, req, collected, received, obr22, specimen, patient, base_lab, test_oid) -> None:
         """Rows from the CDA document carried base64-encoded in an OBX of type ED."""
         d = self.d
         ed = components(f[5], d, 5) if f[5] else [""] * 5
@@ -415,7 +419,8 @@ class _Message:
                 row[_I_STATUS] = status
             rows.append(tuple(row))
         oid = rows[0][IDX["ins_oid"]]
-        if oid in TEST_INS_OIDS:
+        oid = oid if oid in TEST_INS_OIDS else (doc.test_oid or test_oid)
+        if oid:
             self.rejects.append(
                 (no, "TEST_IDENTITY", "ins_oid",
                  f"INS OID {oid} marks a test identity ({len(rows)} results in the embedded CDA)", seg)

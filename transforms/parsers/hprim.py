@@ -18,7 +18,8 @@ producing lab (its FINESS, else the FINESS in H-4, the sender), OBX-19 validatio
 
 Rejects: lines before the first H form one ``MALFORMED_MESSAGE`` reject; a line that is not a
 record, an OBR/OBX before any P, an OBX before any OBR are ``MALFORMED_MESSAGE`` rejects of that
-record; an OBX whose patient carries a test INS OID is a ``TEST_IDENTITY`` reject. ``line_no``
+record; an OBX whose patient carries a test INS OID (as its INS, or anywhere in its P record) is
+a ``TEST_IDENTITY`` reject. ``line_no``
 is the first physical line of the record; ``units_seen`` counts physical lines.
 """
 
@@ -40,6 +41,7 @@ from transforms.parsers.er7 import (
     finess_of_org,
     pick_identifier,
     result_columns,
+    test_oid_in,
 )
 from transforms.parsers.linereader import decode_text, iter_line_blocks
 from transforms.parsers.resultrows import relaxed_gc, ResultSink
@@ -75,6 +77,7 @@ class _State:
         self.d: Delimiters | None = None
         self.lab: str | None = None
         self.patient: tuple | None = None
+        self.test_oid = ""  # a test INS OID of the patient (ins_oid, or anywhere in its P record)
         self.obr: tuple | None = None
 
 
@@ -136,8 +139,8 @@ def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
             sink.reject(no, "MALFORMED_MESSAGE", None, "OBX record before any P record", text)
         elif st.obr is None:
             sink.reject(no, "MALFORMED_MESSAGE", None, "OBX record before any OBR record", text)
-        elif st.patient[1] in TEST_INS_OIDS:
-            sink.reject(no, "TEST_IDENTITY", "ins_oid", f"INS OID {st.patient[1]} marks a test identity", text)
+        elif st.test_oid:
+            sink.reject(no, "TEST_IDENTITY", "ins_oid", f"INS OID {st.test_oid} marks a test identity", text)
         else:
             req, obr7, obr14, obr15, obr22 = st.obr
             res = result_columns(f, d)
@@ -164,6 +167,7 @@ def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
         )
     elif rtype == "P":
         st.patient = _patient(f, d)
+        st.test_oid = st.patient[1] if st.patient[1] in TEST_INS_OIDS else test_oid_in(text)
         st.obr = None
     elif rtype == "L":
         st.patient = st.obr = None
