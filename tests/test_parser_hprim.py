@@ -186,3 +186,31 @@ def test_a_test_ins_oid_anywhere_in_the_p_record_is_a_test_identity(tmp_path, id
     assert rejects.select("line_no", "reason_code", "column").rows() == [(4, "TEST_IDENTITY", "ins_oid")]
     assert "1.2.250.1.213.1.4.1" in rejects["detail"][0] and "DUPONT" not in rejects["detail"][0]
     assert rows["line_no"].to_list() == [7]
+
+
+def test_records_of_an_unknown_type_are_rejects_naming_type_and_line(tmp_path):
+    """QA (HIGH): RES, OBXX, OX records (results in a record the parser does not read) vanished:
+    the file loaded with 0 rows and no reject. Each is now a reject; the known records without
+    results (C, L, AP, FAC...) are still read past."""
+    text = "\r\n".join([
+        "H|~^\\&|F.HPR||750000001^LABO",
+        "P|1|IPP1||||MARTIN^Louis||19760212|M",
+        "OBR|1||R1||||20261102100000",
+        "RES|Glucose|GLU|N|5.2|mmol/L|3.9|6.1|N|||F",
+        "OBXX|1|NM|CREA^Creatinine^L||80|umol/L|||||F",
+        "OX|1|NM|CREA^Creatinine^L||80|umol/L|||||F",
+        "C|1|commentaire",
+        "AP|1|x",
+        "FAC|1|x",
+        "OBX|1|NM|GLY^Glycémie^L||5.0|mmol/L|||||F",
+        "L|1",
+    ]) + "\r\n"
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert units == 11 and rows["line_no"].to_list() == [10]
+    assert rejects.select("line_no", "reason_code").rows() == [
+        (4, "MALFORMED_MESSAGE"), (5, "MALFORMED_MESSAGE"), (6, "MALFORMED_MESSAGE"),
+    ]
+    assert rejects["detail"].to_list() == [
+        f"line {n}: unknown HPRIM record type {t}: not read (results travel in OBX records)"
+        for n, t in ((4, "RES"), (5, "OBXX"), (6, "OX"))
+    ]

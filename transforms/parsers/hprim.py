@@ -17,8 +17,9 @@ OBX-2 type, OBX-3 code, OBX-5 value, OBX-6 unit, OBX-7 ranges (``low^high`` read
 producing lab (its FINESS, else the FINESS in H-4, the sender), OBX-19 validation time.
 
 Rejects: lines before the first H form one ``MALFORMED_MESSAGE`` reject; a line that is not a
-record, an OBR/OBX before any P, an OBX before any OBR are ``MALFORMED_MESSAGE`` rejects of that
-record; an OBX whose patient carries a test INS OID (as its INS, or anywhere in its P record) is
+record, a record of a type the parser does not know (``RES``, ``OBXX``: anything but H, P, OBR, OBX
+and the types without results, C, L, AP, AC, FAC, ACT, REG, NTE), an OBR/OBX before any P, an OBX
+before any OBR are ``MALFORMED_MESSAGE`` rejects of that record; an OBX whose patient carries a test INS OID (as its INS, or anywhere in its P record) is
 a ``TEST_IDENTITY`` reject. ``line_no``
 is the first physical line of the record; ``units_seen`` counts physical lines.
 """
@@ -48,6 +49,9 @@ from transforms.parsers.resultrows import relaxed_gc, ResultSink
 
 _PAD = [""] * 32
 _RECORD_TYPE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
+# record types HPRIM Santé defines that carry no result: read past (C comment, L end, AP/AC/FAC/ACT/REG
+# of the billing messages, NTE note). Any other type is a reject naming it: a result sent in a record
+# the parser does not read (RES, a mistyped OBXX) must never vanish silently.
 _IGNORED = frozenset({"C", "L", "AP", "AC", "FAC", "ACT", "REG", "NTE"})
 
 
@@ -171,8 +175,13 @@ def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
         st.obr = None
     elif rtype == "L":
         st.patient = st.obr = None
-    elif rtype in _IGNORED or _RECORD_TYPE.fullmatch(rtype):
+    elif rtype in _IGNORED:
         return
+    elif _RECORD_TYPE.fullmatch(rtype):
+        sink.reject(
+            no, "MALFORMED_MESSAGE", None,
+            f"line {no}: unknown HPRIM record type {rtype}: not read (results travel in OBX records)", text,
+        )
     else:
         sink.reject(no, "MALFORMED_MESSAGE", None, f"line {no} is not an HPRIM record", text)
 
