@@ -303,6 +303,25 @@ def test_mllp_framing_and_blank_lines(tmp_path):
     assert (units, rejects.height, rows["message_id"].to_list()) == (2, 0, ["1", "2"])
 
 
+def test_mllp_end_byte_glued_to_the_last_segment_is_dropped(tmp_path):
+    """QA: ``...|F\\x1c\\r`` (no \\r before the end byte) left 0x1c in the last field: OBX-11 'F\\x1c'
+    (quarantined STATUS_INVALID) and an OBX-23 FINESS '330028762\\x1c' lost; also with the frames
+    glued together (``\\x1c\\x0bMSH``) and without the start byte (the block read at once)."""
+    xon = "|" * 12 + "LABO^^^^^FINESS&1.2.250.1.71.4.2.2&ISO^FINEG^^^330028762"  # OBX-23
+    m1 = msg("1").rstrip("\r")
+    m2 = msg("2").rstrip("\r") + xon
+    for data in (
+        "\x0b" + m1 + "\x1c\r" + "\x0b" + m2 + "\x1c\r",
+        "\x0b" + m1 + "\x1c\x0b" + m2 + "\x1c",
+        m1 + "\x1c\r" + m2 + "\x1c\r",
+    ):
+        rows, rejects, units = parse_all(write(tmp_path, data))
+        assert (units, rejects.height) == (2, 0), data
+        assert rows["result_status"].to_list() == ["F", "F"]
+        assert rows["lab_finess"].to_list() == ["750000001", "330028762"]
+        assert rows["line_no"].to_list() == [4, 8] if "\x1c\r" in data else [4, 7]
+
+
 def test_junk_before_first_message_is_one_reject(tmp_path):
     rows, rejects, units = parse_all(write(tmp_path, "hello\rworld\r" + msg("1")))
     assert units == 2 and rows.height == 1

@@ -3,10 +3,12 @@
 :class:`MessageSplitter` receives the blocks of :func:`~transforms.parsers.linereader.iter_blocks`
 and appends complete messages to ``out`` as ``(lines, line_nos, bad)``. Batch
 wrappers (FHS/BHS/BTS/FTS) close a message and are dropped; lines outside any message are kept
-(up to 1 MiB) for one junk unit. A block without blank lines, indented or control-prefixed lines
-(MLLP framing), batch headers, over-long lines or lone ``\\n`` in a ``\\r`` file -- the usual
-case -- is decoded at once when it is plain UTF-8 without an MSH-18 character set and cut with
-``str.split`` on ``\\nMSH``: no Python loop over its lines.
+(up to 1 MiB) for one junk unit. MLLP framing bytes (``\\x0b``, ``\\x1c``) are dropped wherever
+they stand, and split a line where they stand between text (``...|F\\x1c\\x0bMSH|...``). A block
+without blank lines, indented or control-prefixed lines, framing bytes, batch headers, over-long
+lines or lone ``\\n`` in a ``\\r`` file -- the usual case -- is decoded at once when it is plain
+UTF-8 without an MSH-18 character set and cut with ``str.split`` on ``\\nMSH``: no Python loop over
+its lines.
 
 A lone ``\\n`` (not part of ``\\r\\n``, in a file that uses ``\\r``) followed by a line that does
 not read as a segment (a segment id HL7 v2.5 defines, ``KNOWN_SEGMENTS``, or a Z-segment, then the
@@ -42,6 +44,10 @@ def is_segment_start(line: bytes, fs: bytes) -> bool:
     return (head in KNOWN_SEGMENTS or (head[:1] == b"Z" and _SEGMENT_ID.fullmatch(head) is not None)) \
         and (len(line) == 3 or line[3:4] == fs)
 MAX_MESSAGE_BYTES = 256 << 20
+# MLLP framing: start block 0x0b, end block 0x1c (then \r). Neither may appear in HL7 data; glued to a
+# segment (``...|F\x1c\r``, ``\x1c\x0bMSH|``) they are a boundary, never part of the field
+# (QA: OBX-11 read 'F\x1c' and quarantined STATUS_INVALID, an OBX-23 FINESS lost)
+_FRAMING = re.compile(rb"[\x0b\x1c]+")
 # a block where a line does not start with a capital letter (blank lines, MLLP framing,
 # indentation, garbage) or starts a batch header takes the line-by-line path
 _SPECIAL = re.compile(rb"\n(?:[^A-Z]|FHS|BHS|BTS|FTS)")
@@ -74,7 +80,8 @@ class MessageSplitter:
     def feed(self, block: LineBlock) -> None:
         data, first = block.data, block.first_line_no
         if block.truncated or block.lone_lf or not data or not 65 <= data[0] <= 90 \
-                or data[:3] in BATCH_SEGMENTS or data.endswith(b"\n") or _SPECIAL.search(data):
+                or data[:3] in BATCH_SEGMENTS or data.endswith(b"\n") or _SPECIAL.search(data) \
+                or b"\x1c" in data or b"\x0b" in data:
             truncated, lone = block.truncated, block.lone_lf
             for k, line in enumerate(block.lines):
                 no = first + k
@@ -185,6 +192,14 @@ class MessageSplitter:
     def _line(self, no: int, line: bytes, truncated: bool, lone_lf: bool = False) -> None:
         if not line:
             return
+        if b"\x1c" in line or b"\x0b" in line:
+            # MLLP framing bytes: dropped, and a segment boundary where they stand between text
+            for k, piece in enumerate(p for p in _FRAMING.split(line) if p):
+                self._segment(no, piece, truncated, lone_lf and k == 0)
+            return
+        self._segment(no, line, truncated, lone_lf)
+
+    def _segment(self, no: int, line: bytes, truncated: bool, lone_lf: bool) -> None:
         raw = line
         if line[0] <= 32:  # MLLP framing, stray control characters, indentation
             line = line.strip(b"\x00\x0b\x1c \t\x0c")
