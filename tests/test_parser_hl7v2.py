@@ -540,6 +540,32 @@ def test_declared_delimiters_in_the_message_type(tmp_path):
     assert rejects["detail"].to_list() == ["not a result message: ORM^O01"]
 
 
+def test_msh2_in_hprim_order_is_read_with_hl7_delimiters_when_msh9_says_so(tmp_path):
+    """QA: MSH-2 ``~^\\&`` (component and repetition swapped, HPRIM's order) with MSH-9
+    ``ORU^R01^ORU_R01`` gave UNSUPPORTED_MESSAGE_TYPE "not a result message: ORU^R01^ORU_R01". The
+    message is written with ^ as component: read so (and its test INS OID is refused)."""
+    swapped = msg("1").replace("MSH|^~", "MSH|~^", 1).replace("||ORU^R01|", "||ORU^R01^ORU_R01|", 1)
+    test = msg("2").replace("MSH|^~", "MSH|~^", 1).replace("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.10", 1)
+    honoured = msg("3").replace("^", "~").replace("MSH|~~", "MSH|~^", 1)  # '~' really is the component
+    rows, rejects, _ = parse_all(write(tmp_path, swapped + test + honoured))
+    assert rows["message_id"].to_list() == ["1", "3"]
+    for r in rows.iter_rows(named=True):
+        assert (r["patient_nir"], r["ins_oid"], r["first_name"]) == ("176026912345646", "1.2.250.1.213.1.4.8", "Louis")
+        assert (r["local_code"], r["local_label"], r["value_num"]) == ("GLY", "Glycémie", 5.1)
+    assert rejects.select("line_no", "reason_code").rows() == [(8, "TEST_IDENTITY")]
+
+
+def test_a_message_type_written_with_other_delimiters_than_declared_points_at_msh2(tmp_path):
+    wrong = msg("1").replace("MSH|^~", "MSH|#~", 1)  # component '#' declared, '^' used
+    rows, rejects, _ = parse_all(write(tmp_path, wrong))
+    assert rows.height == 0
+    assert rejects.select("line_no", "reason_code").rows() == [(1, "MALFORMED_MESSAGE")]
+    assert rejects["detail"][0] == (
+        "MSH-2 declares #~\\& (component #) but MSH-9 ORU^R01 is written with ^: "
+        "the delimiter declaration does not match the message"
+    )
+
+
 @pytest.mark.parametrize(("msh11", "detail"), [
     ("D", "processing ID D (debugging): not production data"),
     ("T", "processing ID T (training): not production data"),

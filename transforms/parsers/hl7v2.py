@@ -118,7 +118,9 @@ def check_header(mf: list[str], d: Delimiters) -> None:
     OUL^R24 put the specimen and its OBX before the OBR; ORU^R30 to R32 are point-of-care
     messages). Refused (``NON_PRODUCTION``): MSH-11 processing ID T (training), D (debugging) or
     any value outside table 0103; an empty MSH-11 is read as P (many senders leave it empty);
-    the processing mode (MSH-11.2: archive, restore, initial load) does not matter.
+    the processing mode (MSH-11.2: archive, restore, initial load) does not matter. A type refused
+    under the declared delimiters but written with another of them (or ``^``) in place of the
+    component separator is ``MALFORMED_MESSAGE``: the detail points at MSH-2, not at the type.
     """
     mt = mf[8]
     oru = "ORU" + d.component + "R01"
@@ -128,6 +130,15 @@ def check_header(mf: list[str], d: Delimiters) -> None:
         trigger = c[1].strip().upper() if len(c) > 1 else ""
         if code or trigger:
             if code != "ORU" or trigger not in ("R01", ""):
+                misfit = [c for c in dict.fromkeys("^" + d.repetition + d.subcomponent + d.escape)
+                          if c != d.component and c in mt]
+                if misfit:
+                    # written with another separator than the declared component: the declaration is wrong
+                    raise _Malformed(
+                        f"MSH-2 declares {_shown(d.component + d.repetition + d.escape + d.subcomponent)} "
+                        f"(component {d.component}) but MSH-9 {_shown(mt)} is written with {misfit[0]}: "
+                        "the delimiter declaration does not match the message"
+                    )
                 shown = _shown(code + "^" + trigger if trigger else code)
                 if code in ("ORU", "OUL"):
                     detail = f"result message {shown} not read: its structure is not ORU_R01 (only ORU^R01 is read)"
@@ -144,6 +155,18 @@ def check_header(mf: list[str], d: Delimiters) -> None:
             else:
                 detail = f"processing ID {_shown(pid)} is not P (production), T or D: not loaded as production data"
             raise _Refused("NON_PRODUCTION", detail)
+
+
+def _swapped_declaration(msh: str, declared: str, d: Delimiters) -> Delimiters:
+    """MSH-2 ``~^\\&`` declares component ``~`` and repetition ``^``: HPRIM's order, written in an MSH.
+    When MSH-9 is written with ``^`` and without ``~`` (``ORU^R01``), the message uses HL7's
+    delimiters and is read with component ``^`` and repetition ``~``; otherwise (``ORU~R01``) the
+    declaration is honoured."""
+    parts = msh.split(d.field, 9)
+    mt = parts[8] if len(parts) > 8 else ""
+    if "^" in mt and "~" not in mt:
+        return _delimiters(d.field, "^~" + declared[2:])
+    return d
 
 
 @lru_cache(maxsize=64)
@@ -230,10 +253,13 @@ class _Message:
             if len(msh) < 8 or msh[3].isalnum() or msh[3].isspace():
                 raise _Malformed("MSH segment too short or without delimiters")
             end = msh.find(msh[3], 4)
+            declared = msh[4:end] if end > 0 else msh[4:]
             try:
-                d = _delimiters(msh[3], msh[4:end] if end > 0 else msh[4:])
+                d = _delimiters(msh[3], declared)
             except ValueError as e:
                 raise _Malformed(f"MSH-2 encoding characters unusable: {e}") from None
+            if d.component == "~" and d.repetition == "^":
+                d = _swapped_declaration(msh, declared, d)
         self.d = d
         mf = msh.split(d.field, 11)
         if len(mf) < 12:
