@@ -274,6 +274,26 @@ def test_comparator_values(tmp_path, vt, value, num, comparator):
     assert rows.select("value_num", "value_comparator").row(0) == (num, comparator)
 
 
+@pytest.mark.parametrize(
+    ("value", "vt", "num", "comparator"),
+    [
+        ("5.5", "NM", 5.5, None), ("5,5", "NM", 5.5, None), ("1e3", "NM", 1000.0, None),
+        ("<0,5", "SN", 0.5, "<"), (">=^10", "SN", 10.0, ">="), ("^12", "SN", 12.0, None),
+        ("positif", None, None, None), ("^1^-^5", None, None, None), ("", None, None, None),
+    ],
+)
+@pytest.mark.parametrize("escaped", [False, True], ids=["column-wise", "one-by-one"])
+def test_a_value_without_its_type_is_typed_from_the_value(tmp_path, value, vt, num, comparator, escaped):
+    """QA: ``OBX|2||2345-7^Glucose^LN||5.5|mmol/L...`` (empty OBX-2) was kept with value_type and
+    value_num null. A number is NM, a comparator and a number SN; anything else keeps no type."""
+    text = msg("1", vt="", value=value)
+    if escaped:  # an escape in the segment: read one by one instead of column-wise
+        text = text.replace("GLY^Glycémie^L", "GLY^Glyc\\T\\émie^L", 1)
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0
+    assert rows.select("value_type", "value_num", "value_comparator", "parse_issues").row(0) == (vt, num, comparator, None)
+
+
 def test_latin1_message_among_utf8_ones(tmp_path):
     data = msg("1").encode("utf-8") + msg("2").encode("latin-1") + msg("3").encode("utf-8")
     rows, rejects, _ = parse_all(write_bytes(tmp_path, data))

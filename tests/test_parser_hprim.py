@@ -214,3 +214,21 @@ def test_records_of_an_unknown_type_are_rejects_naming_type_and_line(tmp_path):
         f"line {n}: unknown HPRIM record type {t}: not read (results travel in OBX records)"
         for n, t in ((4, "RES"), (5, "OBXX"), (6, "OX"))
     ]
+
+
+def test_a_value_without_its_type_is_typed_from_the_value(tmp_path):
+    """An empty OBX-2: a number is NM, a comparator and a number SN, text keeps no type."""
+    text = "\r\n".join([
+        "H|~^\\&|F.HPR||750000001^LABO",
+        "P|1|IPP1||||MARTIN^Louis||19760212|M",
+        "OBR|1||R1||||20261102100000",
+        "OBX|1||GLY^Glycémie^L||5,2|mmol/L|||||F",
+        "OBX|2||CRP^CRP^L||<5|mg/L|||||F",
+        "OBX|3||COM^Commentaire^L||voir note||||||F",
+        "L|1",
+    ]) + "\r\n"
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0
+    assert rows.select("value_type", "value_num", "value_comparator").rows() == [
+        ("NM", 5.2, None), ("SN", 5.0, "<"), (None, None, None),
+    ]

@@ -12,7 +12,8 @@ one canonical row (see docs/formats.md for the full mapping):
   itself) gives ``local_code`` / ``local_label``; a non-LOINC code keeps a LOINC translation;
 * value: PQ/INT/REAL -> NM, IVL_PQ -> SN (``<^0.5``, ``>=^10``, ``^10^-^20``), RTO -> SN
   (``^1^:^128``), CD/CV/CO/CS -> CWE and CE -> CE (``code^displayName^system``), ST -> ST,
-  ED -> TX, TS -> TS;
+  ED -> TX, TS -> TS; without ``xsi:type``, ``@value`` is NM when a number, SN when a comparator
+  and a number, else ST;
 * interpretationCode -> abnormal_flag, referenceRange/observationRange text (else its IVL_PQ as
   ``low-high``) -> ref_range, statusCode -> result_status (completed F, or C in a replacement
   document; aborted X; nullified D; active P; other codes as sent);

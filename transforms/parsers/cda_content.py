@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transforms.parsers.er7 import FINESS_RE, INS_OIDS, TEST_INS_OIDS, test_oid_in
+from transforms.parsers.resultrows import type_of_value
 
 HL7_NS = "urn:hl7-org:v3"
 LOINC_OID = "2.16.840.1.113883.6.1"
@@ -345,6 +346,8 @@ def _value(v: Node | None) -> tuple[str, str, str]:
     if xtype in ("ST", "SC"):
         return "ST", v.text, ""
     if v.get("value"):
+        if not xtype:  # no xsi:type: a number is NM, a comparator and a number SN (QA: read as ST)
+            return type_of_value(v.get("value")) or "ST", v.get("value"), v.get("unit")
         return "ST", v.get("value"), v.get("unit")
     if v.get("code"):
         return "CWE", _coded(v), ""
