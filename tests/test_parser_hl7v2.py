@@ -342,6 +342,35 @@ def test_mllp_end_byte_glued_to_the_last_segment_is_dropped(tmp_path):
         assert rows["line_no"].to_list() == [4, 8] if "\x1c\r" in data else [4, 7]
 
 
+@pytest.mark.parametrize(("wrapped", "expected"), [
+    # the batch announces 3 messages, holds 1, and the file ends before its FTS (QA)
+    (["FHS|^~\\&|QA", "BHS|^~\\&|QA", "M1", "BTS|3"], [
+        (7, "truncated or incomplete batch: BTS at line 7 counts 3 message(s), the batch holds 1"),
+        (1, "truncated delivery: the FHS at line 1 has no FTS before the end of the file"),
+    ]),
+    # cut inside the batch: neither BTS nor FTS
+    (["FHS|^~\\&|QA", "BHS|^~\\&|QA", "M1", "M2"], [
+        (2, "truncated delivery: the BHS at line 2 has no BTS before the end of the file"),
+        (1, "truncated delivery: the FHS at line 1 has no FTS before the end of the file"),
+    ]),
+    (["FHS|^~\\&|QA", "BHS|^~\\&|QA", "M1", "BTS|1", "FTS|2"], [
+        (8, "truncated or incomplete file: FTS at line 8 counts 2 batch(es), the file holds 1"),
+    ]),
+    # complete wrappers, or none at all: nothing to say
+    (["FHS|^~\\&|QA", "BHS|^~\\&|QA", "M1", "M2", "BTS|2", "FTS|1"], []),
+    (["BHS|^~\\&|QA", "M1", "M2", "BTS|2"], []),
+    (["M1", "M2", "BTS|", "FTS|"], []),
+])
+def test_batch_wrappers_that_do_not_match_their_messages_are_rejects(tmp_path, wrapped, expected):
+    """QA: a batch whose BTS counts more messages than it holds, or a file without its FTS, loaded
+    without a trace: a truncated delivery. One reject at the wrapper's line; the messages are read."""
+    text = "".join(msg(seg[1]) if seg in ("M1", "M2") else seg + "\r" for seg in wrapped)
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert rows["message_id"].to_list() == [seg[1] for seg in wrapped if seg in ("M1", "M2")]
+    assert rejects.select("line_no", "detail").rows() == expected
+    assert set(rejects["reason_code"]) <= {"MALFORMED_MESSAGE"}
+
+
 def test_junk_before_first_message_is_one_reject(tmp_path):
     rows, rejects, units = parse_all(write(tmp_path, "hello\rworld\r" + msg("1")))
     assert units == 2 and rows.height == 1

@@ -99,7 +99,7 @@ def test_structure_errors_are_record_rejects(tmp_path):
 
 def test_declared_delimiters_are_used(tmp_path):
     text = "H#!$\\&#F.HPR##750000001$LABO\nP#1#IPP1###MARTIN$Louis##19760212#M##$$$$69002\n" \
-           "OBR#1##R1####20240301\nOBX#1#NM#K$Potassium$L$2823-3$$LN##4,1#mmol/L#3.5$5.0####F\n"
+           "OBR#1##R1####20240301\nOBX#1#NM#K$Potassium$L$2823-3$$LN##4,1#mmol/L#3.5$5.0####F\nL#1\n"
     rows, rejects, _ = parse_all(write(tmp_path, text))
     assert rejects.height == 0
     r = rows.row(0, named=True)
@@ -232,3 +232,38 @@ def test_a_value_without_its_type_is_typed_from_the_value(tmp_path):
     assert rows.select("value_type", "value_num", "value_comparator").rows() == [
         ("NM", 5.2, None), ("SN", 5.0, "<"), (None, None, None),
     ]
+
+
+TRUNCATED = [
+    "H|~^\\&|F.HPR||750000001^LABO",
+    "P|1|IPP1||||MARTIN^Louis||19760212|M",
+    "OBR|1||R1||||20261102100000",
+    "OBX|1|NM|GLY^Glycémie^L||5.0|mmol/L|||||F",
+    "P|2|IPP2||||DURAND^Anne||19800101|F",
+    "OBR|1||R2||||20261102100000",
+]
+
+
+@pytest.mark.parametrize(("lines", "detail"), [
+    # cut after a P and an OBR (QA: loaded silently)
+    (TRUNCATED, "before the end of the file; the last record, an OBR at line 6, has no OBX"),
+    (TRUNCATED[:5], "before the end of the file; the last record, a P at line 5, has no OBR"),
+    (TRUNCATED[:4], "before the end of the file; the last record is an OBX at line 4"),
+    # two files glued together, the first one cut
+    (TRUNCATED + TRUNCATED[:4] + ["L|1"], "before the next H record at line 7; the last record, an OBR at line 6, has no OBX"),
+])
+def test_a_delivery_cut_before_its_l_record_leaves_a_reject(tmp_path, lines, detail):
+    """QA: a file without its L record (cut after a P and an OBR) loaded without a trace. The H's
+    line gets one reject naming the cut; the complete results read are kept."""
+    rows, rejects, _ = parse_all(write(tmp_path, "\r\n".join(lines) + "\r\n"))
+    assert rows.height == sum(ln.startswith("OBX") for ln in lines)
+    assert rejects.select("line_no", "reason_code").rows() == [(1, "MALFORMED_MESSAGE")]
+    assert rejects["detail"][0] == f"truncated delivery: the H record at line 1 is not closed by an L record {detail}"
+    assert "MARTIN" not in rejects["detail"][0] and "DURAND" not in rejects["detail"][0]
+
+
+def test_records_after_an_l_need_another_l(tmp_path):
+    closed = TRUNCATED[:4] + ["L|1"]
+    assert parse_all(write(tmp_path, "\r\n".join(closed) + "\r\n"))[1].height == 0
+    rows, rejects, _ = parse_all(write(tmp_path, "\r\n".join(closed + TRUNCATED[1:4]) + "\r\n"))
+    assert rows.height == 2 and rejects["line_no"].to_list() == [1]

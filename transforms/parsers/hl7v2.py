@@ -31,9 +31,11 @@ or OBR, with an OBX before its OBR, with a line that is not a segment or with br
 ONE ``MALFORMED_MESSAGE`` reject at the line of its MSH (message-level rejects are at that line); a
 message without OBX is a ``NO_RESULT`` reject; an OBX whose patient has a test INS OID
 (.10/.11: as its INS, or anywhere in its PID; for an embedded CDA, also anywhere in the
-document's recordTarget) is a ``TEST_IDENTITY`` reject. Lines before the first MSH that are not batch headers
-form one malformed unit. ``line_no`` is the physical line of the OBX; ``units_seen`` counts
-messages (and such junk units).
+document's recordTarget) is a ``TEST_IDENTITY`` reject. Lines before the first MSH that are not
+batch headers form one malformed unit. A batch wrapper that shows a truncated delivery (a BTS or
+FTS count that does not match, a BHS or FHS without its trailer) is a ``MALFORMED_MESSAGE`` reject
+at its line. ``line_no`` is the physical line of the OBX; ``units_seen`` counts messages (and such
+junk units).
 """
 
 from __future__ import annotations
@@ -514,15 +516,25 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -
                     if sink.ready():
                         yield sink.take()
                 split.out = []
-    split.close()
+            _wrapper_problems(split, sink)
+    split.finish()
     if not split.seen_msh:
         if split.seen_any:
             raise FileFormatError("UNPARSEABLE_FILE", f"{path.name}: no MSH segment: not an HL7 v2 file")
         raise FileFormatError("EMPTY_FILE", f"{path.name}: no HL7 message in the file")
     for msg in split.out:
         _dispatch(msg, sink)
+    _wrapper_problems(split, sink)
     if sink.pending():
         yield sink.take()
+
+
+def _wrapper_problems(split: MessageSplitter, sink: ResultSink) -> None:
+    """Batch wrappers that say the delivery is truncated (a BTS count that does not match, a header
+    without its trailer): one ``MALFORMED_MESSAGE`` reject each, at the wrapper's line."""
+    for no, detail, raw in split.problems:
+        sink.reject(no, "MALFORMED_MESSAGE", None, detail, decode_text(raw))
+    split.problems.clear()
 
 
 def _dispatch(msg: tuple[list[bytes], list[int], bool], sink: ResultSink) -> None:

@@ -76,6 +76,13 @@ class MessageSplitter:
         # lines of the open message that follow a lone \n and are not segments: index -> raw line
         self.cont: dict[int, bytes] = {}
         self.lf_ends = False  # a lone \n of the open message is followed by a segment: a terminator
+        # batch wrappers: what they announce against what came (truncated deliveries)
+        self.n_msh = 0  # messages started so far
+        self.batch_from = 0  # n_msh when the open batch began (BHS), or at the last BTS
+        self.fhs: tuple[int, bytes] | None = None  # (line, text) of a file header not yet closed by an FTS
+        self.bhs: tuple[int, bytes] | None = None  # (line, text) of a batch header not yet closed by a BTS
+        self.n_bhs = 0
+        self.problems: list[tuple[int, str, bytes]] = []  # (line, detail, raw text) of the wrappers
 
     def feed(self, block: LineBlock) -> None:
         data, first = block.data, block.first_line_no
@@ -108,6 +115,7 @@ class MessageSplitter:
             pieces[0] = msh + pieces[0]
         self.close()
         self.seen_msh = True
+        self.n_msh += len(pieces)
         out = self.out
         last = len(pieces) - 1
         for i, piece in enumerate(pieces):
@@ -166,6 +174,51 @@ class MessageSplitter:
             self.out.append((self.junk, self.junk_nos, True))
             self.junk, self.junk_nos, self.junk_size = [], [], 0
 
+    def _wrapper(self, no: int, head: bytes, line: bytes) -> None:
+        """Check a batch wrapper against what it wraps: BTS-1 (batch message count) against the
+        messages since its BHS, FTS-1 (file batch count) against the BHS seen; note a header
+        whose trailer is still missing when the next header comes."""
+        fields = line.split(line[3:4]) if len(line) > 3 else [line]
+        count = fields[1].strip() if len(fields) > 1 else b""
+        if head == b"FHS":
+            self._unclosed("FHS", "FTS", f"the next FHS at line {no}")
+            self.fhs = (no, line)
+        elif head == b"BHS":
+            self._unclosed("BHS", "BTS", f"the next BHS at line {no}")
+            self.bhs = (no, line)
+            self.n_bhs += 1
+            self.batch_from = self.n_msh
+        elif head == b"BTS":
+            held = self.n_msh - self.batch_from
+            if count.isdigit() and int(count) != held:
+                self.problems.append((no, f"truncated or incomplete batch: BTS at line {no} counts {int(count)} "
+                                          f"message(s), the batch holds {held}", line))
+            self.bhs = None
+            self.batch_from = self.n_msh
+        else:  # FTS
+            if count.isdigit() and self.n_bhs and int(count) != self.n_bhs:
+                self.problems.append((no, f"truncated or incomplete file: FTS at line {no} counts {int(count)} "
+                                          f"batch(es), the file holds {self.n_bhs}", line))
+            self._unclosed("BHS", "BTS", f"the FTS at line {no}")
+            self.fhs = None
+
+    def _unclosed(self, header: str, trailer: str, where: str) -> None:
+        opened = self.fhs if header == "FHS" else self.bhs
+        if opened is not None:
+            no, text = opened
+            self.problems.append((no, f"truncated delivery: the {header} at line {no} has no {trailer} before "
+                                      f"{where}", text))
+            if header == "FHS":
+                self.fhs = None
+            else:
+                self.bhs = None
+
+    def finish(self) -> None:
+        """At the end of the file: a batch or file header without its trailer is a truncated delivery."""
+        self.close()
+        self._unclosed("BHS", "BTS", "the end of the file")
+        self._unclosed("FHS", "FTS", "the end of the file")
+
     def _join_continuations(self) -> None:
         """Keep the lone \n of a message whose segments end with \r as data: each line after such
         a \n that is not a segment goes back, after a newline, to the end of the line before it
@@ -209,8 +262,10 @@ class MessageSplitter:
         if head == b"MSH":
             self.close()
             self._start()
+            self.n_msh += 1
         elif head in BATCH_SEGMENTS:
             self.close()
+            self._wrapper(no, head, line)
             return
         self.seen_any = True
         if self.cur is None:
