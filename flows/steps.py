@@ -33,7 +33,11 @@ from warehouse.store import KeptFrames, Warehouse
 from warehouse.views import build_views, sql_literal
 
 HASH_BLOCK = 8 * 1024 * 1024
-PARSER_VERSION = "2"  # bump when a parser's output changes: earlier ingests are then not reused
+PARSER_VERSION = "3"  # bump when a parser's output changes: earlier ingests are then not reused
+# "3": HPRIM H|^~\& read in HL7's order, unknown record types and cut deliveries are rejects; HL7 MSH-2
+# ~^\& read as ^~\& when MSH-9 says so, MLLP bytes glued to a segment dropped, batch counts checked;
+# a test INS OID anywhere in the patient's identity refuses it; a value without its type typed NM/SN
+
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was
 # the plain lab|request|test|specimen, which showed the lab's request number to analysts).

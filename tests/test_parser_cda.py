@@ -169,6 +169,38 @@ def test_test_identity_and_no_result(tmp_path):
     assert rejects["column"][0] == "ins_oid"
 
 
+def test_a_test_ins_oid_anywhere_in_record_target_is_a_test_identity(tmp_path):
+    """Defence in depth (QA, HIGH): the INS (.8) is read, but the patient also carries a test OID."""
+    second = '<id root="1.2.250.1.213.1.4.11" extension="1234567890"/>'
+    first = doc(1).replace('extension="176026912345646"/>', 'extension="176026912345646"/>' + second, 1)
+    other = doc(2).replace("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.110", 1)  # a longer number: not a test OID
+    rows, rejects, _ = parse_all(write(tmp_path, first + other))
+    assert rejects.select("reason_code", "column").rows() == [("TEST_IDENTITY", "ins_oid")]
+    assert "1.2.250.1.213.1.4.11" in rejects["detail"][0]
+    assert rows["message_id"].to_list() == ["1.2.3^D2"]
+
+
+@pytest.mark.parametrize(
+    ("value", "vt", "num", "comparator"),
+    [
+        ('<value value="5.2" unit="mmol/L"/>', "NM", 5.2, None),
+        ('<value value="&lt;0,5" unit="mmol/L"/>', "SN", 0.5, "<"),
+        ('<value value="positif"/>', "ST", None, None),  # as before: text without a type is ST
+        ('<value xsi:type="ST" value="5.2"/>', "ST", None, None),  # a declared type is kept
+    ],
+)
+def test_a_value_without_xsi_type_is_typed_from_the_value(tmp_path, value, vt, num, comparator):
+    """QA: ``<value value="5.2" unit="mmol/L"/>`` without xsi:type was read as ST, without a number."""
+    body = (
+        '<component><observation classCode="OBS" moodCode="EVN">'
+        f'<code code="2345-7" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>{value}'
+        "</observation></component>"
+    )
+    rows, rejects, _ = parse_all(write(tmp_path, doc(1, body=body)))
+    assert rejects.height == 0
+    assert rows.select("value_type", "value_num", "value_comparator").row(0) == (vt, num, comparator)
+
+
 def test_whole_file_errors(tmp_path):
     for data, code in ((b"", "EMPTY_FILE"), (b"  \n", "EMPTY_FILE"), (b"MSH|^~\\&|x\r", "UNPARSEABLE_FILE"),
                        (b"<html><body/></html>", "UNPARSEABLE_FILE")):

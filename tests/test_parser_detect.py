@@ -6,6 +6,7 @@ import gzip
 import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from transforms.parsers import cda, hl7v2, hprim
@@ -132,3 +133,18 @@ def test_a_clinical_document_outside_the_hl7_namespace_is_named_as_such(tmp_path
     p.write_bytes(doc)
     with pytest.raises(FileFormatError, match=r"nons.xml: XML root <ClinicalDocument> is not a CDA document: not in the HL7 v3 namespace"):
         detect_format(p)
+
+
+def test_an_h_record_with_fewer_than_three_delimiters_goes_to_the_hprim_parser(tmp_path):
+    """QA: ``H|~^|x`` got the generic "first line is neither HL7 v2 ..., HPRIM (H|...), ..." although
+    the HPRIM parser says precisely what is wrong with it."""
+    text = b"H|~^|x.HPR||750000001^LABO\r\nP|1|IPP1||||MARTIN^Louis||19760212|M\r\nOBR|1||R1\r\nL|1\r\n"
+    p = put(tmp_path, text, "f.hpr")
+    assert detect_format(p) == "hprim"
+    rejects = pl.concat([c.rejects for c in get_parser("hprim")(p, file_id="f", source="lab")])
+    assert rejects.select("line_no", "reason_code").rows()[0] == (1, "MALFORMED_MESSAGE")
+    assert rejects["detail"][0] == "H record unusable: the H record declares fewer than three delimiters"
+    # a first line that is not an H record still gets the generic refusal
+    for data in (b"H|Name|Value\n", b"H|~^ |x\n", b"Hello|world\n"):
+        with pytest.raises(FileFormatError, match="neither"):
+            detect_format(put(tmp_path, data, "g"))

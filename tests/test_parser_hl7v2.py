@@ -274,6 +274,26 @@ def test_comparator_values(tmp_path, vt, value, num, comparator):
     assert rows.select("value_num", "value_comparator").row(0) == (num, comparator)
 
 
+@pytest.mark.parametrize(
+    ("value", "vt", "num", "comparator"),
+    [
+        ("5.5", "NM", 5.5, None), ("5,5", "NM", 5.5, None), ("1e3", "NM", 1000.0, None),
+        ("<0,5", "SN", 0.5, "<"), (">=^10", "SN", 10.0, ">="), ("^12", "SN", 12.0, None),
+        ("positif", None, None, None), ("^1^-^5", None, None, None), ("", None, None, None),
+    ],
+)
+@pytest.mark.parametrize("escaped", [False, True], ids=["column-wise", "one-by-one"])
+def test_a_value_without_its_type_is_typed_from_the_value(tmp_path, value, vt, num, comparator, escaped):
+    """QA: ``OBX|2||2345-7^Glucose^LN||5.5|mmol/L...`` (empty OBX-2) was kept with value_type and
+    value_num null. A number is NM, a comparator and a number SN; anything else keeps no type."""
+    text = msg("1", vt="", value=value)
+    if escaped:  # an escape in the segment: read one by one instead of column-wise
+        text = text.replace("GLY^Glycémie^L", "GLY^Glyc\\T\\émie^L", 1)
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0
+    assert rows.select("value_type", "value_num", "value_comparator", "parse_issues").row(0) == (vt, num, comparator, None)
+
+
 def test_latin1_message_among_utf8_ones(tmp_path):
     data = msg("1").encode("utf-8") + msg("2").encode("latin-1") + msg("3").encode("utf-8")
     rows, rejects, _ = parse_all(write_bytes(tmp_path, data))
@@ -303,6 +323,54 @@ def test_mllp_framing_and_blank_lines(tmp_path):
     assert (units, rejects.height, rows["message_id"].to_list()) == (2, 0, ["1", "2"])
 
 
+def test_mllp_end_byte_glued_to_the_last_segment_is_dropped(tmp_path):
+    """QA: ``...|F\\x1c\\r`` (no \\r before the end byte) left 0x1c in the last field: OBX-11 'F\\x1c'
+    (quarantined STATUS_INVALID) and an OBX-23 FINESS '330028762\\x1c' lost; also with the frames
+    glued together (``\\x1c\\x0bMSH``) and without the start byte (the block read at once)."""
+    xon = "|" * 12 + "LABO^^^^^FINESS&1.2.250.1.71.4.2.2&ISO^FINEG^^^330028762"  # OBX-23
+    m1 = msg("1").rstrip("\r")
+    m2 = msg("2").rstrip("\r") + xon
+    for data in (
+        "\x0b" + m1 + "\x1c\r" + "\x0b" + m2 + "\x1c\r",
+        "\x0b" + m1 + "\x1c\x0b" + m2 + "\x1c",
+        m1 + "\x1c\r" + m2 + "\x1c\r",
+    ):
+        rows, rejects, units = parse_all(write(tmp_path, data))
+        assert (units, rejects.height) == (2, 0), data
+        assert rows["result_status"].to_list() == ["F", "F"]
+        assert rows["lab_finess"].to_list() == ["750000001", "330028762"]
+        assert rows["line_no"].to_list() == [4, 8] if "\x1c\r" in data else [4, 7]
+
+
+@pytest.mark.parametrize(("wrapped", "expected"), [
+    # the batch announces 3 messages, holds 1, and the file ends before its FTS (QA)
+    (["FHS|^~\\&|QA", "BHS|^~\\&|QA", "M1", "BTS|3"], [
+        (7, "truncated or incomplete batch: BTS at line 7 counts 3 message(s), the batch holds 1"),
+        (1, "truncated delivery: the FHS at line 1 has no FTS before the end of the file"),
+    ]),
+    # cut inside the batch: neither BTS nor FTS
+    (["FHS|^~\\&|QA", "BHS|^~\\&|QA", "M1", "M2"], [
+        (2, "truncated delivery: the BHS at line 2 has no BTS before the end of the file"),
+        (1, "truncated delivery: the FHS at line 1 has no FTS before the end of the file"),
+    ]),
+    (["FHS|^~\\&|QA", "BHS|^~\\&|QA", "M1", "BTS|1", "FTS|2"], [
+        (8, "truncated or incomplete file: FTS at line 8 counts 2 batch(es), the file holds 1"),
+    ]),
+    # complete wrappers, or none at all: nothing to say
+    (["FHS|^~\\&|QA", "BHS|^~\\&|QA", "M1", "M2", "BTS|2", "FTS|1"], []),
+    (["BHS|^~\\&|QA", "M1", "M2", "BTS|2"], []),
+    (["M1", "M2", "BTS|", "FTS|"], []),
+])
+def test_batch_wrappers_that_do_not_match_their_messages_are_rejects(tmp_path, wrapped, expected):
+    """QA: a batch whose BTS counts more messages than it holds, or a file without its FTS, loaded
+    without a trace: a truncated delivery. One reject at the wrapper's line; the messages are read."""
+    text = "".join(msg(seg[1]) if seg in ("M1", "M2") else seg + "\r" for seg in wrapped)
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert rows["message_id"].to_list() == [seg[1] for seg in wrapped if seg in ("M1", "M2")]
+    assert rejects.select("line_no", "detail").rows() == expected
+    assert set(rejects["reason_code"]) <= {"MALFORMED_MESSAGE"}
+
+
 def test_junk_before_first_message_is_one_reject(tmp_path):
     rows, rejects, units = parse_all(write(tmp_path, "hello\rworld\r" + msg("1")))
     assert units == 2 and rows.height == 1
@@ -328,6 +396,34 @@ def test_test_identity_and_obx_before_obr(tmp_path):
     assert rows.height == 0
     assert rejects["reason_code"].to_list() == ["TEST_IDENTITY", "MALFORMED_MESSAGE"]
     assert "before any OBR" in rejects["detail"][1]
+
+
+@pytest.mark.parametrize("pid3", [
+    # the INS (.8) comes first and is the one read: the test OID of the second repetition decides
+    "176026912345646^^^&1.2.250.1.213.1.4.8&ISO^INS~176026912345646^^^T&1.2.250.1.213.1.4.10&ISO^INS",
+    # the OID where no assigning authority is read from (ins_oid stays empty)
+    "176026912345646^^^^1.2.250.1.213.1.4.11",
+])
+def test_a_test_ins_oid_anywhere_in_the_pid_is_a_test_identity(tmp_path, pid3):
+    """Defence in depth (QA, HIGH): a test OID that did not reach ins_oid still refuses every OBX of
+    the patient (plain OBX read column-wise and OBX read one by one alike)."""
+    m1 = msg("1").replace("176026912345646^^^&1.2.250.1.213.1.4.8&ISO^INS", pid3, 1)
+    m1 += "OBX|2|ST|COM^Commentaire^L||a\\T\\b||||||F\r"  # an escape: read one by one
+    m2 = msg("2").replace("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.100", 1)  # not a test OID
+    rows, rejects, _ = parse_all(write(tmp_path, m1 + m2))
+    assert rejects.select("line_no", "reason_code", "column").rows() == [
+        (4, "TEST_IDENTITY", "ins_oid"), (5, "TEST_IDENTITY", "ins_oid"),
+    ]
+    assert rows["message_id"].to_list() == ["2"]
+
+
+def test_an_embedded_cda_of_a_test_patient_in_the_pid_is_a_test_identity(tmp_path):
+    pid3 = "285077512345655^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS~1^^^T&1.2.250.1.213.1.4.10&ISO^INS"
+    text = ed_message(CDA_SAMPLE.read_bytes()).replace("285077512345655^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS",
+                                                      pid3, 1)
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rows.height == 0
+    assert rejects.select("line_no", "reason_code").rows() == [(4, "TEST_IDENTITY")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,6 +587,32 @@ def test_declared_delimiters_in_the_message_type(tmp_path):
     rows, rejects, _ = parse_all(write(tmp_path, ok + bad))
     assert rows["message_id"].to_list() == ["1"]
     assert rejects["detail"].to_list() == ["not a result message: ORM^O01"]
+
+
+def test_msh2_in_hprim_order_is_read_with_hl7_delimiters_when_msh9_says_so(tmp_path):
+    """QA: MSH-2 ``~^\\&`` (component and repetition swapped, HPRIM's order) with MSH-9
+    ``ORU^R01^ORU_R01`` gave UNSUPPORTED_MESSAGE_TYPE "not a result message: ORU^R01^ORU_R01". The
+    message is written with ^ as component: read so (and its test INS OID is refused)."""
+    swapped = msg("1").replace("MSH|^~", "MSH|~^", 1).replace("||ORU^R01|", "||ORU^R01^ORU_R01|", 1)
+    test = msg("2").replace("MSH|^~", "MSH|~^", 1).replace("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.10", 1)
+    honoured = msg("3").replace("^", "~").replace("MSH|~~", "MSH|~^", 1)  # '~' really is the component
+    rows, rejects, _ = parse_all(write(tmp_path, swapped + test + honoured))
+    assert rows["message_id"].to_list() == ["1", "3"]
+    for r in rows.iter_rows(named=True):
+        assert (r["patient_nir"], r["ins_oid"], r["first_name"]) == ("176026912345646", "1.2.250.1.213.1.4.8", "Louis")
+        assert (r["local_code"], r["local_label"], r["value_num"]) == ("GLY", "Glycémie", 5.1)
+    assert rejects.select("line_no", "reason_code").rows() == [(8, "TEST_IDENTITY")]
+
+
+def test_a_message_type_written_with_other_delimiters_than_declared_points_at_msh2(tmp_path):
+    wrong = msg("1").replace("MSH|^~", "MSH|#~", 1)  # component '#' declared, '^' used
+    rows, rejects, _ = parse_all(write(tmp_path, wrong))
+    assert rows.height == 0
+    assert rejects.select("line_no", "reason_code").rows() == [(1, "MALFORMED_MESSAGE")]
+    assert rejects["detail"][0] == (
+        "MSH-2 declares #~\\& (component #) but MSH-9 ORU^R01 is written with ^: "
+        "the delimiter declaration does not match the message"
+    )
 
 
 @pytest.mark.parametrize(("msh11", "detail"), [

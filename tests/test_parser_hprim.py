@@ -99,7 +99,7 @@ def test_structure_errors_are_record_rejects(tmp_path):
 
 def test_declared_delimiters_are_used(tmp_path):
     text = "H#!$\\&#F.HPR##750000001$LABO\nP#1#IPP1###MARTIN$Louis##19760212#M##$$$$69002\n" \
-           "OBR#1##R1####20240301\nOBX#1#NM#K$Potassium$L$2823-3$$LN##4,1#mmol/L#3.5$5.0####F\n"
+           "OBR#1##R1####20240301\nOBX#1#NM#K$Potassium$L$2823-3$$LN##4,1#mmol/L#3.5$5.0####F\nL#1\n"
     rows, rejects, _ = parse_all(write(tmp_path, text))
     assert rejects.height == 0
     r = rows.row(0, named=True)
@@ -128,3 +128,142 @@ def test_p8_sex_unknown_or_indeterminate_is_null(tmp_path, sent, read):
     rows, _, _ = parse_all(p)
     first = rows.filter(pl.col("family_name") == "LEGRAND")
     assert first.height > 0 and first["sex"].to_list() == [read] * first.height
+
+
+HL7_ORDER = "\r\n".join([
+    "H|^~\\&|QA.HPR||130012347^QALAB||ORU|||QA||P|H2.2^C|20261103080000",
+    "P|1|264037732312550^^^ASIP-SANTE-INS-NIR-TEST&1.2.250.1.213.1.4.10&ISO^INS|||Dupont^Marie||19640327|F||^^^^75011",
+    "OBR|1||SW1||||20261102100000|||||||20261102120000",
+    "OBX|1|CE|SC2^SARS-CoV-2 PCR^L||260373001^Detecte^SCT||||||F||||130012347||||20261103070000",
+    "P|2|251054305823667^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS~IPP9^^^HOP&1.2.3.4&ISO^PI|||Martin^Jean||19510513|M"
+    "||^^^^69003",
+    "OBR|1||SW2||||20261102100000|||||||20261102120000",
+    "OBX|1|CE|SC2^SARS-CoV-2 PCR^L||260373001^Detecte^SCT~POS^Positif^L||||||F||||130012347||||20261103070000",
+    "L|1|||2",
+]) + "\r\n"
+
+
+def test_h_record_in_hl7_order_is_read_with_component_hat_and_repetition_tilde(tmp_path):
+    """QA (HIGH): ``H|^~\\&`` (MSH-2 copied into the H record) was read in HPRIM's order, ``^`` as
+    the repetition: P fields mis-split, the value mangled and a test INS OID loaded as valid."""
+    rows, rejects, _ = parse_all(write(tmp_path, HL7_ORDER))
+    assert rejects.select("line_no", "reason_code", "column").rows() == [(4, "TEST_IDENTITY", "ins_oid")]
+    r = rows.row(0, named=True)
+    assert (r["patient_nir"], r["ins_oid"]) == ("251054305823667", "1.2.250.1.213.1.4.8")
+    assert (r["family_name"], r["first_name"], r["postal_code"]) == ("Martin", "Jean", "69003")
+    assert (r["local_code"], r["local_label"]) == ("SC2", "SARS-CoV-2 PCR")
+    assert r["value_raw"] == "260373001^Detecte^SCT~POS^Positif^L"
+
+
+def test_hprim_order_declaration_still_honoured(tmp_path):
+    rows, rejects, _ = parse_all(write(tmp_path, HL7_ORDER.replace("H|^~\\&|", "H|~^\\&|", 1)))
+    assert rejects["reason_code"].to_list() == ["TEST_IDENTITY"]
+    assert rows["first_name"].to_list() == ["Jean"]
+
+
+@pytest.mark.parametrize("ids", [
+    # the INS (.8) comes first and is the one read: the test OID of the second repetition decides
+    "264037732312550^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS~264037732312550^^^T&1.2.250.1.213.1.4.11&ISO^INS",
+    # the OID in a component where no identifier is read from (ins_oid stays empty)
+    "264037732312550^^^^1.2.250.1.213.1.4.10",
+    # P-4 (third identifier) while P-2 holds a local number
+    "IPP77||264037732312550^^^ASIP-SANTE-INS-NIR-TEST&1.2.250.1.213.1.4.10&ISO^INS",
+])
+def test_a_test_ins_oid_anywhere_in_the_p_record_is_a_test_identity(tmp_path, ids):
+    """Defence in depth (QA, HIGH): a test OID that did not reach ins_oid still makes the patient a
+    test identity; a longer number that merely starts like one does not."""
+    text = "\r\n".join([
+        "H|~^\\&|F.HPR||750000001^LABO",
+        f"P|1|{ids}|||DUPONT^Marie||19640327|F",
+        "OBR|1||R1||||20261102100000",
+        "OBX|1|NM|GLY^Glycémie^L||5.0|mmol/L|||||F",
+        "P|2|264037732312550^^^X&1.2.250.1.213.1.4.100&ISO^PI|||DUPONT^Marie||19640327|F",
+        "OBR|1||R2||||20261102100000",
+        "OBX|1|NM|GLY^Glycémie^L||5.0|mmol/L|||||F",
+        "L|1",
+    ]) + "\r\n"
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.select("line_no", "reason_code", "column").rows() == [(4, "TEST_IDENTITY", "ins_oid")]
+    assert "1.2.250.1.213.1.4.1" in rejects["detail"][0] and "DUPONT" not in rejects["detail"][0]
+    assert rows["line_no"].to_list() == [7]
+
+
+def test_records_of_an_unknown_type_are_rejects_naming_type_and_line(tmp_path):
+    """QA (HIGH): RES, OBXX, OX records (results in a record the parser does not read) vanished:
+    the file loaded with 0 rows and no reject. Each is now a reject; the known records without
+    results (C, L, AP, FAC...) are still read past."""
+    text = "\r\n".join([
+        "H|~^\\&|F.HPR||750000001^LABO",
+        "P|1|IPP1||||MARTIN^Louis||19760212|M",
+        "OBR|1||R1||||20261102100000",
+        "RES|Glucose|GLU|N|5.2|mmol/L|3.9|6.1|N|||F",
+        "OBXX|1|NM|CREA^Creatinine^L||80|umol/L|||||F",
+        "OX|1|NM|CREA^Creatinine^L||80|umol/L|||||F",
+        "C|1|commentaire",
+        "AP|1|x",
+        "FAC|1|x",
+        "OBX|1|NM|GLY^Glycémie^L||5.0|mmol/L|||||F",
+        "L|1",
+    ]) + "\r\n"
+    rows, rejects, units = parse_all(write(tmp_path, text))
+    assert units == 11 and rows["line_no"].to_list() == [10]
+    assert rejects.select("line_no", "reason_code").rows() == [
+        (4, "MALFORMED_MESSAGE"), (5, "MALFORMED_MESSAGE"), (6, "MALFORMED_MESSAGE"),
+    ]
+    assert rejects["detail"].to_list() == [
+        f"line {n}: unknown HPRIM record type {t}: not read (results travel in OBX records)"
+        for n, t in ((4, "RES"), (5, "OBXX"), (6, "OX"))
+    ]
+
+
+def test_a_value_without_its_type_is_typed_from_the_value(tmp_path):
+    """An empty OBX-2: a number is NM, a comparator and a number SN, text keeps no type."""
+    text = "\r\n".join([
+        "H|~^\\&|F.HPR||750000001^LABO",
+        "P|1|IPP1||||MARTIN^Louis||19760212|M",
+        "OBR|1||R1||||20261102100000",
+        "OBX|1||GLY^Glycémie^L||5,2|mmol/L|||||F",
+        "OBX|2||CRP^CRP^L||<5|mg/L|||||F",
+        "OBX|3||COM^Commentaire^L||voir note||||||F",
+        "L|1",
+    ]) + "\r\n"
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0
+    assert rows.select("value_type", "value_num", "value_comparator").rows() == [
+        ("NM", 5.2, None), ("SN", 5.0, "<"), (None, None, None),
+    ]
+
+
+TRUNCATED = [
+    "H|~^\\&|F.HPR||750000001^LABO",
+    "P|1|IPP1||||MARTIN^Louis||19760212|M",
+    "OBR|1||R1||||20261102100000",
+    "OBX|1|NM|GLY^Glycémie^L||5.0|mmol/L|||||F",
+    "P|2|IPP2||||DURAND^Anne||19800101|F",
+    "OBR|1||R2||||20261102100000",
+]
+
+
+@pytest.mark.parametrize(("lines", "detail"), [
+    # cut after a P and an OBR (QA: loaded silently)
+    (TRUNCATED, "before the end of the file; the last record, an OBR at line 6, has no OBX"),
+    (TRUNCATED[:5], "before the end of the file; the last record, a P at line 5, has no OBR"),
+    (TRUNCATED[:4], "before the end of the file; the last record is an OBX at line 4"),
+    # two files glued together, the first one cut
+    (TRUNCATED + TRUNCATED[:4] + ["L|1"], "before the next H record at line 7; the last record, an OBR at line 6, has no OBX"),
+])
+def test_a_delivery_cut_before_its_l_record_leaves_a_reject(tmp_path, lines, detail):
+    """QA: a file without its L record (cut after a P and an OBR) loaded without a trace. The H's
+    line gets one reject naming the cut; the complete results read are kept."""
+    rows, rejects, _ = parse_all(write(tmp_path, "\r\n".join(lines) + "\r\n"))
+    assert rows.height == sum(ln.startswith("OBX") for ln in lines)
+    assert rejects.select("line_no", "reason_code").rows() == [(1, "MALFORMED_MESSAGE")]
+    assert rejects["detail"][0] == f"truncated delivery: the H record at line 1 is not closed by an L record {detail}"
+    assert "MARTIN" not in rejects["detail"][0] and "DURAND" not in rejects["detail"][0]
+
+
+def test_records_after_an_l_need_another_l(tmp_path):
+    closed = TRUNCATED[:4] + ["L|1"]
+    assert parse_all(write(tmp_path, "\r\n".join(closed) + "\r\n"))[1].height == 0
+    rows, rejects, _ = parse_all(write(tmp_path, "\r\n".join(closed + TRUNCATED[1:4]) + "\r\n"))
+    assert rows.height == 2 and rejects["line_no"].to_list() == [1]

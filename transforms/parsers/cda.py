@@ -12,7 +12,8 @@ one canonical row (see docs/formats.md for the full mapping):
   itself) gives ``local_code`` / ``local_label``; a non-LOINC code keeps a LOINC translation;
 * value: PQ/INT/REAL -> NM, IVL_PQ -> SN (``<^0.5``, ``>=^10``, ``^10^-^20``), RTO -> SN
   (``^1^:^128``), CD/CV/CO/CS -> CWE and CE -> CE (``code^displayName^system``), ST -> ST,
-  ED -> TX, TS -> TS;
+  ED -> TX, TS -> TS; without ``xsi:type``, ``@value`` is NM when a number, SN when a comparator
+  and a number, else ST;
 * interpretationCode -> abnormal_flag, referenceRange/observationRange text (else its IVL_PQ as
   ``low-high``) -> ref_range, statusCode -> result_status (completed F, or C in a replacement
   document; aborted X; nullified D; active P; other codes as sent);
@@ -25,6 +26,9 @@ one canonical row (see docs/formats.md for the full mapping):
   legalAuthenticator time, ``participant[@typeCode=PRF]`` time) and gives the patient
   (``recordTarget/patientRole``: INS id, names, birth time, sex, postal code) and the request
   (``inFulfillmentOf/order/id``).
+
+A document whose patient carries a test INS OID (.10/.11: as its INS, or anywhere in
+``recordTarget``) is one ``TEST_IDENTITY`` reject.
 
 Security: a document that declares a DOCTYPE (or entities) is refused with reason ``UNSAFE_XML``;
 it is read to its end only to find the next document, with internal entities left unexpanded,
@@ -60,8 +64,8 @@ from transforms.parsers.cda_content import (  # noqa: F401 - re-exported for the
     document_id,
     document_rows,
     ignore,
+    patient_test_oid,
 )
-from transforms.parsers.er7 import TEST_INS_OIDS
 from transforms.parsers.linereader import decode_text
 from transforms.parsers.resultrows import RAW_TEXT_CAP, ResultSink, relaxed_gc
 
@@ -81,6 +85,7 @@ class DocumentResult:
     doc_id: str = ""
     rows: list[tuple] = field(default_factory=list)
     ins_oid: str = ""
+    test_oid: str = ""  # a test INS OID of the patient: ins_oid, or one anywhere in recordTarget
     reason: str = ""  # reject reason when the document could not be read
     detail: str = ""
     raw: bytes = b""
@@ -179,7 +184,7 @@ class _Document:
         assert root is not None
         doc_id = document_id(root)
         rows, oid = document_rows(root, self.builder.observations, doc_id)
-        return DocumentResult(self.start_line, doc_id, rows, oid, raw=bytes(self.prefix))
+        return DocumentResult(self.start_line, doc_id, rows, oid, patient_test_oid(root, oid), raw=bytes(self.prefix))
 
 
 def _describe(e: Exception) -> str:
@@ -281,12 +286,12 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -
                     if "not a CDA" in doc.detail:
                         raise FileFormatError("UNPARSEABLE_FILE", f"{path.name}: {doc.detail}")
                 sink.reject(doc.start_line, doc.reason, None, doc.detail, decode_text(doc.raw))
-            elif doc.ins_oid in TEST_INS_OIDS:
+            elif doc.test_oid:
                 sink.reject(
                     doc.start_line,
                     "TEST_IDENTITY",
                     "ins_oid",
-                    f"INS OID {doc.ins_oid} marks a test identity ({len(doc.rows)} results)",
+                    f"INS OID {doc.test_oid} marks a test identity ({len(doc.rows)} results)",
                     decode_text(doc.raw),
                 )
             elif not doc.rows:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transforms.parsers.er7 import FINESS_RE, INS_OIDS
+from transforms.parsers.er7 import FINESS_RE, INS_OIDS, TEST_INS_OIDS, test_oid_in
+from transforms.parsers.resultrows import type_of_value
 
 HL7_NS = "urn:hl7-org:v3"
 LOINC_OID = "2.16.840.1.113883.6.1"
@@ -345,6 +346,8 @@ def _value(v: Node | None) -> tuple[str, str, str]:
     if xtype in ("ST", "SC"):
         return "ST", v.text, ""
     if v.get("value"):
+        if not xtype:  # no xsi:type: a number is NM, a comparator and a number SN (QA: read as ST)
+            return type_of_value(v.get("value")) or "ST", v.get("value"), v.get("unit")
         return "ST", v.get("value"), v.get("unit")
     if v.get("code"):
         return "CWE", _coded(v), ""
@@ -457,6 +460,27 @@ def _patient(root: Node) -> tuple[str, str, str, str, str, str, str]:
         b = patient.child("birthTime")
         birth = b.get("value") if b is not None else ""
     return nir, oid, family, given, birth, sex, postal
+
+
+def patient_test_oid(root: Node, ins_oid: str) -> str:
+    """The test INS OID (.10/.11) of the document's patient: ``ins_oid`` when it is one, else one
+    written anywhere in ``recordTarget`` (an attribute or a text: another id than the one read as
+    the INS, an unexpected attribute), else ''."""
+    if ins_oid in TEST_INS_OIDS:
+        return ins_oid
+    stack = root.kids("recordTarget")
+    while stack:
+        node = stack.pop()
+        for value in node.attrs.values():
+            found = test_oid_in(value)
+            if found:
+                return found
+        if node.parts:
+            found = test_oid_in(node.text)
+            if found:
+                return found
+        stack.extend(node.children)
+    return ""
 
 
 def document_id(root: Node) -> str:

@@ -4,7 +4,8 @@
 
 * ``hl7v2``: the first line starts with ``MSH``, ``FHS`` or ``BHS`` followed by a delimiter
   (MLLP framing characters before it are tolerated);
-* ``hprim``: the first line is an H record declaring its delimiters (``H|~^\\&...``);
+* ``hprim``: the first line is an H record declaring its delimiters (``H|~^\\&...``; also with
+  fewer than three, which the HPRIM parser then refuses with a precise message);
 * ``cda``: XML whose root element is ``ClinicalDocument`` in the ``urn:hl7-org:v3`` namespace
   (found with expat, stopping at the first element: nothing is expanded);
 * ``csv``: the first line holds ``;`` and looks like a header (names, not values).
@@ -108,8 +109,10 @@ def detect_format(path: Path) -> str:
         return "hl7v2"
     if text[:1] == b"H" and len(text) > 5 and not text[1:2].isalnum() and text[1:2].strip():
         fs = text[1:2]
-        declared = text[2:].split(fs, 1)[0]
-        if 3 <= len(declared) <= 4 and not any(chr(c).isalnum() or chr(c).isspace() for c in declared):
+        declared = re.split(rb"[\r\n]", text[2:], maxsplit=1)[0].split(fs, 1)[0]
+        # fewer than three delimiters is still an H record: the HPRIM parser says precisely what is
+        # wrong with it ("declares fewer than three delimiters") instead of a generic refusal here
+        if len(declared) <= 4 and not any(chr(c).isalnum() or chr(c).isspace() for c in declared):
             return "hprim"
     if text[:1] == b"<":
         root = _xml_root(head)

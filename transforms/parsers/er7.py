@@ -23,6 +23,21 @@ INS_OIDS = frozenset(
     }
 )
 TEST_INS_OIDS = frozenset({"1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11"})
+# a test INS OID written anywhere (not part of a longer number: 1.2.250.1.213.1.4.100 is not one)
+_TEST_OID_RE = re.compile(r"(?<![0-9])1\.2\.250\.1\.213\.1\.4\.1[01](?![0-9])")
+_TEST_OID_STEM = "1.2.250.1.213.1.4.1"
+
+
+def test_oid_in(text: str) -> str:
+    """The test INS OID (.10 or .11) written anywhere in ``text`` (a PID segment, a P record), else ''.
+
+    Defence in depth: a patient whose identity fields hold a test OID is a test identity even
+    when the OID did not reach ``ins_oid`` (another INS repetition picked first, fields mis-split by
+    wrong delimiters, the OID in an unexpected component)."""
+    if _TEST_OID_STEM not in text:
+        return ""
+    m = _TEST_OID_RE.search(text)
+    return m.group(0) if m else ""
 
 # administrative sex values that are valid but neither F nor M, read as an unknown sex (null): the
 # result is kept and counts in P and T, not in the _f/_h columns (staging flags it SEX_UNKNOWN).

@@ -30,9 +30,12 @@ whose MSH-11 processing ID is not P (T training, D debugging; empty is read as P
 or OBR, with an OBX before its OBR, with a line that is not a segment or with broken delimiters is
 ONE ``MALFORMED_MESSAGE`` reject at the line of its MSH (message-level rejects are at that line); a
 message without OBX is a ``NO_RESULT`` reject; an OBX whose patient has a test INS OID
-(.10/.11) is a ``TEST_IDENTITY`` reject. Lines before the first MSH that are not batch headers
-form one malformed unit. ``line_no`` is the physical line of the OBX; ``units_seen`` counts
-messages (and such junk units).
+(.10/.11: as its INS, or anywhere in its PID; for an embedded CDA, also anywhere in the
+document's recordTarget) is a ``TEST_IDENTITY`` reject. Lines before the first MSH that are not
+batch headers form one malformed unit. A batch wrapper that shows a truncated delivery (a BTS or
+FTS count that does not match, a BHS or FHS without its trailer) is a ``MALFORMED_MESSAGE`` reject
+at its line. ``line_no`` is the physical line of the OBX; ``units_seen`` counts messages (and such
+junk units).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from transforms.parsers.er7 import (
     first_component,
     pick_identifier,
     result_columns,
+    test_oid_in,
 )
 from transforms.parsers.hl7v2_framing import MessageSplitter
 from transforms.parsers.hl7v2_obx import CTX_FIELDS, obx_frame
@@ -116,7 +120,9 @@ def check_header(mf: list[str], d: Delimiters) -> None:
     OUL^R24 put the specimen and its OBX before the OBR; ORU^R30 to R32 are point-of-care
     messages). Refused (``NON_PRODUCTION``): MSH-11 processing ID T (training), D (debugging) or
     any value outside table 0103; an empty MSH-11 is read as P (many senders leave it empty);
-    the processing mode (MSH-11.2: archive, restore, initial load) does not matter.
+    the processing mode (MSH-11.2: archive, restore, initial load) does not matter. A type refused
+    under the declared delimiters but written with another of them (or ``^``) in place of the
+    component separator is ``MALFORMED_MESSAGE``: the detail points at MSH-2, not at the type.
     """
     mt = mf[8]
     oru = "ORU" + d.component + "R01"
@@ -126,6 +132,15 @@ def check_header(mf: list[str], d: Delimiters) -> None:
         trigger = c[1].strip().upper() if len(c) > 1 else ""
         if code or trigger:
             if code != "ORU" or trigger not in ("R01", ""):
+                misfit = [c for c in dict.fromkeys("^" + d.repetition + d.subcomponent + d.escape)
+                          if c != d.component and c in mt]
+                if misfit:
+                    # written with another separator than the declared component: the declaration is wrong
+                    raise _Malformed(
+                        f"MSH-2 declares {_shown(d.component + d.repetition + d.escape + d.subcomponent)} "
+                        f"(component {d.component}) but MSH-9 {_shown(mt)} is written with {misfit[0]}: "
+                        "the delimiter declaration does not match the message"
+                    )
                 shown = _shown(code + "^" + trigger if trigger else code)
                 if code in ("ORU", "OUL"):
                     detail = f"result message {shown} not read: its structure is not ORU_R01 (only ORU^R01 is read)"
@@ -142,6 +157,18 @@ def check_header(mf: list[str], d: Delimiters) -> None:
             else:
                 detail = f"processing ID {_shown(pid)} is not P (production), T or D: not loaded as production data"
             raise _Refused("NON_PRODUCTION", detail)
+
+
+def _swapped_declaration(msh: str, declared: str, d: Delimiters) -> Delimiters:
+    """MSH-2 ``~^\\&`` declares component ``~`` and repetition ``^``: HPRIM's order, written in an MSH.
+    When MSH-9 is written with ``^`` and without ``~`` (``ORU^R01``), the message uses HL7's
+    delimiters and is read with component ``^`` and repetition ``~``; otherwise (``ORU~R01``) the
+    declaration is honoured."""
+    parts = msh.split(d.field, 9)
+    mt = parts[8] if len(parts) > 8 else ""
+    if "^" in mt and "~" not in mt:
+        return _delimiters(d.field, "^~" + declared[2:])
+    return d
 
 
 @lru_cache(maxsize=64)
@@ -228,10 +255,13 @@ class _Message:
             if len(msh) < 8 or msh[3].isalnum() or msh[3].isspace():
                 raise _Malformed("MSH segment too short or without delimiters")
             end = msh.find(msh[3], 4)
+            declared = msh[4:end] if end > 0 else msh[4:]
             try:
-                d = _delimiters(msh[3], msh[4:end] if end > 0 else msh[4:])
+                d = _delimiters(msh[3], declared)
             except ValueError as e:
                 raise _Malformed(f"MSH-2 encoding characters unusable: {e}") from None
+            if d.component == "~" and d.repetition == "^":
+                d = _swapped_declaration(msh, declared, d)
         self.d = d
         mf = msh.split(d.field, 11)
         if len(mf) < 12:
@@ -262,6 +292,7 @@ class _Message:
         # the order in force: request, collection, reception, report time, specimen, test flag
         req = coll = recv = obr22 = spec = ""
         is_test = False
+        test_oid = ""  # the test INS OID of the patient in force (its ins_oid, or anywhere in its PID)
         n_obx = 0
         last_xon, last_lab = "", ""
         esc, rep = d.escape, d.repetition
@@ -284,7 +315,7 @@ class _Message:
                         n_obx += 1
                         if is_test:
                             self.rejects.append(
-                                (nos[i], "TEST_IDENTITY", "ins_oid", f"INS OID {patient[1]} marks a test identity", s)
+                                (nos[i], "TEST_IDENTITY", "ins_oid", f"INS OID {test_oid} marks a test identity", s)
                             )
                         else:
                             packed.append(s)
@@ -297,11 +328,11 @@ class _Message:
                 n_obx += 1
                 vt = f[2]
                 if vt == "ED" or (vt and not vt.isupper() and vt.strip().upper() == "ED"):
-                    self._embedded(nos[i], s, f, req, coll, recv, obr22, spec, patient, base_lab)
+                    self._embedded(nos[i], s, f, req, coll, recv, obr22, spec, patient, base_lab, test_oid)
                     continue
                 if is_test:
                     self.rejects.append(
-                        (nos[i], "TEST_IDENTITY", "ins_oid", f"INS OID {patient[1]} marks a test identity", s)
+                        (nos[i], "TEST_IDENTITY", "ins_oid", f"INS OID {test_oid} marks a test identity", s)
                     )
                     continue
                 res = result_columns(f, d)
@@ -355,7 +386,8 @@ class _Message:
                 if len(f) < 12:
                     f.extend(_PAD[: 12 - len(f)])
                 patient = _patient(f, d)
-                is_test = patient[1] in TEST_INS_OIDS
+                test_oid = patient[1] if patient[1] in TEST_INS_OIDS else test_oid_in(s)
+                is_test = bool(test_oid)
                 orc_req, orc_lab, base_lab = "", "", self.msh_lab
             elif sid == "ORC":
                 in_order = False
@@ -374,7 +406,7 @@ class _Message:
             raise _Malformed("no OBR segment")
         self.n_obx = n_obx
 
-    def _embedded(self, no, seg, f, req, collected, received, obr22, specimen, patient, base_lab) -> None:
+    def _embedded(self, no, seg, f, req, collected, received, obr22, specimen, patient, base_lab, test_oid) -> None:
         """Rows from the CDA document carried base64-encoded in an OBX of type ED."""
         d = self.d
         ed = components(f[5], d, 5) if f[5] else [""] * 5
@@ -415,7 +447,8 @@ class _Message:
                 row[_I_STATUS] = status
             rows.append(tuple(row))
         oid = rows[0][IDX["ins_oid"]]
-        if oid in TEST_INS_OIDS:
+        oid = oid if oid in TEST_INS_OIDS else (doc.test_oid or test_oid)
+        if oid:
             self.rejects.append(
                 (no, "TEST_IDENTITY", "ins_oid",
                  f"INS OID {oid} marks a test identity ({len(rows)} results in the embedded CDA)", seg)
@@ -483,15 +516,25 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -
                     if sink.ready():
                         yield sink.take()
                 split.out = []
-    split.close()
+            _wrapper_problems(split, sink)
+    split.finish()
     if not split.seen_msh:
         if split.seen_any:
             raise FileFormatError("UNPARSEABLE_FILE", f"{path.name}: no MSH segment: not an HL7 v2 file")
         raise FileFormatError("EMPTY_FILE", f"{path.name}: no HL7 message in the file")
     for msg in split.out:
         _dispatch(msg, sink)
+    _wrapper_problems(split, sink)
     if sink.pending():
         yield sink.take()
+
+
+def _wrapper_problems(split: MessageSplitter, sink: ResultSink) -> None:
+    """Batch wrappers that say the delivery is truncated (a BTS count that does not match, a header
+    without its trailer): one ``MALFORMED_MESSAGE`` reject each, at the wrapper's line."""
+    for no, detail, raw in split.problems:
+        sink.reject(no, "MALFORMED_MESSAGE", None, detail, decode_text(raw))
+    split.problems.clear()
 
 
 def _dispatch(msg: tuple[list[bytes], list[int], bool], sink: ResultSink) -> None:

@@ -3,10 +3,12 @@
 :class:`MessageSplitter` receives the blocks of :func:`~transforms.parsers.linereader.iter_blocks`
 and appends complete messages to ``out`` as ``(lines, line_nos, bad)``. Batch
 wrappers (FHS/BHS/BTS/FTS) close a message and are dropped; lines outside any message are kept
-(up to 1 MiB) for one junk unit. A block without blank lines, indented or control-prefixed lines
-(MLLP framing), batch headers, over-long lines or lone ``\\n`` in a ``\\r`` file -- the usual
-case -- is decoded at once when it is plain UTF-8 without an MSH-18 character set and cut with
-``str.split`` on ``\\nMSH``: no Python loop over its lines.
+(up to 1 MiB) for one junk unit. MLLP framing bytes (``\\x0b``, ``\\x1c``) are dropped wherever
+they stand, and split a line where they stand between text (``...|F\\x1c\\x0bMSH|...``). A block
+without blank lines, indented or control-prefixed lines, framing bytes, batch headers, over-long
+lines or lone ``\\n`` in a ``\\r`` file -- the usual case -- is decoded at once when it is plain
+UTF-8 without an MSH-18 character set and cut with ``str.split`` on ``\\nMSH``: no Python loop over
+its lines.
 
 A lone ``\\n`` (not part of ``\\r\\n``, in a file that uses ``\\r``) followed by a line that does
 not read as a segment (a segment id HL7 v2.5 defines, ``KNOWN_SEGMENTS``, or a Z-segment, then the
@@ -42,6 +44,10 @@ def is_segment_start(line: bytes, fs: bytes) -> bool:
     return (head in KNOWN_SEGMENTS or (head[:1] == b"Z" and _SEGMENT_ID.fullmatch(head) is not None)) \
         and (len(line) == 3 or line[3:4] == fs)
 MAX_MESSAGE_BYTES = 256 << 20
+# MLLP framing: start block 0x0b, end block 0x1c (then \r). Neither may appear in HL7 data; glued to a
+# segment (``...|F\x1c\r``, ``\x1c\x0bMSH|``) they are a boundary, never part of the field
+# (QA: OBX-11 read 'F\x1c' and quarantined STATUS_INVALID, an OBX-23 FINESS lost)
+_FRAMING = re.compile(rb"[\x0b\x1c]+")
 # a block where a line does not start with a capital letter (blank lines, MLLP framing,
 # indentation, garbage) or starts a batch header takes the line-by-line path
 _SPECIAL = re.compile(rb"\n(?:[^A-Z]|FHS|BHS|BTS|FTS)")
@@ -70,11 +76,19 @@ class MessageSplitter:
         # lines of the open message that follow a lone \n and are not segments: index -> raw line
         self.cont: dict[int, bytes] = {}
         self.lf_ends = False  # a lone \n of the open message is followed by a segment: a terminator
+        # batch wrappers: what they announce against what came (truncated deliveries)
+        self.n_msh = 0  # messages started so far
+        self.batch_from = 0  # n_msh when the open batch began (BHS), or at the last BTS
+        self.fhs: tuple[int, bytes] | None = None  # (line, text) of a file header not yet closed by an FTS
+        self.bhs: tuple[int, bytes] | None = None  # (line, text) of a batch header not yet closed by a BTS
+        self.n_bhs = 0
+        self.problems: list[tuple[int, str, bytes]] = []  # (line, detail, raw text) of the wrappers
 
     def feed(self, block: LineBlock) -> None:
         data, first = block.data, block.first_line_no
         if block.truncated or block.lone_lf or not data or not 65 <= data[0] <= 90 \
-                or data[:3] in BATCH_SEGMENTS or data.endswith(b"\n") or _SPECIAL.search(data):
+                or data[:3] in BATCH_SEGMENTS or data.endswith(b"\n") or _SPECIAL.search(data) \
+                or b"\x1c" in data or b"\x0b" in data:
             truncated, lone = block.truncated, block.lone_lf
             for k, line in enumerate(block.lines):
                 no = first + k
@@ -101,6 +115,7 @@ class MessageSplitter:
             pieces[0] = msh + pieces[0]
         self.close()
         self.seen_msh = True
+        self.n_msh += len(pieces)
         out = self.out
         last = len(pieces) - 1
         for i, piece in enumerate(pieces):
@@ -159,6 +174,51 @@ class MessageSplitter:
             self.out.append((self.junk, self.junk_nos, True))
             self.junk, self.junk_nos, self.junk_size = [], [], 0
 
+    def _wrapper(self, no: int, head: bytes, line: bytes) -> None:
+        """Check a batch wrapper against what it wraps: BTS-1 (batch message count) against the
+        messages since its BHS, FTS-1 (file batch count) against the BHS seen; note a header
+        whose trailer is still missing when the next header comes."""
+        fields = line.split(line[3:4]) if len(line) > 3 else [line]
+        count = fields[1].strip() if len(fields) > 1 else b""
+        if head == b"FHS":
+            self._unclosed("FHS", "FTS", f"the next FHS at line {no}")
+            self.fhs = (no, line)
+        elif head == b"BHS":
+            self._unclosed("BHS", "BTS", f"the next BHS at line {no}")
+            self.bhs = (no, line)
+            self.n_bhs += 1
+            self.batch_from = self.n_msh
+        elif head == b"BTS":
+            held = self.n_msh - self.batch_from
+            if count.isdigit() and int(count) != held:
+                self.problems.append((no, f"truncated or incomplete batch: BTS at line {no} counts {int(count)} "
+                                          f"message(s), the batch holds {held}", line))
+            self.bhs = None
+            self.batch_from = self.n_msh
+        else:  # FTS
+            if count.isdigit() and self.n_bhs and int(count) != self.n_bhs:
+                self.problems.append((no, f"truncated or incomplete file: FTS at line {no} counts {int(count)} "
+                                          f"batch(es), the file holds {self.n_bhs}", line))
+            self._unclosed("BHS", "BTS", f"the FTS at line {no}")
+            self.fhs = None
+
+    def _unclosed(self, header: str, trailer: str, where: str) -> None:
+        opened = self.fhs if header == "FHS" else self.bhs
+        if opened is not None:
+            no, text = opened
+            self.problems.append((no, f"truncated delivery: the {header} at line {no} has no {trailer} before "
+                                      f"{where}", text))
+            if header == "FHS":
+                self.fhs = None
+            else:
+                self.bhs = None
+
+    def finish(self) -> None:
+        """At the end of the file: a batch or file header without its trailer is a truncated delivery."""
+        self.close()
+        self._unclosed("BHS", "BTS", "the end of the file")
+        self._unclosed("FHS", "FTS", "the end of the file")
+
     def _join_continuations(self) -> None:
         """Keep the lone \n of a message whose segments end with \r as data: each line after such
         a \n that is not a segment goes back, after a newline, to the end of the line before it
@@ -185,6 +245,14 @@ class MessageSplitter:
     def _line(self, no: int, line: bytes, truncated: bool, lone_lf: bool = False) -> None:
         if not line:
             return
+        if b"\x1c" in line or b"\x0b" in line:
+            # MLLP framing bytes: dropped, and a segment boundary where they stand between text
+            for k, piece in enumerate(p for p in _FRAMING.split(line) if p):
+                self._segment(no, piece, truncated, lone_lf and k == 0)
+            return
+        self._segment(no, line, truncated, lone_lf)
+
+    def _segment(self, no: int, line: bytes, truncated: bool, lone_lf: bool) -> None:
         raw = line
         if line[0] <= 32:  # MLLP framing, stray control characters, indentation
             line = line.strip(b"\x00\x0b\x1c \t\x0c")
@@ -194,8 +262,10 @@ class MessageSplitter:
         if head == b"MSH":
             self.close()
             self._start()
+            self.n_msh += 1
         elif head in BATCH_SEGMENTS:
             self.close()
+            self._wrapper(no, head, line)
             return
         self.seen_any = True
         if self.cur is None:

@@ -1,7 +1,9 @@
 """HPRIM Santé 2.x parser: H/P/OBR/OBX/C/L records, streaming.
 
 The H record declares the delimiters right after its type: ``H|~^\\&`` is field ``|``,
-repetition ``~``, component ``^``, escape ``\\``, subcomponent ``&``. A record longer than a line
+repetition ``~``, component ``^``, escape ``\\``, subcomponent ``&``; ``H|^~\\&`` (HL7's order,
+copied from an MSH) is read the same way: ``^`` is never a repetition nor ``~`` a component
+separator. Any other declaration is honoured in HPRIM's order. A record longer than a line
 continues on lines starting with ``A|``: what follows ``A|`` is appended to the record as is.
 Records are decoded one at a time, UTF-8 else Latin-1. Fields are numbered like HL7's, the record
 type being field 0 (``OBX-5`` is the value); the OBR and OBX records follow the HL7 layout.
@@ -15,8 +17,11 @@ OBX-2 type, OBX-3 code, OBX-5 value, OBX-6 unit, OBX-7 ranges (``low^high`` read
 producing lab (its FINESS, else the FINESS in H-4, the sender), OBX-19 validation time.
 
 Rejects: lines before the first H form one ``MALFORMED_MESSAGE`` reject; a line that is not a
-record, an OBR/OBX before any P, an OBX before any OBR are ``MALFORMED_MESSAGE`` rejects of that
-record; an OBX whose patient carries a test INS OID is a ``TEST_IDENTITY`` reject. ``line_no``
+record, a record of a type the parser does not know (``RES``, ``OBXX``: anything but H, P, OBR, OBX
+and the types without results, C, L, AP, AC, FAC, ACT, REG, NTE), an OBR/OBX before any P, an OBX
+before any OBR are ``MALFORMED_MESSAGE`` rejects of that record; an OBX whose patient carries a test INS OID (as its INS, or anywhere in its P record) is
+a ``TEST_IDENTITY`` reject. An H whose P/OBR/OBX records are not closed by an L record before the end of the
+file or the next H is a truncated delivery: one ``MALFORMED_MESSAGE`` reject at the H's line. ``line_no``
 is the first physical line of the record; ``units_seen`` counts physical lines.
 """
 
@@ -38,13 +43,18 @@ from transforms.parsers.er7 import (
     finess_of_org,
     pick_identifier,
     result_columns,
+    test_oid_in,
 )
 from transforms.parsers.linereader import decode_text, iter_line_blocks
 from transforms.parsers.resultrows import relaxed_gc, ResultSink
 
 _PAD = [""] * 32
 _RECORD_TYPE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
+# record types HPRIM Santé defines that carry no result: read past (C comment, L end, AP/AC/FAC/ACT/REG
+# of the billing messages, NTE note). Any other type is a reject naming it: a result sent in a record
+# the parser does not read (RES, a mistyped OBXX) must never vanish silently.
 _IGNORED = frozenset({"C", "L", "AP", "AC", "FAC", "ACT", "REG", "NTE"})
+_SECTION_RECORDS = frozenset({"P", "OBR", "OBX"})
 
 
 def header_delimiters(text: str) -> Delimiters:
@@ -57,6 +67,11 @@ def header_delimiters(text: str) -> Delimiters:
     if len(declared) < 3:
         raise ValueError("the H record declares fewer than three delimiters")
     rep, comp, esc = declared[0], declared[1], declared[2]
+    if rep == "^" and comp == "~":
+        # HL7's order (MSH-2 copied into the H record: ``H|^~\\&``): ``^`` is the component and ``~``
+        # the repetition separator in both standards, never the other way round (QA: read as
+        # declared, P fields were mis-split and a test INS OID was loaded as a valid identity)
+        rep, comp = "~", "^"
     sub = declared[3] if len(declared) > 3 else "&"
     return Delimiters.from_declaration(fs, comp + rep + esc + sub)
 
@@ -68,7 +83,37 @@ class _State:
         self.d: Delimiters | None = None
         self.lab: str | None = None
         self.patient: tuple | None = None
+        self.test_oid = ""  # a test INS OID of the patient (ins_oid, or anywhere in its P record)
         self.obr: tuple | None = None
+        # the H record (line, text) in force, whether its records are closed by an L (else the
+        # delivery is truncated when the file or the next H comes first), the last P/OBR/OBX read
+        # and the OBX read since the last OBR
+        self.h: tuple[int, str] | None = None
+        self.closed = True
+        self.last: tuple[str, int] | None = None
+        self.obr_obx = 0
+
+
+def _close_section(st: _State, sink: ResultSink, where: str) -> None:
+    """An H whose records end without an L record: a truncated delivery (QA: a file cut after a P
+    and an OBR loaded silently). One ``MALFORMED_MESSAGE`` reject at the H's line; the results read
+    are kept."""
+    if st.h is None or st.closed:
+        return
+    no, text = st.h
+    st.closed = True
+    extra = ""
+    if st.last is not None:
+        rtype, at = st.last
+        if rtype == "OBR" and not st.obr_obx:
+            extra = f"; the last record, an OBR at line {at}, has no OBX"
+        elif rtype == "P":
+            extra = f"; the last record, a P at line {at}, has no OBR"
+        else:
+            extra = f"; the last record is an {rtype} at line {at}"
+    sink.reject(no, "MALFORMED_MESSAGE", None,
+                f"truncated delivery: the H record at line {no} is not closed by an L record before {where}{extra}",
+                text)
 
 
 def _patient(f: list[str], d: Delimiters) -> tuple:
@@ -105,6 +150,8 @@ def _ranges(field: str, d: Delimiters) -> str | None:
 def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
     """Apply one logical record (continuations already joined)."""
     if text[:1] == "H" and len(text) > 1 and not text[1].isalnum():
+        _close_section(st, sink, f"the next H record at line {no}")
+        st.h, st.last, st.obr_obx = None, None, 0
         try:
             d = header_delimiters(text)
         except ValueError as e:
@@ -112,6 +159,7 @@ def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
             sink.reject(no, "MALFORMED_MESSAGE", None, f"H record unusable: {e}", text)
             return
         st.d = d
+        st.h, st.closed = (no, text), False
         f = text.split(d.field)
         st.lab = finess_of_org(f[4], d) if len(f) > 4 else None
         st.patient = st.obr = None
@@ -124,13 +172,20 @@ def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
     rtype = f[0]
     if len(f) < 24:
         f.extend(_PAD[: 24 - len(f)])
+    if rtype in _SECTION_RECORDS:  # records an L record must close
+        st.closed = False
+        st.last = (rtype, no)
+        if rtype == "OBX":
+            st.obr_obx += 1
+        elif rtype == "OBR":
+            st.obr_obx = 0
     if rtype == "OBX":
         if st.patient is None:
             sink.reject(no, "MALFORMED_MESSAGE", None, "OBX record before any P record", text)
         elif st.obr is None:
             sink.reject(no, "MALFORMED_MESSAGE", None, "OBX record before any OBR record", text)
-        elif st.patient[1] in TEST_INS_OIDS:
-            sink.reject(no, "TEST_IDENTITY", "ins_oid", f"INS OID {st.patient[1]} marks a test identity", text)
+        elif st.test_oid:
+            sink.reject(no, "TEST_IDENTITY", "ins_oid", f"INS OID {st.test_oid} marks a test identity", text)
         else:
             req, obr7, obr14, obr15, obr22 = st.obr
             res = result_columns(f, d)
@@ -157,11 +212,18 @@ def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
         )
     elif rtype == "P":
         st.patient = _patient(f, d)
+        st.test_oid = st.patient[1] if st.patient[1] in TEST_INS_OIDS else test_oid_in(text)
         st.obr = None
     elif rtype == "L":
         st.patient = st.obr = None
-    elif rtype in _IGNORED or _RECORD_TYPE.fullmatch(rtype):
+        st.closed = True
+    elif rtype in _IGNORED:
         return
+    elif _RECORD_TYPE.fullmatch(rtype):
+        sink.reject(
+            no, "MALFORMED_MESSAGE", None,
+            f"line {no}: unknown HPRIM record type {rtype}: not read (results travel in OBX records)", text,
+        )
     else:
         sink.reject(no, "MALFORMED_MESSAGE", None, f"line {no} is not an HPRIM record", text)
 
@@ -212,6 +274,7 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -
                 bad = bool(truncated) and no in truncated
     if parts:
         _flush(parts, rec_no, bad, st, sink)
+    _close_section(st, sink, "the end of the file")
     if not seen_h:
         if junk:
             raise FileFormatError("UNPARSEABLE_FILE", f"{path.name}: no H record: not an HPRIM file")

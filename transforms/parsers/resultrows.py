@@ -16,6 +16,9 @@ done column-wise is done here, once per batch, with polars:
 * a comparator and a number, NM or SN (``<0,5``, ``< 0.5``, ``<^0.5``, ``>=^10``, ``≤3``; CDA
   IVL_PQ with one bound arrives as ``<^x`` / ``<=^x`` / ``>^x`` / ``>=^x``): ``value_comparator``
   is ``<``, ``<=``, ``>`` or ``>=`` and ``value_num`` the bound;
+* a value without its type (empty OBX-2, a CDA ``value`` without ``xsi:type``) is typed from the
+  value: ``NM`` when it is a number, ``SN`` when a comparator and a number (``<0,5``, ``>=^10``)
+  or ``^12`` / ``=^12``; any other value keeps a null type;
 * empty strings become nulls;
 * the issues found in Python (the last tuple item) and the ones found here are ``;``-joined.
 
@@ -27,6 +30,7 @@ objects never pile up, and hands a :class:`~transforms.parsers.base.Chunk` back 
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -79,6 +83,19 @@ _NUMBER = r"[-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][-+]?\d+)?"
 _NUM_RE = rf"^{_NUMBER}$"
 _COMPARATOR_RE = rf"^(?:<=|>=|<>|<|>|=|≤|≥)\s*\^?\s*{_NUMBER}$"
 _BOUND_RE = comparator_pattern(_NUMBER)
+_SN_PLAIN_RE = rf"^=?\^{_NUMBER}$"
+_TYPED_BY_VALUE = ((re.compile(_NUM_RE), "NM"), (re.compile(_BOUND_RE), "SN"), (re.compile(_SN_PLAIN_RE), "SN"))
+
+
+def type_of_value(value: str) -> str:
+    """The value type a value sent without one reads as: ``NM`` for a number, ``SN`` for a
+    comparator and a number (``<0,5``, ``>=^10``) or ``^12`` / ``=^12``, else '' (what
+    :func:`finish` infers column-wise, for parsers that type values themselves)."""
+    v = value.strip()
+    for pattern, vt in _TYPED_BY_VALUE:
+        if pattern.match(v):
+            return vt
+    return ""
 
 
 def _timestamp_from_groups(g: pl.Expr) -> pl.Expr:
@@ -165,6 +182,15 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
             .alias("__snv"),
             comparator_of(pl.col("__b").struct.field("1")).alias("__cmp"),
             pl.col("__b").struct.field("2").str.replace(",", ".", literal=True).cast(pl.Float64).alias("__bound"),
+            # a value sent without its type (empty OBX-2, a CDA value without xsi:type): NM when it
+            # is a number, SN when a comparator and a number ('<0,5', '>=^10') or '^12' / '=^12'
+            pl.when(pl.col("__vt").is_not_null() & (pl.col("__vt") != ""))
+            .then(pl.col("__vt"))
+            .when(pl.col("__v_num"))
+            .then(pl.lit("NM"))
+            .when(pl.col("__b").struct.field("2").is_not_null() | pl.col("__sn_num"))
+            .then(pl.lit("SN"))
+            .alias("__vt"),
         ]
     )
     vt = pl.col("__vt")
@@ -185,6 +211,8 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
             pl.when(vt == "NM").then(pl.coalesce("__nm", "__bound"))
             .when(vt == "SN").then(pl.coalesce("__snv", "__bound")).alias("value_num"),
             pl.when(vt.is_in(["NM", "SN"])).then(pl.col("__cmp")).alias("value_comparator"),
+            pl.when(pl.col("value_type").str.strip_chars().fill_null("") == "").then(vt)
+            .otherwise(pl.col("value_type")).alias("value_type"),
             pl.when(joined == "").then(None).otherwise(joined).alias("parse_issues"),
             pl.lit(file_id).alias("file_id"),
             pl.lit(source).alias("source"),
