@@ -45,7 +45,8 @@ PARSER_VERSION = "3"  # bump when a parser's output changes: earlier ingests are
 # message_id, and the version key is computed from request_key. "4": the version key is the parts
 # joined (lab|request_key|test|specimen), no second hash: request_key already hides the number, and
 # a keyed hash per row cost about 8 s at 5 M results.
-CODING_FORMAT = "4"
+# "5": a result without a value (status X or D) is not_numeric, not text_on_quantitative.
+CODING_FORMAT = "5"
 
 
 # --------------------------------------------------------------------------------------------

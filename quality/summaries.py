@@ -359,13 +359,17 @@ def fct_domains(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataFrame:
 
 
 def lab_day(con: duckdb.DuckDBPyConnection, src: Sources, since: date | None = None) -> pl.DataFrame:
-    """Volumes and delays per lab and collection day (delays in hours, quantiles per day)."""
+    """Volumes and delays per lab and collection day (delays in hours, quantiles per day; the
+    validation delay of first versions only, not of corrections and deletions)."""
     where = f"WHERE collected_date >= {sql_literal(since.isoformat())}::DATE" if since else ""
     return frame(con, f"""
         WITH r AS (
             SELECT source, collected_date, loinc_code,
                    date_diff('minute', collected_at, received_at) / 60.0 AS h_reception,
-                   date_diff('minute', received_at, validated_at) / 60.0 AS h_validation
+                   -- a correction or deletion is validated when it is made, days later by nature (QA:
+                   -- ordinary corrections raised the validation-delay warning)
+                   CASE WHEN result_status IN ('C', 'D') THEN NULL
+                        ELSE date_diff('minute', received_at, validated_at) / 60.0 END AS h_validation
             FROM {src.rel(cat.FCT_LAB_RESULTS)} {where}
         )
         SELECT source, collected_date,
@@ -382,11 +386,13 @@ def lab_day(con: duckdb.DuckDBPyConnection, src: Sources, since: date | None = N
 
 def lab_delays(con: duckdb.DuckDBPyConnection, src: Sources, since: date | None = None) -> pl.DataFrame:
     """Per lab: quantiles (p10, p50, p90) of collection -> reception -> validation -> delivery
-    (delivery = when biolake registered the file), in hours."""
+    (delivery = when biolake registered the file), in hours; reception to validation of first
+    versions only (a correction is validated when it is made)."""
     where = f"WHERE f.collected_date >= {sql_literal(since.isoformat())}::DATE" if since else ""
     legs = {
         "collection_to_reception": "date_diff('minute', f.collected_at, f.received_at)",
-        "reception_to_validation": "date_diff('minute', f.received_at, f.validated_at)",
+        "reception_to_validation": "CASE WHEN f.result_status IN ('C', 'D') THEN NULL "
+                                   "ELSE date_diff('minute', f.received_at, f.validated_at) END",
         "validation_to_delivery": "date_diff('minute', f.validated_at, l.registered_at)",
     }
     parts = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -203,3 +203,24 @@ def test_checks_repeated_in_a_suite_are_validated_once():
     b = Check("b", "ExpectColumnValuesToNotBeNull", {"column": "x"}, "x is set")  # equal to a: GX keeps one
     c = Check("c", "ExpectColumnValuesToNotBeNull", {"column": "x"}, "x is set", critical=False)
     assert _distinct_checks([a, b, c]) == [a, c]
+
+
+def test_the_validation_delay_is_that_of_first_versions(tmp_path):
+    """QA: ordinary late corrections raised the warning "90% of results are validated within 10
+    days of reception"; a correction is validated when it is made."""
+    wh = Warehouse(tmp_path / "home")
+    got = datetime(2026, 11, 2, 9)
+
+    def row(n, status, days):
+        return {**_fct("F1", n, f"v{n}"), "source": "labo", "result_status": status, "received_at": got,
+                "validated_at": got + timedelta(days=days)}
+
+    _write(wh, cat.FCT_LAB_RESULTS, "F1", [row(1, "F", 0.5), row(2, "F", 0.5), row(3, "C", 20), row(4, "D", 30)])
+    con = S.connect(wh)
+    try:
+        day = S.lab_day(con, S.Sources(wh, con)).row(0, named=True)
+        legs = {r["leg"]: r for r in S.lab_delays(con, S.Sources(wh, con)).iter_rows(named=True)}
+    finally:
+        con.close()
+    assert day["n_results"] == 4 and day["validation_h_p90"] == 12.0
+    assert legs["reception_to_validation"]["n"] == 2 and legs["reception_to_validation"]["h_p90"] == 12.0

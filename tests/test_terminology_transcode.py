@@ -183,3 +183,15 @@ def test_unit_differing_from_the_mapping_still_maps_but_contradicting_specimen_d
         ("2339-0", 1.0, "g/L", "same_unit"),
         (None, 0.6, "g/L", "no_loinc"),
     ]
+
+
+def test_a_result_without_a_value_is_not_numeric_not_text_on_a_quantitative_test(mappings, loinc):
+    """QA: a leucocyte count sent with status X and no value counted as text where a number was
+    expected, and inflated the lab's share of results not converted in the data-quality report."""
+    df = results([
+        ("labo_a", "LEUCO", "Leucocytes", None, "G/L", "Sang", D(2024, 5, 2, 8), None, None, 1),
+        ("labo_a", "LEUCO", "Leucocytes", None, "G/L", "Sang", D(2024, 5, 2, 8), "non fait", None, 2),
+        ("labo_a", "LEUCO", "Leucocytes", None, "G/L", "Sang", D(2024, 5, 2, 8), "7,2", 7.2, 3),
+    ])
+    out = transcode(df, mappings, loinc)
+    assert out["conversion_status"].to_list() == ["not_numeric", "text_on_quantitative", "same_unit"]

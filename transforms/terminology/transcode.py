@@ -17,6 +17,7 @@ from transforms.terminology.loinc import loinc_valid_expr
 from transforms.terminology.mappings import specimen_key_expr
 from transforms.terminology.qualitative import DEFAULT_READER, QualitativeReader, reader_for
 from transforms.terminology.units import (
+    NOT_NUMERIC,
     UnitTables,
     conversion_columns,
     conversion_factors,
@@ -296,7 +297,11 @@ def transcode(
         .select(**conversion_columns())
         .collect(engine="in-memory")
     )
-    return coded.with_columns(converted.get_columns())
+    coded = coded.with_columns(converted.get_columns())
+    # no value at all (status X, not obtained, or D): not a number that failed to convert (QA: it
+    # counted as text_on_quantitative and inflated a lab's share of results not converted)
+    return coded.with_columns(conversion_status=pl.when(pl.col("value_raw").is_null())
+                              .then(pl.lit(NOT_NUMERIC)).otherwise(pl.col("conversion_status")))
 
 
 def coverage(df: pl.DataFrame) -> pl.DataFrame:

@@ -39,7 +39,8 @@ CONVERSION_STATUSES: dict[str, str] = {
     OK: "converted to the canonical unit",
     SAME_UNIT: "already in the canonical unit",
     NO_UNIT: "numeric result sent without a unit; value kept",
-    NOT_NUMERIC: "not a numeric result (qualitative or text) on a test without a canonical unit",
+    NOT_NUMERIC: "not a numeric result: qualitative or text on a test without a canonical unit, or no value at all "
+                 "(status X, not obtained, or D)",
     TEXT_ON_QUANTITATIVE: "text where a number was expected: the test has a canonical unit (result and unit "
                           "swapped, '1.234,5', 'NaN', 'non fait'...); no value",
     UNIT_UNKNOWN: "the unit as written is neither a known alias nor valid UCUM; value kept",
