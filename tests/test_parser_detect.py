@@ -67,6 +67,17 @@ def test_cda_variants(tmp_path):
     assert detect_format(put(tmp_path, dtd, "c")) == "cda"
 
 
+def _zip(members: dict[str, str]) -> bytes:
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name, text in members.items():
+            z.writestr(name, text)
+    return out.getvalue()
+
+
 @pytest.mark.parametrize(
     ("data", "code", "words"),
     [
@@ -81,6 +92,10 @@ def test_cda_variants(tmp_path):
         (b"1;2;3\n4;5;6\n", "UNPARSEABLE_FILE", "not a header"),
         (b"hello world\n", "UNPARSEABLE_FILE", "neither"),
         (b"MSHELLO", "UNPARSEABLE_FILE", "neither"),
+        (_zip({"[Content_Types].xml": "<Types/>", "docProps/app.xml": "<x/>"}), "UNPARSEABLE_FILE", "zip archive"),
+        # QA: a workbook renamed .csv was "a zip archive"
+        (_zip({"[Content_Types].xml": "<Types/>", "xl/workbook.xml": "<workbook/>"}), "UNPARSEABLE_FILE",
+         "an Excel workbook: export it as CSV"),
     ],
 )
 def test_unreadable_content(tmp_path, data, code, words):

@@ -74,6 +74,20 @@ def _xml_root(data: bytes) -> str | None:
     return None
 
 
+def _office(head: bytes) -> str | None:
+    """What an office file is, from the names its zip container lists first (QA: an .xlsx renamed
+    .csv was "a zip archive"): a spreadsheet is saved as CSV (';', UTF-8) from the spreadsheet."""
+    if not head.startswith(b"PK\x03\x04"):
+        return None
+    if b"xl/" in head or b"spreadsheetml" in head:
+        return "an Excel workbook: export it as CSV (';' separated) and deliver that"
+    if b"word/" in head:
+        return "a Word document"
+    if b"application/vnd.oasis.opendocument.spreadsheet" in head:
+        return "an OpenDocument spreadsheet: export it as CSV (';' separated) and deliver that"
+    return None
+
+
 def _looks_like_header(line: str) -> bool:
     cells = [c.strip().strip('"').strip() for c in line.split(";")]
     named = [c for c in cells if c]
@@ -95,7 +109,7 @@ def detect_format(path: Path) -> str:
         raise FileFormatError("EMPTY_FILE", f"{name}: the file is empty")
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
-            raise FileFormatError("UNPARSEABLE_FILE", f"{name}: binary content ({what})")
+            raise FileFormatError("UNPARSEABLE_FILE", f"{name}: binary content ({_office(head) or what})")
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         # UTF-16 with a byte-order mark: only XML is expected that way
         root = _xml_root(head)
