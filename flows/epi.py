@@ -336,8 +336,10 @@ COVERAGE_NOTE = (
 
 
 def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: str | None = None,
-                       rule: DisclosureRule | None = None, diseases: list[str] | None = None) -> dict:
+                       rule: DisclosureRule | None = None, diseases: list[str] | None = None,
+                       gate: dict | None = None) -> dict:
     """Write ``<home>/publication/<issue_date>/``: SpF-shaped files, suppressed, plus manifest.csv/.json.
+    ``gate``: what manifest.json says of the quality gate (an override: its why and failures).
 
     Re-issuing the same date replaces that issue (atomically); other issues are never touched.
     """
@@ -368,7 +370,7 @@ def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: 
     leaks = {k: v for k, v in audit.items() if any(v.values())}
     if leaks and rule.secondary != "none":  # cannot happen with the hypercube method: refuse to publish
         raise RuntimeError(f"disclosure audit failed, suppressed cells a reader could pin: {leaks}")
-    return _write_issue(ctx, issue, files, rule, audit)
+    return _write_issue(ctx, issue, files, rule, audit, gate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -545,23 +547,25 @@ def refresh_databases(ctx: Context, by: str | None = None) -> None:
     audit_event(ctx, "analyst_db_built", str(build_analyst_db(ctx.wh)), by=by)
 
 
-def _gate_before_export(ctx: Context, ignore_gate: str | None) -> str | None:
+def _gate_before_export(ctx: Context, ignore_gate: str | None) -> tuple[str | None, dict | None]:
     """The quality gate, run on the warehouse as it is now (QA: `epi export` published marts the gate
-    had blocked). Returns the reason the export must not go out, or None; with ``ignore_gate`` (the
-    operator's why) a failed gate is recorded in the audit trail and the export goes on."""
+    had blocked). Returns (the reason the export must not go out, or None; what the manifest says
+    of an override, or None). With ``ignore_gate`` (the operator's why) a failed gate is recorded in
+    the audit trail and in the manifest, and the export goes on."""
     from flows.privacy import audit as audit_event
     from flows.quality_gate import block_reason, run_quality_gate
 
     gate = run_quality_gate(ctx)
     reason = block_reason(gate)
     if reason is None:
-        return None
+        return None, None
     if ignore_gate is not None and ignore_gate.strip():
-        audit_event(ctx, "gate_overridden", "publication", details={
-            "why": ignore_gate.strip()[:500], "failures": [f[:300] for f in gate.get("failures", [])][:20]},
-            by="epi-export")
-        return None
-    return reason
+        note = {"overridden": True, "why": ignore_gate.strip()[:500],
+                "failures": [f[:300] for f in gate.get("failures", [])][:20]}
+        audit_event(ctx, "gate_overridden", "publication", details={k: note[k] for k in ("why", "failures")},
+                    by="epi-export")
+        return None, note
+    return reason, None
 
 
 def _issue(issue_date: str | None) -> str:
@@ -574,7 +578,7 @@ def _issue(issue_date: str | None) -> str:
 
 
 def _write_issue(ctx: Context, issue: str, files: list[exports.PublishedFile], rule: DisclosureRule,
-                 audit: dict) -> dict:
+                 audit: dict, gate: dict | None = None) -> dict:
     root = publication_root(ctx.wh.home)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{issue}.{uuid.uuid4().hex}.tmp"
@@ -597,6 +601,7 @@ def _write_issue(ctx: Context, issue: str, files: list[exports.PublishedFile], r
         table.drop("published_at", "run_id").with_columns(pl.col(pl.Utf8).fill_null(""))))
     doc = {"issue_date": issue, "published_at": now.isoformat(), "run_id": ctx.run_id,
            "coverage": COVERAGE_NOTE,
+           **({"quality_gate": gate} if gate else {}),
            "disclosure": {"rule": rule.describe(), **rule.as_dict(),
                           "audit_recomputable_cells": audit},
            "files": [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in m.items()} for m in manifest]}
@@ -702,14 +707,14 @@ def export_cmd(
         # read the marts while no run rewrites them
         with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
             check_upgradable(ctx, migrated=True)  # marts of an earlier biolake: a line, not a traceback
-            blocked = _gate_before_export(ctx, ignore_gate)
+            blocked, overridden = _gate_before_export(ctx, ignore_gate)
             if blocked:
                 console.print(f"[red]{escape(blocked)}[/red]", soft_wrap=True)
                 console.print("Nothing was written. Fix the data (`biolake report gate` shows the gate; "
                               "quality.expectation_results keeps it), or publish anyway with "
                               "--ignore-gate \"why\" (kept in the audit trail).", soft_wrap=True)
                 raise typer.Exit(1)
-            out = export_publication(ctx, refs, issue_date=issue_date, rule=rule)
+            out = export_publication(ctx, refs, issue_date=issue_date, rule=rule, gate=overridden)
             refresh_databases(ctx, by="epi-export")  # quality.publications shows the issue now
     except (ValueError, NothingToPublish, LockTimeout, WarehouseFormatError) as err:
         console.print(f"[red]error:[/red] {escape(str(err))}")
@@ -755,8 +760,9 @@ def compare_cmd(
 
     summary = Table(title=f"cells that differ, {before} -> {after}", show_edge=False)
     changes = ["revised", "now suppressed", "no longer suppressed", "new row", "row removed"]
-    for c in ("file", *changes):
-        summary.add_column(c, justify="left" if c == "file" else "right")
+    for c in ("file", *changes):  # file names whole, never cut (QA: 'sp-pos-quot-…' told nothing apart)
+        summary.add_column(c, justify="left" if c == "file" else "right", no_wrap=c == "file",
+                           overflow="fold", min_width=len(c) if c != "file" else None)
     counts = diff.group_by("file", "change").len()
     for f in sorted(counts["file"].unique().to_list()):
         got = dict(counts.filter(pl.col("file") == f).select("change", "len").iter_rows())

@@ -23,7 +23,7 @@ from warehouse import catalog as cat
 def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
     """Publish the fct partitions of the changed files and of the files their versions touch.
 
-    The rows sharing a version_key (lab, request, test, specimen) are sorted into results and their
+    The rows sharing a version_key (lab, request, test) are sorted into results and their
     versions by ``transforms.versions.settle`` (a re-delivery continues a result of the same person
     and day, a correction or deletion corrects one; the latest validation wins, then the later
     delivery, then the later row; a latest version with status D deletes the result).
@@ -70,7 +70,8 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
         # settled, a few percent of the rows (transforms/versions.py)
         multi = con.sql(f"""
             SELECT version_key, file_id, result_no, file_seq, is_current AS provisional, result_status,
-                   person_key, collected_date,
+                   person_key, link_key, collected_date, collected_at, specimen,
+                   value_num, value_comparator, result_class, value_raw,
                    -- a version sent without a validation time is placed by its delivery: after the
                    -- latest validation delivered before it (QA: a deletion without a time never
                    -- replaced the result it deleted)

@@ -45,7 +45,9 @@ PARSER_VERSION = "3"  # bump when a parser's output changes: earlier ingests are
 # message_id, and the version key is computed from request_key. "4": the version key is the parts
 # joined (lab|request_key|test|specimen), no second hash: request_key already hides the number, and
 # a keyed hash per row cost about 8 s at 5 M results.
-# "5": a result without a value (status X or D) is not_numeric, not text_on_quantitative.
+# "5": a result without a value (status X or D) is not_numeric, not text_on_quantitative; the
+# version key no longer holds the specimen (transforms/versions.py compares it: a row without one,
+# an OBX beside the embedded CDA that states it, is the same result).
 CODING_FORMAT = "5"
 
 
@@ -795,12 +797,13 @@ def load_terminology(ctx: Context, refs: dict[str, pl.DataFrame]):
 
 
 def version_key_expr() -> pl.Expr:
-    """The key the versions of one result share: lab, request (its keyed hash ``request_key``: the
-    lab's request number cannot be read from it), test (local code, else the LOINC the lab sent),
-    specimen. Missing parts are skipped (like SQL concat_ws)."""
+    """The key the rows of one lab's request and test share: lab, request (its keyed hash
+    ``request_key``: the lab's request number cannot be read from it), test (local code, else the
+    LOINC the lab sent). Missing parts are skipped (like SQL concat_ws). Which of its rows are
+    versions of one result (person, day, specimen, value) is settled by transforms/versions.py."""
     return pl.concat_str(
-        [pl.col("source"), pl.col("request_key"), pl.coalesce("local_code", "loinc_code_src", pl.lit("")),
-         pl.col("specimen").fill_null("")], separator="|", ignore_nulls=True)
+        [pl.col("source"), pl.col("request_key"), pl.coalesce("local_code", "loinc_code_src", pl.lit(""))],
+        separator="|", ignore_nulls=True)
 
 
 def with_provisional_versions(df: pl.DataFrame) -> pl.DataFrame:

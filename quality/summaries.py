@@ -224,11 +224,12 @@ def landing_failures(con: duckdb.DuckDBPyConnection, src: Sources, landing: Path
     """The files still in the landing area whose newest sighting failed to load (path, status,
     reason_code): a failure is logged once, by the run that met it, but the file's results reach no
     table for as long as it stays there, so every gate names it again until it is replaced (loaded
-    under the same name) or removed. A name logged escaped (a hostile name, docs/privacy.md) is not
+    under the same name, or replaced by a copy of a delivery already loaded: a re-delivery) or
+    removed. A name logged escaped (a hostile name, docs/privacy.md) is not
     looked up: it was named by the run that refused it."""
     newest = frame(con, f"""
         SELECT path, arg_max(status, registered_at) AS status, arg_max(reason_code, registered_at) AS reason_code
-        FROM {src.rel(cat.FILE_LOG)} WHERE status <> 'duplicate' GROUP BY path ORDER BY path""")
+        FROM {src.rel(cat.FILE_LOG)} GROUP BY path ORDER BY path""")
     failed = newest.filter(pl.col("status") == "failed")
     still = [_in_landing(landing, p) for p in failed["path"].to_list()]
     return failed.filter(pl.Series(still, dtype=pl.Boolean))
@@ -259,7 +260,7 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
         return f"(SELECT unnest([{', '.join(sql_literal(d) for d in codes) or 'NULL'}]))"
     deps = one_column(departements)
     known = one_column(departements if reference is None else reference)
-    versions_ok = "version_key" in types and "superseded_by" in types
+    versions_ok = {"version_key", "superseded_by", "link_key"} <= set(types)
     inconsistent = f"{_versions_inconsistent(con, fct)}::BIGINT" if versions_ok else "0::BIGINT"
     # the keys are counted apart (key_duplicates: per-file bitmaps), the rest in one scan below; the
     # key is (file_id, result_no): the results of a one-line CDA document, or of a CDA embedded in
@@ -282,7 +283,7 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
     if versions_ok:  # a lab giving one request number to several patients (transforms/versions.py)
         current["n_requests_shared_by_persons"] = f"""hash(version_key) IN (
             SELECT hash(version_key) FROM {fct} WHERE is_current GROUP BY 1
-            HAVING min(person_key) IS DISTINCT FROM max(person_key))"""
+            HAVING min(coalesce(link_key, person_key)) IS DISTINCT FROM max(coalesce(link_key, person_key)))"""
     everywhere = {
         "n_person_key_null": "person_key IS NULL",
         "n_collected_null": "(collected_at IS NULL OR collected_date IS NULL)",
@@ -313,17 +314,16 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
 
 def _where(con: duckdb.DuckDBPyConnection, src: Sources, fct: str, conditions: dict[str, str],
            limit: int = 3) -> dict[str, str]:
-    """For each condition: where its first rows are, as ``lab/file.csv line 4, ...`` (the landing
-    path from quality.file_log and the line; no value), so that a failing check names what to fix."""
-    paths = f"(SELECT file_id, min(path) AS path FROM {src.rel(cat.FILE_LOG)} WHERE status = 'loaded' GROUP BY 1)" \
-        if src.has(cat.FILE_LOG) else "(SELECT NULL::VARCHAR AS file_id, NULL::VARCHAR AS path)"
+    """For each condition: where its first rows are, as ``labo_x file 3f2a... line 4, ...`` (the
+    lab, the file's content id and the line; never a value, nor the landing file's name, which a lab
+    may have made of the patient's and which quality.expectation_results would show analysts:
+    quality.file_log gives the name from the file id)."""
     out = {}
     for name, cond in conditions.items():
         rows = con.execute(f"""
-            SELECT coalesce(p.path, r.file_id) AS path, r.line_no FROM (
-                SELECT file_id, line_no FROM {fct} WHERE {cond} ORDER BY file_id, line_no LIMIT {limit}) r
-            LEFT JOIN {paths} p USING (file_id) ORDER BY 1, 2""").fetchall()
-        out[name] = ", ".join(f"{path} line {line}" for path, line in rows)
+            SELECT source, file_id, line_no FROM {fct} WHERE {cond}
+            ORDER BY file_id, line_no LIMIT {limit}""").fetchall()
+        out[name] = ", ".join(f"{source} file {file_id} line {line}" for source, file_id, line in rows)
     return out
 
 

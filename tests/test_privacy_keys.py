@@ -308,3 +308,25 @@ def test_no_landing_file_name_in_the_analyst_readable_files(planted):
     copies = {c: vs for c, vs in values.items() if c.rsplit(".", 1)[0] in PRIVATE_QUALITY_TABLES}
     assert "quality.file_log.source" in copies and "quality.quarantine.detail" in copies
     assert not {c for c, vs in copies.items() for v in vs for n in needles if n in v}
+
+
+def test_gate_results_naming_landing_files_are_masked_for_analysts():
+    """quality.expectation_results is in analyst.duckdb; the suites that name failing landing files
+    (a lab may name a file after the patient) show analysts that they do, not the names."""
+    from warehouse import catalog as cat
+    from warehouse.analyst import analyst_columns
+
+    t = cat.table("quality.expectation_results")
+    expr = dict(analyst_columns(t))["observed"]
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE TABLE r (suite VARCHAR, success BOOLEAN, observed VARCHAR)")
+        con.execute("INSERT INTO r VALUES ('landing_files', false, '1 of 2 rows unexpected, e.g. path=lab/DURAND_Paul.hl7'),"
+                    " ('file_accounting', false, 'e.g. path=lab/DURAND_Paul.csv'),"
+                    " ('fct_lab_results_summary', false, '1 of 1 rows unexpected; first at lab file 3f2a line 4'),"
+                    " ('landing_files', true, '0 of 2 rows unexpected')")
+        got = [r[0] for r in con.execute(f"SELECT {expr} FROM r").fetchall()]
+    finally:
+        con.close()
+    assert not any("DURAND" in g for g in got)
+    assert got[2].endswith("first at lab file 3f2a line 4") and got[3] == "0 of 2 rows unexpected"

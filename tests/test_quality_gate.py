@@ -6,6 +6,7 @@ that home so that the shared one stays untouched.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -162,6 +163,8 @@ def test_a_critical_failure_blocks_exports_with_its_reason(gated, tmp_path):
                                       "--ignore-gate", "known accounting defect, ticket 42"])
     assert forced.exit_code == 0, forced.output
     assert (publication / "2026-11-20" / "manifest.csv").exists()
+    manifest = json.loads((publication / "2026-11-20" / "manifest.json").read_text())
+    assert manifest["quality_gate"]["overridden"] and "ticket 42" in manifest["quality_gate"]["why"]
     overridden = read_audit(wh).filter(pl.col("kind") == "gate_overridden")
     assert overridden.height == 1 and "ticket 42" in overridden["details"][0]
     assert victim["path"] in overridden["details"][0]  # what was overridden, kept with the why
@@ -404,5 +407,13 @@ def test_a_failed_file_still_in_the_landing_is_named_by_every_gate(gated, clean_
     assert later["ok"]  # a warning: the files that did load are published
     cli = CliRunner().invoke(reports_app, ["gate", "--home", str(home)])
     assert cli.exit_code == 0 and shown in cli.output, cli.output
-    broken.unlink()  # the operator removes it (or replaces it by a readable delivery)
+    broken.unlink()  # the operator removes it
     assert not named(run_quality_gate(context(home, "after-removal"), run_files=[]))
+    # or replaces it by a readable delivery, here one already loaded (QA: a re-delivery left the
+    # failure named for ever)
+    broken.write_bytes(gzip.compress(b"again"))
+    ingest_flow(home=str(home))
+    assert named(run_quality_gate(context(home, "failed-again"), run_files=[]))
+    broken.write_bytes(sorted(delivered.iterdir())[0].read_bytes())
+    assert ingest_flow(home=str(home))["totals"]["files_duplicate"] == 1
+    assert not named(run_quality_gate(context(home, "after-redelivery"), run_files=[]))

@@ -128,13 +128,9 @@ def test_row_checks_count_current_results_and_say_where(tmp_path):
     counts are on current results, and each failing one says where its first rows are."""
     wh = Warehouse(tmp_path / "home")
     old = {**_fct("F1", 4, "v1", is_current=False), "age": 136, "superseded_by": "F1:9"}  # corrected by line 9
-    _write(wh, cat.FCT_LAB_RESULTS, "F1", [old, _fct("F1", 9, "v1"), {**_fct("F1", 12, "v2"), "age": 130},
-                                           {**_fct("F1", 15, "v3"), "age": 126}, {**_fct("F1", 20, "v4"), "age": 127},
-                                           {**_fct("F1", 21, "v5"), "age": 128}])
-    log = pl.DataFrame([{"log_id": "log1", "file_id": "F1", "path": "labo_zeta/z3.csv", "status": "loaded"}])
-    wh.write_partition_file(cat.FILE_LOG, "log1", log.with_columns(
-        [pl.lit(None, dtype).alias(n) for n, dtype in cat.FILE_LOG.schema.items() if n not in log.columns]
-    ).select(cat.FILE_LOG.schema.names()))
+    rows = [old, _fct("F1", 9, "v1"), {**_fct("F1", 12, "v2"), "age": 130}, {**_fct("F1", 15, "v3"), "age": 126},
+            {**_fct("F1", 20, "v4"), "age": 127}, {**_fct("F1", 21, "v5"), "age": 128}]
+    _write(wh, cat.FCT_LAB_RESULTS, "F1", [{**r, "source": "labo_zeta"} for r in rows])
     con = S.connect(wh)
     try:
         row = S.fct_summary(con, S.Sources(wh, con), ["75"], ["94500-6"], datetime(2026, 11, 3)).row(0, named=True)
@@ -143,8 +139,9 @@ def test_row_checks_count_current_results_and_say_where(tmp_path):
     assert row["n_age_out_of_range"] == 4 and row["n_collected_in_future"] == 0
     assert row["n_versions_inconsistent"] == 0 and row["n_requests_shared_by_persons"] == 0
     where = json.loads(row["where"])
-    assert where == {"n_age_out_of_range": "labo_zeta/z3.csv line 12, labo_zeta/z3.csv line 15, "
-                                           "labo_zeta/z3.csv line 20"}
+    # the lab, the file's id and the line; never the file's name (labs name files after patients)
+    assert where == {"n_age_out_of_range": "labo_zeta file F1 line 12, labo_zeta file F1 line 15, "
+                                           "labo_zeta file F1 line 20"}
 
 
 def test_version_flags_that_contradict_each_other_are_counted(tmp_path):
@@ -157,7 +154,7 @@ def test_version_flags_that_contradict_each_other_are_counted(tmp_path):
             _fct("F1", 6, "v5", is_current=False),  # a head neither current nor deleted
             {**_fct("F1", 7, "v6", is_current=False), "result_status": "D"},  # a deletion: fine
             {**_fct("F1", 8, "v7"), "person_key": "q"}, {**_fct("F1", 9, "v7"), "person_key": "r"}]  # shared
-    _write(wh, cat.FCT_LAB_RESULTS, "F1", rows)
+    _write(wh, cat.FCT_LAB_RESULTS, "F1", [{**r, "source": "labo"} for r in rows])
     con = S.connect(wh)
     try:
         row = S.fct_summary(con, S.Sources(wh, con), ["75"], ["94500-6"], datetime(2026, 11, 3)).row(0, named=True)
@@ -165,7 +162,7 @@ def test_version_flags_that_contradict_each_other_are_counted(tmp_path):
         con.close()
     assert row["n_versions_inconsistent"] == 4
     assert row["n_requests_shared_by_persons"] == 2
-    assert json.loads(row["where"])["n_requests_shared_by_persons"] == "F1 line 8, F1 line 9"
+    assert json.loads(row["where"])["n_requests_shared_by_persons"] == "labo file F1 line 8, labo file F1 line 9"
 
 
 def test_union_by_name_only_when_the_files_differ(small_fct):

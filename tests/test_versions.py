@@ -74,3 +74,120 @@ def test_order_is_validation_then_delivery():
     # the later validation wins whatever the delivery order (the documented rule)
     got = _flags(_rows(("b", 1, 2, 8, "C", "p", D1), ("a", 1, 1, 9, "F", "p", D1)))
     assert got == {"b:1": (False, "a:1"), "a:1": (True, None)}
+
+
+def _valued(*rows: tuple) -> pl.DataFrame:
+    """(file_id, result_no, value_raw, value_num) of one person and day, status F, one delivery each."""
+    return pl.DataFrame(
+        [{"version_key": "lab|req|2345-7|", "file_id": f, "result_no": n, "file_seq": 1 if f == "a" else 2,
+          "placed_at": datetime(2026, 11, 4, 8), "result_status": "F", "person_key": "p", "collected_date": D1,
+          "value_raw": raw, "value_num": num, "value_comparator": None, "result_class": None}
+         for f, n, raw, num in rows])
+
+
+def test_a_segur_message_carrying_each_result_twice_holds_one_result():
+    """docs/formats.md: a Ségur message sends each result as an OBX and inside its embedded CDA;
+    the two rows (same value, written differently) are one result, also when delivered again."""
+    once = _valued(("a", 1, "5.2", 5.2), ("a", 2, "5,2", 5.2))
+    assert _flags(once) == {"a:1": (False, "a:2"), "a:2": (True, None)}
+    twice = pl.concat([once, _valued(("b", 1, "5.2", 5.2), ("b", 2, "5,2", 5.2))])
+    got = _flags(twice)
+    assert [k for k, (cur, _) in got.items() if cur] == ["b:2"]
+    # a tolerance test's measurements differ: three results, each continued by its own re-delivery
+    ogtt = _valued(("a", 1, "4.8", 4.8), ("a", 2, "7.9", 7.9), ("a", 3, "6.1", 6.1),
+                   ("b", 1, "4.8", 4.8), ("b", 2, "7.9", 7.9), ("b", 3, "6.1", 6.1))
+    assert sorted(k for k, (cur, _) in _flags(ogtt).items() if cur) == ["b:1", "b:2", "b:3"]
+
+
+def test_specimens_stated_and_different_are_two_results_and_one_unstated_fits_either():
+    def row(f, n, specimen, value):
+        return {"version_key": "lab|req|LEU", "file_id": f, "result_no": n, "file_seq": 1,
+                "placed_at": datetime(2026, 11, 4, 8), "result_status": "F", "person_key": "p",
+                "collected_date": D1, "specimen": specimen, "value_raw": value, "value_num": float(value),
+                "value_comparator": None, "result_class": None}
+
+    blood_and_urine = pl.DataFrame([row("a", 1, "Sang", "7"), row("a", 2, "Urine", "7")])
+    assert all(cur for cur, _ in _flags(blood_and_urine).values())
+    # an OBX without specimen beside the embedded CDA's row that states it (same value): one result
+    segur = pl.DataFrame([row("a", 1, None, "5.4"), row("a", 2, "SER", "5.4")])
+    assert _flags(segur) == {"a:1": (False, "a:2"), "a:2": (True, None)}
+
+
+def test_a_segur_message_publishes_each_result_once(tmp_path):
+    """End to end: an HL7 message carrying a glucose as an OBX and again inside its embedded CR-BIO
+    document (which also states the specimen) has one current glucose in the fact table."""
+    import base64
+    from pathlib import Path
+
+    from tests.epi_support import run_steps
+    from warehouse import catalog as cat
+
+    cda = (Path(__file__).parent / "fixtures" / "cda" / "crbio_sample.xml").read_bytes()
+    message = ("MSH|^~\\&|SGL|LABO^750000002^FINESS|DMP|ANS|20240305120000||ORU^R01^ORU_R01|ED-1|P|2.5\r"
+               "PID|1||285077512345655^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||LEGRAND^Élodie^^^^^L"
+               "||19850712|F\r"
+               "OBR|1||DEM-2024-0042|11502-2^CR d'examens biologiques^LN|||20240305073500\r"
+               "OBX|1|NM|GLY^Glycémie à jeun^L^2345-7^Glucose^LN||5.4|mmol/L|3.9-5.8|N|||F\r"
+               "OBX|2|ED|11502-2^CR d'examens biologiques^LN||^text^XML^Base64^"
+               + base64.b64encode(cda).decode("ascii") + "||||||F\r")
+    home = tmp_path / "home"
+    (home / "landing" / "labo_segur").mkdir(parents=True)
+    (home / "landing" / "labo_segur" / "message.hl7").write_bytes(message.encode("utf-8"))
+    ctx, _ = run_steps(home)
+    glucose = ctx.wh.read(cat.FCT_LAB_RESULTS).filter(pl.col("local_code") == "GLY").sort("line_no")
+    assert glucose.height == 2  # both rows are kept, as sent
+    assert glucose["is_current"].to_list() == [False, True]
+    assert glucose["superseded_by"][0] == f"{glucose['file_id'][1]}:{glucose['result_no'][1]}"
+
+
+def _r(f: str, n: int, seq: int, validated: datetime, status: str, value: str, collected: datetime,
+       person: str = "p", link: str | None = "L") -> dict:
+    return {"version_key": "lab|req|PCR", "file_id": f, "result_no": n, "file_seq": seq, "placed_at": validated,
+            "result_status": status, "person_key": person, "link_key": link, "collected_date": collected.date(),
+            "collected_at": collected, "value_raw": value, "value_num": None, "value_comparator": None,
+            "result_class": None}
+
+
+def _current(*rows: dict) -> list[str]:
+    return sorted(k for k, (cur, _) in _flags(pl.DataFrame(list(rows))).items() if cur)
+
+
+T8, T9, T10 = datetime(2026, 11, 2, 8), datetime(2026, 11, 2, 9), datetime(2026, 11, 2, 10)
+V1, V2 = datetime(2026, 11, 2, 18), datetime(2026, 11, 3, 9)
+
+
+def test_a_cumulative_extract_holding_a_result_and_its_revalidation_keeps_the_later():
+    """QA (HIGH): e2 repeats e1's positive and adds the same test re-validated negative the next
+    day; both stayed current (P counted twice)."""
+    assert _current(_r("e1", 1, 1, V1, "F", "POSITIF", T8),
+                    _r("e2", 1, 2, V1, "F", "POSITIF", T8), _r("e2", 2, 2, V2, "F", "NEGATIF", T8)) == ["e2:2"]
+
+
+def test_a_correction_of_one_measurement_replaces_the_one_collected_at_its_time():
+    """QA (HIGH): a tolerance test's first measurement corrected replaced its last one."""
+    ogtt = [_r("f1", 1, 1, V1, "F", "5,0", T8), _r("f1", 2, 1, V1, "F", "9,0", T9), _r("f1", 3, 1, V1, "F", "7,0", T10)]
+    assert _current(*ogtt) == ["f1:1", "f1:2", "f1:3"]
+    assert _current(*ogtt, _r("f2", 1, 2, V2, "C", "5,5", T8)) == ["f1:2", "f1:3", "f2:1"]
+    # all three corrected in one file, at one collection time (HL7 without OBX-14): one each, in order
+    same_time = [_r("f1", i, 1, V1, "F", v, T8) for i, v in ((1, "5,0"), (2, "9,0"), (3, "7,0"))]
+    fixes = [_r("f2", i, 2, V2, "C", v, T8) for i, v in ((1, "5,5"), (2, "9,5"), (3, "7,5"))]
+    assert _current(*same_time, *fixes) == ["f2:1", "f2:2", "f2:3"]
+
+
+def test_a_correction_that_moves_the_day_replaces_the_nearest_day():
+    """QA: with a daily request number, a correction moving 02/11 to 01/11 replaced the 04/11 test."""
+    d4 = datetime(2026, 11, 4, 8)
+    assert _current(_r("e1", 1, 1, V1, "F", "POSITIF", T8),
+                    _r("e2", 1, 2, datetime(2026, 11, 4, 18), "F", "NEGATIF", d4),
+                    _r("e3", 1, 3, datetime(2026, 11, 5, 9), "C", "POSITIF", datetime(2026, 11, 1, 8))) \
+        == ["e2:1", "e3:1"]
+
+
+def test_a_redelivery_that_adds_the_ins_is_the_same_person():
+    """QA: the person key moves from the names' hash to the INS's; the link key (names and birth
+    date) is the same."""
+    assert _current(_r("f1", 1, 1, V1, "F", "POSITIF", T8, person="names"),
+                    _r("f2", 1, 2, V2, "F", "NEGATIF", T8, person="ins")) == ["f2:1"]
+    # another person (another link key) with the same request number stays apart
+    assert _current(_r("f1", 1, 1, V1, "F", "POSITIF", T8, person="a", link="LA"),
+                    _r("f2", 1, 2, V2, "F", "NEGATIF", T8, person="b", link="LB")) == ["f1:1", "f2:1"]

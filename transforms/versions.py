@@ -1,22 +1,39 @@
 """Which versions of a result are current: the rows that share a ``version_key`` (lab, request,
-test, specimen) are sorted into results, each with its history.
+test) are sorted into results, each with its history.
 
 Rows sharing a version key are not always versions of one result (QA): a glucose tolerance test
-sends the same test three times in one request; a lab whose request numbers restart every day, or
-were reused, sends the same request and test for another patient or another day. So:
+sends the same test several times in one request; a lab whose request numbers restart every day, or
+were reused, sends the same request and test for another patient or another day. So a row is
+compared with the results already formed, in version order:
 
-- a row with status F (final) or X (not obtained) continues a result only when it is a delivery of
-  it again: the same person and collection day, from another file. The k-th such row of a file
-  continues the k-th result (the order of a tolerance test's measurements), and a row of another
-  person or day is a result of its own;
-- a row with status C (correction) or D (deletion) corrects a result: the latest-touched one of the
-  same person and day, else of the same person (a corrected date), else of the same day (a
-  corrected identity); with none (the original was never delivered) it stands alone;
-- a result's latest row is current unless its status is D; its earlier rows name it in
-  ``superseded_by``.
+- *the same person*: the same ``person_key``, or the same ``link_key`` (names and birth date: a
+  re-delivery that adds the INS is the same person);
+- *the specimens agree*: equal, or one of them states none (an OBX without specimen beside the
+  embedded CDA that states it); two specimens stated and different (blood and urine leucocytes of
+  one request) are two results.
 
-Rows are taken in the order of their versions: validation time (a row without one is placed after
-the latest validation delivered before it, ``placed_at``), then delivery (file_seq), then row.
+A row with status F (final) or X (not obtained), of the same person and collection day as a result:
+
+- from another file, continues it (a delivery again): the result collected at the same time if
+  one is, else the first one this file has not continued yet (the k-th row continues the k-th
+  result: a tolerance test re-delivered whole);
+- from the file of the result's latest row, continues it when it says the same (a Ségur message
+  carries each result both as an OBX and inside its embedded CDA: docs/formats.md), or when it was
+  collected at the same time and validated later (a cumulative extract holding a result and its
+  re-validation); otherwise it is another measurement (a tolerance test: several values collected
+  at different times, or at one time with different values);
+- otherwise it is a result of its own.
+
+A row with status C (correction) or D (deletion) corrects a result of the same person collected at
+the same time, else the same day, else the nearest day (a corrected date); of another person, one
+collected at the same time, else the same day (a corrected identity). Several candidates: the first
+this file has not corrected yet (so the corrections of a tolerance test's measurements go one to
+each), else the latest touched. With none (the original was never delivered) it stands alone.
+
+A result's latest row is current unless its status is D; its earlier rows name it in
+``superseded_by``. Rows are taken in the order of their versions: validation time (a row without
+one is placed after the latest validation delivered before it, ``placed_at``), then delivery
+(file_seq), then row.
 """
 
 from __future__ import annotations
@@ -28,15 +45,24 @@ REPLACING = ("C", "D")
 
 def settle(rows: pl.DataFrame) -> pl.DataFrame:
     """``rows``: version_key, file_id, result_no, file_seq, placed_at, result_status, person_key,
-    collected_date. Returns file_id, result_no, is_current, superseded_by (``file_id:result_no``
-    of the result's current row, null for that row), one row per input row."""
+    collected_date, and optionally link_key, collected_at, specimen and the value (value_num,
+    value_comparator, result_class, value_raw; a column absent is null). Returns file_id,
+    result_no, is_current, superseded_by (``file_id:result_no`` of the result's current row, null
+    for that row), one row per input row."""
     r = rows.sort(["version_key", "placed_at", "file_seq", "result_no"], nulls_last=False)
+
+    def col(name: str, dtype=pl.Utf8) -> list:
+        return (r[name] if name in r.columns else pl.Series([None] * r.height, dtype=dtype)).to_list()
+
+    rows_of = _Rows(
+        files=col("file_id"), status=col("result_status"), persons=col("person_key"), links=col("link_key"),
+        days=col("collected_date", pl.Date), times=col("collected_at", pl.Datetime("us")),
+        placed=col("placed_at", pl.Datetime("us")),
+        specimens=(r["specimen"].str.strip_chars().str.to_uppercase().replace("", None) if "specimen" in r.columns
+                   else pl.Series([None] * r.height, dtype=pl.Utf8)).to_list(),
+        values=r.with_columns(_value_expr(r.columns))["_value"].to_list())
     keys = r["version_key"].to_list()
-    files = r["file_id"].to_list()
     nos = r["result_no"].to_list()
-    status = r["result_status"].to_list()
-    persons = r["person_key"].to_list()
-    days = r["collected_date"].to_list()
     n = len(keys)
     current: list[bool] = [False] * n
     superseded: list[str | None] = [None] * n
@@ -45,43 +71,111 @@ def settle(rows: pl.DataFrame) -> pl.DataFrame:
         end = start
         while end < n and keys[end] == keys[start]:
             end += 1
-        for members in _results(range(start, end), files, status, persons, days):
+        for members in _results(range(start, end), rows_of):
             head = members[-1]
-            current[head] = status[head] != "D"
-            head_id = f"{files[head]}:{nos[head]}"
+            current[head] = rows_of.status[head] != "D"
+            head_id = f"{rows_of.files[head]}:{nos[head]}"
             for m in members[:-1]:
                 superseded[m] = head_id
         start = end
-    return pl.DataFrame({"file_id": files, "result_no": nos, "is_current": current, "superseded_by": superseded},
+    return pl.DataFrame({"file_id": rows_of.files, "result_no": nos, "is_current": current, "superseded_by": superseded},
                         schema={"file_id": pl.Utf8, "result_no": r.schema["result_no"], "is_current": pl.Boolean,
                                 "superseded_by": pl.Utf8})
 
 
-def _results(order, files, status, persons, days) -> list[list[int]]:
+class _Rows:
+    def __init__(self, **columns: list):
+        self.__dict__.update(columns)
+
+
+def _value_expr(columns: list[str]) -> pl.Expr:
+    """What a row says, comparable across formats: the number (with its comparator), else the
+    qualitative class, else the text as sent (trimmed, upper case); null when there is none."""
+    def col(name: str, dtype) -> pl.Expr:
+        return pl.col(name) if name in columns else pl.lit(None, dtype=dtype)
+
+    number = pl.concat_str([col("value_comparator", pl.Utf8).fill_null(""),
+                            col("value_num", pl.Float64).cast(pl.Utf8)])
+    return pl.coalesce(number, col("result_class", pl.Utf8),
+                       col("value_raw", pl.Utf8).str.strip_chars().str.to_uppercase()).alias("_value")
+
+
+class _Result:
+    __slots__ = ("persons", "links", "day", "time", "specimen", "files", "members", "touched")
+
+    def __init__(self) -> None:
+        self.persons: set = set()
+        self.links: set = set()
+        self.files: set = set()
+        self.members: list[int] = []
+        self.specimen = self.day = self.time = None
+        self.touched = -1
+
+
+def _results(order, rows: _Rows) -> list[list[int]]:
     """The rows of one version key (indexes, in version order) grouped into results."""
-    results: list[dict] = []  # person, day, files, members, touched
+    results: list[_Result] = []
     for tick, k in enumerate(order):
-        person, day = persons[k], days[k]
-        if status[k] in REPLACING:
-            target = (_latest(results, lambda c: c["person"] == person and c["day"] == day)
-                      or _latest(results, lambda c: c["person"] == person)
-                      or _latest(results, lambda c: c["day"] == day))
+        file, day, time, specimen = rows.files[k], rows.days[k], rows.times[k], rows.specimens[k]
+
+        def same_person(c: _Result) -> bool:
+            return rows.persons[k] in c.persons or (rows.links[k] is not None and rows.links[k] in c.links)
+
+        fits = [c for c in results if specimen is None or c.specimen is None or c.specimen == specimen]
+        if rows.status[k] in REPLACING:
+            mine = [c for c in fits if same_person(c)]
+            others = [c for c in fits if not same_person(c)]
+            target = None
+            for pool in ([c for c in mine if time is not None and c.time == time], [c for c in mine if c.day == day],
+                         _nearest(mine, day), [c for c in others if time is not None and c.time == time],
+                         [c for c in others if c.day == day]):
+                target = _pick(pool, file)
+                if target is not None:
+                    break
         else:
-            target = next((c for c in results if c["person"] == person and c["day"] == day
-                           and files[k] not in c["files"]), None)
+            same = [c for c in fits if same_person(c) and c.day == day]
+            elsewhere = [c for c in same if file not in c.files]
+            target = (next((c for c in elsewhere if time is not None and c.time == time), None)
+                      or (elsewhere[0] if elsewhere else None))
+            if target is None:
+                for c in same:
+                    last = c.members[-1]
+                    if rows.files[last] != file:
+                        continue
+                    if (rows.values[k] is not None and rows.values[last] == rows.values[k]) or (
+                            time is not None and c.time == time and rows.placed[last] is not None
+                            and rows.placed[k] is not None and rows.placed[k] > rows.placed[last]):
+                        target = c
+                        break
         if target is None:
-            target = {"files": set(), "members": []}
+            target = _Result()
             results.append(target)
-        target["person"], target["day"] = person, day  # a correction's identity and day are the result's now
-        target["files"].add(files[k])
-        target["members"].append(k)
-        target["touched"] = tick
-    return [c["members"] for c in results]
+        # a correction's identity, day and time are the result's now (its earlier ones still match)
+        target.persons.add(rows.persons[k])
+        if rows.links[k] is not None:
+            target.links.add(rows.links[k])
+        target.day, target.time = day, time
+        target.specimen = specimen if specimen is not None else target.specimen
+        target.files.add(file)
+        target.members.append(k)
+        target.touched = tick
+    return [c.members for c in results]
 
 
-def _latest(results: list[dict], match) -> dict | None:
-    best = None
-    for c in results:
-        if match(c) and (best is None or c["touched"] > best["touched"]):
-            best = c
-    return best
+def _nearest(results: list[_Result], day) -> list[_Result]:
+    """The results whose day is nearest to ``day`` (a correction that moved the collection date)."""
+    dated = [c for c in results if c.day is not None and day is not None]
+    if not dated:
+        return list(results)
+    best = min(abs((c.day - day).days) for c in dated)
+    return [c for c in dated if abs((c.day - day).days) == best]
+
+
+def _pick(pool: list[_Result], file: str) -> _Result | None:
+    """Of several candidates: the first this file has not touched yet, else the latest touched."""
+    if not pool:
+        return None
+    fresh = [c for c in pool if file not in c.files]
+    if fresh:
+        return fresh[0]
+    return max(pool, key=lambda c: c.touched)

@@ -19,7 +19,7 @@ catalog with these rules (docs/privacy.md explains them):
 DuckDB lets anyone who opens a database run ``read_parquet`` on any file the operating system
 lets them read: a view cannot prevent that. The raw layer and the quality tables holding landing
 paths are therefore closed at the OS level (``restrict_raw_permissions``: ``warehouse/raw``,
-``warehouse/quality/{file_log,quarantine,audit_events}`` mode 0700, owner = the pipeline's
+``warehouse/quality/{file_log,quarantine,audit_events,expectation_results}`` mode 0700, owner = the pipeline's
 account), and
 ``connect_analyst`` opens the database read-only with external access limited to the four
 analyst layers and the configuration locked, for tools that go through biolake.
@@ -59,10 +59,13 @@ HIDDEN_COLUMNS: dict[str, str] = {
 }
 # the columns above that hold a landing path: their file names are also cut out of a ``detail``
 PATH_COLUMNS = ("path", "duplicate_of")
+# quality gate suites whose failures name landing files (quality/checkpoints.py label_columns)
+PATH_LABELLED_SUITES = ("file_accounting", "landing_files")
 # quality tables whose Parquet files hold landing paths (labs sometimes name files after the
 # patient): their folders are closed like raw (PRIVATE_DIR_MODE), and analyst.duckdb holds a cleaned
 # copy of each (a table, rebuilt at every run) instead of a view over the files
-PRIVATE_QUALITY_TABLES = ("quality.file_log", "quality.quarantine", "quality.audit_events")
+PRIVATE_QUALITY_TABLES = ("quality.file_log", "quality.quarantine", "quality.audit_events",
+                          "quality.expectation_results")  # the gate's failures may name landing files
 DB_FILE_MODE = 0o644  # analysts read it; only the pipeline's account writes it
 RAW_DIR_MODE = 0o700
 PRIVATE_DIR_MODE = RAW_DIR_MODE
@@ -101,6 +104,10 @@ def analyst_columns(t: Table) -> list[tuple[str, str]]:
                 expr = f"CASE WHEN {col} IS NULL OR {base} = '' THEN {expr} ELSE replace({expr}, {base}, '<file>') END"
         elif t.qualified == "quality.audit_events" and c.name == "subject":
             expr = "CASE WHEN kind LIKE 'file_%' THEN NULL ELSE subject END"
+        elif t.qualified == "quality.expectation_results" and c.name == "observed":
+            # these suites name their failing rows by landing path (what an engineer must fix)
+            expr = (f"CASE WHEN suite IN ({', '.join(repr(x) for x in PATH_LABELLED_SUITES)}) AND NOT success "
+                    "THEN '(names landing files: see biolake.duckdb)' ELSE observed END")
         out.append((c.name, expr))
     return out
 

@@ -136,9 +136,10 @@ CODED_COLUMNS: tuple[Column, ...] = (
 )
 
 VERSION_COLUMNS = (
-    C("version_key", U, "keyed hash (HMAC, 128 bits) of lab|request|test|specimen: the versions of one "
-                        "result share it; the request number cannot be read from it"),
-    C("is_current", B, "latest version of this (lab, request, test)"),
+    C("version_key", U, "lab|request_key|test: the rows of one request and test share it (request_key is a "
+                        "keyed hash: the request number cannot be read from it); transforms/versions.py tells "
+                        "their results apart by person, day, specimen and value"),
+    C("is_current", B, "latest version of its result (false when replaced or deleted)"),
     C("superseded_by", U, "file_id:result_no of the version that replaced it"),
 )
 
