@@ -116,6 +116,16 @@ def test_crlf_and_bom(tmp_path):
     assert rows.height == 1 and rejects.is_empty() and rows["result_status"][0] == "F"
 
 
+def test_a_separator_ending_every_line_is_no_column(tmp_path):
+    """QA: exports that end the header and every line with ';' were refused ("1 value(s) that are
+    not column names"). A line with a value after its last ';' has a field too many: rejected."""
+    lines = [HEADER + ";", line() + ";", line(N_DEMANDE="D2", STATUT="") + ";", line(N_DEMANDE="D3") + ";extra"]
+    rows, rejects, seen = parse_all(write(tmp_path, lines))
+    assert seen == 3 and rows["request_id"].to_list() == ["D1", "D2"]
+    assert rows["result_status"].to_list() == ["F", "F"]  # the empty last field stays empty (F by default)
+    assert rejects["line_no"].to_list() == [4]
+
+
 def test_header_errors_name_the_file(tmp_path):
     p = write(tmp_path, ["A;B;C", "1;2;3"], name="weird.csv")
     with pytest.raises(FileFormatError, match=r"weird.csv: line 1: header lacks") as e:

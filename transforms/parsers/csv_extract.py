@@ -332,6 +332,12 @@ def _header(block: bytes, state: dict, path: Path) -> list[str]:
     text = _line_by_line(first) if state.get("encoding") in ("cp1252", "mixed") else first.decode("utf-8")
     header = text.removesuffix("\r").lstrip("\ufeff")
     names = [_unquoted(h.strip()) for h in header.split(";")]
+    if len(names) > 2 and names[-1] == "" and all(names[:-1]):
+        # every line ends with a ';' (a spreadsheet's or a lab system's export; QA): the empty last
+        # name is no column, and each line's one trailing ';' is dropped before it is split (a line
+        # holding a value after it has a field too many and is rejected, as any such line)
+        names = names[:-1]
+        state["trailing_separator"] = True
     known = [KNOWN_KEYS.get(column_key(h)) for h in names]
     missing = [r for r in REQUIRED if r not in known]
     if missing:
@@ -465,6 +471,8 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
         if columns is None:
             columns = _header(block, state, path)
         frame, n_lines = _lines(series, block.endswith(b"\n"), next_line, skip_header)
+        if state.get("trailing_separator"):
+            frame = frame.with_columns(pl.col("raw").str.strip_suffix(";"))
         next_line += n_lines
         for start in range(0, frame.height, chunk_rows):
             part = frame.slice(start, chunk_rows)
