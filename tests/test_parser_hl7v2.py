@@ -342,6 +342,16 @@ def test_mllp_end_byte_glued_to_the_last_segment_is_dropped(tmp_path):
         assert rows["line_no"].to_list() == [4, 8] if "\x1c\r" in data else [4, 7]
 
 
+def test_an_mllp_frame_without_its_end_byte_is_a_truncated_delivery(tmp_path):
+    """QA: a file starting with 0x0b and cut before its 0x1c loaded without a trace."""
+    rows, rejects, units = parse_all(write(tmp_path, "\x0b" + msg("1") + "\x1c\r" + "\x0b" + msg("2")))
+    assert rows["message_id"].to_list() == ["1", "2"]  # what was read is kept
+    assert rejects["reason_code"].to_list() == ["MALFORMED_MESSAGE"]
+    assert rejects["detail"][0].startswith("truncated delivery: the MLLP frame started at line 6 has no end byte")
+    complete = parse_all(write(tmp_path, "\x0b" + msg("1") + "\x1c\r" + "\x0b" + msg("2") + "\x1c\r"))
+    assert complete[1].is_empty()
+
+
 @pytest.mark.parametrize(("wrapped", "expected"), [
     # the batch announces 3 messages, holds 1, and the file ends before its FTS (QA)
     (["FHS|^~\\&|QA", "BHS|^~\\&|QA", "M1", "BTS|3"], [

@@ -83,6 +83,7 @@ class MessageSplitter:
         self.bhs: tuple[int, bytes] | None = None  # (line, text) of a batch header not yet closed by a BTS
         self.n_bhs = 0
         self.problems: list[tuple[int, str, bytes]] = []  # (line, detail, raw text) of the wrappers
+        self.mllp: tuple[int, bytes] | None = None  # (line, text) of an MLLP frame (0x0b) not yet ended (0x1c)
 
     def feed(self, block: LineBlock) -> None:
         data, first = block.data, block.first_line_no
@@ -218,6 +219,11 @@ class MessageSplitter:
         self.close()
         self._unclosed("BHS", "BTS", "the end of the file")
         self._unclosed("FHS", "FTS", "the end of the file")
+        if self.mllp is not None:  # QA: a frame cut before its end byte loaded without a trace
+            no, text = self.mllp
+            self.problems.append((no, f"truncated delivery: the MLLP frame started at line {no} has no end byte "
+                                      "(0x1c) before the end of the file: a message cut short?", text))
+            self.mllp = None
 
     def _join_continuations(self) -> None:
         """Keep the lone \n of a message whose segments end with \r as data: each line after such
@@ -246,7 +252,14 @@ class MessageSplitter:
         if not line:
             return
         if b"\x1c" in line or b"\x0b" in line:
-            # MLLP framing bytes: dropped, and a segment boundary where they stand between text
+            # MLLP framing bytes: dropped, and a segment boundary where they stand between text; a
+            # frame started (0x0b) and not ended (0x1c) by the end of the file is a truncated one
+            for m in _FRAMING.finditer(line):
+                frame = m.group()
+                if frame.rfind(b"\x0b") > frame.rfind(b"\x1c"):
+                    self.mllp = (no, line.strip(b"\x00\x0b\x1c\r\n")[:200])
+                elif b"\x1c" in frame:
+                    self.mllp = None
             for k, piece in enumerate(p for p in _FRAMING.split(line) if p):
                 self._segment(no, piece, truncated, lone_lf and k == 0)
             return
