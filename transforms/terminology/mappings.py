@@ -126,17 +126,24 @@ def operator_text(path: Path) -> str:
                                 "neither UTF-8 nor Windows-1252 text: save it as CSV UTF-8") from None
 
 
+def operator_csv(path: Path) -> csv.DictReader:
+    """A CSV file an operator edited (``operator_text``), read with the separator its first line
+    uses (Excel in French saves with ';'), its column names stripped. Raises ``OperatorFileError``."""
+    text = operator_text(path)
+    first = text.split("\n", 1)[0]
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader.fieldnames = [h.strip() for h in (reader.fieldnames or [])]
+    return reader
+
+
 def _read_csv(path: Path, issues: list) -> list[tuple[int, dict]]:
     try:
-        text = operator_text(path)
+        reader = operator_csv(path)
     except OperatorFileError as err:
         issues.append((err.origin, err.problem))
         return []
-    first = text.split("\n", 1)[0]
-    delimiter = ";" if first.count(";") > first.count(",") else ","  # Excel (fr) saves with ';'
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
+    header = reader.fieldnames
     missing = [f for f in REQUIRED_FIELDS if f not in header]
     if missing:
         issues.append((f"{path}:1", f"header lacks required column(s) {missing}"))

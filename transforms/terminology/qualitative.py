@@ -50,8 +50,6 @@ Present-Absent).
 
 from __future__ import annotations
 
-import csv
-import functools
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -59,7 +57,7 @@ from pathlib import Path
 
 import polars as pl
 
-from transforms.terminology.mappings import OperatorFileError, operator_text
+from transforms.terminology.mappings import OperatorFileError, operator_csv
 
 POSITIVE, NEGATIVE = "10828004", "260385009"
 DETECTED, NOT_DETECTED = "260373001", "260415000"
@@ -376,14 +374,11 @@ def load_qualitative_words(dirs: Sequence[Path]) -> pl.DataFrame:
         layer: dict[str, dict] = {}
         for path in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".csv"):
             try:
-                text = operator_text(path)
+                reader = operator_csv(path)
             except OperatorFileError as err:
                 issues.append((err.origin, err.problem))
                 continue
-            first = text.split("\n", 1)[0]
-            reader = csv.DictReader(text.splitlines(), delimiter=";" if first.count(";") > first.count(",") else ",")
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            reader.fieldnames = header
+            header = reader.fieldnames
             if "text" not in header or "meaning" not in header:
                 issues.append((f"{path}:1", "the header must have the columns text and meaning"))
                 continue

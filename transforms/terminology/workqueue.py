@@ -22,7 +22,6 @@ Workflow (CLI: ``biolake mappings export --out FILE`` then ``biolake mappings im
 from __future__ import annotations
 
 import csv
-import io
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from transforms.safe_text import neutralise_formulas
 
 from transforms.terminology.mappings import (
     OperatorFileError,
-    operator_text,
+    operator_csv,
     MAPPING_FIELDS,
     MAPPING_SCHEMA,
     MappingError,
@@ -116,9 +115,9 @@ def _unquote(cell: str) -> str:
     return cell[1:] if cell[:1] == "'" and cell[1:2] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
-def _queue_text(path: Path) -> str:
+def _queue_csv(path: Path) -> csv.DictReader:
     try:
-        return operator_text(path)
+        return operator_csv(path)
     except OperatorFileError as err:
         raise MappingError([(err.origin, err.problem)]) from None
 
@@ -150,12 +149,8 @@ def read_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = N
     a lab not in ``known_sources`` (when given). Two approvals that are the same mapping once the
     unit is normalised ('g/L' and 'g/l', same LOINC and validity) are one (a note says so)."""
     path = Path(path)
-    text = _queue_text(path)
-    first = text.split("\n", 1)[0]
-    delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
+    reader = _queue_csv(path)
+    header = reader.fieldnames
     issues: list[tuple[str, str]] = []
     notes: list[tuple[str, str]] = []
     missing = [c for c in ("decision", "source", "local_code", "loinc_num") if c not in header]
@@ -360,13 +355,10 @@ def load_rejections(directory: Path, units: UnitTables | None = None) -> pl.Data
     issues: list[tuple[str, str]] = []
     for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
         try:
-            text = operator_text(path)
+            reader = operator_csv(path)
         except OperatorFileError as err:
             issues.append((err.origin, err.problem))
             continue
-        first = text.split("\n", 1)[0]
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=";" if first.count(";") > first.count(",") else ",")
-        reader.fieldnames = [h.strip() for h in (reader.fieldnames or [])]
         if not {"local_code", "loinc_num"} <= set(reader.fieldnames):
             issues.append((f"{path}:1", "header lacks local_code or loinc_num"))
             continue
