@@ -122,6 +122,14 @@ def test_fct_summary_matches_the_plain_queries(small_fct):
         con.close()
 
 
+def _summary(wh: Warehouse) -> dict:
+    con = S.connect(wh)
+    try:
+        return S.fct_summary(con, S.Sources(wh, con), ["75"], ["94500-6"], datetime(2026, 11, 3)).row(0, named=True)
+    finally:
+        con.close()
+
+
 def test_row_checks_count_current_results_and_say_where(tmp_path):
     """QA: a birth date giving age 136 blocked every export, and still did once the lab had
     corrected it (the superseded version was counted); the message named no file. The row-level
@@ -131,11 +139,7 @@ def test_row_checks_count_current_results_and_say_where(tmp_path):
     rows = [old, _fct("F1", 9, "v1"), {**_fct("F1", 12, "v2"), "age": 130}, {**_fct("F1", 15, "v3"), "age": 126},
             {**_fct("F1", 20, "v4"), "age": 127}, {**_fct("F1", 21, "v5"), "age": 128}]
     _write(wh, cat.FCT_LAB_RESULTS, "F1", [{**r, "source": "labo_zeta"} for r in rows])
-    con = S.connect(wh)
-    try:
-        row = S.fct_summary(con, S.Sources(wh, con), ["75"], ["94500-6"], datetime(2026, 11, 3)).row(0, named=True)
-    finally:
-        con.close()
+    row = _summary(wh)
     assert row["n_age_out_of_range"] == 4 and row["n_collected_in_future"] == 0
     assert row["n_versions_inconsistent"] == 0 and row["n_requests_shared_by_persons"] == 0
     where = json.loads(row["where"])
@@ -155,11 +159,7 @@ def test_version_flags_that_contradict_each_other_are_counted(tmp_path):
             {**_fct("F1", 7, "v6", is_current=False), "result_status": "D"},  # a deletion: fine
             {**_fct("F1", 8, "v7"), "person_key": "q"}, {**_fct("F1", 9, "v7"), "person_key": "r"}]  # shared
     _write(wh, cat.FCT_LAB_RESULTS, "F1", [{**r, "source": "labo"} for r in rows])
-    con = S.connect(wh)
-    try:
-        row = S.fct_summary(con, S.Sources(wh, con), ["75"], ["94500-6"], datetime(2026, 11, 3)).row(0, named=True)
-    finally:
-        con.close()
+    row = _summary(wh)
     assert row["n_versions_inconsistent"] == 4
     assert row["n_requests_shared_by_persons"] == 2
     assert json.loads(row["where"])["n_requests_shared_by_persons"] == "labo file F1 line 8, labo file F1 line 9"
