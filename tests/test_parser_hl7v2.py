@@ -462,6 +462,18 @@ def test_embedded_cda_observations_become_rows(tmp_path):
     assert rows["result_status"].to_list() == ["F", "F", "F", "F", "F", "X"]
 
 
+def test_an_embedded_cda_of_another_patient_is_not_read(tmp_path):
+    """QA: the CDA's patient silently replaced PID's. The sample's INS is 285077512345655; a PID with
+    another INS makes the document's results a reject naming why, none filed under either person."""
+    other = ed_message(CDA_SAMPLE.read_bytes()).replace("285077512345655", "185057512345612")
+    rows, rejects, units = parse_all(write(tmp_path, other))
+    assert rows.height == 0 and rejects["reason_code"].to_list() == ["EMBEDDED_DOCUMENT_INVALID"]
+    assert "its patient's INS is not PID-3's (6 results" in rejects["detail"][0]
+    # the same INS written with blanks, or no INS in the PID: read as before
+    spaced = ed_message(CDA_SAMPLE.read_bytes()).replace("285077512345655", "2 85 07 75 123 456 55")
+    assert parse_all(write(tmp_path, spaced))[0].height == 6
+
+
 def test_embedded_pdf_and_broken_documents_are_rejects(tmp_path):
     text = (
         ed_message(b"%PDF-1.4 fake", kind="^application^pdf^Base64^").replace("ED-1", "ED-pdf")

@@ -431,6 +431,15 @@ class _Message:
         if not doc.rows:
             self.rejects.append((no, "NO_RESULT", "value_raw", "embedded CDA holds no result observation", seg))
             return
+        # the document's patient must be the message's: an INS in both that differ would file the
+        # results under another person (QA: the CDA's patient silently replaced PID's)
+        pid_ins = _plain_ins(patient[0])
+        doc_ins = {_plain_ins(r[IDX["patient_nir"]]) for r in doc.rows} - {None}
+        if pid_ins and doc_ins and doc_ins != {pid_ins}:
+            self.rejects.append((no, "EMBEDDED_DOCUMENT_INVALID", "patient_nir",
+                                 f"embedded CDA: its patient's INS is not PID-3's ({len(doc.rows)} results "
+                                 "not read: whose are they?)", seg))
+            return
         status = decode(f[11], d)
         lab = (finess_of_org(f[23], d) if f[23] else None) or base_lab
         hl7 = (lab, req, *patient, collected or first_component(f[14], d), received,
@@ -455,6 +464,12 @@ class _Message:
             )
             return
         self.rows.extend(rows)
+
+
+def _plain_ins(value) -> str | None:
+    """An INS as compared: its characters other than blanks, dots and dashes, upper case."""
+    text = "".join(ch for ch in str(value or "") if ch not in " .-").upper()
+    return text or None
 
 
 def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink) -> None:
