@@ -265,15 +265,6 @@ def ingest_flow(home: str = "data") -> dict:
                 privacy.audit(ctx, "mappings_changed", "mappings", details={
                     "files_recoded": len(redo), "fingerprint": fingerprint[:16]})
         steps.save_mappings_fingerprint(ctx, fingerprint)
-    if steps.versions_outdated(ctx):
-        # the fact table of an earlier biolake settled versions on lab, request and test alone (a
-        # reused request number replaced another patient's result): every file is published again,
-        # once; recorded as owed below, so an interrupted run leaves it to the next
-        again = [fid for fid in ctx.wh.partitions(steps.cat.FCT_LAB_RESULTS) if fid not in set(changed)]
-        if again:
-            log.info("%d file(s) published again: the versions are settled by person and day now", len(again))
-            changed += again
-        steps.save_versions_format(ctx)
     # files an interrupted run processed but did not publish are published now (QA: they were lost)
     owed = [fid for fid in steps.owed_publication(ctx) if fid not in set(changed)]
     if owed:

@@ -47,7 +47,8 @@ PARSER_VERSION = "3"  # bump when a parser's output changes: earlier ingests are
 # a keyed hash per row cost about 8 s at 5 M results.
 # "5": a result without a value (status X or D) is not_numeric, not text_on_quantitative; the
 # version key no longer holds the specimen (transforms/versions.py compares it: a row without one,
-# an OBX beside the embedded CDA that states it, is the same result).
+# an OBX beside the embedded CDA that states it, is the same result). The re-coding it brings
+# republishes every file, so an earlier fact table's versions are settled again the current way.
 CODING_FORMAT = "5"
 
 
@@ -148,7 +149,6 @@ class LandingHashes:
         except (OSError, ValueError):  # unreadable: every file is hashed, as before the cache
             self.kept = {}
         self.now: dict[str, list] = {}
-        self.hashed = 0
 
     @staticmethod
     def _identity(st: os.stat_result) -> list:
@@ -161,7 +161,6 @@ class LandingHashes:
             self.now[rel] = kept
             return kept[5]
         digest = sha256_of(path)
-        self.hashed += 1
         after = self._identity(path.stat())
         if after == before and time.time_ns() - max(after[1], after[2]) > self.FRESH_NS:
             self.now[rel] = [*after, digest]
@@ -912,20 +911,6 @@ def _save_state(ctx: Context, **values) -> None:
 
 def save_mappings_fingerprint(ctx: Context, fingerprint: str) -> None:
     _save_state(ctx, mappings_fingerprint=fingerprint)
-
-
-# how the publication settles versions: "2", transforms/versions.py (results of one request and test
-# told apart by person, day and order); before, every row of one lab, request and test was a version
-# of one result. A warehouse settled another way has every file published again once.
-VERSIONS_FORMAT = "2"
-
-
-def versions_outdated(ctx: Context) -> bool:
-    return _state(ctx).get("versions_format") != VERSIONS_FORMAT
-
-
-def save_versions_format(ctx: Context) -> None:
-    _save_state(ctx, versions_format=VERSIONS_FORMAT)
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
+from transforms.identity import normalise_ins
 from transforms.parsers import cda
 from transforms.parsers.base import Chunk, FileFormatError, holds_utf8_sequences
 from transforms.parsers.er7 import (
@@ -433,8 +434,8 @@ class _Message:
             return
         # the document's patient must be the message's: an INS in both that differ would file the
         # results under another person (QA: the CDA's patient silently replaced PID's)
-        pid_ins = _plain_ins(patient[0])
-        doc_ins = {_plain_ins(r[IDX["patient_nir"]]) for r in doc.rows} - {None}
+        pid_ins = normalise_ins(patient[0] or None)
+        doc_ins = {normalise_ins(r[IDX["patient_nir"]] or None) for r in doc.rows} - {None}
         if pid_ins and doc_ins and doc_ins != {pid_ins}:
             self.rejects.append((no, "EMBEDDED_DOCUMENT_INVALID", "patient_nir",
                                  f"embedded CDA: its patient's INS is not PID-3's ({len(doc.rows)} results "
@@ -464,12 +465,6 @@ class _Message:
             )
             return
         self.rows.extend(rows)
-
-
-def _plain_ins(value) -> str | None:
-    """An INS as compared: its characters other than blanks, dots and dashes, upper case."""
-    text = "".join(ch for ch in str(value or "") if ch not in " .-").upper()
-    return text or None
 
 
 def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink) -> None:
