@@ -157,7 +157,11 @@ def test_version_flags_that_contradict_each_other_are_counted(tmp_path):
             {**_fct("F1", 5, "v4"), "superseded_by": "F1:2"},  # current yet replaced
             _fct("F1", 6, "v5", is_current=False),  # a head neither current nor deleted
             {**_fct("F1", 7, "v6", is_current=False), "result_status": "D"},  # a deletion: fine
-            {**_fct("F1", 8, "v7"), "person_key": "q"}, {**_fct("F1", 9, "v7"), "person_key": "r"}]  # shared
+            {**_fct("F1", 8, "v7"), "person_key": "q"}, {**_fct("F1", 9, "v7"), "person_key": "r"},  # shared
+            # not shared: a row without a person key, and two person keys with one link key
+            {**_fct("F1", 10, "v8"), "person_key": "s"}, {**_fct("F1", 11, "v8"), "person_key": None},
+            {**_fct("F1", 12, "v9"), "person_key": "t", "link_key": "L"},
+            {**_fct("F1", 13, "v9"), "person_key": "u", "link_key": "L"}]
     _write(wh, cat.FCT_LAB_RESULTS, "F1", [{**r, "source": "labo"} for r in rows])
     row = _summary(wh)
     assert row["n_versions_inconsistent"] == 4
