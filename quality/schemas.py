@@ -65,6 +65,23 @@ CHECK_DETAILS = {
 }
 
 
+def day_precision(col: str) -> pl.Expr:
+    """True where the time of ``col`` is exactly 00:00:00: a date sent without its time (CSV
+    ``29/03/2026``, HL7 ``20260329``) reads as midnight, and means "that day", not "at midnight"."""
+    c = pl.col(col)
+    return c == c.dt.truncate("1d")
+
+
+def not_before_collection(col: str) -> pl.Expr:
+    """``col`` (a reception or validation time) is not before the collection. A value at exactly
+    00:00:00 is compared at day precision: it is before the collection only when its *date* is
+    (QA: a validation dated 29/03/2026 without a time, of a specimen taken at 10:00 that day, was
+    quarantined as "validated before the collection"). The quality gate (quality/summaries.py,
+    ``before_collection_sql``) and the delays of the reports apply the same rule."""
+    later, collected = pl.col(col), pl.col("collected_at")
+    return (later >= collected) | (day_precision(col) & (later.dt.date() >= collected.dt.date()))
+
+
 def check_detail(check_name: str) -> str:
     return CHECK_DETAILS.get(check_name, "failed check " + check_name)
 
@@ -166,11 +183,11 @@ class CanonicalResult(pa.DataFrameModel):
 
     @pa.dataframe_check(name=_named("DATE_ORDER", "received_at"))
     def received_after_collection(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select((pl.col("received_at") >= pl.col("collected_at")).fill_null(True))
+        return data.lazyframe.select(not_before_collection("received_at").fill_null(True))
 
     @pa.dataframe_check(name=_named("DATE_ORDER", "validated_at"))
     def validated_after_collection(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select((pl.col("validated_at") >= pl.col("collected_at")).fill_null(True))
+        return data.lazyframe.select(not_before_collection("validated_at").fill_null(True))
 
     @pa.dataframe_check(name=_named("MISSING_VALUE", "local_code"))
     def some_test_code(cls, data: pa.PolarsData) -> pl.LazyFrame:

@@ -108,3 +108,21 @@ def test_every_check_of_the_model_explains_itself_in_words(tmp_path):
     assert verdicts and not [v for v in verdicts if v.detail.startswith("failed check")]
     _, q = validate_rows(rows_of(tmp_path, line(DATE_PRELEVEMENT="02/11/2016 08:30", DATE_RECEPTION="")), now=NOW)
     assert q["detail"].to_list() == ["collected more than 366 days before its validation"]
+
+
+@pytest.mark.parametrize("column", ["DATE_RECEPTION", "DATE_VALIDATION"])
+def test_a_reception_or_validation_without_its_time_is_compared_at_day_precision(tmp_path, column):
+    """QA: a reception or validation sent with day precision (29/03/2026, 20260329) reads as 00:00
+    and a same-day timed collection was quarantined as "received/validated before the collection".
+    A value at exactly 00:00:00 violates the order only when its date is before the collection's."""
+    other = {"DATE_RECEPTION": "", "DATE_VALIDATION": ""}
+    rows = rows_of(tmp_path,
+                   line(**{**other, column: "02/11/2026"}),
+                   line(**{**other, "N_DEMANDE": "D2", column: "20261102"}),
+                   line(**{**other, "N_DEMANDE": "D3", column: "01/11/2026"}),        # the day before
+                   line(**{**other, "N_DEMANDE": "D4", column: "02/11/2026 08:29"}),  # a minute before
+                   line(**{**other, "N_DEMANDE": "D5", column: "02/11/2026 00:00"}))  # read as a day too
+    valid, q = validate_rows(rows, now=NOW)
+    assert valid["request_id"].to_list() == ["D1", "D2", "D5"]
+    col = {"DATE_RECEPTION": "received_at", "DATE_VALIDATION": "validated_at"}[column]
+    assert q.select("line_no", "reason_code", "column").rows() == [(4, "DATE_ORDER", col), (5, "DATE_ORDER", col)]
