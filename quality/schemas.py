@@ -27,6 +27,7 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 from pandera.backends.polars.register import register_polars_backends
 
+from quality.clock import latest_local_time
 from quality.reasons import check as reason
 from transforms.canonical import CANONICAL_SCHEMA, COMPARATORS
 from transforms.identity import nir_format_ok_expr, nir_key_ok_expr
@@ -387,7 +388,9 @@ def _issue_rows(frame: pl.DataFrame, column: str = "parse_issues") -> pl.DataFra
 def validate_rows(df: pl.DataFrame, now: datetime | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split canonical rows into (valid rows, quarantine rows: line_no, reason_code, column, detail).
 
-    A row fails for every reason it has; one quarantine row per (row, reason, column). A birth date
+    A row fails for every reason it has; one quarantine row per (row, reason, column). ``now``: the
+    run's time, aware (or naive in the host's zone); a collection after ``latest_local_time(now)``
+    is in the future. A birth date
     that gives no age (above) is no reason: the valid row has a null ``birth_date`` and, in
     ``parse_issues``, its flag (BIRTH_DATE_PARTIAL or BIRTH_DATE_INVALID), which staging adds to
     ``dq_flags``; the other valid rows have a null ``parse_issues``.
@@ -400,7 +403,7 @@ def validate_rows(df: pl.DataFrame, now: datetime | None = None) -> tuple[pl.Dat
     main = [v for v in verdicts if v.column != "birth_date"]   # judged with the birth date usable
     checks = [f"_check{i}" for i in range(len(main))]
     births = [f"_birth{i}" for i in range(len(birth))]
-    now = now or datetime.now()
+    latest = latest_local_time(now)
     # One query: every check of the model, plus the rows the parser flagged (parse_issues) and the
     # collections in the future (relative to this run: a wrong clock or a wrong column); only the
     # rows with a problem come out (usually a few percent, often none). The in-memory engine is the
@@ -419,7 +422,7 @@ def validate_rows(df: pl.DataFrame, now: datetime | None = None) -> tuple[pl.Dat
         .select(
             pl.int_range(pl.len(), dtype=pl.UInt32).alias("_idx"), "line_no", "parse_issues", "_bissue", "_bflag",
             *births,
-            (pl.col("collected_at") > now).fill_null(False).alias("_future"),
+            (pl.col("collected_at") > latest).fill_null(False).alias("_future"),
             *[v.ok.alias(name) for v, name in zip(main, checks, strict=True)],
         )
         .filter(~pl.all_horizontal(checks) | pl.col("parse_issues").is_not_null() | pl.col("_future")

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from quality.clock import latest_local_time
 from warehouse import catalog as cat
 from warehouse.catalog import Table
 from warehouse.store import Warehouse, empty_relation
@@ -288,7 +289,10 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
     # the row-level conditions on what is published (current rows: a version a correction replaced
     # is history, and QA saw a lab's corrected birth date keep blocking every export); each failing
     # one is located by ``_where`` (file and line, never a value)
-    now_sql = f"{sql_literal(now.isoformat(sep=' '))}::TIMESTAMP + INTERVAL 1 DAY"
+    # in the future: later than the row checks' limit (UTC now + 14 h, the latest local time
+    # anywhere: quality.clock.latest_local_time, whatever the host's zone) plus a day
+    future = latest_local_time(now) + timedelta(days=1)
+    now_sql = f"{sql_literal(future.isoformat(sep=' '))}::TIMESTAMP"
     current = {
         "n_collected_in_future": f"collected_at > {now_sql}",
         "n_validated_before_collected": before_collection_sql("validated_at"),

@@ -4,7 +4,7 @@ the "collection in the future" check, and what the quarantine says of an unreada
 from __future__ import annotations
 
 import os
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 import pytest
@@ -95,3 +95,70 @@ def test_a_usable_birth_date_is_not_flagged(tmp_path):
                                  now=NOW)
         staged = _staged(valid)
         assert q.is_empty() and staged["age"].to_list() == [46] and staged["dq_flags"].to_list() == [None], fmt
+
+
+# ------------------------------------------------------------------------------------------------
+# F1: the clock of "collection in the future"
+# ------------------------------------------------------------------------------------------------
+RUN = datetime(2026, 11, 24, 11, 32, tzinfo=timezone.utc)  # 12:32 in Paris, 15:32 in Réunion
+
+
+def test_a_collection_is_in_the_future_only_after_the_latest_local_time_anywhere(tmp_path):
+    """QA F1: on a UTC host, a Paris collection of 25 minutes ago (12:07 wall clock) and a Réunion
+    one of 40 minutes ago (14:53) were "in the future" and quarantined for good. The limit is the
+    latest local time anywhere, UTC now + 14 h (2026-11-25 01:32 here), whatever the host's zone."""
+    at = {"D1": "24/11/2026 12:07", "D2": "24/11/2026 14:53", "D3": "25/11/2026 01:32",
+          "D4": "25/11/2026 01:33", "D5": "26/11/2026 08:00"}
+    p = tmp_path / "now.csv"
+    p.write_text("\n".join([HEADER, *(line(N_DEMANDE=r, DATE_PRELEVEMENT=t, DATE_RECEPTION="", DATE_VALIDATION="")
+                                      for r, t in at.items())]) + "\n")
+    rows = canonical_rows(p)
+    for now in (RUN, RUN.astimezone(timezone(timedelta(hours=-10))), RUN.astimezone(timezone(timedelta(hours=4)))):
+        valid, q = validate_rows(rows, now=now)
+        assert valid["request_id"].to_list() == ["D1", "D2", "D3"]
+        assert q.select("line_no", "reason_code", "column", "detail").rows() == [
+            (5, "DATE_ORDER", "collected_at", "collection time in the future"),
+            (6, "DATE_ORDER", "collected_at", "collection time in the future")]
+
+
+def test_the_clock_is_utc_plus_14_hours_whatever_the_host_zone(monkeypatch):
+    import time
+
+    from quality.clock import latest_local_time
+
+    assert latest_local_time(RUN) == datetime(2026, 11, 25, 1, 32)
+    for zone in ("UTC", "Europe/Paris", "Indian/Reunion", "America/Los_Angeles"):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        try:
+            # a naive time is the host's: datetime.now() on that host, the same instant
+            naive_host_now = RUN.astimezone().replace(tzinfo=None)
+            assert latest_local_time(naive_host_now) == datetime(2026, 11, 25, 1, 32), zone
+            got = latest_local_time()
+            assert abs(got - (datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(hours=14))) < timedelta(seconds=5)
+        finally:
+            monkeypatch.delenv("TZ")
+            time.tzset()
+
+
+def test_the_gate_counts_a_collection_in_the_future_on_the_same_clock(tmp_path):
+    """The gate's n_collected_in_future: after UTC now + 14 h, plus a day (quality/summaries.py)."""
+    from quality import summaries as S
+    from warehouse import catalog as cat
+    from warehouse.store import Warehouse
+
+    wh = Warehouse(tmp_path / "home")
+    rows = [{"file_id": "F", "line_no": i, "result_no": i, "is_current": True, "person_key": "p", "source": "labo",
+             "collected_at": t, "collected_date": t.date()}
+            for i, t in enumerate([datetime(2026, 11, 24, 14, 53), datetime(2026, 11, 26, 1, 32),
+                                   datetime(2026, 11, 26, 1, 33)], start=1)]
+    df = pl.DataFrame(rows)
+    df = df.with_columns([pl.lit(None, dt).alias(n) for n, dt in cat.FCT_LAB_RESULTS.schema.items() if n not in df.columns])
+    wh.write_partition(cat.FCT_LAB_RESULTS, "F", [df])
+    con = S.connect(wh)
+    try:
+        for now in (RUN, RUN.astimezone(timezone(timedelta(hours=-10)))):
+            row = S.fct_summary(con, S.Sources(wh, con), ["75"], [], now).row(0, named=True)
+            assert row["n_collected_in_future"] == 1
+    finally:
+        con.close()

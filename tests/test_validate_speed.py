@@ -11,6 +11,7 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
+from quality.clock import latest_local_time
 from quality.schemas import (BUILTIN_CHECKS, QUARANTINE_COLUMNS, CanonicalResult, _compiled, _null_columns,
                              check_detail, validate_rows)
 from tests.helpers import HEADER, bad_nir, canonical_rows, defect_lines, line
@@ -68,7 +69,7 @@ def _pandera_validate_rows(df: pl.DataFrame, now: datetime) -> tuple[pl.DataFram
         pl.when(pl.col("_idx").is_in(list(flag))).then(None).otherwise(pl.col("birth_date")).alias("birth_date"),
         pl.Series("parse_issues", [others[i] for i in indexed["_idx"].to_list()], dtype=pl.Utf8))
     failures = [_pandera_failures(eff.drop("_idx")), _issues(eff)]
-    failures.append(eff.filter(pl.col("collected_at") > now).select(
+    failures.append(eff.filter(pl.col("collected_at") > latest_local_time(now)).select(
         "_idx", pl.lit("DATE_ORDER").alias("reason_code"), pl.lit("collected_at").alias("column"),
         pl.lit("collection time in the future").alias("detail")))
     fails = pl.concat(failures, how="vertical_relaxed")
