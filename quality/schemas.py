@@ -83,6 +83,14 @@ def not_before_collection(col: str) -> pl.Expr:
     return (later >= collected) | (day_precision(col) & (later.dt.date() >= collected.dt.date()))
 
 
+def collection_unusable() -> pl.Expr:
+    """The collection is before 2000 (a two-digit year read as 0026: ``DATE_INVALID:collected_at``):
+    the checks that compare another date with it pass, so that an invalid date does not also give
+    reasons derived from it (QA: "born after the collection" and "collected more than 366 days
+    before its validation" for a collection typed 29/03/26)."""
+    return (pl.col("collected_at") < OLDEST_COLLECTION).fill_null(False)
+
+
 def check_detail(check_name: str) -> str:
     return CHECK_DETAILS.get(check_name, "failed check " + check_name)
 
@@ -156,7 +164,8 @@ class CanonicalResult(pa.DataFrameModel):
         # quality gate (ages 0 to 125), even after the lab corrected it
         c = pl.col("birth_date")
         oldest = pl.col("collected_at").dt.date().dt.offset_by(f"-{MAX_AGE + 1}y")
-        return data.lazyframe.select(c.is_null() | ((c >= OLDEST_BIRTH) & (c > oldest).fill_null(True)))
+        return data.lazyframe.select(
+            c.is_null() | ((c >= OLDEST_BIRTH) & ((c > oldest).fill_null(True) | collection_unusable())))
 
     @pa.check("collected_at", name=_named("DATE_INVALID", "collected_at"))
     def collection_plausible(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -175,20 +184,21 @@ class CanonicalResult(pa.DataFrameModel):
     @pa.dataframe_check(name=_named("DATE_ORDER", "collected_at"))
     def validated_within_a_year(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(
-            ((pl.col("validated_at") - pl.col("collected_at")) <= MAX_VALIDATION_DELAY).fill_null(True))
+            ((pl.col("validated_at") - pl.col("collected_at")) <= MAX_VALIDATION_DELAY).fill_null(True)
+            | collection_unusable())
 
     @pa.dataframe_check(name=_named("DATE_ORDER", "birth_date"))
     def born_before_collection(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(
-            (pl.col("birth_date") <= pl.col("collected_at").dt.date()).fill_null(True))
+            (pl.col("birth_date") <= pl.col("collected_at").dt.date()).fill_null(True) | collection_unusable())
 
     @pa.dataframe_check(name=_named("DATE_ORDER", "received_at"))
     def received_after_collection(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(not_before_collection("received_at").fill_null(True))
+        return data.lazyframe.select(not_before_collection("received_at").fill_null(True) | collection_unusable())
 
     @pa.dataframe_check(name=_named("DATE_ORDER", "validated_at"))
     def validated_after_collection(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(not_before_collection("validated_at").fill_null(True))
+        return data.lazyframe.select(not_before_collection("validated_at").fill_null(True) | collection_unusable())
 
     @pa.dataframe_check(name=_named("MISSING_VALUE", "local_code"))
     def some_test_code(cls, data: pa.PolarsData) -> pl.LazyFrame:

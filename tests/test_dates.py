@@ -162,3 +162,14 @@ def test_the_gate_counts_a_collection_in_the_future_on_the_same_clock(tmp_path):
             assert row["n_collected_in_future"] == 1
     finally:
         con.close()
+
+
+def test_an_invalid_collection_date_gives_no_reason_derived_from_it(tmp_path):
+    """QA F6: a two-digit year (29/03/26 00:30, read as year 0026) is DATE_INVALID:collected_at, and
+    was also "born after the collection" and "collected more than 366 days before its validation"."""
+    p = tmp_path / "yy.csv"
+    p.write_text("\n".join([HEADER, line(DATE_PRELEVEMENT="29/03/26 00:30", DATE_RECEPTION="29/03/2026 08:00",
+                                         DATE_VALIDATION="29/03/2026 18:00")]) + "\n")
+    valid, q = validate_rows(canonical_rows(p), now=NOW)
+    assert valid.is_empty()
+    assert q.select("reason_code", "column").rows() == [("DATE_INVALID", "collected_at")]
