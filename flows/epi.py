@@ -701,7 +701,13 @@ def export_cmd(
     from flows.steps import check_upgradable
 
     try:
-        rule = DisclosureRule(threshold=threshold or base.threshold, min_count=min_count or base.min_count)
+        # an explicit value is used or refused as the settings refuse it, never replaced by the
+        # default (QA: --threshold 0 silently published with 10)
+        for option, value in (("--threshold", threshold), ("--min-count", min_count)):
+            if value is not None and value < 1:
+                raise ValueError(f"{option} {value}: Input should be greater than or equal to 1")
+        rule = DisclosureRule(threshold=base.threshold if threshold is None else threshold,
+                              min_count=base.min_count if min_count is None else min_count)
         _issue(issue_date)
         ctx, refs = _cli_ctx(home)
         # read the marts while no run rewrites them

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -474,7 +474,7 @@ def validate(ctx: Context, t: FileTicket, postal_codes: pl.DataFrame, fmt: str =
     quarantines: list[pl.DataFrame] = []
     n_valid = 0
     bad_finess: Counter = Counter()  # invalid FINESS values of the valid rows -> rows (flagged, kept)
-    run_time = datetime.now()
+    run_time = datetime.now(timezone.utc)  # the future check's clock: UTC, never the host's zone
 
     def staged():
         nonlocal n_valid

@@ -27,6 +27,7 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 from pandera.backends.polars.register import register_polars_backends
 
+from quality.clock import latest_local_time
 from quality.reasons import check as reason
 from transforms.canonical import CANONICAL_SCHEMA, COMPARATORS
 from transforms.identity import nir_format_ok_expr, nir_key_ok_expr
@@ -63,6 +64,31 @@ CHECK_DETAILS = {
     "VALUE_INVALID:value_num": "the number is not finite",
     "VALUE_INVALID:value_comparator": "a comparator that is not <, <=, > or >=, or without its bound",
 }
+
+
+def day_precision(col: str) -> pl.Expr:
+    """True where the time of ``col`` is exactly 00:00:00: a date sent without its time (CSV
+    ``29/03/2026``, HL7 ``20260329``) reads as midnight, and means "that day", not "at midnight"."""
+    c = pl.col(col)
+    return c == c.dt.truncate("1d")
+
+
+def not_before_collection(col: str) -> pl.Expr:
+    """``col`` (a reception or validation time) is not before the collection. A value at exactly
+    00:00:00 is compared at day precision: it is before the collection only when its *date* is
+    (QA: a validation dated 29/03/2026 without a time, of a specimen taken at 10:00 that day, was
+    quarantined as "validated before the collection"). The quality gate (quality/summaries.py,
+    ``before_collection_sql``) and the delays of the reports apply the same rule."""
+    later, collected = pl.col(col), pl.col("collected_at")
+    return (later >= collected) | (day_precision(col) & (later.dt.date() >= collected.dt.date()))
+
+
+def collection_unusable() -> pl.Expr:
+    """The collection is before 2000 (a two-digit year read as 0026: ``DATE_INVALID:collected_at``):
+    the checks that compare another date with it pass, so that an invalid date does not also give
+    reasons derived from it (QA: "born after the collection" and "collected more than 366 days
+    before its validation" for a collection typed 29/03/26)."""
+    return (pl.col("collected_at") < OLDEST_COLLECTION).fill_null(False)
 
 
 def check_detail(check_name: str) -> str:
@@ -138,7 +164,8 @@ class CanonicalResult(pa.DataFrameModel):
         # quality gate (ages 0 to 125), even after the lab corrected it
         c = pl.col("birth_date")
         oldest = pl.col("collected_at").dt.date().dt.offset_by(f"-{MAX_AGE + 1}y")
-        return data.lazyframe.select(c.is_null() | ((c >= OLDEST_BIRTH) & (c > oldest).fill_null(True)))
+        return data.lazyframe.select(
+            c.is_null() | ((c >= OLDEST_BIRTH) & ((c > oldest).fill_null(True) | collection_unusable())))
 
     @pa.check("collected_at", name=_named("DATE_INVALID", "collected_at"))
     def collection_plausible(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -157,20 +184,21 @@ class CanonicalResult(pa.DataFrameModel):
     @pa.dataframe_check(name=_named("DATE_ORDER", "collected_at"))
     def validated_within_a_year(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(
-            ((pl.col("validated_at") - pl.col("collected_at")) <= MAX_VALIDATION_DELAY).fill_null(True))
+            ((pl.col("validated_at") - pl.col("collected_at")) <= MAX_VALIDATION_DELAY).fill_null(True)
+            | collection_unusable())
 
     @pa.dataframe_check(name=_named("DATE_ORDER", "birth_date"))
     def born_before_collection(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(
-            (pl.col("birth_date") <= pl.col("collected_at").dt.date()).fill_null(True))
+            (pl.col("birth_date") <= pl.col("collected_at").dt.date()).fill_null(True) | collection_unusable())
 
     @pa.dataframe_check(name=_named("DATE_ORDER", "received_at"))
     def received_after_collection(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select((pl.col("received_at") >= pl.col("collected_at")).fill_null(True))
+        return data.lazyframe.select(not_before_collection("received_at").fill_null(True) | collection_unusable())
 
     @pa.dataframe_check(name=_named("DATE_ORDER", "validated_at"))
     def validated_after_collection(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select((pl.col("validated_at") >= pl.col("collected_at")).fill_null(True))
+        return data.lazyframe.select(not_before_collection("validated_at").fill_null(True) | collection_unusable())
 
     @pa.dataframe_check(name=_named("MISSING_VALUE", "local_code"))
     def some_test_code(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -324,63 +352,137 @@ def _raise_schema_error(df: pl.DataFrame) -> None:
     raise AssertionError("pandera refused the frame's schema, then accepted the frame")
 
 
+# A birth date that gives no age for this result -- partial (year, or year and month: the parser's
+# ``DATE_INVALID:birth_date:partial``), unreadable, not a real date, before 1890, more than 125 years
+# before the collection or after it -- does not cost the result (domain: a missing age is a
+# data-quality flag, not a reason to drop the result): the row is kept with its birth date unknown
+# (null, as an empty one: no age, the pseudonym of a person without birth date), flagged
+# BIRTH_DATE_PARTIAL or BIRTH_DATE_INVALID. A row quarantined for another reason lists these too.
+BIRTH_DATE_PARTIAL = "BIRTH_DATE_PARTIAL"
+BIRTH_DATE_INVALID = "BIRTH_DATE_INVALID"
+_BIRTH_ISSUE = r"DATE_INVALID:birth_date(?::partial)?"
+PARTIAL_BIRTH_DETAIL = "partial birth date (the year, or the year and month, only)"
+UNREADABLE_DETAIL = "value could not be read"
+
+
+def _birth_flag(issue: pl.Expr, implausible: pl.Expr) -> pl.Expr:
+    """BIRTH_DATE_PARTIAL / BIRTH_DATE_INVALID from the parser's birth-date issue and the model's
+    birth-date checks, null for a usable (or empty) birth date."""
+    return (pl.when(issue.str.ends_with(":partial")).then(pl.lit(BIRTH_DATE_PARTIAL))
+            .when(issue.is_not_null() | implausible).then(pl.lit(BIRTH_DATE_INVALID))
+            .otherwise(pl.lit(None, dtype=pl.Utf8)))
+
+
+def _without_birth_issue(issues: pl.Expr) -> pl.Expr:
+    """``parse_issues`` without its birth-date entry (null when nothing else is left)."""
+    rest = issues.str.replace_all(_BIRTH_ISSUE, "").str.replace_all(";;+", ";").str.strip_chars(";")
+    return pl.when(rest != "").then(rest)
+
+
+def _issue_rows(frame: pl.DataFrame, column: str = "parse_issues") -> pl.DataFrame:
+    """One quarantine row per ``REASON:column[:detail]`` entry of ``column`` (rows with ``_idx``)."""
+    parts = pl.col("issue").str.splitn(":", 3)
+    detail = parts.struct.field("field_2")
+    return (
+        frame.filter(pl.col(column).is_not_null())
+        .select("_idx", pl.col(column).str.split(";").alias("issue"))
+        .explode("issue")
+        .select("_idx", parts.struct.field("field_0").alias("reason_code"),
+                parts.struct.field("field_1").alias("column"),
+                pl.when(detail == "partial").then(pl.lit(PARTIAL_BIRTH_DETAIL))
+                .otherwise(pl.lit(UNREADABLE_DETAIL)).alias("detail"),
+                pl.lit(True).alias("_unreadable"))
+    )
+
+
 def validate_rows(df: pl.DataFrame, now: datetime | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split canonical rows into (valid rows, quarantine rows: line_no, reason_code, column, detail).
 
-    A row fails for every reason it has; one quarantine row per (row, reason, column).
+    A row fails for every reason it has; one quarantine row per (row, reason, column). ``now``: the
+    run's time, aware (or naive in the host's zone); a collection after ``latest_local_time(now)``
+    is in the future. A birth date
+    that gives no age (above) is no reason: the valid row has a null ``birth_date`` and, in
+    ``parse_issues``, its flag (BIRTH_DATE_PARTIAL or BIRTH_DATE_INVALID), which staging adds to
+    ``dq_flags``; the other valid rows have a null ``parse_issues``.
     """
     df = df.select(list(CANONICAL_SCHEMA))
     if not _schema_accepted(df):
         _raise_schema_error(df)
     verdicts = _compiled(tuple(df.schema.items()), _null_columns(df))
-    checks = [f"_check{i}" for i in range(len(verdicts))]
-    now = now or datetime.now()
+    birth = [v for v in verdicts if v.column == "birth_date"]  # judged on the birth date as sent
+    main = [v for v in verdicts if v.column != "birth_date"]   # judged with the birth date usable
+    checks = [f"_check{i}" for i in range(len(main))]
+    births = [f"_birth{i}" for i in range(len(birth))]
+    latest = latest_local_time(now)
     # One query: every check of the model, plus the rows the parser flagged (parse_issues) and the
     # collections in the future (relative to this run: a wrong clock or a wrong column); only the
     # rows with a problem come out (usually a few percent, often none). The in-memory engine is the
-    # quicker one on a file's rows.
+    # quicker one on a file's rows. The birth-date checks are judged first; a birth date that fails
+    # one (or that the parser could not read) is unknown for the other checks.
+    birth_issue = pl.col("parse_issues").str.extract(f"({_BIRTH_ISSUE})", 1)
     flagged = (
         df.lazy()
+        .with_columns(*[v.ok.alias(name) for v, name in zip(birth, births, strict=True)],
+                      birth_issue.alias("_bissue"))
+        .with_columns(_birth_flag(pl.col("_bissue"), ~pl.all_horizontal(births) if births else pl.lit(False))
+                      .alias("_bflag"))
+        .with_columns(pl.when(pl.col("_bflag").is_null()).then(pl.col("birth_date")).alias("birth_date"),
+                      pl.when(pl.col("_bissue").is_null()).then(pl.col("parse_issues"))
+                      .otherwise(_without_birth_issue(pl.col("parse_issues"))).alias("parse_issues"))
         .select(
-            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_idx"), "line_no", "parse_issues",
-            (pl.col("collected_at") > now).fill_null(False).alias("_future"),
-            *[v.ok.alias(name) for v, name in zip(verdicts, checks, strict=True)],
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_idx"), "line_no", "parse_issues", "_bissue", "_bflag",
+            *births,
+            (pl.col("collected_at") > latest).fill_null(False).alias("_future"),
+            *[v.ok.alias(name) for v, name in zip(main, checks, strict=True)],
         )
-        .filter(~pl.all_horizontal(checks) | pl.col("parse_issues").is_not_null() | pl.col("_future"))
+        .filter(~pl.all_horizontal(checks) | pl.col("parse_issues").is_not_null() | pl.col("_future")
+                | pl.col("_bflag").is_not_null())
         .collect(engine="in-memory")
     )
     if flagged.is_empty():
         return df, pl.DataFrame(schema=QUARANTINE_COLUMNS)
-    # failed checks, in the order pandera reports them (check by check, rows in order)
-    names = pl.DataFrame(
-        [(name, v.reason_code, v.column, v.detail) for v, name in zip(verdicts, checks, strict=True)],
-        schema={"_check": pl.Utf8, "reason_code": pl.Utf8, "column": pl.Utf8, "detail": pl.Utf8}, orient="row",
-    )
-    failed = (
-        flagged.unpivot(checks, index="_idx", variable_name="_check", value_name="_ok")
-        .filter(~pl.col("_ok"))
-        .join(names, on="_check", how="left", maintain_order="left")
-        .select("_idx", "reason_code", "column", "detail")
-    )
+
+    def failed_checks(vs: list[_Verdict], names: list[str]) -> pl.DataFrame:
+        """Failed checks, in the order pandera reports them (check by check, rows in order)."""
+        reasons = pl.DataFrame(
+            [(name, v.reason_code, v.column, v.detail) for v, name in zip(vs, names, strict=True)],
+            schema={"_check": pl.Utf8, "reason_code": pl.Utf8, "column": pl.Utf8, "detail": pl.Utf8},
+            orient="row",
+        )
+        return (
+            flagged.unpivot(names, index="_idx", variable_name="_check", value_name="_ok")
+            .filter(~pl.col("_ok"))
+            .join(reasons, on="_check", how="left", maintain_order="left")
+            .select("_idx", "reason_code", "column", "detail", pl.lit(False).alias("_unreadable"))
+        )
+
     # problems the parser already found (unreadable dates, codes...)
-    issues = (
-        flagged.filter(pl.col("parse_issues").is_not_null())
-        .select("_idx", pl.col("parse_issues").str.split(";").alias("issue"))
-        .explode("issue")
-        .select("_idx", pl.col("issue").str.split(":").list.first().alias("reason_code"),
-                pl.col("issue").str.split(":").list.get(1, null_on_oob=True).alias("column"),
-                pl.lit("value could not be read").alias("detail"))
-    )
+    issues = _issue_rows(flagged)
     future = flagged.filter(pl.col("_future")).select(
         "_idx", pl.lit("DATE_ORDER").alias("reason_code"), pl.lit("collected_at").alias("column"),
-        pl.lit("collection time in the future").alias("detail"))
-    fails = pl.concat([failed, issues, future], how="vertical_relaxed")
+        pl.lit("collection time in the future").alias("detail"), pl.lit(False).alias("_unreadable"))
+    fails = pl.concat([failed_checks(main, checks), issues, future], how="vertical_relaxed")
     # an unreadable value is reported as such, not again as a missing one
-    unreadable = fails.filter(pl.col("detail") == "value could not be read").select("_idx", "column")
-    fails = fails.join(unreadable.with_columns(pl.lit(True).alias("_unreadable")), on=["_idx", "column"], how="left")
+    unreadable = fails.filter(pl.col("_unreadable")).select("_idx", "column").unique()
+    fails = fails.drop("_unreadable").join(unreadable.with_columns(pl.lit(True).alias("_unreadable")),
+                                           on=["_idx", "column"], how="left")
     fails = fails.filter(~((pl.col("reason_code") == "MISSING_VALUE") & pl.col("_unreadable").fill_null(False)))
-    fails = fails.unique(["_idx", "reason_code", "column"], keep="first").drop("_unreadable")
+    fails = fails.drop("_unreadable")
+    # a row quarantined for another reason also lists what is wrong with its birth date
+    out = fails.select("_idx").unique()
+    birth_fails = pl.concat(
+        [_issue_rows(flagged, "_bissue"), failed_checks(birth, births)] if births else [_issue_rows(flagged, "_bissue")],
+        how="vertical_relaxed").join(out, on="_idx").drop("_unreadable")
+    fails = pl.concat([fails, birth_fails], how="vertical_relaxed")
+    fails = fails.unique(["_idx", "reason_code", "column"], keep="first", maintain_order=True)
     keep = pl.repeat(True, df.height, eager=True).scatter(fails["_idx"], False)
+    # the rows kept with an unknown birth date: null birth date, their flag in parse_issues
+    unknown = flagged.filter(pl.col("_bflag").is_not_null()).select("_idx", "_bflag")
+    if unknown.height:
+        idx = unknown["_idx"]
+        df = df.with_columns(df["birth_date"].scatter(idx, None),
+                             pl.Series("parse_issues", [None] * df.height, dtype=pl.Utf8)
+                             .scatter(idx, unknown["_bflag"]))
     valid = df.filter(keep)
     quarantine = (
         fails.join(flagged.select("_idx", "line_no"), on="_idx")

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from quality.clock import latest_local_time
 from warehouse import catalog as cat
 from warehouse.catalog import Table
 from warehouse.store import Warehouse, empty_relation
@@ -246,6 +247,23 @@ def _in_landing(landing: Path, rel: str) -> bool:
 # --------------------------------------------------------------------------------------------
 # marts.fct_lab_results
 # --------------------------------------------------------------------------------------------
+def before_collection_sql(col: str, collected: str = "collected_at") -> str:
+    """SQL: ``col`` (a reception or validation time) is before the collection, with the rule of the
+    row checks (quality.schemas.not_before_collection): a value at exactly 00:00:00 is a date sent
+    without its time, before the collection only when its date is."""
+    return (f"({col} < {collected} AND NOT ({col} = date_trunc('day', {col}) "
+            f"AND CAST({col} AS DATE) >= CAST({collected} AS DATE)))")
+
+
+def delay_minutes_sql(earlier: str, later: str) -> str:
+    """SQL: minutes from ``earlier`` to ``later``; null when ``later`` is a date sent without its
+    time (00:00:00) on the day of ``earlier`` and would come out negative only for that reason
+    (the hour is unknown: no delay in hours can be told, and none is negative)."""
+    return (f"CASE WHEN {later} < {earlier} AND {later} = date_trunc('day', {later}) "
+            f"AND CAST({later} AS DATE) >= CAST({earlier} AS DATE) THEN NULL "
+            f"ELSE date_diff('minute', {earlier}, {later}) END")
+
+
 def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list[str],
                 covid_loincs: list[str], now: datetime, reference: list[str] | None = None) -> pl.DataFrame:
     """One row of whole-table measures of marts.fct_lab_results (keys, ranges, reconciliation).
@@ -271,11 +289,14 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
     # the row-level conditions on what is published (current rows: a version a correction replaced
     # is history, and QA saw a lab's corrected birth date keep blocking every export); each failing
     # one is located by ``_where`` (file and line, never a value)
-    now_sql = f"{sql_literal(now.isoformat(sep=' '))}::TIMESTAMP + INTERVAL 1 DAY"
+    # in the future: later than the row checks' limit (UTC now + 14 h, the latest local time
+    # anywhere: quality.clock.latest_local_time, whatever the host's zone) plus a day
+    future = latest_local_time(now) + timedelta(days=1)
+    now_sql = f"{sql_literal(future.isoformat(sep=' '))}::TIMESTAMP"
     current = {
         "n_collected_in_future": f"collected_at > {now_sql}",
-        "n_validated_before_collected": "validated_at < collected_at",
-        "n_received_before_collected": "received_at < collected_at",
+        "n_validated_before_collected": before_collection_sql("validated_at"),
+        "n_received_before_collected": before_collection_sql("received_at"),
         "n_age_out_of_range": "(age < 0 OR age > 125)",
         "n_dep_not_in_reference": f"dep IS NOT NULL AND dep NOT IN {known}",
         "n_dep_outside_sidep": f"dep IS NOT NULL AND dep NOT IN {deps}",
@@ -370,11 +391,11 @@ def lab_day(con: duckdb.DuckDBPyConnection, src: Sources, since: date | None = N
     return frame(con, f"""
         WITH r AS (
             SELECT source, collected_date, loinc_code,
-                   date_diff('minute', collected_at, received_at) / 60.0 AS h_reception,
+                   {delay_minutes_sql("collected_at", "received_at")} / 60.0 AS h_reception,
                    -- a correction or deletion is validated when it is made, days later by nature (QA:
                    -- ordinary corrections raised the validation-delay warning)
                    CASE WHEN result_status IN ('C', 'D') THEN NULL
-                        ELSE date_diff('minute', received_at, validated_at) / 60.0 END AS h_validation
+                        ELSE {delay_minutes_sql("received_at", "validated_at")} / 60.0 END AS h_validation
             FROM {src.rel(cat.FCT_LAB_RESULTS)} {where}
         )
         SELECT source, collected_date,
@@ -395,9 +416,9 @@ def lab_delays(con: duckdb.DuckDBPyConnection, src: Sources, since: date | None 
     versions only (a correction is validated when it is made)."""
     where = f"WHERE f.collected_date >= {sql_literal(since.isoformat())}::DATE" if since else ""
     legs = {
-        "collection_to_reception": "date_diff('minute', f.collected_at, f.received_at)",
+        "collection_to_reception": delay_minutes_sql("f.collected_at", "f.received_at"),
         "reception_to_validation": "CASE WHEN f.result_status IN ('C', 'D') THEN NULL "
-                                   "ELSE date_diff('minute', f.received_at, f.validated_at) END",
+                                   f"ELSE {delay_minutes_sql('f.received_at', 'f.validated_at')} END",
         "validation_to_delivery": "date_diff('minute', f.validated_at, l.registered_at)",
     }
     parts = []

@@ -292,3 +292,19 @@ def test_the_week_cache_recomputes_only_the_weeks_whose_cells_changed():
     cache.computed.clear()
     suppress_by_week(values, dims, 2, lambda c: True, DisclosureRule(threshold=5), cache, ("sidep", "x", "P"))
     assert sorted(cache.computed) == ["w1", "w2"]
+
+
+@pytest.mark.parametrize("option", ["--threshold", "--min-count"])
+def test_an_explicit_zero_is_refused_not_replaced_by_the_default(tmp_path, option):
+    """QA F5: `epi export --threshold 0` (or --min-count 0) published with the default, 10 (or 1),
+    without a word; BIOLAKE_SUPPRESSION_THRESHOLD=0 is refused. The option is refused the same way,
+    before anything is read or written."""
+    from typer.testing import CliRunner
+
+    from flows.epi import epi_app
+
+    res = CliRunner().invoke(epi_app, ["export", "--home", str(tmp_path / "home"), "--issue-date", "2026-11-13",
+                                       option, "0"])
+    assert res.exit_code == 2
+    assert f"{option} 0: Input should be greater than or equal to 1" in res.output
+    assert not (tmp_path / "home" / "publication").exists()

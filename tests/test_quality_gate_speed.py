@@ -225,3 +225,38 @@ def test_the_validation_delay_is_that_of_first_versions(tmp_path):
         con.close()
     assert day["n_results"] == 4 and day["validation_h_p90"] == 12.0
     assert legs["reception_to_validation"]["n"] == 2 and legs["reception_to_validation"]["h_p90"] == 12.0
+
+
+def test_a_reception_or_validation_sent_without_its_time_is_compared_at_day_precision(tmp_path):
+    """QA: a reception or validation dated 29/03/2026 without a time (read as 00:00) of a specimen
+    collected at 10:00 that day counted as "before the collection" at the gate, and its delay was
+    negative in the data-quality report. A value at exactly 00:00:00 is before the collection only
+    when its date is; a same-day delay it would make negative is unknown (null)."""
+    wh = Warehouse(tmp_path / "home")
+    coll = datetime(2026, 11, 2, 10)
+    day, day_before = datetime(2026, 11, 2), datetime(2026, 11, 1)
+
+    def row(n, received, validated):
+        return {**_fct("F1", n, f"v{n}"), "source": "labo", "result_status": "F", "collected_at": coll,
+                "received_at": received, "validated_at": validated}
+
+    _write(wh, cat.FCT_LAB_RESULTS, "F1", [
+        row(1, day, datetime(2026, 11, 2, 18)),                      # received "that day": fine
+        row(2, datetime(2026, 11, 2, 11), day),                      # validated "that day": fine
+        row(3, day_before, datetime(2026, 11, 2, 9, 59)),            # both before: counted
+        row(4, datetime(2026, 11, 2, 12), datetime(2026, 11, 3, 12)),  # 2 h and 24 h
+    ])
+    summary = _summary(wh)
+    assert summary["n_received_before_collected"] == 1 and summary["n_validated_before_collected"] == 1
+    assert json.loads(summary["where"]) == {"n_received_before_collected": "labo file F1 line 3",
+                                            "n_validated_before_collected": "labo file F1 line 3"}
+    con = S.connect(wh)
+    try:
+        lab_day = S.lab_day(con, S.Sources(wh, con)).row(0, named=True)
+        legs = {r["leg"]: r for r in S.lab_delays(con, S.Sources(wh, con)).iter_rows(named=True)}
+    finally:
+        con.close()
+    # row 1's reception and row 2's validation have no delay in hours; row 3's are negative (a
+    # real inversion, counted), row 4's 2 h and 24 h
+    assert legs["collection_to_reception"]["n"] == 3 and legs["reception_to_validation"]["n"] == 3
+    assert lab_day["n_negative_delays"] == 1

@@ -31,17 +31,10 @@ def test_good_rows_pass(tmp_path):
     [
         ({"NIR": bad_nir("2550999000116")}, "NIR_KEY", "patient_nir"),
         ({"NIR": "2550999"}, "NIR_FORMAT", "patient_nir"),
-        ({"DATE_NAISSANCE": "31/02/1955"}, "DATE_INVALID", "birth_date"),
         ({"DATE_PRELEVEMENT": "32/11/2026 08:00"}, "DATE_INVALID", "collected_at"),
         ({"DATE_PRELEVEMENT": ""}, "MISSING_VALUE", "collected_at"),
         ({"DATE_VALIDATION": "01/11/2026 08:00"}, "DATE_ORDER", "validated_at"),
         ({"DATE_RECEPTION": "01/11/2026 08:00"}, "DATE_ORDER", "received_at"),
-        ({"DATE_NAISSANCE": "01/01/2027"}, "DATE_ORDER", "birth_date"),
-        ({"DATE_NAISSANCE": "01/01/1850"}, "DATE_INVALID", "birth_date"),
-        # QA: born in 1890, 136 at the collection (02/11/2026): valid here, then the quality gate
-        # (ages 0 to 125) blocked every export; 126 at the collection is refused, 125 kept (below)
-        ({"DATE_NAISSANCE": "01/01/1890"}, "DATE_INVALID", "birth_date"),
-        ({"DATE_NAISSANCE": "02/11/1900"}, "DATE_INVALID", "birth_date"),
         ({"DATE_PRELEVEMENT": "02/11/2027 08:00", "DATE_RECEPTION": "", "DATE_VALIDATION": ""},
          "DATE_ORDER", "collected_at"),
         # QA: a two-digit year was read as year 26, valid; a collection typed ten years early was
@@ -67,6 +60,53 @@ def test_each_defect_gets_its_reason(tmp_path, fields, reason, column):
 def test_a_person_aged_125_at_the_collection_is_kept(tmp_path):
     valid, q = validate_rows(rows_of(tmp_path, line(DATE_NAISSANCE="03/11/1900")), now=NOW)
     assert valid.height == 1 and q.is_empty()
+    assert valid["birth_date"].is_not_null().all() and valid["parse_issues"].is_null().all()
+
+
+@pytest.mark.parametrize(
+    ("birth", "flag"),
+    [
+        # QA: a partial birth date (INS style 00/00/1980, HL7/CDA TS 1980 or 198003, HPRIM 19800000)
+        # quarantined the result, an empty one kept it with an unknown age
+        ("00/00/1980", "BIRTH_DATE_PARTIAL"), ("00/03/1980", "BIRTH_DATE_PARTIAL"), ("1980", "BIRTH_DATE_PARTIAL"),
+        ("19800000", "BIRTH_DATE_PARTIAL"), ("198003", "BIRTH_DATE_PARTIAL"),
+        # impossible for this result: a result does not stop being positive because its birth date is wrong
+        ("31/02/1955", "BIRTH_DATE_INVALID"),  # not a date
+        ("01/01/2027", "BIRTH_DATE_INVALID"),  # born after the collection (02/11/2026)
+        ("01/01/1850", "BIRTH_DATE_INVALID"),  # before 1890
+        # QA: born in 1890, 136 at the collection: the quality gate (ages 0 to 125) blocked every
+        # export; 126 at the collection is no age, 125 is one (above)
+        ("01/01/1890", "BIRTH_DATE_INVALID"), ("02/11/1900", "BIRTH_DATE_INVALID"),
+        ("né en 80", "BIRTH_DATE_INVALID"),  # unreadable text
+    ],
+)
+def test_a_birth_date_that_gives_no_age_keeps_the_result_flagged(tmp_path, birth, flag):
+    """domain.md: a person whose age is unknown counts in the all-ages row; missing age is a
+    data-quality flag, not a reason to drop the result. The row is kept, its birth date unknown
+    (null, as an empty one), its flag in parse_issues for staging."""
+    valid, q = validate_rows(rows_of(tmp_path, line(), line(N_DEMANDE="D9", DATE_NAISSANCE=birth)), now=NOW)
+    assert q.is_empty()
+    assert valid["line_no"].to_list() == [2, 3]
+    assert valid["birth_date"].is_null().to_list() == [False, True]
+    assert valid["parse_issues"].to_list() == [None, flag]
+
+
+def test_a_row_quarantined_for_another_reason_also_names_its_birth_date(tmp_path):
+    """Without a NIR, a person is identified by names and birth date: an unusable birth date leaves
+    the row as unidentifiable as an empty one (MISSING_VALUE:patient_nir), and the quarantine says
+    why the birth date did not count, without quoting it."""
+    valid, q = validate_rows(rows_of(tmp_path, line(NIR="", DATE_NAISSANCE="00/00/1980"),
+                                     line(N_DEMANDE="D2", NIR="", DATE_NAISSANCE="01/01/2027"),
+                                     line(N_DEMANDE="D3", NIR="", DATE_NAISSANCE="")), now=NOW)
+    assert valid.is_empty()
+    assert q.rows() == [
+        (2, "DATE_INVALID", "birth_date", "partial birth date (the year, or the year and month, only)"),
+        (2, "MISSING_VALUE", "patient_nir", "neither a NIR nor family name, first name and birth date"),
+        (3, "DATE_ORDER", "birth_date", "born after the collection"),
+        (3, "MISSING_VALUE", "patient_nir", "neither a NIR nor family name, first name and birth date"),
+        (4, "MISSING_VALUE", "patient_nir", "neither a NIR nor family name, first name and birth date"),
+    ]
+    assert not any("1980" in d or "2027" in d for d in q["detail"])
 
 
 def test_comparator_values_pass_and_a_bad_comparator_is_quarantined(tmp_path):
@@ -108,3 +148,21 @@ def test_every_check_of_the_model_explains_itself_in_words(tmp_path):
     assert verdicts and not [v for v in verdicts if v.detail.startswith("failed check")]
     _, q = validate_rows(rows_of(tmp_path, line(DATE_PRELEVEMENT="02/11/2016 08:30", DATE_RECEPTION="")), now=NOW)
     assert q["detail"].to_list() == ["collected more than 366 days before its validation"]
+
+
+@pytest.mark.parametrize("column", ["DATE_RECEPTION", "DATE_VALIDATION"])
+def test_a_reception_or_validation_without_its_time_is_compared_at_day_precision(tmp_path, column):
+    """QA: a reception or validation sent with day precision (29/03/2026, 20260329) reads as 00:00
+    and a same-day timed collection was quarantined as "received/validated before the collection".
+    A value at exactly 00:00:00 violates the order only when its date is before the collection's."""
+    other = {"DATE_RECEPTION": "", "DATE_VALIDATION": ""}
+    rows = rows_of(tmp_path,
+                   line(**{**other, column: "02/11/2026"}),
+                   line(**{**other, "N_DEMANDE": "D2", column: "20261102"}),
+                   line(**{**other, "N_DEMANDE": "D3", column: "01/11/2026"}),        # the day before
+                   line(**{**other, "N_DEMANDE": "D4", column: "02/11/2026 08:29"}),  # a minute before
+                   line(**{**other, "N_DEMANDE": "D5", column: "02/11/2026 00:00"}))  # read as a day too
+    valid, q = validate_rows(rows, now=NOW)
+    assert valid["request_id"].to_list() == ["D1", "D2", "D5"]
+    col = {"DATE_RECEPTION": "received_at", "DATE_VALIDATION": "validated_at"}[column]
+    assert q.select("line_no", "reason_code", "column").rows() == [(4, "DATE_ORDER", col), (5, "DATE_ORDER", col)]

@@ -236,7 +236,7 @@ def test_nir_valid_rows_pass_and_nir_key_rows_fail(joined):
             # consistent with sex and birth year/month when given
             if f[6]:
                 assert f[2][0] == {"M": "1", "F": "2"}[f[6]]
-            if f[5]:
+            if f[5] and r["defect"] != "birth_date_invalid":  # 31/02/1980 is kept, its age unknown
                 bd = _parse_date(f[5], r["source"])
                 assert f[2][1:5] == f"{bd.year % 100:02d}{bd.month:02d}"
             assert f[0] == LABS[r["source"]]["finess"]
@@ -257,7 +257,7 @@ def test_identity_traits_link_like_the_nir(joined):
     nir_of: dict[tuple, str] = {}
     traits_of: dict[str, tuple] = {}
     for r in joined:
-        if r["fate"] != "valid":
+        if r["fate"] != "valid" or r["defect"] == "birth_date_invalid":  # its birth date is unknown
             continue
         f = r["f"]
         birth = _parse_date(f[5], r["source"]) if f[5] else None
@@ -301,10 +301,18 @@ def test_defects_at_their_rates(truth):
                         & (pl.col("reason").fill_null("") != "DUPLICATE_ROW"))
     eligible = base.filter(pl.col("scenario").is_null()).height
     count = dict(truth.filter(pl.col("fate") != "duplicate_file").group_by("defect").len().iter_rows())
+    # an impossible date is a collection's or a birth date's; the birth date's costs the result nothing
+    # (kept, its age unknown: docs/formats.md)
+    count["date_invalid"] = count.get("date_invalid", 0)
+    both = count["date_invalid"] + count.get("birth_date_invalid", 0)
+    assert _close(both, rates.date_invalid * eligible) and count.get("birth_date_invalid", 0) > 0
+    born = truth.filter(pl.col("defect") == "birth_date_invalid")
+    assert (born["fate"] == "valid").all() and born["reason"].is_null().all() and born["age"].is_null().all()
     for name, reason in (("nir_key", "NIR_KEY"), ("date_invalid", "DATE_INVALID"), ("date_order", "DATE_ORDER"),
                          ("malformed", "MALFORMED_LINE"), ("duplicate_row", "DUPLICATE_ROW")):
         expected = getattr(rates, name) * eligible
-        assert _close(count.get(name, 0), expected), (name, count.get(name), expected)
+        if name != "date_invalid":
+            assert _close(count.get(name, 0), expected), (name, count.get(name), expected)
         assert truth.filter(pl.col("reason") == reason).height == count[name]
     assert _close(count["unknown_code"], rates.unknown_code * eligible)
     assert count["correction"] == count["superseded"] == round(rates.correction * N)
@@ -373,6 +381,12 @@ def test_dates_valid_invalid_and_order(joined):
     for r in joined:
         f, src = r["f"], r["source"]
         if r["reason"] == "MALFORMED_LINE" or r["fate"] == "duplicate_file":
+            continue
+        if r["defect"] == "birth_date_invalid":  # kept, its age unknown (docs/formats.md)
+            seen.add("birth_date")
+            assert r["fate"] == "valid" and r["reason"] is None
+            with pytest.raises(ValueError):
+                _parse_date(f[5], src)
             continue
         if r["reason"] == "DATE_INVALID":
             seen.add(r["column"])
@@ -493,9 +507,13 @@ def _recompute_sidep(joined) -> tuple[dict, dict]:
         if cls is None:
             continue
         jour = _parse_ts(f[8], src).date()
-        pd = days.setdefault((f[2], jour), {"pos": False, "sex": f[6], "birth": f[5], "src": src,
-                                            "dep": postal[f[7]]})
+        pd = days.setdefault((f[2], jour), {"pos": False, "first": None})
         pd["pos"] |= cls == "POS"
+        # the attributes of the first result of the winning class (positive, then earliest)
+        rank = (cls != "POS", _parse_ts(f[8], src))
+        if pd["first"] is None or rank < pd["first"]:
+            pd.update(first=rank, sex=f[6], src=src, dep=postal[f[7]],
+                      birth="" if r["defect"] == "birth_date_invalid" else f[5])
     counts: dict[tuple, list[int]] = defaultdict(lambda: [0] * 6)
     per_person: dict[str, list] = defaultdict(list)
     last_counted: dict[str, date] = {}

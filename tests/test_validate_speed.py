@@ -11,6 +11,7 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
+from quality.clock import latest_local_time
 from quality.schemas import (BUILTIN_CHECKS, QUARANTINE_COLUMNS, CanonicalResult, _compiled, _null_columns,
                              check_detail, validate_rows)
 from tests.helpers import HEADER, bad_nir, canonical_rows, defect_lines, line
@@ -19,12 +20,8 @@ from transforms.canonical import CANONICAL_SCHEMA
 NOW = datetime(2027, 1, 1)
 
 
-def _pandera_validate_rows(df: pl.DataFrame, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The reference: validate_rows as written before the one-query evaluation, pandera judging
-    every row and naming every failure."""
-    df = df.select(list(CANONICAL_SCHEMA))
-    indexed = df.with_row_index("_idx")
-    failures: list[pl.DataFrame] = []
+def _pandera_failures(df: pl.DataFrame) -> pl.DataFrame:
+    """Every failure pandera reports on ``df``, as quarantine rows with the row's ``_idx``."""
     try:
         CanonicalResult.validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:
@@ -37,23 +34,56 @@ def _pandera_validate_rows(df: pl.DataFrame, now: datetime) -> tuple[pl.DataFram
             column=pl.when(named).then(pl.col("check").str.split(":").list.last()).otherwise(pl.col("column")),
             detail=pl.col("check").map_elements(check_detail, return_dtype=pl.Utf8),
         )
-        failures.append(fc.select(pl.col("index").cast(pl.UInt32).alias("_idx"), "reason_code", "column", "detail"))
-    failures.append(
-        indexed.filter(pl.col("parse_issues").is_not_null())
-        .select("_idx", pl.col("parse_issues").str.split(";").alias("issue"))
-        .explode("issue")
-        .select("_idx", pl.col("issue").str.split(":").list.first().alias("reason_code"),
-                pl.col("issue").str.split(":").list.get(1, null_on_oob=True).alias("column"),
-                pl.lit("value could not be read").alias("detail")))
-    failures.append(indexed.filter(pl.col("collected_at") > now).select(
+        return fc.select(pl.col("index").cast(pl.UInt32).alias("_idx"), "reason_code", "column", "detail")
+    return pl.DataFrame(schema={"_idx": pl.UInt32, "reason_code": pl.Utf8, "column": pl.Utf8, "detail": pl.Utf8})
+
+
+def _issues(indexed: pl.DataFrame) -> pl.DataFrame:
+    """The parser's issues (``REASON:column[:detail]``) as quarantine rows."""
+    rows = []
+    for idx, issues in indexed.select("_idx", "parse_issues").iter_rows():
+        for issue in (issues or "").split(";") if issues else []:
+            reason_code, column, *detail = issue.split(":", 2)
+            rows.append((idx, reason_code, column, "partial birth date (the year, or the year and month, only)"
+                         if detail == ["partial"] else "value could not be read"))
+    return pl.DataFrame(rows, schema={"_idx": pl.UInt32, "reason_code": pl.Utf8, "column": pl.Utf8,
+                                      "detail": pl.Utf8}, orient="row")
+
+
+def _pandera_validate_rows(df: pl.DataFrame, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The reference: validate_rows as written before the one-query evaluation, pandera judging
+    every row and naming every failure; a birth date that fails a birth-date check of the model (on
+    the rows as sent) or that the parser could not read is made unknown, then pandera judges again."""
+    df = df.select(list(CANONICAL_SCHEMA))
+    indexed = df.with_row_index("_idx")
+    first = _pandera_failures(df)
+    birth_fails = first.filter(pl.col("column") == "birth_date")
+    issues = _issues(indexed)
+    birth_issues = issues.filter(pl.col("column") == "birth_date")
+    flag = {i: "BIRTH_DATE_INVALID" for i in birth_fails["_idx"].to_list()}
+    flag |= {i: ("BIRTH_DATE_PARTIAL" if d.startswith("partial") else "BIRTH_DATE_INVALID")
+             for i, d in birth_issues.select("_idx", "detail").iter_rows()}
+    others = {i: ";".join(x for x in (p or "").split(";") if not x.startswith("DATE_INVALID:birth_date")) or None
+              for i, p in indexed.select("_idx", "parse_issues").iter_rows()}
+    eff = indexed.with_columns(
+        pl.when(pl.col("_idx").is_in(list(flag))).then(None).otherwise(pl.col("birth_date")).alias("birth_date"),
+        pl.Series("parse_issues", [others[i] for i in indexed["_idx"].to_list()], dtype=pl.Utf8))
+    failures = [_pandera_failures(eff.drop("_idx")), _issues(eff)]
+    failures.append(eff.filter(pl.col("collected_at") > latest_local_time(now)).select(
         "_idx", pl.lit("DATE_ORDER").alias("reason_code"), pl.lit("collected_at").alias("column"),
         pl.lit("collection time in the future").alias("detail")))
     fails = pl.concat(failures, how="vertical_relaxed")
-    unreadable = fails.filter(pl.col("detail") == "value could not be read").select("_idx", "column")
-    fails = fails.join(unreadable.with_columns(pl.lit(True).alias("_unreadable")), on=["_idx", "column"], how="left")
+    unreadable = _issues(eff).select("_idx", "column")
+    fails = fails.join(unreadable.unique().with_columns(pl.lit(True).alias("_unreadable")),
+                       on=["_idx", "column"], how="left")
     fails = fails.filter(~((pl.col("reason_code") == "MISSING_VALUE") & pl.col("_unreadable").fill_null(False)))
-    fails = fails.unique(["_idx", "reason_code", "column"], keep="first").drop("_unreadable")
-    valid = indexed.filter(~pl.col("_idx").is_in(fails["_idx"].unique().implode())).drop("_idx")
+    fails = fails.drop("_unreadable")
+    out = fails.select("_idx").unique()
+    fails = pl.concat([fails, pl.concat([birth_issues, birth_fails]).join(out, on="_idx")])
+    fails = fails.unique(["_idx", "reason_code", "column"], keep="first")
+    valid = (eff.filter(~pl.col("_idx").is_in(fails["_idx"].unique().implode()))
+             .with_columns(pl.col("_idx").replace_strict(flag, default=None, return_dtype=pl.Utf8).alias("parse_issues"))
+             .drop("_idx"))
     quarantine = (
         fails.join(indexed.select("_idx", "line_no"), on="_idx")
         .select([pl.col(c).cast(t) for c, t in QUARANTINE_COLUMNS.items()])

@@ -55,6 +55,9 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
             pl.concat_str(
                 [
                     pl.when(pl.col("age").is_null()).then(pl.lit("AGE_UNKNOWN")),
+                    # why the age is unknown when a birth date was sent: BIRTH_DATE_PARTIAL or
+                    # BIRTH_DATE_INVALID, which the validator leaves in parse_issues (quality/schemas.py)
+                    pl.col("parse_issues") if "parse_issues" in valid.columns else pl.lit(None, pl.Utf8),
                     pl.when(pl.col("sex").is_null()).then(pl.lit("SEX_UNKNOWN")),
                     # a malformed postal code is a flag, not a reason to drop the result (as a
                     # missing one): the result is kept, in no département (docs/epidemiology.md)

@@ -25,6 +25,26 @@ REJECT_SCHEMA = pl.Schema(
 )
 
 
+# ``parse_issues`` entries are ``REASON:column``, or ``REASON:column:detail`` (a detail without
+# ``;``). A birth date known only to its year, or its year and month (HL7/CDA TS ``1980``,
+# ``198003``; HPRIM ``19800000``; CSV ``00/00/1980``, ``00/03/1980``): the validator keeps the result
+# with an unknown birth date and age, flagged BIRTH_DATE_PARTIAL (quality/schemas.py)
+PARTIAL_BIRTH_ISSUE = "DATE_INVALID:birth_date:partial"
+_BIRTH_YEAR = r"(?:1[89]|20)[0-9]{2}"
+_MONTH_OR_00 = r"(?:0[0-9]|1[0-2])"
+# a timestamp (HL7 v2, CDA, HPRIM) of year or month precision, or with 00 for the unknown parts
+PARTIAL_BIRTH_TS = rf"^\s*{_BIRTH_YEAR}(?:{_MONTH_OR_00}(?:00)?)?\s*(?:[+-][0-9]{{2,4}}|Z)?\s*$"
+# the CSV extract's forms: 00/00/1980, 00/03/1980, 03/1980, 1980, 19800000, 19800300, 198003, 1980-03[-00]
+PARTIAL_BIRTH_CSV = (rf"^(?:00/{_MONTH_OR_00}/{_BIRTH_YEAR}|{_MONTH_OR_00}/{_BIRTH_YEAR}|{_BIRTH_YEAR}"
+                     rf"|{_BIRTH_YEAR}{_MONTH_OR_00}(?:00)?|{_BIRTH_YEAR}-{_MONTH_OR_00}(?:-00)?)$")
+
+
+def birth_date_issue(text: pl.Expr, partial_pattern: str) -> pl.Expr:
+    """The parse issue of a birth date that did not read as a date: partial, or unreadable."""
+    return (pl.when(text.str.contains(partial_pattern)).then(pl.lit(PARTIAL_BIRTH_ISSUE))
+            .otherwise(pl.lit("DATE_INVALID:birth_date")))
+
+
 @dataclass
 class Chunk:
     rows: pl.DataFrame  # canonical columns (transforms.canonical.CANONICAL_SCHEMA)

@@ -23,9 +23,11 @@ import polars as pl
 
 from transforms.canonical import conform
 from transforms.parsers.base import (
+    PARTIAL_BIRTH_CSV,
     REJECT_SCHEMA,
     Chunk,
     FileFormatError,
+    birth_date_issue,
     comparator_of,
     comparator_pattern,
     holds_utf8_sequences,
@@ -273,7 +275,11 @@ def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
         if name in has:
             dates.append(_finish_date_column(f[name], f[_parsed_name(name)], fmts, dtype))
             parsed = pl.col(_parsed_name(name))
-            issues.append(pl.when(col(name).is_not_null() & parsed.is_null()).then(pl.lit(f"DATE_INVALID:{name}")))
+            unread = col(name).is_not_null() & parsed.is_null()
+            if name == "birth_date":  # 00/00/1980, 00/03/1980: partial, not unreadable
+                issues.append(pl.when(unread).then(birth_date_issue(col(name), PARTIAL_BIRTH_CSV)))
+            else:
+                issues.append(pl.when(unread).then(pl.lit(f"DATE_INVALID:{name}")))
     if dates:
         f = f.with_columns(dates)
     sex_raw = col("sex").str.to_uppercase()

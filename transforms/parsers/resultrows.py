@@ -8,7 +8,8 @@ done column-wise is done here, once per batch, with polars:
 * timestamps -> naive ``Datetime("us")``: the digits are read as written and a UTC offset is
   dropped *without being applied* (the labs' local time is what the indicators count by);
   a value that is not such a timestamp, or not a real date, becomes null plus
-  ``DATE_INVALID:<column>`` in ``parse_issues``;
+  ``DATE_INVALID:<column>`` in ``parse_issues`` (a birth date of year or month precision,
+  ``1980`` / ``198003`` / ``19800000``: ``DATE_INVALID:birth_date:partial``);
 * ``value_num`` from ``value_raw`` when ``value_type`` is NM, or SN holding a plain number
   (``^12``, ``=^12``, ``12``); a decimal comma and an exponent (``1e3``) are accepted; an NM
   value that is not a number (and not a comparator such as ``<0.5``) gives
@@ -38,7 +39,8 @@ import polars as pl
 
 from quality.reasons import check
 from transforms.canonical import conform
-from transforms.parsers.base import REJECT_SCHEMA, Chunk, comparator_of, comparator_pattern
+from transforms.parsers.base import (PARTIAL_BIRTH_TS, REJECT_SCHEMA, Chunk, birth_date_issue, comparator_of,
+                                     comparator_pattern)
 
 RAW_COLUMNS: tuple[str, ...] = (
     "line_no",
@@ -196,7 +198,11 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     vt = pl.col("__vt")
     issues: list[pl.Expr] = [pl.col("parse_issues")]
     for n in dated:
-        issues.append(_issue(pl.col(n).is_not_null() & pl.col(f"__t_{n}").is_null(), f"DATE_INVALID:{n}"))
+        unread = pl.col(n).is_not_null() & pl.col(f"__t_{n}").is_null()
+        if n == "birth_date":  # a year or year-month birth date is partial, not unreadable
+            issues.append(pl.when(unread).then(birth_date_issue(pl.col(n), PARTIAL_BIRTH_TS)))
+        else:
+            issues.append(_issue(unread, f"DATE_INVALID:{n}"))
     issues.append(
         _issue(
             (vt == "NM") & (pl.col("__v").str.len_chars() > 0) & ~pl.col("__v_num") & ~pl.col("__v_cmp"),

@@ -755,7 +755,11 @@ def generate(
     inv_dd = pl.Series("inv_dd", [None] * N, dtype=pl.Utf8).scatter(di_pos, dd.tolist())
     inv_mm = pl.Series("inv_mm", [None] * N, dtype=pl.Utf8).scatter(di_pos, mm.tolist())
     do_pos = np.flatnonzero((df["defect"] == "date_order").to_numpy())
-    back = pl.Series("back", np.zeros(N, np.int64)).scatter(do_pos, rng_d.integers(60, 2880, size=n_do))
+    back_min = rng_d.integers(60, 2880, size=n_do)
+    # a validation at exactly 00:00:00 reads as a date sent without its time, compared at day
+    # precision (docs/formats.md): a minute earlier, the defect stays a validation before the collection
+    back_min = back_min + ((df["coll"].to_numpy()[do_pos].astype(np.int64) - back_min) % 1440 == 0)
+    back = pl.Series("back", np.zeros(N, np.int64)).scatter(do_pos, back_min)
     df = df.with_columns(bad_nir, inv_col, inv_dd, inv_mm, back)
     coll_dt = pl.from_epoch(pl.col("coll") * 60, time_unit="s")
     inv_coll = pl.when(pl.col("compact")).then(pl.concat_str([
@@ -926,6 +930,11 @@ def generate(
 
     # ---- truth ----------------------------------------------------------------------------------
     prog("truth", 0, 2)
+    # an impossible birth date (31/02/1980) costs the result nothing: kept, its age unknown, flagged
+    # BIRTH_DATE_INVALID (docs/formats.md); its defect is named birth_date_invalid
+    birth_unknown = (d == "date_invalid") & (pl.col("inv_col") == "birth_date")
+    df = df.with_columns(pl.when(birth_unknown).then(pl.lit("birth_date_invalid")).otherwise(d).alias("defect"),
+                         (pl.col("no_birth") | birth_unknown).alias("no_age"))
     reason = (
         pl.when(d == "nir_key").then(pl.lit("NIR_KEY"))
         .when(d == "date_invalid").then(pl.lit("DATE_INVALID"))
@@ -970,7 +979,7 @@ def generate(
     rows = rows.join(place.rename({"dep_code": "dep"}), on="postal_code", how="left", maintain_order="left")
     out_rows = rows.select(*[c for c in truth_cols if c != "scenario"], pl.col("scenario_str").alias("scenario"),
                            coll_date.alias("collected_date"), "dep",
-                           pl.when(pl.col("no_birth")).then(None).otherwise(age).cast(pl.Int64).alias("age"))
+                           pl.when(pl.col("no_age")).then(None).otherwise(age).cast(pl.Int64).alias("age"))
     copy_frames = []
     for orig, copy_name in copies:
         copy_frames.append(out_rows.filter(pl.col("file") == orig).with_columns(
@@ -988,9 +997,10 @@ def generate(
     ).select(
         pl.col("nir"),
         pl.from_epoch(pl.col("coll") * 60, time_unit="s").dt.date().alias("jour"),
+        "coll",
         "result_class",
         pl.when(pl.col("no_sex")).then(None).otherwise(pl.col("sex_true")).alias("sex"),
-        pl.when(pl.col("no_birth")).then(None).otherwise(pl.col("birth_date")).alias("birth_date"),
+        pl.when(pl.col("no_age")).then(None).otherwise(pl.col("birth_date")).alias("birth_date"),
         "postal_code",
     )
     sidep = sidep_daily(events, seeds.postal_dep, seeds.sidep_geography)

@@ -31,7 +31,13 @@ def counted_person_days(events: pl.DataFrame) -> pl.DataFrame:
 
     Returns one row per counted person-day: nir, jour, is_pos, sex, birth_date, postal_code.
     """
-    ev = events.filter(pl.col("result_class").is_in(["POS", "NEG"])).sort("nir", "jour")
+    ev = events.filter(pl.col("result_class").is_in(["POS", "NEG"]))
+    # the person-day's attributes come from its first result of the winning class (positive first,
+    # then the earliest collection, then the order of the rows), as the pipeline takes them
+    # (transforms/epi/sidep.py): one result may have a birth date that gives no age, another not
+    by = ["nir", "jour", "_pos"] + (["coll"] if "coll" in ev.columns else [])
+    ev = (ev.with_columns((pl.col("result_class") == "POS").alias("_pos"))
+          .sort(by, descending=[False, False, True] + [False] * (len(by) - 3), maintain_order=True).drop("_pos"))
     pday = ev.group_by("nir", "jour", maintain_order=True).agg(
         (pl.col("result_class") == "POS").any().alias("is_pos"),
         pl.col("sex").first(),
