@@ -173,3 +173,33 @@ def test_an_invalid_collection_date_gives_no_reason_derived_from_it(tmp_path):
     valid, q = validate_rows(canonical_rows(p), now=NOW)
     assert valid.is_empty()
     assert q.select("reason_code", "column").rows() == [("DATE_INVALID", "collected_at")]
+
+
+# the collection 2026-11-02 08:30 (Paris winter time, UTC+1) as different senders stamp it
+STAMPS = [("20261102083000", datetime(2026, 11, 2, 8, 30)),  # no offset: the lab's wall clock
+          ("20261102073000Z", datetime(2026, 11, 2, 8, 30)),  # UTC: converted to Paris time
+          ("20261102073000+0000", datetime(2026, 11, 2, 8, 30)),
+          ("20261101233000Z", datetime(2026, 11, 2, 0, 30)),  # 00:30 in Paris is 23:30 the day before in UTC
+          ("20260701223000Z", datetime(2026, 7, 2, 0, 30)),  # summer: UTC+2
+          ("20261102083000+0100", datetime(2026, 11, 2, 8, 30)),  # the lab's own offset: kept as written
+          ("20261102083000+0200", datetime(2026, 11, 2, 8, 30)),  # the wrong season's: the lab's clock still
+          ("20261102083000+0400", datetime(2026, 11, 2, 8, 30)),  # a Réunion lab's wall clock
+          ("20261102083000-0400", datetime(2026, 11, 2, 8, 30))]  # Antilles
+
+
+@pytest.mark.parametrize("fmt", ["hl7v2", "cda", "hprim"])
+@pytest.mark.parametrize(("stamp", "expected"), STAMPS, ids=[s for s, _ in STAMPS])
+def test_a_time_stamped_in_utc_is_read_as_paris_wall_clock_time(tmp_path, fmt, stamp, expected):
+    """QA F4 (tester "time"): the offset was dropped without being applied, so a CDA producer's
+    23:30Z (00:30 in Paris) counted on the day before, and one specimen sent as +0100 by the HL7 feed
+    and as Z by a CDA counted on two days. A UTC time is now converted to Paris wall-clock time; any
+    other offset is the lab's own and its wall clock is kept, even when the offset is wrong."""
+    rows = _typed_rows(tmp_path)
+    path = tmp_path / f"in.{fmt}"
+    {"hl7v2": formats.write_hl7v2, "cda": formats.write_cda, "hprim": formats.write_hprim}[fmt](rows, path)
+    text = path.read_text(encoding="utf-8")
+    assert text.count("20261102083000") == 1, fmt
+    path.write_text(text.replace("20261102083000", stamp), encoding="utf-8")
+    parsed = _parsed(path, fmt)
+    assert parsed["collected_at"].to_list() == [expected]
+    assert parsed["parse_issues"].to_list() == [None]

@@ -5,8 +5,9 @@ the :data:`RAW_COLUMNS` layout: canonical columns as *text as sent* (timestamps 
 still in their ``YYYYMMDD[HHMM[SS[.S]]][+/-ZZZZ]`` form, no ``value_num``). Everything that can be
 done column-wise is done here, once per batch, with polars:
 
-* timestamps -> naive ``Datetime("us")``: the digits are read as written and a UTC offset is
-  dropped *without being applied* (the labs' local time is what the indicators count by);
+* timestamps -> naive ``Datetime("us")``: the digits are read as written (the labs' local time
+  is what the indicators count by); a time stamped in UTC (``Z``, ``+0000``) is converted to
+  Paris wall-clock time, any other offset (the lab's own) is dropped without being applied;
   a value that is not such a timestamp, or not a real date, becomes null plus
   ``DATE_INVALID:<column>`` in ``parse_issues`` (a birth date of year or month precision,
   ``1980`` / ``198003`` / ``19800000``: ``DATE_INVALID:birth_date:partial``);
@@ -78,8 +79,16 @@ BATCH_ROWS = 16_384
 RAW_TEXT_CAP = 1 << 20  # characters of raw_text kept in a reject
 
 _TS_PATTERN = (
-    r"^\s*(\d{8})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:[.,](\d{1,6}))?)?)?)?\s*(?:[+-]\d{2,4}|Z)?\s*$"
+    r"^\s*(\d{8})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:[.,](\d{1,6}))?)?)?)?\s*([+-]\d{2,4}|Z)?\s*$"
 )
+# the offsets of a time written in UTC (Z, +0000): such a time is not a lab's wall clock, it is
+# converted to Paris wall-clock time (UTC stamps come from interface engines and CDA producers: a
+# specimen taken at 00:30 in Paris, stamped 23:30Z, counted on the day before, and the same specimen
+# sent by two feeds, +0100 and Z, on two days). Any other offset is the lab's own (+0100/+0200 in
+# Paris, -0400 Antilles, +0400 Réunion...): its wall-clock time is kept as written, even when the
+# offset is the wrong season's (a lab's clock is what the indicators count by)
+PARIS_ZONE = "Europe/Paris"
+_CONVERTED_OFFSETS = ("Z", "+00", "-00", "+0000", "-0000")
 # HL7's NM has no exponent, but labs' systems write one ('1e3', '2.5E-2'): read as a number
 _NUMBER = r"[-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][-+]?\d+)?"
 _NUM_RE = rf"^{_NUMBER}$"
@@ -100,8 +109,10 @@ def type_of_value(value: str) -> str:
     return ""
 
 
-def _timestamp_from_groups(g: pl.Expr) -> pl.Expr:
-    """Datetime from the struct of :data:`_TS_PATTERN` groups (null when it did not match)."""
+def _timestamp_from_groups(g: pl.Expr, with_offsets: bool = True) -> pl.Expr:
+    """Datetime from the struct of :data:`_TS_PATTERN` groups (null when it did not match); with
+    ``with_offsets``, a time in UTC is converted to Paris time (:data:`_CONVERTED_OFFSETS`), any
+    other offset is dropped."""
     digits = pl.concat_str(
         [
             g.struct.field("1"),
@@ -111,9 +122,18 @@ def _timestamp_from_groups(g: pl.Expr) -> pl.Expr:
         ]
     )
     micros = g.struct.field("5").str.pad_end(6, "0").cast(pl.Int64).fill_null(0)
-    return digits.str.strptime(pl.Datetime("us"), "%Y%m%d%H%M%S", strict=False) + pl.duration(
+    written = digits.str.strptime(pl.Datetime("us"), "%Y%m%d%H%M%S", strict=False) + pl.duration(
         microseconds=micros
     )
+    if not with_offsets:
+        return written
+    offset = g.struct.field("6")
+    sign = pl.when(offset.str.starts_with("-")).then(-1).otherwise(1)
+    hours = offset.str.slice(1, 2).cast(pl.Int64, strict=False).fill_null(0)
+    minutes = offset.str.slice(3, 2).cast(pl.Int64, strict=False).fill_null(0)
+    utc = written - pl.duration(minutes=sign * (hours * 60 + minutes))
+    paris = utc.dt.replace_time_zone("UTC").dt.convert_time_zone(PARIS_ZONE).dt.replace_time_zone(None)
+    return pl.when(offset.is_in(_CONVERTED_OFFSETS)).then(paris).otherwise(written)
 
 
 def _issue(cond: pl.Expr, text: str) -> pl.Expr:
@@ -169,7 +189,7 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     df = df.with_columns(
         [
             (
-                pl.coalesce(pl.col(f"__f_{n}"), _timestamp_from_groups(pl.col(f"__g_{n}")))
+                pl.coalesce(pl.col(f"__f_{n}"), _timestamp_from_groups(pl.col(f"__g_{n}"), n != "birth_date"))
                 if needs_regex[n]
                 else pl.col(f"__f_{n}")
             ).alias(f"__t_{n}")
