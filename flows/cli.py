@@ -257,6 +257,15 @@ def print_summary(s: dict, wall: float | None = None) -> None:
         m.add_row(src, f"{n:,}", f"{k:,}", f"{cov:.1%}")
     console.print(m)
     console.print(f"unmapped local codes waiting in quality.unmapped_backlog: {s['unmapped_codes']}")
+    hinted = s.get("unmapped_surveillance") or []
+    if hinted:  # their results are missing from SI-DEP / MDO until mapped
+        console.print(f"  of which {len(hinted)} read like tests SI-DEP or MDO counts; their results are in "
+                      "none of those counts until mapped (biolake mappings export):", highlight=False)
+        for src, code, label, n, loinc, what in hinted[:10]:  # lab data, never rich markup
+            console.print(escape(f"    {src} {code} '{label}': {n:,} results, looks like {loinc} ({what})"),
+                          highlight=False)
+        if len(hinted) > 10:
+            console.print(f"    ... {len(hinted) - 10} more (quality.unmapped_backlog, column surveillance_loinc)")
     conv: dict[str, list[int]] = {}
     for src, status, n, _share in s.get("unit_conversion", []):
         tot = conv.setdefault(src, [0, 0])
@@ -495,6 +504,8 @@ def mappings_export(
         return
     loinc = loinc_table(settings)
     items = merge_unit_spellings(backlog)  # 'g/L' and 'g/l' are one item
+    if "surveillance" in items.columns:  # first the items missing from SI-DEP / MDO until mapped
+        items = items.sort(pl.col("surveillance").is_null(), maintain_order=True)
     rejected = load_rejections(settings.operator_mappings)  # never proposed again
     sugg = suggest(items, loinc, k=k, rejected=rejected)
     export_workqueue(sugg, out)

@@ -351,6 +351,7 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
         "quarantine_reasons": dict(sorted(ing["reasons"].items())),
         "failed_file_reasons": dict(sorted(ing["file_reasons"].items())),
         "mapping_coverage": pubd["quality"]["coverage"], "unmapped_codes": pubd["quality"]["backlog_codes"],
+        "unmapped_surveillance": pubd["quality"]["backlog_surveillance"],
         "unit_conversion": pubd["quality"]["conversion"],
         "marts": {"fct_lab_results": steps.count_rows(ctx, steps.cat.FCT_LAB_RESULTS),
                   "sidep_daily": steps.count_rows(ctx, steps.cat.SIDEP_DAILY)},

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
-from flows.steps import Context, duck
+from flows.steps import Context, duck, loinc_table
 from transforms import versions
 from warehouse import catalog as cat
 
@@ -155,12 +155,15 @@ def publish_quality(ctx: Context) -> dict:
     """The mapping work queue, mapping coverage and unit-conversion coverage per lab, and the text
     results whose wording is not recognised (per lab and text, and their share per lab)."""
     from transforms.terminology import coverage, unmapped_backlog
+    from transforms.terminology.suggest import surveillance_hints
     from transforms.terminology.unrecognised import qualitative_coverage, unrecognised_results
 
     fct = ctx.wh.scan(cat.FCT_LAB_RESULTS)
     unmapped = fct.filter(pl.col("mapping_status") == "unmapped").select(
         "source", "local_code", "local_label", "unit_raw", "collected_at", "specimen", "mapping_status").collect()
-    backlog = unmapped_backlog(unmapped)
+    codes = surveillance_loincs(ctx)
+    # the items that read like a test SI-DEP or MDO counts: missing from the counts until mapped
+    backlog = surveillance_hints(unmapped_backlog(unmapped), loinc_table(ctx.settings), codes)
     ctx.wh.write_table(cat.UNMAPPED_BACKLOG, backlog)
     cov = coverage(fct.select("source", "mapping_status", "local_code")).collect()
     ctx.wh.write_table(cat.MAPPING_COVERAGE, cov)
@@ -172,14 +175,16 @@ def publish_quality(ctx: Context) -> dict:
     )
     ctx.wh.write_table(cat.UNIT_CONVERSION, conv)
     # text results whose wording is not recognised: the list, and the share per lab (gate, report)
-    codes = surveillance_loincs(ctx)
     cols = fct.select("source", "local_code", "loinc_code", "value_raw", "value_num", "result_class",
                       "conversion_status", "is_current", "collected_at")
     unrecognised = unrecognised_results(cols, codes)
     ctx.wh.write_table(cat.UNRECOGNISED_RESULTS, unrecognised)
     qual = qualitative_coverage(cols, codes)
     ctx.wh.write_table(cat.QUALITATIVE_COVERAGE, qual)
+    hinted = backlog.filter(pl.col("surveillance").is_not_null())
     return {"backlog_codes": backlog.height,
+            "backlog_surveillance": hinted.select("source", "local_code", "local_label", "n_results",
+                                                  "surveillance_loinc", "surveillance").rows(),
             "coverage": cov.select("source", "n_results", "n_mapped", "share_coded").rows(),
             "conversion": conv.rows(), "unrecognised_texts": unrecognised.height,
             "unrecognised_results": int(qual["n_unrecognised"].sum())}

@@ -352,6 +352,19 @@ def qualitative_coverage_suite(frame: pl.DataFrame) -> Suite:
     return s
 
 
+def unmapped_surveillance_suite(frame: pl.DataFrame) -> Suite:
+    s = Suite("unmapped_surveillance", "quality.unmapped_backlog: unmapped local codes whose label reads like "
+              "a test SI-DEP or MDO counts (column surveillance_loinc): their results are in none of those "
+              "counts until the code is mapped.", frame, label_columns=("source", "local_code", "surveillance"))
+    s.checks = [
+        Check("no_unmapped_surveillance_test", "ExpectColumnValuesToBeBetween",
+              {"column": "n_results", "min_value": 0, "max_value": 0},
+              "no unmapped local code reads like a test SI-DEP or MDO counts (its results are missing from "
+              "the published counts: map it with biolake mappings export, then import)", critical=False),
+    ]
+    return s
+
+
 def grain_suite(frame: pl.DataFrame) -> Suite:
     s = Suite("grain", "The grain of every analysts' table declared in the catalog: declared key unique, "
               "declared columns present (partitioned tables: this run's partitions).", frame,
@@ -413,6 +426,12 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
             suites.append(mapping_coverage_suite(S.read_table(con, src, cat.MAPPING_COVERAGE)))
         if src.has(cat.QUALITATIVE_COVERAGE):
             suites.append(qualitative_coverage_suite(S.read_table(con, src, cat.QUALITATIVE_COVERAGE)))
+        if src.has(cat.UNMAPPED_BACKLOG):
+            backlog = S.read_table(con, src, cat.UNMAPPED_BACKLOG)
+            if "surveillance" in backlog.columns:  # written by every run's publication
+                suites.append(unmapped_surveillance_suite(
+                    backlog.filter(pl.col("surveillance").is_not_null())
+                    .select("source", "local_code", "local_label", "n_results", "surveillance_loinc", "surveillance")))
         run_parts = list(file_ids) if file_ids is not None else _run_partitions(wh, run_id)
         suites.append(grain_suite(S.grain(con, src, run_parts, skip=("quality.expectation_results",))))
     finally:

@@ -35,7 +35,8 @@ def _backlog(home, rows):
     when = dt.datetime(2026, 1, 5, 8)
     df = pl.DataFrame([(*r, when, when) for r in rows],
                       schema=["source", "local_code", "local_label", "unit_raw", "n_results", "specimen",
-                              "first_seen", "last_seen"], orient="row")
+                              "first_seen", "last_seen"], orient="row").with_columns(
+        surveillance_loinc=pl.lit(None, pl.Utf8), surveillance=pl.lit(None, pl.Utf8))
     Warehouse(home).write_table(t, df.select([pl.col(c.name).cast(c.dtype) for c in t.columns]))
 
 

@@ -254,6 +254,9 @@ UNMAPPED_BACKLOG = Table(
         C("unit_raw", U, "unit as sent"), C("n_results", I, "results waiting"),
         C("first_seen", TS, "first collection time"), C("last_seen", TS, "last collection time"),
         C("specimen", U, "specimen most seen with it"),
+        C("surveillance_loinc", U, "when the label reads like a test SI-DEP or MDO counts: the LOINC code it "
+          "looks like (its results are missing from those counts until the code is mapped)"),
+        C("surveillance", U, "what that code counts in (e.g. 'SI-DEP covid19, MDO covid19')"),
     ),
     key=("source", "local_code", "local_label", "unit_raw"),
 )

@@ -187,6 +187,73 @@ def unmapped_backlog(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+# words of a LOINC component that name no organism: what is left names the pathogen of a
+# surveillance test ('Measles virus IgM Ab' -> measle; 'SARS-CoV-2 (COVID-19) RNA' -> sar, cov, covid;
+# words compared as ``_match_text`` makes them, plural 's' dropped)
+_NOT_ORGANISM = frozenset(_match_text(
+    "virus ab ag igm igg iga ige rna dna antigen antibody antibodies presence specimen serum plasma urine blood "
+    "complex group type and or sp spp species by with without total nucleic acid gene toxin stx stx1 stx2 "
+    "isolate culture organism specific identified protein abnormal").split())
+
+
+def _organism_words(display_en: str | None) -> set[str]:
+    """The words naming the organism in an English LOINC display (the component, before ' [')."""
+    return {w for w in _label_words((display_en or "").split(" [")[0])
+            if len(w) >= 3 and not w.isdigit() and w not in _NOT_ORGANISM}
+
+
+def _label_words(text: str | None) -> set[str]:
+    """The words of a label as written (lower case, no accents), as ``_match_text`` makes them
+    (abbreviations expanded: 'VHA' -> hepatite a virus) and in English ('rougeole' -> measle): a
+    phrase rule may rewrite a name ('SARS-CoV-2 (COVID-19)' -> 'sar cov 2'), so all three count."""
+    matched = _match_text(text)
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text or "") if not unicodedata.combining(c)).lower()
+    return set(re.sub(r"[^a-z0-9]+", " ", plain).split()) | set(matched.split()) | set(_english(matched).split())
+
+
+def surveillance_hints(backlog: pl.DataFrame, loinc: pl.DataFrame, surveillance: pl.DataFrame,
+                       units: UnitTables | None = None, k: int = 5) -> pl.DataFrame:
+    """``backlog`` (``unmapped_backlog``) plus ``surveillance_loinc`` and ``surveillance``: for an
+    item whose label reads like a test SI-DEP or MDO counts, the code among those tests' codes only
+    (``surveillance``: loinc_code, surveillance, as ``unrecognised.surveillance_codes``) that it looks
+    like, and what that code counts in; null for the other items.
+
+    An item reads like such a test when one of its ``k`` best suggestions among those codes names
+    an organism the label names too (in French or English: 'Rougeole IgM' and 'Measles virus IgM
+    Ab', 'Ag urinaire Légionelle' and 'Legionella sp Ag'); the best ranked such suggestion is kept.
+    Similarity alone would not do: against a pool of infectious-disease tests, 'Ag HBs' is nearest to
+    'Rabies virus Ag', and 'PCR SARS-CoV-2 (écouvillon nasopharyngé)' scores low for its extra words.
+
+    An unmapped SARS-CoV-2 or measles code is missing from the published counts, and nothing but
+    its volume in the work queue said so: the run and the quality gate now name these items."""
+    hint_schema = {"surveillance_loinc": pl.Utf8, "surveillance": pl.Utf8}
+    empty = backlog.with_columns([pl.lit(None, dtype=t).alias(c) for c, t in hint_schema.items()])
+    if backlog.is_empty() or surveillance.is_empty():
+        return empty
+    pool = loinc.filter(pl.col("loinc_num").is_in(surveillance["loinc_code"].implode()))
+    if pool.is_empty():
+        return empty
+    # only the items naming some organism of the pool are ranked (exact: a hint needs one; the
+    # ranking costs a few ms per item, and a backlog can hold thousands)
+    organisms = set().union(*(_organism_words(en) for en in pool["display_en"].to_list()))
+    naming = [bool(_label_words(x) & organisms) for x in backlog["local_label"].to_list()]
+    candidates = backlog.filter(pl.Series(naming, dtype=pl.Boolean))
+    if candidates.is_empty():
+        return empty
+    best = suggest(candidates.select(*BACKLOG_KEY, "specimen"), pool, k=k, units=units)
+    if best.is_empty():
+        return empty
+    best = best.join(pool.select("loinc_num", pl.col("display_en").alias("_en")), on="loinc_num", how="left")
+    label_words = [_label_words(x) for x in best["local_label"].to_list()]
+    named = [bool(_organism_words(en) & words) for en, words in zip(best["_en"].to_list(), label_words, strict=True)]
+    best = (best.filter(pl.Series(named, dtype=pl.Boolean))
+            .sort("rank")
+            .join(surveillance, left_on="loinc_num", right_on="loinc_code", how="inner")
+            .select(*BACKLOG_KEY, pl.col("loinc_num").alias("surveillance_loinc"), "surveillance")
+            .unique(list(BACKLOG_KEY), keep="first", maintain_order=True))
+    return backlog.join(best, on=list(BACKLOG_KEY), how="left", nulls_equal=True, maintain_order="left")
+
+
 def _mapped_unique(series: pl.Series, fn) -> pl.Series:
     """``fn`` applied once per distinct value of a text series (LOINC names repeat their parts)."""
     uniq = series.drop_nulls().unique().to_list()
@@ -219,6 +286,8 @@ def merge_unit_spellings(backlog: pl.DataFrame, units: UnitTables | None = None)
         pl.col("last_seen").max(),
         pl.col("specimen").first(),
         pl.col("unit_raw").drop_nulls().unique(maintain_order=True).alias("_spellings"),
+        *[pl.col(c).first() for c in backlog.columns  # e.g. the surveillance hint: the same label's
+          if c not in (*group, "unit_raw", "n_results", "first_seen", "last_seen", "specimen")],
     )
     merged = merged.with_columns(
         unit_spellings=pl.when(pl.col("_spellings").list.len() > 1).then(pl.col("_spellings").list.join("; ")),

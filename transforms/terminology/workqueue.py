@@ -80,7 +80,10 @@ def export_workqueue(backlog_with_suggestions: pl.DataFrame, path: Path) -> Path
         [pl.when(get("unit_spellings").is_not_null()).then(pl.lit("unit written ") + get("unit_spellings")
                                                              + pl.lit(" (one item: same unit)")),
          pl.when(get("rejected_before").is_not_null()).then(pl.lit("rejected earlier, not proposed again: ")
-                                                              + get("rejected_before"))],
+                                                              + get("rejected_before")),
+         pl.when(get("surveillance").is_not_null()).then(
+             pl.lit("reads like a test counted in ") + get("surveillance") + pl.lit(" (")
+             + get("surveillance_loinc") + pl.lit("): its results are missing from those counts until mapped"))],
         separator="; ", ignore_nulls=True,
     )
     out = df.select(
