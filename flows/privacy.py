@@ -7,9 +7,9 @@
 - ``audit(ctx, kind, subject, sha256=None, details=None)``: appends one event to
   ``quality.audit_events`` (one small Parquet file per event, so concurrent writers never clash).
 - ``purge_identities(ctx, older_than_days, now=None)``: after the retention delay, rewrites the
-  raw partitions of old files with the identity columns emptied and the rejected lines' raw text
-  redacted (and deletes the landing files they came from); results, pseudonyms and every
-  analyst table stay as they are.
+  raw partitions of old files with the identity typed into their text and request numbers masked,
+  the identity columns emptied and the rejected lines' raw text redacted (and deletes the landing
+  files they came from); results, pseudonyms and every analyst table stay as they are.
 - ``privacy_app``: the ``biolake purge``, ``biolake audit`` and ``biolake analyst-db`` commands;
   ``flows.scheduled.purge_flow``: the purge as a Prefect flow, to schedule next to the pipeline.
 
@@ -246,6 +246,40 @@ def _ingestion_times(ctx) -> dict[str, datetime]:
     return times
 
 
+# raw.results' text columns a lab can type an identity into (QA ledger F3: NIRs, names and birth
+# dates survived a purge in request_id, value_raw, ref_range and local_label): the free text staging
+# masks (transforms.identity_text.FREE_TEXT_COLUMNS), the lab's and sender's identifiers, the codes;
+# not the lineage (file_id, source) nor the enumerations (ins_oid, sex, value_type, value_comparator,
+# result_status, parse_issues)
+PURGE_MASKED_COLUMNS: tuple[str, ...] = ("value_raw", "local_label", "ref_range", "unit_raw", "specimen",
+                                         "abnormal_flag", "request_id", "message_id", "local_code",
+                                         "loinc_code_src", "lab_finess")
+
+
+def _purged_part(part: pl.DataFrame, id_cols: list[str]) -> tuple[pl.DataFrame, int]:
+    """A raw.results part with the identity typed into its text columns masked, each row with its
+    own names and birth date (as staging masks its free text: ``mask_identities_in_text``), then its
+    identity columns emptied; and how many rows had text masked."""
+    from transforms.identity_text import MASKED_COLUMN, mask_identities_in_text
+
+    part = _with_added_columns(part)
+    masked = mask_identities_in_text(part, PURGE_MASKED_COLUMNS)
+    n = int(masked.get_column(MASKED_COLUMN).sum())
+    nulls = [pl.lit(None, dtype=cat.RAW_RESULTS.schema[c]).alias(c) for c in id_cols]
+    return masked.drop(MASKED_COLUMN).with_columns(nulls), n
+
+
+def _purged_rejects(part: pl.DataFrame) -> pl.DataFrame:
+    """A raw.rejected_lines part without its raw text; an HPRIM detail of an earlier version that
+    quoted an unknown record type (possibly a family name, QA ledger F1) is rewritten."""
+    from transforms.parsers.hprim import UNKNOWN_RECORD_DETAIL
+
+    return part.with_columns(
+        pl.lit(None, dtype=pl.Utf8).alias("raw_text"),
+        pl.col("detail").str.replace(r"unknown HPRIM record type [A-Z][A-Z0-9]{0,3}: not read \(results travel in "
+                                     r"OBX records\)", UNKNOWN_RECORD_DETAIL, literal=False))
+
+
 def _has_identities(wh, t, fid: str, columns: list[str]) -> bool:
     if not wh.holds(t, fid):
         return False
@@ -267,14 +301,17 @@ def purge_identities(ctx, older_than_days: int, now: datetime | None = None, *, 
     """Purge patient identities of files ingested more than ``older_than_days`` days before ``now``.
 
     For each such file: its ``raw.results`` partition is rewritten (atomically, through
-    Warehouse.write_partition) with the identifying columns (NIR, names, birth date, postal code)
-    set to null; its ``raw.rejected_lines`` partition with ``raw_text`` set to null; and, with
-    ``delete_landing``, the landing files logged for it are deleted when their bytes are still the
-    logged ones (a new file uploaded under the same name is left alone). Staging, marts and quality
+    Warehouse.write_partition) with the row's own identity masked in ``PURGE_MASKED_COLUMNS`` (free
+    text, request number, message id, codes: ``mask_identities_in_text``, as staging) and then the
+    identifying columns (NIR, names, birth date, postal code) set to null; its
+    ``raw.rejected_lines`` partition with ``raw_text`` set to null; and, with ``delete_landing``,
+    the landing files logged before the cutoff are deleted when their bytes are still the logged
+    ones (a new file uploaded under the same name is left alone; a file refused unread at the
+    landing root, when its name, size and modification time are still the logged ones). Staging, marts and quality
     tables are untouched: they hold only pseudonyms, so every count stays the same. A partition
     already purged is not rewritten; the purge itself is recorded in ``quality.audit_events``.
 
-    Returns counts: files_purged, rows_purged, rejected_lines_redacted, landing_files_deleted,
+    Returns counts: files_purged, rows_purged, rows_text_masked, rejected_lines_redacted, landing_files_deleted,
     files_kept (younger than the delay), plus the cutoff. The caller holds the warehouse lock.
     """
     if older_than_days < 0:
@@ -287,27 +324,35 @@ def purge_identities(ctx, older_than_days: int, now: datetime | None = None, *, 
     file_ids = sorted(set(wh.partitions(cat.RAW_RESULTS)) | set(wh.partitions(cat.RAW_REJECTED)))
     old = [fid for fid in file_ids if fid in ingested and ingested[fid] < cutoff]
     out = {"older_than_days": older_than_days, "cutoff": cutoff.isoformat(timespec="seconds"),
-           "dry_run": dry_run, "files_purged": 0, "rows_purged": 0, "rejected_lines_redacted": 0,
+           "dry_run": dry_run, "files_purged": 0, "rows_purged": 0, "rows_text_masked": 0,
+           "rejected_lines_redacted": 0,
            "landing_files_deleted": 0, "files_kept": len(file_ids) - len(old),
            "files_without_ingestion_time": sorted(set(file_ids) - set(ingested))}
     purged_ids: list[str] = []
     for fid in old:
         touched = False
         if _has_identities(wh, cat.RAW_RESULTS, fid, id_cols):
-            nulls = [pl.lit(None, dtype=cat.RAW_RESULTS.schema[c]).alias(c) for c in id_cols]
             if dry_run:
                 n = wh.scan(cat.RAW_RESULTS, [fid]).select(pl.len()).collect().item()
             else:
-                n = wh.write_partition(cat.RAW_RESULTS, fid, (_with_added_columns(part.with_columns(nulls))
-                                                              for part in wh.parts(cat.RAW_RESULTS, fid)))
+                masked = 0
+
+                def purged(parts):
+                    nonlocal masked
+                    for part in parts:
+                        part, k = _purged_part(part, id_cols)
+                        masked += k
+                        yield part
+
+                n = wh.write_partition(cat.RAW_RESULTS, fid, purged(wh.parts(cat.RAW_RESULTS, fid)))
+                out["rows_text_masked"] += masked
             out["rows_purged"] += n
             touched = True
         if _has_identities(wh, cat.RAW_REJECTED, fid, ["raw_text"]):
             n = wh.scan(cat.RAW_REJECTED, [fid]).select(pl.col("raw_text").is_not_null().sum()).collect().item()
             if not dry_run:
-                wh.write_partition(cat.RAW_REJECTED, fid, (
-                    part.with_columns(pl.lit(None, dtype=pl.Utf8).alias("raw_text"))
-                    for part in wh.parts(cat.RAW_REJECTED, fid)))
+                wh.write_partition(cat.RAW_REJECTED, fid, (_purged_rejects(part)
+                                                           for part in wh.parts(cat.RAW_REJECTED, fid)))
             out["rejected_lines_redacted"] += n
             touched = True
         if touched:
@@ -328,17 +373,27 @@ def purge_identities(ctx, older_than_days: int, now: datetime | None = None, *, 
 
 
 def _delete_landing(ctx, cutoff: datetime, dry_run: bool) -> int:
+    """Delete the landing files logged before ``cutoff`` that are still what was logged: the bytes
+    of the logged sha256; for a file refused unread at the landing root (NOT_IN_LAB_FOLDER, no
+    hash), the same name, size and modification time as when it was logged (QA ledger F3: such a
+    file, holding a full identity, was never deleted)."""
+    from flows.steps import root_log_id
+
     landing = ctx.settings.landing.resolve()
     log = ctx.wh.read(cat.FILE_LOG).filter(pl.col("registered_at") < cutoff)
     deleted = 0
-    for rel, sha, size in log.select("path", "sha256", "size_bytes").unique().sort("path").iter_rows():
+    rows = log.select("path", "sha256", "size_bytes", "reason_code", "log_id").unique().sort("path", "log_id")
+    for rel, sha, size, reason, log_id in rows.iter_rows():
         if not rel or landing_name_problem(rel):
             continue  # never follow an unsafe name out of the landing area
         path = landing / rel
         if path.is_symlink() or not path.is_file():
             continue
         try:
-            if path.stat().st_size != size or file_sha256(path) != sha:
+            if reason == "NOT_IN_LAB_FOLDER" and not sha:
+                if "/" in rel or root_log_id(landing, rel) != log_id:
+                    continue  # changed since it was logged: another delivery, left alone
+            elif path.stat().st_size != size or file_sha256(path) != sha:
                 continue  # another file now bears that name
         except OSError:
             continue  # cannot be read (FILE_UNREADABLE): cannot be proved the logged content, kept
@@ -385,7 +440,8 @@ def purge_command(
         res = purge_identities(ctx, days, delete_landing=not keep_landing, dry_run=dry_run)
     verb = "would purge" if dry_run else "purged"
     typer.echo(f"{verb} identities of {res['files_purged']} file(s) ingested before {res['cutoff']}: "
-               f"{res['rows_purged']} result rows, {res['rejected_lines_redacted']} rejected lines; "
+               f"{res['rows_purged']} result rows ({res['rows_text_masked']} with an identity masked in their text), "
+               f"{res['rejected_lines_redacted']} rejected lines; "
                f"{res['landing_files_deleted']} landing file(s) {'to delete' if dry_run else 'deleted'}; "
                f"{res['files_kept']} younger file(s) kept")
 

@@ -233,6 +233,15 @@ def unreadable_log_id(landing: Path, rel: str) -> str:
     return _sighting_id("unreadable", rel, landing / rel)
 
 
+def root_log_id(landing: Path, rel: str) -> str:
+    """The log id of a file refused unread at the root of the landing area (NOT_IN_LAB_FOLDER): one
+    of this name in this state (size, modification time). The purge deletes such a file only while
+    it is still in the logged state (its content was never read, so no hash proves it)."""
+    from flows.privacy import safe_display_name
+
+    return _sighting_id("root", safe_display_name(rel), landing / rel)
+
+
 def _size(path: Path) -> int:
     try:
         return path.lstat().st_size
@@ -305,7 +314,7 @@ def discover(ctx: Context) -> list[FileTicket]:
             continue
         source = rel.split("/")[0] if "/" in rel else "_unknown"
         if "/" not in rel:  # the folder is the lab's identity: a file outside one belongs to no lab
-            refuse(_sighting_id("root", shown, path), shown, source, path,
+            refuse(root_log_id(landing, rel), shown, source, path,
                    f"{shown}: at the root of the landing area, outside any lab folder: not read "
                    "(deliver into landing/<lab>/, the folder names the lab)", "NOT_IN_LAB_FOLDER", rel)
             continue

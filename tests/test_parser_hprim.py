@@ -210,10 +210,34 @@ def test_records_of_an_unknown_type_are_rejects_naming_type_and_line(tmp_path):
     assert rejects.select("line_no", "reason_code").rows() == [
         (4, "MALFORMED_MESSAGE"), (5, "MALFORMED_MESSAGE"), (6, "MALFORMED_MESSAGE"),
     ]
-    assert rejects["detail"].to_list() == [
-        f"line {n}: unknown HPRIM record type {t}: not read (results travel in OBX records)"
-        for n, t in ((4, "RES"), (5, "OBXX"), (6, "OX"))
-    ]
+    assert rejects["detail"].to_list() == [f"line {n}: {hprim.UNKNOWN_RECORD_DETAIL}" for n in (4, 5, 6)]
+    assert rejects["raw_text"].to_list()[0].startswith("RES|Glucose")  # the engineer's lead, raw layer only
+
+
+def test_an_unknown_record_type_is_never_quoted_it_may_be_a_name(tmp_path):
+    """QA ledger F1 (HIGH): a line broken by a raw CR/LF started with a family name (``ROUX|Denis|<NIR>``);
+    the name, shaped like a record type, was quoted in the detail, which analysts read in
+    analyst.duckdb next to the file's pseudonyms. The detail now names the line only; the text
+    stays in ``raw_text`` (raw.rejected_lines, closed to analysts)."""
+    text = "\r\n".join([
+        "H|~^\\&|F.HPR||750000001^LABO",
+        "P|1|IPP1||||MARTIN^Louis||19760212|M",
+        "OBR|1||R1||||20261102100000",
+        "OBX|1|NM|GLY^Glycémie^L||5.0|mmol/L|||||F",
+        "ROUX|Denis|172051320532159",
+        "LY|Sam",
+        "DURAND Alice|12031985",
+        "L|1",
+    ]) + "\r\n"
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rows["line_no"].to_list() == [4]
+    assert rejects.select("line_no", "reason_code").rows() == [(5, "MALFORMED_MESSAGE"), (6, "MALFORMED_MESSAGE"),
+                                                               (7, "MALFORMED_MESSAGE")]
+    for detail in rejects["detail"]:
+        assert not any(w in detail for w in ("ROUX", "Denis", "1720513205321", "LY", "Sam", "DURAND", "Alice",
+                                             "12031985")), detail
+    assert rejects["detail"].to_list()[:2] == [f"line {n}: {hprim.UNKNOWN_RECORD_DETAIL}" for n in (5, 6)]
+    assert rejects["raw_text"].to_list() == ["ROUX|Denis|172051320532159", "LY|Sam", "DURAND Alice|12031985"]
 
 
 def test_a_value_without_its_type_is_typed_from_the_value(tmp_path):

@@ -126,3 +126,83 @@ def test_analyst_quality_tables_hide_file_names(ctx):
         con.close()
     assert "path" not in cols and "duplicate_of" not in cols and "source" in cols
     assert details == ["<file>: line 1: header lacks NIR", "same content as labo_alpha/<file>"]
+
+
+def test_analysts_never_see_a_folder_below_the_lab_folder(ctx, monkeypatch):
+    """QA ledger F2 (HIGH): a sub-folder named after a patient (``labo_alpha/ROUX Denis 05-05-1972/``)
+    reached analyst.duckdb through ``detail``: only the last path component was replaced by
+    ``<file>``, and a folder path ending in ``/`` (FOLDER_UNREADABLE) was kept whole. Every path
+    below the lab folder is hidden now: a symbolic link in a patient-named folder, an unreadable
+    file and an unreadable folder there, and a patient-named file at the landing root."""
+    from flows import process, steps
+    from warehouse.analyst import build_analyst_db, connect_analyst
+
+    landing = ctx.settings.landing
+    sub = landing / "labo_alpha" / "ROUX Denis 05-05-1972"
+    (sub / "MARTIN Bernard").mkdir(parents=True)
+    (sub / "resultats.csv").symlink_to(ctx.wh.home / "elsewhere.csv")
+    (sub / "LEFEBVRE_Chloe.csv").write_text("x", encoding="utf-8")
+    (landing / "DURAND_Alice_12031985.csv").write_text("x", encoding="utf-8")
+    # the pipeline runs as its own account; as root nothing is unreadable, so the OS errors are made
+    real_walk, real_digest = steps.walk_landing, steps.LandingHashes.digest
+
+    def walk(root):
+        entries, errors = real_walk(root)
+        return entries, [*errors, PermissionError(13, "Permission denied", str(sub / "MARTIN Bernard"))]
+
+    def digest(self, path, rel):
+        if path.name == "LEFEBVRE_Chloe.csv":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_digest(self, path, rel)
+
+    monkeypatch.setattr(steps, "walk_landing", walk)
+    monkeypatch.setattr(steps.LandingHashes, "digest", digest)
+    tickets = steps.discover(ctx)
+    assert sorted(t.reason for t in tickets) == ["FILE_UNREADABLE", "FOLDER_UNREADABLE", "NOT_A_FILE",
+                                                 "NOT_IN_LAB_FOLDER"]
+    for t in tickets:
+        process.record_skipped(ctx, t)
+    # the private side names them (the engineer's lead)
+    assert any("ROUX Denis" in d for d in ctx.wh.read(cat.QUARANTINE)["detail"])
+    con = connect_analyst(build_analyst_db(ctx.wh))
+    try:
+        details = {t: sorted(r[0] for r in con.execute(f"SELECT detail FROM quality.{t}").fetchall())
+                   for t in ("file_log", "quarantine")}
+        seen = [v for t in ("file_log", "quarantine", "audit_events")
+                for row in con.execute(f"SELECT * FROM quality.{t}").fetchall() for v in row if isinstance(v, str)]
+    finally:
+        con.close()
+    for value in seen:
+        for word in ("ROUX", "Denis", "1972", "MARTIN", "Bernard", "LEFEBVRE", "Chloe", "DURAND", "Alice",
+                     "resultats"):
+            assert word not in value, value
+    assert details["file_log"] == details["quarantine"]
+    assert [d.split(":")[0] for d in details["quarantine"]] == [
+        "<file>", "labo_alpha/<file>", "labo_alpha/<file>", "labo_alpha/<folder>/"]
+    assert any("symbolic link" in d for d in details["quarantine"])
+    assert any("the folder cannot be listed" in d for d in details["quarantine"])
+
+
+def test_analysts_see_lab_folders_and_no_record_type_of_an_earlier_hprim_reject(ctx):
+    """A lab folder that cannot be listed is named (the lab, no patient); an HPRIM reject written by
+    an earlier version, quoting an unknown record type (a family name, QA ledger F1), is rewritten
+    in the analysts' copy."""
+    from transforms.parsers.hprim import UNKNOWN_RECORD_DETAIL
+    from warehouse.analyst import build_analyst_db, connect_analyst
+
+    row = {c.name: None for c in cat.FILE_LOG.columns} | {
+        "log_id": "l1", "path": "labo_beta/", "source": "labo_beta", "file_id": "l1", "status": "failed",
+        "reason_code": "FOLDER_UNREADABLE", "detail": "labo_beta/: the folder cannot be listed ([Errno 13])"}
+    ctx.wh.write_partition_file(cat.FILE_LOG, "l1", pl.DataFrame([row], schema=cat.FILE_LOG.schema))
+    q = {"file_id": "f9", "path": "labo_gamma/gamma_x.hpr", "source": "labo_gamma", "line_no": 5, "result_no": None,
+         "reason_code": "MALFORMED_MESSAGE", "column": None,
+         "detail": "line 5: unknown HPRIM record type ROUX: not read (results travel in OBX records)"}
+    ctx.wh.write_partition(cat.QUARANTINE, "f9", [pl.DataFrame([q], schema=cat.QUARANTINE.schema)])
+    con = connect_analyst(build_analyst_db(ctx.wh))
+    try:
+        log = con.execute("SELECT detail FROM quality.file_log").fetchall()
+        quarantine = con.execute("SELECT detail FROM quality.quarantine").fetchall()
+    finally:
+        con.close()
+    assert log == [("labo_beta/: the folder cannot be listed ([Errno 13])",)]
+    assert quarantine == [(f"line 5: {UNKNOWN_RECORD_DETAIL}",)]

@@ -9,8 +9,9 @@ catalog with these rules (docs/privacy.md explains them):
 - no column declared identifying (``Column.identifying``: NIR, names, birth date, postal code), no
   ``raw_text``; and a few more columns that can carry an identity without being declared so:
   ``request_id`` and ``message_id`` (the lab can link them back to its patient), ``path`` and
-  ``duplicate_of`` (labs sometimes name files after the patient); a ``detail`` next to them has
-  their file names replaced by ``<file>``; audit subjects of landing files are hidden;
+  ``duplicate_of`` (labs sometimes name files, and folders, after the patient); a ``detail`` next
+  to them shows nothing of their paths below the lab folder (``masked_detail_sql``); audit
+  subjects of landing files are hidden;
 - like biolake.duckdb it holds views that read the Parquet files (a run never has to wait for an
   analyst), except for the quality tables that hold landing paths (``PRIVATE_QUALITY_TABLES``):
   their folders are closed to analysts like raw, so the database holds a cleaned copy of each
@@ -87,6 +88,38 @@ def analyst_tables() -> list[Table]:
     return [t for t in cat.TABLES if t.layer in ANALYST_LAYERS and not t.identifying]
 
 
+def masked_path_sql(col: str) -> str:
+    """SQL: what analysts may see of the landing path in ``col``: its lab folder (the first
+    component) and nothing below it, ``<lab>/<file>`` for a file (a file at the root of the
+    landing area: ``<file>``), ``<lab>/<folder>/`` for a folder below the lab folder (a path ending
+    in ``/``: FOLDER_UNREADABLE); null when nothing needs hiding (a lab folder itself, ``labo_x/``,
+    or the landing area, ``./``). Sub-folders are hidden like file names (QA: a folder
+    ``labo_alpha/ROUX Denis 05-05-1972/`` reached the analysts through ``detail``)."""
+    return (f"CASE WHEN {col} IS NULL OR {col} = '' THEN NULL "
+            f"WHEN strpos({col}, '/') = 0 THEN '<file>' "
+            f"WHEN {col} LIKE '%/' AND strpos(left({col}, length({col}) - 1), '/') = 0 THEN NULL "
+            f"WHEN {col} LIKE '%/' THEN split_part({col}, '/', 1) || '/<folder>/' "
+            f"ELSE split_part({col}, '/', 1) || '/<file>' END")
+
+
+def masked_detail_sql(expr: str, path_cols: Sequence[str]) -> str:
+    """SQL: the message ``expr`` without the landing paths of ``path_cols``. Discovery's messages
+    start with the landing-relative path (``labo_alpha/<sub-folder>/x.csv: a symbolic link...``),
+    a parser's with the file's base name, a re-delivery's names the first copy (``same content as
+    <lab>/<file>``; QA): each whole path is replaced by ``masked_path_sql``, then each base name by
+    ``<file>``. Also rewrites the HPRIM reject details of earlier versions, which quoted an unknown
+    record type (possibly a family name, QA): transforms.parsers.hprim.UNKNOWN_RECORD_DETAIL."""
+    from transforms.parsers.hprim import UNKNOWN_RECORD_DETAIL
+
+    for col in path_cols:  # (replace(x, '', y) is x: a null or empty path changes nothing)
+        path = f"coalesce({col}, '')"
+        expr = f"replace({expr}, {path}, coalesce({masked_path_sql(col)}, {path}))"
+    for col in path_cols:
+        expr = f"replace({expr}, regexp_extract(coalesce({col}, ''), '[^/]*$'), '<file>')"
+    return (f"regexp_replace({expr}, 'unknown HPRIM record type [A-Z][A-Z0-9]{{0,3}}: not read "
+            f"\\(results travel in OBX records\\)', {sql_literal(UNKNOWN_RECORD_DETAIL)})")
+
+
 def analyst_columns(t: Table) -> list[tuple[str, str]]:
     """(column name, SQL expression over the table's full view) for each column analysts see."""
     names = {c.name for c in t.columns}
@@ -97,11 +130,7 @@ def analyst_columns(t: Table) -> list[tuple[str, str]]:
             continue
         expr = f'"{c.name}"'
         if c.name == "detail" and names & set(PATH_COLUMNS):
-            # parser messages start with the file name, a re-delivery names the first copy ('same
-            # content as <lab>/<file>'; QA): keep the message, not the names
-            for col in (n for n in PATH_COLUMNS if n in names):
-                base = f"regexp_extract({col}, '[^/]*$')"
-                expr = f"CASE WHEN {col} IS NULL OR {base} = '' THEN {expr} ELSE replace({expr}, {base}, '<file>') END"
+            expr = masked_detail_sql(expr, [n for n in PATH_COLUMNS if n in names])
         elif t.qualified == "quality.audit_events" and c.name == "subject":
             expr = "CASE WHEN kind LIKE 'file_%' THEN NULL ELSE subject END"
         elif t.qualified == "quality.expectation_results" and c.name == "observed":

@@ -51,10 +51,14 @@ from transforms.parsers.resultrows import relaxed_gc, ResultSink
 _PAD = [""] * 32
 _RECORD_TYPE = re.compile(r"[A-Z][A-Z0-9]{0,3}")
 # record types HPRIM Santé defines that carry no result: read past (C comment, L end, AP/AC/FAC/ACT/REG
-# of the billing messages, NTE note). Any other type is a reject naming it: a result sent in a record
+# of the billing messages, NTE note). Any other type is a reject (never naming it): a result sent in a record
 # the parser does not read (RES, a mistyped OBXX) must never vanish silently.
 _IGNORED = frozenset({"C", "L", "AP", "AC", "FAC", "ACT", "REG", "NTE"})
 _SECTION_RECORDS = frozenset({"P", "OBR", "OBX"})
+# the detail of a record of an unknown type: it never quotes the type (QA: a broken line starting
+# with a family name, ``ROUX|Denis|...``, reached the analysts' database as "record type ROUX")
+UNKNOWN_RECORD_DETAIL = ("unknown HPRIM record type (not quoted: it may be patient data): not read (results "
+                         "travel in OBX records; the line's text is in raw.rejected_lines, for data engineers)")
 
 
 def header_delimiters(text: str) -> Delimiters:
@@ -222,7 +226,9 @@ def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
     elif _RECORD_TYPE.fullmatch(rtype):
         sink.reject(
             no, "MALFORMED_MESSAGE", None,
-            f"line {no}: unknown HPRIM record type {rtype}: not read (results travel in OBX records)", text,
+            # never the type itself: a line broken by a raw CR/LF may start with a name (ROUX|Denis|...)
+            # and the detail reaches the analysts (QA); the line's text stays in raw.rejected_lines
+            f"line {no}: {UNKNOWN_RECORD_DETAIL}", text,
         )
     else:
         sink.reject(no, "MALFORMED_MESSAGE", None, f"line {no} is not an HPRIM record", text)
