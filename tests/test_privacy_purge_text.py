@@ -21,37 +21,40 @@ import pytest
 from tests.helpers import HEADER, line, nir
 from transforms.identity_text import MASK
 
-DURAND_NIR = nir("2850369123456")
-LEFEBVRE_NIR = nir("2011175111222")
+# names the generator never draws (transforms/synthetic/vocab.py): this test's landing file is named
+# after its patient, and that name reaches the session's Prefect by design (docs/privacy.md), where
+# test_privacy_pipeline looks for the generated names
+VDS_NIR = nir("2850369123456")
+OKK_NIR = nir("2011175111222")
 STRAY_NIR = nir("1720513205321")
-LAB_FILE = "DURAND_Alice_12031985.csv"
+LAB_FILE = "VANDERSTRAETEN_Ermengarde_12031985.csv"
 # (table folder, column) where a landing path may stay after the purge: closed to analysts
 # (mode 0700), cleaned in analyst.duckdb
 PATH_PLACES = {("quality/file_log", "path"), ("quality/quarantine", "path"), ("quality/audit_events", "subject")}
-NEEDLES = ("2850369123456", "2011175111222", "1720513205321", "DURAND", "Durand", "Alice", "ALICE", "LEFEBVRE",
-           "Lefebvre", "Chloé", "CHLOE", "ROUX", "Denis", "12/03/1985", "1985-03-12", "19850312", "12031985",
+NEEDLES = ("2850369123456", "2011175111222", "1720513205321", "VANDERSTRAETEN", "Vanderstraeten", "Ermengarde", "ERMENGARDE", "OKONKWO",
+           "Okonkwo", "Sidonie", "SIDONIE", "QUILLIVIC", "Theodulphe", "12/03/1985", "1985-03-12", "19850312", "12031985",
            "23/11/2001", "2001-11-23", "20011123", "13/05/1972", "1972-05-13", "19720513")
 
 
 def _landing(home: Path) -> None:
     lab = home / "landing" / "labo_alpha"
     lab.mkdir(parents=True)
-    durand = {"NIR": DURAND_NIR, "NOM": "DURAND", "PRENOM": "Alice", "DATE_NAISSANCE": "12/03/1985"}
-    lefebvre = {"NIR": LEFEBVRE_NIR, "NOM": "LEFEBVRE", "PRENOM": "Chloé", "DATE_NAISSANCE": "23/11/2001"}
+    vds = {"NIR": VDS_NIR, "NOM": "VANDERSTRAETEN", "PRENOM": "Ermengarde", "DATE_NAISSANCE": "12/03/1985"}
+    okonkwo = {"NIR": OKK_NIR, "NOM": "OKONKWO", "PRENOM": "Sidonie", "DATE_NAISSANCE": "23/11/2001"}
     lines = [
         HEADER,
-        line(N_DEMANDE=f"{DURAND_NIR}-19850312", **durand, CODE_ANALYSE="HB", LIBELLE_ANALYSE="Hémoglobine",
+        line(N_DEMANDE=f"{VDS_NIR}-19850312", **vds, CODE_ANALYSE="HB", LIBELLE_ANALYSE="Hémoglobine",
              RESULTAT="13,2", UNITE="g/dL"),
-        line(N_DEMANDE="DURAND19850312", **durand, CODE_ANALYSE="COV", LIBELLE_ANALYSE="PCR SARS-CoV-2",
-             RESULTAT=f"Positif - patiente DURAND Alice NIR {DURAND_NIR}", UNITE="", VALEURS_REFERENCE=""),
-        line(N_DEMANDE="A3", **durand, CODE_ANALYSE="K", LIBELLE_ANALYSE="Potassium", RESULTAT="4,2",
-             UNITE="mmol/L", VALEURS_REFERENCE="controle Durand Alice 12/03/1985"),
-        line(N_DEMANDE="A4", **lefebvre, CODE_ANALYSE="NA", LIBELLE_ANALYSE="Sodium (LEFEBVRE Chloé)",
+        line(N_DEMANDE="VANDERSTRAETEN19850312", **vds, CODE_ANALYSE="COV", LIBELLE_ANALYSE="PCR SARS-CoV-2",
+             RESULTAT=f"Positif - patiente VANDERSTRAETEN Ermengarde NIR {VDS_NIR}", UNITE="", VALEURS_REFERENCE=""),
+        line(N_DEMANDE="A3", **vds, CODE_ANALYSE="K", LIBELLE_ANALYSE="Potassium", RESULTAT="4,2",
+             UNITE="mmol/L", VALEURS_REFERENCE="controle Vanderstraeten Ermengarde 12/03/1985"),
+        line(N_DEMANDE="A4", **okonkwo, CODE_ANALYSE="NA", LIBELLE_ANALYSE="Sodium (OKONKWO Sidonie)",
              RESULTAT="140", UNITE="mmol/L"),
-        f"750000002;A5;{DURAND_NIR};DURAND;Alice",  # too few fields: a rejected line, its text in raw
+        f"750000002;A5;{VDS_NIR};VANDERSTRAETEN;Ermengarde",  # too few fields: a rejected line, its text in raw
     ]
     (lab / LAB_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    stray = [HEADER, line(N_DEMANDE="S1", NIR=STRAY_NIR, NOM="ROUX", PRENOM="Denis", DATE_NAISSANCE="13/05/1972")]
+    stray = [HEADER, line(N_DEMANDE="S1", NIR=STRAY_NIR, NOM="QUILLIVIC", PRENOM="Theodulphe", DATE_NAISSANCE="13/05/1972")]
     (home / "landing" / "stray_at_root.csv").write_text("\n".join(stray) + "\n", encoding="utf-8")
 
 
@@ -174,8 +177,8 @@ def test_a_purge_rewrites_an_earlier_hprim_detail_quoting_a_record_type(tmp_path
 
     ctx = Context.create(Settings(home=tmp_path / "home"), "t")
     row = {"file_id": "f1", "line_no": 5, "reason_code": "MALFORMED_MESSAGE", "column": None,
-           "detail": "line 5: unknown HPRIM record type ROUX: not read (results travel in OBX records)",
-           "raw_text": "ROUX|Denis|172051320532159"}
+           "detail": "line 5: unknown HPRIM record type ZOLA: not read (results travel in OBX records)",
+           "raw_text": "ZOLA|Theodulphe|172051320532159"}
     ctx.wh.write_partition(cat.RAW_REJECTED, "f1", [pl.DataFrame([row], schema=cat.RAW_REJECTED.schema)])
     log = {c.name: None for c in cat.FILE_LOG.columns} | {
         "log_id": "l1", "path": "labo_gamma/x.hpr", "source": "labo_gamma", "file_id": "f1", "sha256": "0" * 64,
