@@ -45,6 +45,7 @@ def run(home: Path, profile: Path | None = None, configure: bool = True) -> dict
 
     from bench.timers import WorkTimer
     from flows.pipeline import pipeline
+    from flows.quality_gate import summary_of
 
     @flow(name="biolake-bench-warmup")
     def warmup() -> int:
@@ -68,7 +69,7 @@ def run(home: Path, profile: Path | None = None, configure: bool = True) -> dict
         t0 = time.perf_counter()
         state = pipeline(home=str(home), return_state=True, **kwargs)
         wall = time.perf_counter() - t0
-        summary = state.result(raise_on_failure=False)
+        summary = summary_of(state)
         if isinstance(summary, BaseException):
             raise summary
     finally:

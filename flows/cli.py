@@ -131,7 +131,9 @@ def _run(settings, export: bool = False) -> dict:
             state = pipeline(home=str(settings.home_abs), export=export, return_state=True)
         finally:
             progress.set_reporter(None)
-    summary = state.result(raise_on_failure=False)
+    from flows.quality_gate import summary_of
+
+    summary = summary_of(state)
     if not isinstance(summary, dict):  # the flow itself crashed: show why
         raise summary if isinstance(summary, BaseException) else RuntimeError(state.message)
     summary["state"] = {"failed": state.is_failed(), "message": state.message}
@@ -150,10 +152,7 @@ def run(
     settings = _settings(home)
     try:
         settings.secret_bytes()
-        if not settings.landing.is_dir():  # a typo in --home would build an empty warehouse and pass its gate
-            console.print(f"[red]error:[/red] no landing folder {settings.landing}: nothing to process (files "
-                          "arrive in <home>/landing/<lab>/; check --home or BIOLAKE_HOME)")
-            raise typer.Exit(2)
+        _require_landing(settings)
         wait_until_free(settings.home_abs, settings.lock_timeout, on_wait=lambda pid: console.print(
             f"another biolake run (pid {pid}) is writing to this warehouse: waiting for it "
             f"(at most {settings.lock_timeout:.0f} s, BIOLAKE_LOCK_TIMEOUT)"))
@@ -163,6 +162,15 @@ def run(
         raise typer.Exit(2)
     print_summary(summary)
     _exit_on_block(summary)
+
+
+def _require_landing(settings) -> None:
+    """A home must have its landing folder: a typo in --home would build an empty warehouse, and
+    every run of it would pass its gate (QA: `serve` on a typo showed green runs every 15 minutes)."""
+    if not settings.landing.is_dir():
+        console.print(f"[red]error:[/red] no landing folder {escape(str(settings.landing))}: nothing to process "
+                      "(files arrive in <home>/landing/<lab>/; check --home or BIOLAKE_HOME)", soft_wrap=True)
+        raise typer.Exit(2)
 
 
 def _exit_on_block(summary: dict) -> None:
@@ -191,7 +199,21 @@ def demo(
         console.print(f"[red]error:[/red] {settings.home_abs} holds a warehouse built with a real key: the demo "
                       "neither writes synthetic data into it nor deletes it (--fresh); choose another --home")
         raise typer.Exit(2)
+    from transforms.synthetic.generator import formats_option
+
+    try:  # checked before anything is deleted (QA: a bad --formats failed after --fresh had wiped the folder)
+        formats_option(formats)
+    except ValueError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2)
     if fresh and settings.home_abs.exists():
+        foreign = _not_home_entries(settings.home_abs)
+        if foreign:  # QA: --fresh on a typo, '.', or '~' deleted whatever the folder held
+            shown = ", ".join(escape(n) for n in foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            console.print(f"[red]error:[/red] {escape(str(settings.home_abs))} holds what a biolake home does not "
+                          f"({shown}): --fresh deletes a biolake home only; choose another --home, or empty it yourself",
+                          soft_wrap=True)
+            raise typer.Exit(2)
         shutil.rmtree(settings.home_abs)
     console.rule("[bold]1/2 generate synthetic lab extracts")
     generate(home=settings.home_abs, results=results, seed=seed, days=7, formats=formats)
@@ -200,6 +222,20 @@ def demo(
     summary = _run(settings, export=True)
     print_summary(summary, wall=time.perf_counter() - t0)
     _exit_on_block(summary)
+
+
+# what a data home holds (docs/operations.md): --fresh deletes a folder holding nothing else
+HOME_ENTRIES = frozenset({"landing", "warehouse", "truth", "prefect", "reports", "publication", "gx", "mappings",
+                          "biolake.duckdb", "analyst.duckdb", "biolake.duckdb.wal", "analyst.duckdb.wal",
+                          ".biolake.lock", "prefect-server.log"})
+
+
+def _not_home_entries(home: Path) -> list[str]:
+    """The entries of ``home`` that are no part of a data home (sorted); all of them when ``home``
+    is not a directory."""
+    if not home.is_dir():
+        return [home.name]
+    return sorted(p.name for p in home.iterdir() if p.name not in HOME_ENTRIES)
 
 
 def print_summary(s: dict, wall: float | None = None) -> None:
@@ -401,13 +437,13 @@ def views(home: HomeOpt = None) -> None:
 
     from flows.databases import database_path, rebuild_both
     from flows.lock import LockTimeout
-    from flows.settings import WarehouseFormatError
+    from flows.settings import WarehouseFormatError, missing_warehouse
     from warehouse.location import built_elsewhere
 
     settings = _settings(home)
-    if not (settings.home_abs / "warehouse").is_dir():  # a typo in --home would build two empty databases
-        console.print(f"[red]error:[/red] no warehouse under {escape(str(settings.home_abs))}: run `biolake run` "
-                      "or `biolake demo` first (check --home or BIOLAKE_HOME)", soft_wrap=True)
+    problem = missing_warehouse(settings.home_abs)
+    if problem:  # a typo in --home would build two empty databases
+        console.print(f"[red]error:[/red] {escape(problem)}", soft_wrap=True)
         raise typer.Exit(2)
     before = {}
     for analyst in (False, True):
@@ -440,6 +476,7 @@ def serve(
 
     settings = _settings(home)
     settings.secret_bytes()
+    _require_landing(settings)
     server = None
     api = os.environ.get("PREFECT_API_URL")
     if not api:
@@ -496,7 +533,13 @@ def mappings_export(
     from warehouse import catalog as cat
     from warehouse.store import Warehouse
 
+    from flows.settings import missing_warehouse
+
     settings = _settings(home)
+    problem = missing_warehouse(settings.home_abs)
+    if problem:  # a typo in --home said "nothing to review"
+        console.print(f"[red]error:[/red] {escape(problem)}", soft_wrap=True)
+        raise typer.Exit(2)
     wh = Warehouse(settings.home_abs)
     backlog = wh.read(cat.UNMAPPED_BACKLOG)
     if backlog.is_empty():
@@ -579,7 +622,7 @@ def main() -> None:
     (BIOLAKE_DEBUG=1 shows it)."""
     from pydantic import ValidationError
 
-    from flows.lock import LockTimeout
+    from flows.lock import HomeNotWritable, LockTimeout
     from flows.settings import SecretMissing, WarehouseFormatError
     from transforms.terminology.loinc import LoincFormatError
     from transforms.terminology.mappings import MappingError
@@ -587,7 +630,7 @@ def main() -> None:
 
     try:
         app()
-    except (SecretMissing, LockTimeout, MappingError, LoincFormatError, QualitativeWordsError, WarehouseFormatError,
+    except (SecretMissing, LockTimeout, HomeNotWritable, MappingError, LoincFormatError, QualitativeWordsError, WarehouseFormatError,
             ValidationError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
         if os.environ.get("BIOLAKE_DEBUG") == "1":
             raise

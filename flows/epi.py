@@ -788,8 +788,16 @@ def issues_cmd(home: HomeOpt = None) -> None:
     """List the publications kept under <home>/publication."""
     from rich.console import Console
 
-    from flows.settings import Settings
+    from flows.settings import Settings, missing_warehouse
 
     settings = Settings(**({"home": home} if home is not None else {}))
-    for i in list_issues(settings.home_abs):
+    problem = missing_warehouse(settings.home_abs)
+    if problem:  # a typo in --home listed nothing, with success
+        Console(stderr=True).print(f"error: {problem}", markup=False)
+        raise typer.Exit(2)
+    issues = list_issues(settings.home_abs)
+    if not issues:
+        Console().print(f"no publication yet under {settings.home_abs / 'publication'} (biolake epi export)",
+                        markup=False)
+    for i in issues:
         Console().print(f"{i['issue_date']}  {i['files']} files  published {i['published_at']}")

@@ -19,11 +19,27 @@ class LockTimeout(RuntimeError):
     pass
 
 
+class HomeNotWritable(RuntimeError):
+    """The home cannot hold the lock: a file, a read-only file system, no permission (QA: a
+    traceback ending in 'OSError: [Errno 30] Read-only file system' on every writing command)."""
+
+
+def _open_lock(home: Path) -> int:
+    path = home / ".biolake.lock"
+    if home.exists() and not home.is_dir():
+        raise HomeNotWritable(f"{home} is a file, not a data home (check --home or BIOLAKE_HOME)")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise HomeNotWritable(f"cannot write to {home} ({err.strerror or err}): biolake needs write access to its "
+                              "home (its lock, its warehouse); check --home or BIOLAKE_HOME and the mount") from None
+
+
 @contextmanager
 def warehouse_lock(home: Path, timeout: float = 600, poll: float = 0.2):
-    home.mkdir(parents=True, exist_ok=True)
     path = home / ".biolake.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _open_lock(home)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -54,7 +70,7 @@ def wait_until_free(home: Path, timeout: float = 600, on_wait=None) -> None:
     the lock: another run starting in between makes it wait, as before."""
     path = home / ".biolake.lock"
     if on_wait is not None and path.exists():
-        fd = os.open(path, os.O_RDWR)
+        fd = _open_lock(home)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             fcntl.flock(fd, fcntl.LOCK_UN)

@@ -306,6 +306,11 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
     from flows.reports import build_reports_task
 
     ctx = _ctx(home)
+    if not ctx.settings.landing.is_dir():
+        # a typo in a deployment's home, an unmounted landing share: an empty warehouse would pass its
+        # gate at every run (QA: `serve` on a typo showed green runs every 15 minutes)
+        raise FileNotFoundError(f"no landing folder {ctx.settings.landing}: nothing to process (files arrive in "
+                                "<home>/landing/<lab>/; check the deployment's home, or that the landing is mounted)")
     started = datetime.now()
     with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
         from warehouse.analyst import restrict_raw_permissions  # raw and quality tables with paths

@@ -411,11 +411,21 @@ HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="data directory 
 
 
 def _context(home: Path | None, command: str):
-    from flows.settings import Settings
     from flows.steps import Context
 
+    return Context.create(_existing(home), f"{command}-{datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
+
+
+def _existing(home: Path | None):
+    """The settings of a home that has a warehouse; else an error line and exit status 2."""
+    from flows.settings import Settings, missing_warehouse
+
     settings = Settings(home=home) if home is not None else Settings()
-    return Context.create(settings, f"{command}-{datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
+    problem = missing_warehouse(settings.home_abs)
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+    return settings
 
 
 @privacy_app.command("purge")
@@ -453,11 +463,9 @@ def audit_command(
     kind: Annotated[Optional[str], typer.Option(help="only events of this kind")] = None,
 ) -> None:
     """Show the audit trail (quality.audit_events)."""
-    from flows.settings import Settings
     from warehouse.store import Warehouse
 
-    settings = Settings(home=home) if home is not None else Settings()
-    events = read_audit(Warehouse(settings.home_abs))
+    events = read_audit(Warehouse(_existing(home).home_abs))
     if kind is not None:
         if kind not in AUDIT_KINDS:
             typer.echo(f"error: unknown kind; expected one of {', '.join(AUDIT_KINDS)}", err=True)

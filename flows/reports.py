@@ -143,12 +143,13 @@ HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="data directory 
 
 
 def _cli_ctx(home: Path | None):
-    from flows.settings import Settings
+    from flows.settings import Settings, missing_warehouse
     from flows.steps import Context
 
     settings = Settings(**({"home": home} if home is not None else {}))
-    if not (settings.home_abs / "warehouse").exists():
-        typer.echo(f"error: no warehouse under {settings.home_abs}: run `biolake run` or `biolake demo` first", err=True)
+    problem = missing_warehouse(settings.home_abs)
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
     return Context.create(settings, run_id=datetime.now().strftime("cli-%Y%m%dT%H%M%S"))
 

@@ -127,3 +127,15 @@ class Settings(BaseSettings):
             "repository (export BIOLAKE_PSEUDONYM_SECRET=...), or run the demo (`biolake demo`, BIOLAKE_DEMO=1) "
             "which uses a built-in secret fit only for synthetic data."
         )
+
+
+def missing_warehouse(home: Path) -> str | None:
+    """The error of a command that needs a warehouse, run on a home that has none, else None.
+
+    A typo in --home must not look like success: QA saw `purge` report "purged 0 file(s)" every night
+    on one (the real identities kept), and `analyst-db` build an empty warehouse there."""
+    if (home / "warehouse").is_dir():
+        return None
+    if home.exists() and not home.is_dir():
+        return f"{home} is a file, not a data home (check --home or BIOLAKE_HOME)"
+    return f"no warehouse under {home}: run `biolake run` or `biolake demo` first (check --home or BIOLAKE_HOME)"

@@ -181,6 +181,7 @@ def test_expected_failures_are_one_line_errors_not_tracebacks(tmp_path):
     out = biolake("mappings", "import", "--home", str(tmp_path), str(tmp_path / "missing.csv"))
     assert out.returncode == 2 and "Traceback" not in out.stderr + out.stdout, out.stderr
     assert "missing.csv" in out.stdout
+    (tmp_path / "landing").mkdir()  # serve needs a landing folder (test_serve_refuses_a_home_without_landing)
     with socket.socket() as taken:  # QA: serve attached itself to the server holding the port
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -325,3 +326,78 @@ def test_summary_counts_the_files_of_each_format(mixed_run):
                    and FORMAT_NAMES[f["format"]] == name)
         cells = [c.strip() for c in re.split(r"[│|]", line)]  # rich draws ASCII bars on an ASCII console
         assert cells[1:3] == [str(files), f"{rows:,}"], line
+
+
+def test_demo_fresh_deletes_a_biolake_home_only_and_checks_its_options_first(tmp_path, monkeypatch):
+    """QA: `demo --fresh --home DIR` deleted any folder (a typo, '.', '~'), and deleted it before
+    finding that --formats was wrong."""
+    for var in ("BIOLAKE_PSEUDONYM_SECRET", "BIOLAKE_DEMO"):  # the demo drops the secret: restored after
+        if var in os.environ:
+            monkeypatch.setenv(var, os.environ[var])
+    docs = tmp_path / "mydocs"
+    (docs / "thesis").mkdir(parents=True)
+    (docs / "notes.md").write_text("mine")
+    out = runner.invoke(app, ["demo", "--fresh", "--home", str(docs), "--results", "50", "--formats", "bogus"])
+    assert out.exit_code == 2 and "bogus" in out.output
+    out = runner.invoke(app, ["demo", "--fresh", "--home", str(docs), "--results", "50"])
+    assert out.exit_code == 2 and "deletes a biolake home only" in out.output and "notes.md" in out.output
+    assert (docs / "notes.md").read_text() == "mine" and (docs / "thesis").is_dir()
+    assert sorted(p.name for p in docs.iterdir()) == ["notes.md", "thesis"]  # nothing written either
+
+
+@pytest.mark.parametrize("command", [["purge", "--older-than", "1"], ["analyst-db"], ["audit"], ["epi", "issues"],
+                                     ["mappings", "export", "--out", "q.csv"], ["views"], ["report", "gate"]])
+def test_a_mistyped_home_is_an_error_not_a_success(tmp_path, command):
+    """QA: on a home that does not exist, `purge` said "purged identities of 0 file(s)" (a nightly
+    retention job on a typo would keep every identity), `analyst-db` built an empty warehouse
+    there, `audit`, `epi issues` and `mappings export` said nothing or "nothing to review"; all with
+    exit status 0."""
+    typo = tmp_path / "hoem"
+    out = runner.invoke(app, [*command, "--home", str(typo)])
+    said = " ".join(out.output.split())  # as the terminal wraps it
+    assert out.exit_code == 2, out.output
+    assert "no warehouse under" in said and "check --home" in said
+    assert not typo.exists()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out = runner.invoke(app, [*command, "--home", str(afile)])
+    assert out.exit_code == 2 and "is a file, not a data home" in " ".join(out.output.split()), out.output
+
+
+def test_serve_refuses_a_home_without_landing(tmp_path):
+    """QA: `serve --home <typo>` started, and every scheduled run built an empty warehouse there and
+    passed its gate (green runs every 15 minutes, nothing ingested)."""
+    out = runner.invoke(app, ["serve", "--home", str(tmp_path / "typo"), "--port", "1"])
+    assert out.exit_code == 2 and "no landing folder" in out.output
+
+
+def test_a_home_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+    """QA: a read-only home gave a 28-line traceback ending in OSError [Errno 30] on every writing
+    command; a home that is a file, FileExistsError."""
+    import errno
+
+    from flows import lock
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(lock.HomeNotWritable, match="is a file, not a data home"):
+        with lock.warehouse_lock(afile, timeout=1):
+            pass
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(lock.os, "open", read_only)
+    with pytest.raises(lock.HomeNotWritable, match=r"cannot write to .*Read-only file system.*needs write access"):
+        with lock.warehouse_lock(tmp_path, timeout=1):
+            pass
+
+
+def test_a_scheduled_run_on_a_home_without_landing_fails(prefect_harness, tmp_path):
+    """The deployments call the flow itself: a typo in their home, or an unmounted landing share,
+    must end Failed with the reason, not Completed on an empty warehouse."""
+    from flows.pipeline import pipeline
+
+    state = pipeline(home=str(tmp_path / "typo"), return_state=True)
+    assert state.is_failed() and "no landing folder" in state.message
+    assert not (tmp_path / "typo" / "warehouse").exists()

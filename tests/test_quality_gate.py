@@ -7,6 +7,7 @@ that home so that the shared one stays untouched.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -111,7 +112,15 @@ def test_a_critical_failure_blocks_exports_with_its_reason(gated, tmp_path):
     names the failures, the results are kept next to the clean run's."""
     from typer.testing import CliRunner
 
-    from flows.quality_gate import QualityGateFailed, block_reason, final_state, raise_if_blocked, summarize
+    from flows.quality_gate import (
+        GateBlocked,
+        QualityGateFailed,
+        block_reason,
+        final_state,
+        raise_if_blocked,
+        summarize,
+        summary_of,
+    )
     from flows.reports import reports_app
 
     home = copy_home(gated[0], tmp_path / "home")
@@ -147,6 +156,12 @@ def test_a_critical_failure_blocks_exports_with_its_reason(gated, tmp_path):
         raise_if_blocked(gate)
     state = final_state({"run_id": "x"}, gate)
     assert state.is_failed() and state.message == reason
+    # the summary is kept, inside an exception: Prefect raises a failed state's result when a served
+    # deployment's run ends (QA: a dict there gave "TypeError: dict cannot be resolved into an exception")
+    assert summary_of(state) == {"run_id": "x"}
+    with pytest.raises(GateBlocked, match="no publication goes out") as raised:
+        state.result()
+    assert str(raised.value) == reason and pickle.loads(pickle.dumps(raised.value)).summary == {"run_id": "x"}
     ok_state = final_state({"run_id": "x"}, {"ok": True})
     assert ok_state.is_completed() and block_reason({"ok": True}) is None
 
@@ -322,7 +337,7 @@ def test_the_gate_and_reports_as_tasks_and_the_artifacts_of_two_runs(gated, pref
     from prefect import flow
 
     from flows.artifacts import KEYS, publish_artifacts
-    from flows.quality_gate import final_state, quality_gate_task
+    from flows.quality_gate import final_state, quality_gate_task, summary_of
     from flows.reports import build_reports_task
 
     home = copy_home(gated[0], tmp_path / "home")
@@ -342,7 +357,7 @@ def test_the_gate_and_reports_as_tasks_and_the_artifacts_of_two_runs(gated, pref
     assert first["rows_in"] == summary["rows_in"]
     second = run_with(blocked, return_state=True)
     assert second.is_failed() and "file_accounting" in second.message  # the reason shown in the UI
-    kept = second.result(raise_on_failure=False)  # how the CLI gets the summary of a blocked run
+    kept = summary_of(second)  # how the CLI gets the summary of a blocked run
     assert isinstance(kept, dict) and kept["rows_in"] == summary["rows_in"]
     new_runs = set(results(home)["run_id"]) - runs_before
     assert len(new_runs) == 1 and new_runs.pop() != RUN_ID  # the task kept its results under the flow run id

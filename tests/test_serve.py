@@ -31,6 +31,7 @@ def post(url: str, body: dict) -> list | dict:
 
 def test_serve_registers_the_scheduled_deployments(tmp_path):
     port = free_port()
+    (tmp_path / "home" / "landing").mkdir(parents=True)  # serve refuses a home without one
     # the schedulers loop every few seconds here (60 s by default) so that the test sees their work
     env = dict(os.environ, BIOLAKE_HOME=str(tmp_path / "home"), PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="3")
     for k in ("PREFECT_API_URL", "PREFECT_HOME"):
