@@ -7,7 +7,6 @@ and both must agree on every row, every reject and every line count, whatever th
 
 from __future__ import annotations
 
-import csv
 import re
 from datetime import date, datetime
 
@@ -17,7 +16,7 @@ import pytest
 from transforms.canonical import CANONICAL_SCHEMA
 from transforms.parsers.base import REJECT_SCHEMA
 from transforms.parsers.csv_extract import (DATE_FORMATS, DATETIME_FORMATS, HEADER_TO_CANONICAL, MAX_LINE_BYTES,
-                                            SEX_CODES, parse)
+                                            SEX_CODES, parse, quote_problem)
 from tests.helpers import HEADER, line
 
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -66,11 +65,11 @@ def reference(data: bytes) -> tuple[list[dict], list[tuple], int]:
             rejects.append((line_no, "DUPLICATE_ROW", "identical to an earlier line of this file", raw))
             continue
         fields = raw.split(";")
-        if '"' in raw:
-            try:
-                fields = next(csv.reader([raw], delimiter=";", quotechar='"', strict=True))
-            except csv.Error:
-                fields = []
+        if '"' in raw:  # the detail of a line with quotes: quote_problem (tested in test_csv_extract.py)
+            problem, fields = quote_problem(raw, columns)
+            if problem is not None:
+                rejects.append((line_no, "MALFORMED_LINE", problem, raw))
+                continue
         if len(fields) != len(columns):
             rejects.append((line_no, "MALFORMED_LINE", f"{raw.count(';') + 1} fields, expected {len(columns)}", raw))
             continue

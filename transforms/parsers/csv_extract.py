@@ -52,6 +52,7 @@ HEADER_TO_CANONICAL: dict[str, str] = {
     "VALEURS_REFERENCE": "ref_range",
     "STATUT": "result_status",
 }
+CANONICAL_TO_HEADER = {v: k for k, v in HEADER_TO_CANONICAL.items()}
 REQUIRED = ("N_DEMANDE", "DATE_PRELEVEMENT", "CODE_ANALYSE", "RESULTAT")
 BLOCK_BYTES = 32 * 1024 * 1024
 MAX_LINE_BYTES = 1 << 20  # a result line is a few hundred bytes; a longer one is rejected
@@ -204,21 +205,73 @@ def _stripped(frame: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
     return frame.with_columns(c.str.strip_chars()).with_columns(pl.when(c != "").then(c))
 
 
-def _quoted_rows(lines: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame, list[int]]:
-    """Lines with quotes go through the csv module (slow path, rare); returns rows and bad line numbers."""
-    rows, bad = [], []
+def _quoted_rows(lines: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame, dict[int, str]]:
+    """Lines with quotes go through the csv module (slow path, rare); returns the rows, and the
+    rejected lines' numbers with their detail (:func:`quote_problem`)."""
+    rows, bad = [], {}
     for line_no, raw in lines.iter_rows():
-        try:
-            fields = next(csv.reader(io.StringIO(raw), delimiter=";", quotechar='"', strict=True))
-        except (csv.Error, StopIteration):
-            bad.append(line_no)
-            continue
-        if len(fields) != len(columns):
-            bad.append(line_no)
+        problem, fields = quote_problem(raw, columns)
+        if problem is not None:
+            bad[line_no] = problem
             continue
         rows.append([line_no, *fields])
     df = pl.DataFrame(rows, schema={"line_no": pl.Int64, **{c: pl.Utf8 for c in columns}}, orient="row")
     return df, bad
+
+
+def _field_name(columns: list[str], i: int | None) -> str:
+    """`` (field RESULTAT)``: the header name of the ``i``-th field, or nothing past the header."""
+    if i is None or i >= len(columns):
+        return ""
+    return f" (field {CANONICAL_TO_HEADER.get(columns[i], columns[i])})"
+
+
+def _quote_fault(raw: str) -> int | None:
+    """The index of the field whose double quotes the csv module refuses (a quote opened and never
+    closed, or text after a closing quote: ``"Positif``, ``"Positif"x``), read as the csv module
+    reads (a quote inside an unquoted field is text); None when none is found."""
+    i, field, n = 0, 0, len(raw)
+    while True:
+        if i < n and raw[i] == '"':
+            j = i + 1
+            while True:
+                k = raw.find('"', j)
+                if k < 0:
+                    return field  # never closed
+                if raw.startswith('""', k):
+                    j = k + 2
+                    continue
+                break
+            if k + 1 == n:
+                return None
+            if raw[k + 1] != ";":
+                return field  # text after the closing quote
+            i = k + 2
+        else:
+            k = raw.find(";", i)
+            if k < 0:
+                return None
+            i = k + 1
+        field += 1
+
+
+def quote_problem(raw: str, columns: list[str]) -> tuple[str | None, list[str]]:
+    """(None, fields) when the line holding double quotes reads as the header's fields; else the
+    reject's detail: ``unbalanced or misplaced double quote (field RESULTAT)`` when the csv module
+    refuses its quotes, or the number of fields it does read (QA: both were ``17 fields, expected
+    17``, the raw ``;`` counted). Names a field, never a value."""
+    n = len(columns)
+    try:
+        fields = next(csv.reader(io.StringIO(raw), delimiter=";", quotechar='"', strict=True))
+    except (csv.Error, StopIteration):
+        return f"unbalanced or misplaced double quote{_field_name(columns, _quote_fault(raw))}", []
+    if len(fields) == n:
+        return None, fields
+    quoted = next((i for i, f in enumerate(fields) if ";" in f), None)
+    hint = "" if quoted is None or quoted >= n else (
+        f" (the ';' inside the double quotes of field "
+        f"{CANONICAL_TO_HEADER.get(columns[quoted], columns[quoted])} are text)")
+    return f"{len(fields)} fields, expected {n}{hint}", fields
 
 
 MAX_RECORD_LINES = 5  # a quoted field may span a few lines; a lone quote must not swallow the file
@@ -476,7 +529,9 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
         skip_header = columns is None
         if columns is None:
             columns = _header(block, state, path)
-        frame, n_lines = _lines(series, block.endswith(b"\n"), next_line, skip_header)
+        ended = block.endswith(b"\n")  # only the file's last block may end without a line break
+        frame, n_lines = _lines(series, ended, next_line, skip_header)
+        cut_line = None if ended else next_line + n_lines - 1
         if state.get("trailing_separator"):
             frame = frame.with_columns(pl.col("raw").str.strip_suffix(";"))
         next_line += n_lines
@@ -484,7 +539,7 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
             part = frame.slice(start, chunk_rows)
             if len(seen) > 1:
                 seen = [pl.concat(seen)]
-            chunk, hashes = _chunk(part, columns, seen[0] if seen else None, file_id, source)
+            chunk, hashes = _chunk(part, columns, seen[0] if seen else None, file_id, source, cut_line)
             yield chunk
             seen.append(hashes)
     if columns is None:
@@ -492,8 +547,9 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
 
 
 def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series | None, file_id: str,
-           source: str) -> tuple[Chunk, pl.Series]:
+           source: str, cut_line: int | None = None) -> tuple[Chunk, pl.Series]:
     """One chunk of lines -> its Chunk, and the hashes of its lines (for the next chunks' duplicates).
+    ``cut_line``: the number of the file's last line when no line break ends it.
 
     One query splits every line and classifies it; the usual chunk, where every line is a plain
     result, goes straight to ``_to_canonical``; the others are sorted out by ``kind``.
@@ -539,12 +595,22 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series | None, file_
     rows = _to_canonical(fields, file_id, source)
 
     rej_frames = []
-    bad = lines.filter((pl.col("kind") == BAD_COUNT) | pl.col("line_no").is_in(bad_quoted))
+    bad = lines.filter((pl.col("kind") == BAD_COUNT) | pl.col("line_no").is_in(list(bad_quoted)))
     if bad.height:
-        rej_frames.append(bad.select(
+        count = pl.format("{} fields, expected {}", pl.col("nf"), pl.lit(n))
+        # the file's last line, ended by no line break and short of fields: the delivery was cut
+        # there (as the HL7, HPRIM and CDA parsers say of theirs)
+        cut = (pl.col("line_no") == cut_line) & (pl.col("nf") < n) if cut_line is not None else pl.lit(False)
+        quoted = pl.DataFrame({"line_no": list(bad_quoted), "quote_detail": list(bad_quoted.values())},
+                              schema={"line_no": pl.Int64, "quote_detail": pl.Utf8})
+        rej_frames.append(bad.join(quoted, on="line_no", how="left").select(
             pl.lit(file_id).alias("file_id"), "line_no", pl.lit("MALFORMED_LINE").alias("reason_code"),
             pl.lit(None, dtype=pl.Utf8).alias("column"),
-            pl.format("{} fields, expected {}", pl.col("nf"), pl.lit(n)).alias("detail"),
+            pl.when(pl.col("kind") == BAD_COUNT).then(
+                pl.when(cut).then(pl.format("truncated delivery: the file ends in this line, without a line break "
+                                            "({} fields, expected {})", pl.col("nf"), pl.lit(n)))
+                .otherwise(count))
+            .otherwise(pl.col("quote_detail")).alias("detail"),
             pl.col("raw").alias("raw_text"),
         ))
     too_long = lines.filter(pl.col("kind") == TOO_LONG)
