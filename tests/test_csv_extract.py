@@ -160,6 +160,32 @@ def test_a_last_line_cut_without_a_line_break_says_the_delivery_was_truncated(tm
     assert rows.height == 1 and rejects.is_empty()
 
 
+def test_rejects_a_lab_can_be_told_about(tmp_path):
+    """QA (ledger F6): a DUPLICATE_ROW said "an earlier line", not which; two exports joined into one
+    file gave the repeated header 7 reasons (dates, NIR, sex, status) and its next copy a
+    DUPLICATE_ROW; a spreadsheet's empty row ``;;;;`` was quarantined for 5 missing values (the next
+    one a duplicate) while a blank line was skipped. Now: the line copied is named, a repeated header
+    is one reject saying so, and separator-only rows are skipped like blank lines; every line counted
+    is a row or a reject."""
+    lines = [HEADER, line(), line(N_DEMANDE="D2"), ";" * 16, line(), "", " ;;\t; ", ";" * 16,
+             HEADER, line(N_DEMANDE="D3"), "\ufeff" + HEADER, line(N_DEMANDE="D2")]
+    for kw in ({}, {"chunk_rows": 2}, {"chunk_rows": 3, "block_bytes": 400}):
+        rows, rejects, seen = parse_all(write(tmp_path, lines), **kw)
+        assert rows["line_no"].to_list() == [2, 3, 10]
+        assert rejects.select("line_no", "reason_code", "detail").rows() == [
+            (5, "DUPLICATE_ROW", "identical to line 2"),
+            (9, "MALFORMED_LINE", "repeated header line (the column names of line 1 again: files joined into one?)"),
+            (11, "MALFORMED_LINE", "repeated header line (the column names of line 1 again: files joined into one?)"),
+            (12, "DUPLICATE_ROW", "identical to line 3"),
+        ]
+        assert seen == rows.height + rejects.height == 7
+    # a header ending with ';' (every line does): its copy is recognised as well
+    lines = [HEADER + ";", line() + ";", ";" * 17, HEADER + ";", line(N_DEMANDE="D2") + ";"]
+    rows, rejects, seen = parse_all(write(tmp_path, lines))
+    assert rows.height == 2 and rejects.select("line_no", "reason_code").rows() == [(4, "MALFORMED_LINE")]
+    assert seen == 3
+
+
 def test_crlf_and_bom(tmp_path):
     p = tmp_path / "crlf.csv"
     p.write_bytes(("\ufeff" + HEADER + "\r\n" + line() + "\r\n").encode("utf-8"))
