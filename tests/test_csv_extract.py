@@ -109,6 +109,83 @@ def test_quoted_fields_go_through_the_csv_reader(tmp_path):
     assert rejects.is_empty() and rows["local_label"][0] == "Glycémie; à jeun"
 
 
+def test_a_quoting_error_is_named_as_such_not_as_a_field_count(tmp_path):
+    """QA (ledger F5): an unclosed ``"Positif`` and a misplaced ``"Positif"x`` were both rejected
+    ``17 fields, expected 17`` (the raw ';' counted). The detail now says what is wrong and in which
+    field, never its value; a real field count keeps its text, counted as the csv module reads."""
+    p = write(tmp_path, [HEADER, line(), line(N_DEMANDE="D2", RESULTAT='"Positif'),
+                         line(N_DEMANDE="D3", RESULTAT='"Positif"x'), line(N_DEMANDE="D4", NOM='"Dupont" ', RESULTAT="1"),
+                         line(N_DEMANDE="D5", LIBELLE_ANALYSE='"un;deux";"trois"'),
+                         line(N_DEMANDE="D6", LIBELLE_ANALYSE='Taille 5"') + ";extra",
+                         line(N_DEMANDE="D7", UNITE='"mmol/L', STATUT='F"'),
+                         line(N_DEMANDE="D8") + ';"x'])
+    rows, rejects, seen = parse_all(p)
+    assert rows["request_id"].to_list() == ["D1"] and seen == 8
+    assert rejects.select("line_no", "reason_code", "detail").rows() == [
+        (3, "MALFORMED_LINE", "unbalanced or misplaced double quote (field RESULTAT)"),
+        (4, "MALFORMED_LINE", "unbalanced or misplaced double quote (field RESULTAT)"),
+        (5, "MALFORMED_LINE", "unbalanced or misplaced double quote (field NOM)"),
+        (6, "MALFORMED_LINE", "18 fields, expected 17 (the ';' inside the double quotes of field LIBELLE_ANALYSE are text)"),
+        (7, "MALFORMED_LINE", "18 fields, expected 17"),
+        # a quote opened in UNITE and closed in STATUT: the csv module reads one field of both
+        (8, "MALFORMED_LINE", "15 fields, expected 17 (the ';' inside the double quotes of field UNITE are text)"),
+        (9, "MALFORMED_LINE", "unbalanced or misplaced double quote"),  # past the header's fields
+    ]
+    assert "Positif" not in "".join(rejects["detail"]) and "Dupont" not in "".join(rejects["detail"])
+
+
+def test_a_last_line_cut_without_a_line_break_says_the_delivery_was_truncated(tmp_path):
+    """QA (ledger F6): a last line cut short gave ``8 fields, expected 17``; the HL7, HPRIM and CDA
+    parsers say "truncated delivery". A short line elsewhere, or a last line ended by a line break,
+    keeps the field count."""
+    cut = line(N_DEMANDE="D3")[:60]
+    lines = [HEADER, line(), "750000001;D2;short", cut]
+    p = tmp_path / "cut.csv"
+    p.write_bytes("\n".join(lines).encode("utf-8"))  # no line break after the last line
+    rows, rejects, seen = parse_all(p)
+    assert seen == 3 and rows.height == 1
+    nf = cut.count(";") + 1
+    assert rejects.select("line_no", "detail").rows() == [
+        (3, "3 fields, expected 17"),
+        (4, f"truncated delivery: the file ends in this line, without a line break ({nf} fields, expected 17)")]
+    # in another block and chunk than the rest of the file
+    _, rejects, _ = parse_all(p, block_bytes=len(lines[0]) + 5, chunk_rows=1)
+    assert rejects["detail"].to_list()[-1].startswith("truncated delivery")
+    # ended by a line break: a short line like any other
+    _, rejects, _ = parse_all(write(tmp_path, lines, name="ended.csv"))
+    assert rejects["detail"].to_list() == ["3 fields, expected 17", f"{nf} fields, expected 17"]
+    # a complete last line without a line break is read
+    p.write_bytes(f"{HEADER}\n{line()}".encode("utf-8"))
+    rows, rejects, _ = parse_all(p)
+    assert rows.height == 1 and rejects.is_empty()
+
+
+def test_rejects_a_lab_can_be_told_about(tmp_path):
+    """QA (ledger F6): a DUPLICATE_ROW said "an earlier line", not which; two exports joined into one
+    file gave the repeated header 7 reasons (dates, NIR, sex, status) and its next copy a
+    DUPLICATE_ROW; a spreadsheet's empty row ``;;;;`` was quarantined for 5 missing values (the next
+    one a duplicate) while a blank line was skipped. Now: the line copied is named, a repeated header
+    is one reject saying so, and separator-only rows are skipped like blank lines; every line counted
+    is a row or a reject."""
+    lines = [HEADER, line(), line(N_DEMANDE="D2"), ";" * 16, line(), "", " ;;\t; ", ";" * 16,
+             HEADER, line(N_DEMANDE="D3"), "\ufeff" + HEADER, line(N_DEMANDE="D2")]
+    for kw in ({}, {"chunk_rows": 2}, {"chunk_rows": 3, "block_bytes": 400}):
+        rows, rejects, seen = parse_all(write(tmp_path, lines), **kw)
+        assert rows["line_no"].to_list() == [2, 3, 10]
+        assert rejects.select("line_no", "reason_code", "detail").rows() == [
+            (5, "DUPLICATE_ROW", "identical to line 2"),
+            (9, "MALFORMED_LINE", "repeated header line (the column names of line 1 again: files joined into one?)"),
+            (11, "MALFORMED_LINE", "repeated header line (the column names of line 1 again: files joined into one?)"),
+            (12, "DUPLICATE_ROW", "identical to line 3"),
+        ]
+        assert seen == rows.height + rejects.height == 7
+    # a header ending with ';' (every line does): its copy is recognised as well
+    lines = [HEADER + ";", line() + ";", ";" * 17, HEADER + ";", line(N_DEMANDE="D2") + ";"]
+    rows, rejects, seen = parse_all(write(tmp_path, lines))
+    assert rows.height == 2 and rejects.select("line_no", "reason_code").rows() == [(4, "MALFORMED_LINE")]
+    assert seen == 3
+
+
 def test_crlf_and_bom(tmp_path):
     p = tmp_path / "crlf.csv"
     p.write_bytes(("\ufeff" + HEADER + "\r\n" + line() + "\r\n").encode("utf-8"))

@@ -106,6 +106,41 @@ def test_unreadable_content(tmp_path, data, code, words):
     assert words in str(e.value)
 
 
+HEAD = "FINESS;N_DEMANDE;NIR;NOM;DATE_PRELEVEMENT;CODE_ANALYSE;LIBELLE_ANALYSE;RESULTAT;UNITE"
+ROW = "750000002;D1;255099900011689;Dupont;02/11/2026 08:30;GLY;Glycémie;5,4;mmol/L"
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        # Excel "Unicode text": UTF-16 with its byte-order mark, tab separated
+        ((HEAD + "\r\n" + ROW + "\r\n").replace(";", "\t").encode("utf-16"),
+         "UTF-16 text (Excel 'Unicode text'): export as CSV, ';' separated, UTF-8 or Latin-1"),
+        (b"\xfe\xff" + (HEAD + "\n" + ROW + "\n").encode("utf-16-be"),  # big-endian
+         "UTF-16 text (Excel 'Unicode text'): export as CSV, ';' separated, UTF-8 or Latin-1"),
+        ("bonjour\n".encode("utf-16"), "UTF-16 text: deliver a CSV extract (';' separated, UTF-8 or Latin-1)"),
+        ('<?xml version="1.0" encoding="UTF-16"?><html/>'.encode("utf-16"), "UTF-16 content that is not a CDA document"),
+        ((HEAD + "\n" + ROW + "\n").replace(";", ",").encode(),
+         "a header separated by ',': the CSV extract must be ';' separated"),
+        ((HEAD + "\r\n" + ROW + "\r\n").replace(";", "\t").encode("cp1252"),
+         "a header separated by tabs: the CSV extract must be ';' separated"),
+        ('"N° demande","Résultat","Code analyse"\n'.encode(), "a header separated by ','"),
+        # not a header of the extract's columns: the generic message
+        (b"name,age,city\nBob,3,Paris\n", "first line is neither HL7 v2"),
+        ((ROW + "\n").replace(";", ",").encode(), "first line is neither HL7 v2"),
+    ],
+)
+def test_spreadsheet_exports_in_another_shape_say_what_to_do(tmp_path, data, words):
+    """QA (ledger F8): Excel's "Unicode text" got "UTF-16 content that is not a CDA document", and a
+    comma- or tab-separated export the generic "first line is neither HL7 v2 ...". A header of the
+    extract's columns in another shape now says how to export it (no value of the file shown)."""
+    with pytest.raises(FileFormatError) as e:
+        detect_format(put(tmp_path, data, "export.csv"))
+    assert e.value.reason_code == "UNPARSEABLE_FILE" and str(e.value).startswith("export.csv: ")
+    assert words in str(e.value)
+    assert "Dupont" not in str(e.value) and "255099900011689" not in str(e.value)
+
+
 def test_reads_at_most_64_kib(tmp_path):
     big = b"MSH|^~\\&|A\r" + b"OBX|" + b"x" * (10 << 20) + b"\r"
     p = put(tmp_path, big, "big")

@@ -582,7 +582,9 @@ def test_a_message_that_is_not_a_result_is_one_reject(tmp_path):
     assert rejects.select("line_no", "reason_code").rows() == [
         (5, "UNSUPPORTED_MESSAGE_TYPE"), (13, "UNSUPPORTED_MESSAGE_TYPE"), (17, "UNSUPPORTED_MESSAGE_TYPE"),
     ]
-    assert rejects["detail"].to_list()[:2] == ["not a result message: ORM^O01", "not a result message: ADT^A01"]
+    # the OBX an order carries are counted as results not read; an ADT holds none
+    assert rejects["detail"].to_list()[:2] == ["not a result message: ORM^O01 (1 result not read)",
+                                               "not a result message: ADT^A01"]
     assert "OUL^R22" in rejects["detail"][2] and "only ORU^R01" in rejects["detail"][2]
     assert rejects["column"].is_null().all()
     assert rejects["raw_text"][0].startswith("MSH|") and "OBX|" in rejects["raw_text"][0]
@@ -608,7 +610,7 @@ def test_declared_delimiters_in_the_message_type(tmp_path):
     bad = msg("2").replace("MSH|^~", "MSH|!~", 1).replace("ORU^R01", "ORM!O01", 1)
     rows, rejects, _ = parse_all(write(tmp_path, ok + bad))
     assert rows["message_id"].to_list() == ["1"]
-    assert rejects["detail"].to_list() == ["not a result message: ORM^O01"]
+    assert rejects["detail"].to_list() == ["not a result message: ORM^O01 (1 result not read)"]
 
 
 def test_msh2_in_hprim_order_is_read_with_hl7_delimiters_when_msh9_says_so(tmp_path):
@@ -633,7 +635,7 @@ def test_a_message_type_written_with_other_delimiters_than_declared_points_at_ms
     assert rejects.select("line_no", "reason_code").rows() == [(1, "MALFORMED_MESSAGE")]
     assert rejects["detail"][0] == (
         "MSH-2 declares #~\\& (component #) but MSH-9 ORU^R01 is written with ^: "
-        "the delimiter declaration does not match the message"
+        "the delimiter declaration does not match the message (1 result not read)"
     )
 
 
@@ -647,13 +649,42 @@ def test_training_and_debugging_messages_are_refused(tmp_path, msh11, detail):
     text = msg("1") + with_header("2", msh11=msh11) + msg("3")
     rows, rejects, units = parse_all(write(tmp_path, text))
     assert units == 3 and rows["message_id"].to_list() == ["1", "3"]
-    assert rejects.select("line_no", "reason_code", "detail").rows() == [(5, "NON_PRODUCTION", detail)]
+    assert rejects.select("line_no", "reason_code", "detail").rows() == [(5, "NON_PRODUCTION", f"{detail} (1 result not read)")]
 
 
 @pytest.mark.parametrize("msh11", ["P", "", "p", "P^A", "P^I", " P "])
 def test_production_and_empty_processing_id_are_read(tmp_path, msh11):
     rows, rejects, _ = parse_all(write(tmp_path, with_header("1", msh11=msh11)))
     assert rejects.height == 0 and rows.height == 1
+
+
+def test_a_message_rejected_whole_says_how_many_results_it_held(tmp_path):
+    """QA (ledger F7): a message rejected whole counts one unit (row in) whatever its OBX, and its
+    detail did not say how many results it held, so results delivered could not be reconciled with
+    results stored + quarantined (CDA says "(3 results)"). The detail now counts its OBX."""
+    obx = "OBX|{n}|NM|GLY^Glycémie^L||5.1|mmol/L|||||F\r"
+    order = with_header("2", "ORM^O01") + obx.format(n=2) + obx.format(n=3)
+    early = (msg("3").replace("OBR|", obx.format(n=0) + "OBR|", 1)  # an OBX before the OBR
+             + obx.format(n=2) + obx.format(n=3))
+    test = msg("4").replace("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.10", 1) + obx.format(n=2)
+    junk = obx.format(n=1) + obx.format(n=2)
+    text = junk + msg("1") + order + early + with_header("5", msh11="T") + test
+    p = write(tmp_path, text)
+    rows, rejects, units = parse_all(p)
+    assert rows["message_id"].to_list() == ["1"] and units == 6
+    n_obx = text.count("OBX|")
+    details = rejects.select("reason_code", "detail").rows()
+    assert details[:4] == [
+        ("MALFORMED_MESSAGE", "2 line(s) outside any message (no MSH before them) (2 results not read)"),
+        ("UNSUPPORTED_MESSAGE_TYPE", "not a result message: ORM^O01 (3 results not read)"),
+        ("MALFORMED_MESSAGE", f"OBX at line {text[:text.index(obx.format(n=0))].count(chr(13)) + 1} comes before any "
+                              "OBR (4 results not read)"),
+        ("NON_PRODUCTION", "processing ID T (training): not production data (1 result not read)"),
+    ]
+    assert [r for r, _ in details[4:]] == ["TEST_IDENTITY", "TEST_IDENTITY"]  # one reject per OBX
+    # every OBX of the file is a row, or a reject that says it is one or how many it held
+    held = sum(int(d.split("(")[-1].split()[0]) for _, d in details if d.endswith("not read)"))
+    assert rows.height + held + len(details[4:]) == n_obx
 
 
 def test_a_refused_message_type_wins_over_its_broken_structure(tmp_path):

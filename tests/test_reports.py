@@ -447,6 +447,69 @@ def test_data_quality_report_numbers_equal_the_warehouse(gated):  # noqa: F811
     assert 'data-ok="1"' in html and 'href="data_docs/index.html"' in html
 
 
+def test_data_quality_report_lists_only_the_failed_files_still_outstanding(tmp_path):
+    """QA (ledger F4): the report listed under "Files that could not be read", and counted as
+    unreadable, every failed sighting of the file log, also a file re-delivered and loaded under the
+    same name, or removed from the landing area, which the quality gate no longer names. It now
+    counts as the gate does (summaries.landing_failures), the resolved ones apart."""
+    import zipfile
+
+    from flows import process, steps
+    from flows.settings import Settings
+    from quality import summaries as S
+    from quality.reports import dq
+    from tests.helpers import HEADER, line
+
+    home = tmp_path / "home"
+    lab = home / "landing" / "labo_alpha"
+    lab.mkdir(parents=True)
+    (lab / "day1.csv").write_text("", encoding="utf-8")  # EMPTY_FILE
+    with zipfile.ZipFile(lab / "day2.zip", "w") as z:  # UNPARSEABLE_FILE
+        z.writestr("day2.csv", f"{HEADER}\n{line()}\n")
+    (lab / "day3.zip").write_bytes((lab / "day2.zip").read_bytes() + b"\0")  # stays failed
+
+    def run(run_id):
+        ctx = steps.Context.create(Settings(home=home), run_id)
+        steps.load_ref(ctx)
+        loinc, mappings, _ = steps.load_terminology(ctx, None)
+        work = process.Work(steps.read_ref(ctx, "postal_codes"), loinc, mappings)
+        for t in steps.discover(ctx):
+            if t.status == "new":
+                process.process_file(ctx, t, work)
+            else:
+                process.record_skipped(ctx, t)
+        return ctx
+
+    def files(ctx):
+        con = S.connect(ctx.wh)
+        try:
+            return dq._files(con, S.Sources(ctx.wh), home / "landing")
+        finally:
+            con.close()
+
+    got = files(run("r1"))
+    assert [(f["path"], f["reason_code"]) for f in got["failed"]] == [
+        ("labo_alpha/day1.csv", "EMPTY_FILE"), ("labo_alpha/day2.zip", "UNPARSEABLE_FILE"),
+        ("labo_alpha/day3.zip", "UNPARSEABLE_FILE")]
+    assert got["totals"]["files_failed"] == 3 and not got["totals"].get("files_failed_resolved")
+    # the lab re-delivers day1.csv under the same name with a result; day2.zip is removed
+    (lab / "day1.csv").write_text(f"{HEADER}\n{line()}\n", encoding="utf-8")
+    (lab / "day2.zip").unlink()
+    ctx = run("r2")
+    got = files(ctx)
+    assert [f["path"] for f in got["failed"]] == ["labo_alpha/day3.zip"]
+    assert got["totals"]["files_failed"] == 1 and got["totals"]["files_failed_resolved"] == 2
+    assert got["totals"]["files_loaded"] == 1
+    [alpha] = got["by_lab"]
+    assert (alpha["source"], alpha["files_failed"], alpha["rows_in"]) == ("labo_alpha", 1, 1)
+    # the same as the gate's landing_files suite
+    con = S.connect(ctx.wh)
+    try:
+        assert S.landing_failures(con, S.Sources(ctx.wh), home / "landing")["path"].to_list() == ["labo_alpha/day3.zip"]
+    finally:
+        con.close()
+
+
 def test_data_quality_report_shows_no_identity(gated):  # noqa: F811
     home, _, paths, _ = gated
     html = Path(paths["data_quality"]).read_text(encoding="utf-8") + Path(paths["weekly"]).read_text(encoding="utf-8")

@@ -49,11 +49,21 @@ LEG_LABELS = {"collection_to_reception": "collection → reception", "reception_
               "validation_to_delivery": "validation → delivery to biolake"}
 
 
-def _files(con, src: S.Sources) -> dict:
+def _files(con, src: S.Sources, landing: Path) -> dict:
+    """Files per lab and status, the row accounting, and the failed files still outstanding.
+
+    A failure counts as the quality gate counts it (``summaries.landing_failures``): a file whose
+    newest sighting failed and which is still in the landing area. One loaded since under the same
+    name (a re-delivery), removed or purged is resolved: counted apart, no longer listed (QA: the
+    report kept asking for files the lab had already fixed)."""
     log = S.frame(con, f"SELECT * FROM {src.rel(cat.FILE_LOG)}")
+    ever_failed = (log.filter(pl.col("status") == "failed").sort("registered_at")
+                   .group_by("path", maintain_order=True).last())
+    outstanding = S.landing_failures(con, src, landing)["path"] if ever_failed.height else pl.Series("path", [], pl.String)
+    failed = ever_failed.filter(pl.col("path").is_in(outstanding.implode()))
+    resolved = ever_failed.filter(~pl.col("path").is_in(outstanding.implode()))
     by_lab = (log.group_by("source").agg(
         files_loaded=(pl.col("status") == "loaded").sum(), files_duplicate=(pl.col("status") == "duplicate").sum(),
-        files_failed=(pl.col("status") == "failed").sum(),
         rows_in=pl.col("rows_in").filter(pl.col("status") == "loaded").sum(),
         rows_valid=pl.col("rows_valid").filter(pl.col("status") == "loaded").sum(),
         rows_quarantined=pl.col("rows_quarantined").filter(pl.col("status") == "loaded").sum(),
@@ -61,12 +71,17 @@ def _files(con, src: S.Sources) -> dict:
         formats=pl.col("format").filter(pl.col("status") == "loaded").drop_nulls().unique().sort())
         .with_columns(share_quarantined=pl.when(pl.col("rows_in") > 0).then(pl.col("rows_quarantined") / pl.col("rows_in")))
         .sort("source"))
-    failed = log.filter(pl.col("status") == "failed").select("path", "source", "reason_code", "detail").sort("path")
+    per_lab = failed.group_by("source").agg(files_failed=pl.len())
+    by_lab = (by_lab.join(per_lab, on="source", how="left", nulls_equal=True)
+              .with_columns(pl.col("files_failed").fill_null(0)))
     by_lab = by_lab.with_columns(pl.col("formats").list.eval(
         pl.element().replace_strict(FORMAT_NAMES, default=pl.element())).list.join(", "))
-    return {"by_lab": by_lab.to_dicts(), "failed": failed.to_dicts(),
-            "totals": {k: int(by_lab[k].sum()) for k in ("files_loaded", "files_duplicate", "files_failed",
-                                                          "rows_in", "rows_valid", "rows_quarantined")}}
+    totals = {k: int(by_lab[k].sum()) for k in ("files_loaded", "files_duplicate", "files_failed",
+                                                 "rows_in", "rows_valid", "rows_quarantined")}
+    totals["files_failed_resolved"] = resolved.height
+    return {"by_lab": by_lab.to_dicts(),
+            "failed": failed.select("path", "source", "reason_code", "detail").sort("path").to_dicts(),
+            "totals": totals}
 
 
 def _examples(con, src: S.Sources) -> dict[str, list[dict]]:
@@ -126,7 +141,7 @@ def dq_data(wh: Warehouse) -> dict:
     con = S.connect(wh)
     src = S.Sources(wh)
     try:
-        files = _files(con, src)
+        files = _files(con, src, wh.home / "landing")
         newest = con.sql(f"SELECT max(collected_date) FROM {src.rel(cat.FCT_LAB_RESULTS)}").fetchall()[0][0]
         since = newest - timedelta(days=WINDOW_DAYS - 1) if newest else None
         lab_day = S.lab_day(con, src, since)

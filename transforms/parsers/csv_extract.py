@@ -52,6 +52,7 @@ HEADER_TO_CANONICAL: dict[str, str] = {
     "VALEURS_REFERENCE": "ref_range",
     "STATUT": "result_status",
 }
+CANONICAL_TO_HEADER = {v: k for k, v in HEADER_TO_CANONICAL.items()}
 REQUIRED = ("N_DEMANDE", "DATE_PRELEVEMENT", "CODE_ANALYSE", "RESULTAT")
 BLOCK_BYTES = 32 * 1024 * 1024
 MAX_LINE_BYTES = 1 << 20  # a result line is a few hundred bytes; a longer one is rejected
@@ -65,7 +66,7 @@ SEX_CODES = {"F": "F", "M": "M", "H": "M", "1": "M", "2": "F"}
 # unknown sex, a data-quality flag (SEX_UNKNOWN) and never a reason to drop the result
 UNKNOWN_SEX = ("U", "I", "O", "A", "N", "0", "9")
 # what ``_chunk`` makes of a line, checked in this order
-TOO_LONG, DUPLICATE, QUOTED, BAD_COUNT, PLAIN = range(5)
+TOO_LONG, HEADER, DUPLICATE, QUOTED, BAD_COUNT, PLAIN = range(6)
 
 
 def _cut(data: bytes, n: int) -> bytes:
@@ -204,21 +205,73 @@ def _stripped(frame: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
     return frame.with_columns(c.str.strip_chars()).with_columns(pl.when(c != "").then(c))
 
 
-def _quoted_rows(lines: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame, list[int]]:
-    """Lines with quotes go through the csv module (slow path, rare); returns rows and bad line numbers."""
-    rows, bad = [], []
+def _quoted_rows(lines: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame, dict[int, str]]:
+    """Lines with quotes go through the csv module (slow path, rare); returns the rows, and the
+    rejected lines' numbers with their detail (:func:`quote_problem`)."""
+    rows, bad = [], {}
     for line_no, raw in lines.iter_rows():
-        try:
-            fields = next(csv.reader(io.StringIO(raw), delimiter=";", quotechar='"', strict=True))
-        except (csv.Error, StopIteration):
-            bad.append(line_no)
-            continue
-        if len(fields) != len(columns):
-            bad.append(line_no)
+        problem, fields = quote_problem(raw, columns)
+        if problem is not None:
+            bad[line_no] = problem
             continue
         rows.append([line_no, *fields])
     df = pl.DataFrame(rows, schema={"line_no": pl.Int64, **{c: pl.Utf8 for c in columns}}, orient="row")
     return df, bad
+
+
+def _field_name(columns: list[str], i: int | None) -> str:
+    """`` (field RESULTAT)``: the header name of the ``i``-th field, or nothing past the header."""
+    if i is None or i >= len(columns):
+        return ""
+    return f" (field {CANONICAL_TO_HEADER.get(columns[i], columns[i])})"
+
+
+def _quote_fault(raw: str) -> int | None:
+    """The index of the field whose double quotes the csv module refuses (a quote opened and never
+    closed, or text after a closing quote: ``"Positif``, ``"Positif"x``), read as the csv module
+    reads (a quote inside an unquoted field is text); None when none is found."""
+    i, field, n = 0, 0, len(raw)
+    while True:
+        if i < n and raw[i] == '"':
+            j = i + 1
+            while True:
+                k = raw.find('"', j)
+                if k < 0:
+                    return field  # never closed
+                if raw.startswith('""', k):
+                    j = k + 2
+                    continue
+                break
+            if k + 1 == n:
+                return None
+            if raw[k + 1] != ";":
+                return field  # text after the closing quote
+            i = k + 2
+        else:
+            k = raw.find(";", i)
+            if k < 0:
+                return None
+            i = k + 1
+        field += 1
+
+
+def quote_problem(raw: str, columns: list[str]) -> tuple[str | None, list[str]]:
+    """(None, fields) when the line holding double quotes reads as the header's fields; else the
+    reject's detail: ``unbalanced or misplaced double quote (field RESULTAT)`` when the csv module
+    refuses its quotes, or the number of fields it does read (QA: both were ``17 fields, expected
+    17``, the raw ``;`` counted). Names a field, never a value."""
+    n = len(columns)
+    try:
+        fields = next(csv.reader(io.StringIO(raw), delimiter=";", quotechar='"', strict=True))
+    except (csv.Error, StopIteration):
+        return f"unbalanced or misplaced double quote{_field_name(columns, _quote_fault(raw))}", []
+    if len(fields) == n:
+        return None, fields
+    quoted = next((i for i, f in enumerate(fields) if ";" in f), None)
+    hint = "" if quoted is None or quoted >= n else (
+        f" (the ';' inside the double quotes of field "
+        f"{CANONICAL_TO_HEADER.get(columns[quoted], columns[quoted])} are text)")
+    return f"{len(fields)} fields, expected {n}{hint}", fields
 
 
 MAX_RECORD_LINES = 5  # a quoted field may span a few lines; a lone quote must not swallow the file
@@ -324,8 +377,10 @@ def _lines(block: pl.Series, ends_with_newline: bool, first_line_no: int,
         (pl.int_range(pl.len(), dtype=pl.Int64) + first_line_no).alias("line_no"),
         pl.col("raw").str.strip_suffix("\r"),
     ).slice(skip, n_lines - skip)
-    # blank lines carry nothing; they are not results and are not counted
-    return frame.filter(pl.col("raw").str.strip_chars() != "").collect(engine="in-memory"), n_lines
+    # blank lines, and lines of separators alone (a spreadsheet's empty rows, ``;;;;``), carry
+    # nothing; they are not results and are not counted (QA: ``;;;;`` rows were quarantined for 5
+    # missing values, the next one as a duplicate, while a blank line was skipped)
+    return frame.filter(~pl.col("raw").str.contains(r"^[\s;]*$")).collect(engine="in-memory"), n_lines
 
 
 def _header(block: bytes, state: dict, path: Path) -> list[str]:
@@ -337,6 +392,7 @@ def _header(block: bytes, state: dict, path: Path) -> list[str]:
     # a newline always ends a character: the line decodes as the whole block did
     text = _line_by_line(first) if state.get("encoding") in ("cp1252", "mixed") else first.decode("utf-8")
     header = text.removesuffix("\r").lstrip("\ufeff")
+    state["header_line"] = header.strip()
     names = [_unquoted(h.strip()) for h in header.split(";")]
     if len(names) > 2 and names[-1] == "" and all(names[:-1]):
         # every line ends with a ';' (a spreadsheet's or a lab system's export; QA): the empty last
@@ -344,6 +400,7 @@ def _header(block: bytes, state: dict, path: Path) -> list[str]:
         # holding a value after it has a field too many and is rejected, as any such line)
         names = names[:-1]
         state["trailing_separator"] = True
+        state["header_line"] = header.strip().removesuffix(";")
     known = [KNOWN_KEYS.get(column_key(h)) for h in names]
     missing = [r for r in REQUIRED if r not in known]
     if missing:
@@ -467,7 +524,8 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
           block_bytes: int = BLOCK_BYTES) -> Iterator[Chunk]:
     path = Path(path)
     state: dict = {}
-    seen: list[pl.Series] = []  # hashes of the lines of the earlier chunks, one Series per chunk
+    # hashes of the lines of the earlier chunks with their line numbers, one frame per chunk
+    seen: list[pl.DataFrame] = []
     columns: list[str] | None = None
     next_line = 1
     for block in _blocks(path, block_bytes):
@@ -476,7 +534,9 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
         skip_header = columns is None
         if columns is None:
             columns = _header(block, state, path)
-        frame, n_lines = _lines(series, block.endswith(b"\n"), next_line, skip_header)
+        ended = block.endswith(b"\n")  # only the file's last block may end without a line break
+        frame, n_lines = _lines(series, ended, next_line, skip_header)
+        cut_line = None if ended else next_line + n_lines - 1
         if state.get("trailing_separator"):
             frame = frame.with_columns(pl.col("raw").str.strip_suffix(";"))
         next_line += n_lines
@@ -484,16 +544,20 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
             part = frame.slice(start, chunk_rows)
             if len(seen) > 1:
                 seen = [pl.concat(seen)]
-            chunk, hashes = _chunk(part, columns, seen[0] if seen else None, file_id, source)
+            chunk, hashes = _chunk(part, columns, seen[0] if seen else None, file_id, source, cut_line,
+                                   state["header_line"])
             yield chunk
             seen.append(hashes)
     if columns is None:
         raise FileFormatError("EMPTY_FILE", f"{path.name}: the file is empty")
 
 
-def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series | None, file_id: str,
-           source: str) -> tuple[Chunk, pl.Series]:
-    """One chunk of lines -> its Chunk, and the hashes of its lines (for the next chunks' duplicates).
+def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.DataFrame | None, file_id: str,
+           source: str, cut_line: int | None = None, header: str | None = None) -> tuple[Chunk, pl.DataFrame]:
+    """One chunk of lines -> its Chunk, and the hashes of its lines that no earlier line has, with
+    their line numbers (``h``, ``line_no``: for the next chunks' duplicates). ``seen``: the earlier
+    chunks' hashes; ``cut_line``: the number of the file's last line when no line break ends it;
+    ``header``: the header line's text, whose copies further down are rejected as such.
 
     One query splits every line and classifies it; the usual chunk, where every line is a plain
     result, goes straight to ``_to_canonical``; the others are sorted out by ``kind``.
@@ -501,10 +565,15 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series | None, file_
     n = len(columns)
     dup = ~pl.col("h").is_first_distinct()
     if seen is not None:
-        dup = dup | pl.col("h").is_in(seen.implode())
+        dup = dup | pl.col("h").is_in(seen["h"].implode())
     last = pl.col(columns[-1])
     # a line splits into exactly n fields when its last one exists and holds no further separator
+    # the header again (two exports joined into one file): one reject, not a row of column names
+    # quarantined for 7 reasons and its next copy as a duplicate (QA)
+    repeated = (pl.col("raw").str.contains(header, literal=True)
+                & (pl.col("raw").str.len_bytes() < len(header.encode()) + 8)) if header else pl.lit(False)
     kind = (pl.when(pl.col("raw").str.len_bytes() > MAX_LINE_BYTES).then(pl.lit(TOO_LONG))
+            .when(repeated).then(pl.lit(HEADER))
             .when(dup).then(pl.lit(DUPLICATE))
             .when(pl.col("raw").str.contains('"', literal=True)).then(pl.lit(QUOTED))
             .when(last.is_null() | last.str.contains(";", literal=True)).then(pl.lit(BAD_COUNT))
@@ -518,13 +587,13 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series | None, file_
         .with_columns(_first_tries(columns))
         .collect(engine="in-memory")
     )
-    hashes = scan["h"]
+    hashes = scan.select("h", "line_no").filter(~dup)
     fields = scan.drop("raw", "h", "kind")
     if (scan["kind"] == PLAIN).all():
         return Chunk(rows=_to_canonical(fields, file_id, source), rejects=pl.DataFrame(schema=REJECT_SCHEMA),
                      units_seen=part.height), hashes
 
-    lines = scan.select("line_no", "raw", "kind", nf=pl.col("raw").str.count_matches(";", literal=True) + 1)
+    lines = scan.select("line_no", "raw", "kind", "h", nf=pl.col("raw").str.count_matches(";", literal=True) + 1)
     # a quoted field holding line breaks (RFC 4180): its lines make one record, read as one row
     records, consumed = _multiline_records(lines, columns)
     if consumed:
@@ -539,12 +608,22 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series | None, file_
     rows = _to_canonical(fields, file_id, source)
 
     rej_frames = []
-    bad = lines.filter((pl.col("kind") == BAD_COUNT) | pl.col("line_no").is_in(bad_quoted))
+    bad = lines.filter((pl.col("kind") == BAD_COUNT) | pl.col("line_no").is_in(list(bad_quoted)))
     if bad.height:
-        rej_frames.append(bad.select(
+        count = pl.format("{} fields, expected {}", pl.col("nf"), pl.lit(n))
+        # the file's last line, ended by no line break and short of fields: the delivery was cut
+        # there (as the HL7, HPRIM and CDA parsers say of theirs)
+        cut = (pl.col("line_no") == cut_line) & (pl.col("nf") < n) if cut_line is not None else pl.lit(False)
+        quoted = pl.DataFrame({"line_no": list(bad_quoted), "quote_detail": list(bad_quoted.values())},
+                              schema={"line_no": pl.Int64, "quote_detail": pl.Utf8})
+        rej_frames.append(bad.join(quoted, on="line_no", how="left").select(
             pl.lit(file_id).alias("file_id"), "line_no", pl.lit("MALFORMED_LINE").alias("reason_code"),
             pl.lit(None, dtype=pl.Utf8).alias("column"),
-            pl.format("{} fields, expected {}", pl.col("nf"), pl.lit(n)).alias("detail"),
+            pl.when(pl.col("kind") == BAD_COUNT).then(
+                pl.when(cut).then(pl.format("truncated delivery: the file ends in this line, without a line break "
+                                            "({} fields, expected {})", pl.col("nf"), pl.lit(n)))
+                .otherwise(count))
+            .otherwise(pl.col("quote_detail")).alias("detail"),
             pl.col("raw").alias("raw_text"),
         ))
     too_long = lines.filter(pl.col("kind") == TOO_LONG)
@@ -555,12 +634,24 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.Series | None, file_
             pl.lit(f"line longer than {MAX_LINE_BYTES} bytes").alias("detail"),
             pl.col("raw").str.slice(0, MAX_LINE_BYTES).alias("raw_text"),
         ))
+    headers = lines.filter(pl.col("kind") == HEADER)
+    if headers.height:
+        rej_frames.append(headers.select(
+            pl.lit(file_id).alias("file_id"), "line_no", pl.lit("MALFORMED_LINE").alias("reason_code"),
+            pl.lit(None, dtype=pl.Utf8).alias("column"),
+            pl.lit("repeated header line (the column names of line 1 again: files joined into one?)").alias("detail"),
+            pl.col("raw").alias("raw_text"),
+        ))
     dups = lines.filter(pl.col("kind") == DUPLICATE)
     if dups.height:
-        rej_frames.append(dups.select(
+        # the earlier line each copies (QA: "an earlier line" could not be passed on to the lab)
+        earlier = scan.select("h", "line_no") if seen is None else pl.concat([seen, scan.select("h", "line_no")])
+        first = (earlier.filter(pl.col("h").is_in(dups["h"].implode()))
+                 .group_by("h").agg(pl.col("line_no").min().alias("first_no")))
+        rej_frames.append(dups.join(first, on="h", how="left").select(
             pl.lit(file_id).alias("file_id"), "line_no", pl.lit("DUPLICATE_ROW").alias("reason_code"),
             pl.lit(None, dtype=pl.Utf8).alias("column"),
-            pl.lit("identical to an earlier line of this file").alias("detail"), pl.col("raw").alias("raw_text"),
+            pl.format("identical to line {}", pl.col("first_no")).alias("detail"), pl.col("raw").alias("raw_text"),
         ))
     rejects = pl.concat(rej_frames).cast(REJECT_SCHEMA).sort("line_no") if rej_frames else pl.DataFrame(schema=REJECT_SCHEMA)
     return Chunk(rows=rows, rejects=rejects, units_seen=part.height), hashes

@@ -10,6 +10,9 @@
   (found with expat, stopping at the first element: nothing is expanded);
 * ``csv``: the first line holds ``;`` and looks like a header (names, not values).
 
+A spreadsheet export in another shape is refused with what to do: UTF-16 text (Excel's "Unicode
+text") and a header of the extract's columns separated by ``,`` or tabs.
+
 An empty file (or one holding only a byte-order mark and blanks) raises
 ``FileFormatError("EMPTY_FILE", ...)``; binary content (NUL bytes, archives) or anything else
 raises ``FileFormatError("UNPARSEABLE_FILE", "<file>: <why>")``.
@@ -97,6 +100,41 @@ def _looks_like_header(line: str) -> bool:
     return good == len(named) or (good >= 0.8 * len(named) and good >= 2)
 
 
+def _header_separator(line: str) -> str | None:
+    """The separator of ``line`` when it is a header of the CSV extract's columns (two or more names
+    read as known columns, as the HEADER_INVALID message's rule, and every cell a name): ``;``,
+    ``,`` or a tab; None when it does not look like one. Names only are read, never shown."""
+    from transforms.parsers.csv_extract import KNOWN_KEYS, column_key  # lazily, as get_parser
+
+    for sep in (";", "\t", ","):
+        cells = [c.strip().strip('"').strip() for c in line.split(sep)]
+        named = [c for c in cells if c]
+        if len(named) >= 2 and sum(1 for c in named if KNOWN_KEYS.get(column_key(c))) >= 2 and all(
+                _HEADER_NAME.fullmatch(c) for c in named):
+            return sep
+    return None
+
+
+UTF16_EXPORT = "UTF-16 text (Excel 'Unicode text'): export as CSV, ';' separated, UTF-8 or Latin-1"
+
+
+def _utf16_text(head: bytes) -> str | None:
+    """What to say of UTF-16 text that is not XML: a spreadsheet's "Unicode text" export when its
+    first line is a header of the extract's columns (QA: "UTF-16 content that is not a CDA
+    document" said nothing of what to do); None when it is XML or not text."""
+    try:
+        text = head[: len(head) // 2 * 2].decode("utf-16", errors="strict")
+    except UnicodeDecodeError:
+        return None
+    text = text.lstrip("\ufeff \t\r\n")
+    if text.startswith("<"):
+        return None
+    first = text.split("\n", 1)[0].split("\r", 1)[0]
+    if _header_separator(first) is not None:
+        return UTF16_EXPORT
+    return "UTF-16 text: deliver a CSV extract (';' separated, UTF-8 or Latin-1), HL7 v2, HPRIM or CDA"
+
+
 def detect_format(path: Path) -> str:
     """One of ``csv``, ``hl7v2``, ``cda``, ``hprim`` for the file at ``path`` (see module doc)."""
     path = Path(path)
@@ -115,7 +153,7 @@ def detect_format(path: Path) -> str:
         root = _xml_root(head)
         if root is not None and root.rpartition(" ")[2] == "ClinicalDocument":
             return "cda"
-        raise FileFormatError("UNPARSEABLE_FILE", f"{name}: UTF-16 content that is not a CDA document")
+        raise FileFormatError("UNPARSEABLE_FILE", f"{name}: {_utf16_text(head) or 'UTF-16 content that is not a CDA document'}")
     if b"\x00" in head:
         raise FileFormatError("UNPARSEABLE_FILE", f"{name}: binary content (NUL bytes)")
     text = head.lstrip(b" \t\r\n\x0b\x1c")
@@ -153,6 +191,11 @@ def detect_format(path: Path) -> str:
         return "csv"
     if ";" in line:
         raise FileFormatError("UNPARSEABLE_FILE", f"{name}: ';'-separated first line is not a header")
+    sep = _header_separator(line)
+    if sep is not None:  # QA: a comma- or tab-separated export got the generic message below
+        shown = "tabs" if sep == "\t" else f"'{sep}'"
+        raise FileFormatError("UNPARSEABLE_FILE", f"{name}: a header separated by {shown}: the CSV extract must be "
+                                                  "';' separated (export it again with ';')")
     raise FileFormatError(
         "UNPARSEABLE_FILE", f"{name}: first line is neither HL7 v2 (MSH/FHS/BHS), HPRIM (H|...), CDA XML nor a CSV header"
     )

@@ -35,7 +35,7 @@ document's recordTarget) is a ``TEST_IDENTITY`` reject. Lines before the first M
 batch headers form one malformed unit. A batch wrapper that shows a truncated delivery (a BTS or
 FTS count that does not match, a BHS or FHS without its trailer) is a ``MALFORMED_MESSAGE`` reject
 at its line. ``line_no`` is the physical line of the OBX; ``units_seen`` counts messages (and such
-junk units).
+junk units). A message (or junk unit) rejected whole says how many OBX it held (:func:`not_read`).
 """
 
 from __future__ import annotations
@@ -467,6 +467,14 @@ class _Message:
         self.rows.extend(rows)
 
 
+def not_read(segments: list) -> str:
+    """`` (4 results not read)``: the OBX segments among ``segments`` (str or bytes) of a message
+    rejected whole, so that the results a file delivered can be reconciled with those stored and
+    quarantined (a message-level reject counts one unit: QA ledger F7); nothing when it held none."""
+    n = sum(1 for s in segments if s[:3] in ("OBX", b"OBX"))
+    return f" ({n} result{'s' if n > 1 else ''} not read)" if n else ""
+
+
 def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink) -> None:
     """Decode (unless the lines are already text) and parse one message into ``sink``."""
     sink.units += 1
@@ -498,11 +506,12 @@ def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink
         msg.run(segs, nos)
     except _Malformed as e:
         sink.rollback(mark)
-        sink.reject(nos[0], "MALFORMED_MESSAGE", None, str(e), text if text is not None else "\r".join(segs))
+        sink.reject(nos[0], "MALFORMED_MESSAGE", None, f"{e}{not_read(segs)}",
+                    text if text is not None else "\r".join(segs))
         return
     except _Refused as e:  # raised by the MSH, before any row
         sink.rollback(mark)
-        sink.reject(nos[0], e.reason, None, str(e), text if text is not None else "\r".join(segs))
+        sink.reject(nos[0], e.reason, None, f"{e}{not_read(segs)}", text if text is not None else "\r".join(segs))
         return
     if msg.n_obx == 0:
         sink.reject(nos[0], "NO_RESULT", None, "the message holds no OBX segment",
@@ -561,6 +570,6 @@ def _junk(lines: list[bytes], nos: list[int], sink: ResultSink) -> None:
         nos[0],
         "MALFORMED_MESSAGE",
         None,
-        f"{len(lines)} line(s) outside any message (no MSH before them)",
+        f"{len(lines)} line(s) outside any message (no MSH before them){not_read(lines)}",
         decode_text(b"\r".join(lines)),
     )
