@@ -191,3 +191,24 @@ def test_a_redelivery_that_adds_the_ins_is_the_same_person():
     # another person (another link key) with the same request number stays apart
     assert _current(_r("f1", 1, 1, V1, "F", "POSITIF", T8, person="a", link="LA"),
                     _r("f2", 1, 2, V2, "F", "NEGATIF", T8, person="b", link="LB")) == ["f1:1", "f2:1"]
+
+
+def test_a_correction_of_the_identity_on_a_daily_request_number_replaces_the_result_collected_at_its_time():
+    """QA (HIGH): request 1 of 02/11 is Benoit's positive, request 1 of 03/11 Chloe's negative (a daily
+    counter); the lab then gives the 03/11 sample to Benoit (a C collected 03/11 10:00). The C replaced
+    Benoit's 02/11 positive (the same person's nearest day came before another person's exact time)."""
+    d2, d3 = datetime(2026, 11, 2, 10), datetime(2026, 11, 3, 10)
+    benoit = _r("f1", 1, 1, V1, "F", "POSITIF", d2, person="benoit", link="LB")
+    chloe = _r("f1", 2, 1, V2, "F", "NEGATIF", d3, person="chloe", link="LC")
+    fix = _r("f2", 1, 2, datetime(2026, 11, 5, 8), "C", "NEGATIF", d3, person="benoit", link="LB")
+    assert _flags(pl.DataFrame([benoit, chloe, fix])) == {
+        "f1:1": (True, None), "f1:2": (False, "f2:1"), "f2:1": (True, None)}
+    # no collection time stated: the same day (request 1 of 03/11) still beats Benoit's other day
+    untimed = [{**row, "collected_at": None} for row in (benoit, chloe, fix)]
+    assert _current(*untimed) == ["f1:1", "f2:1"]
+    # a tolerance test of 03/11 given to Benoit: each correction to the measurement of its time
+    ogtt = [_r("f1", 2 + i, 1, V2, "F", v, t, person="chloe", link="LC")
+            for i, (v, t) in enumerate((("5,0", d3), ("9,0", d3.replace(hour=11)), ("7,0", d3.replace(hour=12))))]
+    fixes = [_r("f2", 1 + i, 2, datetime(2026, 11, 5, 8), "C", r["value_raw"], r["collected_at"],
+                person="benoit", link="LB") for i, r in enumerate(ogtt)]
+    assert _current(benoit, *ogtt, *fixes) == ["f1:1", "f2:1", "f2:2", "f2:3"]

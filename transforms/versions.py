@@ -24,11 +24,21 @@ A row with status F (final) or X (not obtained), of the same person and collecti
   at different times, or at one time with different values);
 - otherwise it is a result of its own.
 
-A row with status C (correction) or D (deletion) corrects a result of the same person collected at
-the same time, else the same day, else the nearest day (a corrected date); of another person, one
-collected at the same time, else the same day (a corrected identity). Several candidates: the first
-this file has not corrected yet (so the corrections of a tolerance test's measurements go one to
-each), else the latest touched. With none (the original was never delivered) it stands alone.
+A row with status C (correction) or D (deletion) corrects, the first of these that exists:
+
+1. a result of the same person collected at the same time (a plain correction);
+2. a result of another person collected at the same time (a corrected identity);
+3. a result of the same person collected the same day (a corrected time, or no time stated);
+4. a result of another person collected the same day (a corrected identity, no time stated);
+5. the result of the same person collected the nearest day (a corrected date).
+
+A collection time or day shared with the row comes before the same person's other days: with
+request numbers restarting every day (or reused), the same number on another day is another
+request (QA: a correction giving the 03/11 sample of request 1 to Benoit replaced Benoit's own
+02/11 positive instead of the 03/11 result collected at that very time). Several candidates: the
+first this file has not corrected yet (so the corrections of a tolerance test's measurements go one
+to each), else the latest touched. With none (the original was never delivered, or both the
+identity and the day changed) it stands alone.
 
 A result's latest row is current unless its status is D; its earlier rows name it in
 ``superseded_by``. Rows are taken in the order of their versions: validation time (a row without
@@ -126,9 +136,14 @@ def _results(order, rows: _Rows) -> list[list[int]]:
             mine = [c for c in fits if same_person(c)]
             others = [c for c in fits if not same_person(c)]
             target = None
-            for pool in ([c for c in mine if time is not None and c.time == time], [c for c in mine if c.day == day],
-                         _nearest(mine, day), [c for c in others if time is not None and c.time == time],
-                         [c for c in others if c.day == day]):
+            # exact collection time (same person, then another: a corrected identity), then the same
+            # day (same person, then another), then the same person's nearest day (a corrected
+            # date): with a daily-restarting request number, the same number on another day is
+            # another request, so a match in time or day beats the same person's other day (QA)
+            timed = time is not None
+            for pool in ([c for c in mine if timed and c.time == time], [c for c in others if timed and c.time == time],
+                         [c for c in mine if day is not None and c.day == day],
+                         [c for c in others if day is not None and c.day == day], _nearest(mine, day)):
                 target = _pick(pool, file)
                 if target is not None:
                     break

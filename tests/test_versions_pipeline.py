@@ -1,0 +1,94 @@
+"""Result versions end to end (transforms/versions.py through flows/publish.py and the epi marts), on
+small hand-made CSV extracts delivered one run at a time, as a lab integrator would (QA reports on
+corrections, deletions and serial measurements). Run ids and temporary homes only; the pseudonym
+secret is the test one (tests/conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from flows import epi
+from tests.epi_support import run_steps
+from tests.helpers import HEADER, line, nir
+from warehouse import catalog as cat
+from warehouse import catalog_epi as ce
+
+LAB = "labo_alpha"
+
+# name -> (NIR body, family name, first name, birth date, sex, postal code)
+PEOPLE = {
+    "benoit": ("1610509122201", "BERTRAND", "Benoit", "01/05/1961", "M", "09000"),
+    "chloe": ("2910509122202", "CHARPENTIER", "Chloe", "02/05/1991", "F", "09000"),
+    "simon": ("1660622278305", "SIMON", "Sami", "03/06/1966", "M", "22000"),
+    "sophie": ("2660722278306", "SAULNIER", "Sophie", "03/07/1966", "F", "22000"),
+    "gilles": ("1550604070107", "GARNIER", "Gilles", "06/06/1955", "M", "04000"),
+    "theo": ("1720511069204", "TESSIER", "Theo", "04/05/1972", "M", "11000"),
+}
+
+
+def result(req: str, who: str, collected: str, validated: str, value: str, status: str = "F",
+           code: str = "COVPCR") -> str:
+    body, family, first, born, sex, postal = PEOPLE[who]
+    label, unit = {"COVPCR": ("SARS-CoV-2 RT-PCR", ""), "GLY": ("Glycémie à jeun", "mmol/L")}[code]
+    return line(FINESS="690001235", N_DEMANDE=req, NIR=nir(body), NOM=family, PRENOM=first, DATE_NAISSANCE=born,
+                SEXE=sex, CODE_POSTAL=postal, DATE_PRELEVEMENT=collected, DATE_RECEPTION=collected,
+                DATE_VALIDATION=validated, CODE_ANALYSE=code, LIBELLE_ANALYSE=label, RESULTAT=value, UNITE=unit,
+                VALEURS_REFERENCE="", STATUT=status)
+
+
+class Home:
+    """A fresh home whose lab folder receives one file per ``deliver``, each followed by a run (the
+    fact table, then the epi marts)."""
+
+    def __init__(self, tmp_path: Path):
+        self.home = tmp_path / "home"
+        (self.home / "landing" / LAB).mkdir(parents=True)
+        self.runs = 0
+        self.ctx = None
+
+    def deliver(self, name: str, *lines: str) -> Home:
+        (self.home / "landing" / LAB / name).write_text("\n".join([HEADER, *lines]) + "\n", encoding="utf-8")
+        self.runs += 1
+        self.ctx, refs = run_steps(self.home, f"run-{self.runs}")
+        epi.publish_epi(self.ctx, refs)
+        return self
+
+    def fct(self) -> list[tuple]:
+        """(request, family name, collection dd/mm HH:MM, value, status, is_current), delivery order."""
+        wh = self.ctx.wh
+        raw = wh.read(cat.RAW_RESULTS).select("file_id", "result_no", "request_id", "family_name")
+        fct = wh.read(cat.FCT_LAB_RESULTS).join(raw, on=["file_id", "result_no"], how="left")
+        return fct.sort("file_seq", "line_no").select(
+            "request_id", "family_name", pl.col("collected_at").dt.strftime("%d/%m %H:%M"), "value_raw",
+            "result_status", "is_current").rows()
+
+    def current(self) -> set[tuple]:
+        """(request, family name, value, status) of the current rows."""
+        return {(r, n, v, s) for r, n, _, v, s, cur in self.fct() if cur}
+
+    def sidep(self) -> list[tuple]:
+        """(jour dd/mm, dep, P, T) of the all-ages COVID-19 rows counting someone."""
+        d = self.ctx.wh.read(ce.SIDEP_DEP_DAILY).filter(
+            (pl.col("disease") == "covid19") & (pl.col("cl_age90") == 0) & ((pl.col("P") > 0) | (pl.col("T") > 0)))
+        return d.sort("jour", "dep").select(pl.col("jour").dt.strftime("%d/%m"), "dep", "P", "T").rows()
+
+
+def test_an_identity_correction_on_a_daily_request_number_leaves_the_other_days_positive(tmp_path):
+    """QA F2 (HIGH): the lab numbers requests from 1 each day; it finds that the 03/11 sample of
+    request 1 was Benoit's, not Chloe's. The correction replaced Benoit's 02/11 positive (same
+    number, other day): Benoit vanished from P and the MDO cases, T counted two persons on 03/11."""
+    h = Home(tmp_path).deliver(
+        "1_day1_day2.csv",
+        result("1", "benoit", "02/11/2026 10:00", "03/11/2026 08:00", "Positif"),
+        result("1", "chloe", "03/11/2026 10:00", "04/11/2026 08:00", "Négatif"))
+    h.deliver("2_identity_correction.csv",
+              result("1", "benoit", "03/11/2026 10:00", "05/11/2026 08:00", "Négatif", "C"))
+    assert h.fct() == [("1", "BERTRAND", "02/11 10:00", "Positif", "F", True),
+                       ("1", "CHARPENTIER", "03/11 10:00", "Négatif", "F", False),
+                       ("1", "BERTRAND", "03/11 10:00", "Négatif", "C", True)]
+    # Benoit positive on 02/11 (and not again: the same person, tested negative), Chloe no longer tested
+    assert h.sidep() == [("02/11", "09", 1, 1), ("03/11", "09", 0, 1)]
+    cases = h.ctx.wh.read(ce.MDO_CASES).filter(pl.col("mdo_id") == "covid19")
+    assert cases.select(pl.col("jour").dt.strftime("%d/%m")).to_series().to_list() == ["02/11"]
