@@ -212,3 +212,12 @@ def test_a_correction_of_the_identity_on_a_daily_request_number_replaces_the_res
     fixes = [_r("f2", 1 + i, 2, datetime(2026, 11, 5, 8), "C", r["value_raw"], r["collected_at"],
                 person="benoit", link="LB") for i, r in enumerate(ogtt)]
     assert _current(benoit, *ogtt, *fixes) == ["f1:1", "f2:1", "f2:2", "f2:3"]
+
+
+def test_an_undated_correction_comes_after_the_versions_placed_at_its_time():
+    """publish_fct places an undated C or D after every F of its key (QA F4); at an equal place the
+    flag ``undated_replacement`` puts it after them, whatever the delivery order."""
+    rows = [_r("b", 1, 1, V1, "C", "POSITIF", T8), _r("a", 1, 2, V1, "F", "NEGATIF", T8)]
+    assert _current(*rows) == ["a:1"]  # no flag: the later delivery wins
+    rows[0]["undated_replacement"], rows[1]["undated_replacement"] = True, False
+    assert _current(*rows) == ["b:1"]

@@ -92,3 +92,34 @@ def test_an_identity_correction_on_a_daily_request_number_leaves_the_other_days_
     assert h.sidep() == [("02/11", "09", 1, 1), ("03/11", "09", 0, 1)]
     cases = h.ctx.wh.read(ce.MDO_CASES).filter(pl.col("mdo_id") == "covid19")
     assert cases.select(pl.col("jour").dt.strftime("%d/%m")).to_series().to_list() == ["02/11"]
+
+
+def test_an_undated_correction_or_deletion_delivered_before_its_original_is_not_undone_by_it(tmp_path):
+    """QA F4 (HIGH): a C and a D sent without a validation time, delivered before their originals
+    (validated): the originals became current, the wrong person positive and a deleted test counted."""
+    h = Home(tmp_path).deliver(
+        "1_corrections_first.csv",
+        result("R2200", "simon", "02/11/2026 10:00", "", "Positif", "C"),
+        result("R2201", "sophie", "02/11/2026 10:00", "", "", "D"))
+    h.deliver("2_originals_later.csv",
+              result("R2200", "simon", "02/11/2026 10:00", "03/11/2026 08:00", "Négatif"),
+              result("R2201", "sophie", "02/11/2026 10:00", "03/11/2026 08:00", "Positif"))
+    assert h.current() == {("R2200", "SIMON", "Positif", "C")}  # corrected; Sophie's deleted
+    assert h.sidep() == [("02/11", "22", 1, 1)]
+    # the originals sent again, with their times or without (a cumulative extract): still undone
+    h.deliver("3_originals_again.csv",
+              result("R2200", "simon", "02/11/2026 10:00", "03/11/2026 08:00", "Négatif"),
+              result("R2201", "sophie", "02/11/2026 10:00", "", "Positif"))
+    assert h.current() == {("R2200", "SIMON", "Positif", "C")}
+    assert h.sidep() == [("02/11", "22", 1, 1)]
+
+
+def test_an_original_sent_again_without_a_time_does_not_undo_a_dated_correction(tmp_path):
+    """The same rule the other way round: F, then its C (validated), then a cumulative extract
+    re-sending the F without a validation time; a later F with a later validation still wins."""
+    h = Home(tmp_path).deliver("1.csv", result("R1", "simon", "02/11/2026 10:00", "02/11/2026 18:00", "Négatif"))
+    h.deliver("2.csv", result("R1", "simon", "02/11/2026 10:00", "03/11/2026 09:00", "Positif", "C"))
+    h.deliver("3.csv", result("R1", "simon", "02/11/2026 10:00", "", "Négatif"))
+    assert h.current() == {("R1", "SIMON", "Positif", "C")}
+    h.deliver("4.csv", result("R1", "simon", "02/11/2026 10:00", "04/11/2026 09:00", "Négatif"))
+    assert h.current() == {("R1", "SIMON", "Négatif", "F")}

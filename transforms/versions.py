@@ -41,9 +41,18 @@ to each), else the latest touched. With none (the original was never delivered, 
 identity and the day changed) it stands alone.
 
 A result's latest row is current unless its status is D; its earlier rows name it in
-``superseded_by``. Rows are taken in the order of their versions: validation time (a row without
-one is placed after the latest validation delivered before it, ``placed_at``), then delivery
-(file_seq), then row.
+``superseded_by``. Rows are taken in the order of their versions: ``placed_at``, then delivery
+(file_seq), then row. ``placed_at`` (flows/publish.py) is the validation time; a row without one is
+placed after the latest validation delivered before it, and a correction or deletion never before
+an original it may correct (QA: an undated C or D delivered before its original was undone by it):
+
+- an undated C or D is placed after every F of its version key as well, whatever the delivery
+  order, and after the rows placed at the same time (``undated_replacement``); several of them
+  keep their delivery order;
+- an undated F is placed after the validations delivered before it of rows that are not C or D: an
+  original sent again (a cumulative extract) does not undo the correction that came before it;
+- a C or D with a validation time keeps its place in time (validated before the original, it is
+  an earlier version).
 """
 
 from __future__ import annotations
@@ -55,11 +64,14 @@ REPLACING = ("C", "D")
 
 def settle(rows: pl.DataFrame) -> pl.DataFrame:
     """``rows``: version_key, file_id, result_no, file_seq, placed_at, result_status, person_key,
-    collected_date, and optionally link_key, collected_at, specimen and the value (value_num,
-    value_comparator, result_class, value_raw; a column absent is null). Returns file_id,
-    result_no, is_current, superseded_by (``file_id:result_no`` of the result's current row, null
-    for that row), one row per input row."""
-    r = rows.sort(["version_key", "placed_at", "file_seq", "result_no"], nulls_last=False)
+    collected_date, and optionally link_key, collected_at, specimen, undated_replacement and the
+    value (value_num, value_comparator, result_class, value_raw; a column absent is null). Returns
+    file_id, result_no, is_current, superseded_by (``file_id:result_no`` of the result's current
+    row, null for that row), one row per input row."""
+    late = (pl.col("undated_replacement").fill_null(False) if "undated_replacement" in rows.columns
+            else pl.lit(False))
+    r = rows.with_columns(late.alias("_late")).sort(
+        ["version_key", "placed_at", "_late", "file_seq", "result_no"], nulls_last=False)
 
     def col(name: str, dtype=pl.Utf8) -> list:
         return (r[name] if name in r.columns else pl.Series([None] * r.height, dtype=dtype)).to_list()
