@@ -221,3 +221,17 @@ def test_an_undated_correction_comes_after_the_versions_placed_at_its_time():
     assert _current(*rows) == ["a:1"]  # no flag: the later delivery wins
     rows[0]["undated_replacement"], rows[1]["undated_replacement"] = True, False
     assert _current(*rows) == ["b:1"]
+
+
+def test_equal_measurements_at_different_times_of_one_file_are_results_of_their_own():
+    """QA F1: a tolerance test 5,0 (08:00), 7,5 (09:00), 5,0 (10:00) in one file: the 08:00 value
+    was taken for the 10:00 one again (equal values), leaving two results. The Ségur duplicate
+    (same value, same time, or a time stated by one row only) is still one result."""
+    ogtt = [_r("f1", 1, 1, V1, "F", "5,0", T8), _r("f1", 2, 1, V1, "F", "7,5", T9), _r("f1", 3, 1, V1, "F", "5,0", T10)]
+    assert _current(*ogtt) == ["f1:1", "f1:2", "f1:3"]
+    # delivered again whole: each measurement continues its own result
+    again = [_r("f2", n, 2, V1, "F", r["value_raw"], r["collected_at"]) for n, r in enumerate(ogtt, start=1)]
+    assert _current(*ogtt, *again) == ["f2:1", "f2:2", "f2:3"]
+    assert _current(_r("f1", 1, 1, V1, "F", "5,0", T8), _r("f1", 2, 1, V1, "F", "5,0", T8)) == ["f1:2"]
+    assert _current(_r("f1", 1, 1, V1, "F", "5,0", T8), {**_r("f1", 2, 1, V1, "F", "5,0", T8),
+                                                         "collected_at": None}) == ["f1:2"]

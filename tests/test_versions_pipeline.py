@@ -123,3 +123,13 @@ def test_an_original_sent_again_without_a_time_does_not_undo_a_dated_correction(
     assert h.current() == {("R1", "SIMON", "Positif", "C")}
     h.deliver("4.csv", result("R1", "simon", "02/11/2026 10:00", "04/11/2026 09:00", "Négatif"))
     assert h.current() == {("R1", "SIMON", "Négatif", "F")}
+
+
+def test_a_tolerance_test_with_two_equal_values_keeps_its_three_measurements(tmp_path):
+    """QA F1 (MEDIUM): one file, request R400, glucose at 08:00 (5,0), 09:00 (7,5) and 10:00 (5,0):
+    the 08:00 measurement was marked replaced by the 10:00 one."""
+    h = Home(tmp_path).deliver("tolerance.csv", *(
+        result("R400", "gilles", f"02/11/2026 {t}", "03/11/2026 10:00", v, code="GLY")
+        for t, v in (("08:00", "5,0"), ("09:00", "7,5"), ("10:00", "5,0"))))
+    assert [(at, v, cur) for _, _, at, v, _, cur in h.fct()] == [
+        ("02/11 08:00", "5,0", True), ("02/11 09:00", "7,5", True), ("02/11 10:00", "5,0", True)]

@@ -17,11 +17,13 @@ A row with status F (final) or X (not obtained), of the same person and collecti
 - from another file, continues it (a delivery again): the result collected at the same time if
   one is, else the first one this file has not continued yet (the k-th row continues the k-th
   result: a tolerance test re-delivered whole);
-- from the file of the result's latest row, continues it when it says the same (a Ségur message
-  carries each result both as an OBX and inside its embedded CDA: docs/formats.md), or when it was
-  collected at the same time and validated later (a cumulative extract holding a result and its
-  re-validation); otherwise it is another measurement (a tolerance test: several values collected
-  at different times, or at one time with different values);
+- from the file of the result's latest row, continues it when it says the same at the same
+  collection time, or with one of the two times unstated (a Ségur message carries each result both
+  as an OBX and inside its embedded CDA: docs/formats.md), or when it was collected at the same time
+  and validated later (a cumulative extract holding a result and its re-validation); otherwise it is
+  another measurement (a tolerance test: several values collected at different times, equal or not
+  -- QA: 5,0 at 08:00 and 5,0 again at 10:00 were one result --, or at one time with different
+  values);
 - otherwise it is a result of its own.
 
 A row with status C (correction) or D (deletion) corrects, the first of these that exists:
@@ -169,7 +171,10 @@ def _results(order, rows: _Rows) -> list[list[int]]:
                     last = c.members[-1]
                     if rows.files[last] != file:
                         continue
-                    if (rows.values[k] is not None and rows.values[last] == rows.values[k]) or (
+                    # the same value is that result again only at the same collection time (or
+                    # one unstated): a tolerance test can measure the same value twice (QA)
+                    if (rows.values[k] is not None and rows.values[last] == rows.values[k]
+                            and (time is None or c.time is None or c.time == time)) or (
                             time is not None and c.time == time and rows.placed[last] is not None
                             and rows.placed[k] is not None and rows.placed[k] > rows.placed[last]):
                         target = c
