@@ -235,3 +235,19 @@ def test_equal_measurements_at_different_times_of_one_file_are_results_of_their_
     assert _current(_r("f1", 1, 1, V1, "F", "5,0", T8), _r("f1", 2, 1, V1, "F", "5,0", T8)) == ["f1:2"]
     assert _current(_r("f1", 1, 1, V1, "F", "5,0", T8), {**_r("f1", 2, 1, V1, "F", "5,0", T8),
                                                          "collected_at": None}) == ["f1:2"]
+
+
+def test_a_deletion_without_a_date_deletes_the_persons_only_result_of_the_request():
+    """QA F3: a D without a collection date deletes the result of its lab, request, test and person
+    when there is one; with several (a daily request number) it stands alone, deleting nothing."""
+    undated = {**_r("g", 1, 3, datetime(2026, 11, 5, 8), "D", None, T8), "collected_at": None, "collected_date": None}
+    one = _r("e", 1, 1, V1, "F", "POSITIF", T8)
+    assert _flags(pl.DataFrame([one, undated])) == {"e:1": (False, "g:1"), "g:1": (False, None)}
+    # delivered again, the deletion still holds
+    again = {**undated, "file_id": "h", "file_seq": 4}
+    assert _current(one, undated, again) == []
+    # another person's result of the same request is not the deleted one
+    assert _current(_r("e", 1, 1, V1, "F", "POSITIF", T8, person="q", link="LQ"), undated) == ["e:1"]
+    # two results of the person under this request and test: which one? neither
+    other_day = _r("f", 1, 2, V2, "F", "NEGATIF", datetime(2026, 11, 3, 8))
+    assert _current(one, other_day, undated) == ["e:1", "f:1"]

@@ -133,3 +133,38 @@ def test_a_tolerance_test_with_two_equal_values_keeps_its_three_measurements(tmp
         for t, v in (("08:00", "5,0"), ("09:00", "7,5"), ("10:00", "5,0"))))
     assert [(at, v, cur) for _, _, at, v, _, cur in h.fct()] == [
         ("02/11 08:00", "5,0", True), ("02/11 09:00", "7,5", True), ("02/11 10:00", "5,0", True)]
+
+
+def _gate(h: Home) -> dict:
+    from flows.quality_gate import run_quality_gate
+
+    return run_quality_gate(h.ctx)
+
+
+def test_a_deletion_without_a_collection_date_deletes_its_result_and_passes_the_gate(tmp_path):
+    """QA F3 (MEDIUM): the lab deletes Theo's positive with a D line without collection date nor
+    value; it was quarantined (MISSING_VALUE collected_at) and the positive stayed published."""
+    h = Home(tmp_path).deliver("1.csv", result("R1100", "theo", "02/11/2026 10:00", "03/11/2026 08:00", "Positif"))
+    assert h.sidep() == [("02/11", "11", 1, 1)]
+    h.deliver("2_deletion.csv", result("R1100", "theo", "", "05/11/2026 08:00", "", "D"))
+    assert h.fct() == [("R1100", "TESSIER", "02/11 10:00", "Positif", "F", False),
+                       ("R1100", "TESSIER", None, None, "D", False)]
+    assert h.sidep() == [] and h.ctx.wh.read(ce.MDO_CASES).is_empty()
+    gate = _gate(h)
+    assert gate["ok"], gate["failures"]
+    assert not [w for w in gate["warnings"] if "n_collected_null" in w or "n_deletions_unmatched" in w]
+
+
+def test_a_deletion_without_a_date_that_names_no_single_result_is_kept_and_warned_about(tmp_path):
+    """A daily request number gave Theo request R1 on 02/11 and on 03/11: a D without a date
+    cannot tell which one it deletes. It deletes neither, stays in the fact table, and the gate
+    warns (without blocking the exports)."""
+    h = Home(tmp_path).deliver("1.csv", result("R1", "theo", "02/11/2026 10:00", "03/11/2026 08:00", "Positif"),
+                               result("R1", "theo", "03/11/2026 10:00", "04/11/2026 08:00", "Négatif"))
+    h.deliver("2_deletion.csv", result("R1", "theo", "", "05/11/2026 08:00", "", "D"))
+    assert [cur for *_, cur in h.fct()] == [True, True, False]
+    assert h.sidep() == [("02/11", "11", 1, 1), ("03/11", "11", 0, 1)]  # both results still count
+    gate = _gate(h)
+    assert gate["ok"], gate["failures"]
+    unmatched = [w for w in gate["warnings"] if "n_deletions_unmatched" in w]
+    assert len(unmatched) == 1 and "line 2" in unmatched[0], gate["warnings"]

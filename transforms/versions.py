@@ -34,6 +34,12 @@ A row with status C (correction) or D (deletion) corrects, the first of these th
 4. a result of another person collected the same day (a corrected identity, no time stated);
 5. the result of the same person collected the nearest day (a corrected date).
 
+A deletion sent without a collection date (a D needs none: quality/schemas.py) deletes the
+person's result of that request and test when there is exactly one; with several (a tolerance
+test, a daily request number) or none, it stands alone and deletes nothing: it stays in the
+warehouse, and the quality gate warns about every deletion that deleted nothing
+(``n_deletions_unmatched``, quality/summaries.py).
+
 A collection time or day shared with the row comes before the same person's other days: with
 request numbers restarting every day (or reused), the same number on another day is another
 request (QA: a correction giving the 03/11 sample of request 1 to Benoit replaced Benoit's own
@@ -161,6 +167,11 @@ def _results(order, rows: _Rows) -> list[list[int]]:
                 target = _pick(pool, file)
                 if target is not None:
                     break
+            if day is None:
+                # a deletion without a collection date: the person's only result of this request
+                # and test, else (several, or none) it stands alone, deleting nothing (the gate warns)
+                dated = [c for c in mine if c.day is not None]
+                target = dated[0] if len(dated) == 1 else None
         else:
             same = [c for c in fits if same_person(c) and c.day == day]
             elsewhere = [c for c in same if file not in c.files]
@@ -186,7 +197,8 @@ def _results(order, rows: _Rows) -> list[list[int]]:
         target.persons.add(rows.persons[k])
         if rows.links[k] is not None:
             target.links.add(rows.links[k])
-        target.day, target.time = day, time
+        if day is not None:  # a deletion without a date leaves the result's day as it was
+            target.day, target.time = day, time
         target.specimen = specimen if specimen is not None else target.specimen
         target.files.add(file)
         target.members.append(k)
@@ -198,7 +210,7 @@ def _nearest(results: list[_Result], day) -> list[_Result]:
     """The results whose day is nearest to ``day`` (a correction that moved the collection date)."""
     dated = [c for c in results if c.day is not None and day is not None]
     if not dated:
-        return list(results)
+        return []
     best = min(abs((c.day - day).days) for c in dated)
     return [c for c in dated if abs((c.day - day).days) == best]
 
