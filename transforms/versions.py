@@ -34,12 +34,6 @@ A row with status C (correction) or D (deletion) corrects, the first of these th
 4. a result of another person collected the same day (a corrected identity, no time stated);
 5. the result of the same person collected the nearest day (a corrected date).
 
-A deletion sent without a collection date (a D needs none: quality/schemas.py) deletes the
-person's result of that request and test when there is exactly one; with several (a tolerance
-test, a daily request number) or none, it stands alone and deletes nothing: it stays in the
-warehouse, and the quality gate warns about every deletion that deleted nothing
-(``n_deletions_unmatched``, quality/summaries.py).
-
 A collection time or day shared with the row comes before the same person's other days: with
 request numbers restarting every day (or reused), the same number on another day is another
 request (QA: a correction giving the 03/11 sample of request 1 to Benoit replaced Benoit's own
@@ -47,6 +41,12 @@ request (QA: a correction giving the 03/11 sample of request 1 to Benoit replace
 first this file has not corrected yet (so the corrections of a tolerance test's measurements go one
 to each), else the latest touched. With none (the original was never delivered, or both the
 identity and the day changed) it stands alone.
+
+A deletion sent without a collection date (a D needs none: quality/schemas.py) deletes the
+person's result of that request and test when there is exactly one; with several (a tolerance
+test, a daily request number) or none, it stands alone and deletes nothing: it stays in the
+warehouse, and the quality gate warns about every deletion that deleted nothing
+(``n_deletions_unmatched``, quality/summaries.py).
 
 A result's latest row is current unless its status is D; its earlier rows name it in
 ``superseded_by``. Rows are taken in the order of their versions: ``placed_at``, then delivery
