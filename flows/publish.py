@@ -25,8 +25,9 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
 
     The rows sharing a version_key (lab, request, test) are sorted into results and their
     versions by ``transforms.versions.settle`` (a re-delivery continues a result of the same person
-    and day, a correction or deletion corrects one; the latest validation wins, then the later
-    delivery, then the later row; a latest version with status D deletes the result).
+    and day, a correction or deletion corrects one; the latest validation wins (a version without
+    one is placed as transforms/versions.py says), then the later delivery, then the later row; a
+    latest version with status D deletes the result).
 
     The coded partitions already carry the flags a result has when it has no other version
     (steps.with_provisional_versions). The flags are settled here for the versions the changed
@@ -77,11 +78,22 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
                    value_num, value_comparator, result_class, value_raw,
                    -- a version sent without a validation time is placed by its delivery: after the
                    -- latest validation delivered before it (QA: a deletion without a time never
-                   -- replaced the result it deleted)
-                   coalesce(validated_at, max(validated_at) OVER (
-                       PARTITION BY version_key ORDER BY file_seq
-                       RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS placed_at
-            FROM {src} WHERE version_key IS NOT NULL AND hash(version_key) IN (SELECT h FROM versions WHERE n > 1)""").pl()
+                   -- replaced the result it deleted); a correction or deletion also after every
+                   -- final (F) version of its version key, whenever delivered, and an F after the
+                   -- originals delivered before it only, not after a correction (QA: an undated C
+                   -- or D delivered before its original was undone by the original)
+                   CASE WHEN validated_at IS NOT NULL THEN validated_at
+                        WHEN result_status IN ('C', 'D') THEN greatest(
+                            max(validated_at) OVER delivered,
+                            max(validated_at) FILTER (WHERE result_status = 'F') OVER (PARTITION BY version_key))
+                        WHEN result_status = 'F' THEN
+                            max(validated_at) FILTER (WHERE result_status NOT IN ('C', 'D')) OVER delivered
+                        ELSE max(validated_at) OVER delivered END AS placed_at,
+                   -- and at its place, after the versions placed at the same time
+                   validated_at IS NULL AND result_status IN ('C', 'D') AS undated_replacement
+            FROM {src} WHERE version_key IS NOT NULL AND hash(version_key) IN (SELECT h FROM versions WHERE n > 1)
+            WINDOW delivered AS (PARTITION BY version_key ORDER BY file_seq
+                                 RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)""").pl()
         settled = versions.settle(multi).join(multi.select("file_id", "result_no", "provisional"),
                                               on=["file_id", "result_no"], how="left")
         exceptions = settled.filter(pl.col("is_current").ne_missing(pl.col("provisional"))

@@ -195,7 +195,7 @@ def fct_summary_suite(frame: pl.DataFrame, where: dict[str, str] | None = None) 
         _zero("n_key_duplicates", "(file_id, result_no) is unique"),
         _zero("n_staging_rows_missing", "every staging row reached the fact table and nothing else did"),
         _zero("n_person_key_null", "every result has a pseudonymous person key"),
-        _zero("n_collected_null", "every result has a collection date"),
+        _zero("n_collected_null", "every result has a collection date (a deletion may have none)"),
         _zero("n_collected_in_future", "no current result collected after the run"),
         _zero("n_validated_before_collected", "no current result validated before collection"),
         _zero("n_received_before_collected", "no current result received before collection", critical=False),
@@ -205,6 +205,9 @@ def fct_summary_suite(frame: pl.DataFrame, where: dict[str, str] | None = None) 
               "in no SI-DEP or MDO geographic row", critical=False),
         _zero("n_versions_inconsistent", "the versions of each result are consistent: one head, current unless "
               "deleted, named by every version it replaced"),
+        _zero("n_deletions_unmatched", "every deletion (status D) deleted a result: one that found none, or "
+              "several for a deletion without a collection date, deleted nothing (the result may still count)",
+              critical=False),
         _zero("n_requests_shared_by_persons", "no request number and test of a lab holds current results of "
               "several persons (a reused or daily-restarting request number: they are kept as separate results)",
               critical=False),

@@ -312,8 +312,18 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
                    IS DISTINCT FROM max(CASE WHEN {person} IS NOT NULL THEN hash({person}) END))"""
     everywhere = {
         "n_person_key_null": "person_key IS NULL",
-        "n_collected_null": "(collected_at IS NULL OR collected_date IS NULL)",
+        # a deletion may come without a collection date (quality/schemas.py): it is never current
+        "n_collected_null": "result_status IS DISTINCT FROM 'D' AND (collected_at IS NULL OR collected_date IS NULL)",
     }
+    # a deletion that deleted nothing (transforms/versions.py: no result it could name, or several
+    # for a deletion without a date): the head of its own result, replacing no version other than
+    # deletions (a warning: the result it meant may still be counted). Counted by a query of its
+    # own, which reads the few deletions only (in the scan below it cost a key string per row)
+    unmatched = f"""result_status = 'D' AND superseded_by IS NULL
+        AND (file_id || ':' || result_no) NOT IN (
+            SELECT superseded_by FROM {fct}
+            WHERE superseded_by IS NOT NULL AND result_status IS DISTINCT FROM 'D')"""
+    n_unmatched = _one(con, f"SELECT count(*) FROM {fct} WHERE {unmatched}")[0] if versions_ok else 0
     conditions = everywhere | {k: f"is_current AND {c}" for k, c in current.items()}
     counts = ",\n               ".join(f"count(*) FILTER (WHERE {c}) AS {k}" for k, c in conditions.items())
     row = frame(con, f"""
@@ -327,9 +337,12 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
                                 AND result_class IN ('POS', 'NEG')
                                 AND result_status IS DISTINCT FROM 'X') AS n_covid_results_usable,
                {inconsistent} AS n_versions_inconsistent,
+               {int(n_unmatched)}::BIGINT AS n_deletions_unmatched,
                max(collected_date) AS newest_collection
         FROM {fct}""")
     failing = {k: c for k, c in conditions.items() if row[k][0]}
+    if n_unmatched:
+        failing["n_deletions_unmatched"] = unmatched
     row = row.with_columns(where=pl.lit(json.dumps(_where(con, src, fct, failing)), pl.Utf8))
     newest = row["newest_collection"][0]
     return row.with_columns(
@@ -387,7 +400,9 @@ def fct_domains(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataFrame:
 def lab_day(con: duckdb.DuckDBPyConnection, src: Sources, since: date | None = None) -> pl.DataFrame:
     """Volumes and delays per lab and collection day (delays in hours, quantiles per day; the
     validation delay of first versions only, not of corrections and deletions)."""
-    where = f"WHERE collected_date >= {sql_literal(since.isoformat())}::DATE" if since else ""
+    # a deletion without a collection date (quality/schemas.py) belongs to no day
+    where = (f"WHERE collected_date >= {sql_literal(since.isoformat())}::DATE" if since
+             else "WHERE collected_date IS NOT NULL")
     return frame(con, f"""
         WITH r AS (
             SELECT source, collected_date, loinc_code,

@@ -98,13 +98,21 @@ def test_fct_flags_equal_a_window_over_every_version_and_unchanged_files_are_lin
                 AND first_value(result_status) OVER w IS DISTINCT FROM 'D') AS is_current,
                CASE WHEN file_id || ':' || result_no <> first_value(file_id || ':' || result_no) OVER w
                     THEN first_value(file_id || ':' || result_no) OVER w END AS superseded_by
-        FROM (SELECT *, coalesce(validated_at, max(validated_at) OVER (
-                            PARTITION BY source, request_key, coalesce(local_code, loinc_code_src, ''),
-                                         coalesce(specimen, '') ORDER BY file_seq)) AS placed_at
-              FROM read_parquet('{coded}', hive_partitioning = false))
+        FROM (SELECT *, CASE WHEN validated_at IS NOT NULL THEN validated_at
+                             WHEN result_status IN ('C', 'D') THEN greatest(
+                                 max(validated_at) OVER d,
+                                 max(validated_at) FILTER (WHERE result_status = 'F') OVER k)
+                             WHEN result_status = 'F' THEN
+                                 max(validated_at) FILTER (WHERE result_status NOT IN ('C', 'D')) OVER d
+                             ELSE max(validated_at) OVER d END AS placed_at,
+                        validated_at IS NULL AND result_status IN ('C', 'D') AS late
+              FROM read_parquet('{coded}', hive_partitioning = false)
+              WINDOW k AS (PARTITION BY source, request_key, coalesce(local_code, loinc_code_src, ''),
+                           coalesce(specimen, '')),
+                     d AS (k ORDER BY file_seq))
         WINDOW w AS (PARTITION BY source, request_key, coalesce(local_code, loinc_code_src, ''),
                      coalesce(specimen, '')
-                     ORDER BY placed_at DESC NULLS LAST, file_seq DESC, result_no DESC)""").pl()
+                     ORDER BY placed_at DESC NULLS LAST, late DESC, file_seq DESC, result_no DESC)""").pl()
     got = wh.read(cat.FCT_LAB_RESULTS).select("file_id", "result_no", "is_current", "superseded_by")
     key = ["file_id", "result_no"]
     assert got.sort(key).equals(want.sort(key))

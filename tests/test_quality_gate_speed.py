@@ -260,3 +260,29 @@ def test_a_reception_or_validation_sent_without_its_time_is_compared_at_day_prec
     # real inversion, counted), row 4's 2 h and 24 h
     assert legs["collection_to_reception"]["n"] == 3 and legs["reception_to_validation"]["n"] == 3
     assert lab_day["n_negative_delays"] == 1
+
+
+def test_deletions_without_a_date_or_a_result_are_counted_apart(tmp_path):
+    """QA F3: a deletion (D) may come without a collection date; it is never current, so it does
+    not fail ``n_collected_null`` (critical), which still counts any other row without one. A
+    deletion that deleted nothing is counted by ``n_deletions_unmatched`` (a warning); lab_day
+    gives no day to a row without one."""
+    wh = Warehouse(tmp_path / "home")
+    undated = {"collected_at": None, "collected_date": None, "result_status": "D", "is_current": False}
+    rows = [{**_fct("F1", 1, "v1", is_current=False), "superseded_by": "F1:2"},
+            {**_fct("F1", 2, "v1"), **undated},  # deleted F1:1
+            {**_fct("F1", 3, "v2"), **undated},  # deleted nothing
+            {**_fct("F1", 4, "v3", is_current=False), "result_status": "D", "superseded_by": "F1:5"},
+            {**_fct("F1", 5, "v3"), **undated},  # replaced only a deletion: deleted nothing either
+            {**_fct("F1", 6, "v4"), "collected_at": None, "collected_date": None}]  # an F without a date
+    _write(wh, cat.FCT_LAB_RESULTS, "F1", [{**r, "source": "labo"} for r in rows])
+    row = _summary(wh)
+    assert row["n_collected_null"] == 1 and row["n_versions_inconsistent"] == 0
+    assert row["n_deletions_unmatched"] == 2
+    assert json.loads(row["where"])["n_deletions_unmatched"] == "labo file F1 line 3, labo file F1 line 5"
+    con = S.connect(wh)
+    try:
+        days = S.lab_day(con, S.Sources(wh, con))
+    finally:
+        con.close()
+    assert days["collected_date"].to_list() == [datetime(2026, 11, 2).date()]

@@ -166,3 +166,19 @@ def test_a_reception_or_validation_without_its_time_is_compared_at_day_precision
     assert valid["request_id"].to_list() == ["D1", "D2", "D5"]
     col = {"DATE_RECEPTION": "received_at", "DATE_VALIDATION": "validated_at"}[column]
     assert q.select("line_no", "reason_code", "column").rows() == [(4, "DATE_ORDER", col), (5, "DATE_ORDER", col)]
+
+
+def test_a_deletion_needs_no_collection_date_and_other_statuses_do(tmp_path):
+    """QA F3: a deletion (D) without a collection date was quarantined MISSING_VALUE, and the
+    positive it deleted kept counting. A deletion names its result by lab, request, test and person."""
+    rows = rows_of(tmp_path, line(DATE_PRELEVEMENT="", DATE_RECEPTION="", RESULTAT="", STATUT="D"),
+                   *(line(N_DEMANDE=f"D{i}", DATE_PRELEVEMENT="", DATE_RECEPTION="", STATUT=s)
+                     for i, s in ((2, "F"), (3, "C"), (4, "X"))))
+    valid, q = validate_rows(rows, now=NOW)
+    assert valid["line_no"].to_list() == [2]
+    assert q.select("line_no", "reason_code", "column").rows() == [
+        (3, "MISSING_VALUE", "collected_at"), (4, "MISSING_VALUE", "collected_at"), (5, "MISSING_VALUE", "collected_at")]
+    assert q["detail"][0] == "no collection date, and the status is not D (deleted)"
+    # an unreadable date is still an unreadable date, deletion or not
+    valid, q = validate_rows(rows_of(tmp_path, line(DATE_PRELEVEMENT="32/11/2026", RESULTAT="", STATUT="D")), now=NOW)
+    assert valid.is_empty() and q.select("reason_code", "column").rows() == [("DATE_INVALID", "collected_at")]

@@ -191,3 +191,63 @@ def test_a_redelivery_that_adds_the_ins_is_the_same_person():
     # another person (another link key) with the same request number stays apart
     assert _current(_r("f1", 1, 1, V1, "F", "POSITIF", T8, person="a", link="LA"),
                     _r("f2", 1, 2, V2, "F", "NEGATIF", T8, person="b", link="LB")) == ["f1:1", "f2:1"]
+
+
+def test_a_correction_of_the_identity_on_a_daily_request_number_replaces_the_result_collected_at_its_time():
+    """QA (HIGH): request 1 of 02/11 is Benoit's positive, request 1 of 03/11 Chloe's negative (a daily
+    counter); the lab then gives the 03/11 sample to Benoit (a C collected 03/11 10:00). The C replaced
+    Benoit's 02/11 positive (the same person's nearest day came before another person's exact time)."""
+    d2, d3 = datetime(2026, 11, 2, 10), datetime(2026, 11, 3, 10)
+    benoit = _r("f1", 1, 1, V1, "F", "POSITIF", d2, person="benoit", link="LB")
+    chloe = _r("f1", 2, 1, V2, "F", "NEGATIF", d3, person="chloe", link="LC")
+    fix = _r("f2", 1, 2, datetime(2026, 11, 5, 8), "C", "NEGATIF", d3, person="benoit", link="LB")
+    assert _flags(pl.DataFrame([benoit, chloe, fix])) == {
+        "f1:1": (True, None), "f1:2": (False, "f2:1"), "f2:1": (True, None)}
+    # no collection time stated: the same day (request 1 of 03/11) still beats Benoit's other day
+    untimed = [{**row, "collected_at": None} for row in (benoit, chloe, fix)]
+    assert _current(*untimed) == ["f1:1", "f2:1"]
+    # a tolerance test of 03/11 given to Benoit: each correction to the measurement of its time
+    ogtt = [_r("f1", 2 + i, 1, V2, "F", v, t, person="chloe", link="LC")
+            for i, (v, t) in enumerate((("5,0", d3), ("9,0", d3.replace(hour=11)), ("7,0", d3.replace(hour=12))))]
+    fixes = [_r("f2", 1 + i, 2, datetime(2026, 11, 5, 8), "C", r["value_raw"], r["collected_at"],
+                person="benoit", link="LB") for i, r in enumerate(ogtt)]
+    assert _current(benoit, *ogtt, *fixes) == ["f1:1", "f2:1", "f2:2", "f2:3"]
+
+
+def test_an_undated_correction_comes_after_the_versions_placed_at_its_time():
+    """publish_fct places an undated C or D after every F of its key (QA F4); at an equal place the
+    flag ``undated_replacement`` puts it after them, whatever the delivery order."""
+    rows = [_r("b", 1, 1, V1, "C", "POSITIF", T8), _r("a", 1, 2, V1, "F", "NEGATIF", T8)]
+    assert _current(*rows) == ["a:1"]  # no flag: the later delivery wins
+    rows[0]["undated_replacement"], rows[1]["undated_replacement"] = True, False
+    assert _current(*rows) == ["b:1"]
+
+
+def test_equal_measurements_at_different_times_of_one_file_are_results_of_their_own():
+    """QA F1: a tolerance test 5,0 (08:00), 7,5 (09:00), 5,0 (10:00) in one file: the 08:00 value
+    was taken for the 10:00 one again (equal values), leaving two results. The Ségur duplicate
+    (same value, same time, or a time stated by one row only) is still one result."""
+    ogtt = [_r("f1", 1, 1, V1, "F", "5,0", T8), _r("f1", 2, 1, V1, "F", "7,5", T9), _r("f1", 3, 1, V1, "F", "5,0", T10)]
+    assert _current(*ogtt) == ["f1:1", "f1:2", "f1:3"]
+    # delivered again whole: each measurement continues its own result
+    again = [_r("f2", n, 2, V1, "F", r["value_raw"], r["collected_at"]) for n, r in enumerate(ogtt, start=1)]
+    assert _current(*ogtt, *again) == ["f2:1", "f2:2", "f2:3"]
+    assert _current(_r("f1", 1, 1, V1, "F", "5,0", T8), _r("f1", 2, 1, V1, "F", "5,0", T8)) == ["f1:2"]
+    assert _current(_r("f1", 1, 1, V1, "F", "5,0", T8), {**_r("f1", 2, 1, V1, "F", "5,0", T8),
+                                                         "collected_at": None}) == ["f1:2"]
+
+
+def test_a_deletion_without_a_date_deletes_the_persons_only_result_of_the_request():
+    """QA F3: a D without a collection date deletes the result of its lab, request, test and person
+    when there is one; with several (a daily request number) it stands alone, deleting nothing."""
+    undated = {**_r("g", 1, 3, datetime(2026, 11, 5, 8), "D", None, T8), "collected_at": None, "collected_date": None}
+    one = _r("e", 1, 1, V1, "F", "POSITIF", T8)
+    assert _flags(pl.DataFrame([one, undated])) == {"e:1": (False, "g:1"), "g:1": (False, None)}
+    # delivered again, the deletion still holds
+    again = {**undated, "file_id": "h", "file_seq": 4}
+    assert _current(one, undated, again) == []
+    # another person's result of the same request is not the deleted one
+    assert _current(_r("e", 1, 1, V1, "F", "POSITIF", T8, person="q", link="LQ"), undated) == ["e:1"]
+    # two results of the person under this request and test: which one? neither
+    other_day = _r("f", 1, 2, V2, "F", "NEGATIF", datetime(2026, 11, 3, 8))
+    assert _current(one, other_day, undated) == ["e:1", "f:1"]

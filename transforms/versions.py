@@ -17,23 +17,50 @@ A row with status F (final) or X (not obtained), of the same person and collecti
 - from another file, continues it (a delivery again): the result collected at the same time if
   one is, else the first one this file has not continued yet (the k-th row continues the k-th
   result: a tolerance test re-delivered whole);
-- from the file of the result's latest row, continues it when it says the same (a Ségur message
-  carries each result both as an OBX and inside its embedded CDA: docs/formats.md), or when it was
-  collected at the same time and validated later (a cumulative extract holding a result and its
-  re-validation); otherwise it is another measurement (a tolerance test: several values collected
-  at different times, or at one time with different values);
+- from the file of the result's latest row, continues it when it says the same at the same
+  collection time, or with one of the two times unstated (a Ségur message carries each result both
+  as an OBX and inside its embedded CDA: docs/formats.md), or when it was collected at the same time
+  and validated later (a cumulative extract holding a result and its re-validation); otherwise it is
+  another measurement (a tolerance test: several values collected at different times, equal or not
+  -- QA: 5,0 at 08:00 and 5,0 again at 10:00 were one result --, or at one time with different
+  values);
 - otherwise it is a result of its own.
 
-A row with status C (correction) or D (deletion) corrects a result of the same person collected at
-the same time, else the same day, else the nearest day (a corrected date); of another person, one
-collected at the same time, else the same day (a corrected identity). Several candidates: the first
-this file has not corrected yet (so the corrections of a tolerance test's measurements go one to
-each), else the latest touched. With none (the original was never delivered) it stands alone.
+A row with status C (correction) or D (deletion) corrects, the first of these that exists:
+
+1. a result of the same person collected at the same time (a plain correction);
+2. a result of another person collected at the same time (a corrected identity);
+3. a result of the same person collected the same day (a corrected time, or no time stated);
+4. a result of another person collected the same day (a corrected identity, no time stated);
+5. the result of the same person collected the nearest day (a corrected date).
+
+A collection time or day shared with the row comes before the same person's other days: with
+request numbers restarting every day (or reused), the same number on another day is another
+request (QA: a correction giving the 03/11 sample of request 1 to Benoit replaced Benoit's own
+02/11 positive instead of the 03/11 result collected at that very time). Several candidates: the
+first this file has not corrected yet (so the corrections of a tolerance test's measurements go one
+to each), else the latest touched. With none (the original was never delivered, or both the
+identity and the day changed) it stands alone.
+
+A deletion sent without a collection date (a D needs none: quality/schemas.py) deletes the
+person's result of that request and test when there is exactly one; with several (a tolerance
+test, a daily request number) or none, it stands alone and deletes nothing: it stays in the
+warehouse, and the quality gate warns about every deletion that deleted nothing
+(``n_deletions_unmatched``, quality/summaries.py).
 
 A result's latest row is current unless its status is D; its earlier rows name it in
-``superseded_by``. Rows are taken in the order of their versions: validation time (a row without
-one is placed after the latest validation delivered before it, ``placed_at``), then delivery
-(file_seq), then row.
+``superseded_by``. Rows are taken in the order of their versions: ``placed_at``, then delivery
+(file_seq), then row. ``placed_at`` (flows/publish.py) is the validation time; a row without one is
+placed after the latest validation delivered before it, and a correction or deletion never before
+an original it may correct (QA: an undated C or D delivered before its original was undone by it):
+
+- an undated C or D is placed after every F of its version key as well, whatever the delivery
+  order, and after the rows placed at the same time (``undated_replacement``); several of them
+  keep their delivery order;
+- an undated F is placed after the validations delivered before it of rows that are not C or D: an
+  original sent again (a cumulative extract) does not undo the correction that came before it;
+- a C or D with a validation time keeps its place in time (validated before the original, it is
+  an earlier version).
 """
 
 from __future__ import annotations
@@ -45,11 +72,14 @@ REPLACING = ("C", "D")
 
 def settle(rows: pl.DataFrame) -> pl.DataFrame:
     """``rows``: version_key, file_id, result_no, file_seq, placed_at, result_status, person_key,
-    collected_date, and optionally link_key, collected_at, specimen and the value (value_num,
-    value_comparator, result_class, value_raw; a column absent is null). Returns file_id,
-    result_no, is_current, superseded_by (``file_id:result_no`` of the result's current row, null
-    for that row), one row per input row."""
-    r = rows.sort(["version_key", "placed_at", "file_seq", "result_no"], nulls_last=False)
+    collected_date, and optionally link_key, collected_at, specimen, undated_replacement and the
+    value (value_num, value_comparator, result_class, value_raw; a column absent is null). Returns
+    file_id, result_no, is_current, superseded_by (``file_id:result_no`` of the result's current
+    row, null for that row), one row per input row."""
+    late = (pl.col("undated_replacement").fill_null(False) if "undated_replacement" in rows.columns
+            else pl.lit(False))
+    r = rows.with_columns(late.alias("_late")).sort(
+        ["version_key", "placed_at", "_late", "file_seq", "result_no"], nulls_last=False)
 
     def col(name: str, dtype=pl.Utf8) -> list:
         return (r[name] if name in r.columns else pl.Series([None] * r.height, dtype=dtype)).to_list()
@@ -126,12 +156,22 @@ def _results(order, rows: _Rows) -> list[list[int]]:
             mine = [c for c in fits if same_person(c)]
             others = [c for c in fits if not same_person(c)]
             target = None
-            for pool in ([c for c in mine if time is not None and c.time == time], [c for c in mine if c.day == day],
-                         _nearest(mine, day), [c for c in others if time is not None and c.time == time],
-                         [c for c in others if c.day == day]):
+            # exact collection time (same person, then another: a corrected identity), then the same
+            # day (same person, then another), then the same person's nearest day (a corrected
+            # date): with a daily-restarting request number, the same number on another day is
+            # another request, so a match in time or day beats the same person's other day (QA)
+            timed = time is not None
+            for pool in ([c for c in mine if timed and c.time == time], [c for c in others if timed and c.time == time],
+                         [c for c in mine if day is not None and c.day == day],
+                         [c for c in others if day is not None and c.day == day], _nearest(mine, day)):
                 target = _pick(pool, file)
                 if target is not None:
                     break
+            if day is None:
+                # a deletion without a collection date: the person's only result of this request
+                # and test, else (several, or none) it stands alone, deleting nothing (the gate warns)
+                dated = [c for c in mine if c.day is not None]
+                target = dated[0] if len(dated) == 1 else None
         else:
             same = [c for c in fits if same_person(c) and c.day == day]
             elsewhere = [c for c in same if file not in c.files]
@@ -142,7 +182,10 @@ def _results(order, rows: _Rows) -> list[list[int]]:
                     last = c.members[-1]
                     if rows.files[last] != file:
                         continue
-                    if (rows.values[k] is not None and rows.values[last] == rows.values[k]) or (
+                    # the same value is that result again only at the same collection time (or
+                    # one unstated): a tolerance test can measure the same value twice (QA)
+                    if (rows.values[k] is not None and rows.values[last] == rows.values[k]
+                            and (time is None or c.time is None or c.time == time)) or (
                             time is not None and c.time == time and rows.placed[last] is not None
                             and rows.placed[k] is not None and rows.placed[k] > rows.placed[last]):
                         target = c
@@ -154,7 +197,8 @@ def _results(order, rows: _Rows) -> list[list[int]]:
         target.persons.add(rows.persons[k])
         if rows.links[k] is not None:
             target.links.add(rows.links[k])
-        target.day, target.time = day, time
+        if day is not None:  # a deletion without a date leaves the result's day as it was
+            target.day, target.time = day, time
         target.specimen = specimen if specimen is not None else target.specimen
         target.files.add(file)
         target.members.append(k)
@@ -166,7 +210,7 @@ def _nearest(results: list[_Result], day) -> list[_Result]:
     """The results whose day is nearest to ``day`` (a correction that moved the collection date)."""
     dated = [c for c in results if c.day is not None and day is not None]
     if not dated:
-        return list(results)
+        return []
     best = min(abs((c.day - day).days) for c in dated)
     return [c for c in dated if abs((c.day - day).days) == best]
 
