@@ -60,7 +60,8 @@ def rules_path(ctx: Context) -> Path:
 
 
 def load_rules(ctx: Context, refs: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    return mdo.load_rules(rules_path(ctx), known_mdo=set(refs["mdo_list"]["mdo_id"].to_list()))
+    return mdo.load_rules(rules_path(ctx), known_mdo=set(refs["mdo_list"]["mdo_id"].to_list()),
+                          loinc=refs["loinc"])
 
 
 def linked_persons(ctx: Context, results: pl.DataFrame) -> pl.DataFrame:
