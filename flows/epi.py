@@ -61,7 +61,18 @@ def rules_path(ctx: Context) -> Path:
 
 def load_rules(ctx: Context, refs: dict[str, pl.DataFrame]) -> pl.DataFrame:
     return mdo.load_rules(rules_path(ctx), known_mdo=set(refs["mdo_list"]["mdo_id"].to_list()),
-                          loinc=refs["loinc"])
+                          loinc=refs["loinc"], canonical_units=lambda codes: canonical_units(ctx, codes))
+
+
+def canonical_units(ctx: Context, codes: list[str]) -> dict[str, str | None]:
+    """The canonical UCUM unit results of each of ``codes`` are converted to (as transcode does:
+    the shipped seeds/terminology/loinc_units.csv, else the LOINC table's example unit when it fits)."""
+    from flows.steps import loinc_table
+    from transforms.terminology.units import default_unit_tables, loinc_unit_table
+
+    table = loinc_table(ctx.settings).filter(pl.col("loinc_num").is_in(codes))
+    per_code = loinc_unit_table(table, default_unit_tables())  # the tables transcode converts with
+    return dict(per_code.filter(pl.col("loinc_num").is_in(codes)).select("loinc_num", "canonical_ucum").iter_rows())
 
 
 def linked_persons(ctx: Context, results: pl.DataFrame) -> pl.DataFrame:

@@ -313,3 +313,50 @@ def test_a_stated_throat_swab_makes_no_iim_case_end_to_end(tmp_path):
     publish_epi(ctx, refs)
     cases = ctx.wh.read(ce.MDO_CASES)
     assert cases.select("mdo_id", "loinc_code").rows() == [("iim", "99092-9")]
+
+
+# --- a numeric rule's unit (QA mdo F5) ---------------------------------------------------------
+def _canonical(codes):
+    from transforms.terminology.units import default_unit_tables
+
+    lu = default_unit_tables().loinc_units
+    return dict(lu.filter(pl.col("loinc_num").is_in(codes)).select("loinc_num", "canonical_ucum").iter_rows())
+
+
+def test_a_numeric_rule_not_in_the_canonical_unit_is_refused_at_load(tmp_path):
+    """QA mdo F5: 'saturnisme_enfant,10368-9,ge,50,ug/L' (the regulation's wording) gave 0 lead
+    cases silently, results being compared in ug/dL. The table is refused, the message giving the
+    threshold in the canonical unit; a spelling of the canonical unit is accepted."""
+    header = "mdo_id,loinc_num,condition,threshold,unit,min_age,max_age,episode_days,active,note\n"
+    bad = tmp_path / "rules.csv"
+    bad.write_text(header + "saturnisme_enfant,10368-9,ge,50,ug/L,,17,365,yes,\n", encoding="utf-8")
+    with pytest.raises(mdo.MdoRulesError) as err:
+        mdo.load_rules(bad, canonical_units=_canonical)
+    assert ("rules.csv:2: unit ug/L is not the canonical unit ug/dL of 10368-9" in str(err.value)
+            and "50 ug/L = 5 ug/dL" in str(err.value)), str(err.value)
+    spelled = tmp_path / "spelled.csv"
+    spelled.write_text(header + "saturnisme_enfant,10368-9,ge,5,µg/dL,,17,365,yes,\n", encoding="utf-8")
+    assert mdo.load_rules(spelled, canonical_units=_canonical)["unit"].to_list() == ["ug/dL"]
+    none = tmp_path / "none.csv"
+    none.write_text(header + "hepatite_a,22314-9,ge,1,{index},,,365,yes,\n", encoding="utf-8")
+    with pytest.raises(mdo.MdoRulesError, match="22314-9 has no canonical unit"):
+        mdo.load_rules(none, canonical_units=_canonical)
+    # the shipped rules pass
+    mdo.load_rules(SEEDS / "mdo_rules.csv", known_mdo=set(mdo_list()["mdo_id"].to_list()),
+                   canonical_units=_canonical)
+
+
+def test_the_pipeline_refuses_a_rule_in_another_unit(tmp_path, monkeypatch):
+    from flows import epi
+    from flows.settings import Settings
+    from flows.steps import Context
+
+    rules = (SEEDS / "mdo_rules.csv").read_text(encoding="utf-8").replace(
+        "saturnisme_enfant,10368-9,ge,5,ug/dL,", "saturnisme_enfant,10368-9,ge,50,ug/L,")
+    assert "ge,50,ug/L" in rules
+    (tmp_path / "rules.csv").write_text(rules, encoding="utf-8")
+    monkeypatch.setenv("BIOLAKE_MDO_RULES", str(tmp_path / "rules.csv"))
+    ctx = Context.create(Settings(home=tmp_path / "home"), "t")
+    refs = {"mdo_list": mdo_list(), "loinc": pl.read_csv(SEEDS / "reference" / "loinc.csv", infer_schema=False)}
+    with pytest.raises(mdo.MdoRulesError, match="unit ug/L is not the canonical unit ug/dL of 10368-9"):
+        epi.load_rules(ctx, refs)

@@ -34,6 +34,7 @@ the result that opened them.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -82,10 +83,17 @@ class MdoRulesError(ValueError):
     """The rules table is wrong; the message names the file and the line."""
 
 
-def load_rules(path: Path, known_mdo: set[str] | None = None, loinc: pl.DataFrame | None = None) -> pl.DataFrame:
+def load_rules(path: Path, known_mdo: set[str] | None = None, loinc: pl.DataFrame | None = None,
+               canonical_units: Callable[[list[str]], dict[str, str | None]] | None = None) -> pl.DataFrame:
     """Read and check the rules table. Returns every row (active or not), typed, with ``code_site``
     (``sterile``, ``non_sterile`` or null: the site the LOINC's system names, from ``loinc``'s
-    ``display_en``; null for all rows without ``loinc``)."""
+    ``display_en``; null for all rows without ``loinc``).
+
+    ``canonical_units(codes)`` gives the canonical UCUM unit results of each LOINC code are
+    converted to (None: the code has none): a numeric rule must be written in that unit (a
+    spelling of it, 'µg/dL', is read as the UCUM code), else the table is refused, the message
+    giving the threshold converted when the units convert (a rule in ug/L on a test stored in
+    ug/dL would silently never match)."""
     problems: list[str] = []
     rows: list[dict] = []
     with Path(path).open(encoding="utf-8", newline="") as fh:
@@ -125,6 +133,8 @@ def load_rules(path: Path, known_mdo: set[str] | None = None, loinc: pl.DataFram
                 "specimen": specimen, "episode_days": episode, "active": active == "yes", "note": r.get("note") or None,
                 "line": line,
             })
+    if canonical_units is not None:
+        _check_units(rows, canonical_units, path, problems)
     rules = pl.DataFrame(rows, schema={"mdo_id": pl.Utf8, "loinc_num": pl.Utf8, "condition": pl.Utf8,
                                        "threshold": pl.Float64, "unit": pl.Utf8, "min_age": pl.Int64,
                                        "max_age": pl.Int64, "specimen": pl.Utf8, "episode_days": pl.Int64, "active": pl.Boolean,
@@ -163,6 +173,34 @@ def loinc_system_site(display_en: str | None) -> str | None:
     if m is None or _UNSPECIFIED_SYSTEM.match(m.group(1).strip()):
         return None
     return site_of(m.group(1))
+
+
+def _check_units(rows: list[dict], canonical_units: Callable[[list[str]], dict[str, str | None]], path: Path,
+                 problems: list[str]) -> None:
+    """Numeric rules whose unit is not the canonical unit of their LOINC: a problem each (``rows``
+    rewritten to the UCUM code when the unit is a spelling of the canonical one)."""
+    from transforms.terminology.units import conversion_factor, to_ucum
+
+    numeric = [r for r in rows if r["condition"] in ("ge", "gt") and r["unit"]]
+    if not numeric:
+        return
+    canonical = canonical_units(sorted({r["loinc_num"] for r in numeric}))
+    for r in numeric:
+        where, code, unit = f"{path}:{r['line']}", r["loinc_num"], r["unit"]
+        canon = canonical.get(code)
+        if canon is None:
+            problems.append(f"{where}: {code} has no canonical unit: a numeric rule on it would never be "
+                            "evaluated (use condition pos, or another code)")
+            continue
+        ucum = to_ucum(unit) or unit
+        if ucum == canon:
+            r["unit"] = canon
+            continue
+        factor, _ = conversion_factor(ucum, canon)
+        hint = (f": write the threshold in {canon} ({r['threshold']:g} {unit} = {r['threshold'] * factor:g} {canon})"
+                if factor is not None and r["threshold"] is not None else f": write the threshold in {canon}")
+        problems.append(f"{where}: unit {unit} is not the canonical unit {canon} of {code}, the unit its results "
+                        f"are compared in{hint}")
 
 
 def _number(raw: str | None, kind, where: str, field: str, problems: list[str]):
