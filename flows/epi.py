@@ -342,9 +342,10 @@ def publication_root(home: Path) -> Path:
 # without a known département and said nothing); in manifest.json
 COVERAGE_NOTE = (
     "Persons are counted at their département of residence. Persons whose département is unknown "
-    "(a missing or malformed postal code) or outside the published geography (the COM 984, 986 to 989) "
-    "are in no row of any file, the national files included: the national figures are the sums of the "
-    "départements. docs/epidemiology.md, SI-DEP indicators.")
+    "(a missing or malformed postal code, or a well-formed one that is in no reference such as 99999) or "
+    "outside the published geography (the COM 984, 986 to 989) "
+    "are in no row of any file, the national files included (SI-DEP and MDO): the national figures are the "
+    "sums of the départements. docs/epidemiology.md, SI-DEP indicators.")
 
 
 def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: str | None = None,
