@@ -137,8 +137,8 @@ def load_rules(path: Path, known_mdo: set[str] | None = None, loinc: pl.DataFram
         _check_units(rows, canonical_units, path, problems)
     rules = pl.DataFrame(rows, schema={"mdo_id": pl.Utf8, "loinc_num": pl.Utf8, "condition": pl.Utf8,
                                        "threshold": pl.Float64, "unit": pl.Utf8, "min_age": pl.Int64,
-                                       "max_age": pl.Int64, "specimen": pl.Utf8, "episode_days": pl.Int64, "active": pl.Boolean,
-                                       "note": pl.Utf8, "line": pl.Int64})
+                                       "max_age": pl.Int64, "specimen": pl.Utf8, "episode_days": pl.Int64,
+                                       "active": pl.Boolean, "note": pl.Utf8, "line": pl.Int64})
     dup = rules.filter(pl.struct("mdo_id", "loinc_num").is_duplicated())
     for mdo_id, code, line in dup.select("mdo_id", "loinc_num", "line").iter_rows():
         problems.append(f"{path}:{line}: duplicate rule for ({mdo_id}, {code})")
