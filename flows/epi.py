@@ -60,7 +60,19 @@ def rules_path(ctx: Context) -> Path:
 
 
 def load_rules(ctx: Context, refs: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    return mdo.load_rules(rules_path(ctx), known_mdo=set(refs["mdo_list"]["mdo_id"].to_list()))
+    return mdo.load_rules(rules_path(ctx), known_mdo=set(refs["mdo_list"]["mdo_id"].to_list()),
+                          loinc=refs["loinc"], canonical_units=lambda codes: canonical_units(ctx, codes))
+
+
+def canonical_units(ctx: Context, codes: list[str]) -> dict[str, str | None]:
+    """The canonical UCUM unit results of each of ``codes`` are converted to (as transcode does:
+    the shipped seeds/terminology/loinc_units.csv, else the LOINC table's example unit when it fits)."""
+    from flows.steps import loinc_table
+    from transforms.terminology.units import default_unit_tables, loinc_unit_table
+
+    table = loinc_table(ctx.settings).filter(pl.col("loinc_num").is_in(codes))
+    per_code = loinc_unit_table(table, default_unit_tables())  # the tables transcode converts with
+    return dict(per_code.filter(pl.col("loinc_num").is_in(codes)).select("loinc_num", "canonical_ucum").iter_rows())
 
 
 def linked_persons(ctx: Context, results: pl.DataFrame) -> pl.DataFrame:
@@ -330,9 +342,10 @@ def publication_root(home: Path) -> Path:
 # without a known département and said nothing); in manifest.json
 COVERAGE_NOTE = (
     "Persons are counted at their département of residence. Persons whose département is unknown "
-    "(a missing or malformed postal code) or outside the published geography (the COM 984, 986 to 989) "
-    "are in no row of any file, the national files included: the national figures are the sums of the "
-    "départements. docs/epidemiology.md, SI-DEP indicators.")
+    "(a missing or malformed postal code, or a well-formed one that is in no reference such as 99999) or "
+    "outside the published geography (the COM 984, 986 to 989) "
+    "are in no row of any file, the national files included (SI-DEP and MDO): the national figures are the "
+    "sums of the départements. docs/epidemiology.md, SI-DEP indicators.")
 
 
 def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: str | None = None,

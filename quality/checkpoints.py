@@ -355,6 +355,31 @@ def qualitative_coverage_suite(frame: pl.DataFrame) -> Suite:
     return s
 
 
+def unrecognised_mdo_frame(unrecognised: pl.DataFrame) -> pl.DataFrame:
+    """quality.unrecognised_results rows on a test an MDO rule other than COVID-19 reads, one per
+    lab, local code and LOINC, with how many results and distinct texts wait (no text is shown)."""
+    mdo = pl.col("surveillance").fill_null("").str.split(", ").list.eval(
+        pl.element().str.starts_with("MDO ") & (pl.element() != "MDO covid19")).list.any()
+    return (unrecognised.filter(mdo)
+            .group_by("source", "local_code", "loinc_code", "surveillance")
+            .agg(pl.col("n_results").sum().cast(pl.Int64), pl.len().cast(pl.Int64).alias("n_texts"))
+            .sort("source", "local_code", "loinc_code", nulls_last=True))
+
+
+def unrecognised_mdo_suite(frame: pl.DataFrame) -> Suite:
+    s = Suite("unrecognised_mdo", "quality.unrecognised_results on the tests of the notifiable diseases (MDO "
+              "rules other than COVID-19): a rare disease's positives are few, so a single unrecognised text "
+              "may be a lost case, whatever the lab's share (qualitative_coverage) says.", frame,
+              label_columns=("source", "local_code", "loinc_code", "surveillance"))
+    s.checks = [
+        Check("no_unrecognised_mdo_result", "ExpectColumnValuesToBeBetween",
+              {"column": "n_results", "min_value": 0, "max_value": 0},
+              "no text result on an MDO test is left unrecognised (it counts in no MDO case: see "
+              "quality.unrecognised_results; teach the wording in <mappings>/qualitative/)", critical=False),
+    ]
+    return s
+
+
 def unmapped_surveillance_suite(frame: pl.DataFrame) -> Suite:
     s = Suite("unmapped_surveillance", "quality.unmapped_backlog: unmapped local codes whose label reads like "
               "a test SI-DEP or MDO counts (column surveillance_loinc): their results are in none of those "
@@ -429,6 +454,9 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
             suites.append(mapping_coverage_suite(S.read_table(con, src, cat.MAPPING_COVERAGE)))
         if src.has(cat.QUALITATIVE_COVERAGE):
             suites.append(qualitative_coverage_suite(S.read_table(con, src, cat.QUALITATIVE_COVERAGE)))
+        if src.has(cat.UNRECOGNISED_RESULTS):
+            suites.append(unrecognised_mdo_suite(
+                unrecognised_mdo_frame(S.read_table(con, src, cat.UNRECOGNISED_RESULTS))))
         if src.has(cat.UNMAPPED_BACKLOG):
             backlog = S.read_table(con, src, cat.UNMAPPED_BACKLOG)
             if "surveillance" in backlog.columns:  # written by every run's publication

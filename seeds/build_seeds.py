@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import importlib.util
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -160,6 +161,11 @@ def build(ref: Path) -> None:
         ["reference_file", "sha256"],
         [[p, hashlib.sha256((ref / p).read_bytes()).hexdigest()] for p in inputs],
     )
+    # the SI-DEP test definition (and the covid19 MDO rules) follow the candidates just written
+    spec = importlib.util.spec_from_file_location("build_test_definitions", HERE / "build_test_definitions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.build(HERE)
 
 
 if __name__ == "__main__":

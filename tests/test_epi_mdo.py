@@ -217,3 +217,146 @@ def test_a_child_with_lead_above_100_is_a_saturnisme_case_end_to_end(tmp_path):
     cases = ctx.wh.read(ce.MDO_CASES).filter(pl.col("mdo_id") == "saturnisme_enfant")
     by_person = dict(fct.select("person_key", "request_id").iter_rows())
     assert sorted(by_person[k] for k in cases["person_key"].to_list()) == ["P1", "P3"]  # P4 is an adult
+
+
+# --- sterile site (QA mdo F2) -----------------------------------------------------------------
+def _with_specimens(df: pl.DataFrame, specimens: list[str | None]) -> pl.DataFrame:
+    return df.with_columns(pl.Series("specimen", specimens, dtype=pl.Utf8))
+
+
+def test_invasive_meningococcal_and_listeria_cases_need_a_sterile_site():
+    """QA mdo F2: a throat-swab meningococcus culture, a pharyngeal PCR and a stool Listeria PCR
+    counted as IIM and listeriosis cases. A stated non-sterile specimen never counts; a stated
+    sterile one does; a specimen read as neither counts only on a code whose system is a sterile
+    site; nothing stated counts (CSV extracts carry no specimen), as documented."""
+    loinc = pl.read_csv(SEEDS / "reference" / "loinc.csv", infer_schema=False)
+    rules = mdo.load_rules(SEEDS / "mdo_rules.csv", known_mdo=set(mdo_list()["mdo_id"].to_list()), loinc=loinc)
+    rows = [  # person, day, loinc, class, value, unit, age, dep
+        ("throat_culture", 0, "16134-9", "POS", None, None, 30, "75"),
+        ("pharyngeal_pcr", 0, "49671-1", "POS", None, None, 30, "75"),
+        ("stool_listeria", 0, "61369-5", "POS", None, None, 30, "75"),
+        ("urine_listeria", 0, "61369-5", "POS", None, None, 30, "75"),
+        ("csf_code_throat", 0, "99092-9", "POS", None, None, 30, "75"),
+        ("csf_pcr", 0, "99092-9", "POS", None, None, 30, "75"),
+        ("blood_culture_pcr", 0, "49671-1", "POS", None, None, 30, "75"),
+        ("hl7_coded_blood", 0, "61369-5", "POS", None, None, 30, "75"),
+        ("no_specimen", 0, "49671-1", "POS", None, None, 30, "75"),
+        ("vague_on_specimen_code", 0, "49671-1", "POS", None, None, 30, "75"),
+        ("vague_on_csf_code", 0, "99092-9", "POS", None, None, 30, "75"),
+        ("measles_throat", 0, "21503-8", "POS", None, None, 30, "75"),
+    ]
+    specimens = ["Ecouvillon de gorge", "Ecouvillon pharyngé", "Selles", "URINES", "Ecouvillon gorge", "LCR",
+                 "Flacon d'hémoculture", "BLD^Blood^HL70487", None, "Prélèvement divers", "Prélèvement divers",
+                 "Gorge"]
+    got = mdo.positive_results(_with_specimens(results(*rows), specimens), rules)
+    assert sorted(got.select("mdo_id", "person_key").rows()) == [
+        ("iim", "blood_culture_pcr"), ("iim", "csf_pcr"), ("iim", "no_specimen"), ("iim", "vague_on_csf_code"),
+        ("listeriose", "hl7_coded_blood"), ("rougeole", "measles_throat"),
+    ]
+
+
+def test_sterile_site_reading_of_specimens_and_loinc_systems():
+    assert mdo.site_of("Liquide céphalo-rachidien") == mdo.site_of("CSF") == "sterile"
+    assert mdo.site_of("Liquide articulaire") == mdo.site_of("Sérum") == "sterile"
+    assert mdo.site_of("THRT^Throat^HL70487") == mdo.site_of("écouvillon nasopharyngé") == "non_sterile"
+    assert mdo.site_of("Sang/selles") == "non_sterile"  # a non-sterile word wins
+    assert mdo.site_of("Prélèvement divers") is None and mdo.site_of("  ") is None and mdo.site_of(None) is None
+    assert mdo.loinc_system_site("Neisseria meningitidis DNA [Presence] in Cerebral spinal fluid by NAA") == "sterile"
+    assert mdo.loinc_system_site(
+        "Neisseria meningitidis DNA [Presence] by NAA with probe detection in Positive blood culture") == "sterile"
+    assert mdo.loinc_system_site("Vibrio cholerae DNA [Presence] in Stool by NAA with probe detection") == "non_sterile"
+    assert mdo.loinc_system_site("Neisseria meningitidis Ag [Presence] in Specimen") is None
+
+
+def test_rules_specimen_condition_is_checked_and_optional(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("mdo_id,loinc_num,condition,threshold,unit,min_age,max_age,specimen,episode_days,active,note\n"
+                   "iim,49671-1,pos,,,,,blood,90,yes,\n", encoding="utf-8")
+    with pytest.raises(mdo.MdoRulesError, match=r"bad.csv:2: specimen must be empty or one of"):
+        mdo.load_rules(bad)
+    old = tmp_path / "old.csv"  # a copy written before the column still reads (no condition)
+    old.write_text("mdo_id,loinc_num,condition,threshold,unit,min_age,max_age,episode_days,active,note\n"
+                   "iim,49671-1,pos,,,,,90,yes,\n", encoding="utf-8")
+    rules = mdo.load_rules(old)
+    assert rules["specimen"].to_list() == [None]
+    got = mdo.positive_results(_with_specimens(results(("p", 0, "49671-1", "POS", None, None, 30, "75")),
+                                               ["Gorge"]), rules)
+    assert got.height == 1
+
+
+def test_a_stated_throat_swab_makes_no_iim_case_end_to_end(tmp_path):
+    """HL7 OBR-15 carries the specimen to marts.fct_lab_results and to the MDO rules."""
+    from flows.epi import publish_epi
+    from tests.epi_support import run_steps
+    from tests.helpers import nir
+    from warehouse import catalog_epi as ce
+
+    def message(i: int, code: str, specimen: str, value: str) -> str:
+        return "\r".join([
+            f"MSH|^~\\&|QA|330028762|BIOLAKE|BIOLAKE|20261008180000||ORU^R01^ORU_R01|M{i}|P|2.5|||||FRA|UNICODE UTF-8",
+            f"PID|1||{nir(f'28001754440{i:02d}')}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||NOM{chr(64 + i)}"
+            f"^Prenom^^^^^L||19800101|F|||^^^^75011^^HORC",
+            f"OBR|1|R{i}|R{i}|{code}^test^LN|||20261008090000||||||||{specimen}|||||||20261008180000",
+            f"OBX|1|ST|{code}^test^LN||{value}||||||F||||||||20261008180000",
+        ]) + "\r"
+
+    home = tmp_path / "home"
+    landing = home / "landing" / "labo_qa"
+    landing.mkdir(parents=True)
+    (landing / "sites.hl7").write_text("".join([
+        message(1, "16134-9", "Ecouvillon de gorge", "Positif"),
+        message(2, "49671-1", "Ecouvillon pharyngé", "Détecté"),
+        message(3, "61369-5", "Selles", "Détecté"),
+        message(4, "99092-9", "LCR", "Détecté"),
+    ]), encoding="utf-8")
+    ctx, refs = run_steps(home)
+    publish_epi(ctx, refs)
+    cases = ctx.wh.read(ce.MDO_CASES)
+    assert cases.select("mdo_id", "loinc_code").rows() == [("iim", "99092-9")]
+
+
+# --- a numeric rule's unit (QA mdo F5) ---------------------------------------------------------
+def _canonical(codes):
+    from transforms.terminology.units import default_unit_tables
+
+    lu = default_unit_tables().loinc_units
+    return dict(lu.filter(pl.col("loinc_num").is_in(codes)).select("loinc_num", "canonical_ucum").iter_rows())
+
+
+def test_a_numeric_rule_not_in_the_canonical_unit_is_refused_at_load(tmp_path):
+    """QA mdo F5: 'saturnisme_enfant,10368-9,ge,50,ug/L' (the regulation's wording) gave 0 lead
+    cases silently, results being compared in ug/dL. The table is refused, the message giving the
+    threshold in the canonical unit; a spelling of the canonical unit is accepted."""
+    header = "mdo_id,loinc_num,condition,threshold,unit,min_age,max_age,episode_days,active,note\n"
+    bad = tmp_path / "rules.csv"
+    bad.write_text(header + "saturnisme_enfant,10368-9,ge,50,ug/L,,17,365,yes,\n", encoding="utf-8")
+    with pytest.raises(mdo.MdoRulesError) as err:
+        mdo.load_rules(bad, canonical_units=_canonical)
+    assert ("rules.csv:2: unit ug/L is not the canonical unit ug/dL of 10368-9" in str(err.value)
+            and "50 ug/L = 5 ug/dL" in str(err.value)), str(err.value)
+    spelled = tmp_path / "spelled.csv"
+    spelled.write_text(header + "saturnisme_enfant,10368-9,ge,5,µg/dL,,17,365,yes,\n", encoding="utf-8")
+    assert mdo.load_rules(spelled, canonical_units=_canonical)["unit"].to_list() == ["ug/dL"]
+    none = tmp_path / "none.csv"
+    none.write_text(header + "hepatite_a,22314-9,ge,1,{index},,,365,yes,\n", encoding="utf-8")
+    with pytest.raises(mdo.MdoRulesError, match="22314-9 has no canonical unit"):
+        mdo.load_rules(none, canonical_units=_canonical)
+    # the shipped rules pass
+    mdo.load_rules(SEEDS / "mdo_rules.csv", known_mdo=set(mdo_list()["mdo_id"].to_list()),
+                   canonical_units=_canonical)
+
+
+def test_the_pipeline_refuses_a_rule_in_another_unit(tmp_path, monkeypatch):
+    from flows import epi
+    from flows.settings import Settings
+    from flows.steps import Context
+
+    rules = (SEEDS / "mdo_rules.csv").read_text(encoding="utf-8").replace(
+        "saturnisme_enfant,10368-9,ge,5,ug/dL,", "saturnisme_enfant,10368-9,ge,50,ug/L,")
+    assert "ge,50,ug/L" in rules
+    (tmp_path / "rules.csv").write_text(rules, encoding="utf-8")
+    monkeypatch.setenv("BIOLAKE_MDO_RULES", str(tmp_path / "rules.csv"))
+    ctx = Context.create(Settings(home=tmp_path / "home"), "t")
+    refs = {"mdo_list": mdo_list(), "loinc": pl.read_csv(SEEDS / "reference" / "loinc.csv", infer_schema=False)}
+    with pytest.raises(mdo.MdoRulesError, match="unit ug/L is not the canonical unit ug/dL of 10368-9"):
+        epi.load_rules(ctx, refs)

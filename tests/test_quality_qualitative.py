@@ -173,3 +173,49 @@ def test_a_bad_words_file_stops_the_run_with_file_and_line(prefect_harness, tmp_
                                                               encoding="utf-8")
     with pytest.raises(QualitativeWordsError, match=r"w\.csv:2: meaning 'plutôt oui'"):
         pipeline(home=str(home))
+
+
+def test_unrecognised_mdo_frame_keeps_the_tests_of_mdo_diseases_other_than_covid():
+    from quality.checkpoints import unrecognised_mdo_frame
+    from transforms.terminology.unrecognised import UNRECOGNISED_SCHEMA
+
+    t = datetime(2026, 11, 2, 8)
+    rows = [("labo_q", "HAVM", "22314-9", "Positif (index 3,2)", 1, t, t, "MDO hepatite_a"),
+            ("labo_q", "HAVM", "22314-9", "positif limite", 2, t, t, "MDO hepatite_a"),
+            ("labo_q", "PCRCOV", "94500-6", "Positivité confirmée", 5, t, t, "MDO covid19, SI-DEP covid19"),
+            ("labo_q", "GLY", "2345-7", "hémolysé", 3, t, t, None)]
+    got = unrecognised_mdo_frame(pl.DataFrame(rows, schema=UNRECOGNISED_SCHEMA, orient="row"))
+    assert got.rows() == [("labo_q", "HAVM", "22314-9", "MDO hepatite_a", 3, 2)]
+
+
+def test_the_gate_names_an_unrecognised_mdo_result_hidden_by_covid_volume(prefect_harness, tmp_path):
+    """QA mdo F3: 2 lost MDO positives among 200 COVID negatives were 0.99 % of the lab's text
+    results, under the 1 % of qualitative_coverage: the gate said nothing. Any unrecognised text on
+    an MDO test (other than COVID-19) is now a warning naming the lab, the code and the disease."""
+    from flows.pipeline import pipeline
+
+    home = tmp_path / "home"
+    lab = home / "landing" / "labo_q"
+    lab.mkdir(parents=True)
+    lines = [HEADER]
+    tests = [("PCRCOV", "PCR SARS-CoV-2", "Négatif")] * 150 + [("HAVM", "IgM anti-VHA", "Positif (index 3,2)"),
+                                                               ("HAVM", "IgM anti-VHA", "Positif")]
+    for i, (code, label, value) in enumerate(tests):
+        lines.append(line(N_DEMANDE=f"R{i}", NIR=nir(f"2550999{i + 1:06d}"),
+                          NOM=f"Nom{chr(65 + i % 26)}{chr(65 + i // 26)}", CODE_ANALYSE=code,
+                          LIBELLE_ANALYSE=label, RESULTAT=value, UNITE="", VALEURS_REFERENCE=""))
+    (lab / "extract_20261102.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (home / "mappings").mkdir(parents=True)
+    (home / "mappings" / "labo_q.csv").write_text(
+        "local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\n"
+        "PCRCOV,PCR SARS-CoV-2,,,94500-6,,\nHAVM,IgM anti-VHA,,,22314-9,,\n", encoding="utf-8")
+    summary = pipeline(home=str(home))
+    cov = query(home, "SELECT n_surveillance_text, n_surveillance_unrecognised FROM quality.qualitative_coverage")
+    assert cov.rows() == [(152, 1)]  # 0.66 %: under the lab's share
+    gate = summary["quality_gate"]
+    assert gate["ok"]
+    assert not [w for w in gate["warnings"] if w.startswith("qualitative_coverage:")], gate["warnings"]
+    named = [w for w in gate["warnings"] if w.startswith("unrecognised_mdo:")]
+    assert len(named) == 1, gate["warnings"]
+    assert all(s in named[0] for s in ("labo_q", "HAVM", "22314-9", "MDO hepatite_a")), named
+    assert "index" not in named[0]  # the text itself stays in quality.unrecognised_results

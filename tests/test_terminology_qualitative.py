@@ -115,6 +115,19 @@ PHRASES = [
     ("Résultat : Négatif", N, "NEG"),
     ("Anticorps IgG anti-SARS-CoV-2 : présence", PR, "POS"),
     ("Non détecté. Non-détecté", ND, "NEG"),
+    # QA mdo F3: the agents of the notifiable diseases' tests, with the verdict's agreement
+    ("IgM anti-VHA positives", P, "POS"),
+    ("IgM anti-VHA positive", P, "POS"),
+    ("Ag urinaire légionelle positif", P, "POS"),
+    ("Antigène soluble urinaire positif", P, "POS"),
+    ("Positif VIH-1", P, "POS"),
+    ("HIV-1 positif", P, "POS"),
+    ("Neisseria meningitidis détecté", D, "POS"),
+    ("ADN de Listeria monocytogenes détecté", D, "POS"),
+    ("Mycobacterium tuberculosis complex détecté", D, "POS"),
+    ("IgM anti-VHA négatives", N, "NEG"),
+    ("Ag urinaire légionelle : négatif", N, "NEG"),
+    ("Ag urinaire légionelle douteux", EQ, "INVALID"),
     # unusable results, also with a request to check again
     ("indéterminé", IND, "INVALID"),
     ("Ininterprétable - à refaire", INC, "INVALID"),
@@ -169,6 +182,15 @@ PHRASES = [
     ("Positif, voir commentaire", None, None),
     ("<^0.5", None, None),
     ("Non", None, None),
+    # the agents' names never make a verdict, nor let a doubtful or reversed one through
+    ("VIH-1", None, None),
+    ("Ag urinaire légionelle", None, None),
+    ("Positif VIH-1 à confirmer", None, None),
+    ("Positif VIH-1 ?", None, None),
+    ("VIH-1 positif / VIH-2 négatif", None, None),
+    ("Non positif VIH-1", None, None),
+    ("IgM anti-VHA positives douteuses", None, None),
+    ("Positif VIH 3", None, None),
 ]
 
 

@@ -12,7 +12,17 @@ condition to a disease:
   ``b > threshold`` for ``gt``; ``<``/``<=`` never do (``>100 ug/dL`` is a lead case, ``<0,5``
   is not);
 - ``min_age`` / ``max_age`` (optional): the patient's age in full years at collection must be in
-  range; an unknown age never matches a rule with an age condition.
+  range; an unknown age never matches a rule with an age condition;
+- ``specimen`` (optional column): ``sterile_site`` for diseases whose criterion needs the agent in
+  a normally sterile site (invasive meningococcal disease, listeriosis). The result's stated
+  specimen (``specimen``: OBR-15/SPM-4, CDA, HPRIM, free text or codes) and the LOINC's system
+  (``in Cerebral spinal fluid``, ``in Blood``; ``in Specimen`` says nothing) are read with the
+  specimen families of the terminology (``SPECIMEN_FAMILIES``) plus the sites below: a stated
+  non-sterile specimen (gorge, pharyngé, selles, urine...) never counts, whatever the code; a
+  stated sterile specimen (sang, hémoculture, LCR, liquide articulaire...) counts; a stated
+  specimen read as neither counts only on a code whose system is a sterile site; no stated
+  specimen counts unless the code's system is a non-sterile site (CSV extracts carry no specimen:
+  an "in Specimen" code is counted as before, see seeds/mdo_rules.md).
 
 Only ``active = yes`` rows count. A person counts once per disease episode: a positive result
 opens a case when it is the person's first for that disease or comes ``episode_days`` or more
@@ -24,20 +34,48 @@ the result that opened them.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 
+import re
+
 from transforms.epi.indicators import semaine_expr, week_days
 from transforms.terminology.loinc import loinc_check_ok
+from transforms.terminology.suggest import SPECIMEN_FAMILIES, normalise_label
 
-RULE_COLUMNS = ("mdo_id", "loinc_num", "condition", "threshold", "unit", "min_age", "max_age", "episode_days",
-                "active", "note")
+RULE_COLUMNS = ("mdo_id", "loinc_num", "condition", "threshold", "unit", "min_age", "max_age", "specimen",
+                "episode_days", "active", "note")
+OPTIONAL_RULE_COLUMNS = ("specimen", "note")  # a rules table written before the column still reads
 CONDITIONS = ("pos", "ge", "gt")
+SPECIMEN_CONDITIONS = ("sterile_site",)
 RESULT_COLUMNS = ("person_key", "loinc_code", "result_class", "value_canonical", "value_comparator", "unit_canonical",
-                  "age",
+                  "age", "specimen",
                   "collected_date", "collected_at", "dep", "cl_age90", "sex", "file_seq", "line_no")
+
+# Specimen words (as normalise_label writes them: lower case, no accents, punctuation to spaces) of
+# normally sterile and of non-sterile sites: the terminology's families (blood, serum/plasma, CSF;
+# urine, respiratory) plus the sites and HL7 table 0487 codes the criterion needs.
+STERILE_SITE_WORDS = frozenset(
+    w for fam in ("BLOOD", "SERPL", "CSF") for w in SPECIMEN_FAMILIES[fam]) | frozenset((
+        "hemoculture", "hemocultures", "blood culture", "bldc", "blda", "bldv", "plas", "cerebrospinal",
+        "spinal fluid", "cephalo rachidien", "cephalorachidien", "ponction lombaire", "liquide articulaire",
+        "articulaire", "synovial", "synoviale", "snv", "pleural", "pleurale", "plr", "ascite", "peritoneal",
+        "peritoneale", "prt", "pericardique", "pericardial", "moelle", "bone marrow", "marrow",
+    ))
+NON_STERILE_SITE_WORDS = frozenset(
+    w for fam in ("URINE", "RESP") for w in SPECIMEN_FAMILIES[fam]) | frozenset((
+        "urines", "gorge", "pharynx", "pharynge", "pharyngee", "pharyngeal", "oropharynge", "oropharynx",
+        "nasopharynge", "nasopharyngee", "nasal", "nasale", "narine", "narines", "amygdale", "throat", "thrt",
+        "nps", "nos", "nasph", "selles", "selle", "feces", "fecal", "fecale", "stool", "stl", "rectal",
+        "rectale", "anal", "anale", "vaginal", "vaginale", "vag", "uretral", "uretrale", "endocol", "col uterin",
+        "expectorations", "crachats", "spt", "aspiration bronchique", "lavage broncho alveolaire", "lba",
+        "bronchial", "conjonctival", "conjonctivale", "plaie", "pus", "ur",
+    ))
+_UNSPECIFIED_SYSTEM = re.compile(r"^(unspecified )?specimens?$|^isolate$|^xxx$", re.IGNORECASE)
+
 CASE_COLUMNS = ("mdo_id", "person_key", "jour", "semaine", "dep", "cl_age90", "sex", "loinc_code")
 
 
@@ -45,13 +83,22 @@ class MdoRulesError(ValueError):
     """The rules table is wrong; the message names the file and the line."""
 
 
-def load_rules(path: Path, known_mdo: set[str] | None = None) -> pl.DataFrame:
-    """Read and check the rules table. Returns every row (active or not), typed."""
+def load_rules(path: Path, known_mdo: set[str] | None = None, loinc: pl.DataFrame | None = None,
+               canonical_units: Callable[[list[str]], dict[str, str | None]] | None = None) -> pl.DataFrame:
+    """Read and check the rules table. Returns every row (active or not), typed, with ``code_site``
+    (``sterile``, ``non_sterile`` or null: the site the LOINC's system names, from ``loinc``'s
+    ``display_en``; null for all rows without ``loinc``).
+
+    ``canonical_units(codes)`` gives the canonical UCUM unit results of each LOINC code are
+    converted to (None: the code has none): a numeric rule must be written in that unit (a
+    spelling of it, 'µg/dL', is read as the UCUM code), else the table is refused, the message
+    giving the threshold converted when the units convert (a rule in ug/L on a test stored in
+    ug/dL would silently never match)."""
     problems: list[str] = []
     rows: list[dict] = []
     with Path(path).open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
-        missing = set(RULE_COLUMNS[:-1]) - set(reader.fieldnames or ())
+        missing = set(RULE_COLUMNS) - set(OPTIONAL_RULE_COLUMNS) - set(reader.fieldnames or ())
         if missing:
             raise MdoRulesError(f"{path}: missing columns {sorted(missing)}")
         for line, r in enumerate(reader, start=2):
@@ -72,6 +119,9 @@ def load_rules(path: Path, known_mdo: set[str] | None = None) -> pl.DataFrame:
             episode = _number(r.get("episode_days"), int, where, "episode_days", problems)
             if episode is None or episode < 1:
                 problems.append(f"{where}: episode_days must be a whole number of days >= 1")
+            specimen = r.get("specimen") or None
+            if specimen is not None and specimen not in SPECIMEN_CONDITIONS:
+                problems.append(f"{where}: specimen must be empty or one of {SPECIMEN_CONDITIONS}, not {specimen!r}")
             active = r.get("active", "yes").lower() or "yes"
             if active not in ("yes", "no"):
                 problems.append(f"{where}: active must be yes or no")
@@ -80,13 +130,15 @@ def load_rules(path: Path, known_mdo: set[str] | None = None) -> pl.DataFrame:
                 "threshold": threshold, "unit": r.get("unit") or None,
                 "min_age": _number(r.get("min_age"), int, where, "min_age", problems),
                 "max_age": _number(r.get("max_age"), int, where, "max_age", problems),
-                "episode_days": episode, "active": active == "yes", "note": r.get("note") or None,
+                "specimen": specimen, "episode_days": episode, "active": active == "yes", "note": r.get("note") or None,
                 "line": line,
             })
+    if canonical_units is not None:
+        _check_units(rows, canonical_units, path, problems)
     rules = pl.DataFrame(rows, schema={"mdo_id": pl.Utf8, "loinc_num": pl.Utf8, "condition": pl.Utf8,
                                        "threshold": pl.Float64, "unit": pl.Utf8, "min_age": pl.Int64,
-                                       "max_age": pl.Int64, "episode_days": pl.Int64, "active": pl.Boolean,
-                                       "note": pl.Utf8, "line": pl.Int64})
+                                       "max_age": pl.Int64, "specimen": pl.Utf8, "episode_days": pl.Int64,
+                                       "active": pl.Boolean, "note": pl.Utf8, "line": pl.Int64})
     dup = rules.filter(pl.struct("mdo_id", "loinc_num").is_duplicated())
     for mdo_id, code, line in dup.select("mdo_id", "loinc_num", "line").iter_rows():
         problems.append(f"{path}:{line}: duplicate rule for ({mdo_id}, {code})")
@@ -95,7 +147,60 @@ def load_rules(path: Path, known_mdo: set[str] | None = None) -> pl.DataFrame:
         problems.append(f"{path}: {mdo_id} has several episode lengths {sorted(e)}: one per disease")
     if problems:
         raise MdoRulesError("invalid MDO rules:\n" + "\n".join(problems))
-    return rules.drop("line")
+    systems = {} if loinc is None else dict(loinc.select("loinc_num", "display_en").iter_rows())
+    return rules.drop("line").with_columns(
+        pl.Series("code_site", [loinc_system_site(systems.get(c)) for c in rules["loinc_num"]], dtype=pl.Utf8))
+
+
+def site_of(text: str | None) -> str | None:
+    """``non_sterile``, ``sterile`` or None (no text, or none of the words of either list) for a
+    specimen as a lab writes it or a LOINC system; a non-sterile word wins ('Ecouvillon de gorge',
+    'Sang/selles' are non-sterile)."""
+    padded = f" {normalise_label(text)} " if text else ""
+    if not padded.strip():
+        return None
+    if any(f" {w} " in padded for w in NON_STERILE_SITE_WORDS):
+        return "non_sterile"
+    if any(f" {w} " in padded for w in STERILE_SITE_WORDS):
+        return "sterile"
+    return None
+
+
+def loinc_system_site(display_en: str | None) -> str | None:
+    """The site a LOINC's English name gives as its system ('... in Cerebral spinal fluid by NAA' ->
+    sterile, '... in Stool' -> non_sterile); None for 'in Specimen', 'in Isolate' or no system."""
+    m = re.search(r"\]\s*(?:by .*?\s)?in (.+?)(?:\s+by\s.*|\s+--.*)?$", display_en or "")
+    if m is None or _UNSPECIFIED_SYSTEM.match(m.group(1).strip()):
+        return None
+    return site_of(m.group(1))
+
+
+def _check_units(rows: list[dict], canonical_units: Callable[[list[str]], dict[str, str | None]], path: Path,
+                 problems: list[str]) -> None:
+    """Numeric rules whose unit is not the canonical unit of their LOINC: a problem each (``rows``
+    rewritten to the UCUM code when the unit is a spelling of the canonical one)."""
+    from transforms.terminology.units import conversion_factor, to_ucum
+
+    numeric = [r for r in rows if r["condition"] in ("ge", "gt") and r["unit"]]
+    if not numeric:
+        return
+    canonical = canonical_units(sorted({r["loinc_num"] for r in numeric}))
+    for r in numeric:
+        where, code, unit = f"{path}:{r['line']}", r["loinc_num"], r["unit"]
+        canon = canonical.get(code)
+        if canon is None:
+            problems.append(f"{where}: {code} has no canonical unit: a numeric rule on it would never be "
+                            "evaluated (use condition pos, or another code)")
+            continue
+        ucum = to_ucum(unit) or unit
+        if ucum == canon:
+            r["unit"] = canon
+            continue
+        factor, _ = conversion_factor(ucum, canon)
+        hint = (f": write the threshold in {canon} ({r['threshold']:g} {unit} = {r['threshold'] * factor:g} {canon})"
+                if factor is not None and r["threshold"] is not None else f": write the threshold in {canon}")
+        problems.append(f"{where}: unit {unit} is not the canonical unit {canon} of {code}, the unit its results "
+                        f"are compared in{hint}")
 
 
 def _number(raw: str | None, kind, where: str, field: str, problems: list[str]):
@@ -146,9 +251,21 @@ def proves(condition: pl.Expr, threshold: pl.Expr, value: pl.Expr, comparator: p
 
 def positive_results(results: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
     """Current results that meet an active rule: one row per (result, disease) with mdo_id."""
+    if "specimen" not in results.columns:
+        results = results.with_columns(pl.lit(None, pl.Utf8).alias("specimen"))
+    if "code_site" not in rules.columns:
+        rules = rules.with_columns(pl.lit(None, pl.Utf8).alias("code_site"))
+    if "specimen" not in rules.columns:
+        rules = rules.with_columns(pl.lit(None, pl.Utf8).alias("specimen"))
     active = rules.filter("active").select("mdo_id", pl.col("loinc_num").alias("loinc_code"), "condition",
-                                           "threshold", "unit", "min_age", "max_age")
+                                           "threshold", "unit", "min_age", "max_age",
+                                           pl.col("specimen").alias("specimen_rule"), "code_site")
     r = results.select(RESULT_COLUMNS).join(active, on="loinc_code", how="inner")
+    # each distinct specimen of the rows a specimen condition applies to is read once
+    specimens = r.filter(pl.col("specimen_rule").is_not_null())["specimen"].drop_nulls().unique().to_list()
+    sites = pl.DataFrame({"specimen": specimens, "stated_site": [site_of(x) for x in specimens]},
+                         schema={"specimen": pl.Utf8, "stated_site": pl.Utf8})
+    r = r.join(sites, on="specimen", how="left", maintain_order="left")
     value_ok = pl.col("value_canonical").is_not_null() & (pl.col("unit_canonical") == pl.col("unit"))
     meets = (
         pl.when(pl.col("condition") == "pos").then(pl.col("result_class") == "POS")
@@ -161,8 +278,18 @@ def positive_results(results: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame
         (pl.col("min_age").is_null() | (pl.col("age") >= pl.col("min_age")))
         & (pl.col("max_age").is_null() | (pl.col("age") <= pl.col("max_age")))
     )
-    return r.filter((meets & age_ok).fill_null(False) & pl.col("person_key").is_not_null()).drop(
-        "condition", "threshold", "unit", "min_age", "max_age")
+    stated_any = pl.col("specimen").str.strip_chars().str.len_chars().fill_null(0) > 0
+    site_ok = (
+        pl.when(pl.col("specimen_rule").is_null()).then(True)
+        .when(pl.col("stated_site") == "non_sterile").then(False)
+        .when(pl.col("stated_site") == "sterile").then(True)
+        .when(pl.col("code_site") == "non_sterile").then(False)
+        .when(stated_any).then(pl.col("code_site") == "sterile")
+        .otherwise(True)  # nothing stated on a sterile or unspecified code: counted (seeds/mdo_rules.md)
+    )
+    return r.filter((meets & age_ok & site_ok).fill_null(False) & pl.col("person_key").is_not_null()).drop(
+        "condition", "threshold", "unit", "min_age", "max_age", "specimen_rule", "code_site", "stated_site",
+        "specimen")
 
 
 def cases(positives: pl.DataFrame, episodes: dict[str, int]) -> pl.DataFrame:

@@ -34,7 +34,8 @@ The rest is split into words, and every word must belong to one of these small e
   negative phrase; 'non' alone is no word: 'non négatif' is not recognised);
 * an intensity qualifier (``QUALIFIER_WORDS``: faible, faiblement, fort, fortement, franc...);
 * a word naming what was tested (``CONTEXT_WORDS``: ARN, SARS-CoV-2, antigène, IgG, recherche,
-  détection, résultat, de, d'...);
+  détection, résultat, de, d'..., and the agents of the notifiable diseases' tests: VHA, VIH-1,
+  légionelle, urinaire, méningocoque, Listeria monocytogenes, Mycobacterium tuberculosis...);
 * a request to check again (``RECHECK_PHRASES``: à contrôler, à refaire, à confirmer...).
 
 The phrase is recognised when it holds at least one verdict and all its verdicts have one class;
@@ -115,7 +116,7 @@ VOCABULARY: dict[str, str] = {word: code for code, words in _WORDS.items() for w
 CLASS_OF_WORD: dict[str, str] = {word: CODE_CLASS[code] for word, code in VOCABULARY.items()}
 
 # Bumped when the reading rules change what a text gives: the pipeline then re-codes earlier files.
-RULES_VERSION = 3
+RULES_VERSION = 4
 
 # Names an operator may write in the ``meaning`` column of a qualitative words file.
 MEANINGS: dict[str, str] = {
@@ -137,6 +138,16 @@ CONTEXT_WORDS = (
     "virus", "viral", "virale", "genome", "antigene", "antigenes", "antigenique", "ag", "anticorps", "ac",
     "anti", "igg", "igm", "iga", "pcr", "rt pcr", "test", "resultat", "recherche", "detection",
     "de", "d", "du", "des", "l", "la", "le", "rna", "antigen", "antibodies", "result",
+    # the agents and specimens of the notifiable diseases' tests, as French reports name them (QA
+    # mdo F3: 'IgM anti-VHA positives', 'Ag urinaire légionelle positif', 'Positif VIH-1' were lost);
+    # a number is read only inside these names ('VIH-1'): 'Positif 2' stays unrecognised
+    "vha", "vhb", "vhc", "vhe", "hav", "hbv", "hcv", "hev", "hepatite", "hepatite a", "hepatite b",
+    "hbs", "hbc", "vih", "vih 1", "vih 2", "vih1", "vih2", "hiv", "hiv 1", "hiv 2", "hiv1", "hiv2",
+    "legionelle", "legionella", "legionella pneumophila", "pneumophila", "urinaire", "urinaires", "soluble",
+    "meningocoque", "neisseria meningitidis", "listeria", "listeria monocytogenes", "monocytogenes",
+    "mycobacterium tuberculosis", "mycobacterium tuberculosis complex", "complexe tuberculosis",
+    "tuberculosis", "bk", "rougeole", "rubeole", "dengue", "chikungunya", "zika", "west nile",
+    "ig m", "ac anti", "ag anti",
 )
 # the result is to be checked or done again: compatible with an INVALID verdict only
 RECHECK_PHRASES = (
