@@ -286,3 +286,17 @@ def test_deletions_without_a_date_or_a_result_are_counted_apart(tmp_path):
     finally:
         con.close()
     assert days["collected_date"].to_list() == [datetime(2026, 11, 2).date()]
+
+
+def test_a_failed_entry_is_in_the_landing_by_its_own_path_not_its_target(tmp_path):
+    """QA: a symbolic link refused as NOT_A_FILE, pointing outside the landing, was not found there
+    again, so only the run that refused it named it; a path leaving the landing is never in it."""
+    landing = tmp_path / "landing"
+    (landing / "labo").mkdir(parents=True)
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text("x")
+    (landing / "labo" / "link.csv").symlink_to(outside)
+    (landing / "labo" / "dangling.csv").symlink_to(tmp_path / "gone.csv")
+    assert S._in_landing(landing, "labo/link.csv") and S._in_landing(landing, "labo/dangling.csv")
+    assert S._in_landing(landing, "labo/") and not S._in_landing(landing, "labo/removed.csv")
+    assert not S._in_landing(landing, "../elsewhere.csv")
