@@ -193,13 +193,49 @@ def publish_quality(ctx: Context) -> dict:
     ctx.wh.write_table(cat.UNRECOGNISED_RESULTS, unrecognised)
     qual = qualitative_coverage(cols, codes)
     ctx.wh.write_table(cat.QUALITATIVE_COVERAGE, qual)
+    settled = publish_settled(ctx)
     hinted = backlog.filter(pl.col("surveillance").is_not_null())
     return {"backlog_codes": backlog.height,
             "backlog_surveillance": hinted.select("source", "local_code", "local_label", "n_results",
                                                   "surveillance_loinc", "surveillance").rows(),
             "coverage": cov.select("source", "n_results", "n_mapped", "share_coded").rows(),
             "conversion": conv.rows(), "unrecognised_texts": unrecognised.height,
-            "unrecognised_results": int(qual["n_unrecognised"].sum())}
+            "unrecognised_results": int(qual["n_unrecognised"].sum()),
+            "quarantine_settled_new": settled}
+
+
+def publish_settled(ctx: Context) -> int:
+    """Add to quality.quarantine_settled the quarantined results a later file now settles
+    (quality/settled.py): the request key of each unsettled quarantined result is computed from
+    raw.results as staging computes it, then looked for in the fact table's later files. Returns
+    how many were newly settled."""
+    from flows.steps import with_lineage_keys
+    from quality import settled as st
+
+    t = cat.QUARANTINE_SETTLED
+    done = ctx.wh.read(t)
+    quarantine = ctx.wh.scan(cat.QUARANTINE).select("file_id", "result_no").collect()
+    todo = st.candidates(quarantine, done)
+    if todo.is_empty():
+        if not ctx.wh.table_dir(t).exists():
+            ctx.wh.write_table(t, done)
+        return 0
+    files = (ctx.wh.scan(cat.FILE_LOG).filter(pl.col("status") == "loaded")
+             .select("file_id", "file_seq", "registered_at").collect())
+    fids = todo["file_id"].unique().to_list()
+    raw = (ctx.wh.scan(cat.RAW_RESULTS, fids)
+           .select("file_id", "result_no", "source", "request_id", "message_id", "local_code", "collected_at")
+           .join(todo.lazy(), on=["file_id", "result_no"], how="semi").collect())
+    raw = with_lineage_keys(raw, ctx.settings.secret_bytes()).drop("request_id", "message_id", "message_key")
+    first_seq = files.filter(pl.col("file_id").is_in(fids))["file_seq"].min()
+    later_files = files.filter(pl.col("file_seq") > first_seq)["file_id"].unique().to_list() if first_seq is not None else []
+    new = st.settle(raw, ctx.wh.scan(cat.FCT_LAB_RESULTS, later_files), files) if later_files else None
+    if new is None or new.is_empty():
+        if not ctx.wh.table_dir(t).exists():
+            ctx.wh.write_table(t, done)
+        return 0
+    ctx.wh.write_table(t, pl.concat([done, new], how="vertical_relaxed").sort("file_id", "result_no"))
+    return new.height
 
 
 def surveillance_loincs(ctx: Context) -> pl.DataFrame:

@@ -232,6 +232,20 @@ QUARANTINE = Table(
     key=("file_id", "line_no", "result_no", "reason_code", "column"), partition_by="file_id",
 )
 
+QUARANTINE_SETTLED = Table(
+    "quality", "quarantine_settled",
+    "Quarantined results a later delivery settled: a later file of the same lab holds a valid result "
+    "of the same request and local test code (the same collection day when the quarantined one's "
+    "could be read). The quarantine itself keeps what was refused and why (quality/settled.py).",
+    (
+        C("file_id", U, "file of the quarantined result, as in quality.quarantine"),
+        C("result_no", I, "the quarantined result, as in quality.quarantine"),
+        C("settled_by_file_id", U, "the earliest later file holding a valid result of its request and test"),
+        C("settled_at", TS, "when biolake registered that file"),
+    ),
+    key=("file_id", "result_no"),
+)
+
 RUN_LOG = Table(
     "quality", "run_log",
     "One row per pipeline run: timing per stage and totals.",
@@ -326,7 +340,7 @@ REASON_CODES = Table(
 
 CORE_TABLES: tuple[Table, ...] = (
     RAW_RESULTS, RAW_REJECTED, STG_RESULTS, STG_RESULTS_CODED, FCT_LAB_RESULTS, SIDEP_PERSON_DAYS, SIDEP_DAILY,
-    FILE_LOG, QUARANTINE, RUN_LOG, UNMAPPED_BACKLOG, MAPPING_COVERAGE, UNIT_CONVERSION,
+    FILE_LOG, QUARANTINE, QUARANTINE_SETTLED, RUN_LOG, UNMAPPED_BACKLOG, MAPPING_COVERAGE, UNIT_CONVERSION,
     UNRECOGNISED_RESULTS, QUALITATIVE_COVERAGE, REASON_CODES,
 )
 
