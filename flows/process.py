@@ -99,7 +99,9 @@ def process_file(ctx: steps.Context, ticket: steps.FileTicket, work: Work) -> di
     raw, staged = KeptFrames(ctx.settings.chunk_rows), KeptFrames(ctx.settings.chunk_rows)
     t0 = time.perf_counter()
     # an earlier run's ingest is reused as it is on disk (``raw`` then holds nothing: read back)
-    got = steps.ingested(ctx, ticket) or steps.ingest(ctx, ticket, keep=raw)
+    # (not for a loaded file read again on purpose, biolake reprocess: parsed again whatever it finds)
+    reuse = steps.ingested(ctx, ticket) if ticket.registered_at is None else None
+    got = reuse or steps.ingest(ctx, ticket, keep=raw)
     seconds["ingest"] = time.perf_counter() - t0
     if got.get("failed") == "FILE_GONE":  # nothing was read: not logged, so the next run reads it when back
         return {"ticket": ticket, "status": "failed", "reason": got["failed"], "detail": got["detail"],

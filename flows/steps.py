@@ -86,6 +86,8 @@ class FileTicket:
     detail: str | None = None  # why an unsafe file is refused
     reason: str = "UNSAFE_FILE_NAME"  # an unsafe file's reason code (NOT_A_FILE: a symbolic link)
     raw_name: str | None = None  # an unsafe file's name as found (never logged; the audit escapes it)
+    # a loaded file read again (``biolake reprocess``): its first registration, kept in the file log
+    registered_at: datetime | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,6 +283,10 @@ def discover(ctx: Context) -> list[FileTicket]:
     # but did not finish (killed): a re-run gives them the same numbers, so that files processed
     # in parallel and logged out of order end up numbered as in an uninterrupted run
     pending: dict[str, int] = _state(ctx).get("pending_file_seq", {})
+    # loaded files an operator asked to read again (``mark_reprocess``): log id -> their log row
+    again = set(_state(ctx).get("reprocess", []))
+    logged_rows = ({r["log_id"]: r for r in log.filter(pl.col("log_id").is_in(list(again))).iter_rows(named=True)}
+                   if again else {})
     next_seq = max([(log["file_seq"].max() or 0) if log.height else 0, *pending.values()]) + 1
     tickets: list[FileTicket] = []
 
@@ -340,6 +346,12 @@ def discover(ctx: Context) -> list[FileTicket]:
                    "FILE_UNREADABLE", rel)
             continue
         log_id = hashlib.sha256(f"{rel}\0{digest}".encode()).hexdigest()[:16]
+        if log_id in logged_rows and logged_rows[log_id]["status"] == "loaded":
+            # read again as it was delivered: same file id, same place in the delivery order
+            row = logged_rows[log_id]
+            tickets.append(FileTicket(log_id, rel, source, digest, row["file_id"], row["file_seq"], _size(path),
+                                      "new", registered_at=row["registered_at"]))
+            continue
         if log_id in seen_logs:
             continue
         file_id = digest[:16]
@@ -357,6 +369,81 @@ def discover(ctx: Context) -> list[FileTicket]:
     return tickets
 
 
+def mark_reprocess(ctx: Context, labs: list[str] | None = None) -> dict[str, list[str]]:
+    """Ask the next run to read again the loaded files still in the landing area with the content
+    they were loaded with (of ``labs`` when given): each is parsed, validated and coded again by the
+    current code, keeping its file id and its place in the delivery order, and every file is then
+    re-coded and republished (``mappings_fingerprint`` forgotten), so that the versions of every
+    result are settled again. Returns {"marked": paths, "missing": paths no longer there as loaded,
+    "purged": paths of files whose identities were purged}.
+
+    What an upgrade whose parser or validation changed needs: a re-coding alone (done by the runs)
+    does not re-read the rows, so a parser fix did not reach the files loaded before it. Call it
+    under the warehouse lock. Files whose identities a purge removed are never read again
+    (``purged``): the landing copy, when kept, would bring the identities back."""
+    log = ctx.wh.read(cat.FILE_LOG).filter(pl.col("status") == "loaded")
+    if labs:
+        log = log.filter(pl.col("source").is_in(labs))
+    landing = ctx.settings.landing
+    marked, missing, purged = [], [], []
+    gone_ids = purged_file_ids(ctx)
+    for log_id, rel, sha, fid in log.sort("file_seq").select("log_id", "path", "sha256", "file_id").iter_rows():
+        if fid in gone_ids:  # its identities were purged: reading the landing copy would bring them back
+            purged.append((log_id, rel))
+            continue
+        path = landing / rel
+        try:
+            same = path.is_file() and not path.is_symlink() and sha256_of(path) == sha
+        except OSError:
+            same = False
+        (marked if same else missing).append((log_id, rel))
+    ids = sorted(set(_state(ctx).get("reprocess", [])) | {i for i, _ in marked})
+    _save_state(ctx, reprocess=ids, mappings_fingerprint=None)
+    return {"marked": [r for _, r in marked], "missing": [r for _, r in missing],
+            "purged": [r for _, r in purged]}
+
+
+def purged_file_ids(ctx: Context) -> set[str]:
+    """File ids whose identities a purge removed (the purge's audit events name them)."""
+    from warehouse.catalog_privacy import AUDIT_EVENTS
+
+    events = ctx.wh.read(AUDIT_EVENTS).filter(pl.col("kind") == "purge")
+    out: set[str] = set()
+    for details in events["details"].to_list():
+        try:
+            out |= set(json.loads(details or "{}").get("file_ids", []))
+        except ValueError:
+            continue
+    return out
+
+
+def reprocess_pending(ctx: Context) -> list[str]:
+    """Log ids of the files still to be read again (``mark_reprocess``)."""
+    return list(_state(ctx).get("reprocess", []))
+
+
+def reprocessed(ctx: Context, tickets: list[FileTicket], failed: list[FileTicket]) -> None:
+    """These files were read again. One that failed now (the current parser refuses it) loses the
+    rows its earlier reading left in raw, staging, the coded rows and the fact table: the file log
+    says failed, and its results no longer count, as in a warehouse built afresh. Settlements of
+    quarantined results (quality.quarantine_settled) involving them are found again by the
+    publication (their result numbers may have changed)."""
+    done = {t.log_id for t in [*tickets, *failed]}
+    again = set(_state(ctx).get("reprocess", []))
+    if not done & again:
+        return
+    fids = {t.file_id for t in [*tickets, *failed] if t.log_id in again}
+    for t in failed:
+        if t.log_id in again:
+            for table in (cat.RAW_RESULTS, cat.STG_RESULTS, cat.STG_RESULTS_CODED, cat.FCT_LAB_RESULTS):
+                ctx.wh.delete_partition(table, t.file_id)
+    settled = ctx.wh.read(cat.QUARANTINE_SETTLED)
+    if settled.height:
+        ctx.wh.write_table(cat.QUARANTINE_SETTLED, settled.filter(
+            ~pl.col("file_id").is_in(list(fids)) & ~pl.col("settled_by_file_id").is_in(list(fids))))
+    _save_state(ctx, reprocess=sorted(again - done))
+
+
 def log_file(ctx: Context, t: FileTicket, *, fmt: str | None, status: str, rows_in: int = 0,
              rows_valid: int = 0, rows_quarantined: int = 0, reason_code: str | None = None,
              detail: str | None = None) -> dict:
@@ -365,7 +452,7 @@ def log_file(ctx: Context, t: FileTicket, *, fmt: str | None, status: str, rows_
         "file_seq": t.file_seq, "size_bytes": t.size_bytes, "format": fmt, "status": status,
         "duplicate_of": t.duplicate_of, "rows_in": rows_in, "rows_valid": rows_valid,
         "rows_quarantined": rows_quarantined, "reason_code": reason_code, "detail": detail,
-        "registered_at": datetime.now(), "run_id": ctx.run_id,
+        "registered_at": t.registered_at or datetime.now(), "run_id": ctx.run_id,
     }
     df = pl.DataFrame([row], schema=cat.FILE_LOG.schema)
     ctx.wh.write_partition_file(cat.FILE_LOG, t.log_id, df)

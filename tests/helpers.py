@@ -79,7 +79,7 @@ def mappings_of(folder: Path, loinc, rows: list[str], lab: str = "labo_a"):
     return load_mappings([folder], loinc)
 
 
-RUN_SPECIFIC = ("ingested_at", "registered_at", "run_id")
+RUN_SPECIFIC = ("ingested_at", "registered_at", "run_id", "settled_at")
 # logs of what each run did: they grow with every run by design
 HISTORY_TABLES = ("quality.run_log", "quality.reason_codes", "quality.audit_events", "quality.epi_revisions",
                   "quality.publications", "quality.expectation_results")

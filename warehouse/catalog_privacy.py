@@ -24,6 +24,7 @@ AUDIT_KINDS: tuple[str, ...] = (
     "analyst_db_built",  # the analyst database was rebuilt (subject: its path)
     "gate_overridden",  # a publication written although the quality gate failed (details: its failures)
     "mappings_changed",  # the mappings or qualitative words changed: earlier files re-coded (details: counts)
+    "reprocess_requested",  # `biolake reprocess`: loaded files to read again (details: counts, labs)
 )
 
 AUDIT_EVENTS = Table(
