@@ -304,6 +304,44 @@ def test_data_docs_index_offline_in_chromium(gated, tmp_path):
     assert dom.count("&#10004; met") + dom.count("✔ met") >= len(gated[1]["suites"])
 
 
+def test_data_docs_index_tells_warnings_only_from_a_blocking_failure(tmp_path):
+    """QA N10: the offline index marked a suite that failed only warnings "failed", like the ones whose
+    critical failures blocked the export. Three results as GX stores them: met, warnings only, blocked."""
+    import json
+    import re
+
+    from quality.data_docs_offline import make_offline
+
+    docs, gx_dir = tmp_path / "reports" / "data_docs", tmp_path / "gx"
+
+    def result(success: bool, severity: str) -> dict:
+        return {"success": success, "exception_info": {"raised_exception": False},
+                "expectation_config": {"type": "expect_column_values_to_be_between", "severity": severity}}
+
+    cases = {"grain": [result(True, "critical")],
+             "lab_day": [result(True, "critical"), result(False, "warning"), result(False, "warning")],
+             "file_accounting": [result(False, "critical"), result(False, "warning")]}
+    for suite, res in cases.items():
+        rel = f"{suite}/run-1/20261101T000000.000000Z/batch"
+        doc = {"suite_name": suite, "success": all(r["success"] for r in res), "results": res,
+               "meta": {"run_id": {"run_name": "run-1", "run_time": "2026-11-01T00:00:00+00:00"}},
+               "statistics": {"evaluated_expectations": len(res),
+                              "unsuccessful_expectations": sum(not r["success"] for r in res)}}
+        (gx_dir / "uncommitted" / "validations" / rel).parent.mkdir(parents=True)
+        (gx_dir / "uncommitted" / "validations" / f"{rel}.json").write_text(json.dumps(doc))
+        (docs / "validations" / rel).parent.mkdir(parents=True)
+        (docs / "validations" / f"{rel}.html").write_text("<html><head></head><body>result</body></html>")
+    (docs / "index.html").write_text('<html><head></head><body><table class="ge-index-page-validation-'
+                                     'results-table"></table></body></html>')
+    make_offline(docs, gx_dir)
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    rows = {m.group(3): (m.group(1), m.group(2)) for m in re.finditer(
+        r'<tr class="(\w+)"><td>([^<]+)</td>.*?<a href="[^"]+">([^<]+)</a>', index)}
+    assert rows == {"grain": ("met", "&#10004; met"),
+                    "lab_day": ("warning", "! warnings only"),
+                    "file_accounting": ("failed", "&#10008; failed (blocks publication)")}, rows
+
+
 def test_history_is_pruned_to_a_bounded_number_of_runs(tmp_path):
     from quality.checkpoints import prune_history
 
