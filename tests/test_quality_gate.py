@@ -232,6 +232,50 @@ def test_a_loaded_file_with_an_invalid_finess_is_a_warning_naming_it(gated, tmp_
     assert "path=labo_alpha/bad_finess.csv, reason_code=FINESS_INVALID" in named[0] and "labo_beta" not in named[0]
 
 
+def _log_deliveries(home: Path, lab: str, days_ago: list[float], now) -> None:
+    """File-log rows of re-deliveries of ``lab`` registered these many days before ``now`` (as the
+    15-minute runs of `biolake serve` register a lab's daily files)."""
+    from datetime import timedelta
+
+    wh = context(home).wh
+    for i, d in enumerate(days_ago):
+        log_id = f"{lab}-{i}"
+        row = {c: None for c in cat.FILE_LOG.schema}
+        row |= {"log_id": log_id, "path": f"{lab}/{lab}_{i}.csv", "source": lab, "sha256": "0" * 64,
+                "file_id": f"{i:016x}", "status": "duplicate", "registered_at": now - timedelta(days=d),
+                "run_id": f"earlier-{i}"}
+        wh.write_partition_file(cat.FILE_LOG, log_id, pl.DataFrame([row], schema=cat.FILE_LOG.schema))
+
+
+def test_a_lab_that_delivered_regularly_and_went_silent_is_a_warning_naming_it(gated, tmp_path, monkeypatch):
+    """QA N9: "which labs are late?". A lab that sent files on 3 days and nothing for 12 is named, with its
+    days; a lab seen on one day only (a back-fill, a new home, the demo: every file registered by one
+    run) is not; the threshold is BIOLAKE_LAB_LATE_DAYS."""
+    from datetime import datetime
+
+    from flows.quality_gate import run_quality_gate
+
+    home, gate, _, _ = gated
+    # the session's run registered every file at once: no lab has a rhythm, no lateness warning
+    assert not [w for w in gate["warnings"] if "lab_deliveries" in w], gate["warnings"]
+    home = copy_home(home, tmp_path / "home")
+    now = datetime.now()
+    _log_deliveries(home, "labo_silent", [20, 19.2, 12.3], now)
+    _log_deliveries(home, "labo_once", [40], now)
+    _log_deliveries(home, "labo_weekly", [14, 7, 0.5], now)
+    late = run_quality_gate(context(home, "late-labs"), now=now)
+    assert late["ok"], late["failures"]  # a warning, not a blocking failure
+    named = [w for w in late["warnings"] if "lab_deliveries" in w]
+    assert len(named) == 1, late["warnings"]
+    assert "1 of 2 rows unexpected" in named[0] and "source=labo_silent, days_since_last_delivery=12" in named[0]
+    assert "labo_once" not in named[0] and "labo_weekly" not in named[0]
+    monkeypatch.setenv("BIOLAKE_LAB_LATE_DAYS", "14")
+    later = run_quality_gate(context(home, "late-labs-14"), now=now)
+    assert not [w for w in later["warnings"] if "lab_deliveries" in w], later["warnings"]
+    monkeypatch.setenv("BIOLAKE_LAB_LATE_DAYS", "0")  # never checked
+    assert "lab_deliveries" not in run_quality_gate(context(home, "late-labs-0"), now=now)["suites"]
+
+
 def test_data_docs_read_offline(gated):
     """Every Data Docs page links biolake's offline stylesheet and starts marked offline; the index
     lists every validation result page on disk, with GX's own status, in place of the table its
