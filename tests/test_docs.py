@@ -30,3 +30,19 @@ def test_readme_says_the_benchmark_results_are_written_locally_not_shipped():
     readme = _text("README.md")
     assert "bench/results/latest" in readme
     assert re.search(r"`bench/results/` is git-ignored", readme)
+
+
+def test_each_deployment_does_something_of_its_own_and_the_operations_page_lists_them():
+    """QA N8: `weekly-mdo` was the flow and parameters of `daily-indicators`, re-issuing on Mondays what the
+    06:00 run had written. No two deployments run the same flow with the same parameters, and the
+    operations page's table lists exactly the deployments `biolake serve` serves."""
+    from flows.deployments import deployments
+
+    deps = deployments("/nonexistent/home")
+    runs = [(d.flow_name, tuple(sorted(d.parameters.items()))) for d in deps]
+    assert len(set(runs)) == len(runs), runs
+    served = {f"{d.flow_name}/{d.name}" for d in deps}
+    text = _text("docs/operations.md")
+    section = text[text.index("## Schedules and the Prefect UI"):text.index("### An existing Prefect server")]
+    table = set(re.findall(r"^\| `(biolake-[a-z-]+/[a-z0-9-]+)` \|", section, re.MULTILINE))
+    assert table == served, (table, served)

@@ -474,6 +474,77 @@ def _table(data) -> list[dict]:
     return json.loads(data) if isinstance(data, str) else data
 
 
+def _run_artifacts(state) -> dict[str, str]:
+    """{key: data} of the artifacts a flow run created (its final state given)."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    body = {"artifacts": {"flow_run_id": {"any_": [str(state.state_details.flow_run_id)]}}, "limit": 200,
+            "offset": 0, "sort": "CREATED_DESC"}
+    r = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body, timeout=60)
+    r.raise_for_status()
+    return {a["key"]: a["data"] for a in r.json()}
+
+
+def test_the_scheduled_publication_and_reports_runs_publish_their_artifacts(gated, prefect_harness, tmp_path):
+    """QA N7: under `biolake serve` the daily publication and the weekly reports runs left no artifact
+    (no gate result, no link to the publication), and the data-quality report was a week old. The
+    flows the deployments serve, run here under the embedded Prefect, and their artifacts read back."""
+    import json
+    import os
+
+    from flows.artifacts import KEYS
+    from flows.scheduled import publication_flow, reports_flow
+
+    home = copy_home(gated[0], tmp_path / "home")
+    dq = home / "reports" / "data_quality.html"
+    os.utime(dq, (0, 0))  # as a week-old report
+    state = publication_flow(home=str(home), issue_date="2026-11-20", return_state=True)
+    assert state.is_completed(), state.message
+    got = _run_artifacts(state)
+    assert {KEYS[k] for k in ("summary", "gate", "suites", "publication", "data_quality", "data_docs")} <= set(got)
+    assert "passed" in got[KEYS["gate"]]
+    folder = home / "publication" / "2026-11-20"
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    pub = got[KEYS["publication"]]
+    assert pub.startswith("# Publication 2026-11-20") and folder.resolve().as_uri() in pub
+    assert (folder / "manifest.json").resolve().as_uri() in pub
+    assert {f["file"] for f in manifest["files"]} == {f for f in manifest_names(pub)} and manifest["files"]
+    assert any(f["dataset"] == "mdo" for f in manifest["files"])  # SI-DEP and MDO in the daily issue
+    assert f"publication 2026-11-20: {len(manifest['files'])} files" in got[KEYS["summary"]]
+    assert dq.stat().st_mtime > 0 and str(state.state_details.flow_run_id) in dq.read_text(encoding="utf-8")
+    assert dq.resolve().as_uri() in got[KEYS["data_quality"]]
+
+    # blocked: the gate artifact names the failure, the publication artifact says none was written
+    wh = context(home).wh
+    log = wh.read(cat.FILE_LOG)
+    victim = log.filter(pl.col("status") == "loaded").sort("path").row(0, named=True)
+    wh.write_partition_file(cat.FILE_LOG, victim["log_id"], pl.DataFrame(
+        [{**victim, "rows_valid": victim["rows_valid"] + 1}], schema=cat.FILE_LOG.schema))
+    blocked = publication_flow(home=str(home), issue_date="2026-11-21", return_state=True)
+    assert blocked.is_failed() and "file_accounting" in blocked.message
+    got = _run_artifacts(blocked)
+    assert "FAILED" in got[KEYS["gate"]] and victim["path"] in got[KEYS["gate"]]
+    assert got[KEYS["publication"]].startswith("# Publication: not written") and "file_accounting" in got[KEYS["publication"]]
+    assert "**not written**" in got[KEYS["summary"]]
+    assert not (home / "publication" / "2026-11-21").exists()
+
+    # the weekly reports: links to both reports, and no gate artifact (it does not run the gate)
+    weekly = reports_flow(home=str(home), return_state=True)
+    assert weekly.is_completed(), weekly.message
+    got = _run_artifacts(weekly)
+    paths = weekly.result()
+    assert {KEYS["summary"], KEYS["weekly"], KEYS["data_quality"]} <= set(got) and KEYS["gate"] not in got
+    assert Path(paths["weekly"]).resolve().as_uri() in got[KEYS["weekly"]]
+    assert "not run by this flow" in got[KEYS["summary"]]
+
+
+def manifest_names(markdown: str) -> list[str]:
+    """The file names of a publication artifact's table."""
+    return [line.split("|")[1].strip() for line in markdown.splitlines()
+            if line.startswith("| ") and not line.startswith("| file |")]
+
+
 def test_a_failed_file_still_in_the_landing_is_named_by_every_gate(gated, clean_run, tmp_path):
     """A failure is logged once, by the run that met the file; its results stay out of every table
     for as long as it stays there. Later gates (a later run's, `biolake report gate`) name it again,
