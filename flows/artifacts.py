@@ -94,7 +94,8 @@ def summary_markdown(summary: dict, report_paths: dict, gate: dict) -> str:
     pub = s.get("publication")
     if isinstance(pub, dict):
         n = pub["files"] if isinstance(pub.get("files"), int) else len(pub.get("files") or [])
-        lines.append(f"- publication {pub.get('issue_date')}: {n} files in [{pub.get('folder')}]({_uri(pub['folder'])})")
+        folder = pub.get("folder")
+        lines.append(f"- publication {pub.get('issue_date')}: {n} files in [{folder}]({_uri(folder)})")
     elif s.get("publication_blocked"):
         lines.append("- publication: **not written** (the quality gate blocked it)")
     for name, label in LINKS:

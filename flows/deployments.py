@@ -3,7 +3,7 @@
 | deployment | flow | schedule |
 |---|---|---|
 | biolake-pipeline/ingest-every-15-min | ingest new files, republish what they touch, quality gate | every 15 minutes |
-| biolake-publication/daily-indicators | SI-DEP and MDO marts, quality gate, publication (SI-DEP and MDO files), data-quality report | every day at 06:00 |
+| biolake-publication/daily-indicators | SI-DEP and MDO marts, gate, publication, data-quality report | every day at 06:00 |
 | biolake-reports/weekly | the weekly epidemiological and data-quality reports | Mondays at 08:00 |
 
 There is no weekly MDO deployment: the daily publication writes the MDO weekly files too (complete

@@ -525,7 +525,8 @@ def test_the_scheduled_publication_and_reports_runs_publish_their_artifacts(gate
     assert blocked.is_failed() and "file_accounting" in blocked.message
     got = _run_artifacts(blocked)
     assert "FAILED" in got[KEYS["gate"]] and victim["path"] in got[KEYS["gate"]]
-    assert got[KEYS["publication"]].startswith("# Publication: not written") and "file_accounting" in got[KEYS["publication"]]
+    not_written = got[KEYS["publication"]]
+    assert not_written.startswith("# Publication: not written") and "file_accounting" in not_written
     assert "**not written**" in got[KEYS["summary"]]
     assert not (home / "publication" / "2026-11-21").exists()
 
