@@ -16,10 +16,15 @@ shows the latest):
 | ``biolake-weekly-report`` | link | file:// link to the weekly epidemiological report |
 | ``biolake-data-quality-report`` | link | file:// link to the data-quality report |
 | ``biolake-data-docs`` | link | file:// link to the Great Expectations Data Docs |
+| ``biolake-publication`` | markdown | the issue written (folder and manifest links, its files) or why none was |
 
-``summary`` is the flow's summary dict (missing entries are skipped), ``report_paths`` what
-flows.reports.build_reports returns, ``gate`` what flows.quality_gate.run_quality_gate returns
-(``{}`` when the gate did not run). Returns ``{key: artifact id}``.
+``summary`` is the flow's summary dict (missing entries are skipped; ``publication``: what
+flows.epi.export_publication returned, ``publication_blocked``: the gate's reason when the run meant
+to publish and could not; the publication artifact is made only by a run that meant to publish),
+``report_paths`` what flows.reports.build_reports returns (or some of it), ``gate`` what
+flows.quality_gate.run_quality_gate returns (``{}`` when the gate did not run, ``None`` when the
+flow does not run it, such as the weekly reports: then no gate artifact, and the latest one stays the
+latest gate's). Returns ``{key: artifact id}``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ KEYS = {
     "summary": "biolake-run-summary", "gate": "biolake-quality-gate", "files": "biolake-files",
     "counts": "biolake-row-counts", "reasons": "biolake-quarantine-reasons", "coverage": "biolake-mapping-coverage",
     "suites": "biolake-quality-suites", "weekly": "biolake-weekly-report", "data_quality": "biolake-data-quality-report",
-    "data_docs": "biolake-data-docs",
+    "data_docs": "biolake-data-docs", "publication": "biolake-publication",
 }
 LINKS = (("weekly", "Weekly epidemiological report"), ("data_quality", "Data-quality and lab-activity report"),
          ("data_docs", "Great Expectations Data Docs"))
@@ -80,9 +85,19 @@ def summary_markdown(summary: dict, report_paths: dict, gate: dict) -> str:
                      f"{s.get('rows_quarantined', 0):,} quarantined")
     if "unmapped_codes" in s:
         lines.append(f"- unmapped local codes waiting: {s['unmapped_codes']}")
-    lines.append(f"- quality gate: **{_gate_status(gate)}**")
+    if gate is None:
+        lines.append("- quality gate: not run by this flow (the latest result: artifact biolake-quality-gate)")
+    else:
+        lines.append(f"- quality gate: **{_gate_status(gate)}**")
     for f in (gate or {}).get("failures", [])[:10]:
         lines.append(f"  - {f}")
+    pub = s.get("publication")
+    if isinstance(pub, dict):
+        n = pub["files"] if isinstance(pub.get("files"), int) else len(pub.get("files") or [])
+        folder = pub.get("folder")
+        lines.append(f"- publication {pub.get('issue_date')}: {n} files in [{folder}]({_uri(folder)})")
+    elif s.get("publication_blocked"):
+        lines.append("- publication: **not written** (the quality gate blocked it)")
     for name, label in LINKS:
         if report_paths.get(name):
             lines.append(f"- [{label}]({_uri(report_paths[name])})")
@@ -109,18 +124,50 @@ def gate_markdown(gate: dict) -> str:
     return "\n".join(lines)
 
 
+def publication_markdown(summary: dict) -> str | None:
+    """The issue a run wrote (folder, manifest, files), or why it wrote none; None when the run did
+    not mean to publish."""
+    pub, blocked = summary.get("publication"), summary.get("publication_blocked")
+    if not isinstance(pub, dict):
+        if not blocked:
+            return None
+        return "\n".join(["# Publication: not written", "", blocked, "",
+                          "The earlier issues stay as they were (`biolake epi issues`)."])
+    folder = Path(pub["folder"])
+    lines = [f"# Publication {pub.get('issue_date')}", "", f"- folder: [{folder}]({_uri(folder)})"]
+    if (folder / "manifest.json").exists():
+        lines.append(f"- manifest: [manifest.json]({_uri(folder / 'manifest.json')})")
+    if pub.get("rule"):
+        lines.append(f"- disclosure rule: {pub['rule']}")
+    files = pub.get("files")
+    if isinstance(files, list):
+        lines += _md_table(("file", "rows", "period", "suppressed (primary+secondary)"),
+                           [(f["file"], f["rows"], f"{f.get('period_start')} .. {f.get('period_end')}",
+                             f"{f.get('cells_primary')}+{f.get('cells_secondary')}") for f in files])
+    elif files is not None:
+        lines.append(f"- files: {files}")
+    return "\n".join(lines)
+
+
 def publish_artifacts(summary: dict, report_paths: dict | None = None, gate: dict | None = None) -> dict[str, UUID]:
     """Create this run's artifacts (see the module docstring). Call inside a flow run."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+    gate_ran = gate is not None
     report_paths, gate = dict(report_paths or {}), dict(gate or {})
     if gate.get("data_docs") and "data_docs" not in report_paths:
         report_paths["data_docs"] = gate["data_docs"]
     ids: dict[str, UUID] = {}
     ids[KEYS["summary"]] = create_markdown_artifact(
-        key=KEYS["summary"], markdown=summary_markdown(summary, report_paths, gate), description="Run summary")
-    ids[KEYS["gate"]] = create_markdown_artifact(
-        key=KEYS["gate"], markdown=gate_markdown(gate), description="Great Expectations quality gate")
+        key=KEYS["summary"], markdown=summary_markdown(summary, report_paths, gate if gate_ran else None),
+        description="Run summary")
+    if gate_ran:
+        ids[KEYS["gate"]] = create_markdown_artifact(
+            key=KEYS["gate"], markdown=gate_markdown(gate), description="Great Expectations quality gate")
+    pub = publication_markdown(summary)
+    if pub is not None:
+        ids[KEYS["publication"]] = create_markdown_artifact(key=KEYS["publication"], markdown=pub,
+                                                            description="Publication (SI-DEP and MDO files)")
     if summary.get("files"):
         ids[KEYS["files"]] = create_table_artifact(key=KEYS["files"], table=list(summary["files"]),
                                                    description="Files processed in this run")

@@ -2,10 +2,13 @@
 
 | deployment | flow | schedule |
 |---|---|---|
-| biolake-pipeline/ingest-every-15-min | ingest new files, republish what they touch | every 15 minutes |
-| biolake-publication/daily-indicators | SI-DEP marts, quality gate, publication | every day at 06:00 |
-| biolake-publication/weekly-mdo | notifiable-disease weekly cases, quality gate, publication | Mondays at 07:00 |
+| biolake-pipeline/ingest-every-15-min | ingest new files, republish what they touch, quality gate | every 15 minutes |
+| biolake-publication/daily-indicators | SI-DEP and MDO marts, gate, publication, data-quality report | every day at 06:00 |
 | biolake-reports/weekly | the weekly epidemiological and data-quality reports | Mondays at 08:00 |
+
+There is no weekly MDO deployment: the daily publication writes the MDO weekly files too (complete
+ISO weeks only), so a Monday `weekly-mdo` run of the same flow (earlier versions had one) re-issued
+the issue the 06:00 run had just written.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ def deployments(home: str) -> list:
     # every 15 minutes the reports are not rebuilt (the weekly deployment does it): ingestion stays light
     deps = [p.pipeline.to_deployment(name="ingest-every-15-min", interval=900, parameters={**params, "reports": False},
                                      description="Ingest whatever is new in the landing area and republish "
-                                                 "(the reports are built by biolake-reports/weekly).")]
+                                                 "(the data-quality report is rebuilt by "
+                                                 "biolake-publication/daily-indicators, both reports by "
+                                                 "biolake-reports/weekly).")]
     for flow_fn, name, cron, desc in scheduled_flows():
         deps.append(flow_fn.to_deployment(name=name, schedules=[_cron(cron)], parameters=params, description=desc))
     return deps
@@ -39,8 +44,9 @@ def scheduled_flows() -> list[tuple]:
     from flows import scheduled
 
     return [
-        (scheduled.publication_flow, "daily-indicators", "0 6 * * *", "SI-DEP indicators and their publication."),
-        (scheduled.publication_flow, "weekly-mdo", "0 7 * * 1", "Notifiable diseases: weekly cases and publication."),
+        (scheduled.publication_flow, "daily-indicators", "0 6 * * *",
+         "SI-DEP indicators and notifiable-disease weekly cases (complete ISO weeks), their publication, "
+         "and the data-quality report."),
         (scheduled.reports_flow, "weekly", "0 8 * * 1", "Weekly epidemiological and data-quality reports."),
     ]
 

@@ -384,6 +384,10 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
         "reports": report_paths,
         "publication": published,
     }
+    if export and published is None:  # the gate blocked it: the publication artifact says so
+        from flows.quality_gate import block_reason
+
+        summary["publication_blocked"] = block_reason(gate)
     publish_artifacts(summary, report_paths, gate)
     return final_state(summary, gate)
 

@@ -63,7 +63,8 @@ def run_quality_gate(ctx, file_ids: list[str] | None = None, now: datetime | Non
     home = ctx.wh.home
     try:
         suites = checkpoints.build_suites(ctx.wh, ctx.settings.seeds_dir, now=now, run_id=str(ctx.run_id),
-                                          file_ids=file_ids, run_files=run_files)
+                                          file_ids=file_ids, run_files=run_files,
+                                          lab_late_days=ctx.settings.lab_late_days)
         outcomes, docs = checkpoints.run_suites(home, suites, run_name=str(ctx.run_id))
     except Exception as err:  # a gate that cannot run blocks the exports, it does not wave them through
         return {**summarize([], seconds=round(time.perf_counter() - t0, 2)), "ok": False,

@@ -1,8 +1,11 @@
-"""The scheduled flows besides ingestion: publication (indicators, notifiable diseases), reports, purge.
+"""The scheduled flows besides ingestion: publication (SI-DEP indicators and MDO weekly cases), reports, purge.
 
 Each is a thin Prefect flow over the functions of flows/epi.py, flows/quality_gate.py and
 flows/reports.py; the ingestion pipeline (flows/pipeline.py) calls the same functions after
-publishing, so a scheduled run only redoes what the data changed.
+publishing, so a scheduled run only redoes what the data changed. Like `biolake run`, each publishes
+its Prefect artifacts (flows/artifacts.py): the publication run its summary, the gate, the
+publication (or why none was written) and the data-quality report it rebuilds; the reports run its
+summary and the links to the reports.
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ def reports_task(home: str, week: str | None = None) -> dict:
     return build_reports(_ctx(home), week=week)
 
 
+@task(name="build-data-quality-report", cache_policy=NONE)
+def dq_report_task(home: str) -> str:
+    """The data-quality and lab-activity report alone (a second or so: DuckDB summaries of the
+    warehouse), so that the daily run keeps it fresh for an operator who relies on the schedules."""
+    from flows.reports import build_dq
+
+    return str(build_dq(_ctx(home)))
+
+
 def gated_export(home: str, file_ids: list[str] | None = None, issue_date: str | None = None,
                  diseases: list[str] | None = None) -> dict:
     """Quality gate, then the publication only when no critical expectation failed."""
@@ -61,19 +73,38 @@ def _final(result: dict):
 @flow(name="biolake-publication")
 def publication_flow(home: str = "data", issue_date: str | None = None) -> dict:
     """Epidemiological marts (SI-DEP daily, weekly, régions, France, rates; MDO weekly cases), the
-    data-quality gate, then the publication unless the gate blocks it. Scheduled daily for the
-    indicators and weekly for the notifiable diseases (two deployments of this one flow)."""
+    data-quality gate, then the publication unless the gate blocks it (SI-DEP and MDO files together:
+    the MDO files hold the complete ISO weeks), then the data-quality report. Scheduled daily
+    (deployment daily-indicators). Publishes its artifacts: run summary, gate, publication (or why
+    none was written), suites, links to the data-quality report and the Data Docs."""
+    from flows.artifacts import publish_artifacts
+
     ctx = _ctx(home)
     with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout), writer_slot(ctx.settings):
         epi = publish_epi_task(home)
         out = gated_export(home, issue_date=issue_date) | {"epi": epi}
-    return _final(out)
+        report_paths = {"data_quality": dq_report_task(home)}
+        marts = {"fct_lab_results": steps.count_rows(ctx, steps.cat.FCT_LAB_RESULTS),
+                 "sidep_daily": steps.count_rows(ctx, steps.cat.SIDEP_DAILY)}
+    summary = {"run_id": ctx.run_id, "home": str(ctx.wh.home), "marts": marts,
+               "publication": out["export"], "publication_blocked": out["blocked"], "reports": report_paths,
+               "incremental": {"epi_partitions_rewritten": epi.get("partitions_rewritten")}}
+    publish_artifacts(summary, report_paths, out["gate"])
+    return _final(out | {"reports": report_paths})
 
 
 @flow(name="biolake-reports")
 def reports_flow(home: str = "data", week: str | None = None) -> dict:
-    """The weekly epidemiological report and the data-quality report."""
-    return reports_task(home, week)
+    """The weekly epidemiological report and the data-quality report, under the warehouse lock (a run
+    rewrites and compacts what they read), with their artifacts: run summary and links (no gate
+    artifact: this flow does not run the gate, and the latest gate's stays the latest)."""
+    from flows.artifacts import publish_artifacts
+
+    ctx = _ctx(home)
+    with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
+        paths = reports_task(home, week)
+    publish_artifacts({"run_id": ctx.run_id, "home": str(ctx.wh.home), "reports": paths}, paths, None)
+    return paths
 
 
 @flow(name="biolake-purge-identities")

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     suppression_min_count: int = Field(default=1, ge=1, description="smallest count suppressed")
     mdo_rules: Path | None = Field(default=None, description="MDO case rules table (default: seeds)")
     identity_retention_days: int | None = Field(default=None, ge=0, description="raw identity retention")
+    lab_late_days: int = Field(default=7, ge=0, description="days without a file after which a lab that "
+                               "delivered on at least 3 days is named late by the quality gate (0: never)")
     compact_min_files: int = Field(default=32, ge=0, description="small per-file partitions a table gathers "
                                    "before a run packs them (0: never)")
 

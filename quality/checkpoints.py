@@ -51,6 +51,8 @@ SIDEP_WINDOW_DAYS = 56  # days of marts.sidep_daily validated row by row
 RATES_WINDOW_WEEKS = 8
 LAB_DAY_WINDOW_DAYS = 90
 FRESHNESS_DAYS = 30  # warning when the newest collection is older than this at run time
+# a lab that delivered files on at least this many days is expected to go on (suite lab_deliveries)
+LATE_MIN_DELIVERY_DAYS = 3
 # warning when a lab leaves a larger share of its text results on SI-DEP/MDO tests unrecognised
 UNRECOGNISED_MAX_SHARE = 0.01
 DATASOURCE = "biolake"
@@ -216,6 +218,20 @@ def fct_summary_suite(frame: pl.DataFrame, where: dict[str, str] | None = None) 
         _between("days_since_newest_collection", None, FRESHNESS_DAYS,
                  f"freshness: the newest collection is at most {FRESHNESS_DAYS} days old", critical=False),
     ]
+    return s
+
+
+def lab_deliveries_suite(frame: pl.DataFrame, late_days: int) -> Suite:
+    """Which labs are late: one row per lab that delivered on at least LATE_MIN_DELIVERY_DAYS days
+    (``summaries.lab_deliveries``); a warning names each that sent no file for more than
+    ``late_days`` days (BIOLAKE_LAB_LATE_DAYS), with the days and its last delivery."""
+    s = Suite("lab_deliveries", f"Each lab that delivered files on at least {LATE_MIN_DELIVERY_DAYS} days goes "
+              f"on delivering: no file for more than {late_days} days is a warning naming the lab.", frame,
+              label_columns=("source", "days_since_last_delivery", "last_delivery"))
+    s.checks = [_between("days_since_last_delivery", None, late_days,
+                         f"every lab that delivered regularly sent a file within the last {late_days} days "
+                         "(BIOLAKE_LAB_LATE_DAYS): a late lab's results are missing from the counts", critical=False,
+                         name="lab_delivered_recently")]
     return s
 
 
@@ -411,7 +427,7 @@ def grain_suite(frame: pl.DataFrame) -> Suite:
 # --------------------------------------------------------------------------------------------
 def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
                  run_id: str | None = None, file_ids: list[str] | None = None,
-                 run_files: list[dict] | None = None) -> list[Suite]:
+                 run_files: list[dict] | None = None, lab_late_days: int | None = None) -> list[Suite]:
     """Compute every bounded input with DuckDB and attach its suite. Suites whose source table
     has no file yet are left out; ``run_files``: the landing files this run handled (path,
     status), checked with the earlier failures still in the landing area (suite landing_files).
@@ -419,6 +435,8 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
     The grain of the partitioned tables is checked on the partitions of ``file_ids`` (the files
     this run wrote); when None, on the files registered by ``run_id``, else by the latest run that
     registered files; with neither ``run_id`` nor ``file_ids``, on every partition.
+    ``lab_late_days``: the days without a file after which a lab that delivered regularly is late
+    (suite lab_deliveries; None or 0: not checked).
     """
     now = now or datetime.now()
     seeds_dir = Path(seeds_dir)
@@ -433,6 +451,9 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
         if src.has(cat.FILE_LOG):
             suites.append(file_accounting_suite(S.file_accounting(con, src)))
             suites.append(quarantine_suite(S.quarantine_reasons(con, src)))
+            if lab_late_days:
+                suites.append(lab_deliveries_suite(S.lab_deliveries(con, src, now, LATE_MIN_DELIVERY_DAYS),
+                                                   lab_late_days))
         usable = None
         if src.has(cat.FCT_LAB_RESULTS):
             covid = _covid_loincs(seeds_dir)

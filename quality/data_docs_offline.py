@@ -14,7 +14,10 @@ stylesheet (``static/styles/biolake-offline.css``) and one line of script. The p
 mark when jQuery from the CDN did load: online, the pages look exactly as GX made them. Offline, or
 with scripts disabled, the stylesheet draws the status icons as text marks (✔ met, ✘ failed,
 ! error) and lays out the tables, and the index shows static lists of the validation runs and of
-the expectation suites, made here from the GX project, in place of its empty table.
+the expectation suites, made here from the GX project, in place of its empty table. In that list a
+validation whose failed expectations are all warnings reads "warnings only", and one with a failed
+critical expectation "failed (blocks publication)": GX itself calls both unsuccessful (QA: the
+operator could not tell from the Data Docs what blocked the gate).
 
 The additions are marked, so running it again on pages it already changed does nothing; GX
 rewrites the index on every build, and this adds its list back each time.
@@ -53,6 +56,7 @@ html.biolake-offline [id$="-body-table-toolbar"] { display: none; }
 .biolake-offline-index { display: none; }
 html.biolake-offline .biolake-offline-index { display: block; }
 .biolake-offline-index .failed td { background: #ffebe9; }
+.biolake-offline-index .warning td { background: #fff8c5; }
 """
 
 _HTML_TAG = re.compile(r"<html(\s[^>]*)?>", re.IGNORECASE)
@@ -112,7 +116,9 @@ def _insert_before(text: str, tag: str, addition: str) -> str:
 
 def validation_runs(docs_dir: Path, gx_dir: Path) -> list[dict]:
     """One dict per validation result kept by GX whose Data Docs page exists, newest run first:
-    suite, run_name, run_time (UTC), success, evaluated, failed, page (relative to ``docs_dir``)."""
+    suite, run_name, run_time (UTC), success, evaluated, failed, failed_critical (the failed
+    expectations of severity critical, or that raised: they block the publication), page
+    (relative to ``docs_dir``)."""
     runs = []
     store = Path(gx_dir) / VALIDATIONS
     if not store.is_dir():
@@ -135,12 +141,36 @@ def validation_runs(docs_dir: Path, gx_dir: Path) -> list[dict]:
             "success": bool(doc.get("success")),
             "evaluated": int(stats.get("evaluated_expectations") or 0),
             "failed": int(stats.get("unsuccessful_expectations") or 0),
+            "failed_critical": _failed_critical(doc),
             "page": "validations/" + rel.as_posix(),
         })
     # newest run first; within a run, suites in alphabetical order (sorts are stable)
     runs.sort(key=lambda r: r["suite"])
     runs.sort(key=lambda r: r["run_time"], reverse=True)
     return runs
+
+
+def _failed_critical(doc: dict) -> int:
+    """Failed expectations that block the publication: severity critical (GX's default, so a result
+    without one counts), or one that raised (flows/quality_gate.py counts it as failed)."""
+    n = 0
+    for r in doc.get("results") or []:
+        exc = r.get("exception_info") or {}
+        raised = bool(exc.get("raised_exception")) if isinstance(exc, dict) else False
+        if r.get("success") and not raised:
+            continue
+        severity = str((r.get("expectation_config") or {}).get("severity") or "critical").lower()
+        n += severity.endswith("critical") or raised
+    return n
+
+
+def status_of(run: dict) -> tuple[str, str]:
+    """(css class, text) of a validation run in the static index."""
+    if run["success"] and not run.get("failed_critical"):
+        return "met", "&#10004; met"
+    if not run.get("failed_critical"):
+        return "warning", "! warnings only"
+    return "failed", "&#10008; failed (blocks publication)"
 
 
 def suite_pages(docs_dir: Path, gx_dir: Path) -> list[dict]:
@@ -169,9 +199,9 @@ def _utc(value: str | None) -> str:
 def _with_static_index(text: str, runs: list[dict], suites: list[dict]) -> str:
     rows = []
     for r in runs:
-        mark = "&#10004; met" if r["success"] else "&#10008; failed"
+        css, mark = status_of(r)
         rows.append(
-            f'<tr class="{"met" if r["success"] else "failed"}"><td>{mark}</td>'
+            f'<tr class="{css}"><td>{mark}</td>'
             f'<td>{html.escape(r["run_time"])}</td><td>{html.escape(r["run_name"])}</td>'
             f'<td><a href="{html.escape(r["page"])}">{html.escape(r["suite"])}</a></td>'
             f'<td>{r["evaluated"] - r["failed"]} of {r["evaluated"]}</td></tr>')
@@ -179,7 +209,10 @@ def _with_static_index(text: str, runs: list[dict], suites: list[dict]) -> str:
     block = (
         '\n<div class="biolake-offline-index">\n<h2>Validation results</h2>\n'
         "<p>This list is shown because the page's scripts and styles, which Great Expectations loads "
-        "from public CDNs, could not be loaded (no internet access here). Newest run first.</p>\n"
+        "from public CDNs, could not be loaded (no internet access here). Newest run first. "
+        "<em>warnings only</em>: the failed expectations are warnings, the publication goes out; "
+        "<em>failed (blocks publication)</em>: a critical expectation failed, the exports are blocked "
+        "until it passes.</p>\n"
         "<table>\n<thead><tr><th>status</th><th>run time</th><th>run</th><th>suite</th>"
         "<th>expectations met</th></tr></thead>\n"
         f"<tbody>\n{body}\n</tbody>\n</table>\n"

@@ -236,6 +236,26 @@ def landing_failures(con: duckdb.DuckDBPyConnection, src: Sources, landing: Path
     return failed.filter(pl.Series(still, dtype=pl.Boolean))
 
 
+def lab_deliveries(con: duckdb.DuckDBPyConnection, src: Sources, now: datetime, min_delivery_days: int
+                   ) -> pl.DataFrame:
+    """One row per lab (landing folder) that delivered on at least ``min_delivery_days`` distinct
+    days (days on which biolake registered a file of it, whatever became of the file: loaded,
+    re-delivery or failed): source, last_delivery (text, to the minute), delivery_days,
+    days_since_last_delivery (whole days before ``now``). A lab whose files all came in one load (a
+    new home, a back-fill, the demo) has one delivery day and is not listed: its rhythm is unknown.
+    Files outside a lab folder (source ``_unknown``) belong to no lab."""
+    df = frame(con, f"""
+        SELECT source, max(registered_at) AS last_at, count(DISTINCT CAST(registered_at AS DATE)) AS delivery_days
+        FROM {src.rel(cat.FILE_LOG)} WHERE source IS NOT NULL AND source <> '_unknown'
+        GROUP BY source ORDER BY source""")
+    return (df.filter(pl.col("delivery_days") >= min_delivery_days)
+            .with_columns(days_since_last_delivery=(pl.lit(now, pl.Datetime("us")) - pl.col("last_at"))
+                          .dt.total_days().cast(pl.Int64),
+                          last_delivery=pl.col("last_at").dt.strftime("%Y-%m-%d %H:%M"),
+                          delivery_days=pl.col("delivery_days").cast(pl.Int64))
+            .select("source", "last_delivery", "delivery_days", "days_since_last_delivery"))
+
+
 def _in_landing(landing: Path, rel: str) -> bool:
     try:
         path = landing / rel.rstrip("/")

@@ -232,6 +232,50 @@ def test_a_loaded_file_with_an_invalid_finess_is_a_warning_naming_it(gated, tmp_
     assert "path=labo_alpha/bad_finess.csv, reason_code=FINESS_INVALID" in named[0] and "labo_beta" not in named[0]
 
 
+def _log_deliveries(home: Path, lab: str, days_ago: list[float], now) -> None:
+    """File-log rows of re-deliveries of ``lab`` registered these many days before ``now`` (as the
+    15-minute runs of `biolake serve` register a lab's daily files)."""
+    from datetime import timedelta
+
+    wh = context(home).wh
+    for i, d in enumerate(days_ago):
+        log_id = f"{lab}-{i}"
+        row = {c: None for c in cat.FILE_LOG.schema}
+        row |= {"log_id": log_id, "path": f"{lab}/{lab}_{i}.csv", "source": lab, "sha256": "0" * 64,
+                "file_id": f"{i:016x}", "status": "duplicate", "registered_at": now - timedelta(days=d),
+                "run_id": f"earlier-{i}"}
+        wh.write_partition_file(cat.FILE_LOG, log_id, pl.DataFrame([row], schema=cat.FILE_LOG.schema))
+
+
+def test_a_lab_that_delivered_regularly_and_went_silent_is_a_warning_naming_it(gated, tmp_path, monkeypatch):
+    """QA N9: "which labs are late?". A lab that sent files on 3 days and nothing for 12 is named, with its
+    days; a lab seen on one day only (a back-fill, a new home, the demo: every file registered by one
+    run) is not; the threshold is BIOLAKE_LAB_LATE_DAYS."""
+    from datetime import datetime
+
+    from flows.quality_gate import run_quality_gate
+
+    home, gate, _, _ = gated
+    # the session's run registered every file at once: no lab has a rhythm, no lateness warning
+    assert not [w for w in gate["warnings"] if "lab_deliveries" in w], gate["warnings"]
+    home = copy_home(home, tmp_path / "home")
+    now = datetime.now()
+    _log_deliveries(home, "labo_silent", [20, 19.2, 12.3], now)
+    _log_deliveries(home, "labo_once", [40], now)
+    _log_deliveries(home, "labo_weekly", [14, 7, 0.5], now)
+    late = run_quality_gate(context(home, "late-labs"), now=now)
+    assert late["ok"], late["failures"]  # a warning, not a blocking failure
+    named = [w for w in late["warnings"] if "lab_deliveries" in w]
+    assert len(named) == 1, late["warnings"]
+    assert "1 of 2 rows unexpected" in named[0] and "source=labo_silent, days_since_last_delivery=12" in named[0]
+    assert "labo_once" not in named[0] and "labo_weekly" not in named[0]
+    monkeypatch.setenv("BIOLAKE_LAB_LATE_DAYS", "14")
+    later = run_quality_gate(context(home, "late-labs-14"), now=now)
+    assert not [w for w in later["warnings"] if "lab_deliveries" in w], later["warnings"]
+    monkeypatch.setenv("BIOLAKE_LAB_LATE_DAYS", "0")  # never checked
+    assert "lab_deliveries" not in run_quality_gate(context(home, "late-labs-0"), now=now)["suites"]
+
+
 def test_data_docs_read_offline(gated):
     """Every Data Docs page links biolake's offline stylesheet and starts marked offline; the index
     lists every validation result page on disk, with GX's own status, in place of the table its
@@ -302,6 +346,44 @@ def test_data_docs_index_offline_in_chromium(gated, tmp_path):
          "--dump-dom", index.resolve().as_uri()], check=True, capture_output=True, text=True, timeout=120).stdout
     assert '<html class="biolake-offline">' in dom
     assert dom.count("&#10004; met") + dom.count("✔ met") >= len(gated[1]["suites"])
+
+
+def test_data_docs_index_tells_warnings_only_from_a_blocking_failure(tmp_path):
+    """QA N10: the offline index marked a suite that failed only warnings "failed", like the ones whose
+    critical failures blocked the export. Three results as GX stores them: met, warnings only, blocked."""
+    import json
+    import re
+
+    from quality.data_docs_offline import make_offline
+
+    docs, gx_dir = tmp_path / "reports" / "data_docs", tmp_path / "gx"
+
+    def result(success: bool, severity: str) -> dict:
+        return {"success": success, "exception_info": {"raised_exception": False},
+                "expectation_config": {"type": "expect_column_values_to_be_between", "severity": severity}}
+
+    cases = {"grain": [result(True, "critical")],
+             "lab_day": [result(True, "critical"), result(False, "warning"), result(False, "warning")],
+             "file_accounting": [result(False, "critical"), result(False, "warning")]}
+    for suite, res in cases.items():
+        rel = f"{suite}/run-1/20261101T000000.000000Z/batch"
+        doc = {"suite_name": suite, "success": all(r["success"] for r in res), "results": res,
+               "meta": {"run_id": {"run_name": "run-1", "run_time": "2026-11-01T00:00:00+00:00"}},
+               "statistics": {"evaluated_expectations": len(res),
+                              "unsuccessful_expectations": sum(not r["success"] for r in res)}}
+        (gx_dir / "uncommitted" / "validations" / rel).parent.mkdir(parents=True)
+        (gx_dir / "uncommitted" / "validations" / f"{rel}.json").write_text(json.dumps(doc))
+        (docs / "validations" / rel).parent.mkdir(parents=True)
+        (docs / "validations" / f"{rel}.html").write_text("<html><head></head><body>result</body></html>")
+    (docs / "index.html").write_text('<html><head></head><body><table class="ge-index-page-validation-'
+                                     'results-table"></table></body></html>')
+    make_offline(docs, gx_dir)
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    rows = {m.group(3): (m.group(1), m.group(2)) for m in re.finditer(
+        r'<tr class="(\w+)"><td>([^<]+)</td>.*?<a href="[^"]+">([^<]+)</a>', index)}
+    assert rows == {"grain": ("met", "&#10004; met"),
+                    "lab_day": ("warning", "! warnings only"),
+                    "file_accounting": ("failed", "&#10008; failed (blocks publication)")}, rows
 
 
 def test_history_is_pruned_to_a_bounded_number_of_runs(tmp_path):
@@ -390,6 +472,78 @@ def _table(data) -> list[dict]:
     import json
 
     return json.loads(data) if isinstance(data, str) else data
+
+
+def _run_artifacts(state) -> dict[str, str]:
+    """{key: data} of the artifacts a flow run created (its final state given)."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    body = {"artifacts": {"flow_run_id": {"any_": [str(state.state_details.flow_run_id)]}}, "limit": 200,
+            "offset": 0, "sort": "CREATED_DESC"}
+    r = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body, timeout=60)
+    r.raise_for_status()
+    return {a["key"]: a["data"] for a in r.json()}
+
+
+def test_the_scheduled_publication_and_reports_runs_publish_their_artifacts(gated, prefect_harness, tmp_path):
+    """QA N7: under `biolake serve` the daily publication and the weekly reports runs left no artifact
+    (no gate result, no link to the publication), and the data-quality report was a week old. The
+    flows the deployments serve, run here under the embedded Prefect, and their artifacts read back."""
+    import json
+    import os
+
+    from flows.artifacts import KEYS
+    from flows.scheduled import publication_flow, reports_flow
+
+    home = copy_home(gated[0], tmp_path / "home")
+    dq = home / "reports" / "data_quality.html"
+    os.utime(dq, (0, 0))  # as a week-old report
+    state = publication_flow(home=str(home), issue_date="2026-11-20", return_state=True)
+    assert state.is_completed(), state.message
+    got = _run_artifacts(state)
+    assert {KEYS[k] for k in ("summary", "gate", "suites", "publication", "data_quality", "data_docs")} <= set(got)
+    assert "passed" in got[KEYS["gate"]]
+    folder = home / "publication" / "2026-11-20"
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    pub = got[KEYS["publication"]]
+    assert pub.startswith("# Publication 2026-11-20") and folder.resolve().as_uri() in pub
+    assert (folder / "manifest.json").resolve().as_uri() in pub
+    assert {f["file"] for f in manifest["files"]} == {f for f in manifest_names(pub)} and manifest["files"]
+    assert any(f["dataset"] == "mdo" for f in manifest["files"])  # SI-DEP and MDO in the daily issue
+    assert f"publication 2026-11-20: {len(manifest['files'])} files" in got[KEYS["summary"]]
+    assert dq.stat().st_mtime > 0 and str(state.state_details.flow_run_id) in dq.read_text(encoding="utf-8")
+    assert dq.resolve().as_uri() in got[KEYS["data_quality"]]
+
+    # blocked: the gate artifact names the failure, the publication artifact says none was written
+    wh = context(home).wh
+    log = wh.read(cat.FILE_LOG)
+    victim = log.filter(pl.col("status") == "loaded").sort("path").row(0, named=True)
+    wh.write_partition_file(cat.FILE_LOG, victim["log_id"], pl.DataFrame(
+        [{**victim, "rows_valid": victim["rows_valid"] + 1}], schema=cat.FILE_LOG.schema))
+    blocked = publication_flow(home=str(home), issue_date="2026-11-21", return_state=True)
+    assert blocked.is_failed() and "file_accounting" in blocked.message
+    got = _run_artifacts(blocked)
+    assert "FAILED" in got[KEYS["gate"]] and victim["path"] in got[KEYS["gate"]]
+    not_written = got[KEYS["publication"]]
+    assert not_written.startswith("# Publication: not written") and "file_accounting" in not_written
+    assert "**not written**" in got[KEYS["summary"]]
+    assert not (home / "publication" / "2026-11-21").exists()
+
+    # the weekly reports: links to both reports, and no gate artifact (it does not run the gate)
+    weekly = reports_flow(home=str(home), return_state=True)
+    assert weekly.is_completed(), weekly.message
+    got = _run_artifacts(weekly)
+    paths = weekly.result()
+    assert {KEYS["summary"], KEYS["weekly"], KEYS["data_quality"]} <= set(got) and KEYS["gate"] not in got
+    assert Path(paths["weekly"]).resolve().as_uri() in got[KEYS["weekly"]]
+    assert "not run by this flow" in got[KEYS["summary"]]
+
+
+def manifest_names(markdown: str) -> list[str]:
+    """The file names of a publication artifact's table."""
+    return [line.split("|")[1].strip() for line in markdown.splitlines()
+            if line.startswith("| ") and not line.startswith("| file |")]
 
 
 def test_a_failed_file_still_in_the_landing_is_named_by_every_gate(gated, clean_run, tmp_path):

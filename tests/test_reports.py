@@ -447,6 +447,29 @@ def test_data_quality_report_numbers_equal_the_warehouse(gated):  # noqa: F811
     assert 'data-ok="1"' in html and 'href="data_docs/index.html"' in html
 
 
+def test_quarantine_examples_of_lines_the_parser_refused_show_no_false_empty_value(mixed_run, tmp_path):
+    """QA N12: a TEST_IDENTITY example (HPRIM, HL7 v2) read "empty or unreadable" in the value column,
+    while its explanation quoted the INS OID: the parser refuses such lines, so their values never reach
+    raw.results. They say so; lines that reached raw.results still show their (safe) value."""
+    from flows.settings import Settings
+    from flows.steps import Context
+    from quality.reports.dq import build_dq, dq_data
+
+    home, _ = mixed_run
+    wh = Context.create(Settings(home=home), "test-dq-examples").wh
+    examples = dq_data(wh)["examples"]
+    refused = examples["TEST_IDENTITY"]
+    assert refused and {e["path"].rsplit(".", 1)[-1] for e in refused} <= {"hl7", "hpr"}, refused
+    for e in refused:
+        assert e["column"] == "ins_oid" and e["value"] is None
+        assert e["value_note"] == "not kept (rejected before loading)", e
+    shown = [e for rows in examples.values() for e in rows if e["value"] is not None]
+    assert shown, "a safe value of a line that reached raw.results is shown"
+    assert not [e for rows in examples.values() for e in rows if e["value_note"] == "empty or unreadable"]
+    html = build_dq(wh, tmp_path).read_text(encoding="utf-8")
+    assert "not kept (rejected before loading)" in html and "empty or unreadable" not in html
+
+
 def test_data_quality_report_lists_only_the_failed_files_still_outstanding(tmp_path):
     """QA (ledger F4): the report listed under "Files that could not be read", and counted as
     unreadable, every failed sighting of the file log, also a file re-delivered and loaded under the

@@ -8,7 +8,8 @@ What it shows, all computed with DuckDB over the warehouse (quality/summaries.py
 - delivery delays per lab: collection -> reception -> validation -> delivery to biolake;
 - quarantine reasons per lab, with a few examples per reason stripped of identities (file, line,
   column, explanation, and the offending value only for a column on :data:`SAFE_EXAMPLE_COLUMNS`,
-  with any NIR-shaped number and the row's own names and birth date masked as in staging);
+  with any NIR-shaped number and the row's own names and birth date masked as in staging; a line the
+  parser refused has no value kept, and says so);
 - LOINC mapping and unit-conversion coverage per lab, and the head of the mapping work queue;
 - text results whose wording is not recognised (counted in neither SI-DEP nor MDO): their share per
   lab and the most frequent texts, the tests that count in SI-DEP or MDO first;
@@ -103,18 +104,36 @@ def _examples(con, src: S.Sources) -> dict[str, list[dict]]:
             r["value_note"] = "value not shown (identity or quasi-identifier)"
         else:
             r["value_note"] = None
-            if src.holds(cat.RAW_RESULTS, [r["file_id"]]) and r["line_no"] is not None:
+            got = []
+            if (r["line_no"] is not None and src.holds(cat.RAW_RESULTS, [r["file_id"]])
+                    and not _rejected_by_parser(con, src, r)):
                 got = con.sql(f'SELECT CAST("{col}" AS VARCHAR), family_name, first_name, birth_date '
                               f"FROM {src.wh.sql_source(cat.RAW_RESULTS, [r['file_id']])} "
                               f"WHERE line_no = {int(r['line_no'])} LIMIT 1").fetchall()
+            if not got:
+                # the parser refused the line (a test identity, a malformed line...): its values never
+                # reached raw.results, and raw.rejected_lines keeps only the text, identities included,
+                # which is never shown (QA: such a value read "empty or unreadable" while the
+                # explanation quoted it)
+                r["value_note"] = "not kept (rejected before loading)"
+            else:
                 # a NIR, name or birth date typed into the text is masked as in staging
-                r["value"] = mask_text(*got[0]) if got else None
-            if r["value"] is None:
-                r["value_note"] = "empty or unreadable"
+                r["value"] = mask_text(*got[0])
+                if r["value"] is None:
+                    r["value_note"] = "empty in the file"
     out: dict[str, list[dict]] = {}
     for r in rows:
         out.setdefault(r["reason_code"], []).append(r)
     return out
+
+
+def _rejected_by_parser(con, src: S.Sources, r: dict) -> bool:
+    """Whether the quarantined line is one the parser rejected (raw.rejected_lines): its values are in
+    no raw.results row, and a raw row of the same line number would be another result's."""
+    if r["line_no"] is None or not src.holds(cat.RAW_REJECTED, [r["file_id"]]):
+        return False
+    return bool(con.sql(f"SELECT 1 FROM {src.wh.sql_source(cat.RAW_REJECTED, [r['file_id']])} "
+                        f"WHERE line_no = {int(r['line_no'])} LIMIT 1").fetchall())
 
 
 def _gate(wh: Warehouse) -> dict:
