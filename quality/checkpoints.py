@@ -374,7 +374,7 @@ def unrecognised_mdo_suite(frame: pl.DataFrame) -> Suite:
     s.checks = [
         Check("no_unrecognised_mdo_result", "ExpectColumnValuesToBeBetween",
               {"column": "n_results", "min_value": 0, "max_value": 0},
-              "no text result on an MDO test is left unrecognised (it counts in no MDO case: see "
+              "no text result (nor number) on an MDO test is left unrecognised (it counts in no MDO case: see "
               "quality.unrecognised_results; teach the wording in <mappings>/qualitative/)", critical=False),
     ]
     return s

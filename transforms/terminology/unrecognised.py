@@ -14,7 +14,10 @@ disappear (flows/publish.py writes them to the quality layer):
   count in SI-DEP or MDO, with the share the quality gate checks.
 
 Text sent on a test *with* a canonical unit is ``text_on_quantitative`` and is counted with the
-unit conversions instead.
+unit conversions instead. A *number* sent on a test that SI-DEP or an MDO rule reads as a verdict
+(an IgM index '3,2' on the hepatitis A IgM 22314-9, QA mdo F8) is no verdict either: it counts in
+nothing, so ``unrecognised_results`` lists it too, with ``reason``
+``number_on_qualitative_test`` (a text has ``text_not_recognised``).
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ TEXT_MAX_CHARS = 200  # longer texts are cut (they are comments, not results)
 UNRECOGNISED_SCHEMA = pl.Schema({
     "source": pl.Utf8(), "local_code": pl.Utf8(), "loinc_code": pl.Utf8(), "value_raw": pl.Utf8(),
     "n_results": pl.Int64(), "first_seen": pl.Datetime("us"), "last_seen": pl.Datetime("us"),
-    "surveillance": pl.Utf8(),
+    "surveillance": pl.Utf8(), "reason": pl.Utf8(),
 })
+TEXT_NOT_RECOGNISED, NUMBER_ON_QUALITATIVE = "text_not_recognised", "number_on_qualitative_test"
 COVERAGE_SCHEMA = pl.Schema({
     "source": pl.Utf8(), "n_text_results": pl.Int64(), "n_unrecognised": pl.Int64(),
     "n_surveillance_text": pl.Int64(), "n_surveillance_unrecognised": pl.Int64(),
@@ -92,16 +96,24 @@ def unrecognised_results(fct: pl.LazyFrame, codes: pl.DataFrame, agents: pl.Data
     """One row per lab, local code, LOINC and distinct unrecognised text (``UNRECOGNISED_SCHEMA``),
     the tests that count in a surveillance first, then the largest counts. ``agents``
     (``organism_agents``): the texts an organism rule reads are not unrecognised."""
+    texts = (_text_results(fct, codes, agents).filter(~pl.col("recognised"))
+             .with_columns(pl.lit(TEXT_NOT_RECOGNISED).alias("reason")))
+    # a number on a surveillance test read as a verdict (no canonical unit): no verdict either
+    numbers = (fct.filter(pl.col("is_current") & pl.col("value_num").is_not_null()
+                          & pl.col("result_class").is_null())
+               .join(codes.lazy(), on="loinc_code", how="inner")
+               .with_columns(pl.lit(NUMBER_ON_QUALITATIVE).alias("reason")))
+    cols = ["source", "local_code", "loinc_code", "value_raw", "collected_at", "surveillance", "reason"]
     out = (
-        _text_results(fct, codes, agents).filter(~pl.col("recognised"))
+        pl.concat([texts.select(cols), numbers.select(cols)])
         .group_by("source", "local_code", "loinc_code", pl.col("value_raw").str.strip_chars())
         .agg(n_results=pl.len(), first_seen=pl.col("collected_at").min(), last_seen=pl.col("collected_at").max(),
-             surveillance=pl.col("surveillance").first())
+             surveillance=pl.col("surveillance").first(), reason=pl.col("reason").first())
         .with_columns(pl.col("value_raw").str.slice(0, TEXT_MAX_CHARS))
         # two texts cut to the same prefix make one row
         .group_by("source", "local_code", "loinc_code", "value_raw")
         .agg(pl.col("n_results").sum(), pl.col("first_seen").min(), pl.col("last_seen").max(),
-             pl.col("surveillance").first())
+             pl.col("surveillance").first(), pl.col("reason").first())
         .collect()
     )
     out = out.with_columns(pl.col("n_results").cast(pl.Int64), pl.col("first_seen").cast(pl.Datetime("us")),
