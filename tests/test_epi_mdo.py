@@ -490,3 +490,30 @@ def test_cultures_naming_the_agent_are_cases_end_to_end(tmp_path):
     waiting = ctx.wh.read(cat.UNRECOGNISED_RESULTS)
     assert waiting.select("loinc_code", "value_raw", "surveillance").rows() == [
         ("593-4", "Legionella non isolée", "MDO legionellose")]
+
+
+def test_rules_broader_than_the_reference_criterion_are_inactive(rules):
+    """QA mdo F7: hepatitis A RNA, measles antigen and culture, Legionella antigen outside urine and
+    the meningococcus antigen 'in Specimen' counted although the reference criterion
+    (mdo_list.csv typical_lab_criterion_fr) does not name them. Their rows are inactive, with the
+    reason in the note; the criterion's own codes still count."""
+    off = {("hepatite_a", "7904-6"), ("hepatite_a", "97523-5"), ("legionellose", "17057-1"),
+           ("legionellose", "26621-3"), ("legionellose", "31869-1"), ("iim", "31912-9")} | {
+        ("rougeole", c) for c in ("31879-0", "31881-6", "31883-2", "31884-0", "31887-3", "76626-1", "91780-7",
+                                  "91786-4")}
+    inactive = rules.filter(~pl.col("active"))
+    assert off <= set(inactive.select("mdo_id", "loinc_num").iter_rows())
+    assert all("QA mdo F7" in n for m, c, n in inactive.select("mdo_id", "loinc_num", "note").iter_rows()
+               if (m, c) in off)
+    got = case_days(
+        rules,
+        ("rna", 0, "7904-6", "POS", None, None, 30, "75"),
+        ("igm", 0, "22314-9", "POS", None, None, 30, "75"),
+        ("measles_ag", 0, "31887-3", "POS", None, None, 30, "75"),
+        ("measles_culture", 0, "76626-1", "POS", None, None, 30, "75"),
+        ("measles_pcr", 0, "48508-6", "POS", None, None, 30, "75"),
+        ("sputum_ag", 0, "31869-1", "POS", None, None, 30, "75"),
+        ("urinary_ag", 0, "31870-9", "POS", None, None, 30, "75"),
+        ("nm_ag", 0, "31912-9", "POS", None, None, 30, "75"),
+    )
+    assert got == {("hepatite_a", "igm"): [0], ("rougeole", "measles_pcr"): [0], ("legionellose", "urinary_ag"): [0]}
