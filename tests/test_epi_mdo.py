@@ -517,3 +517,17 @@ def test_rules_broader_than_the_reference_criterion_are_inactive(rules):
         ("nm_ag", 0, "31912-9", "POS", None, None, 30, "75"),
     )
     assert got == {("hepatite_a", "igm"): [0], ("rougeole", "measles_pcr"): [0], ("legionellose", "urinary_ag"): [0]}
+
+
+def test_the_generator_truth_reads_an_organism_rule_as_a_positive_verdict():
+    """transforms/synthetic/truth_mdo.py, the independent expectation the pipeline tests compare
+    with, counts a POS result on an organism rule (it fell to the numeric branch: no case)."""
+    from transforms.synthetic.truth_mdo import mdo_weekly
+
+    rule = {"mdo_id": "legionellose", "loinc_num": "593-4", "condition": "organism", "threshold": "", "unit": "",
+            "min_age": "", "max_age": "", "agent": "legionella", "episode_days": "90", "active": "yes"}
+    rows = pl.DataFrame({"fate": ["valid"], "is_current": [True], "loinc_num": ["593-4"], "result_class": ["POS"],
+                         "value_canonical": [None], "age": [40], "person": [1], "collected_date": [D0],
+                         "dep": ["75"]}, schema_overrides={"value_canonical": pl.Float64})
+    got = mdo_weekly(rows, [rule], {})
+    assert got.select("mdo_id", "dep").rows() == [("legionellose", "75")]
