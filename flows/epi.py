@@ -117,6 +117,9 @@ def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str]
         # with X counted as a positive person); D (deleted) is never current
         .filter(pl.col("is_current") & pl.col("loinc_code").is_in(wanted)
                 & (pl.col("result_status") != "X").fill_null(True))
+        # the text is read only by the organism rules: kept on their codes only (memory)
+        .with_columns(pl.when(pl.col("loinc_code").is_in(mdo.organism_loincs(rules))).then(pl.col("value_raw"))
+                      .alias("value_raw"))
         .select(RESULT_COLUMNS).collect(),
     )
     state = _state(ctx)

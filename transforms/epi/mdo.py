@@ -237,6 +237,11 @@ def rule_loincs(rules: pl.DataFrame) -> list[str]:
     return rules.filter("active")["loinc_num"].unique().sort().to_list()
 
 
+def organism_loincs(rules: pl.DataFrame) -> list[str]:
+    """The codes of the active rules of condition ``organism`` (whose result text is read)."""
+    return rules.filter(pl.col("active") & (pl.col("condition") == "organism"))["loinc_num"].unique().sort().to_list()
+
+
 def episode_days(rules: pl.DataFrame) -> dict[str, int]:
     return dict(rules.group_by("mdo_id").agg(pl.col("episode_days").first()).iter_rows())
 
