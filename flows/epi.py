@@ -117,6 +117,9 @@ def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str]
         # with X counted as a positive person); D (deleted) is never current
         .filter(pl.col("is_current") & pl.col("loinc_code").is_in(wanted)
                 & (pl.col("result_status") != "X").fill_null(True))
+        # the text is read only by the organism rules: kept on their codes only (memory)
+        .with_columns(pl.when(pl.col("loinc_code").is_in(mdo.organism_loincs(rules))).then(pl.col("value_raw"))
+                      .alias("value_raw"))
         .select(RESULT_COLUMNS).collect(),
     )
     state = _state(ctx)
@@ -345,7 +348,36 @@ COVERAGE_NOTE = (
     "(a missing or malformed postal code, or a well-formed one that is in no reference such as 99999) or "
     "outside the published geography (the COM 984, 986 to 989) "
     "are in no row of any file, the national files included (SI-DEP and MDO): the national figures are the "
-    "sums of the départements. docs/epidemiology.md, SI-DEP indicators.")
+    "sums of the départements. How many, per disease and ISO week: not_in_files (a count from min_count to "
+    "threshold is given as null, suppressed like a published cell). docs/epidemiology.md, SI-DEP indicators.")
+
+
+def not_in_files(ctx: Context, geo: pl.DataFrame, rule: DisclosureRule, sidep: list[str],
+                 mdo_excluded: list[str], mdo_weeks: set[str]) -> dict:
+    """What the national files leave out (manifest.json ``not_in_files``; QA mdo F6): per disease and
+    ISO week, the SI-DEP person-days of the test definitions ``sidep`` (P and T, every week: the
+    daily files hold each day) and the MDO cases (the weeks the MDO files publish, ``mdo_weeks``;
+    the diseases ``mdo_excluded``, published as SI-DEP files, left out) whose département is unknown
+    or outside the published geography. Only non-zero rows; a count the disclosure rule would
+    suppress is null with ``suppressed`` true (these counts add to no published cell, so they reveal
+    none; hiding the small ones keeps a rare disease's few cases from being singled out)."""
+    deps = geo["dep"].implode()
+    outside = pl.col("dep").is_null() | ~pl.col("dep").is_in(deps)
+
+    def shown(n: int) -> dict:
+        return {"value": None, "suppressed": True} if rule.sensitive(n) else {"value": n, "suppressed": False}
+
+    days = (ctx.wh.scan(cat.SIDEP_PERSON_DAYS).filter(pl.col("disease").is_in(sidep) & outside)
+            .group_by("disease", indicators.semaine_expr(pl.col("jour")).alias("semaine"))
+            .agg(P=pl.col("positive").sum().cast(pl.Int64), T=pl.len().cast(pl.Int64))
+            .sort("disease", "semaine").collect())
+    cases = (ctx.wh.scan(ce.MDO_CASES).filter(~pl.col("mdo_id").is_in(mdo_excluded) & outside
+                                              & pl.col("semaine").is_in(sorted(mdo_weeks)))
+             .group_by("mdo_id", "semaine").agg(cas=pl.len().cast(pl.Int64)).sort("mdo_id", "semaine").collect())
+    return {
+        "sidep": [{"disease": d, "semaine": w, "P": shown(p), "T": shown(t)} for d, w, p, t in days.iter_rows()],
+        "mdo": [{"mdo": m, "semaine": w, "cas": shown(n)} for m, w, n in cases.iter_rows()],
+    }
 
 
 def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: str | None = None,
@@ -383,7 +415,8 @@ def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: 
     leaks = {k: v for k, v in audit.items() if any(v.values())}
     if leaks and rule.secondary != "none":  # cannot happen with the hypercube method: refuse to publish
         raise RuntimeError(f"disclosure audit failed, suppressed cells a reader could pin: {leaks}")
-    return _write_issue(ctx, issue, files, rule, audit, gate)
+    missing = not_in_files(ctx, geo, rule, diseases, published, weeks)
+    return _write_issue(ctx, issue, files, rule, audit, gate, missing)
 
 
 # --------------------------------------------------------------------------------------------
@@ -591,7 +624,7 @@ def _issue(issue_date: str | None) -> str:
 
 
 def _write_issue(ctx: Context, issue: str, files: list[exports.PublishedFile], rule: DisclosureRule,
-                 audit: dict, gate: dict | None = None) -> dict:
+                 audit: dict, gate: dict | None = None, missing: dict | None = None) -> dict:
     root = publication_root(ctx.wh.home)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{issue}.{uuid.uuid4().hex}.tmp"
@@ -613,7 +646,7 @@ def _write_issue(ctx: Context, issue: str, files: list[exports.PublishedFile], r
     (tmp / "manifest.csv").write_bytes(exports.csv_bytes(
         table.drop("published_at", "run_id").with_columns(pl.col(pl.Utf8).fill_null(""))))
     doc = {"issue_date": issue, "published_at": now.isoformat(), "run_id": ctx.run_id,
-           "coverage": COVERAGE_NOTE,
+           "coverage": COVERAGE_NOTE, "not_in_files": missing or {"sidep": [], "mdo": []},
            **({"quality_gate": gate} if gate else {}),
            "disclosure": {"rule": rule.describe(), **rule.as_dict(),
                           "audit_recomputable_cells": audit},

@@ -168,7 +168,7 @@ def publish_quality(ctx: Context) -> dict:
     results whose wording is not recognised (per lab and text, and their share per lab)."""
     from transforms.terminology import coverage, unmapped_backlog
     from transforms.terminology.suggest import surveillance_hints
-    from transforms.terminology.unrecognised import qualitative_coverage, unrecognised_results
+    from transforms.terminology.unrecognised import organism_agents, qualitative_coverage, unrecognised_results
 
     fct = ctx.wh.scan(cat.FCT_LAB_RESULTS)
     unmapped = fct.filter(pl.col("mapping_status") == "unmapped").select(
@@ -189,9 +189,10 @@ def publish_quality(ctx: Context) -> dict:
     # text results whose wording is not recognised: the list, and the share per lab (gate, report)
     cols = fct.select("source", "local_code", "loinc_code", "value_raw", "value_num", "result_class",
                       "conversion_status", "is_current", "collected_at")
-    unrecognised = unrecognised_results(cols, codes)
+    agents = organism_agents(mdo_rules(ctx))  # texts naming the agent on an identification test
+    unrecognised = unrecognised_results(cols, codes, agents)
     ctx.wh.write_table(cat.UNRECOGNISED_RESULTS, unrecognised)
-    qual = qualitative_coverage(cols, codes)
+    qual = qualitative_coverage(cols, codes, agents)
     ctx.wh.write_table(cat.QUALITATIVE_COVERAGE, qual)
     settled = publish_settled(ctx)
     hinted = backlog.filter(pl.col("surveillance").is_not_null())
@@ -238,13 +239,18 @@ def publish_settled(ctx: Context) -> int:
     return new.height
 
 
-def surveillance_loincs(ctx: Context) -> pl.DataFrame:
-    """loinc_code -> surveillance: the SI-DEP test definitions and the active MDO rules on a
-    positive result (the operator's rules table when set)."""
+def mdo_rules(ctx: Context) -> pl.DataFrame | None:
+    """The MDO rules table (the operator's when set), None when there is none."""
     from flows.epi import rules_path
     from transforms.epi.mdo import load_rules
-    from transforms.terminology.unrecognised import surveillance_codes
 
     path = rules_path(ctx)
-    rules = load_rules(path) if path.exists() else None
-    return surveillance_codes(ctx.settings.seeds_dir / "test_definitions.csv", rules)
+    return load_rules(path) if path.exists() else None
+
+
+def surveillance_loincs(ctx: Context) -> pl.DataFrame:
+    """loinc_code -> surveillance: the SI-DEP test definitions and the active MDO rules on a
+    positive result or the organism named (the operator's rules table when set)."""
+    from transforms.terminology.unrecognised import surveillance_codes
+
+    return surveillance_codes(ctx.settings.seeds_dir / "test_definitions.csv", mdo_rules(ctx))

@@ -390,8 +390,9 @@ def unrecognised_mdo_suite(frame: pl.DataFrame) -> Suite:
     s.checks = [
         Check("no_unrecognised_mdo_result", "ExpectColumnValuesToBeBetween",
               {"column": "n_results", "min_value": 0, "max_value": 0},
-              "no text result on an MDO test is left unrecognised (it counts in no MDO case: see "
-              "quality.unrecognised_results; teach the wording in <mappings>/qualitative/)", critical=False),
+              "no text result (nor number) on an MDO test is left unrecognised (it counts in no MDO case: see "
+              "quality.unrecognised_results; a text: teach the wording in <mappings>/qualitative/; reason "
+              "number_on_qualitative_test: a number on a yes/no test, ask the lab for its verdict)", critical=False),
     ]
     return s
 

@@ -35,7 +35,7 @@ def test_seeded_rules_cover_every_lab_confirmable_disease_with_codes(rules):
     defs = pl.read_csv(SEEDS / "test_definitions.csv", infer_schema=False)
     assert (sorted(rules.filter(pl.col("mdo_id") == "covid19")["loinc_num"].to_list())
             == sorted(defs.filter(pl.col("disease") == "covid19")["loinc_num"].to_list()))
-    assert rules.filter(pl.col("condition") != "pos")["mdo_id"].to_list() == ["saturnisme_enfant"]
+    assert rules.filter(pl.col("condition").is_in(["ge", "gt"]))["mdo_id"].to_list() == ["saturnisme_enfant"]
 
 
 def test_the_generator_notifiable_tests_have_active_rules(rules):
@@ -360,3 +360,174 @@ def test_the_pipeline_refuses_a_rule_in_another_unit(tmp_path, monkeypatch):
     refs = {"mdo_list": mdo_list(), "loinc": pl.read_csv(SEEDS / "reference" / "loinc.csv", infer_schema=False)}
     with pytest.raises(mdo.MdoRulesError, match="unit ug/L is not the canonical unit ug/dL of 10368-9"):
         epi.load_rules(ctx, refs)
+
+
+# --- identification codes: the result names the organism (QA mdo F4) ----------------------------
+def _with_texts(df: pl.DataFrame, texts: list[str | None]) -> pl.DataFrame:
+    return df.with_columns(pl.Series("value_raw", texts, dtype=pl.Utf8))
+
+
+def test_a_culture_naming_the_agent_is_a_case_on_the_organism_rules(rules):
+    """QA mdo F4: 593-4 'Legionella sp identified ... by Organism specific culture' is answered
+    'Legionella pneumophila sérogroupe 1', not 'Positif': such results had no class and never made
+    a case. The organism rules count a text naming their agent and nothing else (a species of the
+    genus, 'isolé', a serogroup); a negation, another organism, a pending culture or a verdict of
+    another class do not count."""
+    rows = [  # person, text, loinc, class (as qualitative.py reads the text)
+        ("lp1", "Legionella pneumophila sérogroupe 1", "593-4", None),
+        ("lp_cwe", "Legionella pneumophila^Legionella pneumophila^L", "593-4", None),
+        ("l_sp", "Legionella sp.", "88585-5", None),               # genus code, genus rule: any species
+        ("l_fr", "Légionelle isolée", "590-0", None),
+        ("l_pos", "Positif", "593-4", "POS"),                       # a verdict still counts
+        ("rabies", "Virus de la rage isolé", "6539-1", None),
+        ("brucella", "Brucella melitensis", "552-0", None),
+        ("polio", "Poliovirus type 1", "73907-8", None),
+        ("rubella", "Virus de la rubéole isolé", "6548-2", None),
+        ("hiv_profile", "VIH-1", "77685-6", None),
+        ("hiv_verdict", "Positif VIH-1", "77685-6", "POS"),           # QA: read as POS since F3
+        # never a case
+        ("l_not_isolated", "Legionella non isolée", "593-4", None),
+        ("l_absence", "Absence de Legionella", "593-4", "NEG"),
+        ("l_pas_de", "Pas de Legionella isolée", "593-4", None),
+        ("l_negative", "Legionella : culture négative", "593-4", None),
+        ("l_not_detected", "Legionella pneumophila non détecté", "593-4", None),
+        ("l_pending", "Legionella en cours d'identification", "593-4", None),
+        ("other_genus", "Pseudomonas aeruginosa", "593-4", None),
+        ("other_agent", "Listeria monocytogenes", "593-4", None),
+        ("rabies_not", "Virus de la rage non isolé", "6539-1", None),
+        ("hiv_neg", "Négatif", "77685-6", "NEG"),
+        ("hiv_undetermined", "Indéterminé", "77685-6", "INVALID"),
+        ("wrong_code", "Legionella pneumophila", "6539-1", None),     # a Legionella on the rabies culture
+        ("not_an_organism_rule", "Legionella pneumophila", "31870-9", None),  # urinary antigen: a verdict rule
+    ]
+    df = _with_texts(results(*[(p, 0, code, cls, None, None, 40, "75") for p, _, code, cls in rows]),
+                     [t for _, t, _, _ in rows])
+    got = sorted(mdo.positive_results(df, rules).select("mdo_id", "person_key").rows())
+    assert got == sorted([
+        ("legionellose", "lp1"), ("legionellose", "lp_cwe"), ("legionellose", "l_sp"), ("legionellose", "l_fr"),
+        ("legionellose", "l_pos"), ("rage", "rabies"), ("brucellose", "brucella"), ("poliomyelite", "polio"),
+        ("rubeole", "rubella"), ("vih", "hiv_profile"), ("vih", "hiv_verdict"),
+    ])
+
+
+def test_a_species_agent_is_not_named_by_its_genus(tmp_path):
+    """A rule whose agent is a species ('legionella pneumophila') does not count 'Legionella sp.'
+    nor another species; the rule reads the agent's words, consecutive, without case or accents."""
+    p = tmp_path / "rules.csv"
+    p.write_text("mdo_id,loinc_num,condition,threshold,unit,min_age,max_age,agent,episode_days,active,note\n"
+                 "legionellose,593-4,organism,,,,,Legionella pneumophila,90,yes,\n", encoding="utf-8")
+    rules = mdo.load_rules(p)
+    texts = ["Legionella sp.", "Legionella longbeachae", "LEGIONELLA PNEUMOPHILA sg 1", "Legionella pneumophila"]
+    df = _with_texts(results(*[(f"p{i}", 0, "593-4", None, None, None, 40, "75") for i in range(4)]), texts)
+    assert sorted(mdo.positive_results(df, rules)["person_key"].to_list()) == ["p2", "p3"]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("legionellose,593-4,organism,,,,,,90,yes,\n", "rules.csv:2: condition organism needs the agent's names"),
+    ("legionellose,31870-9,pos,,,,,legionella,90,yes,\n", "rules.csv:2: agent is read by condition organism only"),
+    ("legionellose,593-4,organism,,,,,listeria,90,yes,\n",
+     "rules.csv:2: none of the agent's names 'listeria' is in the name of 593-4"),
+])
+def test_organism_rules_are_checked_at_load(tmp_path, body, message):
+    p = tmp_path / "rules.csv"
+    p.write_text("mdo_id,loinc_num,condition,threshold,unit,min_age,max_age,agent,episode_days,active,note\n" + body,
+                 encoding="utf-8")
+    loinc = pl.read_csv(SEEDS / "reference" / "loinc.csv", infer_schema=False)
+    with pytest.raises(mdo.MdoRulesError, match=message.replace("(", r"\(")):
+        mdo.load_rules(p, known_mdo=set(mdo_list()["mdo_id"].to_list()), loinc=loinc)
+
+
+def test_seeded_identification_codes_use_the_organism_condition():
+    """Every active code of the shipped rules whose LOINC answers with an organism ('identified',
+    [Identifier], [Type]) is an organism rule whose agent the LOINC name gives (checked at load)."""
+    loinc = pl.read_csv(SEEDS / "reference" / "loinc.csv", infer_schema=False)
+    rules = mdo.load_rules(SEEDS / "mdo_rules.csv", known_mdo=set(mdo_list()["mdo_id"].to_list()), loinc=loinc)
+    names = dict(loinc.select("loinc_num", "display_en").iter_rows())
+    ident = {c for c in rules.filter("active")["loinc_num"].to_list()
+             if any(w in (names.get(c) or "") for w in (" identified", "[Identifier]", "[Type]"))}
+    organism = set(rules.filter(pl.col("active") & (pl.col("condition") == "organism"))["loinc_num"].to_list())
+    assert ident == organism
+    assert len(organism) == 13
+
+
+def test_cultures_naming_the_agent_are_cases_end_to_end(tmp_path):
+    """QA mdo F4 repro: HL7 593-4 'Legionella pneumophila sérogroupe 1' (ST), the same as a CWE
+    organism code, 6539-1 'Virus de la rage isolé', 593-4 'Positif' (control) and 593-4 'Legionella
+    non isolée': 3 legionellosis cases and 1 rabies case; only the negated text is left in
+    quality.unrecognised_results."""
+    from flows.epi import publish_epi
+    from flows.publish import publish_quality
+    from tests.helpers import nir
+    from warehouse import catalog as cat
+    from warehouse import catalog_epi as ce
+    from tests.epi_support import run_steps
+
+    def message(i: int, code: str, kind: str, value: str) -> str:
+        return "\r".join([
+            f"MSH|^~\\&|QA|330028762|BIOLAKE|BIOLAKE|20261008180000||ORU^R01^ORU_R01|M{i}|P|2.5|||||FRA|UNICODE UTF-8",
+            f"PID|1||{nir(f'28001754440{i:02d}')}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||NOM{chr(64 + i)}"
+            f"^Prenom^^^^^L||19800101|F|||^^^^75011^^HORC",
+            f"OBR|1|R{i}|R{i}|{code}^culture^LN|||20261008090000||||||||LBA|||||||20261008180000",
+            f"OBX|1|{kind}|{code}^culture^LN||{value}||||||F||||||||20261008180000",
+        ]) + "\r"
+
+    home = tmp_path / "home"
+    landing = home / "landing" / "labo_qa"
+    landing.mkdir(parents=True)
+    (landing / "cultures.hl7").write_text("".join([
+        message(1, "593-4", "ST", "Legionella pneumophila sérogroupe 1"),
+        message(2, "593-4", "CWE", "Legionella pneumophila^Legionella pneumophila^L"),
+        message(3, "6539-1", "ST", "Virus de la rage isolé"),
+        message(4, "593-4", "ST", "Positif"),
+        message(5, "593-4", "ST", "Legionella non isolée"),
+    ]), encoding="utf-8")
+    ctx, refs = run_steps(home)
+    publish_epi(ctx, refs)
+    cases = ctx.wh.read(ce.MDO_CASES)
+    assert sorted(cases.select("mdo_id", "loinc_code").rows()) == [
+        ("legionellose", "593-4"), ("legionellose", "593-4"), ("legionellose", "593-4"), ("rage", "6539-1")]
+    publish_quality(ctx)
+    waiting = ctx.wh.read(cat.UNRECOGNISED_RESULTS)
+    assert waiting.select("loinc_code", "value_raw", "surveillance").rows() == [
+        ("593-4", "Legionella non isolée", "MDO legionellose")]
+
+
+def test_rules_broader_than_the_reference_criterion_are_inactive(rules):
+    """QA mdo F7: hepatitis A RNA, measles antigen and culture, Legionella antigen outside urine and
+    the meningococcus antigen 'in Specimen' counted although the reference criterion
+    (mdo_list.csv typical_lab_criterion_fr) does not name them. Their rows are inactive, with the
+    reason in the note; the criterion's own codes still count."""
+    off = {("hepatite_a", "7904-6"), ("hepatite_a", "97523-5"), ("legionellose", "17057-1"),
+           ("legionellose", "26621-3"), ("legionellose", "31869-1"), ("iim", "31912-9")} | {
+        ("rougeole", c) for c in ("31879-0", "31881-6", "31883-2", "31884-0", "31887-3", "76626-1", "91780-7",
+                                  "91786-4")}
+    inactive = rules.filter(~pl.col("active"))
+    assert off <= set(inactive.select("mdo_id", "loinc_num").iter_rows())
+    assert all("QA mdo F7" in n for m, c, n in inactive.select("mdo_id", "loinc_num", "note").iter_rows()
+               if (m, c) in off)
+    got = case_days(
+        rules,
+        ("rna", 0, "7904-6", "POS", None, None, 30, "75"),
+        ("igm", 0, "22314-9", "POS", None, None, 30, "75"),
+        ("measles_ag", 0, "31887-3", "POS", None, None, 30, "75"),
+        ("measles_culture", 0, "76626-1", "POS", None, None, 30, "75"),
+        ("measles_pcr", 0, "48508-6", "POS", None, None, 30, "75"),
+        ("sputum_ag", 0, "31869-1", "POS", None, None, 30, "75"),
+        ("urinary_ag", 0, "31870-9", "POS", None, None, 30, "75"),
+        ("nm_ag", 0, "31912-9", "POS", None, None, 30, "75"),
+    )
+    assert got == {("hepatite_a", "igm"): [0], ("rougeole", "measles_pcr"): [0], ("legionellose", "urinary_ag"): [0]}
+
+
+def test_the_generator_truth_reads_an_organism_rule_as_a_positive_verdict():
+    """transforms/synthetic/truth_mdo.py, the independent expectation the pipeline tests compare
+    with, counts a POS result on an organism rule (it fell to the numeric branch: no case)."""
+    from transforms.synthetic.truth_mdo import mdo_weekly
+
+    rule = {"mdo_id": "legionellose", "loinc_num": "593-4", "condition": "organism", "threshold": "", "unit": "",
+            "min_age": "", "max_age": "", "agent": "legionella", "episode_days": "90", "active": "yes"}
+    rows = pl.DataFrame({"fate": ["valid"], "is_current": [True], "loinc_num": ["593-4"], "result_class": ["POS"],
+                         "value_canonical": [None], "age": [40], "person": [1], "collected_date": [D0],
+                         "dep": ["75"]}, schema_overrides={"value_canonical": pl.Float64})
+    got = mdo_weekly(rows, [rule], {})
+    assert got.select("mdo_id", "dep").rows() == [("legionellose", "75")]

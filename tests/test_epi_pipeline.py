@@ -503,3 +503,55 @@ def test_the_suppression_cache_recomputes_only_changed_weeks(scenario, tmp_path,
     assert calls == [row["semaine"]]
     assert got == exports.suppress_sidep(changed, weekly, geo, rule)
     epi._PATTERNS.clear()
+
+
+def test_the_manifest_says_how_many_cases_and_persons_no_file_holds(tmp_path):
+    """QA mdo F6: 20 measles positives in 2026-S41, of which 8 without a known département (no
+    postal code, 99999): mdo-heb-fra.csv said 12 and the manifest gave no number. manifest.json's
+    not_in_files now counts, per disease and week, the MDO cases and SI-DEP person-days no file
+    holds; a count the disclosure rule hides (1 to 10) is null and marked suppressed."""
+    from tests.helpers import HEADER, line, nir
+
+    home = tmp_path / "home"
+    lab = home / "landing" / "labo_alpha"
+    lab.mkdir(parents=True)
+    rows = [HEADER]
+    n = 0
+
+    def add(code: str, label: str, value: str, postal: str, day: int) -> None:
+        nonlocal n
+        n += 1
+        when = f"{5 + day:02d}/10/2026"
+        rows.append(line(FINESS="690001235", N_DEMANDE=f"F6{n:04d}", NIR=nir(f"2800175440{n:03d}"),
+                         NOM=f"NOM{chr(65 + n % 26)}{chr(65 + n // 26)}", PRENOM="Marie", DATE_NAISSANCE="01/01/1980",
+                         CODE_POSTAL=postal, DATE_PRELEVEMENT=f"{when} 09:00", DATE_RECEPTION=f"{when} 14:00",
+                         DATE_VALIDATION=f"{when} 18:00", CODE_ANALYSE=code, LIBELLE_ANALYSE=label,
+                         RESULTAT=value, UNITE="", VALEURS_REFERENCE=""))
+
+    # 2026-S41 is 5 to 11 October: every day has results, so the week is complete
+    for i in range(12):
+        add("ROUGM", "Rougeole IgM", "Positif", "75011", i % 7)
+    for i in range(6):
+        add("ROUGM", "Rougeole IgM", "Positif", "", i % 7)
+    for i in range(5):
+        add("ROUGM", "Rougeole IgM", "Positif", "99999", i % 7)
+    for i in range(2):
+        add("HAVM", "Hépatite A IgM", "Positif", "", i)
+    for i in range(14):
+        add("COVPCR", "SARS-CoV-2 RT-PCR", "Négatif", "" if i < 12 else "75011", i % 7)
+    (lab / "extract_20261012.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    ctx, refs = run_steps(home)
+    epi.publish_epi(ctx, refs)
+    issue = epi.export_publication(ctx, refs, issue_date="2026-10-12")
+    folder = Path(issue["folder"])
+    fra = pl.read_csv(folder / "mdo-heb-fra.csv", separator=";", infer_schema=False)
+    assert fra.filter(pl.col("mdo") == "rougeole").select("semaine", "cas").rows() == [("2026-S41", "12")]
+    doc = json.loads((folder / "manifest.json").read_text())
+    assert "not_in_files" in doc["coverage"]
+    assert doc["not_in_files"]["mdo"] == [
+        {"mdo": "hepatite_a", "semaine": "2026-S41", "cas": {"value": None, "suppressed": True}},
+        {"mdo": "rougeole", "semaine": "2026-S41", "cas": {"value": 11, "suppressed": False}},
+    ]
+    assert doc["not_in_files"]["sidep"] == [
+        {"disease": "covid19", "semaine": "2026-S41", "P": {"value": 0, "suppressed": False},
+         "T": {"value": 12, "suppressed": False}}]

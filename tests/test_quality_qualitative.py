@@ -32,7 +32,8 @@ def test_surveillance_codes_cover_sidep_and_active_positive_mdo_rules():
     assert by_code["94500-6"] == "MDO covid19, SI-DEP covid19"
     rules = load_rules(SEEDS / "mdo_rules.csv")
     assert by_code["33696-6"] == "MDO botulisme"
-    numeric = rules.filter(pl.col("condition") != "pos")["loinc_num"].to_list()
+    assert by_code["593-4"] == "MDO legionellose"  # an organism rule reads the text too (QA mdo F4)
+    numeric = rules.filter(pl.col("condition").is_in(["ge", "gt"]))["loinc_num"].to_list()
     pos = set(rules.filter(pl.col("active") & (pl.col("condition") == "pos"))["loinc_num"].to_list())
     assert all(c not in by_code for c in numeric if c not in pos)  # a threshold rule reads numbers, not words
     assert codes["loinc_code"].is_unique().all()
@@ -58,8 +59,8 @@ def test_unrecognised_list_and_coverage_per_lab():
     ])
     un = unrecognised_results(fct, codes)
     assert un.rows() == [
-        ("a", "PCR", covid, "Positivité confirmée", 2, t, t2, "SI-DEP covid19"),
-        ("a", "HBS", other, "voir commentaire", 1, t, t, None),
+        ("a", "PCR", covid, "Positivité confirmée", 2, t, t2, "SI-DEP covid19", "text_not_recognised"),
+        ("a", "HBS", other, "voir commentaire", 1, t, t, None, "text_not_recognised"),
     ]
     cov = qualitative_coverage(fct, codes)
     assert cov.rows() == [
@@ -180,10 +181,11 @@ def test_unrecognised_mdo_frame_keeps_the_tests_of_mdo_diseases_other_than_covid
     from transforms.terminology.unrecognised import UNRECOGNISED_SCHEMA
 
     t = datetime(2026, 11, 2, 8)
-    rows = [("labo_q", "HAVM", "22314-9", "Positif (index 3,2)", 1, t, t, "MDO hepatite_a"),
-            ("labo_q", "HAVM", "22314-9", "positif limite", 2, t, t, "MDO hepatite_a"),
-            ("labo_q", "PCRCOV", "94500-6", "Positivité confirmée", 5, t, t, "MDO covid19, SI-DEP covid19"),
-            ("labo_q", "GLY", "2345-7", "hémolysé", 3, t, t, None)]
+    rows = [r + ("text_not_recognised",) for r in [
+        ("labo_q", "HAVM", "22314-9", "Positif (index 3,2)", 1, t, t, "MDO hepatite_a"),
+        ("labo_q", "HAVM", "22314-9", "positif limite", 2, t, t, "MDO hepatite_a"),
+        ("labo_q", "PCRCOV", "94500-6", "Positivité confirmée", 5, t, t, "MDO covid19, SI-DEP covid19"),
+        ("labo_q", "GLY", "2345-7", "hémolysé", 3, t, t, None)]]
     got = unrecognised_mdo_frame(pl.DataFrame(rows, schema=UNRECOGNISED_SCHEMA, orient="row"))
     assert got.rows() == [("labo_q", "HAVM", "22314-9", "MDO hepatite_a", 3, 2)]
 
@@ -219,3 +221,56 @@ def test_the_gate_names_an_unrecognised_mdo_result_hidden_by_covid_volume(prefec
     assert len(named) == 1, gate["warnings"]
     assert all(s in named[0] for s in ("labo_q", "HAVM", "22314-9", "MDO hepatite_a")), named
     assert "index" not in named[0]  # the text itself stays in quality.unrecognised_results
+
+
+def test_a_number_on_a_qualitative_surveillance_test_is_listed_not_counted():
+    """QA mdo F8: an IgM index '3,2' sent on the hepatitis A IgM (22314-9, no canonical unit) had no
+    class, was counted nowhere and listed nowhere (only quality.unit_conversion counted it). It is
+    now in quality.unrecognised_results with reason number_on_qualitative_test, which the gate's
+    unrecognised_mdo warning reads (whatever the unit sent); a number on a test no surveillance
+    reads as a verdict is not."""
+    from quality.checkpoints import unrecognised_mdo_frame
+
+    t = datetime(2026, 11, 2, 8, 30)
+    codes = pl.DataFrame({"loinc_code": ["22314-9"], "surveillance": ["MDO hepatite_a"]})
+    fct = _fct([
+        ("a", "HAVM", "22314-9", "3,2", 3.2, None, "no_canonical_unit", True, t),
+        ("a", "HAVM", "22314-9", "Positif", None, "POS", "not_numeric", True, t),
+        ("a", "HAVM", "22314-9", "0,4", 0.4, None, "no_canonical_unit", False, t),  # replaced: not current
+        ("a", "HAVM", "22314-9", "3,2", 3.2, None, "no_unit", True, t),  # the same number sent without unit
+        ("a", "XYZ", "5195-3", "12", 12.0, None, "no_canonical_unit", True, t),    # read by no surveillance
+        ("a", "GLY", "14749-6", "5,4", 5.4, None, "same_unit", True, t),
+    ])
+    un = unrecognised_results(fct, codes)
+    assert un.rows() == [("a", "HAVM", "22314-9", "3,2", 2, t, t, "MDO hepatite_a", "number_on_qualitative_test")]
+    assert unrecognised_mdo_frame(un).select("loinc_code", "n_results").rows() == [("22314-9", 2)]
+    # not a text result: the lab's text coverage is unchanged
+    assert qualitative_coverage(fct, codes).rows() == [("a", 1, 0, 1, 0, 0.0, 0.0)]
+
+
+def test_an_igm_index_reaches_the_unrecognised_list_end_to_end(tmp_path):
+    """The QA repro: HAVM '3,2' (reference '<0,9') in a CSV extract makes no hepatitis A case and is
+    listed in quality.unrecognised_results."""
+    from flows.epi import publish_epi
+    from flows.publish import publish_quality
+    from tests.epi_support import run_steps
+    from warehouse import catalog as cat
+    from warehouse import catalog_epi as ce
+
+    home = tmp_path / "home"
+    lab = home / "landing" / "labo_q"
+    lab.mkdir(parents=True)
+    lines = [HEADER, line(N_DEMANDE="R1", NIR=nir("2550999000001"), NOM="Nomaa", CODE_ANALYSE="HAVM",
+                          LIBELLE_ANALYSE="IgM anti-VHA", RESULTAT="3,2", UNITE="", VALEURS_REFERENCE="<0,9")]
+    (lab / "extract_20261102.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (home / "mappings").mkdir(parents=True)
+    (home / "mappings" / "labo_q.csv").write_text(
+        "local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\nHAVM,IgM anti-VHA,,,22314-9,,\n",
+        encoding="utf-8")
+    ctx, refs = run_steps(home)
+    publish_epi(ctx, refs)
+    assert ctx.wh.read(ce.MDO_CASES).height == 0
+    publish_quality(ctx)
+    got = ctx.wh.read(cat.UNRECOGNISED_RESULTS)
+    assert got.select("local_code", "loinc_code", "value_raw", "surveillance", "reason").rows() == [
+        ("HAVM", "22314-9", "3,2", "MDO hepatite_a", "number_on_qualitative_test")]

@@ -299,7 +299,8 @@ UNIT_CONVERSION = Table(
 
 UNRECOGNISED_RESULTS = Table(
     "quality", "unrecognised_results",
-    "Text results on tests without a canonical unit whose wording biolake does not recognise "
+    "Text results on tests without a canonical unit whose wording biolake does not recognise, and numbers "
+    "sent on such a test that SI-DEP or an MDO rule reads as a verdict "
     "(result_class null: counted in neither SI-DEP nor MDO), per lab, test and distinct text: the "
     "qualitative work list (docs/terminology.md says how to teach a wording).",
     (
@@ -309,6 +310,8 @@ UNRECOGNISED_RESULTS = Table(
         C("n_results", I, "current results with this text"),
         C("first_seen", TS, "first collection time"), C("last_seen", TS, "last collection time"),
         C("surveillance", U, "what the test counts in (e.g. 'SI-DEP covid19, MDO covid19'), null when nothing"),
+        C("reason", U, "text_not_recognised (a wording), or number_on_qualitative_test (a number sent on a test "
+                       "SI-DEP or an MDO rule reads as a verdict, such as an IgM index: no verdict either)"),
     ),
     key=("source", "local_code", "loinc_code", "value_raw"),
 )

@@ -4,6 +4,10 @@ A rule (seeds/mdo_rules.csv, explained in seeds/mdo_rules.md) maps a LOINC code 
 condition to a disease:
 
 - ``pos``: the qualitative result is positive (result_class POS: positif, détecté, présence...);
+- ``organism``: for identification codes, whose result is the organism found: the result class is
+  POS, or (no class) the text names the rule's ``agent`` and nothing else
+  (``transforms.terminology.organisms.names_agent``: 'Legionella pneumophila sérogroupe 1',
+  'Virus de la rage isolé'; never 'Legionella non isolée' or another organism);
 - ``ge`` / ``gt``: the numeric value in the LOINC's canonical unit (value_canonical, unit_canonical)
   is >= / > ``threshold``; ``unit`` must equal the canonical unit, otherwise the result is not
   evaluated (a unit that could not be converted never makes a case). A bound (value_comparator
@@ -43,16 +47,18 @@ import polars as pl
 import re
 
 from transforms.epi.indicators import semaine_expr, week_days
+from transforms.terminology import organisms
 from transforms.terminology.loinc import loinc_check_ok
+from transforms.terminology.organisms import agent_phrases
 from transforms.terminology.suggest import SPECIMEN_FAMILIES, normalise_label
 
 RULE_COLUMNS = ("mdo_id", "loinc_num", "condition", "threshold", "unit", "min_age", "max_age", "specimen",
-                "episode_days", "active", "note")
-OPTIONAL_RULE_COLUMNS = ("specimen", "note")  # a rules table written before the column still reads
-CONDITIONS = ("pos", "ge", "gt")
+                "agent", "episode_days", "active", "note")
+OPTIONAL_RULE_COLUMNS = ("specimen", "agent", "note")  # a rules table written before the column still reads
+CONDITIONS = ("pos", "ge", "gt", "organism")
 SPECIMEN_CONDITIONS = ("sterile_site",)
-RESULT_COLUMNS = ("person_key", "loinc_code", "result_class", "value_canonical", "value_comparator", "unit_canonical",
-                  "age", "specimen",
+RESULT_COLUMNS = ("person_key", "loinc_code", "result_class", "value_raw", "value_canonical", "value_comparator",
+                  "unit_canonical", "age", "specimen",
                   "collected_date", "collected_at", "dep", "cl_age90", "sex", "file_seq", "line_no")
 
 # Specimen words (as normalise_label writes them: lower case, no accents, punctuation to spaces) of
@@ -122,6 +128,12 @@ def load_rules(path: Path, known_mdo: set[str] | None = None, loinc: pl.DataFram
             specimen = r.get("specimen") or None
             if specimen is not None and specimen not in SPECIMEN_CONDITIONS:
                 problems.append(f"{where}: specimen must be empty or one of {SPECIMEN_CONDITIONS}, not {specimen!r}")
+            agent = r.get("agent") or None
+            if r["condition"] == "organism" and not agent_phrases((agent or "").split("|")):
+                problems.append(f"{where}: condition organism needs the agent's names in the agent column "
+                                "(e.g. legionella|légionelle)")
+            elif agent is not None and r["condition"] != "organism":
+                problems.append(f"{where}: agent is read by condition organism only, not {r['condition']!r}")
             active = r.get("active", "yes").lower() or "yes"
             if active not in ("yes", "no"):
                 problems.append(f"{where}: active must be yes or no")
@@ -130,14 +142,16 @@ def load_rules(path: Path, known_mdo: set[str] | None = None, loinc: pl.DataFram
                 "threshold": threshold, "unit": r.get("unit") or None,
                 "min_age": _number(r.get("min_age"), int, where, "min_age", problems),
                 "max_age": _number(r.get("max_age"), int, where, "max_age", problems),
-                "specimen": specimen, "episode_days": episode, "active": active == "yes", "note": r.get("note") or None,
+                "specimen": specimen, "agent": agent, "episode_days": episode, "active": active == "yes",
+                "note": r.get("note") or None,
                 "line": line,
             })
     if canonical_units is not None:
         _check_units(rows, canonical_units, path, problems)
     rules = pl.DataFrame(rows, schema={"mdo_id": pl.Utf8, "loinc_num": pl.Utf8, "condition": pl.Utf8,
                                        "threshold": pl.Float64, "unit": pl.Utf8, "min_age": pl.Int64,
-                                       "max_age": pl.Int64, "specimen": pl.Utf8, "episode_days": pl.Int64,
+                                       "max_age": pl.Int64, "specimen": pl.Utf8, "agent": pl.Utf8,
+                                       "episode_days": pl.Int64,
                                        "active": pl.Boolean, "note": pl.Utf8, "line": pl.Int64})
     dup = rules.filter(pl.struct("mdo_id", "loinc_num").is_duplicated())
     for mdo_id, code, line in dup.select("mdo_id", "loinc_num", "line").iter_rows():
@@ -145,9 +159,15 @@ def load_rules(path: Path, known_mdo: set[str] | None = None, loinc: pl.DataFram
     episodes = rules.group_by("mdo_id").agg(pl.col("episode_days").drop_nulls().unique().alias("e"))
     for mdo_id, e in episodes.filter(pl.col("e").list.len() > 1).iter_rows():
         problems.append(f"{path}: {mdo_id} has several episode lengths {sorted(e)}: one per disease")
+    systems = {} if loinc is None else dict(loinc.select("loinc_num", "display_en").iter_rows())
+    for code, agent, line in rules.filter(pl.col("condition") == "organism").select(
+            "loinc_num", "agent", "line").iter_rows():
+        name = systems.get(code)
+        if name and agent and not any(organisms.names_within(p, name) for p in agent_phrases(agent.split("|"))):
+            problems.append(f"{path}:{line}: none of the agent's names {agent!r} is in the name of {code} "
+                            f"({name!r}): give the organism the code identifies")
     if problems:
         raise MdoRulesError("invalid MDO rules:\n" + "\n".join(problems))
-    systems = {} if loinc is None else dict(loinc.select("loinc_num", "display_en").iter_rows())
     return rules.drop("line").with_columns(
         pl.Series("code_site", [loinc_system_site(systems.get(c)) for c in rules["loinc_num"]], dtype=pl.Utf8))
 
@@ -217,6 +237,11 @@ def rule_loincs(rules: pl.DataFrame) -> list[str]:
     return rules.filter("active")["loinc_num"].unique().sort().to_list()
 
 
+def organism_loincs(rules: pl.DataFrame) -> list[str]:
+    """The codes of the active rules of condition ``organism`` (whose result text is read)."""
+    return rules.filter(pl.col("active") & (pl.col("condition") == "organism"))["loinc_num"].unique().sort().to_list()
+
+
 def episode_days(rules: pl.DataFrame) -> dict[str, int]:
     return dict(rules.group_by("mdo_id").agg(pl.col("episode_days").first()).iter_rows())
 
@@ -255,20 +280,34 @@ def positive_results(results: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame
         results = results.with_columns(pl.lit(None, pl.Utf8).alias("specimen"))
     if "code_site" not in rules.columns:
         rules = rules.with_columns(pl.lit(None, pl.Utf8).alias("code_site"))
-    if "specimen" not in rules.columns:
-        rules = rules.with_columns(pl.lit(None, pl.Utf8).alias("specimen"))
+    if "value_raw" not in results.columns:
+        results = results.with_columns(pl.lit(None, pl.Utf8).alias("value_raw"))
+    for column in ("specimen", "agent"):
+        if column not in rules.columns:
+            rules = rules.with_columns(pl.lit(None, pl.Utf8).alias(column))
     active = rules.filter("active").select("mdo_id", pl.col("loinc_num").alias("loinc_code"), "condition",
                                            "threshold", "unit", "min_age", "max_age",
-                                           pl.col("specimen").alias("specimen_rule"), "code_site")
+                                           pl.col("specimen").alias("specimen_rule"), "code_site", "agent")
     r = results.select(RESULT_COLUMNS).join(active, on="loinc_code", how="inner")
     # each distinct specimen of the rows a specimen condition applies to is read once
     specimens = r.filter(pl.col("specimen_rule").is_not_null())["specimen"].drop_nulls().unique().to_list()
     sites = pl.DataFrame({"specimen": specimens, "stated_site": [site_of(x) for x in specimens]},
                          schema={"specimen": pl.Utf8, "stated_site": pl.Utf8})
     r = r.join(sites, on="specimen", how="left", maintain_order="left")
+    # each distinct (agent, text) of the organism rules' rows is read once
+    pairs = r.filter(pl.col("agent").is_not_null() & pl.col("value_raw").is_not_null()).select(
+        "agent", "value_raw").unique()
+    named = pairs.with_columns(pl.Series("agent_named", [
+        organisms.names_agent(text, agent_phrases(agent.split("|"))) for agent, text in pairs.iter_rows()],
+        dtype=pl.Boolean))
+    r = r.join(named, on=["agent", "value_raw"], how="left", maintain_order="left")
     value_ok = pl.col("value_canonical").is_not_null() & (pl.col("unit_canonical") == pl.col("unit"))
     meets = (
         pl.when(pl.col("condition") == "pos").then(pl.col("result_class") == "POS")
+        # a positive verdict, or a text naming the agent and nothing else (never a NEG/INVALID one)
+        .when(pl.col("condition") == "organism").then(
+            (pl.col("result_class") == "POS")
+            | (pl.col("result_class").is_null() & pl.col("agent_named").fill_null(False)))
         .when(pl.col("condition").is_in(["ge", "gt"])).then(
             value_ok & proves(pl.col("condition"), pl.col("threshold"), pl.col("value_canonical"),
                               pl.col("value_comparator")))
@@ -289,7 +328,7 @@ def positive_results(results: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame
     )
     return r.filter((meets & age_ok & site_ok).fill_null(False) & pl.col("person_key").is_not_null()).drop(
         "condition", "threshold", "unit", "min_age", "max_age", "specimen_rule", "code_site", "stated_site",
-        "specimen")
+        "specimen", "agent", "agent_named", "value_raw")
 
 
 def cases(positives: pl.DataFrame, episodes: dict[str, int]) -> pl.DataFrame:

@@ -5,7 +5,8 @@ CSV and applies its definition (seeds/mdo_rules.md) to the rows the generator kn
 current:
 
 - a row is a positive for a disease when an active rule names its LOINC (``loinc_num``) and the
-  condition holds: ``pos`` = result class POS; ``ge``/``gt`` = the value in the catalog's canonical
+  condition holds: ``pos`` = result class POS; ``organism`` = result class POS too (the generator
+  writes verdicts, never an organism's name, on identification codes); ``ge``/``gt`` = the value in the catalog's canonical
   unit (``value_canonical``) compared with the threshold, when the rule's unit is that canonical
   unit; ``min_age``/``max_age`` bound the age at collection (unknown age: no match);
 - persons are the generator's persons (same NIR); per disease and person, positive days are walked
@@ -44,7 +45,7 @@ def _meets(rule: dict, row: dict, units: dict[str, str]) -> bool:
         return False
     if rule["max_age"] and (age is None or age > int(rule["max_age"])):
         return False
-    if rule["condition"] == "pos":
+    if rule["condition"] in ("pos", "organism"):
         return row["result_class"] == "POS"
     value = row["value_canonical"]
     if value is None or units.get(row["loinc_num"]) != rule["unit"]:
