@@ -123,3 +123,35 @@ def test_candidates_are_parsed_results_not_yet_settled():
                       "reason_code": ["X", "Y", "Z", "MALFORMED_LINE"]})
     done = pl.DataFrame({"file_id": ["a"], "result_no": [2]})
     assert st.candidates(q, done).rows() == [("a", 1)]
+
+
+def test_the_data_quality_report_counts_settled_results_apart_and_shows_outstanding_ones_only(tmp_path):
+    from quality import summaries as S
+    from quality.reports import dq
+
+    h = Home(tmp_path)
+    h.deliver("day1.csv", line(N_DEMANDE="R1"), line(N_DEMANDE="R2", SEXE="X"), line(N_DEMANDE="R3", NIR=GOOD[:7]),
+              line(N_DEMANDE="R4", CODE_ANALYSE="CRP", SEXE="X"))
+
+    def report():
+        con = S.connect(h.ctx.wh)
+        try:
+            src = S.Sources(h.ctx.wh)
+            return dq._files(con, src, h.home / "landing"), dq._examples(con, src)
+        finally:
+            con.close()
+
+    files, examples = report()
+    lab = files["by_lab"][0]
+    assert (lab["rows_quarantined"], lab["rows_settled"], lab["rows_outstanding"]) == (3, 0, 3)
+    assert lab["share_quarantined"] == 3 / 4
+    assert sorted(e["line_no"] for e in examples["SEX_INVALID"]) == [3, 5]
+    h.deliver("day1_v2.csv", line(N_DEMANDE="R2"))
+    files, examples = report()
+    lab = files["by_lab"][0]
+    assert (lab["rows_quarantined"], lab["rows_settled"], lab["rows_outstanding"]) == (3, 1, 2)
+    assert lab["share_quarantined"] == 2 / 5
+    assert files["totals"]["rows_settled"] == 1 and files["totals"]["rows_outstanding"] == 2
+    # the fixed result is no longer an example; the line-level ones stay
+    assert [e["line_no"] for e in examples["SEX_INVALID"]] == [5]
+    assert sum(len(v) for v in examples.values()) >= 2

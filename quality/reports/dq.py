@@ -70,28 +70,51 @@ def _files(con, src: S.Sources, landing: Path) -> dict:
         rows_quarantined=pl.col("rows_quarantined").filter(pl.col("status") == "loaded").sum(),
         last_delivery=pl.col("registered_at").max(),
         formats=pl.col("format").filter(pl.col("status") == "loaded").drop_nulls().unique().sort())
-        .with_columns(share_quarantined=pl.when(pl.col("rows_in") > 0).then(pl.col("rows_quarantined") / pl.col("rows_in")))
         .sort("source"))
     per_lab = failed.group_by("source").agg(files_failed=pl.len())
+    settled = _settled_by_lab(con, src)
     by_lab = (by_lab.join(per_lab, on="source", how="left", nulls_equal=True)
-              .with_columns(pl.col("files_failed").fill_null(0)))
+              .join(settled, on="source", how="left", nulls_equal=True)
+              .with_columns(pl.col("files_failed").fill_null(0), pl.col("rows_settled").fill_null(0))
+              # the share of the lab's rows still waiting for a fix: a quarantined result a later
+              # delivery sent again valid is settled (quality.quarantine_settled)
+              .with_columns(rows_outstanding=pl.col("rows_quarantined") - pl.col("rows_settled"))
+              .with_columns(share_quarantined=pl.when(pl.col("rows_in") > 0)
+                            .then(pl.col("rows_outstanding") / pl.col("rows_in"))))
     by_lab = by_lab.with_columns(pl.col("formats").list.eval(
         pl.element().replace_strict(FORMAT_NAMES, default=pl.element())).list.join(", "))
     totals = {k: int(by_lab[k].sum()) for k in ("files_loaded", "files_duplicate", "files_failed",
-                                                 "rows_in", "rows_valid", "rows_quarantined")}
+                                                 "rows_in", "rows_valid", "rows_quarantined", "rows_settled",
+                                                 "rows_outstanding")}
     totals["files_failed_resolved"] = resolved.height
     return {"by_lab": by_lab.to_dicts(),
             "failed": failed.select("path", "source", "reason_code", "detail").sort("path").to_dicts(),
             "totals": totals}
 
 
+def _settled_by_lab(con, src: S.Sources) -> pl.DataFrame:
+    """Per lab, the quarantined results a later delivery settled (quality.quarantine_settled)."""
+    if not src.has(cat.QUARANTINE_SETTLED) or not src.has(cat.QUARANTINE):
+        return pl.DataFrame(schema={"source": pl.String, "rows_settled": pl.Int64})
+    return S.frame(con, f"""
+        SELECT q.source, count(*)::BIGINT AS rows_settled
+        FROM (SELECT DISTINCT file_id, result_no, source FROM {src.rel(cat.QUARANTINE)}
+              WHERE result_no IS NOT NULL) q
+        JOIN {src.rel(cat.QUARANTINE_SETTLED)} s USING (file_id, result_no)
+        GROUP BY 1""")
+
+
 def _examples(con, src: S.Sources) -> dict[str, list[dict]]:
     """A few quarantined lines per reason: where they are and why; the offending value only for a
-    column of SAFE_EXAMPLE_COLUMNS (read from raw.results), never an identity."""
+    column of SAFE_EXAMPLE_COLUMNS (read from raw.results), never an identity. Results a later
+    delivery settled (quality.quarantine_settled) are not examples: the lab fixed them."""
+    unsettled = (f"q WHERE NOT EXISTS (SELECT 1 FROM {src.rel(cat.QUARANTINE_SETTLED)} s "
+                 "WHERE s.file_id = q.file_id AND s.result_no = q.result_no)"
+                 if src.has(cat.QUARANTINE_SETTLED) else "")
     q = S.frame(con, f"""
         SELECT file_id, path, source, line_no, reason_code, "column", detail FROM (
             SELECT *, row_number() OVER (PARTITION BY reason_code ORDER BY path, line_no, "column") AS k
-            FROM {src.rel(cat.QUARANTINE)}) WHERE k <= {EXAMPLES_PER_REASON}
+            FROM {src.rel(cat.QUARANTINE)} {unsettled}) WHERE k <= {EXAMPLES_PER_REASON}
         ORDER BY reason_code, path, line_no""")
     rows = q.to_dicts()
     identifying = {c.name for c in cat.RAW_RESULTS.columns if getattr(c, "identifying", False)}
