@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from flows import steps
 from flows.settings import Settings
-from tests.helpers import HEADER, assert_same_tables, line, nir, query, snapshot
+from tests.helpers import HEADER, assert_same_tables, copy_home, line, nir, query, snapshot
 from warehouse import catalog as cat
 
 LAB = "labo_alpha"
@@ -73,22 +73,30 @@ def run(home: Path) -> dict:
     return pipeline(home=str(home), reports=False)
 
 
-@pytest.fixture
-def homes(prefect_harness, tmp_path, monkeypatch):
-    """(home loaded by the buggy parser, home built afresh by the current one)"""
-    old, fresh = tmp_path / "old", tmp_path / "fresh"
+@pytest.fixture(scope="module")
+def built(prefect_harness, tmp_path_factory):
+    """(home loaded by the buggy parser, home built afresh by the current one), built once: read-only"""
+    base = tmp_path_factory.mktemp("reprocess")
+    old, fresh = base / "old", base / "fresh"
     landing(old)
     landing(fresh)
-    with monkeypatch.context() as m:
+    with pytest.MonkeyPatch.context() as m:
         buggy_parser(m)
         run(old)
     run(fresh)
     return old, fresh
 
 
-def test_reprocess_gives_what_a_fresh_build_gives(homes):
+@pytest.fixture
+def homes(built, tmp_path):
+    """A private copy of the home the buggy parser loaded, and the fresh build (read-only)."""
+    old, fresh = built
+    return copy_home(old, tmp_path / "old"), fresh
+
+
+def test_reprocess_gives_what_a_fresh_build_gives(built, homes):
     old, fresh = homes
-    before = snapshot(old)
+    before = snapshot(built[0])  # the copy has no DuckDB files until its next run
     want = snapshot(fresh)
     assert not before["marts.fct_lab_results"].equals(want["marts.fct_lab_results"])  # the bug shows
     assert not before["marts.sidep_daily"].equals(want["marts.sidep_daily"])
