@@ -195,6 +195,17 @@ def test_a_correction_whose_same_day_original_was_quarantined_leaves_the_other_d
     gate = _gate(h)
     assert not [w for w in gate["warnings"] if "n_versions_moved_day" in w], gate["warnings"]
 
+    # the quarantined original delivered after its correction: the next run settles it the same way
+    late = Home(tmp_path / "late")
+    late.deliver("1.csv", result("R1", "theo", "19/11/2026 08:00", "19/11/2026 18:00", "Positif"),
+                 r1("21/11/2026 08:00", "21/11/2026 08:10", "21/11/2026 08:30", "Négatif", "F"),
+                 r1("20/11/2026 08:00", "20/11/2026 09:00", "21/11/2026 09:00", "Négatif", "C"))
+    assert [cur for *_, cur in late.fct()] == [True, False, True]  # a corrected date, as far as it knows
+    assert [w for w in _gate(late)["warnings"] if "n_versions_moved_day" in w]
+    late.deliver("2.csv", r1("20/11/2026 08:00", "20/11/2026 07:00", "20/11/2026 18:00", "Négatif", "F"))
+    assert [cur for *_, cur in late.fct()] == [True, True, True]
+    assert late.sidep() == h.sidep()
+
 
 def test_a_correction_that_moves_a_result_to_another_day_is_warned_about(tmp_path):
     """A correction of the collection date (03/11 typed for 02/11, validated 03/11) moves the result
