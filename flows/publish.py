@@ -56,6 +56,12 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
         if not everything:
             new_src = wh.sql_source(coded, changed, union_by_name=False)
             con.execute(f"CREATE TEMP TABLE touched AS SELECT DISTINCT version_key FROM {new_src}").fetchall()
+            # an original quarantined in a changed file may decide where an earlier correction goes
+            late = quarantined_days(ctx, None, changed)["version_key"].unique().to_frame()
+            if late.height:
+                con.register("late_quarantined", late)
+                con.execute("INSERT INTO touched SELECT version_key FROM late_quarantined "
+                            "WHERE version_key NOT IN (SELECT version_key FROM touched)").fetchall()
             if old_fct:
                 old_affected = [r[0] for r in con.execute(f"""
                     SELECT DISTINCT file_id FROM {wh.sql_source(t, old_fct, union_by_name=False)}
@@ -74,7 +80,7 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
         # settled, a few percent of the rows (transforms/versions.py)
         multi = con.sql(f"""
             SELECT version_key, file_id, result_no, file_seq, is_current AS provisional, result_status,
-                   person_key, link_key, collected_date, collected_at, specimen,
+                   person_key, link_key, collected_date, collected_at, specimen, received_at, validated_at,
                    value_num, value_comparator, result_class, value_raw,
                    -- a version sent without a validation time is placed by its delivery: after the
                    -- latest validation delivered before it (QA: a deletion without a time never
@@ -94,6 +100,11 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
             FROM {src} WHERE version_key IS NOT NULL AND hash(version_key) IN (SELECT h FROM versions WHERE n > 1)
             WINDOW delivered AS (PARTITION BY version_key ORDER BY file_seq
                                  RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)""").pl()
+        # a correction or deletion whose own day had an original of its request and test that was
+        # quarantined stands alone, never moved to the same person's other day (QA regr2 F1)
+        qdays = quarantined_days(ctx, multi["version_key"].unique())
+        multi = multi.join(qdays.with_columns(own_day_quarantined=pl.lit(True)),
+                           on=["version_key", "collected_date"], how="left")
         settled = versions.settle(multi).join(multi.select("file_id", "result_no", "provisional"),
                                               on=["file_id", "result_no"], how="left")
         exceptions = settled.filter(pl.col("is_current").ne_missing(pl.col("provisional"))
@@ -203,6 +214,37 @@ def publish_quality(ctx: Context) -> dict:
             "conversion": conv.rows(), "unrecognised_texts": unrecognised.height,
             "unrecognised_results": int(qual["n_unrecognised"].sum()),
             "quarantine_settled_new": settled}
+
+
+def quarantined_days(ctx: Context, keys: pl.Series | None, file_ids: list[str] | None = None) -> pl.DataFrame:
+    """version_key, collected_date of the quarantined parsed results (of ``file_ids`` when given),
+    restricted to ``keys`` when given: the days whose original of a request and test was delivered
+    and refused (transforms/versions.py). The keys are computed from raw.results as staging computes
+    them; a result whose request, test or collection cannot be read (or was purged) gives none."""
+    from flows.steps import version_key_expr, with_lineage_keys
+
+    empty = pl.DataFrame(schema={"version_key": pl.Utf8, "collected_date": pl.Date})
+    if not ctx.wh.table_dir(cat.QUARANTINE).exists():
+        return empty
+    q = (ctx.wh.scan(cat.QUARANTINE, file_ids).select("file_id", "result_no")
+         .filter(pl.col("result_no").is_not_null()).unique().collect())
+    if q.is_empty():
+        return empty
+    fids = [f for f in q["file_id"].unique().to_list() if f in set(ctx.wh.partitions(cat.RAW_RESULTS))]
+    if not fids:
+        return empty
+    raw = (ctx.wh.scan(cat.RAW_RESULTS, fids)
+           .select("file_id", "result_no", "source", "request_id", "message_id", "local_code", "loinc_code_src",
+                   "collected_at")
+           .join(q.lazy(), on=["file_id", "result_no"], how="semi").collect())
+    raw = raw.filter(pl.col("request_id").is_not_null() & pl.col("collected_at").is_not_null())
+    if raw.is_empty():
+        return empty
+    out = (with_lineage_keys(raw, ctx.settings.secret_bytes())
+           .select(version_key_expr().alias("version_key"),
+                   pl.col("collected_at").cast(pl.Datetime("us")).dt.date().alias("collected_date"))
+           .unique())
+    return out.filter(pl.col("version_key").is_in(keys.implode())) if keys is not None else out
 
 
 def publish_settled(ctx: Context) -> int:

@@ -33,7 +33,10 @@ from warehouse.store import KeptFrames, Warehouse
 from warehouse.views import build_views, sql_literal
 
 HASH_BLOCK = 8 * 1024 * 1024
-PARSER_VERSION = "4"  # bump when a parser's output changes: earlier ingests are then not reused
+# "5": a date without its time keeps its day whatever its offset (20261114+0000 was 01:00 Paris
+# time); a time in UTC is converted to the lab's own zone when its FINESS is an overseas
+# département's (9701-9704), to Paris time otherwise
+PARSER_VERSION = "5"  # bump when a parser's output changes: earlier ingests are then not reused
 # "3": HPRIM H|^~\& read in HL7's order, unknown record types and cut deliveries are rejects; HL7 MSH-2
 # ~^\& read as ^~\& when MSH-9 says so, MLLP bytes glued to a segment dropped, batch counts checked;
 # a test INS OID anywhere in the patient's identity refuses it; a value without its type typed NM/SN.

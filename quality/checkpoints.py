@@ -210,6 +210,9 @@ def fct_summary_suite(frame: pl.DataFrame, where: dict[str, str] | None = None) 
         _zero("n_deletions_unmatched", "every deletion (status D) deleted a result: one that found none, or "
               "several for a deletion without a collection date, deleted nothing (the result may still count)",
               critical=False),
+        _zero("n_versions_moved_day", "no correction or deletion (status C, D) moved a result to another collection "
+              "day: one that did (a corrected date, or another day's result of a daily request number) is listed",
+              critical=False),
         _zero("n_requests_shared_by_persons", "no request number and test of a lab holds current results of "
               "several persons (a reused or daily-restarting request number: they are kept as separate results)",
               critical=False),

@@ -347,6 +347,17 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
             SELECT superseded_by FROM {fct}
             WHERE superseded_by IS NOT NULL AND result_status IS DISTINCT FROM 'D')"""
     n_unmatched = _one(con, f"SELECT count(*) FROM {fct} WHERE {unmatched}")[0] if versions_ok else 0
+    # a correction or deletion that moved a result to another collection day (or replaced another
+    # day's result: transforms/versions.py, QA regr2 F1): the head of a result whose versions hold
+    # several collection days and a C or D, counted over the few replaced rows (a warning)
+    moved = f"""(file_id || ':' || result_no) IN (
+        SELECT head FROM (
+            SELECT superseded_by AS head, collected_date, result_status FROM {fct} WHERE superseded_by IS NOT NULL
+            UNION ALL
+            SELECT file_id || ':' || result_no, collected_date, result_status FROM {fct}
+            WHERE (file_id || ':' || result_no) IN (SELECT superseded_by FROM {fct} WHERE superseded_by IS NOT NULL))
+        GROUP BY head HAVING count(DISTINCT collected_date) > 1 AND bool_or(result_status IN ('C', 'D')))"""
+    n_moved = _one(con, f"SELECT count(*) FROM {fct} WHERE {moved}")[0] if versions_ok else 0
     conditions = everywhere | {k: f"is_current AND {c}" for k, c in current.items()}
     counts = ",\n               ".join(f"count(*) FILTER (WHERE {c}) AS {k}" for k, c in conditions.items())
     row = frame(con, f"""
@@ -361,11 +372,14 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
                                 AND result_status IS DISTINCT FROM 'X') AS n_covid_results_usable,
                {inconsistent} AS n_versions_inconsistent,
                {int(n_unmatched)}::BIGINT AS n_deletions_unmatched,
+               {int(n_moved)}::BIGINT AS n_versions_moved_day,
                max(collected_date) AS newest_collection
         FROM {fct}""")
     failing = {k: c for k, c in conditions.items() if row[k][0]}
     if n_unmatched:
         failing["n_deletions_unmatched"] = unmatched
+    if n_moved:
+        failing["n_versions_moved_day"] = moved
     row = row.with_columns(where=pl.lit(json.dumps(_where(con, src, fct, failing)), pl.Utf8))
     newest = row["newest_collection"][0]
     return row.with_columns(

@@ -4,6 +4,7 @@ the "collection in the future" check, and what the quarantine says of an unreada
 from __future__ import annotations
 
 import os
+import re
 from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
@@ -203,3 +204,49 @@ def test_a_time_stamped_in_utc_is_read_as_paris_wall_clock_time(tmp_path, fmt, s
     parsed = _parsed(path, fmt)
     assert parsed["collected_at"].to_list() == [expected]
     assert parsed["parse_issues"].to_list() == [None]
+
+
+@pytest.mark.parametrize("fmt", ["hl7v2", "hprim"])
+@pytest.mark.parametrize("offset", ["+0000", "Z", "-0000"])
+def test_a_date_without_its_time_stays_that_day_whatever_its_offset(tmp_path, fmt, offset):
+    """QA regr2 F3 (MEDIUM): a reception and validation sent as '20261102+0000' (a DTM may carry an
+    offset at any precision) became 01:00 Paris time: no longer a date without its time, the
+    positive collected at 08:30 that day was quarantined DATE_ORDER."""
+    rows = _typed_rows(tmp_path).with_columns(received_at=pl.lit(datetime(2026, 11, 2)),
+                                              validated_at=pl.lit(datetime(2026, 11, 2)))
+    path = tmp_path / f"in.{fmt}"
+    {"hl7v2": formats.write_hl7v2, "hprim": formats.write_hprim}[fmt](rows, path)
+    text = path.read_text(encoding="utf-8")
+    text, n = re.subn(r"\|20261102(?:000000)?(?=[|\r\n])", f"|20261102{offset}", text)
+    assert n >= 2, text
+    path.write_text(text, encoding="utf-8")
+    parsed = _parsed(path, fmt)
+    assert parsed["received_at"].to_list() == [datetime(2026, 11, 2)]
+    assert parsed["validated_at"].to_list() == [datetime(2026, 11, 2)]
+    assert parsed["collected_at"].to_list() == [datetime(2026, 11, 2, 8, 30)]
+    valid, quarantined = validate_rows(parsed, now=NOW)
+    assert valid.height == 1 and quarantined.is_empty(), quarantined
+
+
+LAB_STAMPS = [("970400016", "20261114210000Z", datetime(2026, 11, 15, 1)),  # La Réunion, UTC+4
+              ("970400016", "20261115010000+0400", datetime(2026, 11, 15, 1)),
+              ("970211207", "20261115030000Z", datetime(2026, 11, 14, 23)),  # Martinique, UTC-4
+              ("970302022", "20261115020000Z", datetime(2026, 11, 14, 23)),  # Guyane, UTC-3
+              ("690001235", "20261114233000Z", datetime(2026, 11, 15, 0, 30))]  # Lyon: Paris time
+
+
+@pytest.mark.parametrize("fmt", ["hl7v2", "cda", "hprim"])
+@pytest.mark.parametrize(("finess", "stamp", "expected"), LAB_STAMPS, ids=[f"{f}-{s}" for f, s, _ in LAB_STAMPS])
+def test_a_utc_time_of_an_overseas_lab_is_read_on_its_own_clock(tmp_path, fmt, finess, stamp, expected):
+    """QA regr2 F4 (MEDIUM): a Réunion lab's specimen sent as +0400 by one feed and as Z by another
+    was converted to Paris time, two results on two days counted twice in T. A UTC time is read on
+    the clock of the lab's FINESS (its département); a mainland lab's stays Paris time."""
+    rows = _typed_rows(tmp_path).with_columns(lab_finess=pl.lit(finess))
+    path = tmp_path / f"in.{fmt}"
+    {"hl7v2": formats.write_hl7v2, "cda": formats.write_cda, "hprim": formats.write_hprim}[fmt](rows, path)
+    text = path.read_text(encoding="utf-8")
+    assert text.count("20261102083000") == 1, fmt
+    path.write_text(text.replace("20261102083000", stamp), encoding="utf-8")
+    parsed = _parsed(path, fmt)
+    assert parsed["lab_finess"].to_list() == [finess]
+    assert parsed["collected_at"].to_list() == [expected]

@@ -72,3 +72,16 @@ def test_grid_is_complete_with_zeros():
                         ["13", "75"])
     assert daily.height == 3 * 2 * 11
     assert daily["T"].sum() == 4  # two persons, each in their class and in the all-ages row
+
+
+def test_an_age_unknown_on_the_counted_result_is_taken_from_the_same_days_other_result():
+    """QA regr2 F9 (LOW): the positive had a partial birth date (no age), the negative of the same
+    person and day the full one (71): the person counted in the all-ages row only. The age is
+    known that day: the person counts in class 79 as well; another day's age is not borrowed."""
+    c = counts(results(("a", 0, "POS", "75", None, "F"), ("a", 0, "NEG", "75", 79, "F"),
+                       ("b", 0, "NEG", "75", None, "M"), ("b", 1, "NEG", "75", 39, "M")))
+    assert c == {(D0, "75", 79): (1, 0, 1, 1, 0, 1), (D0, "75", 0): (1, 0, 1, 1, 1, 2),
+                 (D0 + timedelta(days=1), "75", 39): (0, 0, 0, 0, 1, 1),
+                 (D0 + timedelta(days=1), "75", 0): (0, 0, 0, 0, 1, 1)}
+    days = person_days(results(("a", 0, "POS", "75", None, "F"), ("a", 0, "NEG", "75", 79, "F")))
+    assert days.select("cl_age90", "positive").rows() == [(79, True)]

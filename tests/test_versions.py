@@ -251,3 +251,31 @@ def test_a_deletion_without_a_date_deletes_the_persons_only_result_of_the_reques
     # two results of the person under this request and test: which one? neither
     other_day = _r("f", 1, 2, V2, "F", "NEGATIF", datetime(2026, 11, 3, 8))
     assert _current(one, other_day, undated) == ["e:1", "f:1"]
+
+
+def test_a_correction_of_a_day_after_another_days_validation_does_not_replace_it():
+    """QA regr2 F1 (HIGH): a daily request number R1; the same person's 19/11 positive (received and
+    validated 19/11) and, the next day, a correction of the 20/11 sample whose original was never
+    kept. The correction replaced the 19/11 positive, which vanished from P: a specimen collected
+    on 20/11 cannot be the one validated on 19/11, so the correction stands alone."""
+    pos = {**_r("f1", 1, 1, datetime(2026, 11, 19, 18), "F", "POSITIF", datetime(2026, 11, 19, 8)),
+           "validated_at": datetime(2026, 11, 19, 18), "received_at": datetime(2026, 11, 19, 12)}
+    fix = {**_r("f2", 1, 2, datetime(2026, 11, 21, 9), "C", "NEGATIF", datetime(2026, 11, 20, 8)),
+           "validated_at": datetime(2026, 11, 21, 9), "received_at": datetime(2026, 11, 20, 9)}
+    assert _flags(pl.DataFrame([pos, fix])) == {"f1:1": (True, None), "f2:1": (True, None)}
+    # a corrected date the other way (the original's day was typed after the real one): still moved
+    late = {**pos, "collected_at": datetime(2026, 11, 21, 8), "collected_date": date(2026, 11, 21),
+            "validated_at": datetime(2026, 11, 21, 18), "received_at": datetime(2026, 11, 21, 12)}
+    assert _flags(pl.DataFrame([late, fix])) == {"f1:1": (False, "f2:1"), "f2:1": (True, None)}
+
+
+def test_a_correction_whose_own_day_original_was_quarantined_stands_alone():
+    """QA regr2 F1: the correction's own original (same request, test and day) was delivered and
+    quarantined: the correction is that result sent again, not a moved date of another day's."""
+    later = {**_r("f1", 1, 1, datetime(2026, 11, 21, 8, 30), "F", "POSITIF", datetime(2026, 11, 21, 8)),
+             "validated_at": datetime(2026, 11, 21, 8, 30)}
+    fix = {**_r("f2", 1, 2, datetime(2026, 11, 21, 9), "C", "NEGATIF", datetime(2026, 11, 20, 8)),
+           "validated_at": datetime(2026, 11, 21, 9)}
+    assert _flags(pl.DataFrame([later, fix])) == {"f1:1": (False, "f2:1"), "f2:1": (True, None)}
+    assert _flags(pl.DataFrame([later, {**fix, "own_day_quarantined": True}])) == {
+        "f1:1": (True, None), "f2:1": (True, None)}

@@ -168,3 +168,53 @@ def test_a_deletion_without_a_date_that_names_no_single_result_is_kept_and_warne
     assert gate["ok"], gate["failures"]
     unmatched = [w for w in gate["warnings"] if "n_deletions_unmatched" in w]
     assert len(unmatched) == 1 and "line 2" in unmatched[0], gate["warnings"]
+
+
+def test_a_correction_whose_same_day_original_was_quarantined_leaves_the_other_days_alone(tmp_path):
+    """QA regr2 F1 (HIGH): request numbers restart every day. Theo's R1 of 19/11 is positive; the R1
+    of 20/11 arrives with its reception before its collection (quarantined) and again as a
+    correction, on the day the R1 of 21/11 was validated. The correction replaced the 19/11
+    positive (the same person's nearest other day), which vanished from P, and the gate said nothing."""
+    h = Home(tmp_path).deliver("1.csv", result("R1", "theo", "19/11/2026 08:00", "19/11/2026 18:00", "Positif"))
+    body, family, first, born, sex, postal = PEOPLE["theo"]
+
+    def r1(collected: str, received: str, validated: str, value: str, status: str) -> str:
+        return line(FINESS="690001235", N_DEMANDE="R1", NIR=nir(body), NOM=family, PRENOM=first,
+                    DATE_NAISSANCE=born, SEXE=sex, CODE_POSTAL=postal, DATE_PRELEVEMENT=collected,
+                    DATE_RECEPTION=received, DATE_VALIDATION=validated, CODE_ANALYSE="COVPCR",
+                    LIBELLE_ANALYSE="SARS-CoV-2 RT-PCR", RESULTAT=value, UNITE="", VALEURS_REFERENCE="",
+                    STATUT=status)
+    h.deliver("2.csv",
+              r1("21/11/2026 08:00", "21/11/2026 08:10", "21/11/2026 08:30", "Négatif", "F"),
+              r1("20/11/2026 08:00", "20/11/2026 07:00", "20/11/2026 18:00", "Négatif", "F"),  # quarantined
+              r1("20/11/2026 08:00", "20/11/2026 09:00", "21/11/2026 09:00", "Négatif", "C"))
+    assert [(at, v, st, cur) for _, _, at, v, st, cur in h.fct()] == [
+        ("19/11 08:00", "Positif", "F", True), ("21/11 08:00", "Négatif", "F", True),
+        ("20/11 08:00", "Négatif", "C", True)]
+    assert h.sidep() == [("19/11", "11", 1, 1), ("20/11", "11", 0, 1), ("21/11", "11", 0, 1)]
+    gate = _gate(h)
+    assert not [w for w in gate["warnings"] if "n_versions_moved_day" in w], gate["warnings"]
+
+    # the quarantined original delivered after its correction: the next run settles it the same way
+    late = Home(tmp_path / "late")
+    late.deliver("1.csv", result("R1", "theo", "19/11/2026 08:00", "19/11/2026 18:00", "Positif"),
+                 r1("21/11/2026 08:00", "21/11/2026 08:10", "21/11/2026 08:30", "Négatif", "F"),
+                 r1("20/11/2026 08:00", "20/11/2026 09:00", "21/11/2026 09:00", "Négatif", "C"))
+    assert [cur for *_, cur in late.fct()] == [True, False, True]  # a corrected date, as far as it knows
+    assert [w for w in _gate(late)["warnings"] if "n_versions_moved_day" in w]
+    late.deliver("2.csv", r1("20/11/2026 08:00", "20/11/2026 07:00", "20/11/2026 18:00", "Négatif", "F"))
+    assert [cur for *_, cur in late.fct()] == [True, True, True]
+    assert late.sidep() == h.sidep()
+
+
+def test_a_correction_that_moves_a_result_to_another_day_is_warned_about(tmp_path):
+    """A correction of the collection date (03/11 typed for 02/11, validated 03/11) moves the result
+    to 02/11: legitimate, but the gate says so (QA regr2 F1: it was silent)."""
+    h = Home(tmp_path).deliver("1.csv", result("R5", "theo", "03/11/2026 10:00", "03/11/2026 18:00", "Positif"))
+    h.deliver("2.csv", result("R5", "theo", "02/11/2026 10:00", "04/11/2026 08:00", "Positif", "C"))
+    assert [cur for *_, cur in h.fct()] == [False, True]
+    assert h.sidep() == [("02/11", "11", 1, 1)]
+    gate = _gate(h)
+    assert gate["ok"], gate["failures"]
+    moved = [w for w in gate["warnings"] if "n_versions_moved_day" in w]
+    assert len(moved) == 1 and "line 2" in moved[0], gate["warnings"]

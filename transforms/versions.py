@@ -32,7 +32,19 @@ A row with status C (correction) or D (deletion) corrects, the first of these th
 2. a result of another person collected at the same time (a corrected identity);
 3. a result of the same person collected the same day (a corrected time, or no time stated);
 4. a result of another person collected the same day (a corrected identity, no time stated);
-5. the result of the same person collected the nearest day (a corrected date).
+5. the result of the same person collected the nearest day (a corrected date), only when that
+   result can be the same specimen and the row's own day holds nothing of its request and test:
+
+   - not when the row's collection day is after the day that result was already received or
+     validated (a specimen is not collected after it was analysed: with request numbers
+     restarting every day, it is the next day's request; QA F1: a correction of the 20/11 sample
+     of request R1 replaced the same person's 19/11 positive, validated 19/11, of another R1);
+   - not when an original of the row's request and test collected on the row's own day was
+     delivered and quarantined (``own_day_quarantined``: the correction is that result's, sent
+     again valid, and stands alone, as quality.quarantine_settled pairs them).
+
+   A correction or deletion that did move a result to another day is counted by the quality gate
+   (``n_versions_moved_day``, a warning: quality/summaries.py), so it is never silent.
 
 A collection time or day shared with the row comes before the same person's other days: with
 request numbers restarting every day (or reused), the same number on another day is another
@@ -72,8 +84,9 @@ REPLACING = ("C", "D")
 
 def settle(rows: pl.DataFrame) -> pl.DataFrame:
     """``rows``: version_key, file_id, result_no, file_seq, placed_at, result_status, person_key,
-    collected_date, and optionally link_key, collected_at, specimen, undated_replacement and the
-    value (value_num, value_comparator, result_class, value_raw; a column absent is null). Returns
+    collected_date, and optionally link_key, collected_at, specimen, undated_replacement, the
+    value (value_num, value_comparator, result_class, value_raw), received_at, validated_at and
+    own_day_quarantined (a column absent is null). Returns
     file_id, result_no, is_current, superseded_by (``file_id:result_no`` of the result's current
     row, null for that row), one row per input row."""
     late = (pl.col("undated_replacement").fill_null(False) if "undated_replacement" in rows.columns
@@ -88,6 +101,9 @@ def settle(rows: pl.DataFrame) -> pl.DataFrame:
         files=col("file_id"), status=col("result_status"), persons=col("person_key"), links=col("link_key"),
         days=col("collected_date", pl.Date), times=col("collected_at", pl.Datetime("us")),
         placed=col("placed_at", pl.Datetime("us")),
+        # the first day the row says its specimen existed: received or validated (day precision)
+        seen=_first_seen(r),
+        quarantined=[bool(v) for v in col("own_day_quarantined", pl.Boolean)],
         specimens=(r["specimen"].str.strip_chars().str.to_uppercase().replace("", None) if "specimen" in r.columns
                    else pl.Series([None] * r.height, dtype=pl.Utf8)).to_list(),
         values=r.with_columns(_value_expr(r.columns))["_value"].to_list())
@@ -113,6 +129,12 @@ def settle(rows: pl.DataFrame) -> pl.DataFrame:
                                 "superseded_by": pl.Utf8})
 
 
+def _first_seen(r: pl.DataFrame) -> list:
+    """Per row, the day its specimen was first said to exist: received or validated (null when neither)."""
+    cols = [pl.col(c).cast(pl.Datetime("us")).dt.date() for c in ("received_at", "validated_at") if c in r.columns]
+    return r.select(pl.min_horizontal(cols)).to_series().to_list() if cols else [None] * r.height
+
+
 class _Rows:
     def __init__(self, **columns: list):
         self.__dict__.update(columns)
@@ -131,14 +153,14 @@ def _value_expr(columns: list[str]) -> pl.Expr:
 
 
 class _Result:
-    __slots__ = ("persons", "links", "day", "time", "specimen", "files", "members", "touched")
+    __slots__ = ("persons", "links", "day", "time", "specimen", "files", "members", "touched", "seen")
 
     def __init__(self) -> None:
         self.persons: set = set()
         self.links: set = set()
         self.files: set = set()
         self.members: list[int] = []
-        self.specimen = self.day = self.time = None
+        self.specimen = self.day = self.time = self.seen = None
         self.touched = -1
 
 
@@ -161,9 +183,14 @@ def _results(order, rows: _Rows) -> list[list[int]]:
             # date): with a daily-restarting request number, the same number on another day is
             # another request, so a match in time or day beats the same person's other day (QA)
             timed = time is not None
+            # another day only for a specimen that can be this one (collected no later than the
+            # day that result was received or validated), and not when an original of this day
+            # was delivered and quarantined: with a daily request number it is another request (QA F1)
+            moved = [] if rows.quarantined[k] else _nearest(
+                [c for c in mine if c.seen is None or day is None or day <= c.seen], day)
             for pool in ([c for c in mine if timed and c.time == time], [c for c in others if timed and c.time == time],
                          [c for c in mine if day is not None and c.day == day],
-                         [c for c in others if day is not None and c.day == day], _nearest(mine, day)):
+                         [c for c in others if day is not None and c.day == day], moved):
                 target = _pick(pool, file)
                 if target is not None:
                     break
@@ -200,6 +227,9 @@ def _results(order, rows: _Rows) -> list[list[int]]:
         if day is not None:  # a deletion without a date leaves the result's day as it was
             target.day, target.time = day, time
         target.specimen = specimen if specimen is not None else target.specimen
+        if rows.seen[k] is not None and rows.status[k] not in REPLACING:
+            # an original's reception or validation; a correction's (sent later) proves nothing earlier
+            target.seen = rows.seen[k] if target.seen is None else min(target.seen, rows.seen[k])
         target.files.add(file)
         target.members.append(k)
         target.touched = tick

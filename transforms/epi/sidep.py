@@ -7,7 +7,10 @@
   COUNTED positive (same episode): then it counts in neither P nor T;
 - a negative person-day counts in T;
 - results with no usable value (INVALID, not obtained) count in neither;
-- unknown age: all-ages row only; unknown sex: in P and T but in neither _f nor _h.
+- unknown age: all-ages row only; unknown sex: in P and T but in neither _f nor _h. A person-day
+  whose counted result gives no age takes the age class of the person's other result of that day
+  that gives one (QA regr2 F9: a positive with a partial birth date beside a negative with the full
+  one; the person's age is known that day).
 """
 
 from __future__ import annotations
@@ -28,14 +31,17 @@ def person_days(results: pl.LazyFrame | pl.DataFrame, episode_days: int = EPISOD
     """
     r = results.lazy().filter(pl.col("result_class").is_in(["POS", "NEG"]) & pl.col("person_key").is_not_null())
     # one row per person and day: positive wins; the attributes come from the first result of the
-    # winning class (earliest collection, then delivery order) so the choice is deterministic
+    # winning class (earliest collection, then delivery order) so the choice is deterministic; an
+    # age class it lacks comes from the first of the day's results that has one (same order)
     day = (
         r.with_columns((pl.col("result_class") == "POS").alias("positive"))
         .sort(["person_key", "collected_date", "positive", "collected_at", "file_seq", "line_no"],
               descending=[False, False, True, False, False, False], nulls_last=True)
         .group_by(["person_key", "collected_date"], maintain_order=True)
-        .first()
-        .select("person_key", pl.col("collected_date").alias("jour"), "dep", "cl_age90", "sex", "positive")
+        .agg(pl.col("dep", "cl_age90", "sex", "positive").first(),
+             pl.col("cl_age90").drop_nulls().first().alias("_known_age"))
+        .select("person_key", pl.col("collected_date").alias("jour"), "dep",
+                pl.coalesce("cl_age90", "_known_age").alias("cl_age90"), "sex", "positive")
         .collect()
     )
     pos = day.filter("positive").sort("person_key", "jour")

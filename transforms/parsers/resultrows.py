@@ -89,6 +89,13 @@ _TS_PATTERN = (
 # offset is the wrong season's (a lab's clock is what the indicators count by)
 PARIS_ZONE = "Europe/Paris"
 _CONVERTED_OFFSETS = ("Z", "+00", "-00", "+0000", "-0000")
+# ... to the lab's own wall-clock time when its FINESS says it is overseas (a FINESS starts with its
+# département: 9701 Guadeloupe, 9702 Martinique, 9703 Guyane, 9704 La Réunion). QA regr2 F4: a Réunion
+# lab's specimen sent as +0400 by one feed and as Z by another was two results on two days. Other
+# FINESS (Mayotte, Saint-Pierre-et-Miquelon, the COM: numbering not checked) and rows without one
+# get Paris time (docs/formats.md)
+LAB_ZONES = {"9701": "America/Guadeloupe", "9702": "America/Martinique", "9703": "America/Cayenne",
+             "9704": "Indian/Reunion"}
 # HL7's NM has no exponent, but labs' systems write one ('1e3', '2.5E-2'): read as a number
 _NUMBER = r"[-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][-+]?\d+)?"
 _NUM_RE = rf"^{_NUMBER}$"
@@ -111,8 +118,10 @@ def type_of_value(value: str) -> str:
 
 def _timestamp_from_groups(g: pl.Expr, with_offsets: bool = True) -> pl.Expr:
     """Datetime from the struct of :data:`_TS_PATTERN` groups (null when it did not match); with
-    ``with_offsets``, a time in UTC is converted to Paris time (:data:`_CONVERTED_OFFSETS`), any
-    other offset is dropped."""
+    ``with_offsets``, a time in UTC is converted to the lab's wall-clock time (:data:`LAB_ZONES` by
+    the row's ``lab_finess``, else Paris: :data:`_CONVERTED_OFFSETS`), any other offset is dropped. A
+    date without its time (``20261114+0000``) stays that day at 00:00, whatever its offset: it says
+    "that day" (docs/formats.md; QA regr2 F3: it became 01:00 and lost the day-precision rule)."""
     digits = pl.concat_str(
         [
             g.struct.field("1"),
@@ -132,8 +141,15 @@ def _timestamp_from_groups(g: pl.Expr, with_offsets: bool = True) -> pl.Expr:
     hours = offset.str.slice(1, 2).cast(pl.Int64, strict=False).fill_null(0)
     minutes = offset.str.slice(3, 2).cast(pl.Int64, strict=False).fill_null(0)
     utc = written - pl.duration(minutes=sign * (hours * 60 + minutes))
-    paris = utc.dt.replace_time_zone("UTC").dt.convert_time_zone(PARIS_ZONE).dt.replace_time_zone(None)
-    return pl.when(offset.is_in(_CONVERTED_OFFSETS)).then(paris).otherwise(written)
+    def wall_clock(zone: str) -> pl.Expr:
+        return utc.dt.replace_time_zone("UTC").dt.convert_time_zone(zone).dt.replace_time_zone(None)
+
+    local = wall_clock(PARIS_ZONE)
+    lab_prefix = pl.col("lab_finess").str.strip_chars().str.slice(0, 4)
+    for prefix, zone in LAB_ZONES.items():
+        local = pl.when(lab_prefix == prefix).then(wall_clock(zone)).otherwise(local)
+    timed = g.struct.field("2").is_not_null()
+    return pl.when(offset.is_in(_CONVERTED_OFFSETS) & timed).then(local).otherwise(written)
 
 
 def _issue(cond: pl.Expr, text: str) -> pl.Expr:
