@@ -156,12 +156,10 @@ def run(
         wait_until_free(settings.home_abs, settings.lock_timeout, on_wait=lambda pid: console.print(
             f"another biolake run (pid {pid}) is writing to this warehouse: waiting for it "
             f"(at most {settings.lock_timeout:.0f} s, BIOLAKE_LOCK_TIMEOUT)"))
-        summary = _run(settings, export=export)
+        _run_and_show(settings, export)
     except (SecretMissing, LockTimeout, WarehouseFormatError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2)
-    print_summary(summary)
-    _exit_on_block(summary)
 
 
 @app.command()
@@ -211,10 +209,15 @@ def reprocess(
         if got["purged"]:
             console.print(f"{len(got['purged']):,} loaded file(s) whose identities were purged are not read again "
                           "(their landing copy would bring the identities back)", soft_wrap=True)
-        summary = _run(settings, export=export)
+        _run_and_show(settings, export)
     except (SecretMissing, LockTimeout, WarehouseFormatError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2)
+
+
+def _run_and_show(settings, export: bool) -> None:
+    """Run the pipeline, print its summary, exit 1 when the gate blocked it."""
+    summary = _run(settings, export=export)
     print_summary(summary)
     _exit_on_block(summary)
 
