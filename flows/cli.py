@@ -305,6 +305,9 @@ def print_summary(s: dict, wall: float | None = None) -> None:
     if s.get("files_reprocessed"):
         console.print(f"{s['files_reprocessed']:,} earlier file(s) read again by the current code (biolake "
                       "reprocess), counted among the loaded ones", soft_wrap=True)
+    if s.get("files_parsed_earlier"):
+        console.print(f"{s['files_parsed_earlier']:,} loaded file(s) were read by an earlier version of the parsers: "
+                      "`biolake reprocess` reads them again with this one (docs/operations.md)", soft_wrap=True)
     if s.get("files_recoded"):
         console.print(f"{s['files_recoded']:,} earlier file(s) re-coded: the mappings or qualitative words changed "
                       "(or the coding after an upgrade); their results and the marts follow", soft_wrap=True)

@@ -365,6 +365,8 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
         **{k: totals.get(k, 0) for k in ("files_new", "files_duplicate", "files_failed", "files_recoded",
                                          "files_reprocessed", "rows_in",
                                          "rows_valid", "rows_quarantined")},
+        # loaded by an earlier parser: `biolake reprocess` gives them this version's reading
+        "files_parsed_earlier": len(steps.parsed_earlier(ctx)),
         "quarantine_reasons": dict(sorted(ing["reasons"].items())),
         "failed_file_reasons": dict(sorted(ing["file_reasons"].items())),
         "mapping_coverage": pubd["quality"]["coverage"], "unmapped_codes": pubd["quality"]["backlog_codes"],

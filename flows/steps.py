@@ -406,6 +406,26 @@ def mark_reprocess(ctx: Context, labs: list[str] | None = None) -> dict[str, lis
             "purged": [r for _, r in purged]}
 
 
+def parsed_earlier(ctx: Context) -> list[str]:
+    """File ids of the loaded files an earlier parser read (their ingest record names another
+    PARSER_VERSION, or they were loaded before the record existed), purged files left out: what
+    ``biolake reprocess`` would read again to give them this version's reading."""
+    log = ctx.wh.read(cat.FILE_LOG).filter(pl.col("status") == "loaded")
+    purged = purged_file_ids(ctx) if log.height else set()
+    out = []
+    for fid in log["file_id"].unique().sort().to_list():
+        if fid in purged:
+            continue
+        marker = _marker_of(ctx, fid)
+        try:
+            version = json.loads(marker.read_text()).get("parser_version")
+        except (OSError, ValueError):
+            version = None
+        if version != PARSER_VERSION:
+            out.append(fid)
+    return out
+
+
 def purged_file_ids(ctx: Context) -> set[str]:
     """File ids whose identities a purge removed (the purge's audit events name them)."""
     from warehouse.catalog_privacy import AUDIT_EVENTS
@@ -515,7 +535,11 @@ def ingest(ctx: Context, t: FileTicket, keep: KeptFrames | None = None) -> dict:
 
 
 def _ingest_marker(ctx: Context, t: FileTicket) -> Path:
-    return ctx.wh.root / "raw" / "_ingested" / f"{t.file_id}.json"
+    return _marker_of(ctx, t.file_id)
+
+
+def _marker_of(ctx: Context, file_id: str) -> Path:
+    return ctx.wh.root / "raw" / "_ingested" / f"{file_id}.json"
 
 
 def _write_ingest_marker(ctx: Context, t: FileTicket, got: dict) -> None:

@@ -212,3 +212,20 @@ def test_cli_reprocess(homes):
     assert_same_tables(snapshot(old), snapshot(fresh))
     events = query(old, "SELECT kind, details FROM quality.audit_events WHERE kind = 'reprocess_requested'")
     assert events.height == 1 and '"files": 3' in events["details"][0]
+
+
+def test_a_run_names_the_files_an_earlier_parser_read(homes):
+    import json
+
+    old, _ = homes
+    ctx = steps.Context.create(Settings(home=old), "t")
+    assert steps.parsed_earlier(ctx) == []
+    day02 = ctx.wh.read(cat.FILE_LOG).filter(pl.col("path").str.ends_with("day02.csv"))["file_id"][0]
+    marker = ctx.wh.root / "raw" / "_ingested" / f"{day02}.json"
+    record = json.loads(marker.read_text())
+    marker.write_text(json.dumps(record | {"parser_version": "3"}))  # as an earlier biolake left it
+    assert steps.parsed_earlier(ctx) == [day02]
+    assert run(old)["files_parsed_earlier"] == 1
+    steps.mark_reprocess(ctx, [LAB])
+    summary = run(old)
+    assert summary["files_reprocessed"] == 3 and summary["files_parsed_earlier"] == 0
