@@ -146,6 +146,9 @@ def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str]
     summary["mdo"], new = _publish_mdo(ctx, results, rules, mdo_ids, geo, old,
                                        force or state.get("mdo_ids") != mdo_ids, log, data_period(ctx))
     digests.append(new.with_columns(pl.lit("mdo").alias("dataset")))
+    # positives whose specimen is read as neither sterile nor not: listed, never silent (QA regr2 F2)
+    ctx.wh.write_table(ce.MDO_UNREAD_SPECIMENS, ctx.wh.conform(ce.MDO_UNREAD_SPECIMENS,
+                                                               mdo.unread_specimens(results, rules)))
     keep = stored.filter(~(((pl.col("dataset") == "sidep") & pl.col("disease").is_in(diseases))
                            | (pl.col("dataset") == "mdo")))
     table = pl.concat([keep, *(ctx.wh.conform(ce.EPI_DIGESTS, d) for d in digests)]).sort("dataset", "disease",
