@@ -117,6 +117,9 @@ def _run(settings, export: bool = False) -> dict:
     steps.check_key(ctx, save=False)  # or is not the warehouse's
     steps.check_upgradable(ctx)  # a warehouse of an earlier biolake this one cannot upgrade
     steps.load_terminology(ctx, {})  # an operator's broken mapping or words file: its file and line, now
+    from flows.epi import check_rules
+
+    check_rules(ctx)  # and an invalid MDO rules table (BIOLAKE_MDO_RULES), before any file is read
     configure_prefect(settings)
     from flows import embedded, progress
     from flows.pipeline import pipeline
@@ -185,6 +188,9 @@ def reprocess(
         if problem:
             console.print(f"[red]error:[/red] {escape(problem)}", soft_wrap=True)
             raise typer.Exit(2)
+        from flows.epi import check_rules
+
+        check_rules(steps.Context.create(settings, "preflight"))  # before any file is marked (QA regr2 F7)
         with warehouse_lock(settings.home_abs, timeout=settings.lock_timeout):
             ctx = steps.Context.create(settings, "reprocess")
             steps.check_key(ctx, save=False)
@@ -684,15 +690,17 @@ def main() -> None:
     from flows.settings import SecretMissing, WarehouseFormatError
     from transforms.terminology.loinc import LoincFormatError
     from transforms.terminology.mappings import MappingError
+    from transforms.epi.mdo import MdoRulesError
     from transforms.terminology.qualitative import QualitativeWordsError
 
     try:
         app()
-    except (SecretMissing, LockTimeout, HomeNotWritable, MappingError, LoincFormatError, QualitativeWordsError, WarehouseFormatError,
+    except (SecretMissing, LockTimeout, HomeNotWritable, MappingError, LoincFormatError, QualitativeWordsError,
+            MdoRulesError, WarehouseFormatError,
             ValidationError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
         if os.environ.get("BIOLAKE_DEBUG") == "1":
             raise
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         sys.exit(2)
 
 

@@ -175,7 +175,7 @@ def load_rules(path: Path, known_mdo: set[str] | None = None, loinc: pl.DataFram
             problems.append(f"{path}:{line}: none of the agent's names {agent!r} is in the name of {code} "
                             f"({name!r}): give the organism the code identifies")
     if problems:
-        raise MdoRulesError("invalid MDO rules:\n" + "\n".join(problems))
+        raise MdoRulesError("invalid MDO rules: " + "; ".join(problems))  # one line (QA regr2 F7)
     return rules.drop("line").with_columns(
         pl.Series("code_site", [loinc_system_site(systems.get(c)) for c in rules["loinc_num"]], dtype=pl.Utf8))
 
