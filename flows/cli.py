@@ -260,8 +260,19 @@ def demo(
         console.print(f"[red]error:[/red] {settings.home_abs} holds a warehouse built with a real key: the demo "
                       "neither writes synthetic data into it nor deletes it (--fresh); choose another --home")
         raise typer.Exit(2)
-    from transforms.synthetic.generator import formats_option
+    from transforms.synthetic.generator import foreign_landing_files, formats_option
 
+    foreign = foreign_landing_files(settings.home_abs)
+    if foreign:  # QA regr2 F5: real deliveries not yet run were deleted (--fresh) or loaded with the demo key
+        shown = ", ".join(escape(n) for n in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        console.print(f"[red]error:[/red] {escape(str(settings.home_abs / 'landing'))} holds files the demo did not "
+                      f"generate ({shown}): the demo neither loads them with its public key nor deletes them; choose "
+                      "another --home"
+                      + (" (a demo home made before biolake listed the files it generates: delete it yourself)"
+                         if (settings.home_abs / "truth" / "summary.json").exists()
+                         and not (settings.home_abs / "truth" / "generated_landing_files.json").exists() else ""),
+                      soft_wrap=True)
+        raise typer.Exit(2)
     try:  # checked before anything is deleted (QA: a bad --formats failed after --fresh had wiped the folder)
         formats_option(formats)
     except ValueError as err:

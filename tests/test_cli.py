@@ -167,6 +167,38 @@ def test_broken_operator_files_and_settings_are_errors_before_the_run(tmp_path, 
     assert not (tmp_path / "prefect").exists()  # all refused before Prefect started
 
 
+def test_the_demo_refuses_a_landing_holding_deliveries_it_did_not_generate(tmp_path, monkeypatch):
+    """QA regr2 F5: a real delivery waiting in <home>/landing was deleted without a word by
+    `demo --fresh`, and loaded with the public demo key (then exported) without it. The generator
+    lists the files it writes (truth/generated_landing_files.json, with their sha256); the demo
+    refuses any other file, or a generated one changed since, in one line, and deletes nothing."""
+    real = tmp_path / "real"
+    (real / "landing" / "labo_alpha").mkdir(parents=True)
+    delivery = real / "landing" / "labo_alpha" / "real_delivery.csv"
+    delivery.write_text("FINESS;N_DEMANDE\n", encoding="utf-8")
+    for extra in (["--fresh"], []):
+        out = runner.invoke(app, ["demo", "--home", str(real), "--results", "50", "--formats", "csv", *extra],
+                            terminal_width=400)
+        assert out.exit_code == 2, out.output
+        assert "holds files the demo did not generate (labo_alpha/real_delivery.csv)" in out.output
+        assert len(out.output.strip().splitlines()) == 1
+        assert delivery.read_text(encoding="utf-8") == "FINESS;N_DEMANDE\n"
+        assert sorted(p.name for p in real.iterdir()) == ["landing"]  # nothing generated, nothing run
+    from transforms.synthetic import generate as gen
+    from transforms.synthetic.generator import foreign_landing_files
+
+    demo = tmp_path / "demo"
+    gen(demo, n_results=300, seed=1, days=2)
+    assert foreign_landing_files(demo) == []
+    gen(demo, n_results=300, seed=2, days=3)  # a second demo in the same home: still only its own files
+    assert foreign_landing_files(demo) == []
+    generated = sorted(p for p in (demo / "landing").rglob("*") if p.is_file())
+    generated[0].write_bytes(generated[0].read_bytes() + b"\n")  # changed since generated: not the demo's any more
+    (demo / "landing" / "labo_alpha" / "lab_drop.csv").write_text("x\n", encoding="utf-8")
+    assert foreign_landing_files(demo) == sorted([generated[0].relative_to(demo / "landing").as_posix(),
+                                                  "labo_alpha/lab_drop.csv"])
+
+
 def test_an_invalid_mdo_rules_table_is_refused_in_one_line_before_any_file_is_read(prefect_harness, tmp_path,
                                                                                   monkeypatch):
     """QA regr2 F7: BIOLAKE_MDO_RULES with a rule in the wrong unit (or specimen=sterile) was refused
