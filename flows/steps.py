@@ -41,7 +41,9 @@ PARSER_VERSION = "5"  # bump when a parser's output changes: earlier ingests are
 # in UTC (Z, +0000) is converted to Paris time; reject details never quote the input's text (an HPRIM
 # record type); an HL7 message rejected whole counts the results it held
 # "5": CSV: a quoted field holding line breaks makes one record up to 100 lines (it was 5), a longer
-# one is one reject naming the cause, a record is compared whole for duplicates (QA regr2 F6)
+# one is one reject naming the cause, a record is compared whole for duplicates (QA regr2 F6); the
+# header repeated in another spelling is one 'repeated header line' reject, a row of quoted empty
+# fields is skipped (QA regr2 F8)
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was

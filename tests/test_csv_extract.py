@@ -397,3 +397,25 @@ def test_a_quoted_field_of_many_lines_is_one_record_and_a_too_long_one_one_rejec
     rows2, rejects2, _ = parse_all(write(tmp_path, lines, name="y.csv"), chunk_rows=60)
     assert rows2.select("line_no").to_series().to_list() == [2, 7, 13, 53, 174]
     assert rejects2.select("line_no", "reason_code").rows() == [(54, "MALFORMED_LINE"), (175, "DUPLICATE_ROW")]
+
+
+def test_a_header_spelt_differently_and_a_row_of_quoted_empty_fields_qa_regr2_f8(tmp_path):
+    """QA regr2 F8: the header repeated in another spelling (lower case, 'n° demande' for N_DEMANDE,
+    quoted names) got 7 quarantine reasons, and a row of quoted empty fields ``"";"";...`` 5
+    MISSING_VALUE reasons. They now get what the exact copy and ``;;;;`` get: one 'repeated
+    header line' reject, and skipped."""
+    variant = HEADER.lower().replace("n_demande", "n° demande").replace("date_naissance", "Date de naissance")
+    quoted = ";".join(f'"{h}"' for h in HEADER.split(";"))
+    lines = [HEADER, line(), variant, line(N_DEMANDE="D2"), ";".join(['""'] * 17), '" ";"";;""',
+             line(N_DEMANDE="D3"), quoted, line(N_DEMANDE="D4")]
+    rows, rejects, seen = parse_all(write(tmp_path, lines))
+    assert rows["line_no"].to_list() == [2, 4, 7, 9]
+    header_reject = "repeated header line (the column names of line 1 again: files joined into one?)"
+    assert rejects.select("line_no", "reason_code", "detail").rows() == [
+        (3, "MALFORMED_LINE", header_reject), (8, "MALFORMED_LINE", header_reject)]
+    assert seen == rows.height + rejects.height == 6
+    # a result line is never read as a header, even without a date
+    no_date = line(N_DEMANDE="D5", DATE_PRELEVEMENT="", DATE_RECEPTION="", DATE_VALIDATION="",
+                   DATE_NAISSANCE="", NIR="", CODE_POSTAL="", FINESS="")
+    rows, rejects, _ = parse_all(write(tmp_path, [HEADER, no_date], name="y.csv"))
+    assert rows["line_no"].to_list() == [2] and rejects.is_empty()

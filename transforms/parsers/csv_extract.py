@@ -413,7 +413,8 @@ def _lines(block: pl.Series, ends_with_newline: bool, first_line_no: int,
     # blank lines, and lines of separators alone (a spreadsheet's empty rows, ``;;;;``), carry
     # nothing; they are not results and are not counted (QA: ``;;;;`` rows were quarantined for 5
     # missing values, the next one as a duplicate, while a blank line was skipped)
-    return frame.filter(~pl.col("raw").str.contains(r"^[\s;]*$")).collect(engine="in-memory"), n_lines
+    # (nor is a row of quoted empty fields, ``"";"";...``: QA regr2 F8, quarantined for 5 missing values)
+    return frame.filter(~pl.col("raw").str.contains(r'^(?:[\s;]|"\s*")*$')).collect(engine="in-memory"), n_lines
 
 
 def _header(block: bytes, state: dict, path: Path) -> list[str]:
@@ -450,6 +451,15 @@ def _header(block: bytes, state: dict, path: Path) -> list[str]:
         raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: repeated columns "
                               + ", ".join(_repeated(k, spellings[k]) for k in repeated))
     return [HEADER_TO_CANONICAL[k] for k in known]
+
+
+def _is_header_line(raw: str) -> bool:
+    """Whether a line is a header: each of its fields (unquoted, a BOM and a trailing ';' ignored)
+    is a known column name in one of its accepted spellings (:func:`column_key`), the required
+    ones among them."""
+    names = [_unquoted(h.strip()) for h in raw.lstrip("\ufeff").strip().removesuffix(";").split(";")]
+    known = [KNOWN_KEYS.get(column_key(h)) for h in names]
+    return None not in known and all(r in known for r in REQUIRED)
 
 
 def _unquoted(name: str) -> str:
@@ -627,6 +637,13 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.DataFrame | None, fi
     # quarantined for 7 reasons and its next copy as a duplicate (QA)
     repeated = (pl.col("raw").str.contains(header, literal=True)
                 & (pl.col("raw").str.len_bytes() < len(header.encode()) + 8)) if header else pl.lit(False)
+    # the header spelt differently (another export's case, accents, 'N° demande': QA regr2 F8): a
+    # line without 4 digits in a row (every result has a dated collection) whose every field is a
+    # known column name, the required ones among them
+    spelt = [no for no, raw in part.filter(~pl.col("raw").str.contains(r"\d{4}")).select("line_no", "raw").iter_rows()
+             if _is_header_line(raw)]
+    if spelt:
+        repeated = repeated | pl.col("line_no").is_in(spelt)
     kind = (pl.when(pl.col("raw").str.len_bytes() > MAX_LINE_BYTES).then(pl.lit(TOO_LONG))
             .when(repeated).then(pl.lit(HEADER))
             .when(dup).then(pl.lit(DUPLICATE))
