@@ -172,6 +172,8 @@ def test_the_demo_refuses_a_landing_holding_deliveries_it_did_not_generate(tmp_p
     `demo --fresh`, and loaded with the public demo key (then exported) without it. The generator
     lists the files it writes (truth/generated_landing_files.json, with their sha256); the demo
     refuses any other file, or a generated one changed since, in one line, and deletes nothing."""
+    # the demo drops BIOLAKE_PSEUDONYM_SECRET from the environment: monkeypatch puts it back after
+    monkeypatch.setenv("BIOLAKE_PSEUDONYM_SECRET", os.environ["BIOLAKE_PSEUDONYM_SECRET"])
     real = tmp_path / "real"
     (real / "landing" / "labo_alpha").mkdir(parents=True)
     delivery = real / "landing" / "labo_alpha" / "real_delivery.csv"
