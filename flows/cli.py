@@ -117,6 +117,9 @@ def _run(settings, export: bool = False) -> dict:
     steps.check_key(ctx, save=False)  # or is not the warehouse's
     steps.check_upgradable(ctx)  # a warehouse of an earlier biolake this one cannot upgrade
     steps.load_terminology(ctx, {})  # an operator's broken mapping or words file: its file and line, now
+    from flows.epi import check_rules
+
+    check_rules(ctx)  # and an invalid MDO rules table (BIOLAKE_MDO_RULES), before any file is read
     configure_prefect(settings)
     from flows import embedded, progress
     from flows.pipeline import pipeline
@@ -183,6 +186,9 @@ def reprocess(
         if problem:
             console.print(f"[red]error:[/red] {escape(problem)}", soft_wrap=True)
             raise typer.Exit(2)
+        from flows.epi import check_rules
+
+        check_rules(steps.Context.create(settings, "preflight"))  # before any file is marked (QA regr2 F7)
         with warehouse_lock(settings.home_abs, timeout=settings.lock_timeout):
             ctx = steps.Context.create(settings, "reprocess")
             steps.check_key(ctx, save=False)
@@ -257,8 +263,19 @@ def demo(
         console.print(f"[red]error:[/red] {settings.home_abs} holds a warehouse built with a real key: the demo "
                       "neither writes synthetic data into it nor deletes it (--fresh); choose another --home")
         raise typer.Exit(2)
-    from transforms.synthetic.generator import formats_option
+    from transforms.synthetic.generator import foreign_landing_files, formats_option
 
+    foreign = foreign_landing_files(settings.home_abs)
+    if foreign:  # QA regr2 F5: real deliveries not yet run were deleted (--fresh) or loaded with the demo key
+        shown = ", ".join(escape(n) for n in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        console.print(f"[red]error:[/red] {escape(str(settings.home_abs / 'landing'))} holds files the demo did not "
+                      f"generate ({shown}): the demo neither loads them with its public key nor deletes them; choose "
+                      "another --home"
+                      + (" (a demo home made before biolake listed the files it generates: delete it yourself)"
+                         if (settings.home_abs / "truth" / "summary.json").exists()
+                         and not (settings.home_abs / "truth" / "generated_landing_files.json").exists() else ""),
+                      soft_wrap=True)
+        raise typer.Exit(2)
     try:  # checked before anything is deleted (QA: a bad --formats failed after --fresh had wiped the folder)
         formats_option(formats)
     except ValueError as err:
@@ -690,15 +707,17 @@ def main() -> None:
     from flows.settings import SecretMissing, WarehouseFormatError
     from transforms.terminology.loinc import LoincFormatError
     from transforms.terminology.mappings import MappingError
+    from transforms.epi.mdo import MdoRulesError
     from transforms.terminology.qualitative import QualitativeWordsError
 
     try:
         app()
-    except (SecretMissing, LockTimeout, HomeNotWritable, MappingError, LoincFormatError, QualitativeWordsError, WarehouseFormatError,
+    except (SecretMissing, LockTimeout, HomeNotWritable, MappingError, LoincFormatError, QualitativeWordsError,
+            MdoRulesError, WarehouseFormatError,
             ValidationError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
         if os.environ.get("BIOLAKE_DEBUG") == "1":
             raise
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         sys.exit(2)
 
 

@@ -64,6 +64,21 @@ def load_rules(ctx: Context, refs: dict[str, pl.DataFrame]) -> pl.DataFrame:
                           loinc=refs["loinc"], canonical_units=lambda codes: canonical_units(ctx, codes))
 
 
+def check_rules(ctx: Context) -> pl.DataFrame:
+    """The MDO rules table checked as publish_epi reads it, from the seeds (not the ref tables a
+    run writes): called before a run reads any file (CLI preflight, start of the pipeline flow), so
+    an invalid table (BIOLAKE_MDO_RULES) is refused in one line naming its file and line before
+    anything is ingested (QA regr2 F7). Raises ``mdo.MdoRulesError``."""
+    from flows.steps import loinc_table
+
+    path = rules_path(ctx)
+    if not path.is_file():
+        raise mdo.MdoRulesError(f"invalid MDO rules: no file {path} (BIOLAKE_MDO_RULES)")
+    mdo_list = pl.read_csv(ctx.settings.seeds_dir / cat.REF_SEEDS["mdo_list"], infer_schema=False)
+    return mdo.load_rules(path, known_mdo=set(mdo_list["mdo_id"].to_list()), loinc=loinc_table(ctx.settings),
+                          canonical_units=lambda codes: canonical_units(ctx, codes))
+
+
 def canonical_units(ctx: Context, codes: list[str]) -> dict[str, str | None]:
     """The canonical UCUM unit results of each of ``codes`` are converted to (as transcode does:
     the shipped seeds/terminology/loinc_units.csv, else the LOINC table's example unit when it fits)."""
@@ -146,6 +161,9 @@ def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str]
     summary["mdo"], new = _publish_mdo(ctx, results, rules, mdo_ids, geo, old,
                                        force or state.get("mdo_ids") != mdo_ids, log, data_period(ctx))
     digests.append(new.with_columns(pl.lit("mdo").alias("dataset")))
+    # positives whose specimen is read as neither sterile nor not: listed, never silent (QA regr2 F2)
+    ctx.wh.write_table(ce.MDO_UNREAD_SPECIMENS, ctx.wh.conform(ce.MDO_UNREAD_SPECIMENS,
+                                                               mdo.unread_specimens(results, rules)))
     keep = stored.filter(~(((pl.col("dataset") == "sidep") & pl.col("disease").is_in(diseases))
                            | (pl.col("dataset") == "mdo")))
     table = pl.concat([keep, *(ctx.wh.conform(ce.EPI_DIGESTS, d) for d in digests)]).sort("dataset", "disease",

@@ -322,6 +322,9 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
         # gate at every run (QA: `serve` on a typo showed green runs every 15 minutes)
         raise FileNotFoundError(f"no landing folder {ctx.settings.landing}: nothing to process (files arrive in "
                                 "<home>/landing/<lab>/; check the deployment's home, or that the landing is mounted)")
+    from flows.epi import check_rules
+
+    check_rules(ctx)  # an invalid MDO rules table: refused before any file is read (QA regr2 F7)
     started = datetime.now()
     with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
         from warehouse.analyst import restrict_raw_permissions  # raw and quality tables with paths

@@ -33,9 +33,6 @@ from warehouse.store import KeptFrames, Warehouse
 from warehouse.views import build_views, sql_literal
 
 HASH_BLOCK = 8 * 1024 * 1024
-# "5": a date without its time keeps its day whatever its offset (20261114+0000 was 01:00 Paris
-# time); a time in UTC is converted to the lab's own zone when its FINESS is an overseas
-# département's (9701-9704), to Paris time otherwise
 PARSER_VERSION = "5"  # bump when a parser's output changes: earlier ingests are then not reused
 # "3": HPRIM H|^~\& read in HL7's order, unknown record types and cut deliveries are rejects; HL7 MSH-2
 # ~^\& read as ^~\& when MSH-9 says so, MLLP bytes glued to a segment dropped, batch counts checked;
@@ -43,6 +40,12 @@ PARSER_VERSION = "5"  # bump when a parser's output changes: earlier ingests are
 # "4": a partial or impossible birth date is kept with an unknown age (it was a reject); a time written
 # in UTC (Z, +0000) is converted to Paris time; reject details never quote the input's text (an HPRIM
 # record type); an HL7 message rejected whole counts the results it held
+# "5": a date without its time keeps its day whatever its offset (20261114+0000 was 01:00 Paris
+# time); a time in UTC is converted to the lab's own zone when its FINESS is an overseas
+# département's (9701-9704), to Paris time otherwise (QA regr2 F3, F4). CSV: a quoted field holding line breaks makes one record up to 100 lines (it was 5), a longer
+# one is one reject naming the cause, a record is compared whole for duplicates (QA regr2 F6); the
+# header repeated in another spelling is one 'repeated header line' reject, a row of quoted empty
+# fields is skipped (QA regr2 F8)
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was

@@ -44,6 +44,7 @@ from transforms.canonical import CANONICAL_COLUMNS
 from transforms.terminology.transcode import MAPPED, SOURCE_LOINC, UNMAPPED
 from transforms.terminology.units import CONVERSION_STATUSES
 from warehouse import catalog as cat
+from warehouse import catalog_epi as ce
 from warehouse.store import Warehouse
 
 KEEP_RUNS = 30  # validation results and their Data Docs pages kept per suite
@@ -400,6 +401,23 @@ def unrecognised_mdo_suite(frame: pl.DataFrame) -> Suite:
     return s
 
 
+def mdo_unread_specimen_suite(frame: pl.DataFrame) -> Suite:
+    """quality.mdo_unread_specimens, the rows in no case (``counted`` false): QA regr2 F2."""
+    frame = frame.filter(~pl.col("counted")).select("source", "mdo_id", "loinc_code", "n_results")
+    s = Suite("mdo_unread_specimen", "quality.mdo_unread_specimens: positive results on an MDO rule needing a "
+              "normally sterile site whose stated specimen is read as neither sterile nor non-sterile, on a "
+              "code that does not name a sterile site: counted in no case.", frame,
+              label_columns=("source", "mdo_id", "loinc_code"))
+    s.checks = [
+        Check("no_unread_mdo_specimen", "ExpectColumnValuesToBeBetween",
+              {"column": "n_results", "min_value": 0, "max_value": 0},
+              "no positive result on a sterile-site MDO rule is dropped because its specimen wording is not "
+              "known (see the specimen texts in quality.mdo_unread_specimens; a sterile site: add the word "
+              "to STERILE_SITE_WORDS in transforms/epi/mdo.py)", critical=False),
+    ]
+    return s
+
+
 def unmapped_surveillance_suite(frame: pl.DataFrame) -> Suite:
     s = Suite("unmapped_surveillance", "quality.unmapped_backlog: unmapped local codes whose label reads like "
               "a test SI-DEP or MDO counts (column surveillance_loinc): their results are in none of those "
@@ -482,6 +500,8 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
         if src.has(cat.UNRECOGNISED_RESULTS):
             suites.append(unrecognised_mdo_suite(
                 unrecognised_mdo_frame(S.read_table(con, src, cat.UNRECOGNISED_RESULTS))))
+        if src.has(ce.MDO_UNREAD_SPECIMENS):
+            suites.append(mdo_unread_specimen_suite(S.read_table(con, src, ce.MDO_UNREAD_SPECIMENS)))
         if src.has(cat.UNMAPPED_BACKLOG):
             backlog = S.read_table(con, src, cat.UNMAPPED_BACKLOG)
             if "surveillance" in backlog.columns:  # written by every run's publication

@@ -167,6 +167,82 @@ def test_broken_operator_files_and_settings_are_errors_before_the_run(tmp_path, 
     assert not (tmp_path / "prefect").exists()  # all refused before Prefect started
 
 
+def test_the_demo_refuses_a_landing_holding_deliveries_it_did_not_generate(tmp_path, monkeypatch):
+    """QA regr2 F5: a real delivery waiting in <home>/landing was deleted without a word by
+    `demo --fresh`, and loaded with the public demo key (then exported) without it. The generator
+    lists the files it writes (truth/generated_landing_files.json, with their sha256); the demo
+    refuses any other file, or a generated one changed since, in one line, and deletes nothing."""
+    # the demo drops BIOLAKE_PSEUDONYM_SECRET from the environment: monkeypatch puts it back after
+    monkeypatch.setenv("BIOLAKE_PSEUDONYM_SECRET", os.environ["BIOLAKE_PSEUDONYM_SECRET"])
+    real = tmp_path / "real"
+    (real / "landing" / "labo_alpha").mkdir(parents=True)
+    delivery = real / "landing" / "labo_alpha" / "real_delivery.csv"
+    delivery.write_text("FINESS;N_DEMANDE\n", encoding="utf-8")
+    for extra in (["--fresh"], []):
+        out = runner.invoke(app, ["demo", "--home", str(real), "--results", "50", "--formats", "csv", *extra],
+                            terminal_width=400)
+        assert out.exit_code == 2, out.output
+        assert "holds files the demo did not generate (labo_alpha/real_delivery.csv)" in out.output
+        assert len(out.output.strip().splitlines()) == 1
+        assert delivery.read_text(encoding="utf-8") == "FINESS;N_DEMANDE\n"
+        assert sorted(p.name for p in real.iterdir()) == ["landing"]  # nothing generated, nothing run
+    from transforms.synthetic import generate as gen
+    from transforms.synthetic.generator import foreign_landing_files
+
+    demo = tmp_path / "demo"
+    gen(demo, n_results=300, seed=1, days=2)
+    assert foreign_landing_files(demo) == []
+    gen(demo, n_results=300, seed=2, days=3)  # a second demo in the same home: still only its own files
+    assert foreign_landing_files(demo) == []
+    generated = sorted(p for p in (demo / "landing").rglob("*") if p.is_file())
+    generated[0].write_bytes(generated[0].read_bytes() + b"\n")  # changed since generated: not the demo's any more
+    (demo / "landing" / "labo_alpha" / "lab_drop.csv").write_text("x\n", encoding="utf-8")
+    assert foreign_landing_files(demo) == sorted([generated[0].relative_to(demo / "landing").as_posix(),
+                                                  "labo_alpha/lab_drop.csv"])
+
+
+def test_an_invalid_mdo_rules_table_is_refused_in_one_line_before_any_file_is_read(prefect_harness, tmp_path,
+                                                                                  monkeypatch):
+    """QA regr2 F7: BIOLAKE_MDO_RULES with a rule in the wrong unit (or specimen=sterile) was refused
+    only by the publish task, after the files were ingested: exit 1 and 40 KB of tracebacks. The CLI
+    preflight and the scheduled flow now check it first: one line naming the file and line, exit 2,
+    nothing written."""
+    import subprocess
+    import sys
+
+    from flows.pipeline import pipeline
+    from tests.helpers import HEADER, ROOT
+    from transforms.epi.mdo import MdoRulesError
+
+    (tmp_path / "landing" / "labo_alpha").mkdir(parents=True)
+    (tmp_path / "landing" / "labo_alpha" / "x.csv").write_text(HEADER + "\n", encoding="utf-8")
+    shipped = (ROOT / "seeds" / "mdo_rules.csv").read_text(encoding="utf-8").splitlines()
+    lead = next(i for i, row in enumerate(shipped) if row.startswith("saturnisme_enfant,10368-9,"))
+    bad_unit = tmp_path / "rules_unit.csv"
+    bad_unit.write_text("\n".join(shipped[:lead] + ["saturnisme_enfant,10368-9,ge,50,ug/L,,17,,,365,yes,"]
+                                  + shipped[lead + 1:]) + "\n", encoding="utf-8")
+    bad_specimen = tmp_path / "rules_specimen.csv"
+    bad_specimen.write_text("\n".join(s.replace(",sterile_site_or_purpura,", ",sterile,") for s in shipped) + "\n",
+                            encoding="utf-8")
+    env = {**os.environ, "BIOLAKE_PSEUDONYM_SECRET": "-".join(["a", "test", "key", "long", "enough"]),
+           "COLUMNS": "80"}
+    for rules, where in ((bad_unit, f"rules_unit.csv:{lead + 1}: unit ug/L is not the canonical unit"),
+                         (bad_specimen, "rules_specimen.csv:")):
+        out = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--home", str(tmp_path)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120, env={**env, "BIOLAKE_MDO_RULES": str(rules)})
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "Traceback" not in out.stdout + out.stderr
+        lines = out.stdout.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: invalid MDO rules: ") and where in lines[0], lines
+        assert not (tmp_path / "warehouse").exists() and not (tmp_path / "biolake.duckdb").exists()
+        assert not (tmp_path / "prefect").exists()  # refused before Prefect started
+    # the scheduled flow (serve runs it without the CLI) checks the table before reading any file
+    monkeypatch.setenv("BIOLAKE_MDO_RULES", str(bad_unit))
+    with pytest.raises(MdoRulesError, match=f"rules_unit.csv:{lead + 1}: unit ug/L"):
+        pipeline(home=str(tmp_path))
+    assert not (tmp_path / "warehouse" / "raw").exists() and not (tmp_path / "biolake.duckdb").exists()
+
+
 def test_expected_failures_are_one_line_errors_not_tracebacks(tmp_path):
     import socket
     import subprocess

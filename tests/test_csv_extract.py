@@ -361,3 +361,61 @@ def test_a_quoted_field_with_a_line_break_is_one_row(tmp_path):
     assert rows.filter(pl.col("request_id") == "D3")["local_label"][0] == 'Taille 5"'
     assert rejects.select("line_no", "reason_code").rows() == [(8, "MALFORMED_LINE")]
     assert seen == 13
+
+
+def test_a_quoted_field_of_many_lines_is_one_record_and_a_too_long_one_one_reject(tmp_path):
+    """QA regr2 F6: a quoted field of 6 lines (the bound was 5) became 6 rejects: 'unbalanced
+    quote' although the quotes balance, continuation lines 'identical to line 3' of another record,
+    field counts of its pieces; rows_in counted lines. A record now spans up to MAX_RECORD_LINES
+    lines; beyond, it is one reject naming the cause, and rows + rejects count records."""
+    from transforms.parsers.csv_extract import MAX_RECORD_LINES
+
+    def field(n):
+        return '"Positif\n' + "\n".join(f"l{i}" for i in range(2, n + 1)) + '"'
+
+    too_many = MAX_RECORD_LINES + 20
+    lines = [HEADER,
+             line(N_DEMANDE="M5", RESULTAT=field(5), UNITE=""),  # lines 2-6
+             line(N_DEMANDE="M6", RESULTAT=field(6), UNITE=""),  # lines 7-12: its l2..l5 repeat M5's
+             line(N_DEMANDE="M40", RESULTAT=field(40), UNITE=""),  # lines 13-52
+             line(N_DEMANDE="N1"),  # line 53
+             line(N_DEMANDE="LONG", RESULTAT=field(too_many), UNITE=""),  # lines 54-173
+             line(N_DEMANDE="N2"),  # line 174
+             line(N_DEMANDE="M6", RESULTAT=field(6), UNITE=""),  # lines 175-180: record 7-12 again
+             ]
+    rows, rejects, _ = parse_all(write(tmp_path, lines))
+    assert rows.select("line_no", "request_id").rows() == [(2, "M5"), (7, "M6"), (13, "M40"), (53, "N1"),
+                                                           (174, "N2")]
+    assert rows.filter(pl.col("request_id") == "M40")["value_raw"][0] == field(40)[1:-1]
+    assert rejects.select("line_no", "reason_code").rows() == [(54, "MALFORMED_LINE"), (175, "DUPLICATE_ROW")]
+    long_detail, dup_detail = rejects["detail"].to_list()
+    assert long_detail.startswith(f"quoted field spans {too_many} lines (lines 54-{53 + too_many}), more than the "
+                                  f"{MAX_RECORD_LINES} lines")
+    assert dup_detail == "identical to line 7"
+    assert rows.height + rejects.height == 7  # rows_in: one per record
+    # the same across chunks: a record is compared whole with the earlier chunks' records
+    rows2, rejects2, _ = parse_all(write(tmp_path, lines, name="y.csv"), chunk_rows=60)
+    assert rows2.select("line_no").to_series().to_list() == [2, 7, 13, 53, 174]
+    assert rejects2.select("line_no", "reason_code").rows() == [(54, "MALFORMED_LINE"), (175, "DUPLICATE_ROW")]
+
+
+def test_a_header_spelt_differently_and_a_row_of_quoted_empty_fields_qa_regr2_f8(tmp_path):
+    """QA regr2 F8: the header repeated in another spelling (lower case, 'n° demande' for N_DEMANDE,
+    quoted names) got 7 quarantine reasons, and a row of quoted empty fields ``"";"";...`` 5
+    MISSING_VALUE reasons. They now get what the exact copy and ``;;;;`` get: one 'repeated
+    header line' reject, and skipped."""
+    variant = HEADER.lower().replace("n_demande", "n° demande").replace("date_naissance", "Date de naissance")
+    quoted = ";".join(f'"{h}"' for h in HEADER.split(";"))
+    lines = [HEADER, line(), variant, line(N_DEMANDE="D2"), ";".join(['""'] * 17), '" ";"";;""',
+             line(N_DEMANDE="D3"), quoted, line(N_DEMANDE="D4")]
+    rows, rejects, seen = parse_all(write(tmp_path, lines))
+    assert rows["line_no"].to_list() == [2, 4, 7, 9]
+    header_reject = "repeated header line (the column names of line 1 again: files joined into one?)"
+    assert rejects.select("line_no", "reason_code", "detail").rows() == [
+        (3, "MALFORMED_LINE", header_reject), (8, "MALFORMED_LINE", header_reject)]
+    assert seen == rows.height + rejects.height == 6
+    # a result line is never read as a header, even without a date
+    no_date = line(N_DEMANDE="D5", DATE_PRELEVEMENT="", DATE_RECEPTION="", DATE_VALIDATION="",
+                   DATE_NAISSANCE="", NIR="", CODE_POSTAL="", FINESS="")
+    rows, rejects, _ = parse_all(write(tmp_path, [HEADER, no_date], name="y.csv"))
+    assert rows["line_no"].to_list() == [2] and rejects.is_empty()

@@ -268,6 +268,42 @@ def test_sterile_site_reading_of_specimens_and_loinc_systems():
     assert mdo.loinc_system_site("Neisseria meningitidis Ag [Presence] in Specimen") is None
 
 
+def test_blood_csf_and_purpuric_lesion_wordings_are_sterile_sites_qa_regr2_f2():
+    """QA regr2 F2: 'Prélèvement sanguin', 'LCS' and a purpuric skin lesion were read as neither a
+    sterile nor a non-sterile site, so a meningococcus PCR "in Specimen" from blood or CSF counted in
+    no case, silently. The purpuric lesion is part of the IIM criterion (mdo_list.csv), not of
+    listeriosis; a specimen still read as neither is listed (quality.mdo_unread_specimens)."""
+    for text in ("Prélèvement sanguin", "LCS", "Liquide cérébro-spinal", "Hémoc.", "Ponction pleurale",
+                 "Liquide amniotique", "Sang total"):
+        assert mdo.site_of(text) == "sterile", text
+    assert mdo.site_of("Biopsie cutanée (lésion purpurique)") == mdo.site_of("Purpura") == "purpura"
+    assert mdo.site_of("Ecouvillon gorge, purpura") == "non_sterile"  # a non-sterile word still wins
+    loinc = pl.read_csv(SEEDS / "reference" / "loinc.csv", infer_schema=False)
+    rules = mdo.load_rules(SEEDS / "mdo_rules.csv", known_mdo=set(mdo_list()["mdo_id"].to_list()), loinc=loinc)
+    assert set(rules.filter(pl.col("mdo_id") == "iim")["specimen"].to_list()) == {"sterile_site_or_purpura"}
+    rows = [(p, 0, code, "POS", None, None, 30, "75") for p, code in (
+        ("blood", "49671-1"), ("lcs", "49671-1"), ("purpura", "49671-1"), ("throat", "49671-1"),
+        ("vague", "49671-1"), ("vague_csf_code", "99092-9"), ("listeria_purpura", "61369-5"),
+        ("listeria_placenta", "61369-5"), ("listeria_blood", "61369-5"))]
+    specimens = ["Prélèvement sanguin", "LCS", "Biopsie cutanée lésion purpurique", "Gorge", "Prélèvement divers",
+                 "Prélèvement divers", "Biopsie cutanée lésion purpurique", "Placenta", "Hémoculture"]
+    df = _with_specimens(results(*rows), specimens).with_columns(
+        pl.Series("source", ["lab_a"] * 8 + ["lab_b"]))
+    got = mdo.positive_results(df, rules)
+    assert sorted(got.select("mdo_id", "person_key").rows()) == [
+        ("iim", "blood"), ("iim", "lcs"), ("iim", "purpura"), ("iim", "vague_csf_code"),
+        ("listeriose", "listeria_blood")]
+    unread = mdo.unread_specimens(df, rules)
+    assert unread.columns == list(mdo.UNREAD_SPECIMEN_COLUMNS)
+    assert sorted(unread.select("source", "mdo_id", "loinc_code", "specimen", "counted", "n_results").rows()) == [
+        ("lab_a", "iim", "49671-1", "Prélèvement divers", False, 1),
+        ("lab_a", "iim", "99092-9", "Prélèvement divers", True, 1),
+        ("lab_a", "listeriose", "61369-5", "Biopsie cutanée lésion purpurique", False, 1),
+        ("lab_a", "listeriose", "61369-5", "Placenta", False, 1),
+    ]
+    assert "person_key" not in unread.columns
+
+
 def test_rules_specimen_condition_is_checked_and_optional(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("mdo_id,loinc_num,condition,threshold,unit,min_age,max_age,specimen,episode_days,active,note\n"

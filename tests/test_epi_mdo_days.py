@@ -18,7 +18,7 @@ import pytest
 
 from flows import epi
 from tests.epi_support import run_steps
-from tests.helpers import HEADER, MAPPING_HEADER, line, query
+from tests.helpers import HEADER, MAPPING_HEADER, line, nir, query
 from transforms.epi import indicators, mdo
 from warehouse import catalog_epi as ce
 
@@ -188,3 +188,39 @@ def test_the_last_week_is_partial_until_its_sunday(tmp_path, delivered):
     ctx, refs = run_steps(home)
     epi.publish_epi(ctx, refs)
     assert _days(ctx) == {S04: 2 if delivered == "20/01/2026" else 7}
+
+
+def _oru(i: int, specimen: str) -> str:
+    code = "MENPCR^Méningocoque PCR^L^49671-1^^LN"
+    return "\r".join((
+        f"MSH|^~\\&|LIS|330028762|BIOLAKE|BIOLAKE|20261120120000||ORU^R01^ORU_R01|SP{i:05d}|P|2.5|||||FRA|UNICODE UTF-8",
+        f"PID|1||{nir(f'28001751115{i:02d}')}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||SPEC{chr(65 + i)}^ANNE"
+        "^^^^^L||19800101|F|||^^^^75011^^H",
+        f"ORC|RE|S{i}|S{i}",
+        f"OBR|1|S{i}|S{i}|{code}|||20261116100000|||||||20261116120000|{specimen}",
+        f"OBX|1|ST|{code}||Positif||||||F||||||||20261116180000",
+    )) + "\r"
+
+
+def test_a_positive_whose_specimen_is_read_as_neither_is_listed_and_warned_qa_regr2_f2(prefect_harness, tmp_path):
+    """QA regr2 F2: a meningococcus PCR "in Specimen" from 'Prélèvement sanguin' was in no case and
+    nothing said so. Blood is now read as sterile (a case); a wording still read as neither
+    ('Prélèvement divers') is listed in quality.mdo_unread_specimens and the gate warns, naming the
+    lab and the test; a throat swab is known not sterile: no case, no warning."""
+    from flows.pipeline import pipeline
+
+    home = tmp_path / "home"
+    lab = home / "landing" / "labo_delta"
+    lab.mkdir(parents=True)
+    specimens = ["Prélèvement sanguin", "Prélèvement divers", "Gorge", "LCS"]
+    (lab / "men.hl7").write_text("".join(_oru(i, s) for i, s in enumerate(specimens)), encoding="utf-8")
+    summary = pipeline(home=str(home))
+    cases = query(home, "SELECT f.specimen FROM marts.mdo_cases m JOIN marts.fct_lab_results f USING (person_key) "
+                        "WHERE m.mdo_id = 'iim' ORDER BY 1")
+    assert cases["specimen"].to_list() == ["LCS", "Prélèvement sanguin"]
+    unread = query(home, "SELECT source, mdo_id, loinc_code, specimen, counted, n_results "
+                         "FROM quality.mdo_unread_specimens")
+    assert unread.rows() == [("labo_delta", "iim", "49671-1", "Prélèvement divers", False, 1)]
+    named = [w for w in summary["quality_gate"]["warnings"] if w.startswith("mdo_unread_specimen:")]
+    assert len(named) == 1 and all(s in named[0] for s in ("labo_delta", "iim", "49671-1")), named
+    assert "SPEC" not in named[0] and "ANNE" not in named[0]

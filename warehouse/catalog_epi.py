@@ -11,7 +11,7 @@ Import ``warehouse.catalog`` before this module (the catalog imports it back to 
 from __future__ import annotations
 
 from transforms.canonical import Column
-from warehouse.catalog import D, F, I, TS, U, Table
+from warehouse.catalog import B, D, F, I, TS, U, Table
 
 C = Column
 
@@ -163,6 +163,22 @@ PUBLICATIONS = Table(
     key=("issue_date", "file"),
 )
 
+MDO_UNREAD_SPECIMENS = Table(
+    "quality", "mdo_unread_specimens",
+    "Positive results on an MDO rule that needs a normally sterile site (seeds/mdo_rules.csv column "
+    "specimen) whose stated specimen biolake reads as neither sterile nor non-sterile (nor a purpuric "
+    "lesion where the rule accepts one), per lab, disease, test and specimen text: counted only when "
+    "the code's own system is a sterile site; teach the word in transforms/epi/mdo.py (QA regr2 F2).",
+    (
+        C("source", U, "lab"), C("mdo_id", U, "disease"), C("loinc_code", U, "LOINC code of the rule"),
+        C("specimen", U, "the specimen as in marts.fct_lab_results (identities masked), cut at 100 characters"),
+        C("counted", B, "true: counted all the same (the code's system is a sterile site); false: in no case"),
+        C("n_results", I, "current positive results"),
+        C("first_seen", TS, "first collection time"), C("last_seen", TS, "last collection time"),
+    ),
+    key=("source", "mdo_id", "loinc_code", "specimen", "counted"),
+)
+
 TABLES: tuple = (SIDEP_DEP_DAILY, SIDEP_REGION_DAILY, SIDEP_FRANCE_DAILY, SIDEP_WEEKLY,
                  SIDEP_RATES, MDO_CASES, MDO_WEEKLY, EPI_DIGESTS, EPI_SUPPRESSION, EPI_REVISIONS,
-                 PUBLICATIONS)
+                 PUBLICATIONS, MDO_UNREAD_SPECIMENS)

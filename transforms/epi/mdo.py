@@ -18,13 +18,15 @@ condition to a disease:
 - ``min_age`` / ``max_age`` (optional): the patient's age in full years at collection must be in
   range; an unknown age never matches a rule with an age condition;
 - ``specimen`` (optional column): ``sterile_site`` for diseases whose criterion needs the agent in
-  a normally sterile site (invasive meningococcal disease, listeriosis). The result's stated
+  a normally sterile site (listeriosis), ``sterile_site_or_purpura`` when a purpuric skin lesion
+  counts too (invasive meningococcal disease). The result's stated
   specimen (``specimen``: OBR-15/SPM-4, CDA, HPRIM, free text or codes) and the LOINC's system
   (``in Cerebral spinal fluid``, ``in Blood``; ``in Specimen`` says nothing) are read with the
   specimen families of the terminology (``SPECIMEN_FAMILIES``) plus the sites below: a stated
   non-sterile specimen (gorge, pharyngé, selles, urine...) never counts, whatever the code; a
   stated sterile specimen (sang, hémoculture, LCR, liquide articulaire...) counts; a stated
-  specimen read as neither counts only on a code whose system is a sterile site; no stated
+  specimen read as neither counts only on a code whose system is a sterile site, and is listed
+  (``unread_specimens``, quality.mdo_unread_specimens) so the wording is seen; no stated
   specimen counts unless the code's system is a non-sterile site (CSV extracts carry no specimen:
   an "in Specimen" code is counted as before, see seeds/mdo_rules.md).
 
@@ -56,8 +58,8 @@ RULE_COLUMNS = ("mdo_id", "loinc_num", "condition", "threshold", "unit", "min_ag
                 "agent", "episode_days", "active", "note")
 OPTIONAL_RULE_COLUMNS = ("specimen", "agent", "note")  # a rules table written before the column still reads
 CONDITIONS = ("pos", "ge", "gt", "organism")
-SPECIMEN_CONDITIONS = ("sterile_site",)
-RESULT_COLUMNS = ("person_key", "loinc_code", "result_class", "value_raw", "value_canonical", "value_comparator",
+SPECIMEN_CONDITIONS = ("sterile_site", "sterile_site_or_purpura")
+RESULT_COLUMNS = ("source", "person_key", "loinc_code", "result_class", "value_raw", "value_canonical", "value_comparator",
                   "unit_canonical", "age", "specimen",
                   "collected_date", "collected_at", "dep", "cl_age90", "sex", "file_seq", "line_no")
 
@@ -70,7 +72,13 @@ STERILE_SITE_WORDS = frozenset(
         "spinal fluid", "cephalo rachidien", "cephalorachidien", "ponction lombaire", "liquide articulaire",
         "articulaire", "synovial", "synoviale", "snv", "pleural", "pleurale", "plr", "ascite", "peritoneal",
         "peritoneale", "prt", "pericardique", "pericardial", "moelle", "bone marrow", "marrow",
+        # QA regr2 F2: adjectives and abbreviations of blood and CSF, punctures of closed cavities
+        "sanguin", "sanguine", "sanguins", "sanguines", "hemoc", "hemocs", "lcs", "cerebro spinal",
+        "ponction", "ponctions", "amniotique",
     ))
+# A purpuric skin lesion (biopsy, scraping, swab of the lesion): not a normally sterile site, but
+# part of the invasive meningococcal criterion (rule specimen ``sterile_site_or_purpura``).
+PURPURA_WORDS = frozenset(("purpura", "purpuras", "purpurique", "purpuriques", "purpuric"))
 NON_STERILE_SITE_WORDS = frozenset(
     w for fam in ("URINE", "RESP") for w in SPECIMEN_FAMILIES[fam]) | frozenset((
         "urines", "gorge", "pharynx", "pharynge", "pharyngee", "pharyngeal", "oropharynge", "oropharynx",
@@ -167,15 +175,16 @@ def load_rules(path: Path, known_mdo: set[str] | None = None, loinc: pl.DataFram
             problems.append(f"{path}:{line}: none of the agent's names {agent!r} is in the name of {code} "
                             f"({name!r}): give the organism the code identifies")
     if problems:
-        raise MdoRulesError("invalid MDO rules:\n" + "\n".join(problems))
+        raise MdoRulesError("invalid MDO rules: " + "; ".join(problems))  # one line (QA regr2 F7)
     return rules.drop("line").with_columns(
         pl.Series("code_site", [loinc_system_site(systems.get(c)) for c in rules["loinc_num"]], dtype=pl.Utf8))
 
 
 def site_of(text: str | None) -> str | None:
-    """``non_sterile``, ``sterile`` or None (no text, or none of the words of either list) for a
-    specimen as a lab writes it or a LOINC system; a non-sterile word wins ('Ecouvillon de gorge',
-    'Sang/selles' are non-sterile)."""
+    """``non_sterile``, ``sterile``, ``purpura`` or None (no text, or none of the words of the
+    lists) for a specimen as a lab writes it or a LOINC system; a non-sterile word wins ('Ecouvillon
+    de gorge', 'Sang/selles' are non-sterile), then a sterile one, then a purpuric lesion
+    ('Biopsie cutanée lésion purpurique')."""
     padded = f" {normalise_label(text)} " if text else ""
     if not padded.strip():
         return None
@@ -183,6 +192,8 @@ def site_of(text: str | None) -> str | None:
         return "non_sterile"
     if any(f" {w} " in padded for w in STERILE_SITE_WORDS):
         return "sterile"
+    if any(f" {w} " in padded for w in PURPURA_WORDS):
+        return "purpura"
     return None
 
 
@@ -276,6 +287,42 @@ def proves(condition: pl.Expr, threshold: pl.Expr, value: pl.Expr, comparator: p
 
 def positive_results(results: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
     """Current results that meet an active rule: one row per (result, disease) with mdo_id."""
+    r = _evaluated(results, rules)
+    return r.filter(pl.col("_counted")).drop(
+        "condition", "threshold", "unit", "min_age", "max_age", "specimen_rule", "code_site", "stated_site",
+        "specimen", "agent", "agent_named", "value_raw", "source", "_positive", "_counted")
+
+
+UNREAD_SPECIMEN_COLUMNS = ("source", "mdo_id", "loinc_code", "specimen", "counted", "n_results", "first_seen",
+                           "last_seen")
+
+
+def unread_specimens(results: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
+    """Positive results on a rule with a ``specimen`` condition whose stated specimen is read as
+    neither sterile, nor non-sterile, nor (for ``sterile_site_or_purpura``) a purpuric lesion, per
+    lab (``source``), disease, LOINC code and specimen text (as stored in marts.fct_lab_results:
+    identities masked, cut at 100 characters): ``counted`` says whether the code's own system (a
+    sterile site) made it count anyway; the others are in no case. The next unknown wording of a
+    specimen is listed here (quality.mdo_unread_specimens, gate suite mdo_unread_specimen) rather
+    than silently dropped (QA regr2 F2)."""
+    r = _evaluated(results, rules)
+    stated = pl.col("specimen").str.strip_chars()
+    unread = r.filter(pl.col("_positive") & pl.col("specimen_rule").is_not_null()
+                      & (stated.str.len_chars().fill_null(0) > 0)
+                      & (pl.col("stated_site").is_null()
+                         | ((pl.col("stated_site") == "purpura") & (pl.col("specimen_rule") == "sterile_site"))))
+    return (unread.with_columns(stated.str.slice(0, 100).alias("specimen"), pl.col("_counted").alias("counted"))
+            .group_by("source", "mdo_id", "loinc_code", "specimen", "counted")
+            .agg(pl.len().cast(pl.Int64).alias("n_results"), pl.col("collected_at").min().alias("first_seen"),
+                 pl.col("collected_at").max().alias("last_seen"))
+            .select(UNREAD_SPECIMEN_COLUMNS).sort("source", "mdo_id", "loinc_code", "specimen", nulls_last=True))
+
+
+def _evaluated(results: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
+    """``results`` joined to the active rules of their code, with ``_positive`` (the result and the
+    age meet the rule) and ``_counted`` (and the specimen condition too, and a person is known)."""
+    if "source" not in results.columns:
+        results = results.with_columns(pl.lit(None, pl.Utf8).alias("source"))
     if "specimen" not in results.columns:
         results = results.with_columns(pl.lit(None, pl.Utf8).alias("specimen"))
     if "code_site" not in rules.columns:
@@ -322,13 +369,16 @@ def positive_results(results: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame
         pl.when(pl.col("specimen_rule").is_null()).then(True)
         .when(pl.col("stated_site") == "non_sterile").then(False)
         .when(pl.col("stated_site") == "sterile").then(True)
+        # a purpuric lesion: part of the IIM criterion only (rule specimen sterile_site_or_purpura)
+        .when((pl.col("stated_site") == "purpura") & (pl.col("specimen_rule") == "sterile_site_or_purpura"))
+        .then(True)
         .when(pl.col("code_site") == "non_sterile").then(False)
         .when(stated_any).then(pl.col("code_site") == "sterile")
         .otherwise(True)  # nothing stated on a sterile or unspecified code: counted (seeds/mdo_rules.md)
     )
-    return r.filter((meets & age_ok & site_ok).fill_null(False) & pl.col("person_key").is_not_null()).drop(
-        "condition", "threshold", "unit", "min_age", "max_age", "specimen_rule", "code_site", "stated_site",
-        "specimen", "agent", "agent_named", "value_raw")
+    positive = (meets & age_ok).fill_null(False)
+    return r.with_columns(positive.alias("_positive"),
+                          (positive & site_ok.fill_null(False) & pl.col("person_key").is_not_null()).alias("_counted"))
 
 
 def cases(positives: pl.DataFrame, episodes: dict[str, int]) -> pl.DataFrame:

@@ -274,41 +274,74 @@ def quote_problem(raw: str, columns: list[str]) -> tuple[str | None, list[str]]:
     return f"{len(fields)} fields, expected {n}{hint}", fields
 
 
-MAX_RECORD_LINES = 5  # a quoted field may span a few lines; a lone quote must not swallow the file
+# A quoted field may hold line breaks (a comment, a conclusion): its record may span up to
+# MAX_RECORD_LINES lines (and MAX_LINE_BYTES bytes); a longer one is one reject naming the cause
+# (QA regr2 F6: at 5 lines, a 6-line field became 6 misleading rejects). The closing quote of a
+# quote opened on a line is looked for over at most MAX_RECORD_SCAN lines: a lone quote must not
+# swallow the file (it stays a reject of its line alone).
+MAX_RECORD_LINES = 100
+MAX_RECORD_SCAN = 10_000
 
 
-def _multiline_records(lines: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame, list[int]]:
+def _multiline_records(lines: pl.DataFrame, columns: list[str]
+                       ) -> tuple[pl.DataFrame, list[int], list[tuple[int, str, str]], list[tuple[int, str]]]:
     """Records whose quoted field holds line breaks: a line with an odd number of quotes, joined
-    with the next lines (at most ``MAX_RECORD_LINES`` in all) until the quotes balance, kept when
-    the csv module reads exactly the header's fields from it. Returns the rows (``line_no`` of the
-    record's first line, as ``_quoted_rows``) and the line numbers they consumed; lines that make
-    no such record are left as they are (and rejected as before)."""
-    odd = lines.filter((pl.col("kind") == QUOTED) & (pl.col("raw").str.count_matches('"', literal=True) % 2 == 1))
+    with the next lines until the quotes balance (the first line where they do, within
+    ``MAX_RECORD_SCAN`` lines), kept when the csv module reads exactly one record of the header's
+    fields from it. Returns the rows of those of at most ``MAX_RECORD_LINES`` lines and
+    ``MAX_LINE_BYTES`` bytes (``line_no`` of the record's first line, as ``_quoted_rows``), the line
+    numbers the records consumed, the longer records as (first line, detail, text) to reject whole,
+    and each record's (first line, text) for the duplicate check. Lines that make no such record
+    are left as they are (and rejected as before)."""
     schema = {"line_no": pl.Int64, **{c: pl.Utf8 for c in columns}}
+    empty = pl.DataFrame(schema=schema)
+    counts = lines["raw"].str.count_matches('"', literal=True).fill_null(0)
+    odd = lines.filter(((counts % 2) == 1) & (pl.col("kind") != TOO_LONG))
     if odd.is_empty():
-        return pl.DataFrame(schema=schema), []
+        return empty, [], [], []
     nos, raws = lines["line_no"].to_list(), lines["raw"].to_list()
+    # parity of the quotes before each line; the record opened on line i ends on the first line e
+    # after which the parity is back to that before i
+    parity = [0]
+    for c in counts.to_list():
+        parity.append(parity[-1] ^ (c & 1))
+    next_same: list[int | None] = [None] * len(parity)
+    last: dict[int, int | None] = {0: None, 1: None}
+    for j in range(len(parity) - 1, -1, -1):
+        next_same[j] = last[parity[j]]
+        last[parity[j]] = j
     at = {no: i for i, no in enumerate(nos)}
-    rows, consumed = [], []
+    rows, consumed, too_long, texts = [], [], [], []
+    done: set[int] = set()
     for start in odd["line_no"].to_list():
-        if start in consumed:
+        if start in done:
             continue
         i = at[start]
-        for end in range(i + 1, min(i + MAX_RECORD_LINES, len(nos))):
-            text = "\n".join(raws[i:end + 1])
-            if text.count('"') % 2:
-                continue
-            try:
-                read = list(csv.reader(io.StringIO(text, newline=""), delimiter=";", quotechar='"', strict=True))
-            except csv.Error:
-                break
-            # one record of the header's fields, or nothing (two lines with a stray quote each are
-            # two records: they stay apart)
-            if len(read) == 1 and len(read[0]) == len(columns):
-                rows.append([start, *read[0]])
-                consumed.extend(nos[i:end + 1])
-            break
-    return pl.DataFrame(rows, schema=schema, orient="row"), consumed
+        j = next_same[i]
+        if j is None or j - i > MAX_RECORD_SCAN:
+            continue
+        span = raws[i:j]
+        text = "\n".join(span)
+        if len(text) > MAX_RECORD_SCAN * 1024:  # a lone quote reaching far: not read as a record
+            continue
+        try:
+            read = list(csv.reader(io.StringIO(text, newline=""), delimiter=";", quotechar='"', strict=True))
+        except csv.Error:
+            continue
+        # one record of the header's fields, or nothing (two lines with a stray quote each are
+        # two records: they stay apart)
+        if len(read) != 1 or len(read[0]) != len(columns):
+            continue
+        done.update(nos[i:j])
+        consumed.extend(nos[i:j])
+        texts.append((start, text))
+        if len(span) > MAX_RECORD_LINES or len(text.encode()) > MAX_LINE_BYTES:
+            too_long.append((start, f"quoted field spans {len(span)} lines (lines {start}-{nos[j - 1]}), more than "
+                             f"the {MAX_RECORD_LINES} lines or {MAX_LINE_BYTES} bytes a record may hold: the record "
+                             "is not read", text[:MAX_LINE_BYTES]))
+        else:
+            rows.append([start, *read[0]])
+    return pl.DataFrame(rows, schema=schema, orient="row"), consumed, too_long, texts
 
 
 _CSV_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"  # after spaces are removed and ',' -> '.'
@@ -380,7 +413,8 @@ def _lines(block: pl.Series, ends_with_newline: bool, first_line_no: int,
     # blank lines, and lines of separators alone (a spreadsheet's empty rows, ``;;;;``), carry
     # nothing; they are not results and are not counted (QA: ``;;;;`` rows were quarantined for 5
     # missing values, the next one as a duplicate, while a blank line was skipped)
-    return frame.filter(~pl.col("raw").str.contains(r"^[\s;]*$")).collect(engine="in-memory"), n_lines
+    # (nor is a row of quoted empty fields, ``"";"";...``: QA regr2 F8, quarantined for 5 missing values)
+    return frame.filter(~pl.col("raw").str.contains(r'^(?:[\s;]|"\s*")*$')).collect(engine="in-memory"), n_lines
 
 
 def _header(block: bytes, state: dict, path: Path) -> list[str]:
@@ -417,6 +451,15 @@ def _header(block: bytes, state: dict, path: Path) -> list[str]:
         raise FileFormatError("HEADER_INVALID", f"{path.name}: line 1: repeated columns "
                               + ", ".join(_repeated(k, spellings[k]) for k in repeated))
     return [HEADER_TO_CANONICAL[k] for k in known]
+
+
+def _is_header_line(raw: str) -> bool:
+    """Whether a line is a header: each of its fields (unquoted, a BOM and a trailing ';' ignored)
+    is a known column name in one of its accepted spellings (:func:`column_key`), the required
+    ones among them."""
+    names = [_unquoted(h.strip()) for h in raw.lstrip("\ufeff").strip().removesuffix(";").split(";")]
+    known = [KNOWN_KEYS.get(column_key(h)) for h in names]
+    return None not in known and all(r in known for r in REQUIRED)
 
 
 def _unquoted(name: str) -> str:
@@ -540,8 +583,8 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
         if state.get("trailing_separator"):
             frame = frame.with_columns(pl.col("raw").str.strip_suffix(";"))
         next_line += n_lines
-        for start in range(0, frame.height, chunk_rows):
-            part = frame.slice(start, chunk_rows)
+        for start, size in _chunk_bounds(frame, chunk_rows):
+            part = frame.slice(start, size)
             if len(seen) > 1:
                 seen = [pl.concat(seen)]
             chunk, hashes = _chunk(part, columns, seen[0] if seen else None, file_id, source, cut_line,
@@ -550,6 +593,28 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
             seen.append(hashes)
     if columns is None:
         raise FileFormatError("EMPTY_FILE", f"{path.name}: the file is empty")
+
+
+def _chunk_bounds(frame: pl.DataFrame, chunk_rows: int) -> Iterator[tuple[int, int]]:
+    """(start, size) of the chunks of ``frame``'s lines: ``chunk_rows`` lines each, a chunk whose
+    lines leave a double quote open extended (by at most ``MAX_RECORD_SCAN`` lines) to the line
+    that closes it, so that a quoted field holding line breaks is not cut in two records."""
+    if frame.height <= chunk_rows:
+        if frame.height:
+            yield 0, frame.height
+        return
+    parity = (frame["raw"].str.count_matches('"', literal=True).fill_null(0) % 2).cum_sum() % 2
+    start = 0
+    while start < frame.height:
+        end = min(start + chunk_rows, frame.height)
+        base = parity[start - 1] if start else 0
+        if end < frame.height and parity[end - 1] != base:
+            ahead = parity.slice(end, MAX_RECORD_SCAN)
+            closes = (ahead == base).arg_true()
+            if closes.len():
+                end += int(closes[0]) + 1
+        yield start, end - start
+        start = end
 
 
 def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.DataFrame | None, file_id: str,
@@ -572,6 +637,13 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.DataFrame | None, fi
     # quarantined for 7 reasons and its next copy as a duplicate (QA)
     repeated = (pl.col("raw").str.contains(header, literal=True)
                 & (pl.col("raw").str.len_bytes() < len(header.encode()) + 8)) if header else pl.lit(False)
+    # the header spelt differently (another export's case, accents, 'N° demande': QA regr2 F8): a
+    # line without 4 digits in a row (every result has a dated collection) whose every field is a
+    # known column name, the required ones among them
+    spelt = [no for no, raw in part.filter(~pl.col("raw").str.contains(r"\d{4}")).select("line_no", "raw").iter_rows()
+             if _is_header_line(raw)]
+    if spelt:
+        repeated = repeated | pl.col("line_no").is_in(spelt)
     kind = (pl.when(pl.col("raw").str.len_bytes() > MAX_LINE_BYTES).then(pl.lit(TOO_LONG))
             .when(repeated).then(pl.lit(HEADER))
             .when(dup).then(pl.lit(DUPLICATE))
@@ -595,9 +667,26 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.DataFrame | None, fi
 
     lines = scan.select("line_no", "raw", "kind", "h", nf=pl.col("raw").str.count_matches(";", literal=True) + 1)
     # a quoted field holding line breaks (RFC 4180): its lines make one record, read as one row
-    records, consumed = _multiline_records(lines, columns)
+    records, consumed, long_records, texts = _multiline_records(lines, columns)
+    record_dups: list[tuple[int, int, str]] = []
     if consumed:
         lines = lines.filter(~pl.col("line_no").is_in(consumed))
+        # a record is compared whole with the earlier ones (its lines are no lines of their own: QA
+        # regr2 F6, a continuation line was 'identical to line 3' of another record)
+        rec = pl.DataFrame({"line_no": [t[0] for t in texts], "text": [t[1] for t in texts]},
+                           schema={"line_no": pl.Int64, "text": pl.Utf8}).with_columns(
+            pl.col("text").hash(seed=0).alias("h"))
+        earlier = pl.concat([seen, rec.select("h", "line_no")]) if seen is not None else rec.select("h", "line_no")
+        first = earlier.group_by("h").agg(pl.col("line_no").min().alias("first_no"))
+        rec = rec.join(first, on="h", how="left")
+        record_dups = [(no, f, t) for no, f, t in rec.filter(pl.col("first_no") != pl.col("line_no"))
+                       .select("line_no", "first_no", "text").iter_rows()]
+        dup_nos = {no for no, _, _ in record_dups}
+        if dup_nos:
+            records = records.filter(~pl.col("line_no").is_in(list(dup_nos)))
+            long_records = [r for r in long_records if r[0] not in dup_nos]
+        hashes = pl.concat([hashes.filter(~pl.col("line_no").is_in(consumed)),
+                            rec.filter(pl.col("first_no") == pl.col("line_no")).select("h", "line_no")])
     quoted_rows, bad_quoted = _quoted_rows(lines.filter(pl.col("kind") == QUOTED).select("line_no", "raw"), columns)
     if records.height:
         quoted_rows = pl.concat([quoted_rows, records])
@@ -626,6 +715,12 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.DataFrame | None, fi
             .otherwise(pl.col("quote_detail")).alias("detail"),
             pl.col("raw").alias("raw_text"),
         ))
+    if long_records or record_dups:
+        rej_frames.append(pl.DataFrame(
+            [(file_id, no, "MALFORMED_LINE", None, detail, text) for no, detail, text in long_records]
+            + [(file_id, no, "DUPLICATE_ROW", None, f"identical to line {first_no}", text)
+               for no, first_no, text in record_dups],
+            schema=REJECT_SCHEMA, orient="row"))
     too_long = lines.filter(pl.col("kind") == TOO_LONG)
     if too_long.height:
         rej_frames.append(too_long.select(

@@ -16,7 +16,8 @@ written as HL7 v2, CDA or HPRIM). The model:
    ORU^R01, CR-BIO CDA or HPRIM Santé, without the defects only a CSV line can carry (malformed
    line, duplicated line, impossible calendar date), and the truth's ``line_no`` is the physical
    line where each result starts (its OBX, or its ``<observation>``);
-6. truth: rows.parquet, sidep_daily.csv, summary.json.
+6. truth: rows.parquet, sidep_daily.csv, summary.json, generated_landing_files.json (the landing files
+   written, with their sha256: `biolake demo` refuses a landing holding any other file).
 """
 
 from __future__ import annotations
@@ -1037,6 +1038,60 @@ def generate(
     }
     (truth_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
                                             encoding="utf-8")
+    write_generated_manifest(home, written)
     prog("truth", 2, 2)
     return GenerateResult(landing_files=written, truth_dir=truth_dir, n_rows=n_rows, summary=summary,
                           seconds=time.perf_counter() - t0)
+
+
+# The landing files the generator wrote, with their sha256 (QA regr2 F5): ``biolake demo`` refuses a
+# home whose landing holds any other file (a real delivery not yet run), which it would otherwise
+# load with the public demo key or delete with --fresh.
+GENERATED_MANIFEST = "generated_landing_files.json"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_generated_manifest(home: Path, written: list[Path]) -> None:
+    """Record ``written`` (landing files) in <home>/truth/generated_landing_files.json, keeping the
+    entries of earlier generations whose file is still there unchanged."""
+    landing, path = home / "landing", home / "truth" / GENERATED_MANIFEST
+    known = generated_manifest(home)
+    kept = {rel: digest for rel, digest in known.items() if (landing / rel).is_file()
+            and _sha256(landing / rel) == digest}
+    kept.update({p.relative_to(landing).as_posix(): _sha256(p) for p in written})
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(sorted(kept.items())), indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def generated_manifest(home: Path) -> dict[str, str]:
+    """landing-relative path -> sha256 of the files the generator wrote in ``home`` ({} when none)."""
+    try:
+        return json.loads((Path(home) / "truth" / GENERATED_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def foreign_landing_files(home: Path) -> list[str]:
+    """The files under <home>/landing the generator did not write, or that changed since (landing-
+    relative paths, sorted): a real delivery, never to be loaded with the demo key nor deleted."""
+    landing = Path(home) / "landing"
+    if not landing.is_dir():
+        return []
+    known = generated_manifest(home)
+    out = []
+    for p in sorted(landing.rglob("*")):
+        if p.is_file() or p.is_symlink():
+            rel = p.relative_to(landing).as_posix()
+            if known.get(rel) is None or not p.is_file() or _sha256(p) != known[rel]:
+                out.append(rel)
+    return out
