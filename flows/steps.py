@@ -42,10 +42,10 @@ PARSER_VERSION = "5"  # bump when a parser's output changes: earlier ingests are
 # record type); an HL7 message rejected whole counts the results it held
 # "5": a date without its time keeps its day whatever its offset (20261114+0000 was 01:00 Paris
 # time); a time in UTC is converted to the lab's own zone when its FINESS is an overseas
-# département's (9701-9704), to Paris time otherwise (QA regr2 F3, F4). CSV: a quoted field holding line breaks makes one record up to 100 lines (it was 5), a longer
-# one is one reject naming the cause, a record is compared whole for duplicates (QA regr2 F6); the
-# header repeated in another spelling is one 'repeated header line' reject, a row of quoted empty
-# fields is skipped (QA regr2 F8)
+# département's (9701-9704), to Paris time otherwise (QA regr2 F3, F4). CSV: a quoted field holding
+# line breaks makes one record up to 100 lines (it was 5), a longer one is one reject naming the
+# cause, a record is compared whole for duplicates (QA regr2 F6); the header repeated in another
+# spelling is one 'repeated header line' reject, a row of quoted empty fields is skipped (F8)
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was
