@@ -197,7 +197,8 @@ def reprocess(
                 unknown = sorted(set(lab) - known)
                 if unknown:
                     console.print(f"[red]error:[/red] no file loaded from {', '.join(map(escape, unknown))} "
-                                  f"(labs with files: {', '.join(map(escape, sorted(known))) or 'none'})", soft_wrap=True)
+                                  f"(labs with files: {', '.join(map(escape, sorted(known))) or 'none'})",
+                                  soft_wrap=True)
                     raise typer.Exit(2)
             got = steps.mark_reprocess(ctx, lab)
             from flows import privacy

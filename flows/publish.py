@@ -271,7 +271,8 @@ def publish_settled(ctx: Context) -> int:
            .join(todo.lazy(), on=["file_id", "result_no"], how="semi").collect())
     raw = with_lineage_keys(raw, ctx.settings.secret_bytes()).drop("request_id", "message_id", "message_key")
     first_seq = files.filter(pl.col("file_id").is_in(fids))["file_seq"].min()
-    later_files = files.filter(pl.col("file_seq") > first_seq)["file_id"].unique().to_list() if first_seq is not None else []
+    later_files = ([] if first_seq is None
+                   else files.filter(pl.col("file_seq") > first_seq)["file_id"].unique().to_list())
     new = st.settle(raw, ctx.wh.scan(cat.FCT_LAB_RESULTS, later_files), files) if later_files else None
     if new is None or new.is_empty():
         if not ctx.wh.table_dir(t).exists():
