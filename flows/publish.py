@@ -216,49 +216,93 @@ def publish_quality(ctx: Context) -> dict:
             "quarantine_settled_new": settled}
 
 
+KEYS_CACHE = ("_cache", "quarantine_keys.parquet")  # under the warehouse root; not a catalog table
+_KEYS_SCHEMA = {"file_id": pl.Utf8, "result_no": pl.Int64, "source": pl.Utf8, "request_key": pl.Utf8,
+                "local_code": pl.Utf8, "version_key": pl.Utf8, "collected_at": pl.Datetime("us")}
+
+
+def quarantine_keys(ctx: Context) -> pl.DataFrame:
+    """The lineage keys of every quarantined parsed result: file_id, result_no, source, request_key,
+    local_code, version_key, collected_at, computed from raw.results as staging computes them.
+
+    Kept in ``<warehouse>/_cache/quarantine_keys.parquet`` (keyed hashes and codes, no identity):
+    each file's keys are computed once, from its own raw partition, the first time a publication
+    sees its quarantine (reading the quarantined rows out of the whole raw layer at every run cost
+    about 45 s and 4 GB at 20 M results); a file with none is remembered by a row without
+    result_no. Entries of files no longer in the quarantine, or read again (``biolake
+    reprocess``, which forgets them), are dropped or recomputed. The cache also outlives the purge,
+    which empties the request numbers the keys come from."""
+    from flows.steps import version_key_expr, with_lineage_keys
+
+    path = ctx.wh.root.joinpath(*KEYS_CACHE)
+    try:
+        kept = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=_KEYS_SCHEMA)
+    except (OSError, pl.exceptions.ComputeError):
+        kept = pl.DataFrame(schema=_KEYS_SCHEMA)
+    current = set(ctx.wh.partitions(cat.QUARANTINE))
+    known = set(kept["file_id"].unique().to_list())
+    todo = sorted(current - known)
+    out = kept.filter(pl.col("file_id").is_in(list(current)))
+    if todo:
+        raw_files = set(ctx.wh.partitions(cat.RAW_RESULTS))
+        q = (ctx.wh.scan(cat.QUARANTINE, todo).select("file_id", "result_no")
+             .filter(pl.col("result_no").is_not_null()).unique().collect())
+        frames = [pl.DataFrame({"file_id": todo}, schema={"file_id": pl.Utf8})]  # one marker row per file
+        with_rows = [f for f in q["file_id"].unique().to_list() if f in raw_files]
+        if with_rows:
+            raw = (ctx.wh.scan(cat.RAW_RESULTS, with_rows)
+                   .select("file_id", "result_no", "source", "request_id", "message_id", "local_code",
+                           "loinc_code_src", "collected_at")
+                   .join(q.lazy(), on=["file_id", "result_no"], how="semi").collect())
+            keyed = with_lineage_keys(raw, ctx.settings.secret_bytes())
+            frames.append(keyed.with_columns(version_key_expr().alias("version_key"),
+                                             pl.col("collected_at").cast(pl.Datetime("us")))
+                          .select(list(_KEYS_SCHEMA)))
+        out = pl.concat([out, *frames], how="diagonal_relaxed").select(
+            [pl.col(c).cast(t) for c, t in _KEYS_SCHEMA.items()])
+    if todo or out.height != kept.height:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        out.write_parquet(tmp)
+        os.replace(tmp, path)
+    return out.filter(pl.col("result_no").is_not_null())
+
+
+def forget_quarantine_keys(ctx: Context, file_ids: set[str]) -> None:
+    """Drop the cached keys of these files (read again: their quarantine changes)."""
+    path = ctx.wh.root.joinpath(*KEYS_CACHE)
+    if not file_ids or not path.exists():
+        return
+    kept = pl.read_parquet(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    kept.filter(~pl.col("file_id").is_in(list(file_ids))).write_parquet(tmp)
+    os.replace(tmp, path)
+
+
 def quarantined_days(ctx: Context, keys: pl.Series | None, file_ids: list[str] | None = None) -> pl.DataFrame:
     """version_key, collected_date of the quarantined parsed results (of ``file_ids`` when given),
     restricted to ``keys`` when given: the days whose original of a request and test was delivered
-    and refused (transforms/versions.py). The keys are computed from raw.results as staging computes
-    them; a result whose request, test or collection cannot be read (or was purged) gives none."""
-    from flows.steps import version_key_expr, with_lineage_keys
-
-    empty = pl.DataFrame(schema={"version_key": pl.Utf8, "collected_date": pl.Date})
-    if not ctx.wh.table_dir(cat.QUARANTINE).exists():
-        return empty
-    q = (ctx.wh.scan(cat.QUARANTINE, file_ids).select("file_id", "result_no")
-         .filter(pl.col("result_no").is_not_null()).unique().collect())
-    if q.is_empty():
-        return empty
-    fids = [f for f in q["file_id"].unique().to_list() if f in set(ctx.wh.partitions(cat.RAW_RESULTS))]
-    if not fids:
-        return empty
-    raw = (ctx.wh.scan(cat.RAW_RESULTS, fids)
-           .select("file_id", "result_no", "source", "request_id", "message_id", "local_code", "loinc_code_src",
-                   "collected_at")
-           .join(q.lazy(), on=["file_id", "result_no"], how="semi").collect())
-    raw = raw.filter(pl.col("request_id").is_not_null() & pl.col("collected_at").is_not_null())
-    if raw.is_empty():
-        return empty
-    out = (with_lineage_keys(raw, ctx.settings.secret_bytes())
-           .select(version_key_expr().alias("version_key"),
-                   pl.col("collected_at").cast(pl.Datetime("us")).dt.date().alias("collected_date"))
-           .unique())
-    return out.filter(pl.col("version_key").is_in(keys.implode())) if keys is not None else out
+    and refused (transforms/versions.py). From ``quarantine_keys``; a result whose request, test or
+    collection cannot be read gives none."""
+    k = quarantine_keys(ctx)
+    if file_ids is not None:
+        k = k.filter(pl.col("file_id").is_in(list(file_ids)))
+    k = k.filter(pl.col("request_key").is_not_null() & pl.col("collected_at").is_not_null())
+    if keys is not None:
+        k = k.filter(pl.col("version_key").is_in(keys.implode()))
+    return k.select("version_key", pl.col("collected_at").dt.date().alias("collected_date")).unique()
 
 
 def publish_settled(ctx: Context) -> int:
     """Add to quality.quarantine_settled the quarantined results a later file now settles
-    (quality/settled.py): the request key of each unsettled quarantined result is computed from
-    raw.results as staging computes it, then looked for in the fact table's later files. Returns
-    how many were newly settled."""
-    from flows.steps import with_lineage_keys
+    (quality/settled.py): the keys of each unsettled quarantined result (``quarantine_keys``) are
+    looked for in the fact table's later files. Returns how many were newly settled."""
     from quality import settled as st
 
     t = cat.QUARANTINE_SETTLED
     done = ctx.wh.read(t)
-    quarantine = ctx.wh.scan(cat.QUARANTINE).select("file_id", "result_no").collect()
-    todo = st.candidates(quarantine, done)
+    keys = quarantine_keys(ctx)
+    todo = st.candidates(keys.select("file_id", "result_no"), done)
     if todo.is_empty():
         if not ctx.wh.table_dir(t).exists():
             ctx.wh.write_table(t, done)
@@ -266,14 +310,12 @@ def publish_settled(ctx: Context) -> int:
     files = (ctx.wh.scan(cat.FILE_LOG).filter(pl.col("status") == "loaded")
              .select("file_id", "file_seq", "registered_at").collect())
     fids = todo["file_id"].unique().to_list()
-    raw = (ctx.wh.scan(cat.RAW_RESULTS, fids)
-           .select("file_id", "result_no", "source", "request_id", "message_id", "local_code", "collected_at")
-           .join(todo.lazy(), on=["file_id", "result_no"], how="semi").collect())
-    raw = with_lineage_keys(raw, ctx.settings.secret_bytes()).drop("request_id", "message_id", "message_key")
+    quarantined = keys.join(todo, on=["file_id", "result_no"], how="semi").select(
+        "file_id", "result_no", "source", "request_key", "local_code", "collected_at")
     first_seq = files.filter(pl.col("file_id").is_in(fids))["file_seq"].min()
     later_files = ([] if first_seq is None
                    else files.filter(pl.col("file_seq") > first_seq)["file_id"].unique().to_list())
-    new = st.settle(raw, ctx.wh.scan(cat.FCT_LAB_RESULTS, later_files), files) if later_files else None
+    new = st.settle(quarantined, ctx.wh.scan(cat.FCT_LAB_RESULTS, later_files), files) if later_files else None
     if new is None or new.is_empty():
         if not ctx.wh.table_dir(t).exists():
             ctx.wh.write_table(t, done)

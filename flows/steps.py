@@ -463,6 +463,9 @@ def reprocessed(ctx: Context, tickets: list[FileTicket], failed: list[FileTicket
         if t.log_id in again:
             for table in (cat.RAW_RESULTS, cat.STG_RESULTS, cat.STG_RESULTS_CODED, cat.FCT_LAB_RESULTS):
                 ctx.wh.delete_partition(table, t.file_id)
+    from flows.publish import forget_quarantine_keys
+
+    forget_quarantine_keys(ctx, fids)  # their quarantine was written again
     settled = ctx.wh.read(cat.QUARANTINE_SETTLED)
     if settled.height:
         ctx.wh.write_table(cat.QUARANTINE_SETTLED, settled.filter(
