@@ -216,67 +216,70 @@ def publish_quality(ctx: Context) -> dict:
             "quarantine_settled_new": settled}
 
 
-KEYS_CACHE = ("_cache", "quarantine_keys.parquet")  # under the warehouse root; not a catalog table
+KEYS_CACHE = ("_cache", "quarantine_keys")  # under the warehouse root; not a catalog table
 _KEYS_SCHEMA = {"file_id": pl.Utf8, "result_no": pl.Int64, "source": pl.Utf8, "request_key": pl.Utf8,
                 "local_code": pl.Utf8, "version_key": pl.Utf8, "collected_at": pl.Datetime("us")}
 
 
-def quarantine_keys(ctx: Context) -> pl.DataFrame:
-    """The lineage keys of every quarantined parsed result: file_id, result_no, source, request_key,
-    local_code, version_key, collected_at, computed from raw.results as staging computes them.
+def quarantine_keys(ctx: Context) -> list:
+    """The Parquet files holding the lineage keys of every quarantined parsed result (file_id,
+    result_no, source, request_key, local_code, version_key, collected_at: keyed hashes and codes,
+    no identity), one per file with a quarantine, computed from raw.results as staging computes
+    them: ``<warehouse>/_cache/quarantine_keys/<file_id>.parquet``.
 
-    Kept in ``<warehouse>/_cache/quarantine_keys.parquet`` (keyed hashes and codes, no identity):
-    each file's keys are computed once, from its own raw partition, the first time a publication
-    sees its quarantine (reading the quarantined rows out of the whole raw layer at every run cost
-    about 45 s and 4 GB at 20 M results); a file with none is remembered by a row without
-    result_no. Entries of files no longer in the quarantine, or read again (``biolake
-    reprocess``, which forgets them), are dropped or recomputed. The cache also outlives the purge,
-    which empties the request numbers the keys come from."""
+    Each file's keys are computed once, from its own raw partition alone, the first time a
+    publication sees its quarantine (bounded memory: QA bench, 13 M quarantined results of 20 M,
+    took 5 GB read at once), kept when the purge empties the request numbers they come from, and
+    forgotten when the file is read again (``biolake reprocess``). A file without quarantined
+    results has an empty one."""
     from flows.steps import version_key_expr, with_lineage_keys
 
-    path = ctx.wh.root.joinpath(*KEYS_CACHE)
-    try:
-        kept = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=_KEYS_SCHEMA)
-    except (OSError, pl.exceptions.ComputeError):
-        kept = pl.DataFrame(schema=_KEYS_SCHEMA)
+    folder = ctx.wh.root.joinpath(*KEYS_CACHE)
     current = set(ctx.wh.partitions(cat.QUARANTINE))
-    known = set(kept["file_id"].unique().to_list())
-    todo = sorted(current - known)
-    out = kept.filter(pl.col("file_id").is_in(list(current)))
+    have = {p.stem: p for p in folder.glob("*.parquet")} if folder.exists() else {}
+    for stale in set(have) - current:
+        have.pop(stale).unlink(missing_ok=True)
+    todo = sorted(current - set(have))
     if todo:
+        folder.mkdir(parents=True, exist_ok=True)
         raw_files = set(ctx.wh.partitions(cat.RAW_RESULTS))
-        q = (ctx.wh.scan(cat.QUARANTINE, todo).select("file_id", "result_no")
-             .filter(pl.col("result_no").is_not_null()).unique().collect())
-        frames = [pl.DataFrame({"file_id": todo}, schema={"file_id": pl.Utf8})]  # one marker row per file
-        with_rows = [f for f in q["file_id"].unique().to_list() if f in raw_files]
-        if with_rows:
-            raw = (ctx.wh.scan(cat.RAW_RESULTS, with_rows)
-                   .select("file_id", "result_no", "source", "request_id", "message_id", "local_code",
-                           "loinc_code_src", "collected_at")
-                   .join(q.lazy(), on=["file_id", "result_no"], how="semi").collect())
-            keyed = with_lineage_keys(raw, ctx.settings.secret_bytes())
-            frames.append(keyed.with_columns(version_key_expr().alias("version_key"),
-                                             pl.col("collected_at").cast(pl.Datetime("us")))
-                          .select(list(_KEYS_SCHEMA)))
-        out = pl.concat([out, *frames], how="diagonal_relaxed").select(
-            [pl.col(c).cast(t) for c, t in _KEYS_SCHEMA.items()])
-    if todo or out.height != kept.height:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        out.write_parquet(tmp)
-        os.replace(tmp, path)
-    return out.filter(pl.col("result_no").is_not_null())
+        secret = ctx.settings.secret_bytes()
+        for fid in todo:
+            q = (ctx.wh.scan(cat.QUARANTINE, [fid]).select("file_id", "result_no")
+                 .filter(pl.col("result_no").is_not_null()).unique().collect())
+            keys = pl.DataFrame(schema=_KEYS_SCHEMA)
+            if q.height and fid in raw_files:
+                raw = (ctx.wh.scan(cat.RAW_RESULTS, [fid])
+                       .select("file_id", "result_no", "source", "request_id", "message_id", "local_code",
+                               "loinc_code_src", "collected_at")
+                       .join(q.lazy(), on=["file_id", "result_no"], how="semi").collect())
+                keys = (with_lineage_keys(raw, secret)
+                        .with_columns(version_key_expr().alias("version_key"),
+                                      pl.col("collected_at").cast(pl.Datetime("us")))
+                        .select([pl.col(c).cast(t) for c, t in _KEYS_SCHEMA.items()]))
+            path = folder / f"{fid}.parquet"
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            keys.write_parquet(tmp)
+            os.replace(tmp, path)
+            have[fid] = path
+    return [have[f] for f in sorted(have)]
 
 
 def forget_quarantine_keys(ctx: Context, file_ids: set[str]) -> None:
     """Drop the cached keys of these files (read again: their quarantine changes)."""
-    path = ctx.wh.root.joinpath(*KEYS_CACHE)
-    if not file_ids or not path.exists():
-        return
-    kept = pl.read_parquet(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    kept.filter(~pl.col("file_id").is_in(list(file_ids))).write_parquet(tmp)
-    os.replace(tmp, path)
+    folder = ctx.wh.root.joinpath(*KEYS_CACHE)
+    for fid in file_ids:
+        (folder / f"{fid}.parquet").unlink(missing_ok=True)
+
+
+def _keys_relation(paths: list) -> str:
+    from warehouse.views import sql_literal
+
+    if not paths:
+        cols = ", ".join(f"NULL::{'BIGINT' if t == pl.Int64 else 'TIMESTAMP' if t != pl.Utf8 else 'VARCHAR'} AS {c}"
+                         for c, t in _KEYS_SCHEMA.items())
+        return f"(SELECT {cols} WHERE false)"
+    return "read_parquet([" + ", ".join(sql_literal(str(p)) for p in paths) + "])"
 
 
 def quarantined_days(ctx: Context, keys: pl.Series | None, file_ids: list[str] | None = None) -> pl.DataFrame:
@@ -284,44 +287,57 @@ def quarantined_days(ctx: Context, keys: pl.Series | None, file_ids: list[str] |
     restricted to ``keys`` when given: the days whose original of a request and test was delivered
     and refused (transforms/versions.py). From ``quarantine_keys``; a result whose request, test or
     collection cannot be read gives none."""
-    k = quarantine_keys(ctx)
+    paths = quarantine_keys(ctx)
     if file_ids is not None:
-        k = k.filter(pl.col("file_id").is_in(list(file_ids)))
-    k = k.filter(pl.col("request_key").is_not_null() & pl.col("collected_at").is_not_null())
-    if keys is not None:
-        k = k.filter(pl.col("version_key").is_in(keys.implode()))
-    return k.select("version_key", pl.col("collected_at").dt.date().alias("collected_date")).unique()
+        wanted = set(file_ids)
+        paths = [p for p in paths if p.stem in wanted]
+    con = duck(ctx)
+    try:
+        where = ""
+        if keys is not None:
+            con.register("wanted_keys", pl.DataFrame({"version_key": keys.unique()}))
+            where = "AND version_key IN (SELECT version_key FROM wanted_keys)"
+        got = con.sql(f"""SELECT DISTINCT version_key, CAST(collected_at AS DATE) AS collected_date
+                          FROM {_keys_relation(paths)}
+                          WHERE request_key IS NOT NULL AND collected_at IS NOT NULL {where}""").pl()
+    finally:
+        con.close()
+    return got.cast({"version_key": pl.Utf8, "collected_date": pl.Date})
 
 
 def publish_settled(ctx: Context) -> int:
     """Add to quality.quarantine_settled the quarantined results a later file now settles
     (quality/settled.py): the keys of each unsettled quarantined result (``quarantine_keys``) are
-    looked for in the fact table's later files. Returns how many were newly settled."""
+    looked for among the valid results of the files published since the last look (the state's
+    ``settled_checked_seq``; ``biolake reprocess`` resets it). Returns how many were newly settled."""
+    from flows.steps import _save_state, _state
     from quality import settled as st
 
     t = cat.QUARANTINE_SETTLED
     done = ctx.wh.read(t)
-    keys = quarantine_keys(ctx)
-    todo = st.candidates(keys.select("file_id", "result_no"), done)
-    if todo.is_empty():
-        if not ctx.wh.table_dir(t).exists():
-            ctx.wh.write_table(t, done)
-        return 0
+    paths = quarantine_keys(ctx)
     files = (ctx.wh.scan(cat.FILE_LOG).filter(pl.col("status") == "loaded")
              .select("file_id", "file_seq", "registered_at").collect())
-    fids = todo["file_id"].unique().to_list()
-    quarantined = keys.join(todo, on=["file_id", "result_no"], how="semi").select(
-        "file_id", "result_no", "source", "request_key", "local_code", "collected_at")
-    first_seq = files.filter(pl.col("file_id").is_in(fids))["file_seq"].min()
-    later_files = ([] if first_seq is None
-                   else files.filter(pl.col("file_seq") > first_seq)["file_id"].unique().to_list())
-    new = st.settle(quarantined, ctx.wh.scan(cat.FCT_LAB_RESULTS, later_files), files) if later_files else None
-    if new is None or new.is_empty():
-        if not ctx.wh.table_dir(t).exists():
-            ctx.wh.write_table(t, done)
-        return 0
-    ctx.wh.write_table(t, pl.concat([done, new], how="vertical_relaxed").sort("file_id", "result_no"))
-    return new.height
+    since = int(_state(ctx).get("settled_checked_seq", 0))
+    newest = int(files["file_seq"].max() or 0) if files.height else 0
+    new = None
+    if paths and newest > since and ctx.wh.partitions(cat.FCT_LAB_RESULTS):
+        con = duck(ctx)  # the warehouse's memory limit, spilling to its temporary folder above it
+        try:
+            con.register("files", files)
+            con.register("done", done.select("file_id", "result_no"))
+            later = (f"(SELECT file_id, file_seq, source, request_key, local_code, collected_at "
+                     f"FROM {ctx.wh.sql_source(cat.FCT_LAB_RESULTS)})")
+            new = con.sql(st.settle_sql(_keys_relation(paths), later, "files", "done", since)).pl()
+        finally:
+            con.close()
+    if new is not None and new.height:
+        ctx.wh.write_table(t, pl.concat([done, new.cast(dict(done.schema))], how="vertical_relaxed")
+                           .sort("file_id", "result_no"))
+    elif not ctx.wh.table_dir(t).exists():
+        ctx.wh.write_table(t, done)
+    _save_state(ctx, settled_checked_seq=newest)
+    return new.height if new is not None else 0
 
 
 def mdo_rules(ctx: Context) -> pl.DataFrame | None:

@@ -466,6 +466,7 @@ def reprocessed(ctx: Context, tickets: list[FileTicket], failed: list[FileTicket
     from flows.publish import forget_quarantine_keys
 
     forget_quarantine_keys(ctx, fids)  # their quarantine was written again
+    _save_state(ctx, settled_checked_seq=0)  # their results are compared with every later file again
     settled = ctx.wh.read(cat.QUARANTINE_SETTLED)
     if settled.height:
         ctx.wh.write_table(cat.QUARANTINE_SETTLED, settled.filter(

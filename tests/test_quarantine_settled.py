@@ -114,7 +114,7 @@ def test_settle_takes_the_earliest_later_file_and_skips_rows_without_request_or_
         "collected_at": [day] * 4})
     files = pl.DataFrame({"file_id": ["a", "b", "c"], "file_seq": [1, 2, 3],
                           "registered_at": [datetime(2026, 11, d) for d in (2, 3, 4)]})
-    got = st.settle(quarantined, later.lazy(), files)
+    got = st.settle(quarantined, later, files)
     assert got.rows() == [("a", 1, "b", datetime(2026, 11, 3))]
 
 
