@@ -28,12 +28,6 @@ import polars as pl
 SETTLED_COLUMNS = ("file_id", "result_no", "settled_by_file_id", "settled_at")
 
 
-def candidates(quarantine: pl.DataFrame, settled: pl.DataFrame) -> pl.DataFrame:
-    """The quarantined parsed results (file_id, result_no) not settled yet, once each."""
-    q = quarantine.filter(pl.col("result_no").is_not_null()).select("file_id", "result_no").unique()
-    return q.join(settled.select("file_id", "result_no"), on=["file_id", "result_no"], how="anti")
-
-
 def settle_sql(keys: str, later: str, files: str, done: str, since_seq: int) -> str:
     """SQL of the newly settled results (SETTLED_COLUMNS). ``keys``: relation of the quarantined
     results' keys (file_id, result_no, source, request_key, local_code, collected_at); ``later``:

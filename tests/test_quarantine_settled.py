@@ -118,13 +118,6 @@ def test_settle_takes_the_earliest_later_file_and_skips_rows_without_request_or_
     assert got.rows() == [("a", 1, "b", datetime(2026, 11, 3))]
 
 
-def test_candidates_are_parsed_results_not_yet_settled():
-    q = pl.DataFrame({"file_id": ["a", "a", "a", "a"], "result_no": [1, 1, 2, None],
-                      "reason_code": ["X", "Y", "Z", "MALFORMED_LINE"]})
-    done = pl.DataFrame({"file_id": ["a"], "result_no": [2]})
-    assert st.candidates(q, done).rows() == [("a", 1)]
-
-
 def test_the_data_quality_report_counts_settled_results_apart_and_shows_outstanding_ones_only(tmp_path):
     from quality import summaries as S
     from quality.reports import dq
