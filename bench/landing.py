@@ -4,7 +4,8 @@
 
 The generator holds a whole landing in memory (about 2 GB per million results), so a large landing is
 generated in batches of at most ``batch`` results, one week of collection per batch (batch i starts
-i weeks after the first; ``--days`` changes the length), and the batches are merged into ``<dest>/landing/<lab>/``:
+i weeks after the first; ``--days`` changes the length; the last one ends a week before the run's day,
+see ``default_start``), and the batches are merged into ``<dest>/landing/<lab>/``:
 
 * one file per lab and validation day, as labs deliver them: when two batches wrote the same day
   (results validated in the following week, earlier positives of the scenarios), the later batch's
@@ -29,7 +30,6 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-START = date(2026, 11, 2)
 DAYS_PER_BATCH = 7
 MAX_BATCH = 2_500_000  # request numbers of one lab and batch must stay below 10**6 (two leading zeros)
 
@@ -53,6 +53,17 @@ def batch_sizes(n_results: int, batch: int) -> list[int]:
     return [n_results // k + (1 if i < n_results % k else 0) for i in range(k)]
 
 
+def default_start(n_batches: int, days: int = DAYS_PER_BATCH, today: date | None = None) -> date:
+    """The first collection day of a landing of ``n_batches`` batches of ``days`` days: the Monday on
+    or before the day that makes the period end a week before ``today`` (default: the run's day).
+
+    Collection dates after the run's day are quarantined as future dates: a landing reaching past
+    today would measure the quarantine instead of the pipeline (the 20 M landing once sent two
+    thirds of its rows there). A Monday keeps a landing reusable by the runs of one week."""
+    first = (today or date.today()) - timedelta(days=days * n_batches + 7)
+    return first - timedelta(days=first.weekday())
+
+
 def describe(landing: Path) -> dict:
     files = sorted(p for p in landing.rglob("*.csv") if p.is_file())
     n_bytes = sum(p.stat().st_size for p in files)
@@ -65,14 +76,17 @@ def describe(landing: Path) -> dict:
 
 
 def build(dest: Path, n_results: int, seed: int = 42, batch: int = 2_000_000, progress=print,
-          days: int = DAYS_PER_BATCH, start: date = START) -> dict:
+          days: int = DAYS_PER_BATCH, start: date | None = None) -> dict:
     """Write ``<dest>/landing`` (about ``n_results`` results, ``days`` days of collection per batch,
-    the first batch's from ``start``) and return its description."""
+    the first batch's from ``start``, by default ``default_start``) and return its description."""
     from transforms.synthetic import generate
 
     if not 1 <= batch <= MAX_BATCH:
         raise ValueError(f"batch must be between 1 and {MAX_BATCH}")
     dest = Path(dest)
+    sizes = batch_sizes(n_results, batch)
+    if start is None:
+        start = default_start(len(sizes), days)
     marker = dest / "landing.json"
     params = {"n_results": n_results, "seed": seed, "batch": batch, "start": start.isoformat(),
               "days_per_batch": days}
@@ -88,7 +102,6 @@ def build(dest: Path, n_results: int, seed: int = 42, batch: int = 2_000_000, pr
     pattern = _request_pattern()
     redeliveries: set[str] = set()
     t0 = time.perf_counter()
-    sizes = batch_sizes(n_results, batch)
     if len(sizes) > 100:
         raise ValueError("at most 100 batches (request numbers carry a two-digit batch number)")
     for i, size in enumerate(sizes):

@@ -174,11 +174,9 @@ def build_landing(home: Path, n_files: int, rows_per_file: int, seed: int) -> di
     k = max(1, math.ceil(n_results / batch))  # bench/landing.py: ``days`` days per generator batch
     days_per_batch = math.ceil(days / k)
     t0 = time.perf_counter()
-    # the period ends a week before today: collection dates after the run's day are quarantined
-    # (a future date), and most rows would never reach staging and the marts
-    start = date.today() - timedelta(days=days_per_batch * k + 7)
+    # the period ends a week before today (landing.default_start): future collection dates are quarantined
     info = landing.build(home / "generated", n_results, seed=seed, batch=min(batch, math.ceil(n_results / k)),
-                         progress=_say, days=days_per_batch, start=start)
+                         progress=_say, days=days_per_batch)
     generated = home / "generated" / "landing"
     files = sorted((p for p in generated.rglob("*.csv") if p.is_file() and not p.stem.endswith("_renvoi")),
                    key=_lab_day)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -32,6 +33,22 @@ def test_landing_batches_merge_into_daily_files(tmp_path):
     assert ";ALP01" in text and ";ALP02" in text
     # a second call with the same parameters reuses the landing
     assert landing.build(tmp_path / "l", 3000, seed=3, batch=1000, progress=lambda _: None) == info
+    # the period ends before the run's day: no result is quarantined as collected in the future
+    collected = set()
+    for line in text.splitlines():
+        fields = line.split(";")
+        try:  # DATE_PRELEVEMENT; the generator also writes unreadable dates, quarantined for that
+            collected.add(datetime.strptime(fields[8][:10], "%d/%m/%Y").date())
+        except (IndexError, ValueError):
+            pass
+    assert len(collected) > 14 and max(collected) < date.today()
+
+
+def test_landing_period_ends_a_week_before_the_run_day():
+    today = date(2026, 11, 24)
+    start = landing.default_start(10, 7, today=today)
+    assert start.weekday() == 0 and start + timedelta(days=70) <= today - timedelta(days=7)
+    assert start + timedelta(days=70 + 7) > today - timedelta(days=7)
 
 
 @pytest.fixture(scope="module")
