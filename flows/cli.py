@@ -9,7 +9,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -22,6 +22,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 mappings_app = typer.Typer(no_args_is_help=True, help="The mapping work queue: export, review, import.")
 app.add_typer(mappings_app, name="mappings")
 console = Console()
+errors = Console(stderr=True)
+
+
+def _fail(message: object) -> NoReturn:
+    """One error line on stderr (``biolake sql ... > out.csv`` keeps it out of the output), exit
+    code 2: the message as written (no markup read in it, no line broken inside a path at the
+    terminal's width: the terminal wraps it)."""
+    errors.print(f"[red]error:[/red] {escape(str(message))}", soft_wrap=True, highlight=False)
+    raise typer.Exit(2)
 
 
 def _register_subapps() -> None:
@@ -101,8 +110,7 @@ def generate(
         with _progress() as p:
             res = gen(settings.home_abs, n_results=results, seed=seed, days=days, progress=Bars(p), formats=chosen)
     except ValueError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2)
+        _fail(err)
     by_format = res.summary["formats"]
     sent = "; ".join(f"{lab} sends {fmt}" for lab, fmt in sorted(by_format.items())) or "every lab sends CSV"
     console.print(f"{res.n_rows:,} rows in {len(res.landing_files)} files under {settings.landing} "
@@ -161,8 +169,7 @@ def run(
             f"(at most {settings.lock_timeout:.0f} s, BIOLAKE_LOCK_TIMEOUT)"))
         _run_and_show(settings, export)
     except (SecretMissing, LockTimeout, WarehouseFormatError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2)
+        _fail(err)
 
 
 @app.command()
@@ -184,8 +191,7 @@ def reprocess(
         _require_landing(settings)
         problem = missing_warehouse(settings.home_abs)
         if problem:
-            console.print(f"[red]error:[/red] {escape(problem)}", soft_wrap=True)
-            raise typer.Exit(2)
+            _fail(problem)
         from flows.epi import check_rules
 
         check_rules(steps.Context.create(settings, "preflight"))  # before any file is marked (QA regr2 F7)
@@ -196,10 +202,7 @@ def reprocess(
                 known = set(ctx.wh.read(steps.cat.FILE_LOG)["source"].to_list())
                 unknown = sorted(set(lab) - known)
                 if unknown:
-                    console.print(f"[red]error:[/red] no file loaded from {', '.join(map(escape, unknown))} "
-                                  f"(labs with files: {', '.join(map(escape, sorted(known))) or 'none'})",
-                                  soft_wrap=True)
-                    raise typer.Exit(2)
+                    _fail(f"no file loaded from {', '.join(unknown)} (labs with files: {', '.join(sorted(known)) or 'none'})")
             got = steps.mark_reprocess(ctx, lab)
             from flows import privacy
 
@@ -218,8 +221,7 @@ def reprocess(
                           "(their landing copy would bring the identities back)", soft_wrap=True)
         _run_and_show(settings, export)
     except (SecretMissing, LockTimeout, WarehouseFormatError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2)
+        _fail(err)
 
 
 def _run_and_show(settings, export: bool) -> None:
@@ -233,9 +235,8 @@ def _require_landing(settings) -> None:
     """A home must have its landing folder: a typo in --home would build an empty warehouse, and
     every run of it would pass its gate (QA: `serve` on a typo showed green runs every 15 minutes)."""
     if not settings.landing.is_dir():
-        console.print(f"[red]error:[/red] no landing folder {escape(str(settings.landing))}: nothing to process "
-                      "(files arrive in <home>/landing/<lab>/; check --home or BIOLAKE_HOME)", soft_wrap=True)
-        raise typer.Exit(2)
+        _fail(f"no landing folder {settings.landing}: nothing to process "
+              "(files arrive in <home>/landing/<lab>/; check --home or BIOLAKE_HOME)")
 
 
 def _exit_on_block(summary: dict) -> None:
@@ -261,35 +262,29 @@ def demo(
     recorded = steps.recorded_key_check(steps.Context.create(settings, "demo-check"))
     if recorded is not None and recorded != steps.key_check_value(DEMO_SECRET.encode("utf-8")):
         # QA: the demo wrote synthetic files into a real home, which the next real run loaded
-        console.print(f"[red]error:[/red] {settings.home_abs} holds a warehouse built with a real key: the demo "
-                      "neither writes synthetic data into it nor deletes it (--fresh); choose another --home")
-        raise typer.Exit(2)
+        _fail(f"{settings.home_abs} holds a warehouse built with a real key: the demo "
+              "neither writes synthetic data into it nor deletes it (--fresh); choose another --home")
     from transforms.synthetic.generator import foreign_landing_files, formats_option
 
     foreign = foreign_landing_files(settings.home_abs)
     if foreign:  # QA regr2 F5: real deliveries not yet run were deleted (--fresh) or loaded with the demo key
-        shown = ", ".join(escape(n) for n in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        console.print(f"[red]error:[/red] {escape(str(settings.home_abs / 'landing'))} holds files the demo did not "
-                      f"generate ({shown}): the demo neither loads them with its public key nor deletes them; choose "
-                      "another --home"
-                      + (" (a demo home made before biolake listed the files it generates: delete it yourself)"
-                         if (settings.home_abs / "truth" / "summary.json").exists()
-                         and not (settings.home_abs / "truth" / "generated_landing_files.json").exists() else ""),
-                      soft_wrap=True)
-        raise typer.Exit(2)
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        _fail(f"{settings.home_abs / 'landing'} holds files the demo did not "
+              f"generate ({shown}): the demo neither loads them with its public key nor deletes them; choose "
+              "another --home"
+              + (" (a demo home made before biolake listed the files it generates: delete it yourself)"
+                 if (settings.home_abs / "truth" / "summary.json").exists()
+                 and not (settings.home_abs / "truth" / "generated_landing_files.json").exists() else ""))
     try:  # checked before anything is deleted (QA: a bad --formats failed after --fresh had wiped the folder)
         formats_option(formats)
     except ValueError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2)
+        _fail(err)
     if fresh and settings.home_abs.exists():
         foreign = _not_home_entries(settings.home_abs)
         if foreign:  # QA: --fresh on a typo, '.', or '~' deleted whatever the folder held
-            shown = ", ".join(escape(n) for n in foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-            console.print(f"[red]error:[/red] {escape(str(settings.home_abs))} holds what a biolake home does not "
-                          f"({shown}): --fresh deletes a biolake home only; choose another --home, or empty it yourself",
-                          soft_wrap=True)
-            raise typer.Exit(2)
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            _fail(f"{settings.home_abs} holds what a biolake home does not "
+                  f"({shown}): --fresh deletes a biolake home only; choose another --home, or empty it yourself")
         shutil.rmtree(settings.home_abs)
     console.rule("[bold]1/2 generate synthetic lab extracts")
     generate(home=settings.home_abs, results=results, seed=seed, days=7, formats=formats)
@@ -469,8 +464,7 @@ def sql(
         db, allowed = settings.home_abs / "biolake.duckdb", [wh_root]
         build = "`biolake run` or `biolake demo`"
     if not db.exists():
-        console.print(f"[red]error:[/red] {db} does not exist: run {build} first")
-        raise typer.Exit(2)
+        _fail(f"{db} does not exist: run {build} first")
     from rich.markup import escape
 
     from flows.databases import CannotRepoint, ensure_built_here
@@ -480,8 +474,7 @@ def sql(
         # a home copied or restored elsewhere: its database still reads the other home's files
         other = ensure_built_here(settings, analyst, by="sql --analyst" if analyst else "sql")
     except (CannotRepoint, WarehouseFormatError, duckdb.Error) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)  # one line, however long
-        raise typer.Exit(2)
+        _fail(err)  # one line, however long
     if other is not None:  # on stderr: --csv output stays data only
         typer.echo(f"note: {db.name} was built for another home ({other}); rebuilt for {settings.home_abs}",
                    err=True)
@@ -489,8 +482,7 @@ def sql(
         # one SELECT, on a connection that can read only the warehouse and cannot write or attach
         df = read_only_query(db, query, allowed)
     except (UnsafeQuery, duckdb.Error) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2)
+        _fail(err)
     if csv:
         # CSV cannot hold lists or structs: they are written as JSON text
         import polars as pl
@@ -515,7 +507,6 @@ def views(home: HomeOpt = None) -> None:
     """Rebuild <home>/biolake.duckdb and <home>/analyst.duckdb for this home (after copying or restoring
     it to another path their views still read the original's files; a run also rebuilds them)."""
     import duckdb
-    from rich.markup import escape
 
     from flows.databases import database_path, rebuild_both
     from flows.lock import LockTimeout
@@ -525,8 +516,7 @@ def views(home: HomeOpt = None) -> None:
     settings = _settings(home)
     problem = missing_warehouse(settings.home_abs)
     if problem:  # a typo in --home would build two empty databases
-        console.print(f"[red]error:[/red] {escape(problem)}", soft_wrap=True)
-        raise typer.Exit(2)
+        _fail(problem)
     before = {}
     for analyst in (False, True):
         db = database_path(settings.home_abs, analyst)
@@ -537,8 +527,7 @@ def views(home: HomeOpt = None) -> None:
     try:
         built = rebuild_both(settings)
     except (LockTimeout, WarehouseFormatError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
-        raise typer.Exit(2)
+        _fail(err)
     for db in built:
         was = f" (it read the files of {before[db]})" if before.get(db) else ""
         console.print(f"{db}: rebuilt for {settings.home_abs}{was}", soft_wrap=True, markup=False)
@@ -564,9 +553,8 @@ def serve(
     if not api:
         api = f"http://{host}:{port}/api"
         if not d.port_is_free(host, port):  # else this would serve to whatever server holds it (QA)
-            console.print(f"[red]error:[/red] {host}:{port} is already in use (another Prefect server?): "
-                          "choose another --port, or set PREFECT_API_URL to serve to that server on purpose")
-            raise typer.Exit(2)
+            _fail(f"{host}:{port} is already in use (another Prefect server?): "
+                  "choose another --port, or set PREFECT_API_URL to serve to that server on purpose")
         log_path = settings.home_abs / "prefect-server.log"
         settings.home_abs.mkdir(parents=True, exist_ok=True)
         console.print(f"starting the Prefect server (database in {settings.prefect_home_abs}, log {log_path})")
@@ -578,8 +566,7 @@ def serve(
             d.wait_for_server(api, server)
         except RuntimeError as err:
             where = f" ({settings.home_abs / 'prefect-server.log'})" if server is not None else ""
-            console.print(f"[red]error:[/red] {err}{where}")
-            raise typer.Exit(2)
+            _fail(f"{err}{where}")
         console.print(f"Prefect UI: [bold]{api.removesuffix('/api')}[/bold]  (API {api})")
         from prefect import serve as prefect_serve
 
@@ -620,8 +607,7 @@ def mappings_export(
     settings = _settings(home)
     problem = missing_warehouse(settings.home_abs)
     if problem:  # a typo in --home said "nothing to review"
-        console.print(f"[red]error:[/red] {escape(problem)}", soft_wrap=True)
-        raise typer.Exit(2)
+        _fail(problem)
     wh = Warehouse(settings.home_abs)
     backlog = wh.read(cat.UNMAPPED_BACKLOG)
     if backlog.is_empty():
@@ -665,8 +651,7 @@ def mappings_import(
         written = write_approved_mappings(rows, settings.operator_mappings, loinc) if rows.height else []
         remembered = remember_rejections(decisions.rejected, settings.operator_mappings, approved=rows)
     except MappingError as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
-        raise typer.Exit(2)
+        _fail(err)
     for origin, note in decisions.notes:
         console.print(f"[yellow]warning:[/yellow] {escape(origin)}: {escape(note)}", highlight=False, soft_wrap=True)
     console.print(import_summary(path, rows.height, written, decisions.rejected.height, remembered),
@@ -718,7 +703,7 @@ def main() -> None:
             ValidationError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
         if os.environ.get("BIOLAKE_DEBUG") == "1":
             raise
-        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
+        errors.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True, highlight=False)
         sys.exit(2)
 
 

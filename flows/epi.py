@@ -787,7 +787,7 @@ def export_cmd(
             out = export_publication(ctx, refs, issue_date=issue_date, rule=rule, gate=overridden)
             refresh_databases(ctx, by="epi-export")  # quality.publications shows the issue now
     except (ValueError, NothingToPublish, LockTimeout, WarehouseFormatError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}")
+        typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2)
     t = Table(title=f"publication {out['issue_date']} -> {out['folder']}", show_edge=False)
     for c in ("file", "rows", "period", "suppressed (primary+secondary)", "sha256"):
@@ -817,7 +817,7 @@ def compare_cmd(
     try:
         diff = compare_issues(settings.home_abs, before, after, file or None)
     except (FileNotFoundError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2)
     if csv:
         typer.echo(exports.csv_bytes(diff).decode("utf-8"), nl=False)
@@ -857,7 +857,7 @@ def issues_cmd(home: HomeOpt = None) -> None:
     settings = Settings(**({"home": home} if home is not None else {}))
     problem = missing_warehouse(settings.home_abs)
     if problem:  # a typo in --home listed nothing, with success
-        Console(stderr=True).print(f"error: {problem}", markup=False)
+        typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
     issues = list_issues(settings.home_abs)
     if not issues:

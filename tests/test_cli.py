@@ -156,14 +156,14 @@ def test_broken_operator_files_and_settings_are_errors_before_the_run(tmp_path, 
 
     out = run()
     assert out.returncode == 2 and "Traceback" not in out.stdout + out.stderr
-    assert "w.csv:3: meaning 'nimporte'" in out.stdout and "w.csv:2" not in out.stdout
+    assert "w.csv:3: meaning 'nimporte'" in out.stderr and "w.csv:2" not in out.stderr and not out.stdout.strip()
     (words / "w.csv").unlink()
     (tmp_path / "mappings" / "labo_alpha.csv").write_text(
         "local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\nX,x,,,9999-9,,\n", encoding="utf-8")
     out = run()
-    assert out.returncode == 2 and "labo_alpha.csv:2" in out.stdout and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "labo_alpha.csv:2" in out.stderr and "Traceback" not in out.stderr
     out = run(BIOLAKE_LOCK_TIMEOUT="abc")
-    assert out.returncode == 2 and "lock_timeout" in out.stdout and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "lock_timeout" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "prefect").exists()  # all refused before Prefect started
 
 
@@ -232,8 +232,9 @@ def test_an_invalid_mdo_rules_table_is_refused_in_one_line_before_any_file_is_re
                              capture_output=True, text=True, timeout=120, env={**env, "BIOLAKE_MDO_RULES": str(rules)})
         assert out.returncode == 2, out.stdout + out.stderr
         assert "Traceback" not in out.stdout + out.stderr
-        lines = out.stdout.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: invalid MDO rules: ") and where in lines[0], lines
+        lines = out.stderr.strip().splitlines()  # errors on stderr, nothing on stdout
+        assert not out.stdout.strip() and len(lines) == 1, lines
+        assert lines[0].startswith("error: invalid MDO rules: ") and where in lines[0], lines
         assert not (tmp_path / "warehouse").exists() and not (tmp_path / "biolake.duckdb").exists()
         assert not (tmp_path / "prefect").exists()  # refused before Prefect started
     # the scheduled flow (serve runs it without the CLI) checks the table before reading any file
@@ -256,13 +257,20 @@ def test_expected_failures_are_one_line_errors_not_tracebacks(tmp_path):
 
     out = biolake("mappings", "import", "--home", str(tmp_path), str(tmp_path / "missing.csv"))
     assert out.returncode == 2 and "Traceback" not in out.stderr + out.stdout, out.stderr
-    assert "missing.csv" in out.stdout
+    assert "missing.csv" in out.stderr and not out.stdout.strip()
     (tmp_path / "landing").mkdir()  # serve needs a landing folder (test_serve_refuses_a_home_without_landing)
     with socket.socket() as taken:  # QA: serve attached itself to the server holding the port
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         out = biolake("serve", "--home", str(tmp_path), "--port", str(taken.getsockname()[1]))
-    assert out.returncode == 2 and "already in use" in out.stdout and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "already in use" in out.stderr and "Traceback" not in out.stderr
+    # a path with brackets and longer than the terminal: printed as it is, on one line of stderr
+    home = tmp_path / ("[bold]x[/bold]" + "y" * 150)
+    out = subprocess.run([sys.executable, "-m", "flows.cli", "sql", "--home", str(home), "SELECT 1"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert out.returncode == 2 and not out.stdout.strip(), out.stdout
+    assert out.stderr.strip().splitlines() == [f"error: {home / 'biolake.duckdb'} does not exist: run "
+                                               "`biolake run` or `biolake demo` first"]
 
 
 def test_approved_mapping_applies_and_backfills(clean_run, tmp_path):

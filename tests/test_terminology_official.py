@@ -101,7 +101,7 @@ def test_a_missing_official_table_is_a_one_line_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "flows.cli", "mappings", "import", "--home", str(home), str(queue)],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 2 and "Traceback" not in out.stdout + out.stderr, out.stderr
-    assert "BIOLAKE_LOINC_TABLE:" in out.stdout and "Loinc.csv does not exist" in out.stdout
+    assert "BIOLAKE_LOINC_TABLE:" in out.stderr and "Loinc.csv does not exist" in out.stderr
 
 
 def test_deprecated_official_codes_are_never_suggested_and_noted_when_approved(tmp_path):
