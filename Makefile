@@ -31,8 +31,11 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "chromium could not be installed: the report screenshot test will be skipped"
 
+# two worker processes (pytest-xdist), each test file whole in one of them (its module fixtures built
+# once), for most tests use one core at a time; TEST_WORKERS=0 runs everything in one process
+TEST_WORKERS ?= 2
 test: .venv/.synced bytecode chromium
-	$(UV) run --frozen pytest
+	$(UV) run --frozen pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 bench: .venv/.synced bytecode
 	$(UV) run --frozen python -m bench.run
