@@ -386,49 +386,48 @@ def unrecognised_mdo_frame(unrecognised: pl.DataFrame) -> pl.DataFrame:
             .sort("source", "local_code", "loinc_code", nulls_last=True))
 
 
-def unrecognised_mdo_suite(frame: pl.DataFrame) -> Suite:
-    s = Suite("unrecognised_mdo", "quality.unrecognised_results on the tests of the notifiable diseases (MDO "
-              "rules other than COVID-19): a rare disease's positives are few, so a single unrecognised text "
-              "may be a lost case, whatever the lab's share (qualitative_coverage) says.", frame,
-              label_columns=("source", "local_code", "loinc_code", "surveillance"))
-    s.checks = [
-        Check("no_unrecognised_mdo_result", "ExpectColumnValuesToBeBetween",
-              {"column": "n_results", "min_value": 0, "max_value": 0},
-              "no text result (nor number) on an MDO test is left unrecognised (it counts in no MDO case: see "
-              "quality.unrecognised_results; a text: teach the wording in <mappings>/qualitative/; reason "
-              "number_on_qualitative_test: a number on a yes/no test, ask the lab for its verdict)", critical=False),
-    ]
+def _no_listed_rows(name: str, description: str, frame: pl.DataFrame, labels: tuple[str, ...],
+                    check: str, what: str) -> Suite:
+    """A warning suite over a quality table's rows: any row with ``n_results`` above zero is named
+    by its ``labels`` (the table lists what no count holds; it is never critical)."""
+    s = Suite(name, description, frame, label_columns=labels)
+    s.checks = [Check(check, "ExpectColumnValuesToBeBetween", {"column": "n_results", "min_value": 0, "max_value": 0},
+                      what, critical=False)]
     return s
+
+
+def unrecognised_mdo_suite(frame: pl.DataFrame) -> Suite:
+    return _no_listed_rows(
+        "unrecognised_mdo", "quality.unrecognised_results on the tests of the notifiable diseases (MDO rules other "
+        "than COVID-19): a rare disease's positives are few, so a single unrecognised text may be a lost case, "
+        "whatever the lab's share (qualitative_coverage) says.", frame, ("source", "local_code", "loinc_code",
+                                                                        "surveillance"),
+        "no_unrecognised_mdo_result",
+        "no text result (nor number) on an MDO test is left unrecognised (it counts in no MDO case: see "
+        "quality.unrecognised_results; a text: teach the wording in <mappings>/qualitative/; reason "
+        "number_on_qualitative_test: a number on a yes/no test, ask the lab for its verdict)")
 
 
 def mdo_unread_specimen_suite(frame: pl.DataFrame) -> Suite:
     """quality.mdo_unread_specimens, the rows in no case (``counted`` false): QA regr2 F2."""
-    frame = frame.filter(~pl.col("counted")).select("source", "mdo_id", "loinc_code", "n_results")
-    s = Suite("mdo_unread_specimen", "quality.mdo_unread_specimens: positive results on an MDO rule needing a "
-              "normally sterile site whose stated specimen is read as neither sterile nor non-sterile, on a "
-              "code that does not name a sterile site: counted in no case.", frame,
-              label_columns=("source", "mdo_id", "loinc_code"))
-    s.checks = [
-        Check("no_unread_mdo_specimen", "ExpectColumnValuesToBeBetween",
-              {"column": "n_results", "min_value": 0, "max_value": 0},
-              "no positive result on a sterile-site MDO rule is dropped because its specimen wording is not "
-              "known (see the specimen texts in quality.mdo_unread_specimens; a sterile site: add the word "
-              "to STERILE_SITE_WORDS in transforms/epi/mdo.py)", critical=False),
-    ]
-    return s
+    return _no_listed_rows(
+        "mdo_unread_specimen", "quality.mdo_unread_specimens: positive results on an MDO rule needing a normally "
+        "sterile site whose stated specimen is read as neither sterile nor non-sterile, on a code that does not "
+        "name a sterile site: counted in no case.",
+        frame.filter(~pl.col("counted")).select("source", "mdo_id", "loinc_code", "n_results"),
+        ("source", "mdo_id", "loinc_code"), "no_unread_mdo_specimen",
+        "no positive result on a sterile-site MDO rule is dropped because its specimen wording is not known (see "
+        "the specimen texts in quality.mdo_unread_specimens; a sterile site: add the word to STERILE_SITE_WORDS "
+        "in transforms/epi/mdo.py)")
 
 
 def unmapped_surveillance_suite(frame: pl.DataFrame) -> Suite:
-    s = Suite("unmapped_surveillance", "quality.unmapped_backlog: unmapped local codes whose label reads like "
-              "a test SI-DEP or MDO counts (column surveillance_loinc): their results are in none of those "
-              "counts until the code is mapped.", frame, label_columns=("source", "local_code", "surveillance"))
-    s.checks = [
-        Check("no_unmapped_surveillance_test", "ExpectColumnValuesToBeBetween",
-              {"column": "n_results", "min_value": 0, "max_value": 0},
-              "no unmapped local code reads like a test SI-DEP or MDO counts (its results are missing from "
-              "the published counts: map it with biolake mappings export, then import)", critical=False),
-    ]
-    return s
+    return _no_listed_rows(
+        "unmapped_surveillance", "quality.unmapped_backlog: unmapped local codes whose label reads like a test "
+        "SI-DEP or MDO counts (column surveillance_loinc): their results are in none of those counts until the "
+        "code is mapped.", frame, ("source", "local_code", "surveillance"), "no_unmapped_surveillance_test",
+        "no unmapped local code reads like a test SI-DEP or MDO counts (its results are missing from the published "
+        "counts: map it with biolake mappings export, then import)")
 
 
 def grain_suite(frame: pl.DataFrame) -> Suite:
