@@ -305,6 +305,30 @@ def publish_flow(home: str = "data", changed: list[str] | None = None) -> dict:
             "stage_seconds": ctx.stage_seconds}
 
 
+def refused(ctx: steps.Context, landing: bool = True):
+    """A Failed state when a run must not start, else None: no landing folder (with ``landing``) or
+    an invalid MDO rules table. Its message is the one line an operator reads in the Prefect UI (a
+    scheduled run used to end on a 40 KB traceback), its data the error, which a direct call of the
+    flow raises (``pipeline(...)``)."""
+    from prefect.states import Failed
+
+    from flows.epi import check_rules
+    from transforms.epi.mdo import MdoRulesError
+
+    if landing and not ctx.settings.landing.is_dir():
+        # a typo in a deployment's home, an unmounted landing share: an empty warehouse would pass its
+        # gate at every run (QA: `serve` on a typo showed green runs every 15 minutes)
+        err: Exception = FileNotFoundError(
+            f"no landing folder {ctx.settings.landing}: nothing to process (files arrive in "
+            "<home>/landing/<lab>/; check the deployment's home, or that the landing is mounted)")
+        return Failed(data=err, message=str(err))
+    try:
+        check_rules(ctx)  # an invalid MDO rules table: refused before any file is read (QA regr2 F7)
+    except MdoRulesError as err:
+        return Failed(data=err, message=str(err))
+    return None
+
+
 @flow(name="biolake-pipeline")
 def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> dict:
     """Process whatever is new in <home>/landing and republish what it changes; run the data-quality
@@ -317,14 +341,9 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
     from flows.reports import build_reports_task
 
     ctx = _ctx(home)
-    if not ctx.settings.landing.is_dir():
-        # a typo in a deployment's home, an unmounted landing share: an empty warehouse would pass its
-        # gate at every run (QA: `serve` on a typo showed green runs every 15 minutes)
-        raise FileNotFoundError(f"no landing folder {ctx.settings.landing}: nothing to process (files arrive in "
-                                "<home>/landing/<lab>/; check the deployment's home, or that the landing is mounted)")
-    from flows.epi import check_rules
-
-    check_rules(ctx)  # an invalid MDO rules table: refused before any file is read (QA regr2 F7)
+    refusal = refused(ctx)
+    if refusal is not None:  # the run ends Failed with the reason as its message, not a traceback
+        return refusal
     started = datetime.now()
     with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
         from warehouse.analyst import restrict_raw_permissions  # raw and quality tables with paths

@@ -78,8 +78,12 @@ def publication_flow(home: str = "data", issue_date: str | None = None) -> dict:
     (deployment daily-indicators). Publishes its artifacts: run summary, gate, publication (or why
     none was written), suites, links to the data-quality report and the Data Docs."""
     from flows.artifacts import publish_artifacts
+    from flows.pipeline import refused
 
     ctx = _ctx(home)
+    refusal = refused(ctx, landing=False)  # an invalid MDO rules table: one line, nothing written
+    if refusal is not None:
+        return refusal
     with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout), writer_slot(ctx.settings):
         epi = publish_epi_task(home)
         out = gated_export(home, issue_date=issue_date) | {"epi": epi}

@@ -5,6 +5,7 @@ rebuilt after a publication."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 
@@ -202,7 +203,7 @@ def test_the_demo_refuses_a_landing_holding_deliveries_it_did_not_generate(tmp_p
 
 
 def test_an_invalid_mdo_rules_table_is_refused_in_one_line_before_any_file_is_read(prefect_harness, tmp_path,
-                                                                                  monkeypatch):
+                                                                                  monkeypatch, caplog):
     """QA regr2 F7: BIOLAKE_MDO_RULES with a rule in the wrong unit (or specimen=sterile) was refused
     only by the publish task, after the files were ingested: exit 1 and 40 KB of tracebacks. The CLI
     preflight and the scheduled flow now check it first: one line naming the file and line, exit 2,
@@ -242,6 +243,17 @@ def test_an_invalid_mdo_rules_table_is_refused_in_one_line_before_any_file_is_re
     with pytest.raises(MdoRulesError, match=f"rules_unit.csv:{lead + 1}: unit ug/L"):
         pipeline(home=str(tmp_path))
     assert not (tmp_path / "warehouse" / "raw").exists() and not (tmp_path / "biolake.duckdb").exists()
+    # ... and ends Failed with the one line as its message, no traceback in its logs (the Prefect UI)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        state = pipeline(home=str(tmp_path), return_state=True)
+    assert state.is_failed() and state.message.startswith("invalid MDO rules: ") and "\n" not in state.message
+    assert f"rules_unit.csv:{lead + 1}: unit ug/L" in state.message
+    assert "Traceback" not in caplog.text and "Encountered exception" not in caplog.text, caplog.text
+    from flows.scheduled import publication_flow  # the daily publication's deployment, likewise
+
+    state = publication_flow(home=str(tmp_path), return_state=True)
+    assert state.is_failed() and state.message.startswith("invalid MDO rules: ") and "\n" not in state.message
 
 
 def test_expected_failures_are_one_line_errors_not_tracebacks(tmp_path):
