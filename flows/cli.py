@@ -322,8 +322,10 @@ def print_summary(s: dict, wall: float | None = None) -> None:
         console.print(f"{s['files_parsed_earlier']:,} loaded file(s) were read by an earlier version of the parsers: "
                       "`biolake reprocess` reads them again with this one (docs/operations.md)", soft_wrap=True)
     if s.get("files_recoded"):
-        console.print(f"{s['files_recoded']:,} earlier file(s) re-coded: the mappings or qualitative words changed "
-                      "(or the coding after an upgrade); their results and the marts follow", soft_wrap=True)
+        why = {"reprocess": "as biolake reprocess asked", "upgrade": "the coding changed with an upgrade"}.get(
+            s.get("recoded_because"), "the mappings or qualitative words changed")
+        console.print(f"{s['files_recoded']:,} earlier file(s) re-coded: {why}; their results and the marts follow",
+                      soft_wrap=True)
     from transforms.parsers.detect import FORMAT_NAMES
 
     by_format: dict[str, list[int]] = {}

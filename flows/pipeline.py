@@ -256,7 +256,10 @@ def ingest_flow(home: str = "data") -> dict:
             continue
         process.record_skipped(ctx, t)
         totals["files_duplicate"] += 1
-    recode_all = steps.mappings_changed(ctx, fingerprint)
+    new_mappings = steps.mappings_changed(ctx, fingerprint)
+    requested = steps.recode_requested(ctx)  # biolake reprocess: every file, the mappings unchanged
+    recode_all = new_mappings or requested is not None
+    because = None  # why earlier files were re-coded: "mappings", "reprocess" or "upgrade"
     recoded = list(changed)  # the files processed now were coded from their new staging rows
     if recode_all or migrated:
         # a mapping (or the coding format) changed since earlier files were coded: re-code them
@@ -272,7 +275,8 @@ def ingest_flow(home: str = "data") -> dict:
             changed += redo
         if redo:
             totals["files_recoded"] = len(redo)
-            if recode_all:  # QA: a mapping import rewrote history and SI-DEP counts without a trace
+            because = ("mappings" if new_mappings else requested) if recode_all else "upgrade"
+            if new_mappings:  # QA: a mapping import rewrote history and SI-DEP counts without a trace
                 privacy.audit(ctx, "mappings_changed", "mappings", details={
                     "files_recoded": len(redo), "fingerprint": fingerprint[:16]})
         steps.save_mappings_fingerprint(ctx, fingerprint)
@@ -283,7 +287,7 @@ def ingest_flow(home: str = "data") -> dict:
         changed += owed
     steps.save_owed(ctx, changed)
     steps.recoded(ctx, recoded)  # migrated files re-coded, their publication recorded just above
-    return {"changed": changed, "totals": dict(totals), "reasons": dict(reasons),
+    return {"changed": changed, "totals": dict(totals), "recoded_because": because, "reasons": dict(reasons),
             "file_reasons": dict(file_reasons), "files": files,
             "files_seen": len(tickets), "stage_seconds": ctx.stage_seconds}
 
@@ -387,6 +391,7 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
         **{k: totals.get(k, 0) for k in ("files_new", "files_duplicate", "files_failed", "files_recoded",
                                          "files_reprocessed", "rows_in",
                                          "rows_valid", "rows_quarantined")},
+        "recoded_because": ing.get("recoded_because"),
         # loaded by an earlier parser: `biolake reprocess` gives them this version's reading
         "files_parsed_earlier": len(steps.parsed_earlier(ctx)),
         "quarantine_reasons": dict(sorted(ing["reasons"].items())),

@@ -379,7 +379,7 @@ def mark_reprocess(ctx: Context, labs: list[str] | None = None) -> dict[str, lis
     """Ask the next run to read again the loaded files still in the landing area with the content
     they were loaded with (of ``labs`` when given): each is parsed, validated and coded again by the
     current code, keeping its file id and its place in the delivery order, and every file is then
-    re-coded and republished (``mappings_fingerprint`` forgotten), so that the versions of every
+    re-coded and republished (state ``recode_all``: "reprocess"), so that the versions of every
     result are settled again. Returns {"marked": paths, "missing": paths no longer there as loaded,
     "purged": paths of files whose identities were purged}.
 
@@ -404,7 +404,7 @@ def mark_reprocess(ctx: Context, labs: list[str] | None = None) -> dict[str, lis
             same = False
         (marked if same else missing).append((log_id, rel))
     ids = sorted(set(_state(ctx).get("reprocess", [])) | {i for i, _ in marked})
-    _save_state(ctx, reprocess=ids, mappings_fingerprint=None)
+    _save_state(ctx, reprocess=ids, recode_all="reprocess")
     return {"marked": [r for _, r in marked], "missing": [r for _, r in missing],
             "purged": [r for _, r in purged]}
 
@@ -1033,6 +1033,11 @@ def mappings_changed(ctx: Context, fingerprint: str) -> bool:
     return _state(ctx).get("mappings_fingerprint") != fingerprint
 
 
+def recode_requested(ctx: Context) -> str | None:
+    """Why every file must be re-coded although the mappings did not change ("reprocess"), or None."""
+    return _state(ctx).get("recode_all")
+
+
 def _save_state(ctx: Context, **values) -> None:
     state = _state(ctx) | values
     p = _state_path(ctx)
@@ -1043,7 +1048,8 @@ def _save_state(ctx: Context, **values) -> None:
 
 
 def save_mappings_fingerprint(ctx: Context, fingerprint: str) -> None:
-    _save_state(ctx, mappings_fingerprint=fingerprint)
+    """The mappings every file is now coded with; a requested re-coding of every file is done."""
+    _save_state(ctx, mappings_fingerprint=fingerprint, recode_all=None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ the current parser gives. Embedded Prefect (test harness), temporary homes only.
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -215,8 +216,6 @@ def test_cli_reprocess(homes):
 
 
 def test_a_run_names_the_files_an_earlier_parser_read(homes):
-    import json
-
     old, _ = homes
     ctx = steps.Context.create(Settings(home=old), "t")
     assert steps.parsed_earlier(ctx) == []
@@ -229,3 +228,20 @@ def test_a_run_names_the_files_an_earlier_parser_read(homes):
     steps.mark_reprocess(ctx, [LAB])
     summary = run(old)
     assert summary["files_reprocessed"] == 3 and summary["files_parsed_earlier"] == 0
+
+
+def test_reprocess_of_one_lab_re_codes_the_others_without_claiming_a_mapping_change(clean_run, tmp_path):
+    """QA ops F5: the re-coding of every other file is reprocess's own; it was printed, and audited
+    as ``mappings_changed``, as if an operator had changed the mappings."""
+    from flows.cli import app
+
+    home = copy_home(clean_run[0], tmp_path / "home")
+    state = home / "warehouse" / "state.json"
+    before = json.loads(state.read_text())["mappings_fingerprint"]
+    res = CliRunner().invoke(app, ["reprocess", "--home", str(home), "--lab", LAB])
+    assert res.exit_code == 0, res.output
+    assert "re-coded: as biolake reprocess asked" in res.output and "mappings or qualitative" not in res.output
+    events = query(home, "SELECT kind FROM quality.audit_events")["kind"].to_list()
+    assert "reprocess_requested" in events and "mappings_changed" not in events
+    after = json.loads(state.read_text())
+    assert after["mappings_fingerprint"] == before and after.get("recode_all") is None
