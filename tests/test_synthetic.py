@@ -661,6 +661,30 @@ def test_episode_rule_hand_checked():
     }
 
 
+def test_a_person_day_takes_what_its_counted_result_lacks_from_the_same_day():
+    """The truth follows the pipeline's rule (QA ops F3: the demo's truth disagreed with its marts on
+    three age classes): the counted result's own sex, age and postal code, else the first of the
+    person's other results that day giving one."""
+    d0 = date(2026, 9, 1)
+    postal = pl.DataFrame({"postal_code": ["75001", "13001"], "dep_code": ["75", "13"]})
+
+    def ev(nir, cls, sex, birth, pc):
+        return {"nir": nir, "jour": d0, "result_class": cls, "sex": sex, "birth_date": birth, "postal_code": pc}
+
+    events = pl.DataFrame([
+        ev("H", "POS", None, None, None), ev("H", "NEG", "M", date(1990, 1, 1), "13001"),  # all from the NEG
+        ev("I", "POS", "F", date(1980, 6, 15), "75001"), ev("I", "NEG", "M", date(1990, 1, 1), "13001"),  # own
+        ev("J", "NEG", None, None, "75001"), ev("J", "NEG", "F", date(1990, 1, 1), "13001"),  # own postal code
+    ], schema_overrides={"sex": pl.Utf8, "birth_date": pl.Date, "postal_code": pl.Utf8})
+    out = sidep_daily(events, postal, ["13", "75"])
+    nz = {(r[1], r[2]): r[3:] for r in out.filter(pl.col("T") > 0).iter_rows()}
+    assert nz == {  # P_f, P_h, P, T_f, T_h, T
+        ("13", 0): (0, 1, 1, 0, 1, 1), ("13", 39): (0, 1, 1, 0, 1, 1),  # H: male, 36, in 13
+        ("75", 0): (1, 0, 1, 2, 0, 2), ("75", 49): (1, 0, 1, 1, 0, 1),  # I: female, 46, in 75
+        ("75", 39): (0, 0, 0, 1, 0, 1),  # J: female, 36, in 75
+    }
+
+
 def test_seeds_only_no_shared_reference_at_run_time():
     src = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "transforms/synthetic").glob("*.py")
                   if p.name != "build_seeds.py")

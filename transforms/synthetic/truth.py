@@ -34,15 +34,16 @@ def counted_person_days(events: pl.DataFrame) -> pl.DataFrame:
     ev = events.filter(pl.col("result_class").is_in(["POS", "NEG"]))
     # the person-day's attributes come from its first result of the winning class (positive first,
     # then the earliest collection, then the order of the rows), as the pipeline takes them
-    # (transforms/epi/sidep.py): one result may have a birth date that gives no age, another not
+    # (transforms/epi/sidep.py); a sex, birth date or postal code that result lacks comes from the
+    # first of the person's other results of that day that gives one (QA regr2 F9, QA numbers F1/F2)
     by = ["nir", "jour", "_pos"] + (["coll"] if "coll" in ev.columns else [])
     ev = (ev.with_columns((pl.col("result_class") == "POS").alias("_pos"))
           .sort(by, descending=[False, False, True] + [False] * (len(by) - 3), maintain_order=True).drop("_pos"))
     pday = ev.group_by("nir", "jour", maintain_order=True).agg(
         (pl.col("result_class") == "POS").any().alias("is_pos"),
-        pl.col("sex").first(),
-        pl.col("birth_date").first(),
-        pl.col("postal_code").first(),
+        pl.col("sex").drop_nulls().first(),
+        pl.col("birth_date").drop_nulls().first(),
+        pl.col("postal_code").drop_nulls().first(),
     )
     pos = pday.filter("is_pos").select("nir", "jour").sort("nir", "jour")
     nirs = pos["nir"].to_numpy()
