@@ -24,12 +24,14 @@ import polars as pl
 from transforms.canonical import conform
 from transforms.parsers.base import (
     PARTIAL_BIRTH_CSV,
+    CONTROL_CHARS,
     REJECT_SCHEMA,
     Chunk,
     FileFormatError,
     birth_date_issue,
     comparator_of,
     comparator_pattern,
+    control_byte,
     holds_utf8_sequences,
 )
 
@@ -67,12 +69,6 @@ SEX_CODES = {"F": "F", "M": "M", "H": "M", "1": "M", "2": "F"}
 UNKNOWN_SEX = ("U", "I", "O", "A", "N", "0", "9")
 # what ``_chunk`` makes of a line, checked in this order (CONTROL and CUT come after TOO_LONG)
 TOO_LONG, HEADER, DUPLICATE, QUOTED, BAD_COUNT, PLAIN, CONTROL, CUT = range(8)
-# control characters no lab writes in a value (tab, and the CR and LF that end lines, aside): a NUL
-# or another C0 byte inside a name would change the person's linkage key (QA ops F4), so a line
-# holding one is rejected, naming the character and its field, never the value
-CONTROL_CHARS = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
-_CONTROL = re.compile(CONTROL_CHARS)
-_CONTROL_NAMES = {0: "NUL", 0x1b: "ESC", 0x7f: "DEL"}
 # the file's last line when no line break ends it: the delivery may have been cut inside it, in
 # any field (QA ops F1: '0,88' cut to '0,' loaded as 0, a correction's 'C' cut off read as 'F')
 CUT_DETAIL = "truncated delivery: the file ends in this line, without a line break"
@@ -232,13 +228,12 @@ def control_problem(raw: str, columns: list[str]) -> str | None:
     """``NUL byte (0x00) in field NOM: the line is not read (...)`` when ``raw`` holds a control
     character (:data:`CONTROL_CHARS`), naming its field by the ``;`` before it (quotes not weighed:
     a hint), never the value; None when it holds none."""
-    m = _CONTROL.search(raw)
-    if m is None:
+    found = control_byte(raw)
+    if found is None:
         return None
-    code = ord(m.group())
-    i = raw.count(";", 0, m.start())
+    at, what = found
+    i = raw.count(";", 0, at)
     where = f" in field {CANONICAL_TO_HEADER.get(columns[i], columns[i])}" if i < len(columns) else ""
-    what = f"{_CONTROL_NAMES[code]} byte (0x{code:02x})" if code in _CONTROL_NAMES else f"control byte 0x{code:02x}"
     return f"{what}{where}: the line is not read (a stray byte, or a damaged file?)"
 
 

@@ -67,7 +67,7 @@ def _looks_binary(head: bytes) -> bool:
     :data:`BINARY_MIN_CONTROLS` control bytes (NUL and the other C0 controls no text format uses)
     making more than 1 % of them. One stray NUL in a lab's export is not that (QA ops F4: it refused
     the whole file within the first 64 KiB, and loaded its line further down): the parsers reject
-    the line (CSV) that holds it, and the rest of the file loads."""
+    the line (CSV), message (HL7) or record (HPRIM) that holds it, and the rest of the file loads."""
     controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
     return controls >= BINARY_MIN_CONTROLS and controls > BINARY_SHARE * len(head)
 
