@@ -33,7 +33,7 @@ from warehouse.store import KeptFrames, Warehouse
 from warehouse.views import build_views, sql_literal
 
 HASH_BLOCK = 8 * 1024 * 1024
-PARSER_VERSION = "5"  # bump when a parser's output changes: earlier ingests are then not reused
+PARSER_VERSION = "6"  # bump when a parser's output changes: earlier ingests are then not reused
 # "3": HPRIM H|^~\& read in HL7's order, unknown record types and cut deliveries are rejects; HL7 MSH-2
 # ~^\& read as ^~\& when MSH-9 says so, MLLP bytes glued to a segment dropped, batch counts checked;
 # a test INS OID anywhere in the patient's identity refuses it; a value without its type typed NM/SN.
@@ -46,6 +46,10 @@ PARSER_VERSION = "5"  # bump when a parser's output changes: earlier ingests are
 # line breaks makes one record up to 100 lines (it was 5), a longer one is one reject naming the
 # cause, a record is compared whole for duplicates (QA regr2 F6); the header repeated in another
 # spelling is one 'repeated header line' reject, a row of quoted empty fields is skipped (F8)
+# "6": CSV: a last line without a line break is a truncated-delivery reject whatever its field count
+# (QA ops F1); a NUL or other control byte rejects its CSV line, HL7 message or HPRIM record, and a
+# file is binary only when control bytes exceed 1 % of its first 64 KiB (F4); CDA: XML errors name
+# the file's line, a file ending inside a tag is 'document truncated' (F2)
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was

@@ -154,10 +154,79 @@ def test_a_last_line_cut_without_a_line_break_says_the_delivery_was_truncated(tm
     # ended by a line break: a short line like any other
     _, rejects, _ = parse_all(write(tmp_path, lines, name="ended.csv"))
     assert rejects["detail"].to_list() == ["3 fields, expected 17", f"{nf} fields, expected 17"]
-    # a complete last line without a line break is read
-    p.write_bytes(f"{HEADER}\n{line()}".encode("utf-8"))
-    rows, rejects, _ = parse_all(p)
-    assert rows.height == 1 and rejects.is_empty()
+    # a last line of the full field count without a line break is not read either (QA ops F1: its
+    # last field may be cut): see test_a_last_line_without_a_line_break_is_never_read
+
+
+def test_a_last_line_without_a_line_break_is_never_read(tmp_path):
+    """QA ops F1: a cut inside the last field left the field count whole: '0,88' cut to '0,' loaded
+    as the valid number 0, a correction's final 'C' cut off loaded as a final result F. The file's
+    last line, when no line break ends it, is quarantined as a truncated delivery whatever its
+    field count; the lines before it load, and a line break (LF, CRLF, or the CR of a CRLF cut
+    before its LF) after it makes it an ordinary line."""
+    value_last = HEADER.replace(";RESULTAT", "") + ";RESULTAT"
+
+    def reorder(text: str) -> str:
+        f = text.split(";")
+        return ";".join(f[:13] + f[14:] + [f[13]])
+
+    cases = {
+        "value.csv": f"{value_last}\n{reorder(line())}\n{reorder(line(N_DEMANDE='D2', RESULTAT='0,88'))[:-2]}",
+        "status.csv": f"{HEADER}\n{line()}\n{line(N_DEMANDE='D2', STATUT='C')[:-1]}",
+        "whole.csv": f"{HEADER}\n{line()}\n{line(N_DEMANDE='D2')}",
+    }
+    for name, text in cases.items():
+        rows, rejects, seen = parse_all(_raw(tmp_path, name, text))
+        assert (seen, rows.height) == (2, 1), name
+        assert rows["request_id"].to_list() == ["D1"]
+        assert rejects.select("line_no", "reason_code").rows() == [(3, "MALFORMED_LINE")]
+        assert rejects["detail"][0] == ("truncated delivery: the file ends in this line, without a line break: its "
+                                        "last field may have been cut (during transfer?), the line is not read")
+    for end in ("\n", "\r\n", "\r"):
+        rows, rejects, _ = parse_all(_raw(tmp_path, "ended.csv", cases["whole.csv"] + end))
+        assert rows.height == 2 and rejects.is_empty(), repr(end)
+
+
+def _raw(tmp_path, name: str, text: str):
+    p = tmp_path / name
+    p.write_bytes(text.encode("utf-8"))
+    return p
+
+
+def test_a_quoted_record_the_file_ends_in_is_not_read(tmp_path):
+    """QA ops F1: a record whose quoted field holds a line break, ending the file without a line
+    break, is not read: its first line is rejected (its quote is not closed on it) and its last
+    line as a truncated delivery."""
+    text = f"{HEADER}\n{line()}\n{line(N_DEMANDE='D2', LIBELLE_ANALYSE=chr(34) + 'Gly' + chr(10) + 'cémie' + chr(34))}"
+    rows, rejects, _ = parse_all(_raw(tmp_path, "rec.csv", text[:-1]))
+    assert rows["request_id"].to_list() == ["D1"]
+    assert rejects.select("line_no", "reason_code").rows() == [(3, "MALFORMED_LINE"), (4, "MALFORMED_LINE")]
+    assert rejects["detail"][1].startswith("truncated delivery: the file ends in this line, without a line break")
+    rows, rejects, _ = parse_all(_raw(tmp_path, "rec.csv", text + "\n"))
+    assert rows.height == 2 and rejects.is_empty()
+
+
+@pytest.mark.parametrize("where", ["early", "late"])
+def test_a_control_byte_rejects_its_line_only(tmp_path, where):
+    """QA ops F4: a stray NUL in the first 64 KiB refused the whole file as binary; further down its
+    line loaded as valid with the NUL inside the family name (another linkage key). Wherever it is,
+    the line holding a NUL (or another control byte) is rejected naming the byte and its field,
+    never the value; the rest of the file loads."""
+    from transforms.parsers.detect import detect_format
+
+    n = 30 if where == "early" else 700  # 700 lines of ~200 bytes: past the 64 KiB detection reads
+    lines = [HEADER] + [line(N_DEMANDE=f"D{i}") for i in range(1, n + 1)]
+    lines[n - 3] = lines[n - 3].replace("Dupont", "Du\x00pont")
+    lines[n - 1] = lines[n - 1].replace("Marie", "Ma\x1bria")
+    p = _raw(tmp_path, f"{where}.csv", "\n".join(lines) + "\n")
+    assert detect_format(p) == "csv"
+    rows, rejects, seen = parse_all(p)
+    assert (seen, rows.height) == (n, n - 2)
+    assert not rows["family_name"].str.contains("\x00").any()
+    assert rejects.select("line_no", "reason_code", "detail").rows() == [
+        (n - 2, "MALFORMED_LINE", "NUL byte (0x00) in field NOM: the line is not read (a stray byte, or a damaged file?)"),
+        (n, "MALFORMED_LINE", "ESC byte (0x1b) in field PRENOM: the line is not read (a stray byte, or a damaged file?)"),
+    ]
 
 
 def test_rejects_a_lab_can_be_told_about(tmp_path):
@@ -301,7 +370,7 @@ def test_cr_only_line_ends_are_read_as_lines(tmp_path):
         assert rows["request_id"].to_list() == ["R1", "R2", "R3"] and rejects.is_empty(), block
         assert rows["line_no"].to_list() == [2, 3, 5], block
     crlf = tmp_path / "crlf.csv"  # a CRLF cut by a block boundary stays one line end
-    crlf.write_bytes("\r\n".join(lines).encode("utf-8"))
+    crlf.write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))  # ended (see the test of cut last lines)
     for block in (len(HEADER.encode()) + 1, 64, 1 << 20):
         rows, _, _ = parse_all(crlf, block_bytes=block)
         assert rows["line_no"].to_list() == [2, 3, 5], block

@@ -257,3 +257,28 @@ def test_administrative_gender_without_code_is_an_unknown_sex(tmp_path):
     text = doc(1).replace("</name></patient>", '</name><administrativeGenderCode nullFlavor="UNK"/></patient>')
     rows, rejects, _ = parse_all(write(tmp_path, text))
     assert rejects.height == 0 and rows["sex"].to_list() == [None]
+
+
+def test_a_broken_later_document_names_the_file_line(tmp_path):
+    """QA ops F2: expat counts lines from the document's start; the detail gives the file's line."""
+    broken = '<?xml version="1.0"?>\n<ClinicalDocument xmlns="urn:hl7-org:v3">\n<id root="x">\n<oops></ClinicalDocument>\n'
+    text = doc(1) + doc(2) + broken + doc(3)
+    _, rejects, _ = parse_all(write(tmp_path, text))
+    start = (doc(1) + doc(2)).count("\n") + 1
+    assert rejects["line_no"].to_list() == [start]
+    # the mismatched tag is on the broken document's 4th line
+    assert f"mismatched tag: line {start + 3}," in rejects["detail"][0]
+
+
+def test_a_document_cut_inside_a_tag_or_between_tags_is_truncated_at_the_files_last_line(tmp_path):
+    """QA ops F2: a cut inside a tag said 'XML not well-formed (unclosed token...)', with a line
+    counted from the document's start; both cuts say 'document truncated' and the file's line."""
+    full = doc(1) + doc(2)
+    inside = full[: full.rindex("<observation") + len("<observ")]
+    between = full[: full.rindex("<observation")]
+    for text in (inside, between, between + "\n"):
+        rows, rejects, units = parse_all(write(tmp_path, text))
+        assert (rows.height, units) == (1, 2)
+        last = text.count("\n") + (0 if text.endswith("\n") else 1)
+        assert rejects["line_no"].to_list() == [doc(1).count("\n") + 1]
+        assert rejects["detail"][0].startswith(f"document truncated: the file ends at line {last} before")

@@ -198,3 +198,16 @@ def test_an_h_record_with_fewer_than_three_delimiters_goes_to_the_hprim_parser(t
     for data in (b"H|Name|Value\n", b"H|~^ |x\n", b"Hello|world\n"):
         with pytest.raises(FileFormatError, match="neither"):
             detect_format(put(tmp_path, data, "g"))
+
+
+def test_one_stray_nul_is_no_binary_file_but_many_are(tmp_path):
+    """QA ops F4: one NUL in the first 64 KiB refused a 999-line CSV as binary (the parser now
+    rejects its line); control bytes making more than 1 % of the head still refuse the file."""
+    from tests.helpers import HEADER, line
+
+    p = tmp_path / "x.csv"
+    p.write_bytes(("\n".join([HEADER, line().replace("Dupont", "Du\x00pont"), line(N_DEMANDE="D2")]) + "\n").encode())
+    assert detect_format(p) == "csv"
+    p.write_bytes((HEADER + "\n").encode() + b"\x00\x01" * 200)
+    with pytest.raises(FileFormatError, match="binary content"):
+        detect_format(p)

@@ -781,3 +781,14 @@ def test_mllp_frames_separated_by_a_lone_lf(tmp_path):
     rows, rejects, units = parse_all(write(tmp_path, text))
     assert (units, rejects.height, rows["message_id"].to_list()) == (2, 0, ["1", "1", "2", "2"])
     assert rows["value_raw"][2] == "Détecté\n  (charge virale élevée)"
+
+
+def test_a_control_byte_refuses_its_message(tmp_path):
+    """QA ops F4: a NUL in PID-5 was read into the family name (another linkage key)."""
+    p = tmp_path / "nul.hl7"
+    p.write_bytes(BATCH.read_bytes().replace(b"DUPUIS", b"DUP\x00UIS", 1))
+    rows, rejects, _ = parse_all(p)
+    assert not rows["family_name"].str.contains("\x00").any()
+    first = rejects.sort("line_no").row(0, named=True)
+    assert (first["line_no"], first["reason_code"]) == (3, "MALFORMED_MESSAGE")
+    assert first["detail"].startswith("NUL byte (0x00) in PID at line 4: the message is not read")

@@ -291,3 +291,19 @@ def test_records_after_an_l_need_another_l(tmp_path):
     assert parse_all(write(tmp_path, "\r\n".join(closed) + "\r\n"))[1].height == 0
     rows, rejects, _ = parse_all(write(tmp_path, "\r\n".join(closed + TRUNCATED[1:4]) + "\r\n"))
     assert rows.height == 2 and rejects["line_no"].to_list() == [1]
+
+
+def test_a_control_byte_refuses_its_record_and_those_under_it(tmp_path):
+    """QA ops F4: a NUL in a P record's name or an OBX's value was read into the row."""
+    data = SAMPLE.read_bytes()
+    p = tmp_path / "p.hpr"
+    p.write_bytes(data.replace(b"13,2", b"13\x00,2", 1))
+    rows, rejects, _ = parse_all(p)
+    assert not rows["value_raw"].str.contains("\x00").any()
+    assert rejects.filter(pl.col("line_no") == 4)["detail"].to_list() == [
+        "NUL byte (0x00) in the OBX record at line 4: the record is not read (a stray byte, or a damaged file?)"]
+    p.write_bytes(data.replace(b"DUPUIS", b"DUP\x00UIS", 1))
+    rows, rejects, _ = parse_all(p)
+    assert rows.height == 0
+    assert rejects["detail"][0].startswith("NUL byte (0x00) in the P record at line 2: the record is not read")
+    assert rejects["detail"][1] == "OBR record under the P record at line 2, not read (a control byte)"

@@ -92,3 +92,21 @@ def comparator_of(group: pl.Expr) -> pl.Expr:
     """The comparator group of :func:`comparator_pattern` as one of
     :data:`~transforms.canonical.COMPARATORS`."""
     return group.replace(_COMPARATOR_SIGNS)
+
+
+# control characters no lab writes in a value (tab, and the CR and LF that end lines, aside): a NUL
+# or another C0 byte inside a name would change the person's linkage key (QA ops F4), so the line
+# (CSV) or unit (HL7 message, HPRIM record) holding one is rejected, naming the byte, never the value
+CONTROL_CHARS = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]"
+_CONTROL = re.compile(CONTROL_CHARS)
+_CONTROL_NAMES = {0: "NUL", 0x1b: "ESC", 0x7f: "DEL"}
+
+
+def control_byte(text: str) -> tuple[int, str] | None:
+    """(index, ``NUL byte (0x00)``) of the first control character of ``text``, or None."""
+    m = _CONTROL.search(text)
+    if m is None:
+        return None
+    code = ord(m.group())
+    return m.start(), (f"{_CONTROL_NAMES[code]} byte (0x{code:02x})" if code in _CONTROL_NAMES
+                       else f"control byte 0x{code:02x}")

@@ -105,6 +105,7 @@ class _Document:
 
     def __init__(self, start_line: int):
         self.start_line = start_line
+        self.end_line = start_line  # the file's last line, once the file ends inside the document
         self.fed = 0
         self.prefix = bytearray()
         self.buffer: bytearray | None = bytearray()
@@ -160,7 +161,11 @@ class _Document:
             invalid = e.code == expat.errors.codes[expat.errors.XML_ERROR_INVALID_TOKEN]
             if invalid and self.encoding != "ISO-8859-1" and self.buffer is not None:
                 return self._reread("ISO-8859-1", data, base, final)
-            return "error", max(parser.ErrorByteIndex - base, 0) + 1, "MALFORMED_MESSAGE", _describe(e)
+            if final and not data:
+                # the file ended inside the document: whether between tags ("no element found") or
+                # inside one ("unclosed token"), the delivery was cut there (QA ops F2)
+                return "more", len(data), "", ""
+            return "error", max(parser.ErrorByteIndex - base, 0) + 1, "MALFORMED_MESSAGE", _describe(e, self.start_line)
         return "more", len(data), "", ""
 
     def _done(self, data: bytes, base: int) -> tuple[str, int, str, str]:
@@ -187,9 +192,13 @@ class _Document:
         return DocumentResult(self.start_line, doc_id, rows, oid, patient_test_oid(root, oid), raw=bytes(self.prefix))
 
 
-def _describe(e: Exception) -> str:
-    msg = str(e)
-    return f"XML not well-formed ({msg})" if msg else "XML not well-formed"
+def _describe(e: expat.ExpatError, start_line: int) -> str:
+    """``XML not well-formed (<expat's reason>: line N, column C)`` with N the line of the file
+    (expat counts from the start of the document, which may be the file's third: QA ops F2)."""
+    why = expat.ErrorString(e.code) if e.code else ""
+    if not why:
+        return "XML not well-formed"
+    return f"XML not well-formed ({why}: line {start_line + e.lineno - 1}, column {e.offset})"
 
 
 def iter_documents(fh: BinaryIO, block_size: int = BLOCK_SIZE) -> Iterator[DocumentResult]:
@@ -200,11 +209,14 @@ def iter_documents(fh: BinaryIO, block_size: int = BLOCK_SIZE) -> Iterator[Docum
     skipping = False
     eof = False
     first = True
+    ended_line = False  # the last byte read ends a line
     while True:
         if not pending:
             if eof:
                 break
             pending = fh.read(block_size)
+            if pending:
+                ended_line = pending.endswith((b"\n", b"\r"))
             if first:
                 first = False
                 if pending.startswith(b"\xef\xbb\xbf"):
@@ -212,6 +224,7 @@ def iter_documents(fh: BinaryIO, block_size: int = BLOCK_SIZE) -> Iterator[Docum
             if not pending:
                 eof = True
                 if doc is not None:
+                    doc.end_line = line - 1 if ended_line else line  # the file's last line
                     state, _, reason, detail = doc.feed(b"", final=True)
                     yield _closing(doc, state, reason, detail)
                     doc = None
@@ -254,8 +267,9 @@ def _closing(doc: _Document, state: str, reason: str, detail: str) -> DocumentRe
         return doc.result()
     if doc.builder.refused is not None:
         reason, detail = doc.builder.refused
-    elif state == "more":  # the stream ended inside the document
-        reason, detail = "MALFORMED_MESSAGE", "document truncated: the stream ends before </ClinicalDocument>"
+    elif state == "more":  # the stream ended inside the document (between tags or inside one)
+        reason, detail = "MALFORMED_MESSAGE", (f"document truncated: the file ends at line {doc.end_line} before "
+                                               "</ClinicalDocument> (cut during transfer?)")
     return DocumentResult(doc.start_line, reason=reason, detail=detail, raw=bytes(doc.prefix))
 
 

@@ -24,12 +24,14 @@ import polars as pl
 from transforms.canonical import conform
 from transforms.parsers.base import (
     PARTIAL_BIRTH_CSV,
+    CONTROL_CHARS,
     REJECT_SCHEMA,
     Chunk,
     FileFormatError,
     birth_date_issue,
     comparator_of,
     comparator_pattern,
+    control_byte,
     holds_utf8_sequences,
 )
 
@@ -65,8 +67,11 @@ SEX_CODES = {"F": "F", "M": "M", "H": "M", "1": "M", "2": "F"}
 # written unknowns (HL7 table 0001 U/O/A/N, French "indéterminé", 0 or 9 in numeric codings): an
 # unknown sex, a data-quality flag (SEX_UNKNOWN) and never a reason to drop the result
 UNKNOWN_SEX = ("U", "I", "O", "A", "N", "0", "9")
-# what ``_chunk`` makes of a line, checked in this order
-TOO_LONG, HEADER, DUPLICATE, QUOTED, BAD_COUNT, PLAIN = range(6)
+# what ``_chunk`` makes of a line, checked in this order (CONTROL and CUT come after TOO_LONG)
+TOO_LONG, HEADER, DUPLICATE, QUOTED, BAD_COUNT, PLAIN, CONTROL, CUT = range(8)
+# the file's last line when no line break ends it: the delivery may have been cut inside it, in
+# any field (QA ops F1: '0,88' cut to '0,' loaded as 0, a correction's 'C' cut off read as 'F')
+CUT_DETAIL = "truncated delivery: the file ends in this line, without a line break"
 
 
 def _cut(data: bytes, n: int) -> bytes:
@@ -219,6 +224,19 @@ def _quoted_rows(lines: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame,
     return df, bad
 
 
+def control_problem(raw: str, columns: list[str]) -> str | None:
+    """``NUL byte (0x00) in field NOM: the line is not read (...)`` when ``raw`` holds a control
+    character (:data:`CONTROL_CHARS`), naming its field by the ``;`` before it (quotes not weighed:
+    a hint), never the value; None when it holds none."""
+    found = control_byte(raw)
+    if found is None:
+        return None
+    at, what = found
+    i = raw.count(";", 0, at)
+    where = f" in field {CANONICAL_TO_HEADER.get(columns[i], columns[i])}" if i < len(columns) else ""
+    return f"{what}{where}: the line is not read (a stray byte, or a damaged file?)"
+
+
 def _field_name(columns: list[str], i: int | None) -> str:
     """`` (field RESULTAT)``: the header name of the ``i``-th field, or nothing past the header."""
     if i is None or i >= len(columns):
@@ -335,7 +353,12 @@ def _multiline_records(lines: pl.DataFrame, columns: list[str]
         done.update(nos[i:j])
         consumed.extend(nos[i:j])
         texts.append((start, text))
-        if len(span) > MAX_RECORD_LINES or len(text.encode()) > MAX_LINE_BYTES:
+        control = control_problem(text, columns)
+        # (a record never ends at the file's unended last line: _blocks yields that line alone)
+        if control is not None:
+            too_long.append((start, control.replace("the line is", f"the record of lines {start}-{nos[j - 1]} is"),
+                             text[:MAX_LINE_BYTES]))
+        elif len(span) > MAX_RECORD_LINES or len(text.encode()) > MAX_LINE_BYTES:
             too_long.append((start, f"quoted field spans {len(span)} lines (lines {start}-{nos[j - 1]}), more than "
                              f"the {MAX_RECORD_LINES} lines or {MAX_LINE_BYTES} bytes a record may hold: the record "
                              "is not read", text[:MAX_LINE_BYTES]))
@@ -579,7 +602,8 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
             columns = _header(block, state, path)
         ended = block.endswith(b"\n")  # only the file's last block may end without a line break
         frame, n_lines = _lines(series, ended, next_line, skip_header)
-        cut_line = None if ended else next_line + n_lines - 1
+        # a last line ended by a CR alone (a CRLF cut between its two bytes) holds its whole text
+        cut_line = None if ended or block.endswith(b"\r") else next_line + n_lines - 1
         if state.get("trailing_separator"):
             frame = frame.with_columns(pl.col("raw").str.strip_suffix(";"))
         next_line += n_lines
@@ -645,6 +669,8 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.DataFrame | None, fi
     if spelt:
         repeated = repeated | pl.col("line_no").is_in(spelt)
     kind = (pl.when(pl.col("raw").str.len_bytes() > MAX_LINE_BYTES).then(pl.lit(TOO_LONG))
+            .when(pl.col("raw").str.contains(CONTROL_CHARS)).then(pl.lit(CONTROL))
+            .when(pl.col("line_no") == (cut_line if cut_line is not None else -1)).then(pl.lit(CUT))
             .when(repeated).then(pl.lit(HEADER))
             .when(dup).then(pl.lit(DUPLICATE))
             .when(pl.col("raw").str.contains('"', literal=True)).then(pl.lit(QUOTED))
@@ -697,21 +723,26 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.DataFrame | None, fi
     rows = _to_canonical(fields, file_id, source)
 
     rej_frames = []
-    bad = lines.filter((pl.col("kind") == BAD_COUNT) | pl.col("line_no").is_in(list(bad_quoted)))
+    for no, raw in lines.filter(pl.col("kind") == CONTROL).select("line_no", "raw").iter_rows():
+        bad_quoted[no] = control_problem(raw, columns)
+    bad = lines.filter(pl.col("kind").is_in([BAD_COUNT, CUT]) | pl.col("line_no").is_in(list(bad_quoted)))
     if bad.height:
         count = pl.format("{} fields, expected {}", pl.col("nf"), pl.lit(n))
-        # the file's last line, ended by no line break and short of fields: the delivery was cut
-        # there (as the HL7, HPRIM and CDA parsers say of theirs)
-        cut = (pl.col("line_no") == cut_line) & (pl.col("nf") < n) if cut_line is not None else pl.lit(False)
+        # the file's last line, ended by no line break: the delivery may have been cut there, in
+        # any of its fields (as the HL7, HPRIM and CDA parsers say of theirs); short of fields, it
+        # surely was. Never read: a cut value ('0,88' -> '0,') or status ('C' -> '') would load as
+        # another, valid one (QA ops F1)
+        cut = (pl.when(pl.col("nf") < n)
+               .then(pl.format(f"{CUT_DETAIL} ({{}} fields, expected {{}})", pl.col("nf"), pl.lit(n)))
+               .otherwise(pl.lit(f"{CUT_DETAIL}: its last field may have been cut (during transfer?), the line "
+                                 "is not read")))
         quoted = pl.DataFrame({"line_no": list(bad_quoted), "quote_detail": list(bad_quoted.values())},
                               schema={"line_no": pl.Int64, "quote_detail": pl.Utf8})
         rej_frames.append(bad.join(quoted, on="line_no", how="left").select(
             pl.lit(file_id).alias("file_id"), "line_no", pl.lit("MALFORMED_LINE").alias("reason_code"),
             pl.lit(None, dtype=pl.Utf8).alias("column"),
-            pl.when(pl.col("kind") == BAD_COUNT).then(
-                pl.when(cut).then(pl.format("truncated delivery: the file ends in this line, without a line break "
-                                            "({} fields, expected {})", pl.col("nf"), pl.lit(n)))
-                .otherwise(count))
+            pl.when(pl.col("kind") == BAD_COUNT).then(count)
+            .when(pl.col("kind") == CUT).then(cut)
             .otherwise(pl.col("quote_detail")).alias("detail"),
             pl.col("raw").alias("raw_text"),
         ))

@@ -48,7 +48,7 @@ from pathlib import Path
 
 from transforms.identity import normalise_ins
 from transforms.parsers import cda
-from transforms.parsers.base import Chunk, FileFormatError, holds_utf8_sequences
+from transforms.parsers.base import Chunk, FileFormatError, control_byte, holds_utf8_sequences
 from transforms.parsers.er7 import (
     HL7_DEFAULT,
     HL7_SEX_UNKNOWN,
@@ -475,6 +475,21 @@ def not_read(segments: list) -> str:
     return f" ({n} result{'s' if n > 1 else ''} not read)" if n else ""
 
 
+def _control_check(segs: list[str], nos: list[int]) -> None:
+    """Refuse the message when a segment holds a NUL or another control byte (QA ops F4: it was read
+    into the patient's name, changing the linkage key): named by the byte, the segment (when it is
+    a known one: never input text) and the line."""
+    for i, seg in enumerate(segs):
+        found = control_byte(seg)
+        if found is not None:
+            name = seg[:3] if seg[:3] in _KNOWN_SEGMENTS else "a segment"
+            line = f" at line {nos[i]}" if i < len(nos) else ""
+            raise _Malformed(f"{found[1]} in {name}{line}: the message is not read (a stray byte, or a damaged file?)")
+
+
+_KNOWN_SEGMENTS = frozenset({"MSH", "PID", "PD1", "PV1", "PV2", "ORC", "OBR", "OBX", "NTE", "SPM", "TQ1", "CTI", "NK1"})
+
+
 def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink) -> None:
     """Decode (unless the lines are already text) and parse one message into ``sink``."""
     sink.units += 1
@@ -500,6 +515,7 @@ def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink
     try:
         if truncated:
             raise _Malformed("the message holds a segment or a size beyond the parser's limits")
+        _control_check(segs, nos)
         msg = _Message(segs[0], sink)
         if text is not None and SEP in text:
             msg.vectorise = False

@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from transforms.parsers.base import Chunk, FileFormatError
+from transforms.parsers.base import Chunk, FileFormatError, control_byte
 from transforms.parsers.er7 import (
     HPRIM_SEX_UNKNOWN,
     INS_OIDS,
@@ -96,6 +96,8 @@ class _State:
         self.closed = True
         self.last: tuple[str, int] | None = None
         self.obr_obx = 0
+        # the P or OBR record (type, line) refused for a control byte, whose records are not read
+        self.refused: tuple[str, int] | None = None
 
 
 def _close_section(st: _State, sink: ResultSink, where: str) -> None:
@@ -151,6 +153,14 @@ def _ranges(field: str, d: Delimiters) -> str | None:
     return None
 
 
+def _under_refused(st: _State, rtype: str, this: str = "OBX") -> str | None:
+    """``OBX record under the P record at line 3, not read (a control byte)`` when the record
+    ``rtype`` it belongs to was refused for a control byte; None otherwise."""
+    if st.refused is None or st.refused[0] != rtype:
+        return None
+    return f"{this} record under the {rtype} record at line {st.refused[1]}, not read (a control byte)"
+
+
 def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
     """Apply one logical record (continuations already joined)."""
     if text[:1] == "H" and len(text) > 1 and not text[1].isalnum():
@@ -183,11 +193,23 @@ def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
             st.obr_obx += 1
         elif rtype == "OBR":
             st.obr_obx = 0
+        found = control_byte(text)
+        if found is not None:  # QA ops F4: a NUL was read into the name, or the value
+            if rtype != "OBX":
+                st.obr, st.refused = None, (rtype, no)
+                if rtype == "P":
+                    st.patient = None
+            below = {"P": ", nor the OBR and OBX records under it", "OBR": ", nor the OBX records under it"}
+            sink.reject(no, "MALFORMED_MESSAGE", None, f"{found[1]} in the {rtype} record at line {no}: the record "
+                        f"is not read{below.get(rtype, '')} (a stray byte, or a damaged file?)", text)
+            return
+        if rtype == "P" or (rtype == "OBR" and st.patient is not None):
+            st.refused = None
     if rtype == "OBX":
         if st.patient is None:
-            sink.reject(no, "MALFORMED_MESSAGE", None, "OBX record before any P record", text)
+            sink.reject(no, "MALFORMED_MESSAGE", None, _under_refused(st, "P") or "OBX record before any P record", text)
         elif st.obr is None:
-            sink.reject(no, "MALFORMED_MESSAGE", None, "OBX record before any OBR record", text)
+            sink.reject(no, "MALFORMED_MESSAGE", None, _under_refused(st, "OBR") or "OBX record before any OBR record", text)
         elif st.test_oid:
             sink.reject(no, "TEST_IDENTITY", "ins_oid", f"INS OID {st.test_oid} marks a test identity", text)
         else:
@@ -204,7 +226,7 @@ def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
             )
     elif rtype == "OBR":
         if st.patient is None:
-            sink.reject(no, "MALFORMED_MESSAGE", None, "OBR record before any P record", text)
+            sink.reject(no, "MALFORMED_MESSAGE", None, _under_refused(st, "P", "OBR") or "OBR record before any P record", text)
             st.obr = None
             return
         st.obr = (
