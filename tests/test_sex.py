@@ -65,3 +65,32 @@ def test_an_unreadable_sex_and_birth_date_are_both_flagged(tmp_path, fmt):
     valid, q = validate_rows(_parsed(_file(tmp_path, fmt, "X", birth), fmt), now=NOW)
     assert q.is_empty()
     assert _staged(valid)["dq_flags"].to_list() == ["AGE_UNKNOWN;BIRTH_DATE_INVALID;SEX_UNKNOWN;SEX_INVALID"]
+
+
+def test_written_out_and_unreadable_sexes_count_in_p_and_t(tmp_path):
+    """QA F5, end to end: eight persons positive the same day in 75011, their sex written H, 1, 2,
+    Masculin, féminin, m, I and X. All eight count in P and T (P was 5: the three written-out or
+    unreadable ones were quarantined), four of them as men, two as women, two in neither."""
+    from flows.epi import publish_epi
+    from tests.epi_support import run_steps
+    from warehouse import catalog as cat
+    from warehouse import catalog_epi as ce
+
+    folder = tmp_path / "home" / "landing" / "labo_alpha"
+    folder.mkdir(parents=True)
+    sexes = ("H", "1", "2", "Masculin", "féminin", "m", "I", "X")
+    lines = [line(FINESS="690001235", N_DEMANDE=f"S{i}", NIR="", NOM="SEXE", PRENOM=f"Personne{chr(65 + i)}",
+                  DATE_NAISSANCE="01/01/1980", SEXE=sex, CODE_POSTAL="75011", DATE_PRELEVEMENT="06/10/2026 09:00",
+                  DATE_RECEPTION="06/10/2026 12:00", DATE_VALIDATION="06/10/2026 18:00", CODE_ANALYSE="COVPCR",
+                  LIBELLE_ANALYSE="PCR", RESULTAT="Positif", UNITE="", VALEURS_REFERENCE="", STATUT="F")
+             for i, sex in enumerate(sexes)]
+    (folder / "s.csv").write_text("\n".join([HEADER, *lines]) + "\n", encoding="utf-8")
+    ctx, refs = run_steps(tmp_path / "home")
+    assert ctx.wh.read(cat.QUARANTINE).is_empty()
+    flags = ctx.wh.read(cat.STG_RESULTS).sort("line_no")["dq_flags"].to_list()
+    assert flags == [None] * 6 + ["SEX_UNKNOWN", "SEX_UNKNOWN;SEX_INVALID"]
+    publish_epi(ctx, refs)
+    day = ctx.wh.read(ce.SIDEP_DEP_DAILY).filter((pl.col("dep") == "75") & (pl.col("cl_age90") == 0)
+                                                 & (pl.col("T") > 0))
+    assert day.select("P", "P_h", "P_f", "T").rows() == [(8, 4, 2, 8)]
+
