@@ -67,10 +67,13 @@ def _coverage_rows(summary: dict) -> list[dict]:
     for r in summary.get("mapping_coverage") or []:
         if isinstance(r, dict):
             rows.append(r)
-        else:  # (source, n_results, n_mapped, share) tuples of the flow's summary
+        else:  # (source, n_results, n_mapped, n_source_loinc, share) tuples of the flow's summary
+            # (source, n_results, n_mapped, share) in a summary written before n_source_loinc was
             vals = list(r)
+            share = vals[-1] if len(vals) > 3 else None
             rows.append({"source": vals[0], "n_results": vals[1], "n_mapped": vals[2],
-                         "coverage": round(float(vals[3]), 4) if len(vals) > 3 and vals[3] is not None else None})
+                         "n_source_loinc": vals[3] if len(vals) > 4 else None,
+                         "coverage": round(float(share), 4) if share is not None else None})
     return rows
 
 

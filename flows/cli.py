@@ -365,11 +365,15 @@ def print_summary(s: dict, wall: float | None = None) -> None:
         for f in warned:
             w.add_row(f["path"], f["warnings"])
         console.print(w)
+    # coverage = (mapped by the lab's mapping + sent as LOINC by the lab) / results (QA F4: a lab
+    # sending LOINC read "0 mapped ... 100.0%"); a summary written before the LOINC-sent count was
+    # published has 4 values per lab: that column is then empty
     m = Table(title="LOINC mapping coverage", show_edge=False)
-    for c in ("lab", "results", "mapped", "coverage"):
+    for c in ("lab", "results", "mapped", "LOINC sent", "coverage"):
         m.add_column(c, justify="right")
-    for src, n, k, cov in s["mapping_coverage"]:
-        m.add_row(src, f"{n:,}", f"{k:,}", f"{cov:.1%}")
+    for row in s["mapping_coverage"]:
+        src, n, k, *sent, cov = row
+        m.add_row(src, f"{n:,}", f"{k:,}", f"{sent[0]:,}" if sent else "", f"{cov:.1%}")
     console.print(m)
     console.print(f"unmapped local codes waiting in quality.unmapped_backlog: {s['unmapped_codes']}")
     hinted = s.get("unmapped_surveillance") or []

@@ -210,7 +210,8 @@ def publish_quality(ctx: Context) -> dict:
     return {"backlog_codes": backlog.height,
             "backlog_surveillance": hinted.select("source", "local_code", "local_label", "n_results",
                                                   "surveillance_loinc", "surveillance").rows(),
-            "coverage": cov.select("source", "n_results", "n_mapped", "share_coded").rows(),
+            # coded = mapped (the lab's mapping) + sent as LOINC (the source's own code): both shown
+            "coverage": cov.select("source", "n_results", "n_mapped", "n_source_loinc", "share_coded").rows(),
             "conversion": conv.rows(), "unrecognised_texts": unrecognised.height,
             "unrecognised_results": int(qual["n_unrecognised"].sum()),
             "quarantine_settled_new": settled}

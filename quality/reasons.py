@@ -24,7 +24,7 @@ REASONS: dict[str, str] = {
     "NIR_KEY": "the NIR/INS key does not match its number",
     "DATE_INVALID": "a date or time cannot be parsed or does not exist",
     "DATE_ORDER": "dates are impossible together (collection after validation, birth after collection, future)",
-    "SEX_INVALID": "sex is not F, M, empty or a code of the format for an unknown sex (HL7 U/O/A/N, CDA UN, HPRIM U/I)",
+    "SEX_INVALID": "the sex sent could not be read (not F, M, H, 1, 2, a word such as féminin/masculin, or a code for an unknown sex): since PARSER_VERSION 6 the result is kept with an unknown sex and this flag in dq_flags; a quarantine row only when the result is refused for another reason",
     "POSTAL_CODE_INVALID": "postal code is not 5 digits (in earlier runs only: it is now a data-quality flag on a kept result)",
     "LOINC_CHECK": "a LOINC code given by the source fails its check digit",
     "STATUS_INVALID": "result status is not one of F, C, X, D",

@@ -30,6 +30,7 @@ from pandera.backends.polars.register import register_polars_backends
 from quality.clock import latest_local_time
 from quality.reasons import check as reason
 from transforms.canonical import CANONICAL_SCHEMA, COMPARATORS
+from transforms.parsers.sex import SEX_INVALID, SEX_ISSUE
 from transforms.identity import nir_format_ok_expr, nir_key_ok_expr
 from transforms.terminology.loinc import loinc_valid_expr
 
@@ -60,7 +61,7 @@ CHECK_DETAILS = {
     "MISSING_VALUE:value_raw": "no value, and the status is neither X (not obtained) nor D (deleted)",
     "NIR_FORMAT:patient_nir": "not shaped like a NIR (15 characters)",
     "NIR_KEY:patient_nir": "the NIR's key does not match its number",
-    "SEX_INVALID:sex": "sex is neither F nor M",
+    "SEX_INVALID:sex": "sex is neither F, M nor null (the parsers read every sex into these)",
     "STATUS_INVALID:result_status": "status is not F, C, X or D",
     "VALUE_INVALID:value_num": "the number is not finite",
     "VALUE_INVALID:value_comparator": "a comparator that is not <, <=, > or >=, or without its bound",
@@ -369,6 +370,11 @@ def _raise_schema_error(df: pl.DataFrame) -> None:
 BIRTH_DATE_PARTIAL = "BIRTH_DATE_PARTIAL"
 BIRTH_DATE_INVALID = "BIRTH_DATE_INVALID"
 _BIRTH_ISSUE = r"DATE_INVALID:birth_date(?::partial)?"
+# A sex the parser could not read (``SEX_INVALID:sex``, transforms/parsers/sex.py: neither F, M nor
+# a code or word for an unknown sex; the parser made it null) does not cost the result either: it is
+# kept with an unknown sex (staging flags it SEX_UNKNOWN: counted in P and T, not in _f/_h), flagged
+# SEX_INVALID; a row quarantined for another reason lists it too ("value could not be read").
+_KEPT_ISSUES = rf"{_BIRTH_ISSUE}|{SEX_ISSUE}"
 PARTIAL_BIRTH_DETAIL = "partial birth date (the year, or the year and month, only)"
 UNREADABLE_DETAIL = "value could not be read"
 
@@ -381,9 +387,9 @@ def _birth_flag(issue: pl.Expr, implausible: pl.Expr) -> pl.Expr:
             .otherwise(pl.lit(None, dtype=pl.Utf8)))
 
 
-def _without_birth_issue(issues: pl.Expr) -> pl.Expr:
-    """``parse_issues`` without its birth-date entry (null when nothing else is left)."""
-    rest = issues.str.replace_all(_BIRTH_ISSUE, "").str.replace_all(";;+", ";").str.strip_chars(";")
+def _without_kept_issues(issues: pl.Expr) -> pl.Expr:
+    """``parse_issues`` without its birth-date and sex entries (null when nothing else is left)."""
+    rest = issues.str.replace_all(_KEPT_ISSUES, "").str.replace_all(";;+", ";").str.strip_chars(";")
     return pl.when(rest != "").then(rest)
 
 
@@ -411,7 +417,9 @@ def validate_rows(df: pl.DataFrame, now: datetime | None = None) -> tuple[pl.Dat
     is in the future. A birth date
     that gives no age (above) is no reason: the valid row has a null ``birth_date`` and, in
     ``parse_issues``, its flag (BIRTH_DATE_PARTIAL or BIRTH_DATE_INVALID), which staging adds to
-    ``dq_flags``; the other valid rows have a null ``parse_issues``.
+    ``dq_flags``. Nor is a sex the parser could not read: the valid row (its sex already null) has
+    SEX_INVALID in ``parse_issues`` (after the birth-date flag, ``;``-joined). The other valid rows
+    have a null ``parse_issues``.
     """
     df = df.select(list(CANONICAL_SCHEMA))
     if not _schema_accepted(df):
@@ -428,23 +436,25 @@ def validate_rows(df: pl.DataFrame, now: datetime | None = None) -> tuple[pl.Dat
     # quicker one on a file's rows. The birth-date checks are judged first; a birth date that fails
     # one (or that the parser could not read) is unknown for the other checks.
     birth_issue = pl.col("parse_issues").str.extract(f"({_BIRTH_ISSUE})", 1)
+    sex_issue = pl.when(pl.col("parse_issues").str.contains(SEX_ISSUE, literal=True)).then(pl.lit(SEX_ISSUE))
     flagged = (
         df.lazy()
         .with_columns(*[v.ok.alias(name) for v, name in zip(birth, births, strict=True)],
-                      birth_issue.alias("_bissue"))
+                      birth_issue.alias("_bissue"), sex_issue.alias("_sissue"))
         .with_columns(_birth_flag(pl.col("_bissue"), ~pl.all_horizontal(births) if births else pl.lit(False))
-                      .alias("_bflag"))
+                      .alias("_bflag"),
+                      pl.when(pl.col("_sissue").is_not_null()).then(pl.lit(SEX_INVALID)).alias("_sflag"))
         .with_columns(pl.when(pl.col("_bflag").is_null()).then(pl.col("birth_date")).alias("birth_date"),
-                      pl.when(pl.col("_bissue").is_null()).then(pl.col("parse_issues"))
-                      .otherwise(_without_birth_issue(pl.col("parse_issues"))).alias("parse_issues"))
+                      pl.when(pl.col("_bissue").is_null() & pl.col("_sissue").is_null()).then(pl.col("parse_issues"))
+                      .otherwise(_without_kept_issues(pl.col("parse_issues"))).alias("parse_issues"))
         .select(
             pl.int_range(pl.len(), dtype=pl.UInt32).alias("_idx"), "line_no", "parse_issues", "_bissue", "_bflag",
-            *births,
+            "_sissue", "_sflag", *births,
             (pl.col("collected_at") > latest).fill_null(False).alias("_future"),
             *[v.ok.alias(name) for v, name in zip(main, checks, strict=True)],
         )
         .filter(~pl.all_horizontal(checks) | pl.col("parse_issues").is_not_null() | pl.col("_future")
-                | pl.col("_bflag").is_not_null())
+                | pl.col("_bflag").is_not_null() | pl.col("_sflag").is_not_null())
         .collect(engine="in-memory")
     )
     if flagged.is_empty():
@@ -476,21 +486,25 @@ def validate_rows(df: pl.DataFrame, now: datetime | None = None) -> tuple[pl.Dat
                                            on=["_idx", "column"], how="left")
     fails = fails.filter(~((pl.col("reason_code") == "MISSING_VALUE") & pl.col("_unreadable").fill_null(False)))
     fails = fails.drop("_unreadable")
-    # a row quarantined for another reason also lists what is wrong with its birth date
+    # a row quarantined for another reason also lists what is wrong with its birth date and sex
     out = fails.select("_idx").unique()
     birth_fails = pl.concat(
-        [_issue_rows(flagged, "_bissue"), failed_checks(birth, births)] if births else [_issue_rows(flagged, "_bissue")],
+        [_issue_rows(flagged, "_bissue"), *([failed_checks(birth, births)] if births else []),
+         _issue_rows(flagged, "_sissue")],
         how="vertical_relaxed").join(out, on="_idx").drop("_unreadable")
     fails = pl.concat([fails, birth_fails], how="vertical_relaxed")
     fails = fails.unique(["_idx", "reason_code", "column"], keep="first", maintain_order=True)
     keep = pl.repeat(True, df.height, eager=True).scatter(fails["_idx"], False)
-    # the rows kept with an unknown birth date: null birth date, their flag in parse_issues
-    unknown = flagged.filter(pl.col("_bflag").is_not_null()).select("_idx", "_bflag")
+    # the rows kept with an unknown birth date or sex: null birth date (the parser already made an
+    # unreadable sex null), their flags in parse_issues
+    unknown = (flagged.filter(pl.col("_bflag").is_not_null() | pl.col("_sflag").is_not_null())
+               .select("_idx", "_bflag", pl.concat_str(["_bflag", "_sflag"], separator=";", ignore_nulls=True)
+                       .alias("_flags")))
     if unknown.height:
-        idx = unknown["_idx"]
-        df = df.with_columns(df["birth_date"].scatter(idx, None),
+        no_birth = unknown.filter(pl.col("_bflag").is_not_null())["_idx"]
+        df = df.with_columns(df["birth_date"].scatter(no_birth, None),
                              pl.Series("parse_issues", [None] * df.height, dtype=pl.Utf8)
-                             .scatter(idx, unknown["_bflag"]))
+                             .scatter(unknown["_idx"], unknown["_flags"]))
     valid = df.filter(keep)
     quarantine = (
         fails.join(flagged.select("_idx", "line_no"), on="_idx")

@@ -16,7 +16,8 @@ import pytest
 from transforms.canonical import CANONICAL_SCHEMA
 from transforms.parsers.base import REJECT_SCHEMA
 from transforms.parsers.csv_extract import (DATE_FORMATS, DATETIME_FORMATS, HEADER_TO_CANONICAL, MAX_LINE_BYTES,
-                                            SEX_CODES, parse, quote_problem)
+                                            parse, quote_problem)
+from transforms.parsers.sex import SEX_ISSUE, UNREADABLE, read_sex
 from tests.helpers import HEADER, line
 
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -85,9 +86,10 @@ def reference(data: bytes) -> tuple[list[dict], list[tuple], int]:
                 if f[name] is not None and value is None:
                     issues.append(f"DATE_INVALID:{name}")
                 f[name] = value
-        sex = f.get("sex") and f["sex"].upper()
-        if sex is not None and sex not in SEX_CODES:
-            issues.append("SEX_INVALID:sex")
+        sex = read_sex(f.get("sex"))
+        if sex == UNREADABLE:
+            issues.append(SEX_ISSUE)
+            sex = None
         value = f.get("value_raw") and re.sub(r"\s", "", f["value_raw"]).replace(",", ".", 1)
         number = float(value) if value is not None and NUMBER.fullmatch(value) else None
         comparator = None
@@ -96,7 +98,7 @@ def reference(data: bytes) -> tuple[list[dict], list[tuple], int]:
             comparator = {"≤": "<=", "≥": ">="}.get(bound.group(1), bound.group(1))
             number = float(bound.group(2))
         rows.append({
-            **f, "line_no": line_no, "sex": SEX_CODES.get(sex) if sex else None,
+            **f, "line_no": line_no, "sex": sex,
             "patient_nir": f.get("patient_nir") and f["patient_nir"].upper().replace(" ", ""),
             "value_num": number, "value_comparator": comparator,
             "value_type": "ST" if number is None else ("SN" if comparator else "NM"),
@@ -124,6 +126,7 @@ TRICKY = [
     line(N_DEMANDE="D6", RESULTAT=" 1 234,5 ", UNITE="\u00a0g/L\t", NOM=" Zoé\u00a0"),
     line(N_DEMANDE="D7", RESULTAT="1e3", SEXE="h", NIR="2 55 09 99 000 116 ab"),
     line(N_DEMANDE="D8", RESULTAT=",5", SEXE="2"), line(N_DEMANDE="D9", RESULTAT="<5", SEXE="1"),
+    line(N_DEMANDE="D8b", SEXE="Féminin"), line(N_DEMANDE="D8c", SEXE="masculin"), line(N_DEMANDE="D8d", SEXE="I"),
     line(N_DEMANDE="D9b", RESULTAT=" > 1 000,5 "), line(N_DEMANDE="D9c", RESULTAT="≥^10"),
     line(N_DEMANDE="D9d", RESULTAT="<>5"), line(N_DEMANDE="D9e", RESULTAT="<="),
     line(N_DEMANDE="D10", RESULTAT="1,2,3"), line(N_DEMANDE="D11", RESULTAT="Non détecté"),

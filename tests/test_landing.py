@@ -387,7 +387,7 @@ def test_the_run_summary_counts_files_not_loaded_apart_from_quarantined_rows(pre
 
     home = tmp_path / "home"
     _deliver(home, "rootlevel.csv", f"{HEADER}\n{line()}\n")
-    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n{line(N_DEMANDE='D3', SEXE='X')}\n")
+    _deliver(home, "labo_alpha/a.csv", f"{HEADER}\n{line(N_DEMANDE='D2')}\n{line(N_DEMANDE='D3', STATUT='Z')}\n")
     summary = pipeline(home=str(home), reports=False)
     assert summary["failed_file_reasons"] == {"NOT_IN_LAB_FOLDER": 1}
     assert "NOT_IN_LAB_FOLDER" not in summary["quarantine_reasons"] and summary["quarantine_reasons"]

@@ -241,16 +241,18 @@ def test_documents_across_read_blocks_and_a_latin1_one_read_again(tmp_path):
         assert read(mixed, size) == reference, size
 
 
-@pytest.mark.parametrize(("code", "read"), [("F", "F"), ("M", "M"), ("UN", None), ("U", None), ("UNK", None),
-                                            ("un", None), ("X", "X")])
-def test_administrative_gender_un_is_an_unknown_sex(tmp_path, code, read):
+@pytest.mark.parametrize(("code", "read", "issue"), [
+    ("F", "F", None), ("M", "M", None), ("UN", None, None), ("U", None, None), ("UNK", None, None), ("un", None, None),
+    ("Féminin", "F", None), ("male", "M", None), ("X", None, "SEX_INVALID:sex")])
+def test_administrative_gender_un_is_an_unknown_sex(tmp_path, code, read, issue):
     """administrativeGenderCode UN (undifferentiated, HL7 v3) and U (unknown, CI-SIS) are an
-    unknown sex (null): the result is kept; another code stays as sent for the validator."""
+    unknown sex (null): the result is kept. QA F5: another code (X) is null too, flagged for the
+    validator to keep the result with SEX_INVALID (it was left as sent and quarantined)."""
     gender = f'<administrativeGenderCode code="{code}" codeSystem="2.16.840.1.113883.5.1"/>'
     text = doc(1).replace("</name></patient>", "</name>" + gender + "</patient>")
     assert gender in text
     rows, rejects, _ = parse_all(write(tmp_path, text))
-    assert rejects.height == 0 and rows["sex"].to_list() == [read]
+    assert rejects.height == 0 and rows["sex"].to_list() == [read] and rows["parse_issues"].to_list() == [issue]
 
 
 def test_administrative_gender_without_code_is_an_unknown_sex(tmp_path):

@@ -539,22 +539,23 @@ def test_block_size_does_not_change_the_result(tmp_path, monkeypatch):
 # administrative sex (PID-8, HL7 table 0001)
 
 
-@pytest.mark.parametrize(("sent", "read"), [("F", "F"), ("M", "M"), ("U", None), ("O", None), ("A", None),
-                                            ("N", None), ("o", None), ("", None), ("X", "X")])
-def test_pid8_sex_outside_f_and_m_is_unknown_not_invalid(tmp_path, sent, read):
+@pytest.mark.parametrize(("sent", "read", "flag"), [
+    ("F", "F", None), ("M", "M", None), ("U", None, None), ("O", None, None), ("A", None, None), ("N", None, None),
+    ("o", None, None), ("", None, None), ("Female", "F", None), ("MASCULIN", "M", None), ("F^Female^HL70001", "F", None),
+    ("X", None, "SEX_INVALID")])
+def test_pid8_sex_outside_f_and_m_is_unknown_not_invalid(tmp_path, sent, read, flag):
     """QA: PID-8 O/A/N (valid in table 0001) quarantined the result as SEX_INVALID and a positive
-    was lost from P and T. They are an unknown sex (null, flagged SEX_UNKNOWN in staging); only a
-    value outside the table (X) stays as sent for the validator to refuse."""
+    was lost from P and T. They are an unknown sex (null, flagged SEX_UNKNOWN in staging). QA F5: a
+    value outside the table (X) was still quarantined: it is kept too, unknown, flagged SEX_INVALID;
+    a word (Female, MASCULIN) or a CWE (v2.7) is read."""
     from quality.schemas import validate_rows
 
     rows, rejects, _ = parse_all(write(tmp_path, msg("1").replace("|19760212|M\r", f"|19760212|{sent}\r")))
     assert rejects.height == 0 and rows.height == 1
     assert rows["sex"][0] == read
     valid, quarantine = validate_rows(rows, now=datetime(2026, 12, 1))
-    if read == "X":
-        assert quarantine.select("reason_code", "column").rows() == [("SEX_INVALID", "sex")]
-    else:
-        assert valid.height == 1 and quarantine.is_empty()
+    assert valid.height == 1 and quarantine.is_empty()
+    assert valid["parse_issues"][0] == flag
 
 
 # --------------------------------------------------------------------------------------------

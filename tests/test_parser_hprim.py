@@ -117,10 +117,12 @@ def test_whole_file_errors(tmp_path):
     assert e.value.reason_code == "UNPARSEABLE_FILE"
 
 
-@pytest.mark.parametrize(("sent", "read"), [("F", "F"), ("M", "M"), ("U", None), ("I", None), ("i", None), ("X", "X")])
+@pytest.mark.parametrize(("sent", "read"), [("F", "F"), ("M", "M"), ("U", None), ("I", None), ("i", None),
+                                            ("Masculin", "M"), ("FEMME", "F"), ("X", None)])
 def test_p8_sex_unknown_or_indeterminate_is_null(tmp_path, sent, read):
     """HPRIM P-8: U (unknown) and I (indeterminate) are an unknown sex (null, the result is kept
-    and counts in P and T); a value outside the table stays as sent for the validator."""
+    and counts in P and T); the words are read. QA F5: a value outside the vocabulary (X) is null
+    too, flagged SEX_INVALID:sex (it was left as sent and quarantined by the validator)."""
     data = SAMPLE.read_bytes().replace(b"|19850712|F|", f"|19850712|{sent}|".encode(), 1)
     assert data != SAMPLE.read_bytes() or sent == "F"
     p = tmp_path / "res.hpr"
@@ -128,6 +130,8 @@ def test_p8_sex_unknown_or_indeterminate_is_null(tmp_path, sent, read):
     rows, _, _ = parse_all(p)
     first = rows.filter(pl.col("family_name") == "LEGRAND")
     assert first.height > 0 and first["sex"].to_list() == [read] * first.height
+    issues = first["parse_issues"].fill_null("").to_list()
+    assert all(("SEX_INVALID:sex" in i) == (sent == "X") for i in issues)
 
 
 HL7_ORDER = "\r\n".join([

@@ -55,9 +55,9 @@ def test_a_corrected_redelivery_settles_the_results_it_sends_again(tmp_path):
     h = Home(tmp_path)
     h.deliver("day1.csv",
               line(N_DEMANDE="R1"),                                   # valid
-              line(N_DEMANDE="R2", SEXE="X"),                         # refused, sent again fixed
+              line(N_DEMANDE="R2", STATUT="Z"),                         # refused, sent again fixed
               line(N_DEMANDE="R3", NIR=GOOD[:7]),                     # refused, never sent again
-              line(N_DEMANDE="R4", CODE_ANALYSE="CRP", SEXE="X"))     # refused; only GLY of R4 comes back
+              line(N_DEMANDE="R4", CODE_ANALYSE="CRP", STATUT="Z"))     # refused; only GLY of R4 comes back
     assert [(f, n) for f, n, _ in h.quarantined()] == [("day1.csv", 2), ("day1.csv", 3), ("day1.csv", 4)]
     assert h.settled() == [] and h.new == 0
     h.deliver("day1_v2.csv", line(N_DEMANDE="R2"), line(N_DEMANDE="R4"))
@@ -75,7 +75,7 @@ def test_a_corrected_redelivery_settles_the_results_it_sends_again(tmp_path):
 
 def test_the_same_request_number_another_day_or_another_lab_settles_nothing(tmp_path):
     h = Home(tmp_path)
-    h.deliver("day1.csv", line(N_DEMANDE="R1", SEXE="X", DATE_PRELEVEMENT="02/11/2026 08:30"))
+    h.deliver("day1.csv", line(N_DEMANDE="R1", STATUT="Z", DATE_PRELEVEMENT="02/11/2026 08:30"))
     # daily request numbers: R1 of the next day is another request
     h.deliver("day2.csv", line(N_DEMANDE="R1", DATE_PRELEVEMENT="03/11/2026 08:30",
                                DATE_RECEPTION="03/11/2026 10:00", DATE_VALIDATION="03/11/2026 18:00"))
@@ -98,7 +98,7 @@ def test_an_unreadable_collection_date_is_matched_on_request_and_test(tmp_path):
 def test_an_earlier_file_does_not_settle_a_later_quarantine(tmp_path):
     h = Home(tmp_path)
     h.deliver("first.csv", line(N_DEMANDE="R1"))
-    h.deliver("second.csv", line(N_DEMANDE="R1", RESULTAT="5,9", SEXE="X"))
+    h.deliver("second.csv", line(N_DEMANDE="R1", RESULTAT="5,9", STATUT="Z"))
     assert h.settled() == []
 
 
@@ -123,8 +123,8 @@ def test_the_data_quality_report_counts_settled_results_apart_and_shows_outstand
     from quality.reports import dq
 
     h = Home(tmp_path)
-    h.deliver("day1.csv", line(N_DEMANDE="R1"), line(N_DEMANDE="R2", SEXE="X"), line(N_DEMANDE="R3", NIR=GOOD[:7]),
-              line(N_DEMANDE="R4", CODE_ANALYSE="CRP", SEXE="X"))
+    h.deliver("day1.csv", line(N_DEMANDE="R1"), line(N_DEMANDE="R2", STATUT="Z"), line(N_DEMANDE="R3", NIR=GOOD[:7]),
+              line(N_DEMANDE="R4", CODE_ANALYSE="CRP", STATUT="Z"))
 
     def report():
         con = S.connect(h.ctx.wh)
@@ -138,7 +138,7 @@ def test_the_data_quality_report_counts_settled_results_apart_and_shows_outstand
     lab = files["by_lab"][0]
     assert (lab["rows_quarantined"], lab["rows_settled"], lab["rows_outstanding"]) == (3, 0, 3)
     assert lab["share_quarantined"] == 3 / 4
-    assert sorted(e["line_no"] for e in examples["SEX_INVALID"]) == [3, 5]
+    assert sorted(e["line_no"] for e in examples["STATUS_INVALID"]) == [3, 5]
     h.deliver("day1_v2.csv", line(N_DEMANDE="R2"))
     files, examples = report()
     lab = files["by_lab"][0]
@@ -146,5 +146,5 @@ def test_the_data_quality_report_counts_settled_results_apart_and_shows_outstand
     assert lab["share_quarantined"] == 2 / 5
     assert files["totals"]["rows_settled"] == 1 and files["totals"]["rows_outstanding"] == 2
     # the fixed result is no longer an example; the line-level ones stay
-    assert [e["line_no"] for e in examples["SEX_INVALID"]] == [5]
+    assert [e["line_no"] for e in examples["STATUS_INVALID"]] == [5]
     assert sum(len(v) for v in examples.values()) >= 2

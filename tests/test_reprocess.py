@@ -42,7 +42,7 @@ def landing(home: Path) -> None:
     folder.mkdir(parents=True)
     files = {
         "day02.csv": [covid("R1", 0, 2, "Positif"), covid("R2", 1, 2, "Négatif"),
-                      line(N_DEMANDE="G1", SEXE="X"), line(N_DEMANDE="G2")],
+                      line(N_DEMANDE="G1", STATUT="Z"), line(N_DEMANDE="G2")],
         "day03.csv": [covid("R3", 2, 3, "Positif"), covid("R2", 1, 2, "Positif", status="C")],
         "day04.csv": [covid("R4", 0, 4, "Positif"), line(N_DEMANDE="G1", DATE_PRELEVEMENT="02/11/2026 08:30")],
     }

@@ -43,7 +43,6 @@ def test_good_rows_pass(tmp_path):
          "DATE_INVALID", "collected_at"),
         ({"DATE_PRELEVEMENT": "02/11/2016 08:30", "DATE_RECEPTION": ""}, "DATE_ORDER", "collected_at"),
         ({"RESULTAT": "1e999"}, "VALUE_INVALID", "value_num"),
-        ({"SEXE": "X"}, "SEX_INVALID", "sex"),
         ({"STATUT": "Z"}, "STATUS_INVALID", "result_status"),
         ({"N_DEMANDE": ""}, "MISSING_VALUE", "request_id"),
         ({"CODE_ANALYSE": ""}, "MISSING_VALUE", "local_code"),
@@ -120,6 +119,26 @@ def test_comparator_values_pass_and_a_bad_comparator_is_quarantined(tmp_path):
     assert valid["value_comparator"].to_list() == [">", "<"]
     assert q.select("line_no", "reason_code", "column").rows() == [
         (4, "VALUE_INVALID", "value_comparator"), (5, "VALUE_INVALID", "value_comparator")]
+
+
+@pytest.mark.parametrize("sent", ["X", "Y", "?", "inconnu?"])
+def test_an_unreadable_sex_keeps_the_result_flagged(tmp_path, sent):
+    """QA F5: 'X' (or any sex the parser cannot read) quarantined the whole result as SEX_INVALID and a
+    positive was lost from P and T. It is kept with an unknown sex, flagged SEX_INVALID."""
+    valid, q = validate_rows(rows_of(tmp_path, line(), line(N_DEMANDE="D9", SEXE=sent)), now=NOW)
+    assert q.is_empty()
+    assert valid.select("line_no", "sex", "parse_issues").rows() == [(2, "F", None), (3, None, "SEX_INVALID")]
+
+
+def test_an_unreadable_sex_and_birth_date_give_both_flags_and_another_defect_lists_the_sex(tmp_path):
+    valid, q = validate_rows(rows_of(tmp_path, line(DATE_NAISSANCE="31/02/1955", SEXE="X"),
+                                     line(N_DEMANDE="D2", SEXE="X", STATUT="Z")), now=NOW)
+    assert valid.select("line_no", "sex", "birth_date", "parse_issues").rows() == [
+        (2, None, None, "BIRTH_DATE_INVALID;SEX_INVALID")]
+    # quarantined for its status, the row also says its sex could not be read (never quoting it)
+    assert q.select("line_no", "reason_code", "column", "detail").rows() == [
+        (3, "SEX_INVALID", "sex", "value could not be read"),
+        (3, "STATUS_INVALID", "result_status", "status is not F, C, X or D")]
 
 
 def test_a_row_with_two_defects_gets_both(tmp_path):

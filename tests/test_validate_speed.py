@@ -53,18 +53,24 @@ def _issues(indexed: pl.DataFrame) -> pl.DataFrame:
 def _pandera_validate_rows(df: pl.DataFrame, now: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The reference: validate_rows as written before the one-query evaluation, pandera judging
     every row and naming every failure; a birth date that fails a birth-date check of the model (on
-    the rows as sent) or that the parser could not read is made unknown, then pandera judges again."""
+    the rows as sent) or that the parser could not read is made unknown, then pandera judges again;
+    a sex the parser could not read (already null) is flagged SEX_INVALID, and listed only when the
+    row is quarantined for another reason."""
     df = df.select(list(CANONICAL_SCHEMA))
     indexed = df.with_row_index("_idx")
     first = _pandera_failures(df)
     birth_fails = first.filter(pl.col("column") == "birth_date")
     issues = _issues(indexed)
     birth_issues = issues.filter(pl.col("column") == "birth_date")
+    sex_issues = issues.filter(pl.col("reason_code") == "SEX_INVALID")
     flag = {i: "BIRTH_DATE_INVALID" for i in birth_fails["_idx"].to_list()}
     flag |= {i: ("BIRTH_DATE_PARTIAL" if d.startswith("partial") else "BIRTH_DATE_INVALID")
              for i, d in birth_issues.select("_idx", "detail").iter_rows()}
-    others = {i: ";".join(x for x in (p or "").split(";") if not x.startswith("DATE_INVALID:birth_date")) or None
+    others = {i: ";".join(x for x in (p or "").split(";")
+                          if not x.startswith("DATE_INVALID:birth_date") and x != "SEX_INVALID:sex") or None
               for i, p in indexed.select("_idx", "parse_issues").iter_rows()}
+    flags = {i: ";".join(f for f in (flag.get(i), "SEX_INVALID" if i in set(sex_issues["_idx"].to_list()) else None)
+                         if f) or None for i in indexed["_idx"].to_list()}
     eff = indexed.with_columns(
         pl.when(pl.col("_idx").is_in(list(flag))).then(None).otherwise(pl.col("birth_date")).alias("birth_date"),
         pl.Series("parse_issues", [others[i] for i in indexed["_idx"].to_list()], dtype=pl.Utf8))
@@ -79,10 +85,10 @@ def _pandera_validate_rows(df: pl.DataFrame, now: datetime) -> tuple[pl.DataFram
     fails = fails.filter(~((pl.col("reason_code") == "MISSING_VALUE") & pl.col("_unreadable").fill_null(False)))
     fails = fails.drop("_unreadable")
     out = fails.select("_idx").unique()
-    fails = pl.concat([fails, pl.concat([birth_issues, birth_fails]).join(out, on="_idx")])
+    fails = pl.concat([fails, pl.concat([birth_issues, birth_fails, sex_issues]).join(out, on="_idx")])
     fails = fails.unique(["_idx", "reason_code", "column"], keep="first")
     valid = (eff.filter(~pl.col("_idx").is_in(fails["_idx"].unique().implode()))
-             .with_columns(pl.col("_idx").replace_strict(flag, default=None, return_dtype=pl.Utf8).alias("parse_issues"))
+             .with_columns(pl.col("_idx").replace_strict(flags, default=None, return_dtype=pl.Utf8).alias("parse_issues"))
              .drop("_idx"))
     quarantine = (
         fails.join(indexed.select("_idx", "line_no"), on="_idx")

@@ -10,6 +10,7 @@ import polars as pl
 from transforms import finess
 from transforms.identity import IDENTITY_COLUMNS, link_keys, person_keys
 from transforms.identity_text import FLAG, MASKED_COLUMN, mask_identities_in_text
+from transforms.parsers.sex import SEX_INVALID
 from warehouse.catalog import STG_RESULTS
 
 
@@ -40,6 +41,11 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
     pc = postal_codes.select("postal_code", pl.col("dep_code").alias("dep"))
     bad_finess = finess.invalid_values(valid["lab_finess"])
     age = age_years(pl.col("birth_date"), pl.col("collected_at").dt.date())
+    # the validator's flags (quality/schemas.py): BIRTH_DATE_PARTIAL or BIRTH_DATE_INVALID, and
+    # SEX_INVALID (a sex sent that could not be read), ';'-joined in that order
+    issues = pl.col("parse_issues") if "parse_issues" in valid.columns else pl.lit(None, pl.Utf8)
+    sex_invalid = issues.str.contains(SEX_INVALID, literal=True).fill_null(False)
+    birth_flags = issues.str.replace(SEX_INVALID, "", literal=True).str.strip_chars(";").replace("", None)
     df = (
         valid.lazy()
         .join(keys.lazy(), on=IDENTITY_COLUMNS, how="left", nulls_equal=True, maintain_order="left")
@@ -57,8 +63,10 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
                     pl.when(pl.col("age").is_null()).then(pl.lit("AGE_UNKNOWN")),
                     # why the age is unknown when a birth date was sent: BIRTH_DATE_PARTIAL or
                     # BIRTH_DATE_INVALID, which the validator leaves in parse_issues (quality/schemas.py)
-                    pl.col("parse_issues") if "parse_issues" in valid.columns else pl.lit(None, pl.Utf8),
+                    birth_flags,
                     pl.when(pl.col("sex").is_null()).then(pl.lit("SEX_UNKNOWN")),
+                    # why the sex is unknown when one was sent: it could not be read (never quoted)
+                    pl.when(sex_invalid).then(pl.lit(SEX_INVALID)),
                     # a malformed postal code is a flag, not a reason to drop the result (as a
                     # missing one): the result is kept, in no département (docs/epidemiology.md)
                     pl.when(~pl.col("postal_code").str.contains(r"^[0-9]{5}$")).then(pl.lit("POSTAL_CODE_INVALID")),

@@ -454,9 +454,8 @@ def _patient(root: Node) -> tuple[str, str, str, str, str, str, str]:
             family = fam.text if fam is not None else ""
             given = giv.text if giv is not None else ""
         g = patient.child("administrativeGenderCode")
+        # as sent: read into F, M or unknown in resultrows.finish (transforms/parsers/sex.py)
         sex = g.get("code") if g is not None else ""
-        if sex.upper() in ("U", "UN", "UNK"):
-            sex = ""
         b = patient.child("birthTime")
         birth = b.get("value") if b is not None else ""
     return nir, oid, family, given, birth, sex, postal

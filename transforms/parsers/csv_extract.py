@@ -22,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from transforms.canonical import conform
+from transforms.parsers.sex import sex_columns
 from transforms.parsers.base import (
     PARTIAL_BIRTH_CSV,
     CONTROL_CHARS,
@@ -63,10 +64,6 @@ CR_PEEK = 64 * 1024  # the first bytes, where a file with CR line ends shows the
 DATE_FORMATS = ("%d/%m/%Y", "%Y%m%d", "%Y-%m-%d")
 DATETIME_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%Y%m%d%H%M", "%Y%m%d%H%M%S", "%Y-%m-%dT%H:%M:%S",
                     "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
-SEX_CODES = {"F": "F", "M": "M", "H": "M", "1": "M", "2": "F"}
-# written unknowns (HL7 table 0001 U/O/A/N, French "indéterminé", 0 or 9 in numeric codings): an
-# unknown sex, a data-quality flag (SEX_UNKNOWN) and never a reason to drop the result
-UNKNOWN_SEX = ("U", "I", "O", "A", "N", "0", "9")
 # what ``_chunk`` makes of a line, checked in this order (CONTROL and CUT come after TOO_LONG)
 TOO_LONG, HEADER, DUPLICATE, QUOTED, BAD_COUNT, PLAIN, CONTROL, CUT = range(8)
 # the file's last line when no line break ends it: the delivery may have been cut inside it, in
@@ -391,10 +388,9 @@ def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
                 issues.append(pl.when(unread).then(pl.lit(f"DATE_INVALID:{name}")))
     if dates:
         f = f.with_columns(dates)
-    sex_raw = col("sex").str.to_uppercase()
-    sex = sex_raw.replace_strict(SEX_CODES, default=None)
-    issues.append(pl.when(sex_raw.is_not_null() & sex.is_null() & ~sex_raw.is_in(UNKNOWN_SEX))
-                  .then(pl.lit("SEX_INVALID:sex")))
+    # F, M, or null: unknown, or unreadable and flagged (transforms/parsers/sex.py)
+    sex, sex_issue = sex_columns(f["sex"]) if "sex" in has else (col("sex"), pl.lit(None, dtype=pl.Utf8))
+    issues.append(sex_issue)
     value_num = col("value_raw").str.replace_all(r"\s", "").str.replace(",", ".", literal=True)
     # a comparator and a number ('>100', '<0,5', '≤ 3'): the bound in value_num, the comparator apart
     bound = value_num.str.extract_groups(comparator_pattern(_CSV_NUMBER))

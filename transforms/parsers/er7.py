@@ -39,13 +39,6 @@ def test_oid_in(text: str) -> str:
     m = _TEST_OID_RE.search(text)
     return m.group(0) if m else ""
 
-# administrative sex values that are valid but neither F nor M, read as an unknown sex (null): the
-# result is kept and counts in P and T, not in the _f/_h columns (staging flags it SEX_UNKNOWN).
-# HL7 table 0001: U unknown, O other, A ambiguous, N not applicable. Values outside the table stay
-# as sent for the validator to refuse (SEX_INVALID).
-HL7_SEX_UNKNOWN = frozenset({"U", "O", "A", "N"})
-# HPRIM Santé 2.x: U unknown, I indeterminate
-HPRIM_SEX_UNKNOWN = frozenset({"U", "I"})
 
 FINESS_RE = re.compile(r"(?:\d{2}|2[AB])\d{7}")
 LOINC_SYSTEMS = frozenset({"LN", "LOINC", "2.16.840.1.113883.6.1"})

@@ -11,8 +11,9 @@ sequences), else UTF-8 with a Latin-1 fallback for that message.
 One canonical row per OBX (see docs/formats.md for the field map):
 
 * patient from the PID in force (PID-3: the repetition whose assigning authority is an INS OID,
-  else the first identifier; PID-5 the ``L`` (birth) name, else the first; PID-7; PID-8 with
-  ``U``/``O``/``A``/``N`` (HL7 table 0001, neither F nor M) read as unknown; PID-11 postal code of the home address);
+  else the first identifier; PID-5 the ``L`` (birth) name, else the first; PID-7; PID-8 (its first
+  component) read as every format reads a sex (transforms/parsers/sex.py: ``U``/``O``/``A``/``N``,
+  HL7 table 0001's neither F nor M, are unknown); PID-11 postal code of the home address);
 * request id from OBR-3 (filler), OBR-2, ORC-3, ORC-2;
 * times: collected_at OBR-7, else SPM-17, else OBX-14; received_at SPM-18, else OBR-14;
   validated_at OBX-19, else OBR-22 (offsets dropped, never applied: see resultrows);
@@ -51,7 +52,6 @@ from transforms.parsers import cda
 from transforms.parsers.base import Chunk, FileFormatError, control_byte, holds_utf8_sequences
 from transforms.parsers.er7 import (
     HL7_DEFAULT,
-    HL7_SEX_UNKNOWN,
     TEST_INS_OIDS,
     Delimiters,
     components,
@@ -221,9 +221,9 @@ def _patient(f: list[str], d: Delimiters) -> tuple:
             chosen = raw_family.split(d.subcomponent, 1)[0] + chosen[len(raw_family):]
         family, given = components(chosen, d, 2)
     birth = first_component(f[7], d) if f[7] else ""
-    sex = decode(f[8], d).strip() if f[8] else ""
-    if sex.upper() in HL7_SEX_UNKNOWN:
-        sex = ""
+    # as sent (its first component: PID-8 is a CWE from v2.7); read into F, M or unknown with the
+    # other formats' vocabulary (transforms/parsers/sex.py, applied in resultrows.finish)
+    sex = first_component(f[8], d).strip() if f[8] else ""
     postal = ""
     if f[11]:
         fallback = ""

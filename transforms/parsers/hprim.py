@@ -10,11 +10,12 @@ type being field 0 (``OBX-5`` is the value); the OBR and OBX records follow the 
 
 Mapping (see docs/formats.md): P-2/P-3/P-4 identifiers (the one qualified by an INS OID, else the
 first present), P-5 ``family^first``, P-6 birth name (preferred as family name when given), P-7
-birth date, P-8 sex (``U``/``I`` read as unknown), P-10 address (component 5 postal code); OBR-3
-(else OBR-2) request, OBR-7 collection, OBR-14 reception, OBR-15 specimen, OBR-22 report time;
-OBX-2 type, OBX-3 code, OBX-5 value, OBX-6 unit, OBX-7 ranges (``low^high`` read as
-``low-high``), OBX-8 flag, OBX-11 status, OBX-14 observation time (collection fallback), OBX-15
-producing lab (its FINESS, else the FINESS in H-4, the sender), OBX-19 validation time.
+birth date, P-8 sex (``U``/``I`` unknown; read as every format reads it: transforms/parsers/sex.py),
+P-10 address (component 5 postal code); OBR-3 (else OBR-2) request, OBR-7 collection, OBR-14
+reception, OBR-15 specimen, OBR-22 report time; OBX-2 type, OBX-3 code, OBX-5 value, OBX-6 unit,
+OBX-7 ranges (``low^high`` read as ``low-high``), OBX-8 flag, OBX-11 status, OBX-14 observation
+time (collection fallback), OBX-15 producing lab (its FINESS, else the FINESS in H-4, the sender),
+OBX-19 validation time.
 
 Rejects: lines before the first H form one ``MALFORMED_MESSAGE`` reject; a line that is not a
 record, a record of a type the parser does not know (``RES``, ``OBXX``: anything but H, P, OBR, OBX
@@ -33,7 +34,6 @@ from pathlib import Path
 
 from transforms.parsers.base import Chunk, FileFormatError, control_byte
 from transforms.parsers.er7 import (
-    HPRIM_SEX_UNKNOWN,
     INS_OIDS,
     TEST_INS_OIDS,
     Delimiters,
@@ -137,9 +137,8 @@ def _patient(f: list[str], d: Delimiters) -> tuple:
     birth_name = first_component(f[6], d) if f[6] else ""
     family = birth_name or name[0]
     birth = first_component(f[7], d) if f[7] else ""
+    # as sent: read into F, M or unknown in resultrows.finish (transforms/parsers/sex.py)
     sex = first_component(f[8], d).strip() if f[8] else ""
-    if sex.upper() in HPRIM_SEX_UNKNOWN:
-        sex = ""
     postal = components(f[10], d, 5)[4] if f[10] else ""
     return (nir, oid, family, name[1], birth, sex, postal)
 

@@ -42,6 +42,7 @@ from quality.reasons import check
 from transforms.canonical import conform
 from transforms.parsers.base import (PARTIAL_BIRTH_TS, REJECT_SCHEMA, Chunk, birth_date_issue, comparator_of,
                                      comparator_pattern)
+from transforms.parsers.sex import sex_columns
 
 RAW_COLUMNS: tuple[str, ...] = (
     "line_no",
@@ -232,6 +233,8 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
         ]
     )
     vt = pl.col("__vt")
+    # F, M, or null: unknown, or unreadable and flagged (one vocabulary for every format)
+    sex, sex_issue = sex_columns(df["sex"])
     issues: list[pl.Expr] = [pl.col("parse_issues")]
     for n in dated:
         unread = pl.col(n).is_not_null() & pl.col(f"__t_{n}").is_null()
@@ -245,11 +248,13 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
             "VALUE_INVALID:value_num",
         )
     )
+    issues.append(sex_issue)
     joined = pl.concat_str(issues, separator=";", ignore_nulls=True)
     df = df.with_columns(
         [pl.col(f"__t_{n}").alias(n) for n in TIMESTAMP_COLUMNS]
         + [
             pl.col("__t_birth_date").dt.date().alias("birth_date"),
+            sex.alias("sex"),
             pl.when(vt == "NM").then(pl.coalesce("__nm", "__bound"))
             .when(vt == "SN").then(pl.coalesce("__snv", "__bound")).alias("value_num"),
             pl.when(vt.is_in(["NM", "SN"])).then(pl.col("__cmp")).alias("value_comparator"),
