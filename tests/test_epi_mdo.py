@@ -567,3 +567,21 @@ def test_the_generator_truth_reads_an_organism_rule_as_a_positive_verdict():
                          "dep": ["75"]}, schema_overrides={"value_canonical": pl.Float64})
     got = mdo_weekly(rows, [rule], {})
     assert got.select("mdo_id", "dep").rows() == [("legionellose", "75")]
+
+
+def test_a_case_takes_a_departement_or_sex_its_first_result_lacks_from_its_other_result_of_the_day(rules):
+    """QA numbers F1 (HIGH), F2 (MEDIUM), MDO: a Legionella urinary antigen positive at 08:00
+    without postal code and a Legionella PCR positive at 10:00 in 75011, same person and day: the
+    case had dep null (in no row of marts.mdo_weekly). Same for a sex unknown on the first result."""
+    res = results(("a", 0, "31870-9", "POS", None, None, 40, None), ("a", 0, "88590-5", "POS", None, None, 40, "75"),
+                  ("b", 0, "31870-9", "POS", None, None, 40, "13"), ("b", 0, "88590-5", "POS", None, None, 40, "69"),
+                  # another day's département is not borrowed (same episode, no new case)
+                  ("c", 0, "31870-9", "POS", None, None, 40, None), ("c", 1, "88590-5", "POS", None, None, 40, "75"))
+    res = res.with_columns(pl.when(pl.col("line_no") == 2).then(None).otherwise(pl.col("sex")).alias("sex"))
+    c = mdo.cases(mdo.positive_results(res, rules), mdo.episode_days(rules))
+    assert c.select("mdo_id", "person_key", "dep", "sex", "loinc_code").rows() == [
+        ("legionellose", "a", "75", "F", "31870-9"),   # the opening result's LOINC, the other's dep and sex
+        ("legionellose", "b", "13", "F", "31870-9"),   # the first result's own département wins
+        ("legionellose", "c", None, "F", "31870-9")]
+    w = mdo.weekly_cases(c, ["13", "75"], ["2026-S10"], ["legionellose"], (D0, D0 + timedelta(days=6)))
+    assert dict(w.select("dep", "cases").iter_rows()) == {"13": 1, "75": 1}

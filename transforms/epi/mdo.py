@@ -34,7 +34,8 @@ Only ``active = yes`` rows count. A person counts once per disease episode: a po
 opens a case when it is the person's first for that disease or comes ``episode_days`` or more
 after the collection day of the person's last *counted* case; positives in between belong to the
 same episode. Cases are dated by collection day and placed at the département of residence of
-the result that opened them.
+the result that opened them (when it gives none, that of the case's other positive result of that
+day that gives one; the same for the age class and the sex: see ``cases``).
 """
 
 from __future__ import annotations
@@ -385,12 +386,18 @@ def cases(positives: pl.DataFrame, episodes: dict[str, int]) -> pl.DataFrame:
     """New cases: the positive days that open an episode, per disease and person.
 
     The case's attributes come from the first positive result of its day (earliest collection, then
-    delivery order, then line), so the choice is deterministic.
+    delivery order, then line), so the choice is deterministic. A département, age class or sex
+    that result lacks comes from the first of the case's other positive results of that day that
+    gives one, in the same order (QA numbers F1, F2; as the SI-DEP person-days): the first result's
+    own value wins even when another disagrees; another day's is never borrowed. The LOINC is the
+    first result's.
     """
+    attributes = ("dep", "cl_age90", "sex")
     day = (
         positives.sort(["mdo_id", "person_key", "collected_date", "collected_at", "file_seq", "line_no"],
                        nulls_last=True)
-        .group_by(["mdo_id", "person_key", "collected_date"], maintain_order=True).first()
+        .group_by(["mdo_id", "person_key", "collected_date"], maintain_order=True)
+        .agg(pl.all().exclude(*attributes).first(), *(pl.col(c).drop_nulls().first() for c in attributes))
     )
     keep: list[bool] = []
     last_key, last_day = None, None
