@@ -7,7 +7,9 @@ condition to a disease:
 - ``organism``: for identification codes, whose result is the organism found: the result class is
   POS, or (no class) the text names the rule's ``agent`` and nothing else
   (``transforms.terminology.organisms.names_agent``: 'Legionella pneumophila sérogroupe 1',
-  'Virus de la rage isolé'; never 'Legionella non isolée' or another organism);
+  'Virus de la rage isolé'; never 'Legionella non isolée' or another organism: texts that
+  ``organisms.reads_not_agent`` reads as not the agent are negatives for the rule, kept off
+  quality.unrecognised_results but counted in no case, as every text the rule does not read);
 - ``ge`` / ``gt``: the numeric value in the LOINC's canonical unit (value_canonical, unit_canonical)
   is >= / > ``threshold``; ``unit`` must equal the canonical unit, otherwise the result is not
   evaluated (a unit that could not be converted never makes a case). A bound (value_comparator
