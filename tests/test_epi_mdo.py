@@ -434,6 +434,11 @@ def test_a_culture_naming_the_agent_is_a_case_on_the_organism_rules(rules):
         ("hiv_neg", "Négatif", "77685-6", "NEG"),
         ("hiv_undetermined", "Indéterminé", "77685-6", "INVALID"),
         ("wrong_code", "Legionella pneumophila", "6539-1", None),     # a Legionella on the rabies culture
+        # read as not the agent (QA numbers F6: kept off the unrecognised list), never a case either
+        ("other_strep", "Streptococcus pneumoniae", "589-2", None),
+        ("brucella_not", "Brucella non retrouvée", "552-0", None),
+        ("polio_absent", "Poliovirus absent", "73907-8", None),
+        ("l_non_pneumophila", "Legionella non pneumophila", "593-4", None),  # unread: a species group
         ("not_an_organism_rule", "Legionella pneumophila", "31870-9", None),  # urinary antigen: a verdict rule
     ]
     df = _with_texts(results(*[(p, 0, code, cls, None, None, 40, "75") for p, _, code, cls in rows]),
@@ -444,6 +449,44 @@ def test_a_culture_naming_the_agent_is_a_case_on_the_organism_rules(rules):
         ("legionellose", "l_pos"), ("rage", "rabies"), ("brucellose", "brucella"), ("poliomyelite", "polio"),
         ("rubeole", "rubella"), ("vih", "hiv_profile"), ("vih", "hiv_verdict"),
     ])
+
+
+@pytest.mark.parametrize(("text", "agent", "not_agent"), [
+    ("Legionella non isolée", "legionella|légionelle", True),
+    ("Légionelles non retrouvées", "legionella|légionelle|légionelles", True),
+    ("Culture : Legionella spp. non isolée", "legionella", True),
+    ("Legionella : culture négative", "legionella", True),
+    ("Pas de Legionella isolée", "legionella", True),
+    ("Aucune légionelle retrouvée", "legionella|légionelle", True),
+    ("Brucella non retrouvée", "brucella", True),
+    ("Poliovirus absent", "polio virus|poliovirus|polio", True),
+    ("Virus de la rage non isolé", "rabies|rage", True),
+    ("No Legionella isolated", "legionella", True),
+    ("Streptococcus pneumoniae", "legionella", True),
+    ("Streptococcus pneumoniae^Streptococcus pneumoniae^L", "legionella", True),
+    ("Escherichia coli isolé", "legionella", True),
+    ("Brucella melitensis", "legionella", True),
+    # the agent, or read neither way: stays unrecognised, for a person to read
+    ("Legionella pneumophila sérogroupe 1", "legionella", False),
+    ("Legionella non pneumophila", "legionella", False),              # a species group: a positive
+    ("Legionella pneumophila non isolée", "legionella", False),       # says nothing of the other species
+    ("Legionella détectée, culture négative", "legionella", False),
+    ("Legionella en cours d'identification", "legionella", False),
+    ("Legionella non isolée, Streptococcus pneumoniae", "legionella", False),
+    ("Streptococcus pneumoniae et Legionella pneumophila", "legionella", False),
+    ("Streptococcus pneumoniae négatif", "legionella", False),
+    ("Streptococcus non groupable", "legionella", False),
+    ("Brucella melitensis", "brucella", False),                       # the agent itself
+    ("zorglub", "legionella", False),
+    ("Non isolée", "legionella", False),
+])
+def test_a_negation_or_another_organism_is_read_as_not_the_agent(text, agent, not_agent):
+    """QA numbers F6 (organisms.reads_not_agent): strict shapes only; it never makes a case."""
+    from transforms.terminology.organisms import agent_phrases, names_agent, reads_not_agent
+
+    phrases = agent_phrases(agent.split("|"))
+    assert reads_not_agent(text, phrases) is not_agent
+    assert not (not_agent and names_agent(text, phrases))
 
 
 def test_a_species_agent_is_not_named_by_its_genus(tmp_path):
@@ -489,8 +532,9 @@ def test_seeded_identification_codes_use_the_organism_condition():
 def test_cultures_naming_the_agent_are_cases_end_to_end(tmp_path):
     """QA mdo F4 repro: HL7 593-4 'Legionella pneumophila sérogroupe 1' (ST), the same as a CWE
     organism code, 6539-1 'Virus de la rage isolé', 593-4 'Positif' (control) and 593-4 'Legionella
-    non isolée': 3 legionellosis cases and 1 rabies case; only the negated text is left in
-    quality.unrecognised_results."""
+    non isolée': 3 legionellosis cases and 1 rabies case. QA numbers F6: the negated text, another
+    organism ('Streptococcus pneumoniae') and 'Poliovirus absent' are read as not the agent: no
+    case, and not in quality.unrecognised_results; a text read neither way ('zorglub') still is."""
     from flows.epi import publish_epi
     from flows.publish import publish_quality
     from tests.helpers import nir
@@ -516,6 +560,9 @@ def test_cultures_naming_the_agent_are_cases_end_to_end(tmp_path):
         message(3, "6539-1", "ST", "Virus de la rage isolé"),
         message(4, "593-4", "ST", "Positif"),
         message(5, "593-4", "ST", "Legionella non isolée"),
+        message(6, "589-2", "ST", "Streptococcus pneumoniae"),
+        message(7, "73907-8", "ST", "Poliovirus absent"),
+        message(8, "593-4", "ST", "zorglub"),
     ]), encoding="utf-8")
     ctx, refs = run_steps(home)
     publish_epi(ctx, refs)
@@ -524,8 +571,8 @@ def test_cultures_naming_the_agent_are_cases_end_to_end(tmp_path):
         ("legionellose", "593-4"), ("legionellose", "593-4"), ("legionellose", "593-4"), ("rage", "6539-1")]
     publish_quality(ctx)
     waiting = ctx.wh.read(cat.UNRECOGNISED_RESULTS)
-    assert waiting.select("loinc_code", "value_raw", "surveillance").rows() == [
-        ("593-4", "Legionella non isolée", "MDO legionellose")]
+    assert waiting.select("loinc_code", "value_raw", "surveillance", "reason").rows() == [
+        ("593-4", "zorglub", "MDO legionellose", "text_not_recognised")]
 
 
 def test_rules_broader_than_the_reference_criterion_are_inactive(rules):
@@ -567,3 +614,21 @@ def test_the_generator_truth_reads_an_organism_rule_as_a_positive_verdict():
                          "dep": ["75"]}, schema_overrides={"value_canonical": pl.Float64})
     got = mdo_weekly(rows, [rule], {})
     assert got.select("mdo_id", "dep").rows() == [("legionellose", "75")]
+
+
+def test_a_case_takes_a_departement_or_sex_its_first_result_lacks_from_its_other_result_of_the_day(rules):
+    """QA numbers F1 (HIGH), F2 (MEDIUM), MDO: a Legionella urinary antigen positive at 08:00
+    without postal code and a Legionella PCR positive at 10:00 in 75011, same person and day: the
+    case had dep null (in no row of marts.mdo_weekly). Same for a sex unknown on the first result."""
+    res = results(("a", 0, "31870-9", "POS", None, None, 40, None), ("a", 0, "88590-5", "POS", None, None, 40, "75"),
+                  ("b", 0, "31870-9", "POS", None, None, 40, "13"), ("b", 0, "88590-5", "POS", None, None, 40, "69"),
+                  # another day's département is not borrowed (same episode, no new case)
+                  ("c", 0, "31870-9", "POS", None, None, 40, None), ("c", 1, "88590-5", "POS", None, None, 40, "75"))
+    res = res.with_columns(pl.when(pl.col("line_no") == 2).then(None).otherwise(pl.col("sex")).alias("sex"))
+    c = mdo.cases(mdo.positive_results(res, rules), mdo.episode_days(rules))
+    assert c.select("mdo_id", "person_key", "dep", "sex", "loinc_code").rows() == [
+        ("legionellose", "a", "75", "F", "31870-9"),   # the opening result's LOINC, the other's dep and sex
+        ("legionellose", "b", "13", "F", "31870-9"),   # the first result's own département wins
+        ("legionellose", "c", None, "F", "31870-9")]
+    w = mdo.weekly_cases(c, ["13", "75"], ["2026-S10"], ["legionellose"], (D0, D0 + timedelta(days=6)))
+    assert dict(w.select("dep", "cases").iter_rows()) == {"13": 1, "75": 1}

@@ -70,6 +70,34 @@ def test_unrecognised_list_and_coverage_per_lab():
     ]
 
 
+def test_an_organism_rule_text_read_as_not_the_agent_is_not_listed_but_an_unread_one_is():
+    """QA numbers F6 (LOW): on the Legionella culture 593-4 (an organism rule), 'Streptococcus
+    pneumoniae' and 'Legionella non isolée', on the poliovirus isolation 73907-8 'Poliovirus absent',
+    were listed as text_not_recognised (the gate: "teach the wording"). They say the agent was not
+    found: a negative for the rule, not listed, not counted as unrecognised. A text read neither
+    way ('zorglub', 'Legionella non pneumophila', a pending culture) still is."""
+    from transforms.epi.mdo import load_rules
+    from transforms.terminology.unrecognised import organism_agents
+
+    t = datetime(2026, 11, 2, 8, 30)
+    rules = load_rules(SEEDS / "mdo_rules.csv")
+    codes = surveillance_codes(SEEDS / "test_definitions.csv", rules)
+    texts = [("593-4", "Streptococcus pneumoniae"), ("593-4", "Legionella non isolée"),
+             ("593-4", "Pas de Legionella isolée"), ("73907-8", "Poliovirus absent"),
+             ("552-0", "Brucella non retrouvée"), ("593-4", "Legionella pneumophila sérogroupe 1"),
+             ("593-4", "zorglub"), ("593-4", "Legionella non pneumophila"),
+             ("593-4", "Legionella en cours d'identification"), ("593-4", "Streptococcus pneumoniae négatif")]
+    fct = _fct([("a", "CULT", code, text, None, None, "not_numeric", True, t) for code, text in texts])
+    agents = organism_agents(rules)
+    un = unrecognised_results(fct, codes, agents)
+    assert sorted(un.select("value_raw", "reason").rows()) == [
+        ("Legionella en cours d'identification", "text_not_recognised"),
+        ("Legionella non pneumophila", "text_not_recognised"),
+        ("Streptococcus pneumoniae négatif", "text_not_recognised"),
+        ("zorglub", "text_not_recognised")]
+    assert qualitative_coverage(fct, codes, agents).rows() == [("a", 10, 4, 10, 4, 0.4, 0.4)]
+
+
 def test_transcode_reads_the_operator_words():
     from tests.helpers import seed_loinc
     from transforms.terminology.mappings import MAPPING_SCHEMA

@@ -322,6 +322,29 @@ def test_local_disclosure_rule_when_the_exports_rule_is_absent():
     assert margin_attack(known, hidden, (Tree(geo2), Tree(sex)), lambda c: c in grid) == {}
 
 
+def test_a_week_hidden_in_every_mdo_panel_stays_on_the_axis_marked_as_not_shown():
+    """QA numbers F3 (MEDIUM): a week whose count is hidden in every panel (1 case each) left the
+    chart's x axis (Vega-Lite drops a null value), the panels reading "0 cases" with nothing to
+    say a week was hidden. Every week stays on the axis, the hidden one drawn as a grey band with
+    a legend and a note."""
+    from quality.reports import charts
+
+    weeks = [f"2026-W{w}" for w in range(33, 45)]
+    series = pl.DataFrame([{"disease": d, "week": w, "cases": None if w == "2026-W41" else 0}
+                           for d in ("Legionellosis", "Listeriosis") for w in weeks],
+                          schema={"disease": pl.Utf8, "week": pl.Utf8, "cases": pl.Int64})
+    labels = lambda svg: re.findall(r">(2026-W\d\d)</text>", svg)  # noqa: E731 (the axis labels)
+    svg = charts.small_multiples(series, "Notifiable diseases: weekly cases, France", weeks)
+    assert sorted(set(labels(svg))) == weeks
+    assert labels(svg).count("2026-W41") == labels(svg).count("2026-W40") > 0
+    assert charts.HIDDEN_WEEK in svg and charts.HIDDEN_WEEK_NOTE in svg
+    # the weeks default to the series' own; nothing hidden: no band, no legend, no note
+    assert sorted(set(labels(charts.small_multiples(series.drop_nulls(), "t")))) == [
+        w for w in weeks if w != "2026-W41"]
+    shown = charts.small_multiples(series.with_columns(pl.col("cases").fill_null(0)), "t", weeks)
+    assert sorted(set(labels(shown))) == weeks and charts.HIDDEN_WEEK not in shown
+
+
 def test_reports_cli_builds_a_chosen_week(gated, tmp_path):  # noqa: F811
     from typer.testing import CliRunner
 

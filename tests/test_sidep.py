@@ -85,3 +85,34 @@ def test_an_age_unknown_on_the_counted_result_is_taken_from_the_same_days_other_
                  (D0 + timedelta(days=1), "75", 0): (0, 0, 0, 0, 1, 1)}
     days = person_days(results(("a", 0, "POS", "75", None, "F"), ("a", 0, "NEG", "75", 79, "F")))
     assert days.select("cl_age90", "positive").rows() == [(79, True)]
+
+
+def test_a_departement_or_sex_unknown_on_the_counted_result_is_taken_from_the_same_days_other_result():
+    """QA numbers F1 (HIGH), F2 (MEDIUM): a positive without postal code beside the same person's
+    negative of that day in 75 counted in no row, France included; a positive with sex unknown
+    beside a negative stating F counted in neither P_f nor T_f. Both are known that day."""
+    c = counts(results(("a", 0, "POS", None, 29, "F"), ("a", 0, "NEG", "75", 29, "F"),
+                       ("b", 0, "POS", "75", 39, None), ("b", 0, "NEG", "75", 39, "F"),
+                       # another day's value is not borrowed
+                       ("c", 0, "NEG", None, 49, None), ("c", 1, "NEG", "13", 49, "M")))
+    assert c == {(D0, "75", 29): (1, 0, 1, 1, 0, 1), (D0, "75", 39): (1, 0, 1, 1, 0, 1),
+                 (D0, "75", 0): (2, 0, 2, 2, 0, 2),
+                 (D0 + timedelta(days=1), "13", 49): (0, 0, 0, 0, 1, 1),
+                 (D0 + timedelta(days=1), "13", 0): (0, 0, 0, 0, 1, 1)}
+    # two positives of the day, the first (earlier) without postal code: the second gives it
+    days = person_days(results(("a", 0, "POS", None, 29, None), ("a", 0, "POS", "13", 29, "M")))
+    assert days.select("dep", "sex", "positive").rows() == [("13", "M", True)]
+
+
+def test_the_counted_results_own_departement_and_sex_win_and_disagreeing_others_are_taken_in_order():
+    """The counted result's own département and sex are kept even when another result of the day
+    gives others; when it gives none and the others disagree, the first of them in the order that
+    chose the counted result (positives, then earliest collection) is taken."""
+    days = person_days(results(("a", 0, "NEG", "13", 29, "M"), ("a", 0, "POS", "75", 29, "F")))
+    assert days.select("dep", "sex").rows() == [("75", "F")]
+    days = person_days(results(("a", 0, "POS", None, 29, None), ("a", 0, "NEG", "13", 29, "M"),
+                               ("a", 0, "POS", "69", 29, "F")))
+    assert days.select("dep", "sex").rows() == [("69", "F")]  # the other positive before the negative
+    days = person_days(results(("a", 0, "NEG", None, 29, None), ("a", 0, "NEG", "13", 29, "M"),
+                               ("a", 0, "NEG", "69", 29, "F")))
+    assert days.select("dep", "sex").rows() == [("13", "M")]  # same collection time: delivery line order

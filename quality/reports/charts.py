@@ -100,14 +100,38 @@ def age_incidence(ages: pl.DataFrame, title: str) -> str:
     return to_svg(chart.properties(width=760, height=200, title=title))
 
 
-def small_multiples(series: pl.DataFrame, title: str) -> str:
-    """Weekly cases per disease, one small panel each; ``series``: disease, week, cases."""
-    chart = alt.Chart(_data(series)).mark_bar(color=BLUE).encode(
-        x=alt.X("week:O", title=None, axis=alt.Axis(labelAngle=-60, labelFontSize=9)),
-        y=alt.Y("cases:Q", title="cases"),
-        tooltip=["disease:N", "week:O", "cases:Q"],
-    ).properties(width=220, height=110).facet(facet=alt.Facet("disease:N", title=None), columns=3)
-    return to_svg(chart.resolve_scale(y="independent").properties(title=title))
+HIDDEN_WEEK = "count not shown (statistical secrecy)"
+HIDDEN_WEEK_NOTE = "Grey band: a week whose count is not shown (statistical secrecy); it has no bar."
+
+
+def small_multiples(series: pl.DataFrame, title: str, weeks: list[str] | None = None) -> str:
+    """Weekly cases per disease, one small panel each; ``series``: disease, week, cases (null =
+    hidden). The x axis holds every week of ``weeks`` (default: the weeks of ``series``) in every
+    panel: Vega-Lite drops a row whose value is null, so without an explicit domain a week hidden
+    in every panel left the axis and the panels read "0 cases" (QA numbers F3). A hidden week is
+    drawn as a grey band over the panel's height, with no bar, and the chart says so (subtitle and
+    legend)."""
+    weeks = sorted(set(series["week"].to_list())) if weeks is None else list(weeks)
+    data = series.with_columns(pl.when(pl.col("cases").is_null()).then(pl.lit(HIDDEN_WEEK)).alias("shown"))
+    x = alt.X("week:O", title=None, scale=alt.Scale(domain=weeks),
+              axis=alt.Axis(labelAngle=-60, labelFontSize=9))
+    base = alt.Chart().encode(x=x)
+    bars = base.mark_bar(color=BLUE).encode(
+        y=alt.Y("cases:Q", title="cases"), tooltip=["disease:N", "week:O", "cases:Q"],
+    ).transform_filter("isValid(datum.cases)")
+    layers = [bars]
+    if data["shown"].null_count() < data.height:
+        hidden = base.mark_rect(opacity=0.45).encode(
+            color=alt.Color("shown:N", title=None, scale=alt.Scale(domain=[HIDDEN_WEEK], range=[GREY]),
+                            legend=alt.Legend(labelLimit=400)),
+            tooltip=["disease:N", "week:O", alt.Tooltip("shown:N", title="cases")],
+        ).transform_filter("!isValid(datum.cases)")
+        layers = [hidden, bars]
+    chart = alt.layer(*layers, data=_data(data)).properties(width=220, height=110).facet(
+        facet=alt.Facet("disease:N", title=None), columns=3)
+    subtitle = [HIDDEN_WEEK_NOTE] if len(layers) > 1 else []
+    return to_svg(chart.resolve_scale(y="independent").properties(
+        title=alt.TitleParams(title, subtitle=subtitle, subtitleFontSize=11, subtitleColor="#555")))
 
 
 def hbar(df: pl.DataFrame, label: str, value: str, title: str, x_title: str, fmt: str = ",.0f",

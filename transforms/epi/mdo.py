@@ -7,7 +7,9 @@ condition to a disease:
 - ``organism``: for identification codes, whose result is the organism found: the result class is
   POS, or (no class) the text names the rule's ``agent`` and nothing else
   (``transforms.terminology.organisms.names_agent``: 'Legionella pneumophila sérogroupe 1',
-  'Virus de la rage isolé'; never 'Legionella non isolée' or another organism);
+  'Virus de la rage isolé'; never 'Legionella non isolée' or another organism: texts that
+  ``organisms.reads_not_agent`` reads as not the agent are negatives for the rule, kept off
+  quality.unrecognised_results but counted in no case, as every text the rule does not read);
 - ``ge`` / ``gt``: the numeric value in the LOINC's canonical unit (value_canonical, unit_canonical)
   is >= / > ``threshold``; ``unit`` must equal the canonical unit, otherwise the result is not
   evaluated (a unit that could not be converted never makes a case). A bound (value_comparator
@@ -34,7 +36,8 @@ Only ``active = yes`` rows count. A person counts once per disease episode: a po
 opens a case when it is the person's first for that disease or comes ``episode_days`` or more
 after the collection day of the person's last *counted* case; positives in between belong to the
 same episode. Cases are dated by collection day and placed at the département of residence of
-the result that opened them.
+the result that opened them (when it gives none, that of the case's other positive result of that
+day that gives one; the same for the age class and the sex: see ``cases``).
 """
 
 from __future__ import annotations
@@ -385,12 +388,18 @@ def cases(positives: pl.DataFrame, episodes: dict[str, int]) -> pl.DataFrame:
     """New cases: the positive days that open an episode, per disease and person.
 
     The case's attributes come from the first positive result of its day (earliest collection, then
-    delivery order, then line), so the choice is deterministic.
+    delivery order, then line), so the choice is deterministic. A département, age class or sex
+    that result lacks comes from the first of the case's other positive results of that day that
+    gives one, in the same order (QA numbers F1, F2; as the SI-DEP person-days): the first result's
+    own value wins even when another disagrees; another day's is never borrowed. The LOINC is the
+    first result's.
     """
+    attributes = ("dep", "cl_age90", "sex")
     day = (
         positives.sort(["mdo_id", "person_key", "collected_date", "collected_at", "file_seq", "line_no"],
                        nulls_last=True)
-        .group_by(["mdo_id", "person_key", "collected_date"], maintain_order=True).first()
+        .group_by(["mdo_id", "person_key", "collected_date"], maintain_order=True)
+        .agg(pl.all().exclude(*attributes).first(), *(pl.col(c).drop_nulls().first() for c in attributes))
     )
     keep: list[bool] = []
     last_key, last_day = None, None

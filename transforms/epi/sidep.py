@@ -10,7 +10,13 @@
 - unknown age: all-ages row only; unknown sex: in P and T but in neither _f nor _h. A person-day
   whose counted result gives no age takes the age class of the person's other result of that day
   that gives one (QA regr2 F9: a positive with a partial birth date beside a negative with the full
-  one; the person's age is known that day).
+  one; the person's age is known that day). The département and the sex follow the same rule
+  (QA numbers F1, F2: a positive without postal code, or with sex unknown, beside the same
+  person's result of that day that gives them). The counted result's own value always wins, even
+  when another result of the day disagrees; when it has none and the other results of the day
+  disagree, the first of them that gives one is taken, in the order that chose the counted result
+  (positives first, then earliest collection, delivery order, line): deterministic, and the
+  person-day stays in the France totals (another day's value is never borrowed).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import polars as pl
 
 EPISODE_DAYS = 60
 AGE_CLASSES = (0, 9, 19, 29, 39, 49, 59, 69, 79, 89, 90)
+# a person-day's attributes: the counted result's, else the first other result of the day giving one
+DAY_ATTRIBUTES = ("dep", "cl_age90", "sex")
 
 
 def person_days(results: pl.LazyFrame | pl.DataFrame, episode_days: int = EPISODE_DAYS) -> pl.DataFrame:
@@ -31,17 +39,18 @@ def person_days(results: pl.LazyFrame | pl.DataFrame, episode_days: int = EPISOD
     """
     r = results.lazy().filter(pl.col("result_class").is_in(["POS", "NEG"]) & pl.col("person_key").is_not_null())
     # one row per person and day: positive wins; the attributes come from the first result of the
-    # winning class (earliest collection, then delivery order) so the choice is deterministic; an
-    # age class it lacks comes from the first of the day's results that has one (same order)
+    # winning class (earliest collection, then delivery order) so the choice is deterministic; a
+    # département, age class or sex it lacks comes from the first of the day's results that has
+    # one (same order: QA regr2 F9 for the age, QA numbers F1/F2 for the département and sex)
     day = (
         r.with_columns((pl.col("result_class") == "POS").alias("positive"))
         .sort(["person_key", "collected_date", "positive", "collected_at", "file_seq", "line_no"],
               descending=[False, False, True, False, False, False], nulls_last=True)
         .group_by(["person_key", "collected_date"], maintain_order=True)
-        .agg(pl.col("dep", "cl_age90", "sex", "positive").first(),
-             pl.col("cl_age90").drop_nulls().first().alias("_known_age"))
-        .select("person_key", pl.col("collected_date").alias("jour"), "dep",
-                pl.coalesce("cl_age90", "_known_age").alias("cl_age90"), "sex", "positive")
+        .agg(pl.col("positive").first(),
+             # the first row is the counted result: its own value when it has one
+             *(pl.col(c).drop_nulls().first() for c in DAY_ATTRIBUTES))
+        .select("person_key", pl.col("collected_date").alias("jour"), "dep", "cl_age90", "sex", "positive")
         .collect()
     )
     pos = day.filter("positive").sort("person_key", "jour")

@@ -25,6 +25,27 @@ de', 'pas de', 'négatif', 'non détecté'), a doubt, a pending culture ('en cou
 organism ('Pseudomonas aeruginosa'), a request. A species-level agent ('legionella pneumophila')
 is not named by the genus alone ('Legionella sp.'). An HL7 coded value ``code^label^system`` is
 read by its label (by its code when there is no label).
+
+``reads_not_agent(text, agents)`` is True when the text is read as saying the agent was *not*
+found (QA numbers F6): such a result is a negative for the rule. It never makes a case (the rule
+counts only ``names_agent``); it is only kept off the list of wordings to teach
+(quality.unrecognised_results, transforms/terminology/unrecognised.py). Two readings, both strict:
+
+* the agent negated, in one of a few fixed shapes (the agent's name alone, optionally 'sp'/'spp',
+  never a species or serogroup after a genus agent: 'Legionella pneumophila non isolée' says
+  nothing of the other species): '<agent> non isolé(e)' (retrouvé, identifié, détecté, mis en
+  évidence), '<agent> absent(e)', '<agent> négatif(ve)', '<agent> : culture négative', 'Pas de
+  <agent> [isolé...]', 'Absence de <agent>', 'Aucun(e) <agent> [isolé...]', optionally preceded by
+  'Culture'/'Recherche (de)' and, for a virus, 'Virus de (la)'; English 'not isolated', 'no <agent>
+  isolated'. 'Legionella non pneumophila' (a species group: a positive) and 'Legionella détectée,
+  culture négative' match none;
+* another organism and nothing else: a genus of ``OTHER_GENERA`` (common clinical genera: 
+  'Streptococcus pneumoniae', 'Pseudomonas aeruginosa', 'Escherichia coli', 'Brucella melitensis'
+  on a Legionella culture), optionally with its species and, as in ``names_agent``, words of
+  identification or presence and numbers; never when the text names one of ``agents`` anywhere.
+
+Any other text (an unknown word, a pending culture, a doubt, 'Legionella non pneumophila') is
+neither: it stays unrecognised and listed for a person to read.
 """
 
 from __future__ import annotations
@@ -87,3 +108,80 @@ def names_within(phrase: tuple[str, ...], text: str | None) -> bool:
     """Whether the words of ``phrase`` appear, consecutive, in ``text`` (a LOINC name, for instance)."""
     words = _words(text or "")
     return bool(phrase) and any(tuple(words[i:i + len(phrase)]) == phrase for i in range(len(words)))
+
+
+# Common genera of clinical microbiology (bacteria, fungi, parasites): a text naming one of them,
+# and not the rule's agent, names another organism (``reads_not_agent``). Normalised (no accents,
+# lower case); a genus that is an agent of the rule is never read as another organism.
+OTHER_GENERA = frozenset((
+    "acinetobacter", "actinomyces", "aeromonas", "aspergillus", "bacillus", "bacteroides", "bartonella",
+    "bordetella", "borrelia", "brucella", "burkholderia", "campylobacter", "candida", "chlamydia",
+    "chlamydophila", "citrobacter", "clostridioides", "clostridium", "corynebacterium", "coxiella",
+    "cryptococcus", "enterobacter", "enterococcus", "escherichia", "francisella", "fusobacterium",
+    "haemophilus", "hafnia", "helicobacter", "klebsiella", "legionella", "leptospira", "listeria",
+    "moraxella", "morganella", "mycobacterium", "mycoplasma", "neisseria", "nocardia", "pasteurella",
+    "plasmodium", "prevotella", "proteus", "providencia", "pseudomonas", "rickettsia", "salmonella",
+    "serratia", "shigella", "staphylococcus", "stenotrophomonas", "streptococcus", "treponema",
+    "vibrio", "yersinia",
+))
+_FOUND = (r"(?:isole|isolee|isoles|isolees|retrouve|retrouvee|retrouves|retrouvees|identifie|identifiee|"
+          r"identifies|identifiees|detecte|detectee|detectes|detectees|mise? en evidence|mis(?:es)? en evidence)")
+_NEGATED = (r"(?:negatif|negative|negatifs|negatives|absent|absente|absents|absentes|non " + _FOUND
+            + r"|not (?:isolated|detected|found|identified))")
+_LEAD = r"(?:(?:culture|recherche|identification)(?: (?:de|d|des|du))? )?(?:virus (?:de la |de l |du |de |d )?)?"
+_AGENT = r"\x00(?: spp?)?"
+_NEGATION_SHAPES = re.compile(
+    r"^(?:" + _LEAD + _AGENT + r"(?: (?:culture|recherche))? " + _NEGATED
+    + r"|(?:pas de|pas d|absence de|absence d|aucun|aucune|no) " + _LEAD + _AGENT + r"(?: " + _FOUND
+    + r"| isolated| detected| found)?)$")
+
+
+def reads_not_agent(text: str | None, agents: tuple[tuple[str, ...], ...]) -> bool:
+    """Whether ``text`` says the agent was not found (a negation of it) or names another organism
+    and nothing else (module docstring); False when it names the agent (``names_agent``)."""
+    if not text or not agents or names_agent(text, agents):
+        return False
+    if "^" in text:  # HL7 coded value: its label, else its code
+        parts = [p.strip() for p in text.split("^")]
+        text = parts[1] if len(parts) > 1 and parts[1] else parts[0]
+    words = _words(text)
+    # the agent's names, longest first, each occurrence replaced by one marker
+    marked: list[str] = []
+    i, hits = 0, 0
+    while i < len(words):
+        hit = next((a for a in agents if tuple(words[i:i + len(a)]) == a), None)
+        if hit is None:
+            marked.append(words[i])
+            i += 1
+        else:
+            marked.append("\x00")
+            hits += 1
+            i += len(hit)
+    if hits:
+        return hits == 1 and bool(_NEGATION_SHAPES.match(" ".join(marked)))
+    return _names_other_organism(words, {w for a in agents for w in a})
+
+
+def _names_other_organism(words: list[str], agent_words: set[str]) -> bool:
+    named = False
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w in OTHER_GENERA and w not in agent_words:
+            named = True
+            i += 1
+            nxt = words[i] if i < len(words) else ""
+            if (nxt.isalpha() and len(nxt) >= 3 and nxt not in CLASS_OF_WORD and nxt not in OTHER_GENERA
+                    and nxt not in IDENTIFICATION_WORDS and nxt not in _NOT_SPECIES):
+                i += 1  # its species ('Streptococcus pneumoniae', 'Escherichia coli')
+            continue
+        if w in IDENTIFICATION_WORDS or _NUMBER.match(w):
+            i += 1
+            continue
+        return False
+    return named
+
+
+# words that are not a species after a genus: a negation or a doubt makes the text unread
+_NOT_SPECIES = frozenset(("non", "pas", "absence", "aucun", "aucune", "not", "no", "probable", "possible",
+                          "suspect", "suspecte", "cours", "attente"))

@@ -9,7 +9,10 @@ disappear (flows/publish.py writes them to the quality layer):
   and which surveillance (SI-DEP test definitions, MDO rules on a positive result) the test counts in;
   a text that an MDO rule of condition ``organism`` reads as naming its agent ('Legionella
   pneumophila sérogroupe 1' on a Legionella culture, see organisms.py) is counted by that rule and
-  is not listed;
+  is not listed; nor is a text such a rule reads as *not* its agent (``organisms.reads_not_agent``:
+  'Legionella non isolée', 'Poliovirus absent', another organism such as 'Streptococcus pneumoniae'
+  on a Legionella culture; QA numbers F6): it is a negative for that rule, there is no wording to
+  teach. It still counts nowhere (its result class stays null), as before;
 * ``qualitative_coverage``: per lab, text results, unrecognised ones, and the same on the tests that
   count in SI-DEP or MDO, with the share the quality gate checks.
 
@@ -69,7 +72,8 @@ def organism_agents(mdo_rules: pl.DataFrame | None) -> pl.DataFrame:
 
 def _text_results(fct: pl.LazyFrame, codes: pl.DataFrame, agents: pl.DataFrame | None = None) -> pl.LazyFrame:
     """Current text results on tests without a canonical unit, with their surveillance and
-    ``recognised``: a class was read, or an organism rule of the test reads the text as its agent."""
+    ``recognised``: a class was read, or an organism rule of the test reads the text as its agent
+    or as not its agent (a negation of it, another organism: ``organisms.reads_not_agent``)."""
     out = (
         fct.filter(pl.col("is_current") & (pl.col("conversion_status") == NOT_NUMERIC)
                    & pl.col("value_num").is_null()
@@ -78,14 +82,15 @@ def _text_results(fct: pl.LazyFrame, codes: pl.DataFrame, agents: pl.DataFrame |
     )
     if agents is None or agents.is_empty():
         return out.with_columns(recognised=pl.col("result_class").is_not_null())
-    from transforms.terminology.organisms import agent_phrases, names_agent
+    from transforms.terminology.organisms import agent_phrases, names_agent, reads_not_agent
 
     phrases = {loinc: agent_phrases(agent.split("|")) for loinc, agent in agents.iter_rows()}
     # each distinct unclassed text of an organism rule's test is read once
     pairs = (out.filter(pl.col("result_class").is_null() & pl.col("loinc_code").is_in(list(phrases)))
              .select("loinc_code", "value_raw").unique().collect())
-    named = pairs.with_columns(pl.Series("_named", [names_agent(text, phrases[loinc])
-                                                    for loinc, text in pairs.iter_rows()], dtype=pl.Boolean))
+    named = pairs.with_columns(pl.Series("_named", [
+        names_agent(text, phrases[loinc]) or reads_not_agent(text, phrases[loinc])
+        for loinc, text in pairs.iter_rows()], dtype=pl.Boolean))
     return (out.join(named.lazy(), on=["loinc_code", "value_raw"], how="left")
             .with_columns(recognised=pl.col("result_class").is_not_null() | pl.col("_named").fill_null(False))
             .drop("_named"))
