@@ -47,3 +47,18 @@ def check(code: str) -> str:
     if code not in REASONS:
         raise KeyError(f"unknown reason code {code!r}")
     return code
+
+
+# data-quality flags of kept results (staging's dq_flags, ';'-joined): the result counts, with what
+# it lacks (warehouse/catalog.py, column dq_flags); the data-quality report counts them per lab
+FLAGS: dict[str, str] = {
+    "AGE_UNKNOWN": "no age: in the all-ages counts only",
+    "BIRTH_DATE_PARTIAL": "the birth date was sent with its year, or year and month, only (age unknown)",
+    "BIRTH_DATE_INVALID": "the birth date sent could not be read or is impossible for this result (age unknown)",
+    "SEX_UNKNOWN": "no sex: in P and T, in neither the women's nor the men's counts",
+    "SEX_INVALID": "the sex sent could not be read (sex unknown)",
+    "POSTAL_CODE_INVALID": "the postal code is not 5 digits",
+    "DEP_UNKNOWN": "no département of residence: in the France counts only when another result gives it",
+    "IDENTITY_IN_TEXT": "a NIR, name or birth date was masked in the free text",
+    "FINESS_INVALID": "the lab's FINESS is not 9 characters or fails its check digit",
+}

@@ -506,6 +506,15 @@ def quarantine_reasons(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataF
         FROM {src.rel(cat.QUARANTINE)} GROUP BY ALL ORDER BY n_rows DESC, source, reason_code""")
 
 
+def flag_counts(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataFrame:
+    """Current results kept with a data-quality flag (dq_flags), per lab and flag."""
+    return frame(con, f"""
+        SELECT source, flag, count(*) AS n_results
+        FROM (SELECT source, unnest(string_split(dq_flags, ';')) AS flag
+              FROM {src.rel(cat.FCT_LAB_RESULTS)} WHERE is_current AND coalesce(dq_flags, '') <> '')
+        WHERE flag <> '' GROUP BY ALL ORDER BY n_results DESC, source, flag""")
+
+
 # --------------------------------------------------------------------------------------------
 # marts.sidep_daily
 # --------------------------------------------------------------------------------------------

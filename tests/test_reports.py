@@ -445,6 +445,15 @@ def test_data_quality_report_numbers_equal_the_warehouse(gated):  # noqa: F811
     reasons = {r["attrs"]["reason"]: num(r["cells"][-1]) for r in t["quarantine-reasons"]}
     assert reasons == dict(q.iter_rows()) and len(reasons) >= 3
     assert {r["attrs"]["reason"] for r in t["quarantine-examples"]} == set(reasons)
+    # results kept with a flag = the current results' dq_flags, per flag and lab
+    f = sql(home, "SELECT source, flag, count(*) AS n FROM (SELECT source, unnest(string_split(dq_flags, ';')) AS flag "
+                  "FROM marts.fct_lab_results WHERE is_current) GROUP BY ALL")
+    flag_rows = {r["attrs"]["flag"]: r["cells"] for r in t["flag-counts"]}
+    assert {fl: num(c[-1]) for fl, c in flag_rows.items()} == {
+        fl: n for fl, n in f.group_by("flag").agg(pl.col("n").sum()).iter_rows()}
+    assert {"AGE_UNKNOWN", "SEX_UNKNOWN"} <= set(flag_rows)
+    for lab, fl, n in f.iter_rows():
+        assert num(flag_rows[fl][2 + labs.index(lab)]) == n
     # delays: the median collection -> reception of each lab
     med = sql(home, "SELECT source, quantile_cont(date_diff('minute', collected_at, received_at) / 60.0, 0.5) AS m "
                     "FROM marts.fct_lab_results WHERE collected_date > "

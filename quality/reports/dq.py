@@ -28,7 +28,7 @@ import polars as pl
 
 from quality import summaries as S
 from quality.checkpoints import UNRECOGNISED_MAX_SHARE
-from quality.reasons import REASONS
+from quality.reasons import FLAGS, REASONS
 from quality.reports import charts, render
 from transforms.identity_text import mask_text
 from transforms.parsers.detect import FORMAT_NAMES
@@ -189,6 +189,7 @@ def dq_data(wh: Warehouse) -> dict:
         lab_day = S.lab_day(con, src, since)
         delays = S.lab_delays(con, src, since)
         reasons = S.quarantine_reasons(con, src)
+        flags = S.flag_counts(con, src)
         examples = _examples(con, src)
         conversion = S.conversion_by_lab(con, src)
         coverage = S.read_table(con, src, cat.MAPPING_COVERAGE).sort("source")
@@ -208,6 +209,8 @@ def dq_data(wh: Warehouse) -> dict:
     pivot = {(r["source"], r["collected_date"]): r["n_results"] for r in lab_day.iter_rows(named=True)}
     by_reason = reasons.group_by("reason_code").agg(n_rows=pl.col("n_rows").sum()).sort("n_rows", descending=True)
     reason_lab = reasons.group_by("reason_code", "source").agg(n_rows=pl.col("n_rows").sum())
+    by_flag = flags.group_by("flag").agg(n_results=pl.col("n_results").sum()).sort(
+        "n_results", "flag", descending=[True, False])
     labs = sorted({r["source"] for r in files["by_lab"]} | set(coverage["source"].to_list()))
     conv = _conversion_table(conversion, labs)
 
@@ -233,7 +236,8 @@ def dq_data(wh: Warehouse) -> dict:
     return {
         "files": files, "volumes": volumes.to_dicts(), "recent_days": recent_days, "pivot": pivot, "labs": labs,
         "delays": delays.to_dicts(), "by_reason": by_reason.to_dicts(), "reason_lab": {(r["reason_code"], r["source"]): r["n_rows"] for r in reason_lab.iter_rows(named=True)},
-        "reason_labels": REASONS, "examples": examples, "coverage": coverage.to_dicts(), "conversion": conv,
+        "reason_labels": REASONS, "by_flag": by_flag.to_dicts(), "flag_labels": FLAGS,
+        "flag_lab": {(r["flag"], r["source"]): r["n_results"] for r in flags.iter_rows(named=True)}, "examples": examples, "coverage": coverage.to_dicts(), "conversion": conv,
         "backlog": backlog.head(BACKLOG_ROWS).to_dicts(), "backlog_total": backlog.height,
         "qualitative": qualitative.to_dicts(), "unrecognised": unrecognised.head(UNRECOGNISED_ROWS).to_dicts(),
         "unrecognised_total": unrecognised.height, "unrecognised_max_share": UNRECOGNISED_MAX_SHARE,
