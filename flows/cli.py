@@ -202,7 +202,8 @@ def reprocess(
                 known = set(ctx.wh.read(steps.cat.FILE_LOG)["source"].to_list())
                 unknown = sorted(set(lab) - known)
                 if unknown:
-                    _fail(f"no file loaded from {', '.join(unknown)} (labs with files: {', '.join(sorted(known)) or 'none'})")
+                    _fail(f"no file loaded from {', '.join(unknown)} "
+                          f"(labs with files: {', '.join(sorted(known)) or 'none'})")
             got = steps.mark_reprocess(ctx, lab)
             from flows import privacy
 

@@ -49,10 +49,11 @@ PARSER_VERSION = "6"  # bump when a parser's output changes: earlier ingests are
 # "6": CSV: a last line without a line break is a truncated-delivery reject whatever its field count
 # (QA ops F1); a NUL or other control byte rejects its CSV line, HL7 message or HPRIM record, and a
 # file is binary only when control bytes exceed 1 % of its first 64 KiB (F4); CDA: XML errors name
-# the file's line, a file ending inside a tag is 'document truncated' (F2); every format reads the sex with one vocabulary (transforms/parsers/sex.py): the words
-# (masculin/féminin, homme/femme, male/female, any case or accents) are M/F; a value it cannot read
-# (X) is null with SEX_INVALID:sex, kept by the validator with an unknown sex (it was quarantined:
-# QA F5); HL7 PID-8 is read to its first component; I, 0, 9 are unknown in HL7/CDA too, UN in CSV
+# the file's line, a file ending inside a tag is 'document truncated' (F2); every format reads the
+# sex with one vocabulary (transforms/parsers/sex.py): the words (masculin/féminin, homme/femme,
+# male/female, any case or accents) are M/F; a value it cannot read (X) is null with
+# SEX_INVALID:sex, kept by the validator with an unknown sex (it was quarantined: QA numbers F5);
+# HL7 PID-8 is read to its first component; I, 0, 9 are unknown in HL7/CDA too, UN in CSV
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was

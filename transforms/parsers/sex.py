@@ -55,5 +55,6 @@ def sex_columns(values: pl.Series) -> tuple[pl.Expr, pl.Expr]:
     sex = col.replace_strict({v: (r if r != UNREADABLE else None) for v, r in read.items()},
                              default=None, return_dtype=pl.Utf8)
     unreadable = [v for v, r in read.items() if r == UNREADABLE]
-    issue = pl.when(col.is_in(pl.Series(unreadable, dtype=pl.Utf8).implode())).then(pl.lit(SEX_ISSUE)).otherwise(pl.lit(None, dtype=pl.Utf8))
+    issue = (pl.when(col.is_in(pl.Series(unreadable, dtype=pl.Utf8).implode())).then(pl.lit(SEX_ISSUE))
+             .otherwise(pl.lit(None, dtype=pl.Utf8)))
     return sex, issue
