@@ -32,7 +32,7 @@ chromium:
 	  echo "chromium could not be installed: the report screenshot test will be skipped"
 
 # two worker processes (pytest-xdist), each test file whole in one of them (its module fixtures built
-# once), for most tests use one core at a time; TEST_WORKERS=0 runs everything in one process
+# once): 10 min on 2 cores where one process took 16.5; TEST_WORKERS=0 runs everything in one process
 TEST_WORKERS ?= 2
 test: .venv/.synced bytecode chromium
 	$(UV) run --frozen pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
