@@ -53,7 +53,8 @@ PARSER_VERSION = "6"  # bump when a parser's output changes: earlier ingests are
 # sex with one vocabulary (transforms/parsers/sex.py): the words (masculin/féminin, homme/femme,
 # male/female, any case or accents) are M/F; a value it cannot read (X) is null with
 # SEX_INVALID:sex, kept by the validator with an unknown sex (it was quarantined: QA numbers F5);
-# HL7 PID-8 is read to its first component; I, 0, 9 are unknown in HL7/CDA too, UN in CSV
+# HL7 PID-8 is read to its first component; I, 0, 9 are unknown in HL7/CDA too, UN in CSV; a DOS
+# end-of-file mark (0x1A) after the last line is the end of the file in every format (QA regr3 F1)
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import BinaryIO
 from xml.parsers import expat
 
-from transforms.parsers.base import Chunk, FileFormatError
+from transforms.parsers.base import Chunk, FileFormatError, open_input
 from transforms.parsers.cda_content import (  # noqa: F401 - re-exported for the writers
     CODED_TYPES,
     FINESS_OID,
@@ -289,7 +289,7 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -
     path = Path(path)
     sink = ResultSink(file_id, source, chunk_rows)
     seen = 0
-    with path.open("rb") as fh, relaxed_gc():
+    with open_input(path) as fh, relaxed_gc():
         for doc in iter_documents(fh):
             seen += 1
             sink.units += 1

@@ -24,6 +24,7 @@ import polars as pl
 from transforms.canonical import conform
 from transforms.parsers.sex import sex_columns
 from transforms.parsers.base import (
+    open_input,
     PARTIAL_BIRTH_CSV,
     CONTROL_CHARS,
     REJECT_SCHEMA,
@@ -89,7 +90,7 @@ def _blocks(path: Path, block_bytes: int, max_line: int = MAX_LINE_BYTES) -> Ite
     of it is read and dropped, so memory stays bounded by ``block_bytes + max_line`` whatever the
     input (a 200 MB line without newline); ``_chunk`` rejects such a line as MALFORMED_LINE.
     """
-    with path.open("rb") as fh:
+    with open_input(path) as fh:
         head = fh.read(CR_PEEK)
         # a lone CR before any LF in the first bytes (a CR that ends them may be a CRLF's half)
         cr_only = b"\n" not in head and b"\r" in head[:-1]

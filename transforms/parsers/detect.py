@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from xml.parsers import expat
 
-from transforms.parsers.base import Chunk, FileFormatError
+from transforms.parsers.base import Chunk, FileFormatError, open_input
 
 FORMATS = ("csv", "hl7v2", "cda", "hprim")
 FORMAT_NAMES = {"csv": "CSV extract", "hl7v2": "HL7 v2.5 ORU^R01", "cda": "CR-BIO CDA", "hprim": "HPRIM Santé"}
@@ -156,7 +156,7 @@ def _utf16_text(head: bytes) -> str | None:
 def detect_format(path: Path) -> str:
     """One of ``csv``, ``hl7v2``, ``cda``, ``hprim`` for the file at ``path`` (see module doc)."""
     path = Path(path)
-    with path.open("rb") as fh:
+    with open_input(path) as fh:
         head = fh.read(PREFIX_BYTES)
     name = path.name
     if head.startswith(b"\xef\xbb\xbf"):

@@ -49,7 +49,7 @@ from pathlib import Path
 
 from transforms.identity import normalise_ins
 from transforms.parsers import cda
-from transforms.parsers.base import Chunk, FileFormatError, control_byte, holds_utf8_sequences
+from transforms.parsers.base import Chunk, FileFormatError, control_byte, holds_utf8_sequences, open_input
 from transforms.parsers.er7 import (
     HL7_DEFAULT,
     TEST_INS_OIDS,
@@ -542,7 +542,7 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -
     path = Path(path)
     sink = ResultSink(file_id, source, chunk_rows, packed_builder=obx_frame)
     split = MessageSplitter()
-    with path.open("rb") as fh, relaxed_gc():
+    with open_input(path) as fh, relaxed_gc():
         for block in iter_blocks(fh):
             split.feed(block)
             if split.out:

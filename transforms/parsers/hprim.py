@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from transforms.parsers.base import Chunk, FileFormatError, control_byte
+from transforms.parsers.base import Chunk, FileFormatError, control_byte, open_input
 from transforms.parsers.er7 import (
     INS_OIDS,
     TEST_INS_OIDS,
@@ -267,7 +267,7 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -
     junk_no = 0
     seen_h = False
     cont = b"A|"
-    with path.open("rb") as fh, relaxed_gc():
+    with open_input(path) as fh, relaxed_gc():
         for first, lines, truncated in iter_line_blocks(fh):
             no = first - 1
             for line in lines:
