@@ -375,6 +375,27 @@ def qualitative_coverage_suite(frame: pl.DataFrame) -> Suite:
     return s
 
 
+UNREADABLE_MAX_SHARE = 0.05  # a lab's current results with a sex, or a birth date, it could not read
+
+
+def unreadable_fields_suite(frame: pl.DataFrame) -> Suite:
+    """Per lab, the share of results kept without sex or age because the value sent could not be
+    read (QA regr3 F3: a lab writing 'Mme'/'Mr' passed the gate silently with P_f = P_h = 0 once an
+    unreadable sex stopped quarantining the result)."""
+    pct = f"{UNREADABLE_MAX_SHARE:.0%}"
+    s = Suite("unreadable_fields", "marts.fct_lab_results: per lab, the current results whose sex or birth "
+              "date was sent but could not be read (dq_flags SEX_INVALID, BIRTH_DATE_INVALID): they count in P "
+              "and T, in no sex or age class.", frame, label_columns=("source",))
+    s.checks = [
+        _between(f"share_{what}_unreadable", 0, UNREADABLE_MAX_SHARE,
+                 f"each lab's {label} is readable on all but at most {pct} of its current results (more is a "
+                 f"systematic coding of the lab's extract: see docs/formats.md, and ask the lab)",
+                 critical=False, name=f"{what}_unreadable_at_most_{pct.rstrip('%')}pct")
+        for what, label in (("sex", "sex"), ("birth_date", "birth date"))
+    ]
+    return s
+
+
 def unrecognised_mdo_frame(unrecognised: pl.DataFrame) -> pl.DataFrame:
     """quality.unrecognised_results rows on a test an MDO rule other than COVID-19 reads, one per
     lab, local code and LOINC, with how many results and distinct texts wait (no text is shown)."""
@@ -483,6 +504,7 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
             usable = int(fs["n_covid_results_usable"][0])
             suites.append(fct_summary_suite(fs.drop("newest_collection", "where"), json.loads(fs["where"][0])))
             suites.append(fct_domains_suite(S.fct_domains(con, src)))
+            suites.append(unreadable_fields_suite(S.unreadable_shares(con, src)))
             _, newest = S.sidep_bounds(con, src) if src.has(cat.SIDEP_DAILY) else (None, None)
             newest = fs["newest_collection"][0] or newest
             since = newest - timedelta(days=LAB_DAY_WINDOW_DAYS - 1) if newest else None

@@ -515,6 +515,18 @@ def flag_counts(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataFrame:
         WHERE flag <> '' GROUP BY ALL ORDER BY n_results DESC, source, flag""")
 
 
+def unreadable_shares(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataFrame:
+    """Per lab: its current results, and the share whose sex, or birth date, was sent but could not
+    be read (dq_flags SEX_INVALID, BIRTH_DATE_INVALID: kept, without sex or age)."""
+    return frame(con, f"""
+        SELECT source, count(*) AS n_results,
+               count(*) FILTER (WHERE dq_flags LIKE '%SEX_INVALID%') AS n_sex_unreadable,
+               count(*) FILTER (WHERE dq_flags LIKE '%BIRTH_DATE_INVALID%') AS n_birth_date_unreadable,
+               n_sex_unreadable / count(*) AS share_sex_unreadable,
+               n_birth_date_unreadable / count(*) AS share_birth_date_unreadable
+        FROM {src.rel(cat.FCT_LAB_RESULTS)} WHERE is_current GROUP BY source ORDER BY source""")
+
+
 # --------------------------------------------------------------------------------------------
 # marts.sidep_daily
 # --------------------------------------------------------------------------------------------

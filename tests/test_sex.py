@@ -94,3 +94,10 @@ def test_written_out_and_unreadable_sexes_count_in_p_and_t(tmp_path):
                                                  & (pl.col("T") > 0))
     assert day.select("P", "P_h", "P_f", "T").rows() == [(8, 4, 2, 8)]
 
+    # QA regr3 F3: the gate names a lab whose sex is unreadable on more than 5 % of its results (1 of 8)
+    from flows.quality_gate import run_quality_gate
+
+    gate = run_quality_gate(ctx)
+    named = [w for w in gate["warnings"] if w.startswith("unreadable_fields:")]
+    assert gate["ok"] and len(named) == 1 and "sex_unreadable" in named[0] and "labo_alpha" in named[0], named
+    assert not [w for w in named if "birth_date_unreadable" in w]
