@@ -9,7 +9,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -17,20 +17,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flows.cli_errors import errors, fail
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="biolake: lab results in, LOINC-coded warehouse and SI-DEP indicators out.")
 mappings_app = typer.Typer(no_args_is_help=True, help="The mapping work queue: export, review, import.")
 app.add_typer(mappings_app, name="mappings")
 console = Console()
-errors = Console(stderr=True)
-
-
-def _fail(message: object) -> NoReturn:
-    """One error line on stderr (``biolake sql ... > out.csv`` keeps it out of the output), exit
-    code 2: the message as written (no markup read in it, no line broken inside a path at the
-    terminal's width: the terminal wraps it)."""
-    errors.print(f"[red]error:[/red] {escape(str(message))}", soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
 
 
 def _register_subapps() -> None:
@@ -110,7 +103,7 @@ def generate(
         with _progress() as p:
             res = gen(settings.home_abs, n_results=results, seed=seed, days=days, progress=Bars(p), formats=chosen)
     except ValueError as err:
-        _fail(err)
+        fail(err)
     by_format = res.summary["formats"]
     sent = "; ".join(f"{lab} sends {fmt}" for lab, fmt in sorted(by_format.items())) or "every lab sends CSV"
     console.print(f"{res.n_rows:,} rows in {len(res.landing_files)} files under {settings.landing} "
@@ -169,7 +162,7 @@ def run(
             f"(at most {settings.lock_timeout:.0f} s, BIOLAKE_LOCK_TIMEOUT)"))
         _run_and_show(settings, export)
     except (SecretMissing, LockTimeout, WarehouseFormatError) as err:
-        _fail(err)
+        fail(err)
 
 
 @app.command()
@@ -191,7 +184,7 @@ def reprocess(
         _require_landing(settings)
         problem = missing_warehouse(settings.home_abs)
         if problem:
-            _fail(problem)
+            fail(problem)
         from flows.epi import check_rules
 
         check_rules(steps.Context.create(settings, "preflight"))  # before any file is marked (QA regr2 F7)
@@ -202,7 +195,7 @@ def reprocess(
                 known = set(ctx.wh.read(steps.cat.FILE_LOG)["source"].to_list())
                 unknown = sorted(set(lab) - known)
                 if unknown:
-                    _fail(f"no file loaded from {', '.join(unknown)} "
+                    fail(f"no file loaded from {', '.join(unknown)} "
                           f"(labs with files: {', '.join(sorted(known)) or 'none'})")
             got = steps.mark_reprocess(ctx, lab)
             from flows import privacy
@@ -222,7 +215,7 @@ def reprocess(
                           "(their landing copy would bring the identities back)", soft_wrap=True)
         _run_and_show(settings, export)
     except (SecretMissing, LockTimeout, WarehouseFormatError) as err:
-        _fail(err)
+        fail(err)
 
 
 def _run_and_show(settings, export: bool) -> None:
@@ -236,7 +229,7 @@ def _require_landing(settings) -> None:
     """A home must have its landing folder: a typo in --home would build an empty warehouse, and
     every run of it would pass its gate (QA: `serve` on a typo showed green runs every 15 minutes)."""
     if not settings.landing.is_dir():
-        _fail(f"no landing folder {settings.landing}: nothing to process "
+        fail(f"no landing folder {settings.landing}: nothing to process "
               "(files arrive in <home>/landing/<lab>/; check --home or BIOLAKE_HOME)")
 
 
@@ -263,14 +256,14 @@ def demo(
     recorded = steps.recorded_key_check(steps.Context.create(settings, "demo-check"))
     if recorded is not None and recorded != steps.key_check_value(DEMO_SECRET.encode("utf-8")):
         # QA: the demo wrote synthetic files into a real home, which the next real run loaded
-        _fail(f"{settings.home_abs} holds a warehouse built with a real key: the demo "
+        fail(f"{settings.home_abs} holds a warehouse built with a real key: the demo "
               "neither writes synthetic data into it nor deletes it (--fresh); choose another --home")
     from transforms.synthetic.generator import foreign_landing_files, formats_option
 
     foreign = foreign_landing_files(settings.home_abs)
     if foreign:  # QA regr2 F5: real deliveries not yet run were deleted (--fresh) or loaded with the demo key
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        _fail(f"{settings.home_abs / 'landing'} holds files the demo did not "
+        fail(f"{settings.home_abs / 'landing'} holds files the demo did not "
               f"generate ({shown}): the demo neither loads them with its public key nor deletes them; choose "
               "another --home"
               + (" (a demo home made before biolake listed the files it generates: delete it yourself)"
@@ -279,12 +272,12 @@ def demo(
     try:  # checked before anything is deleted (QA: a bad --formats failed after --fresh had wiped the folder)
         formats_option(formats)
     except ValueError as err:
-        _fail(err)
+        fail(err)
     if fresh and settings.home_abs.exists():
         foreign = _not_home_entries(settings.home_abs)
         if foreign:  # QA: --fresh on a typo, '.', or '~' deleted whatever the folder held
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-            _fail(f"{settings.home_abs} holds what a biolake home does not "
+            fail(f"{settings.home_abs} holds what a biolake home does not "
                   f"({shown}): --fresh deletes a biolake home only; choose another --home, or empty it yourself")
         shutil.rmtree(settings.home_abs)
     console.rule("[bold]1/2 generate synthetic lab extracts")
@@ -471,7 +464,7 @@ def sql(
         db, allowed = settings.home_abs / "biolake.duckdb", [wh_root]
         build = "`biolake run` or `biolake demo`"
     if not db.exists():
-        _fail(f"{db} does not exist: run {build} first")
+        fail(f"{db} does not exist: run {build} first")
     from rich.markup import escape
 
     from flows.databases import CannotRepoint, ensure_built_here
@@ -481,7 +474,7 @@ def sql(
         # a home copied or restored elsewhere: its database still reads the other home's files
         other = ensure_built_here(settings, analyst, by="sql --analyst" if analyst else "sql")
     except (CannotRepoint, WarehouseFormatError, duckdb.Error) as err:
-        _fail(err)  # one line, however long
+        fail(err)  # one line, however long
     if other is not None:  # on stderr: --csv output stays data only
         typer.echo(f"note: {db.name} was built for another home ({other}); rebuilt for {settings.home_abs}",
                    err=True)
@@ -489,7 +482,7 @@ def sql(
         # one SELECT, on a connection that can read only the warehouse and cannot write or attach
         df = read_only_query(db, query, allowed)
     except (UnsafeQuery, duckdb.Error) as err:
-        _fail(err)
+        fail(err)
     if csv:
         # CSV cannot hold lists or structs: they are written as JSON text
         import polars as pl
@@ -523,7 +516,7 @@ def views(home: HomeOpt = None) -> None:
     settings = _settings(home)
     problem = missing_warehouse(settings.home_abs)
     if problem:  # a typo in --home would build two empty databases
-        _fail(problem)
+        fail(problem)
     before = {}
     for analyst in (False, True):
         db = database_path(settings.home_abs, analyst)
@@ -534,7 +527,7 @@ def views(home: HomeOpt = None) -> None:
     try:
         built = rebuild_both(settings)
     except (LockTimeout, WarehouseFormatError) as err:
-        _fail(err)
+        fail(err)
     for db in built:
         was = f" (it read the files of {before[db]})" if before.get(db) else ""
         console.print(f"{db}: rebuilt for {settings.home_abs}{was}", soft_wrap=True, markup=False)
@@ -560,7 +553,7 @@ def serve(
     if not api:
         api = f"http://{host}:{port}/api"
         if not d.port_is_free(host, port):  # else this would serve to whatever server holds it (QA)
-            _fail(f"{host}:{port} is already in use (another Prefect server?): "
+            fail(f"{host}:{port} is already in use (another Prefect server?): "
                   "choose another --port, or set PREFECT_API_URL to serve to that server on purpose")
         log_path = settings.home_abs / "prefect-server.log"
         settings.home_abs.mkdir(parents=True, exist_ok=True)
@@ -573,7 +566,7 @@ def serve(
             d.wait_for_server(api, server)
         except RuntimeError as err:
             where = f" ({settings.home_abs / 'prefect-server.log'})" if server is not None else ""
-            _fail(f"{err}{where}")
+            fail(f"{err}{where}")
         console.print(f"Prefect UI: [bold]{api.removesuffix('/api')}[/bold]  (API {api})")
         from prefect import serve as prefect_serve
 
@@ -614,7 +607,7 @@ def mappings_export(
     settings = _settings(home)
     problem = missing_warehouse(settings.home_abs)
     if problem:  # a typo in --home said "nothing to review"
-        _fail(problem)
+        fail(problem)
     wh = Warehouse(settings.home_abs)
     backlog = wh.read(cat.UNMAPPED_BACKLOG)
     if backlog.is_empty():
@@ -658,7 +651,7 @@ def mappings_import(
         written = write_approved_mappings(rows, settings.operator_mappings, loinc) if rows.height else []
         remembered = remember_rejections(decisions.rejected, settings.operator_mappings, approved=rows)
     except MappingError as err:
-        _fail(err)
+        fail(err)
     for origin, note in decisions.notes:
         console.print(f"[yellow]warning:[/yellow] {escape(origin)}: {escape(note)}", highlight=False, soft_wrap=True)
     console.print(import_summary(path, rows.height, written, decisions.rejected.height, remembered),

@@ -29,6 +29,8 @@ from typing import Annotated, Optional
 
 import polars as pl
 import typer
+
+from flows.cli_errors import fail
 from flows.settings import Settings
 from flows.steps import Context
 from transforms.epi import exports, indicators, mdo, revisions
@@ -787,8 +789,7 @@ def export_cmd(
             out = export_publication(ctx, refs, issue_date=issue_date, rule=rule, gate=overridden)
             refresh_databases(ctx, by="epi-export")  # quality.publications shows the issue now
     except (ValueError, NothingToPublish, LockTimeout, WarehouseFormatError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2)
+        fail(err)
     t = Table(title=f"publication {out['issue_date']} -> {out['folder']}", show_edge=False)
     for c in ("file", "rows", "period", "suppressed (primary+secondary)", "sha256"):
         t.add_column(c)
@@ -817,8 +818,7 @@ def compare_cmd(
     try:
         diff = compare_issues(settings.home_abs, before, after, file or None)
     except (FileNotFoundError, ValueError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2)
+        fail(err)
     if csv:
         typer.echo(exports.csv_bytes(diff).decode("utf-8"), nl=False)
         return
@@ -857,8 +857,7 @@ def issues_cmd(home: HomeOpt = None) -> None:
     settings = Settings(**({"home": home} if home is not None else {}))
     problem = missing_warehouse(settings.home_abs)
     if problem:  # a typo in --home listed nothing, with success
-        typer.echo(f"error: {problem}", err=True)
-        raise typer.Exit(2)
+        fail(problem)
     issues = list_issues(settings.home_abs)
     if not issues:
         Console().print(f"no publication yet under {settings.home_abs / 'publication'} (biolake epi export)",

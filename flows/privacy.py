@@ -31,6 +31,7 @@ from typing import Annotated, Any, Optional
 import polars as pl
 import typer
 
+from flows.cli_errors import fail
 from transforms.canonical import IDENTIFYING_COLUMNS
 from warehouse import catalog as cat
 from warehouse.catalog_privacy import AUDIT_EVENTS, AUDIT_KINDS
@@ -423,8 +424,7 @@ def _existing(home: Path | None):
     settings = Settings(home=home) if home is not None else Settings()
     problem = missing_warehouse(settings.home_abs)
     if problem:
-        typer.echo(f"error: {problem}", err=True)
-        raise typer.Exit(2)
+        fail(problem)
     return settings
 
 
@@ -444,8 +444,7 @@ def purge_command(
     ctx = _context(home, "purge")
     days = older_than if older_than is not None else getattr(ctx.settings, "identity_retention_days", None)
     if days is None:
-        typer.echo("error: give --older-than DAYS (no retention delay is configured)", err=True)
-        raise typer.Exit(2)
+        fail("give --older-than DAYS (no retention delay is configured)")
     with warehouse_lock(ctx.wh.home, timeout=getattr(ctx.settings, "lock_timeout", 600)):
         res = purge_identities(ctx, days, delete_landing=not keep_landing, dry_run=dry_run)
     verb = "would purge" if dry_run else "purged"
@@ -468,8 +467,7 @@ def audit_command(
     events = read_audit(Warehouse(_existing(home).home_abs))
     if kind is not None:
         if kind not in AUDIT_KINDS:
-            typer.echo(f"error: unknown kind; expected one of {', '.join(AUDIT_KINDS)}", err=True)
-            raise typer.Exit(2)
+            fail(f"unknown kind; expected one of {', '.join(AUDIT_KINDS)}")
         events = events.filter(pl.col("kind") == kind)
     for at, k, subject, producer_, details in events.tail(last).select(
             "at", "kind", "subject", "producer", "details").iter_rows():
@@ -491,8 +489,7 @@ def analyst_db_command(home: HomeOpt = None) -> None:
         try:
             check_upgradable(ctx, migrated=True)  # tables of an earlier biolake: a line, not a traceback
         except WarehouseFormatError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2)
+            fail(err)
         path = build_analyst_db(ctx.wh)
         audit(ctx, "analyst_db_built", str(path), by="analyst-db")
     typer.echo(f"analyst database: {path} (open it with duckdb -readonly)")

@@ -32,6 +32,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from flows.cli_errors import fail
+
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 
 
@@ -149,8 +151,7 @@ def _cli_ctx(home: Path | None):
     settings = Settings(**({"home": home} if home is not None else {}))
     problem = missing_warehouse(settings.home_abs)
     if problem:
-        typer.echo(f"error: {problem}", err=True)
-        raise typer.Exit(2)
+        fail(problem)
     return Context.create(settings, run_id=datetime.now().strftime("cli-%Y%m%dT%H%M%S"))
 
 
@@ -177,8 +178,7 @@ def weekly_cmd(
         with _locked(_cli_ctx(home)) as ctx:
             path = build_weekly(ctx, week)
     except ValueError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2)
+        fail(err)
     typer.echo(str(path))
     if pdf:
         typer.echo(str(print_pdf(path)))
