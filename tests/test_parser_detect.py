@@ -83,7 +83,7 @@ def _zip(members: dict[str, str]) -> bytes:
     [
         (b"", "EMPTY_FILE", "empty"),
         (b"\xef\xbb\xbf \r\n\t", "EMPTY_FILE", "empty"),
-        (gzip.compress(b"MSH|^~\\&|"), "UNPARSEABLE_FILE", "gzip"),
+        (gzip.compress(b"MSH|^~\\&|", mtime=0), "UNPARSEABLE_FILE", "gzip"),
         (b"%PDF-1.7 ...", "UNPARSEABLE_FILE", "PDF"),
         (b"abc\x00\x01\x02def", "UNPARSEABLE_FILE", "binary"),
         (b'<?xml version="1.0"?><html/>', "UNPARSEABLE_FILE", "not a CDA"),
