@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flows.cli_errors import errors, fail
+from flows.cli_errors import errors, fail, require_warehouse
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="biolake: lab results in, LOINC-coded warehouse and SI-DEP indicators out.")
@@ -176,15 +176,13 @@ def reprocess(
     run re-codes earlier files by itself, but never reads them again)."""
     from flows import steps
     from flows.lock import LockTimeout, warehouse_lock
-    from flows.settings import SecretMissing, WarehouseFormatError, missing_warehouse
+    from flows.settings import SecretMissing, WarehouseFormatError
 
     settings = _settings(home)
     try:
         settings.secret_bytes()
         _require_landing(settings)
-        problem = missing_warehouse(settings.home_abs)
-        if problem:
-            fail(problem)
+        require_warehouse(settings.home_abs)
         from flows.epi import check_rules
 
         check_rules(steps.Context.create(settings, "preflight"))  # before any file is marked (QA regr2 F7)
@@ -510,13 +508,11 @@ def views(home: HomeOpt = None) -> None:
 
     from flows.databases import database_path, rebuild_both
     from flows.lock import LockTimeout
-    from flows.settings import WarehouseFormatError, missing_warehouse
+    from flows.settings import WarehouseFormatError
     from warehouse.location import built_elsewhere
 
     settings = _settings(home)
-    problem = missing_warehouse(settings.home_abs)
-    if problem:  # a typo in --home would build two empty databases
-        fail(problem)
+    require_warehouse(settings.home_abs)  # a typo in --home would build two empty databases
     before = {}
     for analyst in (False, True):
         db = database_path(settings.home_abs, analyst)
@@ -602,12 +598,8 @@ def mappings_export(
     from warehouse import catalog as cat
     from warehouse.store import Warehouse
 
-    from flows.settings import missing_warehouse
-
     settings = _settings(home)
-    problem = missing_warehouse(settings.home_abs)
-    if problem:  # a typo in --home said "nothing to review"
-        fail(problem)
+    require_warehouse(settings.home_abs)  # a typo in --home said "nothing to review"
     wh = Warehouse(settings.home_abs)
     backlog = wh.read(cat.UNMAPPED_BACKLOG)
     if backlog.is_empty():

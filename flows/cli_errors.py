@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -17,3 +18,13 @@ def fail(message: object) -> NoReturn:
     terminal's width: the terminal wraps it)."""
     errors.print(f"[red]error:[/red] {escape(str(message))}", soft_wrap=True, highlight=False)
     raise typer.Exit(2)
+
+
+def require_warehouse(home: Path) -> None:
+    """Stop a command that needs a warehouse, run on a home that has none (a typo in --home must not
+    look like success: ``flows.settings.missing_warehouse`` says why), with its one error line."""
+    from flows.settings import missing_warehouse
+
+    problem = missing_warehouse(home)
+    if problem:
+        fail(problem)

@@ -30,7 +30,7 @@ from typing import Annotated, Optional
 import polars as pl
 import typer
 
-from flows.cli_errors import fail
+from flows.cli_errors import fail, require_warehouse
 from flows.settings import Settings
 from flows.steps import Context
 from transforms.epi import exports, indicators, mdo, revisions
@@ -852,12 +852,10 @@ def issues_cmd(home: HomeOpt = None) -> None:
     """List the publications kept under <home>/publication."""
     from rich.console import Console
 
-    from flows.settings import Settings, missing_warehouse
+    from flows.settings import Settings
 
     settings = Settings(**({"home": home} if home is not None else {}))
-    problem = missing_warehouse(settings.home_abs)
-    if problem:  # a typo in --home listed nothing, with success
-        fail(problem)
+    require_warehouse(settings.home_abs)  # a typo in --home listed nothing, with success
     issues = list_issues(settings.home_abs)
     if not issues:
         Console().print(f"no publication yet under {settings.home_abs / 'publication'} (biolake epi export)",

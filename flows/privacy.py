@@ -31,7 +31,7 @@ from typing import Annotated, Any, Optional
 import polars as pl
 import typer
 
-from flows.cli_errors import fail
+from flows.cli_errors import fail, require_warehouse
 from transforms.canonical import IDENTIFYING_COLUMNS
 from warehouse import catalog as cat
 from warehouse.catalog_privacy import AUDIT_EVENTS, AUDIT_KINDS
@@ -419,12 +419,10 @@ def _context(home: Path | None, command: str):
 
 def _existing(home: Path | None):
     """The settings of a home that has a warehouse; else an error line and exit status 2."""
-    from flows.settings import Settings, missing_warehouse
+    from flows.settings import Settings
 
     settings = Settings(home=home) if home is not None else Settings()
-    problem = missing_warehouse(settings.home_abs)
-    if problem:
-        fail(problem)
+    require_warehouse(settings.home_abs)
     return settings
 
 

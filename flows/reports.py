@@ -32,7 +32,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from flows.cli_errors import fail
+from flows.cli_errors import fail, require_warehouse
 
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 
@@ -145,13 +145,11 @@ HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="data directory 
 
 
 def _cli_ctx(home: Path | None):
-    from flows.settings import Settings, missing_warehouse
+    from flows.settings import Settings
     from flows.steps import Context
 
     settings = Settings(**({"home": home} if home is not None else {}))
-    problem = missing_warehouse(settings.home_abs)
-    if problem:
-        fail(problem)
+    require_warehouse(settings.home_abs)
     return Context.create(settings, run_id=datetime.now().strftime("cli-%Y%m%dT%H%M%S"))
 
 
