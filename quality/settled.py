@@ -23,8 +23,6 @@ find the request number again, so each run only adds the results it newly settle
 
 from __future__ import annotations
 
-import polars as pl
-
 SETTLED_COLUMNS = ("file_id", "result_no", "settled_by_file_id", "settled_at")
 
 
@@ -56,27 +54,3 @@ def settle_sql(keys: str, later: str, files: str, done: str, since_seq: int) -> 
         SELECT m.file_id, m.result_no, m.settled_by_file_id, s.registered_at AS settled_at
         FROM matched m LEFT JOIN seq s ON s.file_id = m.settled_by_file_id
         ORDER BY 1, 2"""
-
-
-def settle(quarantined: pl.DataFrame, later: pl.DataFrame, files: pl.DataFrame,
-           done: pl.DataFrame | None = None, since_seq: int = 0) -> pl.DataFrame:
-    """``settle_sql`` on frames (tests, small tables)."""
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        con.register("k", quarantined)
-        con.register("v", later)
-        con.register("f", files)
-        con.register("d", done if done is not None else pl.DataFrame(schema={"file_id": pl.Utf8,
-                                                                               "result_no": pl.Int64}))
-        got = con.sql(settle_sql("k", "v", "f", "d", since_seq)).pl()
-    finally:
-        con.close()
-    return got.cast({"result_no": pl.Int64, "settled_at": pl.Datetime("us")}) if got.height else pl.DataFrame(
-        schema=_schema())
-
-
-def _schema() -> dict:
-    return {"file_id": pl.String, "result_no": pl.Int64, "settled_by_file_id": pl.String,
-            "settled_at": pl.Datetime("us")}

@@ -20,6 +20,22 @@ LAB = "labo_alpha"
 GOOD = nir("2550999000116")
 
 
+def settle_frames(quarantined: pl.DataFrame, later: pl.DataFrame, files: pl.DataFrame) -> pl.DataFrame:
+    """``settled.settle_sql`` on frames, nothing settled before: what publish_settled runs on the
+    warehouse's files."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("k", quarantined)
+        con.register("v", later)
+        con.register("f", files)
+        con.register("d", pl.DataFrame(schema={"file_id": pl.Utf8, "result_no": pl.Int64}))
+        return con.sql(st.settle_sql("k", "v", "f", "d", 0)).pl()
+    finally:
+        con.close()
+
+
 class Home:
     def __init__(self, tmp_path: Path, lab: str = LAB):
         self.home = tmp_path / "home"
@@ -114,7 +130,7 @@ def test_settle_takes_the_earliest_later_file_and_skips_rows_without_request_or_
         "collected_at": [day] * 4})
     files = pl.DataFrame({"file_id": ["a", "b", "c"], "file_seq": [1, 2, 3],
                           "registered_at": [datetime(2026, 11, d) for d in (2, 3, 4)]})
-    got = st.settle(quarantined, later, files)
+    got = settle_frames(quarantined, later, files)
     assert got.rows() == [("a", 1, "b", datetime(2026, 11, 3))]
 
 
