@@ -175,7 +175,7 @@ def test_determinism(res, home, truth, tmp_path):
     assert again.n_rows == res.n_rows
     assert _tree(tmp_path / "b") == _tree(home)
     assert pl.read_parquet(again.truth_dir / "rows.parquet").equals(truth)
-    other = generate(tmp_path / "c", n_results=N, seed=8)
+    generate(tmp_path / "c", n_results=N, seed=8)
     a, c = _tree(home), _tree(tmp_path / "c")
     assert a != c
     common = set(a) & set(c)
