@@ -396,6 +396,27 @@ def unreadable_fields_suite(frame: pl.DataFrame) -> Suite:
     return s
 
 
+CUT_LAST_FILES = 5  # a lab's most recent CSV files looked at by the suite cut_last_lines
+
+
+def cut_last_lines_suite(frame: pl.DataFrame) -> Suite:
+    """A lab whose recent CSV files all ended inside their last line: each lost that line to
+    quarantine as a truncated delivery. A cut transfer happens now and then; at every file it is
+    more likely an export that omits the final line break (docs/formats.md), which biolake cannot
+    tell from a cut line, and the lab should be asked to end its files with one."""
+    s = Suite("cut_last_lines", f"quality.file_log and quality.quarantine: per lab, its last {CUT_LAST_FILES} "
+              "loaded CSV files and how many ended without a line break (their last line quarantined as a "
+              "truncated delivery).", frame, label_columns=("source",))
+    s.checks = [
+        _between("systematic", 0, 0,
+                 "no lab's recent CSV files all end inside their last line (at every file, the lab's export "
+                 "likely omits the final line break: each file's last result is quarantined; ask the lab to "
+                 "end its files with a line break, see docs/formats.md)",
+                 critical=False, name="not_every_file_cut"),
+    ]
+    return s
+
+
 def unrecognised_mdo_frame(unrecognised: pl.DataFrame) -> pl.DataFrame:
     """quality.unrecognised_results rows on a test an MDO rule other than COVID-19 reads, one per
     lab, local code and LOINC, with how many results and distinct texts wait (no text is shown)."""
@@ -493,6 +514,7 @@ def build_suites(wh: Warehouse, seeds_dir: Path, now: datetime | None = None,
         if src.has(cat.FILE_LOG):
             suites.append(file_accounting_suite(S.file_accounting(con, src)))
             suites.append(quarantine_suite(S.quarantine_reasons(con, src)))
+            suites.append(cut_last_lines_suite(S.cut_last_lines(con, src, CUT_LAST_FILES)))
             if lab_late_days:
                 suites.append(lab_deliveries_suite(S.lab_deliveries(con, src, now, LATE_MIN_DELIVERY_DAYS),
                                                    lab_late_days))

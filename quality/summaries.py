@@ -506,6 +506,30 @@ def quarantine_reasons(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataF
         FROM {src.rel(cat.QUARANTINE)} GROUP BY ALL ORDER BY n_rows DESC, source, reason_code""")
 
 
+CUT_LAST_LINE = "truncated delivery"  # the start of the quarantine detail of a CSV file's cut last line
+
+
+def cut_last_lines(con: duckdb.DuckDBPyConnection, src: Sources, last_files: int) -> pl.DataFrame:
+    """Per lab with CSV files: among its ``last_files`` most recent loaded CSV files, how many, and
+    how many whose last line was quarantined as a truncated delivery (transforms/parsers/csv_extract:
+    a last line without its line break). ``systematic`` is 1 when there are at least two and every
+    one ended so: a lab whose export omits the final line break loses its last line at every file."""
+    return frame(con, f"""
+        WITH recent AS (
+            SELECT file_id, source FROM (
+                SELECT file_id, source,
+                       row_number() OVER (PARTITION BY source ORDER BY file_seq DESC) AS k
+                FROM {src.rel(cat.FILE_LOG)}
+                WHERE status = 'loaded' AND format = 'csv' AND source IS NOT NULL AND source <> '_unknown')
+            WHERE k <= {int(last_files)}),
+        cut AS (SELECT DISTINCT file_id FROM {src.rel(cat.QUARANTINE)}
+                WHERE starts_with(detail, {sql_literal(CUT_LAST_LINE)}))
+        SELECT r.source, count(*) AS n_recent_files, count(c.file_id) AS n_ending_cut,
+               CAST(count(*) >= 2 AND count(c.file_id) = count(*) AS BIGINT) AS systematic
+        FROM recent r LEFT JOIN cut c USING (file_id)
+        GROUP BY r.source ORDER BY r.source""")
+
+
 def flag_counts(con: duckdb.DuckDBPyConnection, src: Sources) -> pl.DataFrame:
     """Current results kept with a data-quality flag (dq_flags), per lab and flag."""
     return frame(con, f"""
