@@ -673,7 +673,22 @@ def import_summary(path: Path, n_approved: int, written: list[Path], n_rejected:
     return " ".join(said)
 
 
+def _one_line_listings(typer_app: typer.Typer) -> None:
+    """Each command's line in a ``--help`` listing: the first paragraph of its docstring as one line
+    (Typer's rich listing kept the docstring's own line breaks, and the list read ragged); the
+    command's own ``--help`` shows the whole docstring as before."""
+    import inspect
+
+    for info in typer_app.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback) or ""
+        if info.short_help is None and doc:
+            info.short_help = " ".join(doc.split("\n\n")[0].split())
+    for group in typer_app.registered_groups:
+        _one_line_listings(group.typer_instance)
+
+
 _register_subapps()
+_one_line_listings(app)
 
 def main() -> None:
     """The `biolake` command: the app, with the expected failures (a missing or changed secret, a

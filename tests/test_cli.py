@@ -497,3 +497,19 @@ def test_a_scheduled_run_on_a_home_without_landing_fails(prefect_harness, tmp_pa
     state = pipeline(home=str(tmp_path / "typo"), return_state=True)
     assert state.is_failed() and "no landing folder" in state.message
     assert not (tmp_path / "typo" / "warehouse").exists()
+
+
+def test_the_command_listing_gives_each_command_one_line():
+    """`biolake --help` listed the first paragraph of each docstring with the docstring's own line
+    breaks ("... that are still in" / "the landing area ..."): on a wide terminal each command's
+    summary is one line, in the main listing and the sub-commands'."""
+    for args in ([], ["epi"], ["report"], ["mappings"]):
+        out = runner.invoke(app, [*args, "--help"], terminal_width=400, env={"COLUMNS": "400"})
+        assert out.exit_code == 0, out.output
+        text = out.output
+        if not args:
+            assert "the files already loaded that are still in the landing area, then run the pipeline" in text
+            assert "quality, ref), or with --analyst" in text
+        in_commands = text[text.index("Commands"):]
+        continued = [r for r in in_commands.splitlines() if r.startswith("│     ")]  # a wrapped summary
+        assert not continued, text
