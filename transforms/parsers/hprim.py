@@ -252,7 +252,10 @@ def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
             f"line {no}: {UNKNOWN_RECORD_DETAIL}", text,
         )
     else:
-        sink.reject(no, "MALFORMED_MESSAGE", None, f"line {no} is not an HPRIM record", text)
+        found = control_byte(text)
+        # a line of NUL bytes after the last record: the padding a cut or pre-allocated copy leaves
+        why = f": it holds a {found[1]} (a stray byte, or the padding of a cut copy?)" if found else ""
+        sink.reject(no, "MALFORMED_MESSAGE", None, f"line {no} is not an HPRIM record{why}", text)
 
 
 def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -> Iterator[Chunk]:
