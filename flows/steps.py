@@ -59,7 +59,8 @@ PARSER_VERSION = "7"  # bump when a parser's output changes: earlier ingests are
 # 64 KiB: a run of NULs after the last line (a cut copy's padding) is one rejected line, not a
 # refused file, whatever its size; an HL7 line of NUL bytes is a reject at its line (it was dropped
 # without a trace), an HPRIM one names the byte; UTF-16 without its byte-order mark is told as such
-# (F4 low)
+# (F4 low); CSV: a quoted record of several lines that the file ends in is one truncated-delivery
+# reject at its first line (it was two: an unbalanced quote and a truncated last line; F5 low)
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was
