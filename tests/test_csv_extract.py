@@ -193,17 +193,84 @@ def _raw(tmp_path, name: str, text: str):
     return p
 
 
-def test_a_quoted_record_the_file_ends_in_is_not_read(tmp_path):
+def test_a_quoted_record_the_file_ends_in_is_one_truncated_record(tmp_path):
     """QA ops F1: a record whose quoted field holds a line break, ending the file without a line
-    break, is not read: its first line is rejected (its quote is not closed on it) and its last
-    line as a truncated delivery."""
-    text = f"{HEADER}\n{line()}\n{line(N_DEMANDE='D2', LIBELLE_ANALYSE=chr(34) + 'Gly' + chr(10) + 'cémie' + chr(34))}"
-    rows, rejects, _ = parse_all(_raw(tmp_path, "rec.csv", text[:-1]))
-    assert rows["request_id"].to_list() == ["D1"]
-    assert rejects.select("line_no", "reason_code").rows() == [(3, "MALFORMED_LINE"), (4, "MALFORMED_LINE")]
-    assert rejects["detail"][1].startswith("truncated delivery: the file ends in this line, without a line break")
+    break, is not read. QA F5 (low): it was two rejects, the first blaming an unbalanced quote (its
+    quote is not closed on its first line) and the last line a truncated delivery. It is one
+    quarantined record at its first line, named as a truncated delivery, whether the file ends
+    after its closing quote without a line break, or inside the quoted field (with or without a
+    line break there); in one block or several, one chunk or several. Every record is a row or a
+    reject: rows + rejects = records."""
+    q = chr(34)
+    lines = [HEADER] + [line(N_DEMANDE=f"D{i}") for i in range(1, 40)]
+    text = "\n".join(lines + [line(N_DEMANDE="R", LIBELLE_ANALYSE=q + "Gly" + chr(10) + "cé" + chr(10) + "mie" + q)])
+    record = "the record of lines 41-43 (a quoted field holding line breaks)"
+    cases = {
+        "unended.csv": (text, f"truncated delivery: the file ends in {record}, without a line break: its last field "
+                              "may have been cut (during transfer?), the record is not read"),
+        "cut_field.csv": (text[: text.rindex(";")], f"truncated delivery: the file ends in {record}, without a line "
+                                                     "break (16 fields, expected 17)"),
+        "in_quotes.csv": (text[: text.rindex("mie") + 1], "truncated delivery: the file ends inside the double quotes "
+                                                           f"of field LIBELLE_ANALYSE of {record}: the record is not read"),
+        "in_quotes_ended.csv": (text[: text.rindex("mie")], "truncated delivery: the file ends inside the double quotes "
+                                                            "of field LIBELLE_ANALYSE of the record of lines 41-42 (a "
+                                                            "quoted field holding line breaks): the record is not read"),
+    }
+    for name, (data, detail) in cases.items():
+        for kw in ({}, {"chunk_rows": 7}, {"block_bytes": 1000}, {"block_bytes": 1000, "chunk_rows": 1}):
+            rows, rejects, _ = parse_all(_raw(tmp_path, name, data), **kw)
+            assert rows["request_id"].to_list() == [f"D{i}" for i in range(1, 40)], (name, kw)
+            assert rejects.select("line_no", "reason_code", "detail").rows() == [(41, "MALFORMED_LINE", detail)], (
+                name, kw)
+            assert rows.height + rejects.height == 40
     rows, rejects, _ = parse_all(_raw(tmp_path, "rec.csv", text + "\n"))
-    assert rows.height == 2 and rejects.is_empty()
+    assert rows.height == 40 and rejects.is_empty()
+
+
+def test_a_cut_record_and_a_nul_tail_are_accounted_for_by_the_pipeline(tmp_path):
+    """Every line ends in the warehouse or in quarantine (QA F4, F5 low): a file ending in a cut
+    quoted record, and a small one followed by NUL padding, load their good lines; the file log's
+    rows in are the rows kept plus the rows quarantined, and the quarantine names each file's line
+    and why."""
+    from flows import process, steps
+    from flows.settings import Settings
+    from warehouse import catalog as cat
+
+    home = tmp_path / "home"
+    lab = home / "landing" / "labo"
+    lab.mkdir(parents=True)
+    q = chr(34)
+    cut = "\n".join([HEADER, line(), line(N_DEMANDE="D2"),
+                     line(N_DEMANDE="R", LIBELLE_ANALYSE=q + "Gly" + chr(10) + "cémie" + q)])[:-3]
+    (lab / "cut.csv").write_bytes(cut.encode())
+    (lab / "tail.csv").write_bytes(("\n".join([HEADER, line(N_DEMANDE="T1")]) + "\n").encode() + b"\x00" * 20)
+    ctx = steps.Context.create(Settings(home=home), "t")
+    steps.load_ref(ctx)
+    loinc, mappings, _ = steps.load_terminology(ctx, None)
+    work = process.Work(steps.read_ref(ctx, "postal_codes"), loinc, mappings)
+    got = {t.path: process.process_file(ctx, t, work) for t in steps.discover(ctx)}
+    counts = {p.split("/")[-1]: (r["status"], r["rows_in"], r["rows_valid"], r["rows_quarantined"]) for p, r in got.items()}
+    assert counts == {"cut.csv": ("loaded", 3, 2, 1), "tail.csv": ("loaded", 2, 1, 1)}
+    quarantine = ctx.wh.read(cat.QUARANTINE).sort("line_no")
+    lines = {(r["path"].split("/")[-1], r["line_no"], r["detail"].split(":")[0])
+             for r in quarantine.iter_rows(named=True)}
+    assert lines == {("cut.csv", 4, "truncated delivery"), ("tail.csv", 3, "NUL byte (0x00) in field FINESS")}
+
+
+def test_a_stray_quote_before_the_files_end_is_no_cut_record(tmp_path):
+    """A quote opened and never closed on a line of its own (a typing error) stays that line's
+    reject; the lines after it are not taken for the rest of a cut record: a full line after it is
+    read, or quarantined as the file's unended last line, on its own."""
+    stray = line(N_DEMANDE="D6", RESULTAT='"jamais fermé')
+    for end, expected in (("\n", ["D1", "D7"]), ("", ["D1"])):
+        rows, rejects, _ = parse_all(_raw(tmp_path, "s.csv", f"{HEADER}\n{line()}\n{stray}\n{line(N_DEMANDE='D7')}{end}"))
+        assert rows["request_id"].to_list() == expected
+        details = rejects["detail"].to_list()
+        assert details[0] == "unbalanced or misplaced double quote (field RESULTAT)"
+        assert len(details) == 3 - len(expected)
+    # alone on the file's last line, ended by its line break: nothing says the file was cut
+    rows, rejects, _ = parse_all(_raw(tmp_path, "s.csv", f"{HEADER}\n{line()}\n{stray}\n"))
+    assert rejects["detail"].to_list() == ["unbalanced or misplaced double quote (field RESULTAT)"]
 
 
 @pytest.mark.parametrize("where", ["early", "late"])

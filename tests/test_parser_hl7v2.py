@@ -793,3 +793,26 @@ def test_a_control_byte_refuses_its_message(tmp_path):
     first = rejects.sort("line_no").row(0, named=True)
     assert (first["line_no"], first["reason_code"]) == (3, "MALFORMED_MESSAGE")
     assert first["detail"].startswith("NUL byte (0x00) in PID at line 4: the message is not read")
+
+
+def test_a_clean_message_is_searched_for_control_bytes_in_one_pass(tmp_path, monkeypatch):
+    """Hot path: every message is checked for control bytes (QA ops F4) and almost none holds one.
+    One pass over the message's bytes tells; only a message holding one has its segments searched,
+    to name the byte, the segment and the line (a regular expression ran over every segment of every
+    message). The refusal reads as before, whether the message was decoded with its block (UTF-8)
+    or on its own (an 8859/1 message)."""
+    searched = []
+    real = hl7v2.control_byte
+    monkeypatch.setattr(hl7v2, "control_byte", lambda text: searched.append(text) or real(text))
+    rows, _, _ = parse_all(BATCH)
+    assert rows.height > 0 and searched == []
+    utf8 = BATCH.read_bytes()
+    latin1 = utf8.replace(b"UNICODE UTF-8", b"8859/1").decode("utf-8").encode("latin-1")
+    for name, data in (("utf8.hl7", utf8), ("latin1.hl7", latin1)):
+        p = tmp_path / name
+        p.write_bytes(data.replace(b"DUPUIS", b"DUP\x00UIS", 1))
+        _, rejects, _ = parse_all(p)
+        first = rejects.sort("line_no").row(0, named=True)
+        assert (first["line_no"], first["reason_code"]) == (3, "MALFORMED_MESSAGE")
+        assert first["detail"].startswith("NUL byte (0x00) in PID at line 4: the message is not read"), name
+    assert searched

@@ -311,3 +311,26 @@ def test_a_control_byte_refuses_its_record_and_those_under_it(tmp_path):
     assert rows.height == 0
     assert rejects["detail"][0].startswith("NUL byte (0x00) in the P record at line 2: the record is not read")
     assert rejects["detail"][1] == "OBR record under the P record at line 2, not read (a control byte)"
+
+
+def test_records_are_searched_for_control_bytes_only_in_a_block_holding_one(tmp_path, monkeypatch):
+    """Hot path: one pass over each block of lines read tells whether it holds a control byte; only
+    then are its records searched one by one to name it (the regular expression ran over every P,
+    OBR and OBX record). A NUL in a record's continuation line, read in the next block, still
+    refuses the record, named at its first line."""
+    from transforms.parsers import linereader
+
+    searched = []
+    real = hprim.control_byte
+    monkeypatch.setattr(hprim, "control_byte", lambda text: searched.append(text) or real(text))
+    rows, rejects, _ = parse_all(SAMPLE)
+    assert rows.height > 0 and searched == []
+    data = SAMPLE.read_bytes().replace(b"A|5 67 89.", b"A|5 67\x00 89.", 1)
+    p = tmp_path / "split.hpr"
+    p.write_bytes(data)
+    monkeypatch.setattr(linereader, "BLOCK_SIZE", data.index(b"A|5") + 3)  # the A| line opens the next block
+    rows, rejects, _ = parse_all(p)
+    assert rejects.filter(pl.col("line_no") == 5)["detail"].to_list() == [
+        "NUL byte (0x00) in the OBX record at line 5: the record is not read (a stray byte, or a damaged file?)"]
+    # the records of the block holding the byte were searched, not those of the first block
+    assert searched and not any(t.startswith(("P|1|IPP123", "OBX|1|NM|HB^")) for t in searched)

@@ -105,6 +105,20 @@ _CONTROL = re.compile(CONTROL_CHARS)
 _CONTROL_NAMES = {0: "NUL", 0x1b: "ESC", 0x7f: "DEL"}
 
 
+# the same characters as bytes, for one pass over a whole message, record or block before it is
+# decoded: the encodings read here (UTF-8, Latin-1, ISO 8859) write them as these bytes, and no other
+# character holds one
+CONTROL_BYTES = bytes(range(0x09)) + b"\x0b\x0c" + bytes(range(0x0e, 0x20)) + b"\x7f"
+
+
+def holds_control(data: bytes) -> bool:
+    """Whether ``data`` holds a byte of :data:`CONTROL_BYTES`. One pass in C (``bytes.translate``),
+    about twice as fast as :func:`control_byte`'s regular expression over the decoded text, which
+    then runs only where this found one, to name the byte and where it stands (hot path: every
+    HL7 message and HPRIM block is checked, and almost none holds one)."""
+    return len(data.translate(None, CONTROL_BYTES)) != len(data)
+
+
 def control_byte(text: str) -> tuple[int, str] | None:
     """(index, ``NUL byte (0x00)``) of the first control character of ``text``, or None."""
     m = _CONTROL.search(text)

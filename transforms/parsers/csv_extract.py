@@ -80,8 +80,10 @@ def _cut(data: bytes, n: int) -> bytes:
     return data[:n]
 
 
-def _blocks(path: Path, block_bytes: int, max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
-    """Yield blocks of whole lines (the last may lack a final newline).
+def _blocks(path: Path, block_bytes: int, max_line: int = MAX_LINE_BYTES) -> Iterator[tuple[bytes, bool]]:
+    """Yield ``(block, last)``: blocks of whole lines, ``last`` for the file's last block, which holds
+    the last line even when no line break ends it (a record of several lines that the file ends in
+    is then in one block with its first line, and can be told as cut: QA F5 low).
 
     Lines end with LF or CRLF; a file whose first 64 KiB hold CRs and no LF (old Mac line ends, some
     SGL exports) has its CRs read as line ends throughout.
@@ -99,23 +101,25 @@ def _blocks(path: Path, block_bytes: int, max_line: int = MAX_LINE_BYTES) -> Ite
         skipping = False  # inside an overlong line whose head is kept in ``rest``
         while True:
             data = fh.read(block_bytes)
+            last = not data or not fh.peek(1)
             if cr_only:
                 data = data.replace(b"\r", b"\n")
-            if not data:
-                if rest:
-                    yield rest
-                return
             if skipping:
                 cut = data.find(b"\n")
                 if cut < 0:
-                    continue
-                data = data[cut:]
-                skipping = False
+                    data = b""
+                else:
+                    data = data[cut:]
+                    skipping = False
             data = rest + data
+            if last:
+                if data:
+                    yield data, True
+                return
             cut = data.rfind(b"\n")
             rest = data if cut < 0 else data[cut + 1:]
             if cut >= 0:
-                yield data[: cut + 1]
+                yield data[: cut + 1], False
             if len(rest) > max_line:
                 rest, skipping = _cut(rest, max_line + 4), True
 
@@ -299,7 +303,36 @@ MAX_RECORD_LINES = 100
 MAX_RECORD_SCAN = 10_000
 
 
-def _multiline_records(lines: pl.DataFrame, columns: list[str]
+def _cut_record(span: list[str], columns: list[str], nos: list[int], still_open: bool) -> str | None:
+    """The detail of a quoted record of several lines that the file ends in (QA F5 low: it was an
+    'unbalanced quote' reject of its first line and a 'truncated delivery' of its last): ``span``
+    its lines up to the file's end, ``still_open`` when its double quote is not closed by then.
+    None when the lines do not read as the beginning of one record of the header's fields (a
+    stray quote): its lines are then judged one by one as before. Its lines after the first must
+    each hold fewer fields than the header (a line of its own is no part of a record)."""
+    n = len(columns)
+    if any(raw.count(";") + 1 >= n for raw in span[1:]):
+        return None
+    text = "\n".join(span) + ('"' if still_open else "")
+    try:
+        read = list(csv.reader(io.StringIO(text, newline=""), delimiter=";", quotechar='"', strict=True))
+    except csv.Error:
+        return None
+    if len(read) != 1 or len(read[0]) > n:
+        return None
+    k = len(read[0])
+    where = f"the record of lines {nos[0]}-{nos[-1]} (a quoted field holding line breaks)"
+    if still_open:
+        field = CANONICAL_TO_HEADER.get(columns[k - 1], columns[k - 1])
+        return f"truncated delivery: the file ends inside the double quotes of field {field} of {where}: the record " \
+               "is not read"
+    if k < n:
+        return f"truncated delivery: the file ends in {where}, without a line break ({k} fields, expected {n})"
+    return (f"truncated delivery: the file ends in {where}, without a line break: its last field may have been cut "
+            "(during transfer?), the record is not read")
+
+
+def _multiline_records(lines: pl.DataFrame, columns: list[str], cut_line: int | None = None, at_end: bool = False
                        ) -> tuple[pl.DataFrame, list[int], list[tuple[int, str, str]], list[tuple[int, str]]]:
     """Records whose quoted field holds line breaks: a line with an odd number of quotes, joined
     with the next lines until the quotes balance (the first line where they do, within
@@ -308,7 +341,12 @@ def _multiline_records(lines: pl.DataFrame, columns: list[str]
     ``MAX_LINE_BYTES`` bytes (``line_no`` of the record's first line, as ``_quoted_rows``), the line
     numbers the records consumed, the longer records as (first line, detail, text) to reject whole,
     and each record's (first line, text) for the duplicate check. Lines that make no such record
-    are left as they are (and rejected as before)."""
+    are left as they are (and rejected as before).
+
+    A record the file ends in (``at_end``: these lines reach the end of the file), either at its
+    last line without a line break (``cut_line``) or with its quote still open, is a truncated
+    delivery: one reject at its first line (:func:`_cut_record`), never read, as a last line
+    without its line break is."""
     schema = {"line_no": pl.Int64, **{c: pl.Utf8 for c in columns}}
     empty = pl.DataFrame(schema=schema)
     counts = lines["raw"].str.count_matches('"', literal=True).fill_null(0)
@@ -334,10 +372,25 @@ def _multiline_records(lines: pl.DataFrame, columns: list[str]
             continue
         i = at[start]
         j = next_same[i]
-        if j is None or j - i > MAX_RECORD_SCAN:
+        if j is None and at_end and 1 < len(nos) - i <= MAX_RECORD_SCAN:
+            j, still_open = len(nos), True  # the quote is open when the file ends: cut inside it?
+        elif j is None or j - i > MAX_RECORD_SCAN:
             continue
+        else:
+            still_open = False
         span = raws[i:j]
         text = "\n".join(span)
+        if j - i > 1 and (still_open or (cut_line is not None and nos[j - 1] == cut_line)):
+            # (a last line alone is the CUT rule's: a quote there may close one opened in the block before)
+            cut = _cut_record(span, columns, nos[i:j], still_open)
+            if cut is not None:  # a control byte first, as on a line of its own
+                done.update(nos[i:j])
+                consumed.extend(nos[i:j])
+                control = control_problem(text, columns)
+                detail = cut if control is None else control.replace(
+                    "the line is", f"the record of lines {start}-{nos[j - 1]} is")
+                too_long.append((start, detail, text[:MAX_LINE_BYTES]))
+            continue
         if len(text) > MAX_RECORD_SCAN * 1024:  # a lone quote reaching far: not read as a record
             continue
         try:
@@ -352,7 +405,6 @@ def _multiline_records(lines: pl.DataFrame, columns: list[str]
         consumed.extend(nos[i:j])
         texts.append((start, text))
         control = control_problem(text, columns)
-        # (a record never ends at the file's unended last line: _blocks yields that line alone)
         if control is not None:
             too_long.append((start, control.replace("the line is", f"the record of lines {start}-{nos[j - 1]} is"),
                              text[:MAX_LINE_BYTES]))
@@ -591,7 +643,7 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
     seen: list[pl.DataFrame] = []
     columns: list[str] | None = None
     next_line = 1
-    for block in _blocks(path, block_bytes):
+    for block, last in _blocks(path, block_bytes):
         # split into lines with polars (a Python list of lines turned into a Series costs 3x more)
         series = _decode(block, state)
         skip_header = columns is None
@@ -609,7 +661,7 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
             if len(seen) > 1:
                 seen = [pl.concat(seen)]
             chunk, hashes = _chunk(part, columns, seen[0] if seen else None, file_id, source, cut_line,
-                                   state["header_line"])
+                                   state["header_line"], at_end=last and start + size == frame.height)
             yield chunk
             seen.append(hashes)
     if columns is None:
@@ -619,7 +671,8 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 500_000,
 def _chunk_bounds(frame: pl.DataFrame, chunk_rows: int) -> Iterator[tuple[int, int]]:
     """(start, size) of the chunks of ``frame``'s lines: ``chunk_rows`` lines each, a chunk whose
     lines leave a double quote open extended (by at most ``MAX_RECORD_SCAN`` lines) to the line
-    that closes it, so that a quoted field holding line breaks is not cut in two records."""
+    that closes it, so that a quoted field holding line breaks is not cut in two records; to the
+    frame's end when none closes it there (a record the file ends in is then one reject)."""
     if frame.height <= chunk_rows:
         if frame.height:
             yield 0, frame.height
@@ -634,16 +687,20 @@ def _chunk_bounds(frame: pl.DataFrame, chunk_rows: int) -> Iterator[tuple[int, i
             closes = (ahead == base).arg_true()
             if closes.len():
                 end += int(closes[0]) + 1
+            elif frame.height - end <= MAX_RECORD_SCAN:
+                end = frame.height  # open to the end of the block: a record the file ends in, cut?
         yield start, end - start
         start = end
 
 
 def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.DataFrame | None, file_id: str,
-           source: str, cut_line: int | None = None, header: str | None = None) -> tuple[Chunk, pl.DataFrame]:
+           source: str, cut_line: int | None = None, header: str | None = None,
+           at_end: bool = False) -> tuple[Chunk, pl.DataFrame]:
     """One chunk of lines -> its Chunk, and the hashes of its lines that no earlier line has, with
     their line numbers (``h``, ``line_no``: for the next chunks' duplicates). ``seen``: the earlier
     chunks' hashes; ``cut_line``: the number of the file's last line when no line break ends it;
-    ``header``: the header line's text, whose copies further down are rejected as such.
+    ``header``: the header line's text, whose copies further down are rejected as such; ``at_end``:
+    the chunk's lines reach the end of the file.
 
     One query splits every line and classifies it; the usual chunk, where every line is a plain
     result, goes straight to ``_to_canonical``; the others are sorted out by ``kind``.
@@ -690,7 +747,7 @@ def _chunk(part: pl.DataFrame, columns: list[str], seen: pl.DataFrame | None, fi
 
     lines = scan.select("line_no", "raw", "kind", "h", nf=pl.col("raw").str.count_matches(";", literal=True) + 1)
     # a quoted field holding line breaks (RFC 4180): its lines make one record, read as one row
-    records, consumed, long_records, texts = _multiline_records(lines, columns)
+    records, consumed, long_records, texts = _multiline_records(lines, columns, cut_line, at_end)
     record_dups: list[tuple[int, int, str]] = []
     if consumed:
         lines = lines.filter(~pl.col("line_no").is_in(consumed))

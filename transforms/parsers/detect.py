@@ -17,7 +17,9 @@ An empty file (or one holding only a byte-order mark and blanks) raises
 ``FileFormatError("EMPTY_FILE", ...)``; binary content (NUL bytes, archives) or anything else
 raises ``FileFormatError("UNPARSEABLE_FILE", "<file>: <why>")``. Binary means control bytes (NUL
 and the other C0 controls but tab, LF, VT, FF, CR, FS) making more than 1 % of the first 64 KiB (at
-least two): a stray NUL is the parsers' to reject with its line.
+least two) *and* standing in more than half of its lines: a stray NUL, or a stray run of them (the
+NUL padding after the end of a cut copy), is the parsers' to reject with its line, whatever the
+file's size. UTF-16 text is told as such, with or without its byte-order mark.
 
 :func:`get_parser` returns the ``parse`` function for a format; the CSV parser is imported lazily.
 """
@@ -60,16 +62,46 @@ class _Root(Exception):
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 28)) + b"\x7f"
 BINARY_MIN_CONTROLS = 2  # and more than BINARY_SHARE of the head's bytes
 BINARY_SHARE = 0.01
+BINARY_LINE_SHARE = 0.5  # and in more than this share of the head's non-blank lines
+
+
+def _controls(data: bytes) -> int:
+    return len(data) - len(data.translate(None, _CONTROL_BYTES))
 
 
 def _looks_binary(head: bytes) -> bool:
     """Whether the file's first bytes are binary rather than text: at least
     :data:`BINARY_MIN_CONTROLS` control bytes (NUL and the other C0 controls no text format uses)
-    making more than 1 % of them. One stray NUL in a lab's export is not that (QA ops F4: it refused
-    the whole file within the first 64 KiB, and loaded its line further down): the parsers reject
-    the line (CSV), message (HL7) or record (HPRIM) that holds it, and the rest of the file loads."""
-    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
-    return controls >= BINARY_MIN_CONTROLS and controls > BINARY_SHARE * len(head)
+    making more than 1 % of them, in more than half of their non-blank lines.
+
+    Why both: binary content (random bytes, an unknown archive, a database, UTF-16 text) has control
+    bytes all through it, so nearly every "line" between its newline bytes holds one. A text export
+    with a stray byte or run of bytes (one NUL in a name; the NUL padding that a cut or pre-allocated
+    copy leaves after its end) holds them in one or two lines: the parsers reject the line (CSV),
+    message (HL7) or record (HPRIM) that holds them, naming it and the byte, and the rest loads. The
+    byte share alone made that depend on the file's size (QA ops F4: one NUL refused a 999-line
+    file; QA F4 low: 20 NULs after the last line refused a 3-line CSV as binary, and were one
+    quarantined line of a 61 KB one)."""
+    controls = _controls(head)
+    if controls < BINARY_MIN_CONTROLS or controls <= BINARY_SHARE * len(head):
+        return False
+    lines = [ln for ln in head.replace(b"\r", b"\n").split(b"\n") if ln.strip()]
+    dirty = sum(1 for ln in lines if _controls(ln))
+    return dirty > BINARY_LINE_SHARE * len(lines)
+
+
+def _utf16_order(head: bytes) -> str | None:
+    """``utf-16-le`` or ``utf-16-be`` when ``head`` is UTF-16 text without a byte-order mark (mostly
+    Latin text: one byte of each pair NUL, the other not), else None. Such a file is not binary:
+    it is told what it is, as one with its mark (a CDA document in it is read)."""
+    pairs = len(head) // 2
+    if pairs < 2:
+        return None
+    low, high = head[0 : 2 * pairs : 2], head[1 : 2 * pairs : 2]
+    for zeros, text, order in ((high, low, "utf-16-le"), (low, high, "utf-16-be")):
+        if zeros.count(0) >= 0.9 * pairs and text.count(0) <= 0.1 * pairs:
+            return order
+    return None
 
 
 def _xml_root(data: bytes) -> str | None:
@@ -136,12 +168,13 @@ def _header_separator(line: str) -> str | None:
 UTF16_EXPORT = "UTF-16 text (Excel 'Unicode text'): export as CSV, ';' separated, UTF-8 or Latin-1"
 
 
-def _utf16_text(head: bytes) -> str | None:
+def _utf16_text(head: bytes, encoding: str = "utf-16") -> str | None:
     """What to say of UTF-16 text that is not XML: a spreadsheet's "Unicode text" export when its
     first line is a header of the extract's columns (QA: "UTF-16 content that is not a CDA
-    document" said nothing of what to do); None when it is XML or not text."""
+    document" said nothing of what to do); None when it is XML or not text. ``encoding``: the byte
+    order when there is no byte-order mark."""
     try:
-        text = head[: len(head) // 2 * 2].decode("utf-16", errors="strict")
+        text = head[: len(head) // 2 * 2].decode(encoding, errors="strict")
     except UnicodeDecodeError:
         return None
     text = text.lstrip("\ufeff \t\r\n")
@@ -166,12 +199,15 @@ def detect_format(path: Path) -> str:
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
             raise FileFormatError("UNPARSEABLE_FILE", f"{name}: binary content ({_office(head) or what})")
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        # UTF-16 with a byte-order mark: only XML is expected that way
+    order = "utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else _utf16_order(head)
+    if order is not None:
+        # UTF-16, with a byte-order mark or without (then its NULs made it "binary content"): only
+        # XML is expected that way (expat tells the byte order from the first '<')
         root = _xml_root(head)
         if root is not None and root.rpartition(" ")[2] == "ClinicalDocument":
             return "cda"
-        raise FileFormatError("UNPARSEABLE_FILE", f"{name}: {_utf16_text(head) or 'UTF-16 content that is not a CDA document'}")
+        raise FileFormatError("UNPARSEABLE_FILE",
+                              f"{name}: {_utf16_text(head, order) or 'UTF-16 content that is not a CDA document'}")
     if _looks_binary(head):
         raise FileFormatError("UNPARSEABLE_FILE", f"{name}: binary content (NUL or control bytes)")
     text = head.lstrip(b" \t\r\n\x0b\x1c")

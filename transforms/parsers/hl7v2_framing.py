@@ -225,6 +225,14 @@ class MessageSplitter:
                                       "(0x1c) before the end of the file: a message cut short?", text))
             self.mllp = None
 
+    def _nul_line(self, no: int, raw: bytes) -> None:
+        """A line of NUL bytes (the padding a cut or pre-allocated copy leaves after its last byte
+        written, or a zeroed block): one reject at its line, as a wrapper's problem, whatever
+        message it stands in (it is no segment of it). It was dropped without a trace, so a file
+        cut at the end of a segment and padded looked whole."""
+        self.problems.append((no, f"NUL byte (0x00) at line {no}, a line of NUL bytes: not read (the padding of a "
+                                  "cut or pre-allocated copy, or a damaged file?)", raw[:200]))
+
     def _join_continuations(self) -> None:
         """Keep the lone \n of a message whose segments end with \r as data: each line after such
         a \n that is not a segment goes back, after a newline, to the end of the line before it
@@ -270,6 +278,8 @@ class MessageSplitter:
         if line[0] <= 32:  # MLLP framing, stray control characters, indentation
             line = line.strip(b"\x00\x0b\x1c \t\x0c")
             if not line:
+                if b"\x00" in raw:
+                    self._nul_line(no, raw)
                 return
         head = line[:3]
         if head == b"MSH":

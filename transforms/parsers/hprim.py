@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from transforms.parsers.base import Chunk, FileFormatError, control_byte, open_input
+from transforms.parsers.base import Chunk, FileFormatError, control_byte, holds_control, open_input
 from transforms.parsers.er7 import (
     INS_OIDS,
     TEST_INS_OIDS,
@@ -45,7 +45,7 @@ from transforms.parsers.er7 import (
     result_columns,
     test_oid_in,
 )
-from transforms.parsers.linereader import decode_text, iter_line_blocks
+from transforms.parsers.linereader import decode_text, iter_blocks
 from transforms.parsers.resultrows import relaxed_gc, ResultSink
 
 _PAD = [""] * 32
@@ -160,8 +160,9 @@ def _under_refused(st: _State, rtype: str, this: str = "OBX") -> str | None:
     return f"{this} record under the {rtype} record at line {st.refused[1]}, not read (a control byte)"
 
 
-def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
-    """Apply one logical record (continuations already joined)."""
+def _record(text: str, no: int, st: _State, sink: ResultSink, check: bool = True) -> None:
+    """Apply one logical record (continuations already joined). ``check``: the record's block held a
+    control byte, so the record is searched for one (:func:`parse`)."""
     if text[:1] == "H" and len(text) > 1 and not text[1].isalnum():
         _close_section(st, sink, f"the next H record at line {no}")
         st.h, st.last, st.obr_obx = None, None, 0
@@ -192,7 +193,7 @@ def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
             st.obr_obx += 1
         elif rtype == "OBR":
             st.obr_obx = 0
-        found = control_byte(text)
+        found = control_byte(text) if check else None
         if found is not None:  # QA ops F4: a NUL was read into the name, or the value
             if rtype != "OBX":
                 st.obr, st.refused = None, (rtype, no)
@@ -252,7 +253,10 @@ def _record(text: str, no: int, st: _State, sink: ResultSink) -> None:
             f"line {no}: {UNKNOWN_RECORD_DETAIL}", text,
         )
     else:
-        sink.reject(no, "MALFORMED_MESSAGE", None, f"line {no} is not an HPRIM record", text)
+        found = control_byte(text) if check else None
+        # a line of NUL bytes after the last record: the padding a cut or pre-allocated copy leaves
+        why = f": it holds a {found[1]} (a stray byte, or the padding of a cut copy?)" if found else ""
+        sink.reject(no, "MALFORMED_MESSAGE", None, f"line {no} is not an HPRIM record{why}", text)
 
 
 def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -> Iterator[Chunk]:
@@ -267,8 +271,13 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -
     junk_no = 0
     seen_h = False
     cont = b"A|"
+    dirty = False  # the open record's lines came from a block holding a control byte
     with open_input(path) as fh, relaxed_gc():
-        for first, lines, truncated in iter_line_blocks(fh):
+        for block in iter_blocks(fh):
+            first, lines, truncated = block.first_line_no, block.lines, block.truncated
+            # one pass over the block's bytes; its records are searched for a control byte (to name
+            # it and its record) only when it holds one, as almost none does (hot path)
+            held = holds_control(block.data)
             no = first - 1
             for line in lines:
                 no += 1
@@ -278,9 +287,10 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -
                 if parts and line.startswith(cont):
                     parts.append(line[2:])
                     bad = bad or (bool(truncated) and no in truncated)
+                    dirty = dirty or held
                     continue
                 if parts:
-                    _flush(parts, rec_no, bad, st, sink)
+                    _flush(parts, rec_no, bad, st, sink, dirty)
                     parts = []
                     if sink.ready():
                         yield sink.take()
@@ -299,8 +309,9 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -
                 parts = [line]
                 rec_no = no
                 bad = bool(truncated) and no in truncated
+                dirty = held
     if parts:
-        _flush(parts, rec_no, bad, st, sink)
+        _flush(parts, rec_no, bad, st, sink, dirty)
     _close_section(st, sink, "the end of the file")
     if not seen_h:
         if junk:
@@ -312,12 +323,12 @@ def parse(path: Path, *, file_id: str, source: str, chunk_rows: int = 200_000) -
         yield sink.take()
 
 
-def _flush(parts: list[bytes], no: int, bad: bool, st: _State, sink: ResultSink) -> None:
+def _flush(parts: list[bytes], no: int, bad: bool, st: _State, sink: ResultSink, check: bool = True) -> None:
     text = decode_text(b"".join(parts))
     if bad:
         sink.reject(no, "MALFORMED_MESSAGE", None, "record longer than the parser's line limit", text)
         return
-    _record(text, no, st, sink)
+    _record(text, no, st, sink, check)
 
 
 def _junk(lines: list[bytes], no: int, sink: ResultSink) -> None:

@@ -2,7 +2,7 @@
 
 HL7 v2 files end their segments with ``\\r`` (the standard), ``\\n`` or ``\\r\\n`` (after a trip
 through Windows or a mail gateway), sometimes mixed in one file; HPRIM files are usually ``\\r\\n``.
-:func:`iter_line_blocks` reads the file by blocks of 1 MiB and yields the complete lines of each
+:func:`iter_blocks` reads the file by blocks of 1 MiB and yields the complete lines of each
 block as ``bytes`` (decoding is left to the caller, which knows the unit -- message, record -- it
 decodes at once). Every terminator counts as one line: ``\\r\\n`` is one terminator, so line
 numbers match what an editor shows for any of the three conventions.
@@ -147,14 +147,6 @@ def iter_blocks(fh: BinaryIO, *, block_size: int | None = None, max_line: int = 
         line_no += len(block)
         if eof:
             return
-
-
-def iter_line_blocks(
-    fh: BinaryIO, *, block_size: int | None = None, max_line: int = MAX_LINE
-) -> Iterator[tuple[int, list[bytes], frozenset[int]]]:
-    """:func:`iter_blocks` as ``(first_line_no, lines, truncated_line_nos)`` tuples."""
-    for block in iter_blocks(fh, block_size=block_size, max_line=max_line):
-        yield block.first_line_no, block.lines, block.truncated
 
 
 def decode_text(data: bytes, preferred: str | None = None) -> str:
