@@ -77,6 +77,15 @@ def test_unreadable_values_are_flagged_not_dropped(tmp_path):
     assert issues == {"DATE_INVALID:birth_date", "DATE_INVALID:collected_at", "SEX_INVALID:sex"}
 
 
+@pytest.mark.parametrize("sent", ["15/06/1980", "15/06/1980 00:00", "15/06/1980 00:00:00", "198006150000",
+                                  "19800615000000", "1980-06-15 00:00:00", "1980-06-15T00:00:00", "15/06/1980 13:45"])
+def test_a_birth_date_written_with_a_time_is_its_date(tmp_path, sent):
+    """QA cal F1: a spreadsheet writes a date column as a datetime at 00:00; the CSV extract's birth
+    date took dates only, and such a result lost its age (or, without a NIR, its person)."""
+    rows, _, _ = parse_all(write(tmp_path, [HEADER, line(DATE_NAISSANCE=sent)]))
+    assert rows["birth_date"].to_list() == [date(1980, 6, 15)] and rows["parse_issues"][0] is None
+
+
 def test_written_unknown_sex_is_unknown_not_invalid(tmp_path):
     """QA: 'U' or 'I' in SEXE sent the whole result to quarantine; an unknown sex is a flag."""
     lines = [HEADER, *(line(N_DEMANDE=f"D{c}", SEXE=c) for c in ("U", "i", "9", "F", "h", "Z"))]

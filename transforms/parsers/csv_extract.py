@@ -161,14 +161,17 @@ def _decode(block: bytes, state: dict) -> pl.Series:
 def _date_tries(col: str, formats: tuple[str, ...], dtype) -> list[pl.Expr]:
     """One parse per accepted format, in order of preference (the first that reads a value wins)."""
     c = pl.col(col)
-    if dtype == pl.Date:
-        return [c.str.to_date(f, strict=False, exact=True) for f in formats]
+    if dtype == pl.Date:  # a date written with a time (a spreadsheet's '15/06/1980 00:00') is its date
+        return [c.str.to_datetime(f, strict=False, exact=True, time_unit="us").dt.date() if "%H" in f
+                else c.str.to_date(f, strict=False, exact=True) for f in formats]
     tries = [c.str.to_datetime(f, strict=False, exact=True, time_unit="us") for f in formats]
     return tries + [c.str.to_date(f, strict=False, exact=True).cast(pl.Datetime("us")) for f in DATE_FORMATS]
 
 
 DATE_COLUMNS = (
-    ("birth_date", DATE_FORMATS, pl.Date),
+    # QA cal F1: a birth date with a time ('15/06/1980 00:00', '198006150000') was unreadable in the
+    # CSV extract alone (HL7 reads PID-7's time): the result lost its age, or without a NIR its person
+    ("birth_date", DATE_FORMATS + DATETIME_FORMATS, pl.Date),
     ("collected_at", DATETIME_FORMATS, pl.Datetime),
     ("received_at", DATETIME_FORMATS, pl.Datetime),
     ("validated_at", DATETIME_FORMATS, pl.Datetime),
