@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 import uuid
@@ -635,8 +636,12 @@ def _gate_before_export(ctx: Context, ignore_gate: str | None) -> tuple[str | No
 
 
 def _issue(issue_date: str | None) -> str:
+    """The issue date as its folder's name: YYYY-MM-DD only. (Python's ``fromisoformat`` also takes
+    20261126 and 2026-W48-4: QA cal F2 saw one day published in four folders, listed as four issues.)"""
     issue = issue_date or date.today().isoformat()
     try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", issue):
+            raise ValueError(issue)
         date.fromisoformat(issue)
     except ValueError as err:
         raise ValueError(f"issue date must be YYYY-MM-DD, not {issue!r}") from err

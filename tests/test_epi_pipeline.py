@@ -411,8 +411,12 @@ def test_command_line_export_issues_and_compare(scenario):
     # dump, where an empty "before" meant both a new row and a suppressed cell)
     res = runner.invoke(epi_app, ["compare", ISSUE_1, ISSUE_2, "--home", home])
     assert res.exit_code == 0 and "now suppressed" in res.output and "shape:" not in res.output
-    res = runner.invoke(epi_app, ["export", "--home", home, "--issue-date", "13/11/2026"])
-    assert res.exit_code == 2 and "YYYY-MM-DD" in res.output
+    # QA cal F2: 20261126 and 2026-W48-4 passed Python's fromisoformat, each in its own folder
+    for spelled in ("13/11/2026", "20261113", "2026-W46-5", "2026W465"):
+        res = runner.invoke(epi_app, ["export", "--home", home, "--issue-date", spelled])
+        assert res.exit_code == 2 and "YYYY-MM-DD" in res.output, (spelled, res.output)
+    folders = [p.name for p in (scenario.home / "publication").iterdir() if not p.name.startswith(".")]
+    assert "2026-11-13" in folders and all(date.fromisoformat(f).isoformat() == f for f in folders), folders
     shutil.rmtree(scenario.home / "publication" / "2026-11-13")
 
 

@@ -643,3 +643,14 @@ def test_weekly_report_renders_in_chromium(gated, tmp_path):  # noqa: F811
     assert (px.min(axis=2) < 200).mean() > 0.05, "almost nothing drawn on the page"
     header = px[:60, :, :]  # the dark blue header band of the report
     assert (header.mean(axis=(0, 1)) < 120).all()
+
+
+def test_a_week_the_year_does_not_have_is_refused_not_rolled_over():
+    """QA cal F3: `--week 2025-W53` wrote the report of 2026-W01 (2025 has 52 ISO weeks)."""
+    from quality.reports.weekly import week_monday
+
+    assert week_monday("2026-W53") == date(2026, 12, 28) and week_monday("2020-S53") == date(2020, 12, 28)
+    assert week_monday("2026-W01") == date(2025, 12, 29)
+    for week, weeks in (("2025-W53", 52), ("2021-W53", 52)):
+        with pytest.raises(ValueError, match=f"bad ISO week '{week}': {week[:4]} has {weeks} ISO weeks"):
+            week_monday(week)

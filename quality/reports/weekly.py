@@ -46,9 +46,13 @@ def week_monday(week: str) -> date:
     """``2026-W45`` (or ``2026-S45``) -> the Monday of that ISO week."""
     w = week.strip().upper().replace("-S", "-W")
     try:
-        return datetime.strptime(w + "-1", "%G-W%V-%u").date()
+        monday = datetime.strptime(w + "-1", "%G-W%V-%u").date()
     except ValueError as err:
         raise ValueError(f"bad ISO week {week!r}: expected YYYY-Www, e.g. 2026-W45") from err
+    year, number = int(w[:4]), int(w.split("-W")[1])
+    if monday.isocalendar()[:2] != (year, number):  # 2025-W53 rolled over into 2026-W01 (QA cal F3)
+        raise ValueError(f"bad ISO week {week!r}: {year} has {date(year, 12, 28).isocalendar()[1]} ISO weeks")
+    return monday
 
 
 def available_weeks(wh: Warehouse) -> list[str]:
