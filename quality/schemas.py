@@ -185,8 +185,12 @@ class CanonicalResult(pa.DataFrameModel):
 
     @pa.dataframe_check(name=_named("DATE_ORDER", "collected_at"))
     def validated_within_a_year(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """Guards a new result against a mistyped collection year. A correction or deletion (C, D)
+        is validated when it is made, and may retract a result of more than a year ago: it passes
+        (QA cal F5: a lab could not delete a false positive of 14 months ago, which kept counting)."""
         return data.lazyframe.select(
             ((pl.col("validated_at") - pl.col("collected_at")) <= MAX_VALIDATION_DELAY).fill_null(True)
+            | pl.col("result_status").is_in(["C", "D"]).fill_null(False)
             | collection_unusable())
 
     @pa.dataframe_check(name=_named("DATE_ORDER", "birth_date"))

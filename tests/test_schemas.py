@@ -169,6 +169,18 @@ def test_every_check_of_the_model_explains_itself_in_words(tmp_path):
     assert q["detail"].to_list() == ["collected more than 366 days before its validation"]
 
 
+def test_a_correction_or_deletion_may_retract_a_result_of_more_than_a_year_ago(tmp_path):
+    """QA cal F5: a C or D validated 14 months after the collection was quarantined 'collected more
+    than 366 days before its validation', and the result it retracted kept counting. A new result
+    (F) with such dates is still refused: a mistyped collection year."""
+    old = dict(DATE_PRELEVEMENT="01/10/2025 08:30", DATE_RECEPTION="01/10/2025 10:00",
+               DATE_VALIDATION="20/11/2026 09:00")
+    rows = rows_of(tmp_path, *(line(N_DEMANDE=f"R{s}", STATUT=s, **old) for s in ("C", "D", "F")))
+    valid, q = validate_rows(rows, now=NOW)
+    assert valid["result_status"].to_list() == ["C", "D"]
+    assert q.select("line_no", "reason_code", "column").rows() == [(4, "DATE_ORDER", "collected_at")]
+
+
 @pytest.mark.parametrize("column", ["DATE_RECEPTION", "DATE_VALIDATION"])
 def test_a_reception_or_validation_without_its_time_is_compared_at_day_precision(tmp_path, column):
     """QA: a reception or validation sent with day precision (29/03/2026, 20260329) reads as 00:00

@@ -218,3 +218,20 @@ def test_a_correction_that_moves_a_result_to_another_day_is_warned_about(tmp_pat
     assert gate["ok"], gate["failures"]
     moved = [w for w in gate["warnings"] if "n_versions_moved_day" in w]
     assert len(moved) == 1 and "line 2" in moved[0], gate["warnings"]
+
+
+def test_a_deletion_and_a_correction_more_than_a_year_later_retract_the_positives(tmp_path):
+    """QA cal F5: a lab retracts two positives of 01/10/2025 on 20/11/2026, one deleted (D), one
+    corrected to negative (C). Both were quarantined 'collected more than 366 days before its
+    validation' and the two positives kept counting."""
+    h = Home(tmp_path).deliver(
+        "alpha_20251001.csv",
+        result("R1", "benoit", "01/10/2025 08:00", "01/10/2025 18:00", "Positif"),
+        result("R2", "chloe", "01/10/2025 08:10", "01/10/2025 18:00", "Positif"))
+    assert h.sidep() == [("01/10", "09", 2, 2)]
+    h.deliver("alpha_corrections_20261120.csv",
+              result("R1", "benoit", "01/10/2025 08:00", "20/11/2026 09:00", "", status="D"),
+              result("R2", "chloe", "01/10/2025 08:10", "20/11/2026 09:00", "Négatif", status="C"))
+    assert h.ctx.wh.read(cat.QUARANTINE).is_empty()
+    assert h.current() == {("R2", "CHARPENTIER", "Négatif", "C")}
+    assert h.sidep() == [("01/10", "09", 0, 1)]
