@@ -79,10 +79,20 @@ def not_before_collection(col: str) -> pl.Expr:
     """``col`` (a reception or validation time) is not before the collection. A value at exactly
     00:00:00 is compared at day precision: it is before the collection only when its *date* is
     (QA: a validation dated 29/03/2026 without a time, of a specimen taken at 10:00 that day, was
-    quarantined as "validated before the collection"). The quality gate (quality/summaries.py,
-    ``before_collection_sql``) and the delays of the reports apply the same rule."""
+    quarantined as "validated before the collection"). Two times in the hour repeated when the
+    clocks go back cannot be ordered (``in_repeated_hour``). The quality gate (quality/summaries.py,
+    ``before_collection_sql``) and the delays of the reports apply the same rules."""
     later, collected = pl.col(col), pl.col("collected_at")
-    return (later >= collected) | (day_precision(col) & (later.dt.date() >= collected.dt.date()))
+    return ((later >= collected) | (day_precision(col) & (later.dt.date() >= collected.dt.date()))
+            | (in_repeated_hour(later) & in_repeated_hour(collected)))
+
+
+def in_repeated_hour(ts: pl.Expr) -> pl.Expr:
+    """``ts`` (a lab's wall-clock time) is in the hour that happens twice when Paris clocks go back,
+    02:00 to 02:59 on the last Sunday of October: two such times cannot be ordered once the offsets
+    that told them apart are dropped (transforms/parsers/resultrows.py keeps the lab's wall clock).
+    QA cal F4: collected 02:45+0200 and validated 02:15+0100, in order, were quarantined."""
+    return ((ts.dt.month() == 10) & (ts.dt.day() >= 25) & (ts.dt.weekday() == 7) & (ts.dt.hour() == 2)).fill_null(False)
 
 
 def collection_unusable() -> pl.Expr:

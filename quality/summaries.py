@@ -275,15 +275,23 @@ def before_collection_sql(col: str, collected: str = "collected_at") -> str:
     row checks (quality.schemas.not_before_collection): a value at exactly 00:00:00 is a date sent
     without its time, before the collection only when its date is."""
     return (f"({col} < {collected} AND NOT ({col} = date_trunc('day', {col}) "
-            f"AND CAST({col} AS DATE) >= CAST({collected} AS DATE)))")
+            f"AND CAST({col} AS DATE) >= CAST({collected} AS DATE)) "
+            f"AND NOT ({repeated_hour_sql(col)} AND {repeated_hour_sql(collected)}))")
+
+
+def repeated_hour_sql(ts: str) -> str:
+    """SQL: ``ts`` is in the hour repeated when Paris clocks go back (quality.schemas.in_repeated_hour)."""
+    return (f"coalesce(month({ts}) = 10 AND day({ts}) >= 25 AND isodow({ts}) = 7 AND hour({ts}) = 2, false)")
 
 
 def delay_minutes_sql(earlier: str, later: str) -> str:
     """SQL: minutes from ``earlier`` to ``later``; null when ``later`` is a date sent without its
     time (00:00:00) on the day of ``earlier`` and would come out negative only for that reason
-    (the hour is unknown: no delay in hours can be told, and none is negative)."""
+    (the hour is unknown: no delay in hours can be told, and none is negative), or when both are
+    in the hour repeated as the clocks go back and come out negative (their order is unknown)."""
     return (f"CASE WHEN {later} < {earlier} AND {later} = date_trunc('day', {later}) "
             f"AND CAST({later} AS DATE) >= CAST({earlier} AS DATE) THEN NULL "
+            f"WHEN {later} < {earlier} AND {repeated_hour_sql(later)} AND {repeated_hour_sql(earlier)} THEN NULL "
             f"ELSE date_diff('minute', {earlier}, {later}) END")
 
 

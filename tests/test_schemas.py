@@ -213,3 +213,36 @@ def test_a_deletion_needs_no_collection_date_and_other_statuses_do(tmp_path):
     # an unreadable date is still an unreadable date, deletion or not
     valid, q = validate_rows(rows_of(tmp_path, line(DATE_PRELEVEMENT="32/11/2026", RESULTAT="", STATUT="D")), now=NOW)
     assert valid.is_empty() and q.select("reason_code", "column").rows() == [("DATE_INVALID", "collected_at")]
+
+
+def test_times_in_the_hour_repeated_as_the_clocks_go_back_are_not_out_of_order(tmp_path):
+    """QA cal F4: on 2026-10-25 Paris clocks go back at 03:00 (CEST) to 02:00 (CET). Collected
+    02:45+0200, received 02:05+0100, validated 02:15+0100 is in order, but the offsets are dropped
+    and the result was quarantined 'validated before the collection'. Outside that hour, or on
+    another day, the order is still checked."""
+    def row(req, day, collected, received, validated):
+        return line(N_DEMANDE=req, DATE_PRELEVEMENT=f"{day} {collected}", DATE_RECEPTION=f"{day} {received}",
+                    DATE_VALIDATION=f"{day} {validated}")
+
+    rows = rows_of(tmp_path, row("R1", "25/10/2026", "02:45", "02:05", "02:15"),
+                   row("R2", "25/10/2026", "03:10", "02:05", "03:30"),   # 03:10 is after the repeated hour
+                   row("R3", "18/10/2026", "02:45", "02:05", "02:15"),   # an ordinary Sunday
+                   row("R4", "25/10/2025", "02:45", "02:05", "02:15"))   # a Saturday (2025's change: the 26th)
+    valid, q = validate_rows(rows, now=NOW)
+    assert valid["line_no"].to_list() == [2]
+    assert sorted(set(q.select("line_no", "reason_code").rows())) == [
+        (3, "DATE_ORDER"), (4, "DATE_ORDER"), (5, "DATE_ORDER")]
+
+
+def test_the_gate_and_the_delays_read_the_repeated_hour_as_the_row_checks():
+    import duckdb
+
+    from quality.summaries import before_collection_sql, delay_minutes_sql
+
+    con = duckdb.connect()
+    got = con.sql(f"""
+        SELECT {before_collection_sql('v', 'c')}, {delay_minutes_sql('c', 'v')}
+        FROM (VALUES (TIMESTAMP '2026-10-25 02:45', TIMESTAMP '2026-10-25 02:15'),
+                     (TIMESTAMP '2026-10-18 02:45', TIMESTAMP '2026-10-18 02:15'),
+                     (TIMESTAMP '2026-10-25 02:15', TIMESTAMP '2026-10-25 02:45')) t(c, v)""").fetchall()
+    assert got == [(False, None), (True, -30), (False, 30)]
