@@ -62,6 +62,8 @@ PARSER_VERSION = "7"  # bump when a parser's output changes: earlier ingests are
 # (F4 low); CSV: a quoted record of several lines that the file ends in is one truncated-delivery
 # reject at its first line (it was two: an unbalanced quote and a truncated last line; F5 low)
 # CSV: a birth date written with a time ('15/06/1980 00:00') is its date (it was unreadable: QA cal F1)
+# validation: a C or D validated over 366 days after the collection is valid (QA cal F5); times in
+# the hour repeated as the clocks go back are not out of order (QA cal F4)
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was
