@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from transforms.canonical import CANONICAL_SCHEMA
+from transforms.identity import NIR_PATTERN
 from transforms.parsers.base import REJECT_SCHEMA
 from transforms.parsers.csv_extract import (DATE_FORMATS, DATETIME_FORMATS, HEADER_TO_CANONICAL, MAX_LINE_BYTES,
                                             parse, quote_problem)
@@ -39,6 +40,15 @@ def _date(text: str | None, dated: bool):
             continue
         return value.date() if dated else value
     return None
+
+
+def _ins(text: str | None) -> str | None:
+    """A NIR written with separators (blanks, dots, dashes) without them and in upper case; anything
+    that is still no NIR then, as sent."""
+    if text is None:
+        return None
+    bare = re.sub("[\\s.\\-\u2010-\u2015]", "", text).upper()
+    return bare if re.fullmatch(NIR_PATTERN, bare) else text
 
 
 def reference(data: bytes) -> tuple[list[dict], list[tuple], int]:
@@ -99,7 +109,7 @@ def reference(data: bytes) -> tuple[list[dict], list[tuple], int]:
             number = float(bound.group(2))
         rows.append({
             **f, "line_no": line_no, "sex": sex,
-            "patient_nir": f.get("patient_nir") and f["patient_nir"].upper().replace(" ", ""),
+            "patient_nir": _ins(f.get("patient_nir")),
             "value_num": number, "value_comparator": comparator,
             "value_type": "ST" if number is None else ("SN" if comparator else "NM"),
             "result_status": (f.get("result_status") or "f").upper(), "parse_issues": ";".join(issues) or None,
@@ -125,6 +135,7 @@ TRICKY = [
     line(N_DEMANDE="D5", DATE_NAISSANCE="", SEXE=" ", DATE_RECEPTION="  ", RESULTAT=" ", STATUT=" c "),
     line(N_DEMANDE="D6", RESULTAT=" 1 234,5 ", UNITE="\u00a0g/L\t", NOM=" Zoé\u00a0"),
     line(N_DEMANDE="D7", RESULTAT="1e3", SEXE="h", NIR="2 55 09 99 000 116 ab"),
+    line(N_DEMANDE="D7b", NIR="2.55.09.99.000.116-89"), line(N_DEMANDE="D7c", NIR="2 55 09 2a 000 116 18"),
     line(N_DEMANDE="D8", RESULTAT=",5", SEXE="2"), line(N_DEMANDE="D9", RESULTAT="<5", SEXE="1"),
     line(N_DEMANDE="D8b", SEXE="Féminin"), line(N_DEMANDE="D8c", SEXE="masculin"), line(N_DEMANDE="D8d", SEXE="I"),
     line(N_DEMANDE="D9b", RESULTAT=" > 1 000,5 "), line(N_DEMANDE="D9c", RESULTAT="≥^10"),

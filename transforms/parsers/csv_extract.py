@@ -22,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from transforms.canonical import conform
+from transforms.identity import normalised_ins_expr
 from transforms.parsers.sex import sex_columns
 from transforms.parsers.base import (
     open_input,
@@ -402,7 +403,7 @@ def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     status = col("result_status").str.to_uppercase().fill_null("F")
     out = f.lazy().with_columns(
         sex.alias("sex"),
-        col("patient_nir").str.to_uppercase().str.replace_all(" ", "", literal=True).alias("patient_nir"),
+        normalised_ins_expr(col("patient_nir")).alias("patient_nir"),  # the rule of every format
         value_num.alias("value_num"),
         comparator.alias("value_comparator"),
         pl.when(comparator.is_not_null()).then(pl.lit("SN"))

@@ -22,6 +22,8 @@ done column-wise is done here, once per batch, with polars:
   value: ``NM`` when it is a number, ``SN`` when a comparator and a number (``<0,5``, ``>=^10``)
   or ``^12`` / ``=^12``; any other value keeps a null type;
 * empty strings become nulls;
+* the INS loses its blanks, dots and dashes and is upper-cased when that makes it a NIR
+  (``2 79 07 29 100 851 43``: ``transforms.identity.normalised_ins_expr``, as in the CSV extract);
 * the issues found in Python (the last tuple item) and the ones found here are ``;``-joined.
 
 :class:`ResultSink` batches tuples into DataFrames every :data:`BATCH_ROWS` rows so that Python
@@ -40,6 +42,7 @@ import polars as pl
 
 from quality.reasons import check
 from transforms.canonical import conform
+from transforms.identity import normalised_ins_expr
 from transforms.parsers.base import (PARTIAL_BIRTH_TS, REJECT_SCHEMA, Chunk, birth_date_issue, comparator_of,
                                      comparator_pattern)
 from transforms.parsers.sex import sex_columns
@@ -254,6 +257,7 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
         [pl.col(f"__t_{n}").alias(n) for n in TIMESTAMP_COLUMNS]
         + [
             pl.col("__t_birth_date").dt.date().alias("birth_date"),
+            normalised_ins_expr(pl.col("patient_nir")).alias("patient_nir"),  # '2 79 07 ...': the rule of every format
             sex.alias("sex"),
             pl.when(vt == "NM").then(pl.coalesce("__nm", "__bound"))
             .when(vt == "SN").then(pl.coalesce("__snv", "__bound")).alias("value_num"),
