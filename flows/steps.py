@@ -58,7 +58,9 @@ PARSER_VERSION = "7"  # bump when a parser's output changes: earlier ingests are
 # "7": every format reads an INS written with blanks, dots or dashes, or a lower-case 2a/2b, as the NIR
 # it spells (QA fmt F4: HL7 quarantined '2 79 07 29 100 851 43' NIR_FORMAT, the CSV extract removed
 # blanks only); a value that is still no NIR is kept as sent (the CSV extract upper-cased it and
-# removed its blanks). Well-formed NIRs and their pseudonyms are unchanged
+# removed its blanks). Well-formed NIRs and their pseudonyms are unchanged. Staging (written with the
+# validation, so also read again by biolake reprocess): a 4-digit postal code is read as 0 + code when
+# that is a postal code, flagged POSTAL_CODE_PADDED (QA fmt F5: Excel dropped 01000's leading zero)
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was
