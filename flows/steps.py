@@ -60,7 +60,9 @@ PARSER_VERSION = "7"  # bump when a parser's output changes: earlier ingests are
 # blanks only); a value that is still no NIR is kept as sent (the CSV extract upper-cased it and
 # removed its blanks). Well-formed NIRs and their pseudonyms are unchanged. Staging (written with the
 # validation, so also read again by biolake reprocess): a 4-digit postal code is read as 0 + code when
-# that is a postal code, flagged POSTAL_CODE_PADDED (QA fmt F5: Excel dropped 01000's leading zero)
+# that is a postal code, flagged POSTAL_CODE_PADDED (QA fmt F5: Excel dropped 01000's leading zero).
+# A bound in French words ('inf. à 5', 'supérieur ou égal à 10', '< à 5') is read as the comparator and
+# its number in every format, like '<5' (QA fmt F6: such values stayed text, without a number)
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was

@@ -22,7 +22,18 @@ from transforms.parsers.sex import SEX_ISSUE, UNREADABLE, read_sex
 from tests.helpers import HEADER, line
 
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-COMPARATOR = re.compile(r"(<=|>=|<|>|≤|≥)\^?(.*)")  # after spaces are removed
+# after spaces are removed: a sign (then 'à' or not), or inf/sup in French words ending in 'à'
+COMPARATOR = re.compile(r"(<=|>=|<|>|≤|≥)(?:[àa])?\^?(.*)|((?:inf|sup)(?:\.|[ée]rieure?)?(?:ou[ée]gale?)?[àa])\^?(.*)",
+                        re.IGNORECASE)
+
+
+def _comparator(bound: re.Match) -> tuple[str, str]:
+    """(comparator, number text) of a COMPARATOR match."""
+    if bound.group(1) is not None:
+        return {"≤": "<=", "≥": ">="}.get(bound.group(1), bound.group(1)), bound.group(2)
+    words = bound.group(3).lower()
+    sign = "<" if words.startswith("inf") else ">"
+    return (sign + "=" if "gal" in words else sign), bound.group(4)
 
 
 def _date(text: str | None, dated: bool):
@@ -104,9 +115,9 @@ def reference(data: bytes) -> tuple[list[dict], list[tuple], int]:
         number = float(value) if value is not None and NUMBER.fullmatch(value) else None
         comparator = None
         bound = value is not None and number is None and COMPARATOR.fullmatch(value)
-        if bound and NUMBER.fullmatch(bound.group(2)):
-            comparator = {"≤": "<=", "≥": ">="}.get(bound.group(1), bound.group(1))
-            number = float(bound.group(2))
+        if bound and NUMBER.fullmatch(_comparator(bound)[1]):
+            comparator, number = _comparator(bound)
+            number = float(number)
         rows.append({
             **f, "line_no": line_no, "sex": sex,
             "patient_nir": _ins(f.get("patient_nir")),
@@ -140,6 +151,9 @@ TRICKY = [
     line(N_DEMANDE="D8b", SEXE="Féminin"), line(N_DEMANDE="D8c", SEXE="masculin"), line(N_DEMANDE="D8d", SEXE="I"),
     line(N_DEMANDE="D9b", RESULTAT=" > 1 000,5 "), line(N_DEMANDE="D9c", RESULTAT="≥^10"),
     line(N_DEMANDE="D9d", RESULTAT="<>5"), line(N_DEMANDE="D9e", RESULTAT="<="),
+    line(N_DEMANDE="D9f", RESULTAT="inf. à 0,5"), line(N_DEMANDE="D9g", RESULTAT="Supérieur ou égal à 1 000"),
+    line(N_DEMANDE="D9h", RESULTAT="< à 5"), line(N_DEMANDE="D9i", RESULTAT="moins de 5"),
+    line(N_DEMANDE="D9j", RESULTAT="inf. à"),
     line(N_DEMANDE="D10", RESULTAT="1,2,3"), line(N_DEMANDE="D11", RESULTAT="Non détecté"),
     line(N_DEMANDE="D12", LIBELLE_ANALYSE='"Glycémie; à jeun"'),
     line(N_DEMANDE="D13", LIBELLE_ANALYSE='"mal"fermé"'),

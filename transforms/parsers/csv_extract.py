@@ -394,7 +394,7 @@ def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     sex, sex_issue = sex_columns(f["sex"]) if "sex" in has else (col("sex"), pl.lit(None, dtype=pl.Utf8))
     issues.append(sex_issue)
     value_num = col("value_raw").str.replace_all(r"\s", "").str.replace(",", ".", literal=True)
-    # a comparator and a number ('>100', '<0,5', '≤ 3'): the bound in value_num, the comparator apart
+    # a comparator and a number ('>100', '<0,5', '≤ 3', 'inf. à 5'): the bound in value_num, the comparator apart
     bound = value_num.str.extract_groups(comparator_pattern(_CSV_NUMBER))
     comparator = comparator_of(bound.struct.field("1"))
     value_num = pl.when(value_num.str.contains(f"^{_CSV_NUMBER}$")).then(

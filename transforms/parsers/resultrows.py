@@ -15,7 +15,7 @@ done column-wise is done here, once per batch, with polars:
   (``^12``, ``=^12``, ``12``); a decimal comma and an exponent (``1e3``) are accepted; an NM
   value that is not a number (and not a comparator such as ``<0.5``) gives
   ``VALUE_INVALID:value_num``;
-* a comparator and a number, NM or SN (``<0,5``, ``< 0.5``, ``<^0.5``, ``>=^10``, ``≤3``; CDA
+* a comparator and a number, NM or SN (``<0,5``, ``< 0.5``, ``<^0.5``, ``>=^10``, ``≤3``, ``inf. à 5``; CDA
   IVL_PQ with one bound arrives as ``<^x`` / ``<=^x`` / ``>^x`` / ``>=^x``): ``value_comparator``
   is ``<``, ``<=``, ``>`` or ``>=`` and ``value_num`` the bound;
 * a value without its type (empty OBX-2, a CDA ``value`` without ``xsi:type``) is typed from the
@@ -103,8 +103,9 @@ LAB_ZONES = {"9701": "America/Guadeloupe", "9702": "America/Martinique", "9703":
 # HL7's NM has no exponent, but labs' systems write one ('1e3', '2.5E-2'): read as a number
 _NUMBER = r"[-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][-+]?\d+)?"
 _NUM_RE = rf"^{_NUMBER}$"
-_COMPARATOR_RE = rf"^(?:<=|>=|<>|<|>|=|≤|≥)\s*\^?\s*{_NUMBER}$"
 _BOUND_RE = comparator_pattern(_NUMBER)
+# a comparator and a number, read as a bound or not ('<>5', '=5'): not an unreadable NM value
+_COMPARATOR_RE = rf"^(?:<>|=)\s*\^?\s*{_NUMBER}$|{_BOUND_RE}"
 _SN_PLAIN_RE = rf"^=?\^{_NUMBER}$"
 _TYPED_BY_VALUE = ((re.compile(_NUM_RE), "NM"), (re.compile(_BOUND_RE), "SN"), (re.compile(_SN_PLAIN_RE), "SN"))
 
