@@ -105,12 +105,12 @@ def comparator_of(group: pl.Expr) -> pl.Expr:
     """The comparator group of :func:`comparator_pattern` as one of
     :data:`~transforms.canonical.COMPARATORS` (null where it is null): less when it starts with
     ``<``, ``≤`` or ``inf``, greater otherwise; or equal with ``=``, ``≤``, ``≥`` or ``égal``."""
-    text = group.str.to_lowercase()
-    less = text.str.contains("^(?:<|≤|inf)")
-    or_equal = text.str.contains("=|≤|≥|[ée]gal")
-    return (pl.when(group.is_null()).then(pl.lit(None, dtype=pl.Utf8))
-            .when(less & or_equal).then(pl.lit("<=")).when(less).then(pl.lit("<"))
-            .when(or_equal).then(pl.lit(">=")).otherwise(pl.lit(">")))
+    less = group.str.contains("^(?:<|≤|(?i:inf))")
+    or_equal = group.str.contains("[=≤≥]|(?i:[ée]gal)")
+    # a small code mapped once: this runs on every value of a file (mostly null), and a chain of
+    # when/then building text columns cost the CSV extract a tenth of its parsing time
+    code = less.cast(pl.UInt8) * 2 + or_equal.cast(pl.UInt8)
+    return code.replace_strict({0: ">", 1: ">=", 2: "<", 3: "<="}, return_dtype=pl.Utf8)
 
 
 # control characters no lab writes in a value (tab, and the CR and LF that end lines, aside): a NUL

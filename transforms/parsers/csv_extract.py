@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from transforms.canonical import conform
-from transforms.identity import normalised_ins_expr
+from transforms.identity import with_normalised_ins
 from transforms.parsers.sex import sex_columns
 from transforms.parsers.base import (
     open_input,
@@ -403,7 +403,6 @@ def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     status = col("result_status").str.to_uppercase().fill_null("F")
     out = f.lazy().with_columns(
         sex.alias("sex"),
-        normalised_ins_expr(col("patient_nir")).alias("patient_nir"),  # the rule of every format
         value_num.alias("value_num"),
         comparator.alias("value_comparator"),
         pl.when(comparator.is_not_null()).then(pl.lit("SN"))
@@ -416,7 +415,8 @@ def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
         # the parsed dates replace their text (only now: the issues above compare the two)
         [pl.col(_parsed_name(name)).alias(name) for name, _, _ in DATE_COLUMNS if name in has]
     ).drop([_parsed_name(name) for name, _, _ in DATE_COLUMNS if name in has])
-    return conform(out.collect(engine="in-memory"))
+    # the INS read by the rule of every format ('2 79 07 29 100 851 43': transforms/identity.py)
+    return conform(with_normalised_ins(out.collect(engine="in-memory")))
 
 
 def _lines(block: pl.Series, ends_with_newline: bool, first_line_no: int,

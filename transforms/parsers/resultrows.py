@@ -23,7 +23,7 @@ done column-wise is done here, once per batch, with polars:
   or ``^12`` / ``=^12``; any other value keeps a null type;
 * empty strings become nulls;
 * the INS loses its blanks, dots and dashes and is upper-cased when that makes it a NIR
-  (``2 79 07 29 100 851 43``: ``transforms.identity.normalised_ins_expr``, as in the CSV extract);
+  (``2 79 07 29 100 851 43``: ``transforms.identity.with_normalised_ins``, as in the CSV extract);
 * the issues found in Python (the last tuple item) and the ones found here are ``;``-joined.
 
 :class:`ResultSink` batches tuples into DataFrames every :data:`BATCH_ROWS` rows so that Python
@@ -42,7 +42,7 @@ import polars as pl
 
 from quality.reasons import check
 from transforms.canonical import conform
-from transforms.identity import normalised_ins_expr
+from transforms.identity import with_normalised_ins
 from transforms.parsers.base import (PARTIAL_BIRTH_TS, REJECT_SCHEMA, Chunk, birth_date_issue, comparator_of,
                                      comparator_pattern)
 from transforms.parsers.sex import sex_columns
@@ -258,7 +258,6 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
         [pl.col(f"__t_{n}").alias(n) for n in TIMESTAMP_COLUMNS]
         + [
             pl.col("__t_birth_date").dt.date().alias("birth_date"),
-            normalised_ins_expr(pl.col("patient_nir")).alias("patient_nir"),  # '2 79 07 ...': the rule of every format
             sex.alias("sex"),
             pl.when(vt == "NM").then(pl.coalesce("__nm", "__bound"))
             .when(vt == "SN").then(pl.coalesce("__snv", "__bound")).alias("value_num"),
@@ -270,7 +269,8 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
             pl.lit(source).alias("source"),
         ]
     )
-    return conform(df.drop([c for c in df.columns if c.startswith("__")]))
+    # the INS read by the rule of every format ('2 79 07 29 100 851 43': transforms/identity.py)
+    return conform(with_normalised_ins(df.drop([c for c in df.columns if c.startswith("__")])))
 
 
 SEP = "\x1f"  # joins packed fields; never left in parsed text
