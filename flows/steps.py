@@ -64,6 +64,14 @@ PARSER_VERSION = "7"  # bump when a parser's output changes: earlier ingests are
 # CSV: a birth date written with a time ('15/06/1980 00:00') is its date (it was unreadable: QA cal F1)
 # validation: a C or D validated over 366 days after the collection is valid (QA cal F5); times in
 # the hour repeated as the clocks go back are not out of order (QA cal F4)
+# every format reads an INS written with blanks, dots or dashes, or a lower-case 2a/2b, as the NIR
+# it spells (QA fmt F4: HL7 quarantined '2 79 07 29 100 851 43' NIR_FORMAT, the CSV extract removed
+# blanks only); a value that is still no NIR is kept as sent (the CSV extract upper-cased it and
+# removed its blanks). Well-formed NIRs and their pseudonyms are unchanged. Staging (written with the
+# validation, so also read again by biolake reprocess): a 4-digit postal code is read as 0 + code when
+# that is a postal code, flagged POSTAL_CODE_PADDED (QA fmt F5: Excel dropped 01000's leading zero).
+# A bound in French words ('inf. à 5', 'supérieur ou égal à 10', '< à 5') is read as the comparator and
+# its number in every format, like '<5' (QA fmt F6: such values stayed text, without a number)
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was

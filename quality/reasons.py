@@ -58,6 +58,7 @@ FLAGS: dict[str, str] = {
     "SEX_UNKNOWN": "no sex: in P and T, in neither the women's nor the men's counts",
     "SEX_INVALID": "the sex sent could not be read (sex unknown)",
     "POSTAL_CODE_INVALID": "the postal code is not 5 digits",
+    "POSTAL_CODE_PADDED": "the postal code was sent with 4 digits, its leading zero lost (a spreadsheet read it as a number: 1000 for 01000), and read as 0 + those digits, a known postal code",
     "DEP_UNKNOWN": "no département of residence: in the France counts only when another result gives it",
     "IDENTITY_IN_TEXT": "a NIR, name or birth date was masked in the free text",
     "FINESS_INVALID": "the lab's FINESS is not 9 characters or fails its check digit",

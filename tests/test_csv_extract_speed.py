@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from transforms.canonical import CANONICAL_SCHEMA
+from transforms.identity import NIR_PATTERN
 from transforms.parsers.base import REJECT_SCHEMA
 from transforms.parsers.csv_extract import (DATE_FORMATS, DATETIME_FORMATS, HEADER_TO_CANONICAL, MAX_LINE_BYTES,
                                             parse, quote_problem)
@@ -21,7 +22,18 @@ from transforms.parsers.sex import SEX_ISSUE, UNREADABLE, read_sex
 from tests.helpers import HEADER, line
 
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-COMPARATOR = re.compile(r"(<=|>=|<|>|≤|≥)\^?(.*)")  # after spaces are removed
+# after spaces are removed: a sign (then 'à' or not), or inf/sup in French words ending in 'à'
+COMPARATOR = re.compile(r"(<=|>=|<|>|≤|≥)(?:[àa])?\^?(.*)|((?:inf|sup)(?:\.|[ée]rieure?)?(?:ou[ée]gale?)?[àa])\^?(.*)",
+                        re.IGNORECASE)
+
+
+def _comparator(bound: re.Match) -> tuple[str, str]:
+    """(comparator, number text) of a COMPARATOR match."""
+    if bound.group(1) is not None:
+        return {"≤": "<=", "≥": ">="}.get(bound.group(1), bound.group(1)), bound.group(2)
+    words = bound.group(3).lower()
+    sign = "<" if words.startswith("inf") else ">"
+    return (sign + "=" if "gal" in words else sign), bound.group(4)
 
 
 def _date(text: str | None, dated: bool):
@@ -39,6 +51,15 @@ def _date(text: str | None, dated: bool):
             continue
         return value.date() if dated else value
     return None
+
+
+def _ins(text: str | None) -> str | None:
+    """A NIR written with separators (blanks, dots, dashes) without them and in upper case; anything
+    that is still no NIR then, as sent."""
+    if text is None:
+        return None
+    bare = re.sub("[\\s.\\-\u2010-\u2015]", "", text).upper()
+    return bare if re.fullmatch(NIR_PATTERN, bare) else text
 
 
 def reference(data: bytes) -> tuple[list[dict], list[tuple], int]:
@@ -94,12 +115,12 @@ def reference(data: bytes) -> tuple[list[dict], list[tuple], int]:
         number = float(value) if value is not None and NUMBER.fullmatch(value) else None
         comparator = None
         bound = value is not None and number is None and COMPARATOR.fullmatch(value)
-        if bound and NUMBER.fullmatch(bound.group(2)):
-            comparator = {"≤": "<=", "≥": ">="}.get(bound.group(1), bound.group(1))
-            number = float(bound.group(2))
+        if bound and NUMBER.fullmatch(_comparator(bound)[1]):
+            comparator, number = _comparator(bound)
+            number = float(number)
         rows.append({
             **f, "line_no": line_no, "sex": sex,
-            "patient_nir": f.get("patient_nir") and f["patient_nir"].upper().replace(" ", ""),
+            "patient_nir": _ins(f.get("patient_nir")),
             "value_num": number, "value_comparator": comparator,
             "value_type": "ST" if number is None else ("SN" if comparator else "NM"),
             "result_status": (f.get("result_status") or "f").upper(), "parse_issues": ";".join(issues) or None,
@@ -125,10 +146,14 @@ TRICKY = [
     line(N_DEMANDE="D5", DATE_NAISSANCE="", SEXE=" ", DATE_RECEPTION="  ", RESULTAT=" ", STATUT=" c "),
     line(N_DEMANDE="D6", RESULTAT=" 1 234,5 ", UNITE="\u00a0g/L\t", NOM=" Zoé\u00a0"),
     line(N_DEMANDE="D7", RESULTAT="1e3", SEXE="h", NIR="2 55 09 99 000 116 ab"),
+    line(N_DEMANDE="D7b", NIR="2.55.09.99.000.116-89"), line(N_DEMANDE="D7c", NIR="2 55 09 2a 000 116 18"),
     line(N_DEMANDE="D8", RESULTAT=",5", SEXE="2"), line(N_DEMANDE="D9", RESULTAT="<5", SEXE="1"),
     line(N_DEMANDE="D8b", SEXE="Féminin"), line(N_DEMANDE="D8c", SEXE="masculin"), line(N_DEMANDE="D8d", SEXE="I"),
     line(N_DEMANDE="D9b", RESULTAT=" > 1 000,5 "), line(N_DEMANDE="D9c", RESULTAT="≥^10"),
     line(N_DEMANDE="D9d", RESULTAT="<>5"), line(N_DEMANDE="D9e", RESULTAT="<="),
+    line(N_DEMANDE="D9f", RESULTAT="inf. à 0,5"), line(N_DEMANDE="D9g", RESULTAT="Supérieur ou égal à 1 000"),
+    line(N_DEMANDE="D9h", RESULTAT="< à 5"), line(N_DEMANDE="D9i", RESULTAT="moins de 5"),
+    line(N_DEMANDE="D9j", RESULTAT="inf. à"),
     line(N_DEMANDE="D10", RESULTAT="1,2,3"), line(N_DEMANDE="D11", RESULTAT="Non détecté"),
     line(N_DEMANDE="D12", LIBELLE_ANALYSE='"Glycémie; à jeun"'),
     line(N_DEMANDE="D13", LIBELLE_ANALYSE='"mal"fermé"'),

@@ -27,6 +27,23 @@ def cl_age90(age: pl.Expr) -> pl.Expr:
     return pl.when(age.is_null()).then(None).when(age >= 90).then(90).otherwise((age // 10) * 10 + 9).cast(pl.Int64)
 
 
+POSTAL_CODE_PADDED = "POSTAL_CODE_PADDED"
+
+
+def postal_code_read(sent: pl.Expr, known: pl.Series) -> tuple[pl.Expr, pl.Expr]:
+    """(the postal code a département is looked up by, whether a leading zero was put back).
+
+    A spreadsheet that opens an extract reads the postal code column as numbers and saves ``01000``
+    as ``1000`` (QA fmt F5: Excel-saved CSV files of labs in the Ain, Alpes-Maritimes, Aisne...). A
+    code of four digits can only be such a code (French postal codes have five, and only those of
+    départements 01 to 09 start with 0), so ``0`` + code is read when that is a postal code of
+    ``known``; the result is flagged POSTAL_CODE_PADDED so the data-quality report shows the lab's
+    extract. Any other code is looked up as sent."""
+    padded = sent.str.contains(r"^[0-9]{4}$") & (pl.lit("0") + sent).is_in(known.implode())
+    padded = padded.fill_null(False)
+    return pl.when(padded).then(pl.lit("0") + sent).otherwise(sent), padded
+
+
 def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame, secret: bytes) -> pl.DataFrame:
     """Staging rows for one file's valid canonical rows.
 
@@ -38,7 +55,8 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
     valid = mask_identities_in_text(valid)  # a NIR, name or birth date typed into free text
     keys = person_keys(valid, secret)
     keys = keys.with_columns(link_keys(keys, secret))
-    pc = postal_codes.select("postal_code", pl.col("dep_code").alias("dep"))
+    pc = postal_codes.select(pl.col("postal_code").alias("__postal_code"), pl.col("dep_code").alias("dep"))
+    postal_code, padded = postal_code_read(pl.col("postal_code"), postal_codes["postal_code"])
     bad_finess = finess.invalid_values(valid["lab_finess"])
     age = age_years(pl.col("birth_date"), pl.col("collected_at").dt.date())
     # the validator's flags (quality/schemas.py): BIRTH_DATE_PARTIAL or BIRTH_DATE_INVALID, and
@@ -49,7 +67,8 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
     df = (
         valid.lazy()
         .join(keys.lazy(), on=IDENTITY_COLUMNS, how="left", nulls_equal=True, maintain_order="left")
-        .join(pc.lazy(), on="postal_code", how="left", maintain_order="left")
+        .with_columns(postal_code.alias("__postal_code"), padded.alias("__padded"))
+        .join(pc.lazy(), on="__postal_code", how="left", maintain_order="left")
         .with_columns(
             age.alias("age"),
             pl.col("collected_at").dt.date().alias("collected_date"),
@@ -69,7 +88,9 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
                     pl.when(sex_invalid).then(pl.lit(SEX_INVALID)),
                     # a malformed postal code is a flag, not a reason to drop the result (as a
                     # missing one): the result is kept, in no département (docs/epidemiology.md)
-                    pl.when(~pl.col("postal_code").str.contains(r"^[0-9]{5}$")).then(pl.lit("POSTAL_CODE_INVALID")),
+                    pl.when(~pl.col("__postal_code").str.contains(r"^[0-9]{5}$")).then(pl.lit("POSTAL_CODE_INVALID")),
+                    # '1000' read as 01000: a leading zero a spreadsheet dropped (postal_code_read)
+                    pl.when(pl.col("__padded")).then(pl.lit(POSTAL_CODE_PADDED)),
                     pl.when(pl.col("dep").is_null()).then(pl.lit("DEP_UNKNOWN")),
                     pl.when(pl.col(MASKED_COLUMN)).then(pl.lit(FLAG)),
                     # a FINESS of the wrong shape or check digit: a warning, the result is kept

@@ -116,7 +116,8 @@ STAGING_RESULT_COLUMNS: tuple[Column, ...] = (
                      "with its year, or year and month, only, BIRTH_DATE_INVALID: the birth date sent could not be "
                      "read or is impossible for this result (after the collection, more than 125 years before "
                      "it), both with AGE_UNKNOWN, SEX_UNKNOWN, SEX_INVALID: the sex sent could not be read "
-                     "(with SEX_UNKNOWN), POSTAL_CODE_INVALID, DEP_UNKNOWN, "
+                     "(with SEX_UNKNOWN), POSTAL_CODE_INVALID, POSTAL_CODE_PADDED: a 4-digit postal code read with "
+                     "its leading zero put back (1000 as 01000), DEP_UNKNOWN, "
                      "IDENTITY_IN_TEXT: a NIR, name or birth date was masked in the free text, "
                      "FINESS_INVALID: the lab's FINESS is not 9 characters or fails its check digit)"),
 )

@@ -80,21 +80,37 @@ def holds_utf8_sequences(data: bytes, french_only: bool = False) -> bool:
     return _UTF8_SEQUENCE.search(data) is not None
 
 
-# --- comparators ('<0,5', '>100', SN '<^0.5') -----------------------------------------------------
-_COMPARATOR_SIGNS = {"≤": "<=", "≥": ">="}
-_COMPARATOR_GROUP = r"(<=|>=|<|>|≤|≥)"
+# --- comparators ('<0,5', '>100', SN '<^0.5', 'inf. à 5') -----------------------------------------
+# French SGLs print a bound in words as often as with a sign (QA fmt F6: 'inf. à 5', 'sup. à 1000'
+# stayed text, without their number): 'inf.', 'inf', 'inférieur(e)', 'sup.', 'sup', 'supérieur(e)',
+# each followed by 'à', optionally with 'ou égal(e)' before it; also a sign followed by 'à' ('< à 5').
+# Any case, with or without accents, blanks optional (the CSV extract reads its values without them).
+# Other wordings ('moins de 5', 'inf 5' without 'à', a unit or a second bound after the number) stay
+# text: they are not read as a number.
+_LESS_WORD = r"inf(?:\.|[ée]rieure?)?"
+_MORE_WORD = r"sup(?:\.|[ée]rieure?)?"
+_OR_EQUAL = r"(?:\s*ou\s*[ée]gale?)?"
+_TO = r"\s*[àa]"
+_COMPARATOR_GROUP = rf"((?i:(?:<=|>=|<|>|≤|≥)(?:{_TO})?|(?:{_LESS_WORD}|{_MORE_WORD}){_OR_EQUAL}{_TO}))"
 
 
 def comparator_pattern(number: str) -> str:
-    """Regex of a comparator and a number (``number`` a regex without groups), the number in group 2:
-    ``<0,5``, ``< 0.5``, ``<^0.5`` (HL7 SN), ``>=^10``, ``≤ 3``."""
+    """Regex of a comparator and a number (``number`` a regex without groups), the comparator in
+    group 1 and the number in group 2: ``<0,5``, ``< 0.5``, ``<^0.5`` (HL7 SN), ``>=^10``, ``≤ 3``,
+    ``inf. à 5``, ``supérieur ou égal à 10``, ``< à 5``."""
     return rf"^{_COMPARATOR_GROUP}\s*\^?\s*({number})$"
 
 
 def comparator_of(group: pl.Expr) -> pl.Expr:
     """The comparator group of :func:`comparator_pattern` as one of
-    :data:`~transforms.canonical.COMPARATORS`."""
-    return group.replace(_COMPARATOR_SIGNS)
+    :data:`~transforms.canonical.COMPARATORS` (null where it is null): less when it starts with
+    ``<``, ``≤`` or ``inf``, greater otherwise; or equal with ``=``, ``≤``, ``≥`` or ``égal``."""
+    less = group.str.contains("^(?:<|≤|(?i:inf))")
+    or_equal = group.str.contains("[=≤≥]|(?i:[ée]gal)")
+    # a small code mapped once: this runs on every value of a file (mostly null), and a chain of
+    # when/then building text columns cost the CSV extract a tenth of its parsing time
+    code = less.cast(pl.UInt8) * 2 + or_equal.cast(pl.UInt8)
+    return code.replace_strict({0: ">", 1: ">=", 2: "<", 3: "<="}, return_dtype=pl.Utf8)
 
 
 # control characters no lab writes in a value (tab, and the CR and LF that end lines, aside): a NUL

@@ -22,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from transforms.canonical import conform
+from transforms.identity import with_normalised_ins
 from transforms.parsers.sex import sex_columns
 from transforms.parsers.base import (
     open_input,
@@ -448,7 +449,7 @@ def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     sex, sex_issue = sex_columns(f["sex"]) if "sex" in has else (col("sex"), pl.lit(None, dtype=pl.Utf8))
     issues.append(sex_issue)
     value_num = col("value_raw").str.replace_all(r"\s", "").str.replace(",", ".", literal=True)
-    # a comparator and a number ('>100', '<0,5', '≤ 3'): the bound in value_num, the comparator apart
+    # a comparator and a number ('>100', '<0,5', '≤ 3', 'inf. à 5'): the bound in value_num, the comparator apart
     bound = value_num.str.extract_groups(comparator_pattern(_CSV_NUMBER))
     comparator = comparator_of(bound.struct.field("1"))
     value_num = pl.when(value_num.str.contains(f"^{_CSV_NUMBER}$")).then(
@@ -457,7 +458,6 @@ def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     status = col("result_status").str.to_uppercase().fill_null("F")
     out = f.lazy().with_columns(
         sex.alias("sex"),
-        col("patient_nir").str.to_uppercase().str.replace_all(" ", "", literal=True).alias("patient_nir"),
         value_num.alias("value_num"),
         comparator.alias("value_comparator"),
         pl.when(comparator.is_not_null()).then(pl.lit("SN"))
@@ -470,7 +470,8 @@ def _to_canonical(f: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
         # the parsed dates replace their text (only now: the issues above compare the two)
         [pl.col(_parsed_name(name)).alias(name) for name, _, _ in DATE_COLUMNS if name in has]
     ).drop([_parsed_name(name) for name, _, _ in DATE_COLUMNS if name in has])
-    return conform(out.collect(engine="in-memory"))
+    # the INS read by the rule of every format ('2 79 07 29 100 851 43': transforms/identity.py)
+    return conform(with_normalised_ins(out.collect(engine="in-memory")))
 
 
 def _lines(block: pl.Series, ends_with_newline: bool, first_line_no: int,

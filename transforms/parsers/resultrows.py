@@ -15,13 +15,15 @@ done column-wise is done here, once per batch, with polars:
   (``^12``, ``=^12``, ``12``); a decimal comma and an exponent (``1e3``) are accepted; an NM
   value that is not a number (and not a comparator such as ``<0.5``) gives
   ``VALUE_INVALID:value_num``;
-* a comparator and a number, NM or SN (``<0,5``, ``< 0.5``, ``<^0.5``, ``>=^10``, ``≤3``; CDA
+* a comparator and a number, NM or SN (``<0,5``, ``< 0.5``, ``<^0.5``, ``>=^10``, ``≤3``, ``inf. à 5``; CDA
   IVL_PQ with one bound arrives as ``<^x`` / ``<=^x`` / ``>^x`` / ``>=^x``): ``value_comparator``
   is ``<``, ``<=``, ``>`` or ``>=`` and ``value_num`` the bound;
 * a value without its type (empty OBX-2, a CDA ``value`` without ``xsi:type``) is typed from the
   value: ``NM`` when it is a number, ``SN`` when a comparator and a number (``<0,5``, ``>=^10``)
   or ``^12`` / ``=^12``; any other value keeps a null type;
 * empty strings become nulls;
+* the INS loses its blanks, dots and dashes and is upper-cased when that makes it a NIR
+  (``2 79 07 29 100 851 43``: ``transforms.identity.with_normalised_ins``, as in the CSV extract);
 * the issues found in Python (the last tuple item) and the ones found here are ``;``-joined.
 
 :class:`ResultSink` batches tuples into DataFrames every :data:`BATCH_ROWS` rows so that Python
@@ -40,6 +42,7 @@ import polars as pl
 
 from quality.reasons import check
 from transforms.canonical import conform
+from transforms.identity import with_normalised_ins
 from transforms.parsers.base import (PARTIAL_BIRTH_TS, REJECT_SCHEMA, Chunk, birth_date_issue, comparator_of,
                                      comparator_pattern)
 from transforms.parsers.sex import sex_columns
@@ -100,8 +103,9 @@ LAB_ZONES = {"9701": "America/Guadeloupe", "9702": "America/Martinique", "9703":
 # HL7's NM has no exponent, but labs' systems write one ('1e3', '2.5E-2'): read as a number
 _NUMBER = r"[-+]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][-+]?\d+)?"
 _NUM_RE = rf"^{_NUMBER}$"
-_COMPARATOR_RE = rf"^(?:<=|>=|<>|<|>|=|≤|≥)\s*\^?\s*{_NUMBER}$"
 _BOUND_RE = comparator_pattern(_NUMBER)
+# a comparator and a number, read as a bound or not ('<>5', '=5'): not an unreadable NM value
+_COMPARATOR_RE = rf"^(?:<>|=)\s*\^?\s*{_NUMBER}$|{_BOUND_RE}"
 _SN_PLAIN_RE = rf"^=?\^{_NUMBER}$"
 _TYPED_BY_VALUE = ((re.compile(_NUM_RE), "NM"), (re.compile(_BOUND_RE), "SN"), (re.compile(_SN_PLAIN_RE), "SN"))
 
@@ -265,7 +269,8 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
             pl.lit(source).alias("source"),
         ]
     )
-    return conform(df.drop([c for c in df.columns if c.startswith("__")]))
+    # the INS read by the rule of every format ('2 79 07 29 100 851 43': transforms/identity.py)
+    return conform(with_normalised_ins(df.drop([c for c in df.columns if c.startswith("__")])))
 
 
 SEP = "\x1f"  # joins packed fields; never left in parsed text
