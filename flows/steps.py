@@ -33,7 +33,7 @@ from warehouse.store import KeptFrames, Warehouse
 from warehouse.views import build_views, sql_literal
 
 HASH_BLOCK = 8 * 1024 * 1024
-PARSER_VERSION = "6"  # bump when a parser's output changes: earlier ingests are then not reused
+PARSER_VERSION = "7"  # bump when a parser's output changes: earlier ingests are then not reused
 # "3": HPRIM H|^~\& read in HL7's order, unknown record types and cut deliveries are rejects; HL7 MSH-2
 # ~^\& read as ^~\& when MSH-9 says so, MLLP bytes glued to a segment dropped, batch counts checked;
 # a test INS OID anywhere in the patient's identity refuses it; a value without its type typed NM/SN.
@@ -55,6 +55,9 @@ PARSER_VERSION = "6"  # bump when a parser's output changes: earlier ingests are
 # SEX_INVALID:sex, kept by the validator with an unknown sex (it was quarantined: QA numbers F5);
 # HL7 PID-8 is read to its first component; I, 0, 9 are unknown in HL7/CDA too, UN in CSV; a DOS
 # end-of-file mark (0x1A) after the last line is the end of the file in every format (QA regr3 F1)
+# "7": HL7 v2 (undeclared or MSH-18 8859/1) and HPRIM 8-bit text is read as Windows-1252, not Latin-1:
+# Œ œ ’ – € were C1 controls in names and values (QA fmt F3); a C1 control left (a byte Windows-1252
+# leaves undefined, or one written in UTF-8) refuses its unit like a C0 control byte
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was

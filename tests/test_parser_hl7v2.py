@@ -793,3 +793,53 @@ def test_a_control_byte_refuses_its_message(tmp_path):
     first = rejects.sort("line_no").row(0, named=True)
     assert (first["line_no"], first["reason_code"]) == (3, "MALFORMED_MESSAGE")
     assert first["detail"].startswith("NUL byte (0x00) in PID at line 4: the message is not read")
+
+
+# QA fmt F3: a Windows SGL writes "ANSI" (Windows-1252) and declares 8859/1, or nothing: its Œ, œ, ’,
+# – and € (bytes 0x80-0x9F) were read as Latin-1 C1 control characters and stored in names and
+# values (CŒUR linked as CUR, so one person without INS counted twice across two labs)
+_CP1252_MSG = ("MSH|^~\\&|SGL|330028762|D|D|20261105120000||ORU^R01^ORU_R01|A1|P|2.5|||||FRA|{charset}\r"
+               "PID|1||IPP1^^^LAB&1.2.3&ISO^PI||CŒUR^LÆTITIA^^^^^L||19790717|F|||^^^^69003^^H\r"
+               "OBR|1||RA1|X^Y^L|||20261104080000|||||||20261104120000\r"
+               "OBX|1|ST|COM^Commentaire^L||Contrôlé – cœur l’après-midi|€|||||F|||||||||20261104180000\r")
+
+
+@pytest.mark.parametrize("charset", ["8859/1", ""])
+def test_windows_1252_text_declared_8859_1_or_undeclared_keeps_its_letters(tmp_path, charset):
+    data = _CP1252_MSG.format(charset=charset).encode("cp1252")
+    assert b"\x8c" in data and b"\x96" in data and b"\x80" in data  # the bytes Latin-1 reads as controls
+    rows, rejects, _ = parse_all(write_bytes(tmp_path, data))
+    assert rejects.height == 0
+    assert rows.select("family_name", "first_name", "value_raw", "unit_raw").row(0) == (
+        "CŒUR", "LÆTITIA", "Contrôlé – cœur l’après-midi", "€")
+    # the same message in UTF-8 reads the same (the other lab's, QA: one person, one link key)
+    utf8, _, _ = parse_all(write(tmp_path, _CP1252_MSG.format(charset="UNICODE UTF-8"), name="u.hl7"))
+    assert utf8.select("family_name", "value_raw").row(0) == rows.select("family_name", "value_raw").row(0)
+
+
+def test_an_escaped_windows_1252_byte_is_its_letter(tmp_path):
+    text = _CP1252_MSG.format(charset="").replace("CŒUR", "C\\X8C\\UR", 1)
+    rows, _, _ = parse_all(write(tmp_path, text))
+    assert rows["family_name"].to_list() == ["CŒUR"]
+
+
+def test_a_c1_control_character_refuses_its_message_like_a_c0_one(tmp_path):
+    """A byte Windows-1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) in 8-bit text, or a C1
+    control written in UTF-8, is no letter: the message is refused naming the character and the
+    line, as for a NUL (it never reaches a name or a linkage key)."""
+    data = _CP1252_MSG.format(charset="8859/1").encode("cp1252").replace(b"C\x8cUR", b"C\x81UR", 1)
+    rows, rejects, _ = parse_all(write_bytes(tmp_path, data + msg("2").encode("utf-8")))
+    assert rows["message_id"].to_list() == ["2"]
+    assert rejects.select("line_no", "reason_code").rows() == [(1, "MALFORMED_MESSAGE")]
+    assert rejects["detail"][0].startswith("control character U+0081 in PID at line 2: the message is not read")
+    utf8 = _CP1252_MSG.format(charset="UNICODE UTF-8").replace("cœur", "c\x9cur", 1)
+    rows, rejects, _ = parse_all(write(tmp_path, utf8, name="u.hl7"))
+    assert rows.height == 0
+    assert rejects["detail"][0].startswith("control character U+009C in OBX at line 4")
+
+
+def test_decode_text_reads_8bit_text_as_windows_1252():
+    assert linereader.decode_text("CŒUR – 5 €".encode("cp1252")) == "CŒUR – 5 €"
+    assert linereader.decode_text("CŒUR".encode("cp1252"), "cp1252") == "CŒUR"
+    assert linereader.decode_text("CŒUR".encode("utf-8")) == "CŒUR"
+    assert linereader.decode_text(b"x\x81\x8d\x8f\x90\x9dy") == "x\x81\x8d\x8f\x90\x9dy"  # undefined: as Latin-1

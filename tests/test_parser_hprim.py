@@ -311,3 +311,22 @@ def test_a_control_byte_refuses_its_record_and_those_under_it(tmp_path):
     assert rows.height == 0
     assert rejects["detail"][0].startswith("NUL byte (0x00) in the P record at line 2: the record is not read")
     assert rejects["detail"][1] == "OBR record under the P record at line 2, not read (a control byte)"
+
+
+def test_windows_1252_text_keeps_its_letters(tmp_path):
+    """QA fmt F3: an HPRIM file written by Windows ("ANSI") was read as Latin-1: CŒUR became
+    C\\x8cUR (a C1 control), ' – ' \\x96; Windows-1252 reads them as the lab wrote them."""
+    text = ("H|~^\\&|F.HPR||330028762^LABO||ORU|||DEST||P|H2.2^C|20261105120000\r\n"
+            "P|1|IPP9|||CŒUR^Lætitia||19790717|F||1 rue^^LYON^^69003\r\n"
+            "OBR|1||DEMH1||||20261104083000|||||||20261104100000\r\n"
+            "OBX|1|ST|COM^Commentaire^L||Contrôlé – cœur|||||F||||330028762||||20261104180000\r\n"
+            "L|1|||1\r\n")
+    rows, rejects, _ = parse_all(write(tmp_path, text, encoding="cp1252"))
+    assert rejects.height == 0
+    assert rows.select("family_name", "value_raw").row(0) == ("CŒUR", "Contrôlé – cœur")
+    # a byte Windows-1252 leaves undefined is a control character: the record is refused, named
+    p = tmp_path / "undefined.hpr"
+    p.write_bytes(text.encode("cp1252").replace(b"C\x8cUR", b"C\x81UR", 1))
+    rows, rejects, _ = parse_all(p)
+    assert rows.height == 0
+    assert rejects["detail"][0].startswith("control character U+0081 in the P record at line 2")

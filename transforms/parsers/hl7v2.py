@@ -6,7 +6,8 @@ segments end with ``\\r`` is a line break inside a field when no segment follows
 hl7v2_framing), optionally MLLP-framed. Each message starts at an ``MSH`` line; its delimiters
 come from MSH-1/MSH-2 and its character set from MSH-18 (``UNICODE UTF-8``, ``8859/1``...; a
 declared 8859 charset gives way to UTF-8 when the message is valid UTF-8 holding multi-byte
-sequences), else UTF-8 with a Latin-1 fallback for that message.
+sequences; ``8859/1`` and undeclared 8-bit text are read as Windows-1252, what Windows senders
+write), else UTF-8 with a Windows-1252 fallback for that message.
 
 One canonical row per OBX (see docs/formats.md for the field map):
 
@@ -49,7 +50,8 @@ from pathlib import Path
 
 from transforms.identity import normalise_ins
 from transforms.parsers import cda
-from transforms.parsers.base import Chunk, FileFormatError, control_byte, holds_utf8_sequences, open_input
+from transforms.parsers.base import (Chunk, FileFormatError, control_byte, decode_8bit, holds_utf8_sequences,
+                                     open_input)
 from transforms.parsers.er7 import (
     HL7_DEFAULT,
     TEST_INS_OIDS,
@@ -74,7 +76,8 @@ _CHARSETS = {
     "UNICODE": "utf-8",
     "UTF-8": "utf-8",
     "ASCII": "utf-8",
-    "8859/1": "latin-1",
+    # Windows senders declare 8859/1 on Windows-1252 text (base.decode_8bit: QA fmt F3)
+    "8859/1": "cp1252",
     "8859/15": "iso8859-15",
     "8859/2": "iso8859-2",
     "8859/9": "iso8859-9",
@@ -503,7 +506,7 @@ def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
-                text = raw.decode("latin-1")
+                text = decode_8bit(raw)
         elif holds_utf8_sequences(raw) and _is_utf8(raw):
             # declared 8859 but sent in UTF-8 (a common misconfiguration): é arrives as two bytes
             # that are valid UTF-8, which Latin-1 text practically never holds (it would read Ã©)

@@ -5,8 +5,9 @@ repetition ``~``, component ``^``, escape ``\\``, subcomponent ``&``; ``H|^~\\&`
 copied from an MSH) is read the same way: ``^`` is never a repetition nor ``~`` a component
 separator. Any other declaration is honoured in HPRIM's order. A record longer than a line
 continues on lines starting with ``A|``: what follows ``A|`` is appended to the record as is.
-Records are decoded one at a time, UTF-8 else Latin-1. Fields are numbered like HL7's, the record
-type being field 0 (``OBX-5`` is the value); the OBR and OBX records follow the HL7 layout.
+Records are decoded one at a time, UTF-8 else Windows-1252 (base.decode_8bit). Fields are
+numbered like HL7's, the record type being field 0 (``OBX-5`` is the value); the OBR and OBX
+records follow the HL7 layout.
 
 Mapping (see docs/formats.md): P-2/P-3/P-4 identifiers (the one qualified by an INS OID, else the
 first present), P-5 ``family^first``, P-6 birth name (preferred as family name when given), P-7
