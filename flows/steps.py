@@ -58,6 +58,8 @@ PARSER_VERSION = "7"  # bump when a parser's output changes: earlier ingests are
 # "7": HL7 v2 (undeclared or MSH-18 8859/1) and HPRIM 8-bit text is read as Windows-1252, not Latin-1:
 # Œ œ ’ – € were C1 controls in names and values (QA fmt F3); a C1 control left (a byte Windows-1252
 # leaves undefined, or one written in UTF-8) refuses its unit like a C0 control byte
+# CDA: a coded value without displayName takes its originalText (or the narrative text its reference
+# names) as label: nullFlavor OTH + originalText was quarantined as no value (QA fmt F2)
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was
