@@ -132,6 +132,8 @@ class CanonicalResult(pa.DataFrameModel):
     abnormal_flag: str = pa.Field(nullable=True)
     result_status: str = pa.Field(nullable=False)
     specimen: str = pa.Field(nullable=True)
+    observation_sub_id: str = pa.Field(nullable=True)
+    observed_at: datetime = pa.Field(nullable=True)
     parse_issues: str = pa.Field(nullable=True)
 
     class Config:

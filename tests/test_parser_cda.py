@@ -343,3 +343,21 @@ def test_a_coded_value_whose_text_reference_is_not_found_is_quarantined_saying_s
     assert valid.height == 1
     assert quarantine.select("reason_code", "column").rows() == [("VALUE_INVALID", "value_raw")]
     assert "refers to the document's narrative (reference #id), and that text was not found" in quarantine["detail"][0]
+
+
+def test_an_observations_own_time_is_observed_at_and_the_procedures_the_collection(tmp_path):
+    """QA fmt F1: a CR-BIO tolerance test, one collection procedure (08:00) and observations timed
+    08:00 / 10:00: the procedure stays collected_at, each observation's effectiveTime is observed_at."""
+    body = "".join(
+        '<component><observation classCode="OBS" moodCode="EVN">'
+        '<code code="2345-7" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>'
+        f'<effectiveTime value="{t}"/><value xsi:type="PQ" value="5.0" unit="mmol/L"/></observation></component>'
+        for t in ("20261104080000", "20261104100000+0100"))
+    procedure = ('<entryRelationship typeCode="COMP"><procedure classCode="PROC" moodCode="EVN">'
+                 '<effectiveTime value="20261104080000"/></procedure></entryRelationship>')
+    text = doc(1, body=body).replace('<organizer classCode="BATTERY" moodCode="EVN">\n',
+                                     f'<organizer classCode="BATTERY" moodCode="EVN">\n{procedure}', 1)
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0
+    assert rows.select(pl.col("collected_at").dt.hour(), pl.col("observed_at").dt.hour(),
+                       "observation_sub_id").rows() == [(8, 8, None), (8, 10, None)]

@@ -843,3 +843,39 @@ def test_decode_text_reads_8bit_text_as_windows_1252():
     assert linereader.decode_text("CŒUR".encode("cp1252"), "cp1252") == "CŒUR"
     assert linereader.decode_text("CŒUR".encode("utf-8")) == "CŒUR"
     assert linereader.decode_text(b"x\x81\x8d\x8f\x90\x9dy") == "x\x81\x8d\x8f\x90\x9dy"  # undefined: as Latin-1
+
+
+@pytest.mark.parametrize("escaped", [False, True])
+def test_obx4_sub_id_and_obx14_own_time_are_kept_beside_the_collection_time(tmp_path, escaped):
+    """QA fmt F1: OBX-4 was never read and OBX-14 lost behind OBR-7: a tolerance test's points and an
+    antibiogram's isolates could not be told apart. collected_at stays OBR-7 (the specimen's
+    collection, which SI-DEP counts by); OBX-14 is observed_at, OBX-4 observation_sub_id. Both paths
+    (segments read column-wise, or one by one when they hold an escape)."""
+    head = msg("1").split("OBX|", 1)[0].replace("|||202401010800", "|||202401010800|||||||202401010805")
+    obx = ("OBX|1|NM|GLY^Glycémie^L|1|5.0|mmol/L|||||F|||202401010800\r"
+           "OBX|2|NM|GLY^Glycémie^L|2|5.0|mmol/L|||||F|||202401011000^x\r"
+           "OBX|3|ST|AMX^Amoxicilline^L|1.2|S||||||F|||bad\r"
+           "OBX|4|ST|AMX^Amoxicilline^L||S||||||F\r")
+    if escaped:
+        obx = obx.replace("Glycémie^L|2|", "Glyc\\T\\émie^L|2|").replace("|1.2|", "|1\\T\\2|")
+    rows, rejects, _ = parse_all(write(tmp_path, head + obx))
+    assert rejects.height == 0
+    assert rows.select("observation_sub_id", pl.col("observed_at").dt.strftime("%H:%M"),
+                       pl.col("collected_at").dt.strftime("%H:%M"), "parse_issues").rows() == [
+        ("1", "08:00", "08:00", None), ("2", "10:00", "08:00", None),
+        ("1&2" if escaped else "1.2", None, "08:00", None),  # an unreadable OBX-14 refuses nothing
+        (None, None, "08:00", None)]
+
+
+def test_an_embedded_cda_gives_its_rows_no_own_time(tmp_path):
+    """The Ségur copy of the OBX results: its observations' effectiveTime (the CR-BIO sample's 10:15 is
+    the analysis time) would keep each result and its copy apart (transforms/versions.py)."""
+    ed = "^text^XML^Base64^" + base64.b64encode(CDA_SAMPLE.read_bytes()).decode("ascii")
+    text = ("MSH|^~\\&|SGL|LABO^750000002^FINESS|DMP|ANS|20240305120000||ORU^R01^ORU_R01|ED-1|P|2.5\r"
+            "PID|1||285077512345655^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||LEGRAND^Élodie^^^^^L\r"
+            "OBR|1||DEM-2024-0042|11502-2^CR^LN|||20240305073500\r"
+            f"OBX|1|ED|11502-2^CR^LN|1|{ed}||||||F|||20240305120000\r")
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rows.height > 0 and rejects.height == 0
+    assert rows["observed_at"].null_count() == rows.height
+    assert rows["observation_sub_id"].null_count() == rows.height

@@ -330,3 +330,18 @@ def test_windows_1252_text_keeps_its_letters(tmp_path):
     rows, rejects, _ = parse_all(p)
     assert rows.height == 0
     assert rejects["detail"][0].startswith("control character U+0081 in the P record at line 2")
+
+
+def test_obx4_sub_id_and_obx14_own_time_are_read(tmp_path):
+    """QA fmt F1: as in HL7, OBX-4 and OBX-14 tell apart repeated measurements of one test in one
+    request; OBR-7 stays the collection time."""
+    text = ("H|~^\\&|F.HPR||330028762^LABO||ORU|||DEST||P|H2.2^C|20261105120000\r\n"
+            "P|1|IPP9|||MARTIN^Lea||19790717|F||1 rue^^LYON^^69003\r\n"
+            "OBR|1||DEMH1||||20261104080000|||||||20261104080000\r\n"
+            "OBX|1|NM|GLY^Glycémie^L|1|5,0|mmol/L|||||F|||20261104080000|330028762||||20261104180000\r\n"
+            "OBX|2|NM|GLY^Glycémie^L|3|5,0|mmol/L|||||F|||20261104100000|330028762||||20261104180000\r\n"
+            "L|1|||2\r\n")
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0
+    assert rows.select("observation_sub_id", pl.col("observed_at").dt.hour(), pl.col("collected_at").dt.hour()).rows() == [
+        ("1", 8, 8), ("3", 10, 8)]

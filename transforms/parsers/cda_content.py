@@ -624,6 +624,8 @@ def document_rows(root: Node, observations: list[_Observation], doc_id: str,
                 o.flag,
                 status,
                 c.get("specimen", ""),
+                "",  # no sub-ID in CDA: an observation is told apart by its own time (observed_at)
+                o.obs_time,
                 issue,
             )
         )
