@@ -102,7 +102,8 @@ def canonical_rows(n_messages: int, seed: int = 20261101) -> pl.DataFrame:
                 received_at=collected + timedelta(hours=2), validated_at=collected + timedelta(hours=5, minutes=k),
                 local_code=code, local_label=label, loinc_code_src=loinc, value_type=vt, value_raw=raw,
                 value_num=None, value_comparator=None, unit_raw=unit, ref_range="3.9-5.8" if vt == "NM" else None,
-                abnormal_flag=rnd.choice(["N", "H", "L", None]), result_status="F", specimen="SER", parse_issues=None,
+                abnormal_flag=rnd.choice(["N", "H", "L", None]), result_status="F", specimen="SER",
+                observation_sub_id=None, observed_at=None, parse_issues=None,
             )
             for name, v in values.items():
                 cols[name].append(v)

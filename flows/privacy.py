@@ -254,7 +254,7 @@ def _ingestion_times(ctx) -> dict[str, datetime]:
 # result_status, parse_issues)
 PURGE_MASKED_COLUMNS: tuple[str, ...] = ("value_raw", "local_label", "ref_range", "unit_raw", "specimen",
                                          "abnormal_flag", "request_id", "message_id", "local_code",
-                                         "loinc_code_src", "lab_finess")
+                                         "loinc_code_src", "lab_finess", "observation_sub_id")
 
 
 def _purged_part(part: pl.DataFrame, id_cols: list[str]) -> tuple[pl.DataFrame, int]:
@@ -290,7 +290,8 @@ def _has_identities(wh, t, fid: str, columns: list[str]) -> bool:
 
 def _with_added_columns(part: pl.DataFrame) -> pl.DataFrame:
     """A raw partition of a file loaded by an earlier biolake, with the columns its parsers did not
-    have as null (flows/steps.py NULL_WHEN_MISSING: value_comparator), as the upgraded staging."""
+    have as null (flows/steps.py NULL_WHEN_MISSING: value_comparator, observation_sub_id, observed_at), as
+    the upgraded staging."""
     from flows.steps import NULL_WHEN_MISSING
 
     return part.with_columns([pl.lit(None, dtype=cat.RAW_RESULTS.schema[c]).alias(c)

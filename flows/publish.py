@@ -81,6 +81,7 @@ def publish_fct(ctx: Context, changed_file_ids: list[str]) -> dict:
         multi = con.sql(f"""
             SELECT version_key, file_id, result_no, file_seq, is_current AS provisional, result_status,
                    person_key, link_key, collected_date, collected_at, specimen, received_at, validated_at,
+                   message_key, observation_sub_id, observed_at,
                    value_num, value_comparator, result_class, value_raw,
                    -- a version sent without a validation time is placed by its delivery: after the
                    -- latest validation delivered before it (QA: a deletion without a time never

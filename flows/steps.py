@@ -72,6 +72,14 @@ PARSER_VERSION = "7"  # bump when a parser's output changes: earlier ingests are
 # that is a postal code, flagged POSTAL_CODE_PADDED (QA fmt F5: Excel dropped 01000's leading zero).
 # A bound in French words ('inf. à 5', 'supérieur ou égal à 10', '< à 5') is read as the comparator and
 # its number in every format, like '<5' (QA fmt F6: such values stayed text, without a number)
+# HL7 v2 (undeclared or MSH-18 8859/1) and HPRIM 8-bit text is read as Windows-1252, not Latin-1:
+# Œ œ ’ – € were C1 controls in names and values (QA fmt F3); a C1 control left (a byte Windows-1252
+# leaves undefined, or one written in UTF-8) refuses its unit like a C0 control byte
+# CDA: a coded value without displayName takes its originalText (or the narrative text its reference
+# names) as label: nullFlavor OTH + originalText was quarantined as no value (QA fmt F2)
+# HL7/HPRIM OBX-4 is read (observation_sub_id) and OBX-14 kept (observed_at; a CDA observation's own
+# effectiveTime too, none for a CDA embedded in HL7): repeated measurements of one test in one request
+# were merged (QA fmt F1); collected_at is unchanged
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was
@@ -84,7 +92,9 @@ PARSER_VERSION = "7"  # bump when a parser's output changes: earlier ingests are
 # version key no longer holds the specimen (transforms/versions.py compares it: a row without one,
 # an OBX beside the embedded CDA that states it, is the same result). The re-coding it brings
 # republishes every file, so an earlier fact table's versions are settled again the current way.
-CODING_FORMAT = "5"
+# "6": staging, coded and fct hold observation_sub_id and observed_at (QA fmt F1): the bump makes the
+# next run look for partitions without them again and add them as null (NULL_WHEN_MISSING).
+CODING_FORMAT = "6"
 
 
 # --------------------------------------------------------------------------------------------
@@ -689,8 +699,11 @@ STAGING_FORMAT_PLAIN_COLUMNS = ("request_id", "message_id")  # what a staging pa
 # rewritten: the earlier code never filled them, so null keeps each old row's reading.
 # value_comparator: before it, the parsers read a bound ('<0,5', '>100', SN '<^0.5') as no number at
 # all (value_num null), so every old value_num is an exact value, as a null comparator says; the old
-# bounds stay without a number (a fresh build from the landing files gives them their bound)
-NULL_WHEN_MISSING = ("value_comparator",)
+# bounds stay without a number (a fresh build from the landing files gives them their bound).
+# observation_sub_id, observed_at: before them, the parsers did not read OBX-4 nor keep OBX-14 (or a
+# CDA observation's own time); null says "none stated", which tells old results apart exactly as
+# they were (`biolake reprocess` reads their files again: QA fmt F1)
+NULL_WHEN_MISSING = ("value_comparator", "observation_sub_id", "observed_at")
 # columns an earlier staging lacks that no migration can give honestly, and why
 STAGING_UNMIGRATABLE = {
     # staging never held the names; raw.results loses them at the purge; null would leave those

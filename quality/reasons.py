@@ -28,7 +28,7 @@ REASONS: dict[str, str] = {
     "POSTAL_CODE_INVALID": "postal code is not 5 digits (in earlier runs only: it is now a data-quality flag on a kept result)",
     "LOINC_CHECK": "a LOINC code given by the source fails its check digit",
     "STATUS_INVALID": "result status is not one of F, C, X, D",
-    "VALUE_INVALID": "a numeric value cannot be read as a number",
+    "VALUE_INVALID": "a value cannot be read: a number that is not one (or not finite), a comparator without its bound, a CDA coded value whose text (a reference to the narrative) is not found",
     # file level
     "UNPARSEABLE_FILE": "the file cannot be read in any supported format",
     "UNSAFE_FILE_NAME": "the file name is hostile (path traversal, control characters...): not opened",

@@ -142,6 +142,8 @@ class CanonicalResult(pa.DataFrameModel):
     abnormal_flag: str = pa.Field(nullable=True)
     result_status: str = pa.Field(nullable=False)
     specimen: str = pa.Field(nullable=True)
+    observation_sub_id: str = pa.Field(nullable=True)
+    observed_at: datetime = pa.Field(nullable=True)
     parse_issues: str = pa.Field(nullable=True)
 
     class Config:
@@ -391,6 +393,14 @@ _BIRTH_ISSUE = r"DATE_INVALID:birth_date(?::partial)?"
 _KEPT_ISSUES = rf"{_BIRTH_ISSUE}|{SEX_ISSUE}"
 PARTIAL_BIRTH_DETAIL = "partial birth date (the year, or the year and month, only)"
 UNREADABLE_DETAIL = "value could not be read"
+# the detail of a parser's ``REASON:column:detail`` issue, by its detail word (else UNREADABLE_DETAIL)
+ISSUE_DETAILS = {
+    "partial": PARTIAL_BIRTH_DETAIL,
+    # CDA (transforms/parsers/cda_content.py): the value was sent, but its text is elsewhere and was
+    # not found (QA fmt F2: quarantined as "no value", which the lab had sent)
+    "text_reference": "coded value without a code or label: its originalText refers to the document's "
+                      "narrative (reference #id), and that text was not found there",
+}
 
 
 def _birth_flag(issue: pl.Expr, implausible: pl.Expr) -> pl.Expr:
@@ -417,8 +427,8 @@ def _issue_rows(frame: pl.DataFrame, column: str = "parse_issues") -> pl.DataFra
         .explode("issue")
         .select("_idx", parts.struct.field("field_0").alias("reason_code"),
                 parts.struct.field("field_1").alias("column"),
-                pl.when(detail == "partial").then(pl.lit(PARTIAL_BIRTH_DETAIL))
-                .otherwise(pl.lit(UNREADABLE_DETAIL)).alias("detail"),
+                detail.replace_strict(ISSUE_DETAILS, default=UNREADABLE_DETAIL, return_dtype=pl.Utf8)
+                .alias("detail"),
                 pl.lit(True).alias("_unreadable"))
     )
 

@@ -284,3 +284,80 @@ def test_a_document_cut_inside_a_tag_or_between_tags_is_truncated_at_the_files_l
         last = text.count("\n") + (0 if text.endswith("\n") else 1)
         assert rejects["line_no"].to_list() == [doc(1).count("\n") + 1]
         assert rejects["detail"][0].startswith(f"document truncated: the file ends at line {last} before")
+
+
+def _section_doc(values: list[str], narrative: str = "") -> str:
+    """A document with one section: its narrative block, then one SARS-CoV-2 PCR per value."""
+    observations = "".join(
+        '<component><observation classCode="OBS" moodCode="EVN">'
+        '<code code="94500-6" codeSystem="2.16.840.1.113883.6.1" displayName="SARS-CoV-2 ARN PCR"/>'
+        f'<statusCode code="completed"/>{v}</observation></component>' for v in values)
+    return doc(1).replace(
+        '<component><structuredBody><component><section><entry><organizer classCode="BATTERY" moodCode="EVN">\n',
+        f'<component><structuredBody><component><section><title>Virologie</title><text>{narrative}</text>'
+        '<entry><organizer classCode="BATTERY" moodCode="EVN">\n', 1
+    ).split("<component><observation", 1)[0] + observations + (
+        "\n</organizer></entry></section></component></structuredBody></component>\n</ClinicalDocument>\n")
+
+
+def test_a_coded_value_without_a_code_is_read_by_its_original_text(tmp_path):
+    """QA fmt F2: ``<value xsi:type="CD" nullFlavor="OTH"><originalText>Détecté</originalText>`` (a
+    result word without a code in the value set) was quarantined as "no value": the positive was
+    missing from SI-DEP. Its text is the label, as an HL7 CWE sent with its text only; by reference
+    to the section's narrative too."""
+    from transforms.terminology.qualitative import QualitativeReader
+
+    values = [
+        '<value xsi:type="CD" nullFlavor="OTH"><originalText>Détecté</originalText></value>',
+        '<value xsi:type="CD" nullFlavor="OTH"><originalText>\n  <reference value="#res2"/>\n</originalText></value>',
+        '<value xsi:type="CE" code="260385009" codeSystem="2.16.840.1.113883.6.96">'
+        "<originalText>Négatif</originalText></value>",
+        '<value xsi:type="CD" code="260373001" codeSystem="2.16.840.1.113883.6.96" displayName="Detected">'
+        "<originalText>Détecté</originalText></value>",  # a displayName stays the label
+    ]
+    narrative = ('<table><tr><td>SARS-CoV-2</td><td ID="res2"><content>Non</content> détecté</td></tr>'
+                 '<tr><td ID="other">x</td></tr></table>')
+    rows, rejects, _ = parse_all(write(tmp_path, _section_doc(values, narrative)))
+    assert rejects.height == 0
+    assert rows.select("value_type", "value_raw", "parse_issues").rows() == [
+        ("CWE", "^Détecté", None), ("CWE", "^Non détecté", None), ("CE", "260385009^Négatif^SCT", None),
+        ("CWE", "260373001^Detected^SCT", None)]
+    reader = QualitativeReader()
+    assert [reader.classify(v)[1] for v in rows["value_raw"]] == ["POS", "NEG", "NEG", "POS"]
+
+
+def test_a_coded_value_whose_text_reference_is_not_found_is_quarantined_saying_so(tmp_path):
+    """The value was sent but its text cannot be found: quarantined ``VALUE_INVALID:value_raw`` with
+    that reason, not ``MISSING_VALUE`` ("no value", which would be false)."""
+    from quality.schemas import validate_rows
+
+    values = ['<value xsi:type="CD" nullFlavor="OTH"><originalText><reference value="#gone"/></originalText></value>',
+              '<value xsi:type="CD" nullFlavor="OTH"><originalText><reference value="#res1"/></originalText></value>']
+    rows, rejects, _ = parse_all(write(tmp_path, _section_doc(values, '<content ID="res1">Positif</content>')))
+    assert rejects.height == 0
+    assert rows["value_raw"].to_list() == [None, "^Positif"]
+    assert rows["parse_issues"].to_list() == ["VALUE_INVALID:value_raw:text_reference", None]
+    rows = rows.with_columns(pl.lit("2026-11-04 08:00").str.to_datetime("%Y-%m-%d %H:%M", time_unit="us")
+                             .alias("collected_at"), pl.lit("R1").alias("request_id"))
+    valid, quarantine = validate_rows(rows, now=datetime(2026, 11, 5, 12))
+    assert valid.height == 1
+    assert quarantine.select("reason_code", "column").rows() == [("VALUE_INVALID", "value_raw")]
+    assert "refers to the document's narrative (reference #id), and that text was not found" in quarantine["detail"][0]
+
+
+def test_an_observations_own_time_is_observed_at_and_the_procedures_the_collection(tmp_path):
+    """QA fmt F1: a CR-BIO tolerance test, one collection procedure (08:00) and observations timed
+    08:00 / 10:00: the procedure stays collected_at, each observation's effectiveTime is observed_at."""
+    body = "".join(
+        '<component><observation classCode="OBS" moodCode="EVN">'
+        '<code code="2345-7" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>'
+        f'<effectiveTime value="{t}"/><value xsi:type="PQ" value="5.0" unit="mmol/L"/></observation></component>'
+        for t in ("20261104080000", "20261104100000+0100"))
+    procedure = ('<entryRelationship typeCode="COMP"><procedure classCode="PROC" moodCode="EVN">'
+                 '<effectiveTime value="20261104080000"/></procedure></entryRelationship>')
+    text = doc(1, body=body).replace('<organizer classCode="BATTERY" moodCode="EVN">\n',
+                                     f'<organizer classCode="BATTERY" moodCode="EVN">\n{procedure}', 1)
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0
+    assert rows.select(pl.col("collected_at").dt.hour(), pl.col("observed_at").dt.hour(),
+                       "observation_sub_id").rows() == [(8, 8, None), (8, 10, None)]

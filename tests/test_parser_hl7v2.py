@@ -816,3 +816,89 @@ def test_a_clean_message_is_searched_for_control_bytes_in_one_pass(tmp_path, mon
         assert (first["line_no"], first["reason_code"]) == (3, "MALFORMED_MESSAGE")
         assert first["detail"].startswith("NUL byte (0x00) in PID at line 4: the message is not read"), name
     assert searched
+
+
+# QA fmt F3: a Windows SGL writes "ANSI" (Windows-1252) and declares 8859/1, or nothing: its Œ, œ, ’,
+# – and € (bytes 0x80-0x9F) were read as Latin-1 C1 control characters and stored in names and
+# values (CŒUR linked as CUR, so one person without INS counted twice across two labs)
+_CP1252_MSG = ("MSH|^~\\&|SGL|330028762|D|D|20261105120000||ORU^R01^ORU_R01|A1|P|2.5|||||FRA|{charset}\r"
+               "PID|1||IPP1^^^LAB&1.2.3&ISO^PI||CŒUR^LÆTITIA^^^^^L||19790717|F|||^^^^69003^^H\r"
+               "OBR|1||RA1|X^Y^L|||20261104080000|||||||20261104120000\r"
+               "OBX|1|ST|COM^Commentaire^L||Contrôlé – cœur l’après-midi|€|||||F|||||||||20261104180000\r")
+
+
+@pytest.mark.parametrize("charset", ["8859/1", ""])
+def test_windows_1252_text_declared_8859_1_or_undeclared_keeps_its_letters(tmp_path, charset):
+    data = _CP1252_MSG.format(charset=charset).encode("cp1252")
+    assert b"\x8c" in data and b"\x96" in data and b"\x80" in data  # the bytes Latin-1 reads as controls
+    rows, rejects, _ = parse_all(write_bytes(tmp_path, data))
+    assert rejects.height == 0
+    assert rows.select("family_name", "first_name", "value_raw", "unit_raw").row(0) == (
+        "CŒUR", "LÆTITIA", "Contrôlé – cœur l’après-midi", "€")
+    # the same message in UTF-8 reads the same (the other lab's, QA: one person, one link key)
+    utf8, _, _ = parse_all(write(tmp_path, _CP1252_MSG.format(charset="UNICODE UTF-8"), name="u.hl7"))
+    assert utf8.select("family_name", "value_raw").row(0) == rows.select("family_name", "value_raw").row(0)
+
+
+def test_an_escaped_windows_1252_byte_is_its_letter(tmp_path):
+    text = _CP1252_MSG.format(charset="").replace("CŒUR", "C\\X8C\\UR", 1)
+    rows, _, _ = parse_all(write(tmp_path, text))
+    assert rows["family_name"].to_list() == ["CŒUR"]
+
+
+def test_a_c1_control_character_refuses_its_message_like_a_c0_one(tmp_path):
+    """A byte Windows-1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) in 8-bit text, or a C1
+    control written in UTF-8, is no letter: the message is refused naming the character and the
+    line, as for a NUL (it never reaches a name or a linkage key)."""
+    data = _CP1252_MSG.format(charset="8859/1").encode("cp1252").replace(b"C\x8cUR", b"C\x81UR", 1)
+    rows, rejects, _ = parse_all(write_bytes(tmp_path, data + msg("2").encode("utf-8")))
+    assert rows["message_id"].to_list() == ["2"]
+    assert rejects.select("line_no", "reason_code").rows() == [(1, "MALFORMED_MESSAGE")]
+    assert rejects["detail"][0].startswith("control character U+0081 in PID at line 2: the message is not read")
+    utf8 = _CP1252_MSG.format(charset="UNICODE UTF-8").replace("cœur", "c\x9cur", 1)
+    rows, rejects, _ = parse_all(write(tmp_path, utf8, name="u.hl7"))
+    assert rows.height == 0
+    assert rejects["detail"][0].startswith("control character U+009C in OBX at line 4")
+
+
+def test_decode_text_reads_8bit_text_as_windows_1252():
+    assert linereader.decode_text("CŒUR – 5 €".encode("cp1252")) == "CŒUR – 5 €"
+    assert linereader.decode_text("CŒUR".encode("cp1252"), "cp1252") == "CŒUR"
+    assert linereader.decode_text("CŒUR".encode("utf-8")) == "CŒUR"
+    assert linereader.decode_text(b"x\x81\x8d\x8f\x90\x9dy") == "x\x81\x8d\x8f\x90\x9dy"  # undefined: as Latin-1
+
+
+@pytest.mark.parametrize("escaped", [False, True])
+def test_obx4_sub_id_and_obx14_own_time_are_kept_beside_the_collection_time(tmp_path, escaped):
+    """QA fmt F1: OBX-4 was never read and OBX-14 lost behind OBR-7: a tolerance test's points and an
+    antibiogram's isolates could not be told apart. collected_at stays OBR-7 (the specimen's
+    collection, which SI-DEP counts by); OBX-14 is observed_at, OBX-4 observation_sub_id. Both paths
+    (segments read column-wise, or one by one when they hold an escape)."""
+    head = msg("1").split("OBX|", 1)[0].replace("|||202401010800", "|||202401010800|||||||202401010805")
+    obx = ("OBX|1|NM|GLY^Glycémie^L|1|5.0|mmol/L|||||F|||202401010800\r"
+           "OBX|2|NM|GLY^Glycémie^L|2|5.0|mmol/L|||||F|||202401011000^x\r"
+           "OBX|3|ST|AMX^Amoxicilline^L|1.2|S||||||F|||bad\r"
+           "OBX|4|ST|AMX^Amoxicilline^L||S||||||F\r")
+    if escaped:
+        obx = obx.replace("Glycémie^L|2|", "Glyc\\T\\émie^L|2|").replace("|1.2|", "|1\\T\\2|")
+    rows, rejects, _ = parse_all(write(tmp_path, head + obx))
+    assert rejects.height == 0
+    assert rows.select("observation_sub_id", pl.col("observed_at").dt.strftime("%H:%M"),
+                       pl.col("collected_at").dt.strftime("%H:%M"), "parse_issues").rows() == [
+        ("1", "08:00", "08:00", None), ("2", "10:00", "08:00", None),
+        ("1&2" if escaped else "1.2", None, "08:00", None),  # an unreadable OBX-14 refuses nothing
+        (None, None, "08:00", None)]
+
+
+def test_an_embedded_cda_gives_its_rows_no_own_time(tmp_path):
+    """The Ségur copy of the OBX results: its observations' effectiveTime (the CR-BIO sample's 10:15 is
+    the analysis time) would keep each result and its copy apart (transforms/versions.py)."""
+    ed = "^text^XML^Base64^" + base64.b64encode(CDA_SAMPLE.read_bytes()).decode("ascii")
+    text = ("MSH|^~\\&|SGL|LABO^750000002^FINESS|DMP|ANS|20240305120000||ORU^R01^ORU_R01|ED-1|P|2.5\r"
+            "PID|1||285077512345655^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||LEGRAND^Élodie^^^^^L\r"
+            "OBR|1||DEM-2024-0042|11502-2^CR^LN|||20240305073500\r"
+            f"OBX|1|ED|11502-2^CR^LN|1|{ed}||||||F|||20240305120000\r")
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rows.height > 0 and rejects.height == 0
+    assert rows["observed_at"].null_count() == rows.height
+    assert rows["observation_sub_id"].null_count() == rows.height

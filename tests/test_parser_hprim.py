@@ -334,3 +334,37 @@ def test_records_are_searched_for_control_bytes_only_in_a_block_holding_one(tmp_
         "NUL byte (0x00) in the OBX record at line 5: the record is not read (a stray byte, or a damaged file?)"]
     # the records of the block holding the byte were searched, not those of the first block
     assert searched and not any(t.startswith(("P|1|IPP123", "OBX|1|NM|HB^")) for t in searched)
+
+
+def test_windows_1252_text_keeps_its_letters(tmp_path):
+    """QA fmt F3: an HPRIM file written by Windows ("ANSI") was read as Latin-1: CŒUR became
+    C\\x8cUR (a C1 control), ' – ' \\x96; Windows-1252 reads them as the lab wrote them."""
+    text = ("H|~^\\&|F.HPR||330028762^LABO||ORU|||DEST||P|H2.2^C|20261105120000\r\n"
+            "P|1|IPP9|||CŒUR^Lætitia||19790717|F||1 rue^^LYON^^69003\r\n"
+            "OBR|1||DEMH1||||20261104083000|||||||20261104100000\r\n"
+            "OBX|1|ST|COM^Commentaire^L||Contrôlé – cœur|||||F||||330028762||||20261104180000\r\n"
+            "L|1|||1\r\n")
+    rows, rejects, _ = parse_all(write(tmp_path, text, encoding="cp1252"))
+    assert rejects.height == 0
+    assert rows.select("family_name", "value_raw").row(0) == ("CŒUR", "Contrôlé – cœur")
+    # a byte Windows-1252 leaves undefined is a control character: the record is refused, named
+    p = tmp_path / "undefined.hpr"
+    p.write_bytes(text.encode("cp1252").replace(b"C\x8cUR", b"C\x81UR", 1))
+    rows, rejects, _ = parse_all(p)
+    assert rows.height == 0
+    assert rejects["detail"][0].startswith("control character U+0081 in the P record at line 2")
+
+
+def test_obx4_sub_id_and_obx14_own_time_are_read(tmp_path):
+    """QA fmt F1: as in HL7, OBX-4 and OBX-14 tell apart repeated measurements of one test in one
+    request; OBR-7 stays the collection time."""
+    text = ("H|~^\\&|F.HPR||330028762^LABO||ORU|||DEST||P|H2.2^C|20261105120000\r\n"
+            "P|1|IPP9|||MARTIN^Lea||19790717|F||1 rue^^LYON^^69003\r\n"
+            "OBR|1||DEMH1||||20261104080000|||||||20261104080000\r\n"
+            "OBX|1|NM|GLY^Glycémie^L|1|5,0|mmol/L|||||F|||20261104080000|330028762||||20261104180000\r\n"
+            "OBX|2|NM|GLY^Glycémie^L|3|5,0|mmol/L|||||F|||20261104100000|330028762||||20261104180000\r\n"
+            "L|1|||2\r\n")
+    rows, rejects, _ = parse_all(write(tmp_path, text))
+    assert rejects.height == 0
+    assert rows.select("observation_sub_id", pl.col("observed_at").dt.hour(), pl.col("collected_at").dt.hour()).rows() == [
+        ("1", 8, 8), ("3", 10, 8)]

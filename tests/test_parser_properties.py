@@ -200,7 +200,8 @@ def obx_segment(draw) -> str:
     lab = draw(st.sampled_from(["", "750000001", "LABO^^^^^FINESS&1.2.250.1.71.4.2.2&ISO^FINEG^^^130000012",
                                 " 2A0000045 ^x", "LABO^^12345^^", "^690000023"]))
     ts = draw(st.sampled_from(["", "20240305", "202403051015^M", "20240305&x", "bad"]))
-    fields = ["OBX", "1", draw(VALUE_TYPES), code, "", draw(FIELD_TEXT) + draw(st.sampled_from(["", "^", "^^"])),
+    fields = ["OBX", "1", draw(VALUE_TYPES), code, draw(st.sampled_from(["", "1", "2", "1.1", "a^b"])),
+              draw(FIELD_TEXT) + draw(st.sampled_from(["", "^", "^^"])),
               draw(FIELD_TEXT), draw(FIELD_TEXT), draw(FIELD_TEXT), "", "", draw(FIELD_TEXT), "", "", ts,
               "", "", "", "", ts, "", "", "", lab]
     return "|".join(fields[: draw(st.integers(3, 24))])
@@ -223,7 +224,8 @@ def test_vectorised_obx_matches_python(segs):
         lab = (finess_of_org(f[23], HL7_DEFAULT) if f[23] else "") or ctx[1]
         o14 = first_component(f[14], HL7_DEFAULT) if f[14] else ""
         o19 = first_component(f[19], HL7_DEFAULT) if f[19] else ""
-        py_rows.append((no, ctx[0], lab, ctx[2], *ctx[3:10], ctx[10] or o14, ctx[11], o19 or ctx[12], *res, ctx[13], ""))
+        py_rows.append((no, ctx[0], lab, ctx[2], *ctx[3:10], ctx[10] or o14, ctx[11], o19 or ctx[12], *res, ctx[13],
+                        f[4], o14, ""))
     expected = finish(raw_frame(py_rows), "f", "s")
     got = finish(vec, "f", "s")
     assert got.equals(expected), (segs, got.to_dicts(), expected.to_dicts())

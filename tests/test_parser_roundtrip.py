@@ -35,7 +35,7 @@ def canonical(rows: list[dict]) -> pl.DataFrame:
     raw = df.drop("value_num", "file_id", "source").with_columns(
         pl.col("birth_date").dt.strftime("%Y%m%d"),
         *[pl.col(c).dt.strftime("%Y%m%d%H%M%S%.6f").str.replace(r"\.000000$", "") for c in
-          ("collected_at", "received_at", "validated_at")],
+          ("collected_at", "received_at", "validated_at", "observed_at")],
         pl.lit(1).alias("line_no"),
     )
     derived = finish(raw_frame(list(raw.select(list(raw_frame([]).columns)).iter_rows())), "f", "s")
@@ -121,6 +121,21 @@ def test_sample_flags_the_invalid_number(sample_df):
     assert sample_df["parse_issues"].to_list()[-1] == "VALUE_INVALID:value_num"
     rows, _ = through_every_format(sample_df.tail(1), "issue")["hprim"]
     assert rows["parse_issues"].to_list() == ["VALUE_INVALID:value_num"]
+
+
+def test_sub_ids_and_own_times_round_trip_where_the_format_carries_them():
+    """OBX-4 and OBX-14 (HL7, HPRIM), a CDA observation's effectiveTime (no sub-ID in CDA); an
+    embedded CDA's rows have neither (QA fmt F1, transforms/versions.py)."""
+    df = canonical([row(observation_sub_id=sub, observed_at=at) for sub, at in (
+        ("1", datetime(2024, 3, 5, 7, 35)), ("2", datetime(2024, 3, 5, 9, 35)), ("1|^2", None), (None, None))])
+    for name, (rows, rejects) in through_every_format(df, "sub").items():
+        assert rejects.height == 0, name
+        expected = df
+        if name in ("cda", "hl7v2_embedded_cda"):
+            expected = expected.with_columns(pl.lit(None, pl.Utf8).alias("observation_sub_id"))
+        if name == "hl7v2_embedded_cda":
+            expected = expected.with_columns(pl.lit(None, pl.Datetime("us")).alias("observed_at"))
+        assert_same(expected, rows, name)
 
 
 def test_test_identities_are_written_and_rejected(sample_df):

@@ -6,6 +6,7 @@ gives, or refuse them before Prefect starts with a one-line error:
 
 - staging, coded and fct written before ``value_comparator`` existed (the earlier parsers read a
   bound such as '<0,5' as no number at all): upgraded; the old rows keep their old reading;
+- written before ``observation_sub_id`` and ``observed_at`` (OBX-4, OBX-14): upgraded, both null;
 - written before ``link_key`` existed: refused (the key needs the names, which staging never held);
 - staging written before identities typed into free text were masked: masked by the next run,
   re-coded and republished, identical to a fresh build.
@@ -198,6 +199,35 @@ def test_a_warehouse_from_before_value_comparator_is_upgraded(built, tmp_path):
     assert "staging_format" not in state
     assert steps.migrate_staging(_ctx(home)) == []
     assert json.loads((home / "warehouse" / "state.json").read_text())["staging_format"] == steps.CODING_FORMAT
+
+
+# --------------------------------------------------------------------------------------------
+# observation_sub_id, observed_at: added as null (QA fmt F1)
+# --------------------------------------------------------------------------------------------
+def test_a_warehouse_from_before_sub_ids_and_own_times_is_upgraded(built, tmp_path):
+    """Partitions written before observation_sub_id and observed_at, by code whose state already
+    recorded every partition current (staging_format "5"): the next run adds both columns as null
+    (the earlier parsers stated none: the old rows keep their reading) and publishes every file."""
+    from flows import steps
+    from flows.pipeline import pipeline
+    from flows.privacy import purge_identities
+
+    new = ["observation_sub_id", "observed_at"]
+    home = copy_home(built, tmp_path / "home")
+    wh = _wh(home)
+    for t in (cat.RAW_RESULTS, *UPGRADED):
+        _rewrite(wh.files(t), lambda df: df.drop(new))
+    _edit_state(home, mappings_fingerprint="fingerprint of the earlier code", staging_format="5")
+    assert steps.CODING_FORMAT != "5"
+    pipeline(home=str(home))
+    got, fresh = _tables(home), _tables(built)
+    for t in UPGRADED:
+        assert all(set(pl.read_parquet_schema(f)) == set(t.schema) for f in _wh(home).files(t)), t.qualified
+        assert got[t.qualified].equals(fresh[t.qualified]), t.qualified
+    assert query(home, "SELECT count(*) AS n FROM raw.results WHERE observed_at IS NOT NULL")["n"][0] == 0
+    assert query(home, "SELECT count(*) AS n FROM marts.fct_lab_results WHERE observation_sub_id IS NULL")["n"][0] > 0
+    assert purge_identities(_ctx(home, "purge"), 0, delete_landing=False)["files_purged"] == 2
+    assert all(set(new) <= set(pl.read_parquet_schema(f)) for f in _wh(home).files(cat.RAW_RESULTS))
 
 
 # --------------------------------------------------------------------------------------------

@@ -279,3 +279,153 @@ def test_a_correction_whose_own_day_original_was_quarantined_stands_alone():
     assert _flags(pl.DataFrame([later, fix])) == {"f1:1": (False, "f2:1"), "f2:1": (True, None)}
     assert _flags(pl.DataFrame([later, {**fix, "own_day_quarantined": True}])) == {
         "f1:1": (True, None), "f2:1": (True, None)}
+
+
+def _obs(f: str, n: int, value: str, sub: str | None = None, observed: datetime | None = None,
+         message: str | None = "M1", status: str = "F", seq: int = 1, validated: datetime = V1) -> dict:
+    """A row of request 'req', test ABX, person p, collected at 08:00 (the order's time), one message."""
+    return {**_r(f, n, seq, validated, status, value, T8), "message_key": message, "observation_sub_id": sub,
+            "observed_at": observed}
+
+
+def test_results_of_one_message_with_different_sub_ids_are_results_of_their_own():
+    """QA fmt F1: an antibiogram sends the amoxicillin of isolate 1 (OBX-4 1) and of isolate 2
+    (OBX-4 2), both S: the first was filed as an earlier version of the second. OBX-3 and OBX-4
+    identify an observation in its order: two results, also with equal values and times."""
+    isolates = [_obs("f1", 1, "S", "1"), _obs("f1", 2, "S", "2")]
+    assert _current(*isolates) == ["f1:1", "f1:2"]
+    # one validated later than the other: still two isolates, not a re-validation
+    assert _current(_obs("f1", 1, "S", "1"), _obs("f1", 2, "S", "2", validated=V2)) == ["f1:1", "f1:2"]
+    # the same sub-ID (or none) in one message: that result again, as before
+    assert _current(_obs("f1", 1, "S", "1"), _obs("f1", 2, "S", "1")) == ["f1:2"]
+    # in two messages of the file, sub-IDs do not part results (a sender may number them per message)
+    assert _current(_obs("f1", 1, "S", "1", message="M1"), _obs("f1", 2, "S", "2", message="M2")) == ["f1:2"]
+
+
+def test_points_of_a_timed_series_in_one_message_are_results_of_their_own():
+    """QA fmt F1: a tolerance test's T0 and T120 glucose, both 5,0 under one OBR-7 (08:00), told apart
+    by their own times (OBX-14, or a CDA observation's effectiveTime) only: the T0 was superseded."""
+    t120 = datetime(2026, 11, 2, 10)
+    hgpo = [_obs("f1", 1, "5,0", observed=T8), _obs("f1", 2, "7,8", observed=T9), _obs("f1", 3, "5,0", observed=t120)]
+    assert _current(*hgpo) == ["f1:1", "f1:2", "f1:3"]
+    # delivered again whole (another file): each point continues its own result, by its time
+    again = [_obs("f2", n, r["value_raw"], observed=r["observed_at"], message="M9", seq=2)
+             for n, r in reversed(list(enumerate(hgpo, start=1)))]
+    got = _flags(pl.DataFrame([*hgpo, *again]))
+    assert {k: sup for k, (cur, sup) in got.items() if k.startswith("f1")} == {
+        "f1:1": "f2:1", "f1:2": "f2:2", "f1:3": "f2:3"}
+
+
+def test_a_correction_of_one_isolate_replaces_that_isolate():
+    rows = [_obs("a", 1, "S", "1"), _obs("a", 2, "S", "2"),
+            _obs("b", 1, "R", "2", message="M2", status="C", seq=2, validated=V2)]
+    assert _flags(pl.DataFrame(rows)) == {"a:1": (True, None), "a:2": (False, "b:1"), "b:1": (True, None)}
+
+
+def test_the_segur_copy_without_sub_id_nor_own_time_is_still_that_result():
+    """The rows of a CDA embedded beside the OBX segments state no sub-ID and no own time (the HL7
+    parser gives them none): each is its OBX's result again, and isolates stay two results."""
+    segur = [_obs("f1", 1, "S", "1", observed=T8), _obs("f1", 2, "S", "2", observed=T8),
+             _obs("f1", 3, "S"), _obs("f1", 4, "S")]
+    current = _current(*segur)
+    assert len(current) == 2 and "f1:4" in current
+    assert _current(_obs("f1", 1, "5,4", "1", observed=T8), _obs("f1", 2, "5,4")) == ["f1:2"]
+
+
+_HL7_MSH = "MSH|^~\\&|SGL|330028762|D|D|20261105120000||ORU^R01^ORU_R01|{mid}|P|2.5|||||FRA|UNICODE UTF-8\r"
+_HL7_PID = ("PID|1||{nir}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||MARTIN^HELENE^^^^^L||19790717|F"
+            "|||^^^^69003^^H\r")
+
+
+def _cda_hgpo() -> str:
+    """One CR-BIO document: one specimen-collection procedure (08:00), three glucose observations with
+    their own effectiveTime, 5.0 / 7.8 / 5.0 (QA fmt F1, cda_hgpo.xml)."""
+    obs = "".join(
+        '<component><observation classCode="OBS" moodCode="EVN"><code code="2345-7" codeSystem="2.16.840.1.113883.6.1">'
+        '<translation code="GLY" codeSystem="1.2.3.4.833" displayName="Glycémie"/></code>'
+        f'<statusCode code="completed"/><effectiveTime value="20261104{h}0000"/>'
+        f'<value xsi:type="PQ" value="{v}" unit="mmol/L"/></observation></component>\n'
+        for h, v in (("08", "5.0"), ("09", "7.8"), ("10", "5.0")))
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<ClinicalDocument xmlns="urn:hl7-org:v3" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n<id root="1.2.3.4" extension="HGPOCDA"/>\n'
+            '<recordTarget><patientRole><id root="1.2.250.1.213.1.4.8" extension="290075447184920"/>'
+            '<addr use="H"><postalCode>69003</postalCode></addr><patient><name><given>MARIE</given>'
+            '<family>MARTIN</family></name><administrativeGenderCode code="F"/><birthTime value="19790717"/>'
+            '</patient></patientRole></recordTarget>\n'
+            '<legalAuthenticator><time value="20261105110000"/></legalAuthenticator>\n'
+            '<inFulfillmentOf><order><id root="1.2.3" extension="HGCDA"/></order></inFulfillmentOf>\n'
+            '<component><structuredBody><component><section><entry><act classCode="ACT" moodCode="EVN">\n'
+            '<entryRelationship typeCode="COMP"><procedure classCode="PROC" moodCode="EVN">'
+            '<effectiveTime value="20261104080000"/></procedure></entryRelationship>\n'
+            '<entryRelationship typeCode="COMP"><organizer classCode="BATTERY" moodCode="EVN">\n'
+            f'{obs}</organizer></entryRelationship></act></entry>'
+            '</section></component></structuredBody></component></ClinicalDocument>\n')
+
+
+def test_a_tolerance_test_and_an_antibiogram_keep_every_measurement_end_to_end(tmp_path):
+    """QA fmt F1 (repro hgpo_abg.hl7, cda_hgpo.xml): HL7 HGPO points told apart by OBX-4 and OBX-14,
+    an antibiogram's isolates by OBX-4, a CR-BIO HGPO by its observations' own times: every
+    measurement is a current result (the T0 5.0 and isolate 1's AMX S were superseded)."""
+    from tests.epi_support import run_steps
+    from warehouse import catalog as cat
+
+    obx = "OBX|{n}|{vt}|{code}|{sub}|{value}|{unit}|||||F|||{t}|||||{v}\r"
+    hgpo = (_HL7_MSH.format(mid="HGPO1") + _HL7_PID.format(nir="279072910085143")
+            + "OBR|1||HG1|HGPO^Hyperglycémie provoquée^L|||20261104080000|||||||20261104080000\r"
+            + "".join(obx.format(n=i, vt="NM", code="GLY^Glycémie^L^2345-7^^LN", sub=i, value=v, unit="mmol/L",
+                                 t=t, v="20261104180000")
+                      for i, v, t in ((1, "5.0", "20261104080000"), (2, "7.8", "20261104090000"),
+                                      (3, "5.0", "20261104100000"))))
+    abg = (_HL7_MSH.format(mid="ABG1") + _HL7_PID.format(nir="176019305038591")
+           + "OBR|1||UR1|ECBU^ECBU^L|||20261104080000|||||||20261104090000\r"
+           + "".join(obx.format(n=i, vt="ST", code=code, sub=sub, value=v, unit="", t="20261104080000",
+                                v="20261105180000")
+                     for i, (code, sub, v) in enumerate((("AMX^Amoxicilline^L", 1, "S"), ("AMX^Amoxicilline^L", 2, "S"),
+                                                         ("GEN^Gentamicine^L", 1, "S"), ("GEN^Gentamicine^L", 2, "R")),
+                                                        start=1)))
+    home = tmp_path / "home"
+    for lab, name, data in (("labhl7", "hgpo_abg.hl7", hgpo + abg), ("labcda", "cda_hgpo.xml", _cda_hgpo())):
+        (home / "landing" / lab).mkdir(parents=True)
+        (home / "landing" / lab / name).write_text(data, encoding="utf-8")
+    ctx, _ = run_steps(home)
+    fct = ctx.wh.read(cat.FCT_LAB_RESULTS).sort("source", "line_no")
+    got = fct.select("source", "local_code", "value_raw", "observation_sub_id",
+                     pl.col("observed_at").dt.strftime("%H:%M"), "is_current").rows()
+    assert got == [
+        ("labcda", "GLY", "5.0", None, "08:00", True), ("labcda", "GLY", "7.8", None, "09:00", True),
+        ("labcda", "GLY", "5.0", None, "10:00", True),
+        ("labhl7", "GLY", "5.0", "1", "08:00", True), ("labhl7", "GLY", "7.8", "2", "09:00", True),
+        ("labhl7", "GLY", "5.0", "3", "10:00", True),
+        ("labhl7", "AMX", "S", "1", "08:00", True), ("labhl7", "AMX", "S", "2", "08:00", True),
+        ("labhl7", "GEN", "S", "1", "08:00", True), ("labhl7", "GEN", "R", "2", "08:00", True)]
+    # collected_at stays the specimen's collection (OBR-7, the procedure): what SI-DEP counts by
+    assert fct["collected_at"].dt.strftime("%H:%M").unique().to_list() == ["08:00"]
+
+
+def test_a_segur_message_whose_obx_states_the_collection_time_publishes_each_result_once(tmp_path):
+    """OBX-14 holds the collection time (IHE LAB, the NIST samples) while the embedded CR-BIO's
+    observation says 10:15, its analysis time: the document's rows get no own time, so the OBX and
+    its copy stay one result (docs/formats.md)."""
+    import base64
+    from pathlib import Path
+
+    from tests.epi_support import run_steps
+    from warehouse import catalog as cat
+
+    cda = (Path(__file__).parent / "fixtures" / "cda" / "crbio_sample.xml").read_bytes()
+    assert b'<effectiveTime value="20240305101500+0100"/>' in cda
+    message = ("MSH|^~\\&|SGL|LABO^750000002^FINESS|DMP|ANS|20240305120000||ORU^R01^ORU_R01|ED-1|P|2.5\r"
+               "PID|1||285077512345655^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||LEGRAND^Élodie^^^^^L"
+               "||19850712|F\r"
+               "OBR|1||DEM-2024-0042|11502-2^CR d'examens biologiques^LN|||20240305073500\r"
+               "OBX|1|NM|GLY^Glycémie à jeun^L^2345-7^Glucose^LN|1|5.4|mmol/L|3.9-5.8|N|||F|||20240305073500\r"
+               "OBX|2|ED|11502-2^CR d'examens biologiques^LN||^text^XML^Base64^"
+               + base64.b64encode(cda).decode("ascii") + "||||||F\r")
+    home = tmp_path / "home"
+    (home / "landing" / "labo_segur").mkdir(parents=True)
+    (home / "landing" / "labo_segur" / "message.hl7").write_bytes(message.encode("utf-8"))
+    ctx, _ = run_steps(home)
+    glucose = ctx.wh.read(cat.FCT_LAB_RESULTS).filter(pl.col("local_code") == "GLY").sort("line_no")
+    assert glucose.height == 2
+    assert glucose["is_current"].to_list() == [False, True]
+    assert glucose["observed_at"].dt.strftime("%H:%M").to_list() == ["07:35", None]

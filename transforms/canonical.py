@@ -56,6 +56,13 @@ CANONICAL_COLUMNS: tuple[Column, ...] = (
     Column("abnormal_flag", pl.Utf8(), "abnormal flag as sent (H, L, N, A...)"),
     Column("result_status", pl.Utf8(), "F final, C correction, X not obtained, D deleted"),
     Column("specimen", pl.Utf8(), "specimen type as sent"),
+    # what tells apart repeated measurements of one test in one order (QA fmt F1: an antibiogram's
+    # isolates, a tolerance test's time points were merged into one result)
+    Column("observation_sub_id", pl.Utf8(), "observation sub-ID as sent (HL7/HPRIM OBX-4): tells apart the results "
+                                            "of one test in one order (isolate 1 and 2 of an antibiogram)"),
+    Column("observed_at", pl.Datetime("us"), "the observation's own time as sent (HL7/HPRIM OBX-14, CDA observation "
+                                             "effectiveTime): a timed series' point, or the analysis time; not the "
+                                             "collection time, which collected_at holds"),
     Column("parse_issues", pl.Utf8(), "';'-joined REASON:column found while parsing, null when clean"),
 )
 

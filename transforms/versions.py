@@ -12,6 +12,17 @@ compared with the results already formed, in version order:
   embedded CDA that states it); two specimens stated and different (blood and urine leucocytes of
   one request) are two results.
 
+Two rows of one message (the same ``message_key``; rows without one, HPRIM's, in one file) are two
+results when both state an observation sub-ID (HL7/HPRIM OBX-4: with OBX-3 it identifies an
+observation in its order, HL7 v2.5 7.4.2.4: an antibiogram's isolate 1 and 2), or both an own time
+(``observed_at``: OBX-14, a CDA observation's effectiveTime: a tolerance test's T0 and T120), and
+these differ, whatever their values (QA fmt F1: an isolate's susceptibility, a time point of equal
+value, were taken for the other again). A row that states none is not told apart so (the rows of a
+CDA embedded beside the OBX segments, which the HL7 parser gives no own time: the Ségur copy).
+Across messages these only guide the choice among results that fit otherwise (a re-delivery or a
+correction stating the sub-ID or time of one of them), never part them: a sender may number
+sub-IDs per message, or restate an analysis time.
+
 A row with status F (final) or X (not obtained), of the same person and collection day as a result:
 
 - from another file, continues it (a delivery again): the result collected at the same time if
@@ -85,9 +96,9 @@ REPLACING = ("C", "D")
 def settle(rows: pl.DataFrame) -> pl.DataFrame:
     """``rows``: version_key, file_id, result_no, file_seq, placed_at, result_status, person_key,
     collected_date, and optionally link_key, collected_at, specimen, undated_replacement, the
-    value (value_num, value_comparator, result_class, value_raw), received_at, validated_at and
-    own_day_quarantined (a column absent is null). Returns
-    file_id, result_no, is_current, superseded_by (``file_id:result_no`` of the result's current
+    value (value_num, value_comparator, result_class, value_raw), received_at, validated_at,
+    message_key, observation_sub_id, observed_at and own_day_quarantined (a column absent is null).
+    Returns file_id, result_no, is_current, superseded_by (``file_id:result_no`` of the result's current
     row, null for that row), one row per input row."""
     late = (pl.col("undated_replacement").fill_null(False) if "undated_replacement" in rows.columns
             else pl.lit(False))
@@ -106,7 +117,11 @@ def settle(rows: pl.DataFrame) -> pl.DataFrame:
         quarantined=[bool(v) for v in col("own_day_quarantined", pl.Boolean)],
         specimens=(r["specimen"].str.strip_chars().str.to_uppercase().replace("", None) if "specimen" in r.columns
                    else pl.Series([None] * r.height, dtype=pl.Utf8)).to_list(),
-        values=r.with_columns(_value_expr(r.columns))["_value"].to_list())
+        values=r.with_columns(_value_expr(r.columns))["_value"].to_list(),
+        messages=col("message_key"),
+        subs=(r["observation_sub_id"].cast(pl.Utf8).str.strip_chars().replace("", None)
+              if "observation_sub_id" in r.columns else pl.Series([None] * r.height, dtype=pl.Utf8)).to_list(),
+        observed=col("observed_at", pl.Datetime("us")))
     keys = r["version_key"].to_list()
     nos = r["result_no"].to_list()
     n = len(keys)
@@ -153,14 +168,15 @@ def _value_expr(columns: list[str]) -> pl.Expr:
 
 
 class _Result:
-    __slots__ = ("persons", "links", "day", "time", "specimen", "files", "members", "touched", "seen")
+    __slots__ = ("persons", "links", "day", "time", "specimen", "files", "members", "touched", "seen", "sub",
+                 "observed")
 
     def __init__(self) -> None:
         self.persons: set = set()
         self.links: set = set()
         self.files: set = set()
         self.members: list[int] = []
-        self.specimen = self.day = self.time = self.seen = None
+        self.specimen = self.day = self.time = self.seen = self.sub = self.observed = None
         self.touched = -1
 
 
@@ -191,7 +207,7 @@ def _results(order, rows: _Rows) -> list[list[int]]:
             for pool in ([c for c in mine if timed and c.time == time], [c for c in others if timed and c.time == time],
                          [c for c in mine if day is not None and c.day == day],
                          [c for c in others if day is not None and c.day == day], moved):
-                target = _pick(pool, file)
+                target = _pick(_agreeing(pool, k, rows), file)
                 if target is not None:
                     break
             if day is None:
@@ -201,13 +217,13 @@ def _results(order, rows: _Rows) -> list[list[int]]:
                 target = dated[0] if len(dated) == 1 else None
         else:
             same = [c for c in fits if same_person(c) and c.day == day]
-            elsewhere = [c for c in same if file not in c.files]
+            elsewhere = _agreeing([c for c in same if file not in c.files], k, rows)
             target = (next((c for c in elsewhere if time is not None and c.time == time), None)
                       or (elsewhere[0] if elsewhere else None))
             if target is None:
                 for c in same:
                     last = c.members[-1]
-                    if rows.files[last] != file:
+                    if rows.files[last] != file or any(_told_apart(k, j, rows) for j in c.members):
                         continue
                     # the same value is that result again only at the same collection time (or
                     # one unstated): a tolerance test can measure the same value twice (QA)
@@ -227,6 +243,8 @@ def _results(order, rows: _Rows) -> list[list[int]]:
         if day is not None:  # a deletion without a date leaves the result's day as it was
             target.day, target.time = day, time
         target.specimen = specimen if specimen is not None else target.specimen
+        target.sub = rows.subs[k] if rows.subs[k] is not None else target.sub
+        target.observed = rows.observed[k] if rows.observed[k] is not None else target.observed
         if rows.seen[k] is not None and rows.status[k] not in REPLACING:
             # an original's reception or validation; a correction's (sent later) proves nothing earlier
             target.seen = rows.seen[k] if target.seen is None else min(target.seen, rows.seen[k])
@@ -234,6 +252,27 @@ def _results(order, rows: _Rows) -> list[list[int]]:
         target.members.append(k)
         target.touched = tick
     return [c.members for c in results]
+
+
+def _differ(a, b) -> bool:
+    return a is not None and b is not None and a != b
+
+
+def _told_apart(k: int, j: int, rows: _Rows) -> bool:
+    """Rows ``k`` and ``j`` are two observations of one message: their sub-IDs or own times are
+    stated and differ (HL7 identifies an observation in its order by OBX-3 and OBX-4). Rows without
+    a message id (HPRIM) count as one message per file."""
+    return rows.messages[k] == rows.messages[j] and rows.files[k] == rows.files[j] and (
+        _differ(rows.subs[k], rows.subs[j]) or _differ(rows.observed[k], rows.observed[j]))
+
+
+def _agreeing(pool: list[_Result], k: int, rows: _Rows) -> list[_Result]:
+    """The results of ``pool`` whose sub-ID and own time do not contradict row ``k``'s, when some do
+    and others do not (a re-delivery or correction of isolate 2, of the 10:00 point); else ``pool``."""
+    if rows.subs[k] is None and rows.observed[k] is None:
+        return pool
+    fit = [c for c in pool if not _differ(c.sub, rows.subs[k]) and not _differ(c.observed, rows.observed[k])]
+    return fit or pool
 
 
 def _nearest(results: list[_Result], day) -> list[_Result]:

@@ -112,6 +112,12 @@ STAGING_RESULT_COLUMNS: tuple[Column, ...] = (
     C("abnormal_flag", U, "abnormal flag"),
     C("result_status", U, "F, C, X or D"),
     C("specimen", U, "specimen type"),
+    C("observation_sub_id", U, "observation sub-ID as sent (HL7/HPRIM OBX-4): results of one request and test with "
+                               "different sub-IDs in one message are different results (isolate 1 and 2 of an "
+                               "antibiogram); null when the format or the lab sends none"),
+    C("observed_at", TS, "the observation's own time as sent (HL7/HPRIM OBX-14, CDA observation effectiveTime): "
+                         "a timed series' point (a tolerance test's T0, T60, T120) or the analysis time; "
+                         "collected_at stays the specimen's collection, which the counts use"),
     C("dq_flags", U, "';'-joined data-quality flags (AGE_UNKNOWN, BIRTH_DATE_PARTIAL: the birth date was sent "
                      "with its year, or year and month, only, BIRTH_DATE_INVALID: the birth date sent could not be "
                      "read or is impossible for this result (after the collection, more than 125 years before "
@@ -143,7 +149,7 @@ CODED_COLUMNS: tuple[Column, ...] = (
 VERSION_COLUMNS = (
     C("version_key", U, "lab|request_key|test: the rows of one request and test share it (request_key is a "
                         "keyed hash: the request number cannot be read from it); transforms/versions.py tells "
-                        "their results apart by person, day, specimen and value"),
+                        "their results apart by person, day, specimen, value, sub-ID and own time"),
     C("is_current", B, "latest version of its result (false when replaced or deleted)"),
     C("superseded_by", U, "file_id:result_no of the version that replaced it"),
 )

@@ -8,6 +8,7 @@ reject with a reason code (quality/reasons.py), its line number and its raw text
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import re
@@ -115,34 +116,70 @@ def comparator_of(group: pl.Expr) -> pl.Expr:
 
 # control characters no lab writes in a value (tab, and the CR and LF that end lines, aside): a NUL
 # or another C0 byte inside a name would change the person's linkage key (QA ops F4), so the line
-# (CSV) or unit (HL7 message, HPRIM record) holding one is rejected, naming the byte, never the value
-CONTROL_CHARS = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]"
+# (CSV) or unit (HL7 message, HPRIM record) holding one is rejected, naming the byte, never the value.
+# The C1 controls (U+0080-U+009F) too: 8-bit text is read as Windows-1252 (decode_8bit), where those
+# bytes are letters and signs (Œ œ ’ – €), so a C1 control left in a text is one of the five bytes
+# Windows-1252 leaves undefined, or UTF-8 text that encodes one: never a letter (QA fmt F3: read as
+# Latin-1, CŒUR became C\x8cUR, linked as CUR, and one person counted twice)
+CONTROL_CHARS = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]"
 _CONTROL = re.compile(CONTROL_CHARS)
 _CONTROL_NAMES = {0: "NUL", 0x1b: "ESC", 0x7f: "DEL"}
 
 
-# the same characters as bytes, for one pass over a whole message, record or block before it is
-# decoded: the encodings read here (UTF-8, Latin-1, ISO 8859) write them as these bytes, and no other
-# character holds one
-CONTROL_BYTES = bytes(range(0x09)) + b"\x0b\x0c" + bytes(range(0x0e, 0x20)) + b"\x7f"
+# the bytes that may be such a character, for one pass over a whole message, record or block before
+# it is decoded: the C0 controls and DEL are these bytes in every encoding read here; a C1 control is
+# one of the five bytes Windows-1252 leaves undefined in 8-bit text (they also occur inside some UTF-8
+# letters: then the search on the decoded text finds nothing), or 0xC2 0x80-0x9F in UTF-8
+CONTROL_BYTES = bytes(range(0x09)) + b"\x0b\x0c" + bytes(range(0x0e, 0x20)) + b"\x7f" + b"\x81\x8d\x8f\x90\x9d"
+_UTF8_C1 = re.compile(b"\xc2[\x80-\x9f]")
 
 
 def holds_control(data: bytes) -> bool:
-    """Whether ``data`` holds a byte of :data:`CONTROL_BYTES`. One pass in C (``bytes.translate``),
-    about twice as fast as :func:`control_byte`'s regular expression over the decoded text, which
-    then runs only where this found one, to name the byte and where it stands (hot path: every
-    HL7 message and HPRIM block is checked, and almost none holds one)."""
-    return len(data.translate(None, CONTROL_BYTES)) != len(data)
+    """Whether ``data`` may hold a control character (:data:`CONTROL_BYTES`, or a C1 control in
+    UTF-8). One pass in C (``bytes.translate``), about twice as fast as :func:`control_byte`'s
+    regular expression over the decoded text, which then runs only where this found one, to decide
+    and to name the character and where it stands (hot path: every HL7 message and HPRIM block is
+    checked, and almost none holds one)."""
+    if len(data.translate(None, CONTROL_BYTES)) != len(data):
+        return True
+    return b"\xc2" in data and _UTF8_C1.search(data) is not None
 
 
 def control_byte(text: str) -> tuple[int, str] | None:
-    """(index, ``NUL byte (0x00)``) of the first control character of ``text``, or None."""
+    """(index, ``NUL byte (0x00)``) of the first control character of ``text``, or None. A C1
+    control is named by its code point (``control character U+0081``): it may have been one byte
+    (8-bit text) or two (UTF-8)."""
     m = _CONTROL.search(text)
     if m is None:
         return None
     code = ord(m.group())
-    return m.start(), (f"{_CONTROL_NAMES[code]} byte (0x{code:02x})" if code in _CONTROL_NAMES
-                       else f"control byte 0x{code:02x}")
+    if code in _CONTROL_NAMES:
+        return m.start(), f"{_CONTROL_NAMES[code]} byte (0x{code:02x})"
+    if code >= 0x80:
+        return m.start(), f"control character U+{code:04X}"
+    return m.start(), f"control byte 0x{code:02x}"
+
+
+# --- 8-bit text -----------------------------------------------------------------------------------
+_UNDEFINED_AS_LATIN1 = "biolake-cp1252-undefined-as-latin1"
+
+
+def _undefined_as_latin1(err: UnicodeDecodeError) -> tuple[str, int]:
+    """The bytes Windows-1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) read as Latin-1 reads
+    them: C1 control characters, which the parsers then refuse like the C0 ones (CONTROL_CHARS),
+    naming the line, instead of a replacement character silently stored in a name."""
+    return err.object[err.start:err.end].decode("latin-1"), err.end
+
+
+codecs.register_error(_UNDEFINED_AS_LATIN1, _undefined_as_latin1)
+
+
+def decode_8bit(data: bytes) -> str:
+    """Text that is not UTF-8, as the labs' Windows systems write it: Windows-1252 ("ANSI"), which
+    is Latin-1 but for 0x80-0x9F, printable there (Œ œ ’ – … €) and C1 controls in Latin-1. French
+    SGLs write it and declare ``8859/1`` or nothing (the WHATWG encoding standard reads the label
+    ISO-8859-1 as windows-1252 for the same reason); the CSV extract reads it so too. Never fails."""
+    return data.decode("cp1252", errors=_UNDEFINED_AS_LATIN1)
 
 
 # a DOS end-of-file mark (Ctrl-Z, 0x1A) that Windows- and DOS-era export tools and ``copy /b``

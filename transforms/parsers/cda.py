@@ -11,7 +11,9 @@ one canonical row (see docs/formats.md for the full mapping):
 * code: a LOINC ``code`` goes to ``loinc_code_src``; a non-LOINC ``translation`` (else the code
   itself) gives ``local_code`` / ``local_label``; a non-LOINC code keeps a LOINC translation;
 * value: PQ/INT/REAL -> NM, IVL_PQ -> SN (``<^0.5``, ``>=^10``, ``^10^-^20``), RTO -> SN
-  (``^1^:^128``), CD/CV/CO/CS -> CWE and CE -> CE (``code^displayName^system``), ST -> ST,
+  (``^1^:^128``), CD/CV/CO/CS -> CWE and CE -> CE (``code^displayName^system``; without a
+  displayName, the label is the value's ``originalText``, or the narrative text its ``reference``
+  points to: ``nullFlavor="OTH"`` with the lab's word, ``^Détecté``), ST -> ST,
   ED -> TX, TS -> TS; without ``xsi:type``, ``@value`` is NM when a number, SN when a comparator
   and a number, else ST;
 * interpretationCode -> abnormal_flag, referenceRange/observationRange text (else its IVL_PQ as
@@ -188,7 +190,7 @@ class _Document:
         root = self.builder.root
         assert root is not None
         doc_id = document_id(root)
-        rows, oid = document_rows(root, self.builder.observations, doc_id)
+        rows, oid = document_rows(root, self.builder.observations, doc_id, self.builder.narrative)
         return DocumentResult(self.start_line, doc_id, rows, oid, patient_test_oid(root, oid), raw=bytes(self.prefix))
 
 

@@ -29,8 +29,14 @@ _NULL_TYPES = {"PQ": "NM", "INT": "NM", "REAL": "NM", "IVL_PQ": "SN", "ED": "TX"
 
 # subtrees that never hold results and may be huge (base64 media, narrative blocks)
 _SKIPPED = frozenset({"nonXMLBody", "observationMedia", "regionOfInterest"})
-_TEXT_TAGS = frozenset({"family", "given", "postalCode", "value", "text"})
+_TEXT_TAGS = frozenset({"family", "given", "postalCode", "value", "text", "originalText"})
 _DESCEND = frozenset({"entry", "act", "organizer", "observation", "component", "entryRelationship"})
+# characters of a document's narrative blocks kept for the texts a coded value refers to
+# (``originalText/reference value="#id"``): the elements carrying an ID, up to this many in all
+NARRATIVE_CAP = 1 << 20
+# parse issue of a coded value whose only text is a reference to the narrative that is not there
+# (quality/schemas.py gives the detail)
+TEXT_NOT_FOUND_ISSUE = "VALUE_INVALID:value_raw:text_reference"
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,6 +130,7 @@ class _Observation:
     flag: str
     status_code: str
     obs_time: str
+    text_ref: str = ""  # a coded value's text by reference ('#res1'), resolved with the narrative
 
 
 class Builder:
@@ -145,11 +152,18 @@ class Builder:
         self.skip = 0
         self.refused: tuple[str, str] | None = None  # (reason, detail)
         self.observations: list[_Observation] = []
+        # the narrative's texts by ID (<content ID="res1">Détecté</content>): what a coded value's
+        # originalText may refer to; `open_ids` while inside a narrative block (skipped unbuilt)
+        self.narrative: dict[str, str] = {}
+        self.open_ids: list[tuple[int, str, list[str]]] | None = None
+        self.narrative_chars = 0
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         self.depth += 1
         if self.skip or self.refused:
             self.skip += 1
+            if self.open_ids is not None and attrs and "ID" in attrs:
+                self.open_ids.append((self.skip, attrs["ID"], []))
             return
         tag = _LOCAL.get(name) or _local(name)
         stack = self.stack
@@ -158,8 +172,12 @@ class Builder:
                 self.refuse("MALFORMED_MESSAGE", f"root element <{tag.split(' ')[-1]}> is not a CDA ClinicalDocument")
                 self.skip = 1
                 return
-        elif tag in _SKIPPED or (tag == "text" and stack and stack[-1].tag == "section"):
+        elif tag in _SKIPPED:
             self.skip = 1
+            return
+        elif tag == "text" and stack and stack[-1].tag == "section":
+            self.skip = 1  # the narrative is not built, only its texts with an ID are kept
+            self.open_ids = []
             return
         if attrs:
             keys = tuple(attrs)
@@ -178,6 +196,13 @@ class Builder:
     def end(self, name: str) -> None:
         self.depth -= 1
         if self.skip:
+            open_ids = self.open_ids
+            if open_ids is not None:
+                if open_ids and open_ids[-1][0] == self.skip:
+                    _, ref_id, parts = open_ids.pop()
+                    self.narrative.setdefault(ref_id, "".join(parts).strip())
+                if self.skip == 1:
+                    self.open_ids = None
             self.skip -= 1
         else:
             node = self.stack.pop()
@@ -189,7 +214,13 @@ class Builder:
             raise RootClosed()
 
     def chars(self, data: str) -> None:
-        if self.skip or not self.stack:
+        if self.skip:
+            if self.open_ids and self.narrative_chars < NARRATIVE_CAP:
+                self.narrative_chars += len(data)
+                for _, _, parts in self.open_ids:
+                    parts.append(data)
+            return
+        if not self.stack:
             return
         node = self.stack[-1]
         if node.tag in _TEXT_TAGS:
@@ -202,6 +233,7 @@ class Builder:
         if self.refused is None:
             self.refused = (reason, detail)
             self.observations = []
+            self.open_ids = None
             if self.stack:  # drop what was built; keep counting depth to find the end
                 self.skip = len(self.stack)
                 self.stack = []
@@ -291,13 +323,52 @@ def _context(node: Node, ctx: dict[str, str]) -> dict[str, str]:
 
 
 def _coded(node: Node) -> str:
-    """``code^displayName^system`` for a coded value, trailing empty parts dropped."""
+    """``code^displayName^system`` for a coded value, trailing empty parts dropped. Without a
+    displayName the label is the value's ``originalText`` (QA fmt F2: a result word with no code in
+    the value set comes as ``<value xsi:type="CD" nullFlavor="OTH"><originalText>Détecté</originalText>``,
+    read as ``^Détecté``, as the qualitative normaliser reads an HL7 CWE sent with its text only)."""
     system = node.get("codeSystem")
     system = SYSTEM_NAMES.get(system, system) or node.get("codeSystemName")
-    parts = [node.get("code"), node.get("displayName"), system]
+    return _joined([node.get("code"), node.get("displayName") or _original_text(node)[0], system])
+
+
+def _joined(parts: list[str]) -> str:
     while parts and not parts[-1]:
         parts.pop()
     return "^".join(parts)
+
+
+def _original_text(node: Node) -> tuple[str, str]:
+    """(text, reference) of a value's ``originalText``: its own text (blanks around dropped: XML
+    indentation), else the ``#id`` its ``reference`` names (resolved in the narrative later)."""
+    original = node.child("originalText")
+    if original is None:
+        return "", ""
+    text = original.text.strip()
+    if text:
+        return text, ""
+    ref = original.child("reference")
+    return "", (ref.get("value").strip() if ref is not None else "")
+
+
+def _text_reference(v: Node | None, value_type: str) -> str:
+    """The ``#id`` a coded value without displayName refers to for its text, else ''."""
+    if v is None or value_type not in ("CWE", "CE") or v.get("displayName"):
+        return ""
+    return _original_text(v)[1]
+
+
+def _with_label(raw: str, label: str) -> str:
+    """``code^label^system`` with ``label`` put in place of the missing one."""
+    parts = raw.split("^") if raw else [""]
+    parts += [""] * (2 - len(parts))
+    parts[1] = label
+    return _joined(parts)
+
+
+def _referred_text(ref: str, narrative: dict[str, str]) -> str:
+    """The narrative text ``#id`` names ('' when the reference is not such a pointer, or is not there)."""
+    return narrative.get(ref[1:], "") if ref.startswith("#") else ""
 
 
 def _bound(node: Node | None) -> tuple[str, str, str]:
@@ -398,7 +469,8 @@ def _walk(node: Node, ctx: dict[str, str], out: list[_Observation]) -> None:
         code = node.child("code")
         if code is not None:
             local_code, local_label, loinc = _codes(code)
-            vt, raw, unit = _value(node.child("value"))
+            value = node.child("value")
+            vt, raw, unit = _value(value)
             status = node.child("statusCode")
             flags = [c.get("code") for c in node.kids("interpretationCode") if c.get("code")]
             out.append(
@@ -415,6 +487,7 @@ def _walk(node: Node, ctx: dict[str, str], out: list[_Observation]) -> None:
                     flag="~".join(flags),
                     status_code=status.get("code") if status is not None else "",
                     obs_time=_ts(node.child("effectiveTime")),
+                    text_ref=_text_reference(value, vt),
                 )
             )
     for c in node.children:
@@ -511,7 +584,10 @@ def _header_context(root: Node) -> dict[str, str]:
     return ctx
 
 
-def document_rows(root: Node, observations: list[_Observation], doc_id: str) -> tuple[list[tuple], str]:
+def document_rows(root: Node, observations: list[_Observation], doc_id: str,
+                  narrative: dict[str, str] | None = None) -> tuple[list[tuple], str]:
+    """The rows of a document's observations; ``narrative`` holds the texts by ID its values may
+    refer to (a coded value whose reference is not there gets :data:`TEXT_NOT_FOUND_ISSUE`)."""
     patient = _patient(root)
     head = _header_context(root)
     replacement = bool(head["replacement"])
@@ -521,6 +597,13 @@ def document_rows(root: Node, observations: list[_Observation], doc_id: str) -> 
         status = STATUS_FROM_CDA.get(o.status_code, o.status_code)
         if status == "F" and replacement:
             status = "C"
+        raw, issue = o.value_raw, None
+        if o.text_ref:
+            text = _referred_text(o.text_ref, narrative or {})
+            if text:
+                raw = _with_label(raw, text)
+            else:
+                issue = TEXT_NOT_FOUND_ISSUE
         rows.append(
             (
                 o.line,
@@ -535,13 +618,15 @@ def document_rows(root: Node, observations: list[_Observation], doc_id: str) -> 
                 o.local_label,
                 o.loinc,
                 o.value_type,
-                o.value_raw,
+                raw,
                 o.unit,
                 o.ref_range,
                 o.flag,
                 status,
                 c.get("specimen", ""),
-                None,
+                "",  # no sub-ID in CDA: an observation is told apart by its own time (observed_at)
+                o.obs_time,
+                issue,
             )
         )
     return rows, patient[1]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from transforms.parsers.base import decode_8bit
+
 INS_OIDS = frozenset(
     {
         "1.2.250.1.213.1.4.8",  # INS-NIR
@@ -81,7 +83,7 @@ def unescape(text: str, d: Delimiters) -> str:
     """Decode the escape sequences of ``text`` (call only when ``d.escape in text``).
 
     ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\`` give back the delimiters, ``\\.br\\`` (and ``\\.sp\\``) a
-    newline, ``\\Xhh..\\`` the bytes ``hh..`` (read as UTF-8, else Latin-1); highlighting and
+    newline, ``\\Xhh..\\`` the bytes ``hh..`` (read as UTF-8, else Windows-1252); highlighting and
     character-set switches (``\\H\\ \\N\\ \\Cxxyy\\ \\Mxxyyzz\\``) and other formatting commands
     are dropped. An unterminated or unknown sequence is kept as written.
     """
@@ -131,7 +133,7 @@ def _decode_sequence(seq: str, d: Delimiters) -> str | None:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            return raw.decode("latin-1")
+            return decode_8bit(raw)
     if seq.startswith("."):
         if seq in (".br", ".sp") or seq.startswith(".sp"):
             return "\n"

@@ -6,7 +6,8 @@ segments end with ``\\r`` is a line break inside a field when no segment follows
 hl7v2_framing), optionally MLLP-framed. Each message starts at an ``MSH`` line; its delimiters
 come from MSH-1/MSH-2 and its character set from MSH-18 (``UNICODE UTF-8``, ``8859/1``...; a
 declared 8859 charset gives way to UTF-8 when the message is valid UTF-8 holding multi-byte
-sequences), else UTF-8 with a Latin-1 fallback for that message.
+sequences; ``8859/1`` and undeclared 8-bit text are read as Windows-1252, what Windows senders
+write), else UTF-8 with a Windows-1252 fallback for that message.
 
 One canonical row per OBX (see docs/formats.md for the field map):
 
@@ -15,8 +16,11 @@ One canonical row per OBX (see docs/formats.md for the field map):
   component) read as every format reads a sex (transforms/parsers/sex.py: ``U``/``O``/``A``/``N``,
   HL7 table 0001's neither F nor M, are unknown); PID-11 postal code of the home address);
 * request id from OBR-3 (filler), OBR-2, ORC-3, ORC-2;
-* times: collected_at OBR-7, else SPM-17, else OBX-14; received_at SPM-18, else OBR-14;
-  validated_at OBX-19, else OBR-22 (offsets dropped, never applied: see resultrows);
+* times: collected_at OBR-7, else SPM-17, else OBX-14 (the specimen's collection, which the
+  indicators count by); received_at SPM-18, else OBR-14; validated_at OBX-19, else OBR-22; the
+  OBX's own time OBX-14 also in observed_at (offsets dropped, never applied: see resultrows);
+* observation_sub_id OBX-4: with OBX-3 it identifies an observation within its order (an
+  antibiogram's isolates; transforms/versions.py keeps such results apart);
 * lab_finess: a FINESS in OBX-23, else MSH-4, else ORC-21 (null when none carries 9 FINESS
   characters);
 * OBX-3 code (LOINC ``LN`` system to loinc_code_src, the code also in local_code), OBX-2 value
@@ -53,6 +57,7 @@ from transforms.parsers.base import (
     Chunk,
     FileFormatError,
     control_byte,
+    decode_8bit,
     holds_control,
     holds_utf8_sequences,
     open_input,
@@ -81,13 +86,15 @@ _CHARSETS = {
     "UNICODE": "utf-8",
     "UTF-8": "utf-8",
     "ASCII": "utf-8",
-    "8859/1": "latin-1",
+    # Windows senders declare 8859/1 on Windows-1252 text (base.decode_8bit: QA fmt F3)
+    "8859/1": "cp1252",
     "8859/15": "iso8859-15",
     "8859/2": "iso8859-2",
     "8859/9": "iso8859-9",
 }
 _PATIENT_FIELDS = ("patient_nir", "ins_oid", "family_name", "first_name", "birth_date", "sex", "postal_code")
 _I_STATUS = IDX["result_status"]
+_I_OBSERVED = IDX["observed_at"]
 # columns an embedded CDA row takes from the HL7 message when the document leaves them empty
 _MERGED = tuple(
     IDX[n]
@@ -354,7 +361,8 @@ class _Message:
                 o19 = f[19]
                 if o19 and not o19.isdigit():
                     o19 = first_component(o19, d)
-                append((nos[i], msg_id, lab, req, *patient, coll or o14, recv, o19 or obr22, *res, spec, ""))
+                sub = decode(f[4], d) if f[4] else ""
+                append((nos[i], msg_id, lab, req, *patient, coll or o14, recv, o19 or obr22, *res, spec, sub, o14, ""))
             elif sid == "OBR":
                 if patient is None:
                     raise _Malformed(f"OBR at line {nos[i]} comes before any PID")
@@ -457,6 +465,10 @@ class _Message:
             row = list(r)
             row[0] = no
             row[1] = self.msg_id
+            # the document repeats the message's OBX results (Ségur), which OBX-4 and OBX-14 tell
+            # apart; its observations' own times are often the analysis time where OBX-14 holds the
+            # collection's, and would keep each result and its copy apart (transforms/versions.py)
+            row[_I_OBSERVED] = ""
             for k, idx in enumerate(_MERGED):
                 if not row[idx] and hl7[k]:
                     row[idx] = hl7[k]
@@ -518,7 +530,7 @@ def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
-                text = raw.decode("latin-1")
+                text = decode_8bit(raw)
         elif holds_utf8_sequences(raw) and _is_utf8(raw):
             # declared 8859 but sent in UTF-8 (a common misconfiguration): é arrives as two bytes
             # that are valid UTF-8, which Latin-1 text practically never holds (it would read Ã©)

@@ -5,7 +5,7 @@ escape nor a repetition character and is not of type ED, the raw segment and the
 order's context (:data:`CTX_COLUMNS` joined with U+001F, one string per OBR). :func:`obx_frame`
 splits them column-wise and applies the same rules as :func:`~transforms.parsers.er7.result_columns`
 (LOINC detection, trailing empty components of composite values, unit component, FINESS in
-OBX-23, OBX-14/OBX-19 first component). The equivalence is property-tested
+OBX-23, OBX-14/OBX-19 first component, OBX-4 as it is). The equivalence is property-tested
 (tests/test_parser_properties.py); it is what makes the parser several times faster than a
 per-field Python loop on large files.
 """
@@ -51,6 +51,7 @@ def obx_frame(nos: list[int], segments: list[str], ctx_index: list[int], context
         f[6].str.split_exact("^", 1).struct.rename_fields(["__u0", "__u1"]).alias("__u"),
         f[23].str.split_exact("^", 9).struct.rename_fields([f"__x{i}" for i in range(10)]).alias("__x"),
         f[5].alias("__v"),
+        f[4].alias("observation_sub_id"),
         f[7].alias("ref_range"),
         f[8].alias("abnormal_flag"),
         f[11].alias("result_status"),
@@ -91,5 +92,7 @@ def obx_frame(nos: list[int], segments: list[str], ctx_index: list[int], context
         pl.col("abnormal_flag"),
         pl.col("result_status"),
         pl.col("specimen"),
+        pl.col("observation_sub_id"),
+        pl.col("__o14").alias("observed_at"),
         pl.lit("").alias("parse_issues"),
     )

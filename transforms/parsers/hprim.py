@@ -5,17 +5,18 @@ repetition ``~``, component ``^``, escape ``\\``, subcomponent ``&``; ``H|^~\\&`
 copied from an MSH) is read the same way: ``^`` is never a repetition nor ``~`` a component
 separator. Any other declaration is honoured in HPRIM's order. A record longer than a line
 continues on lines starting with ``A|``: what follows ``A|`` is appended to the record as is.
-Records are decoded one at a time, UTF-8 else Latin-1. Fields are numbered like HL7's, the record
-type being field 0 (``OBX-5`` is the value); the OBR and OBX records follow the HL7 layout.
+Records are decoded one at a time, UTF-8 else Windows-1252 (base.decode_8bit). Fields are
+numbered like HL7's, the record type being field 0 (``OBX-5`` is the value); the OBR and OBX
+records follow the HL7 layout.
 
 Mapping (see docs/formats.md): P-2/P-3/P-4 identifiers (the one qualified by an INS OID, else the
 first present), P-5 ``family^first``, P-6 birth name (preferred as family name when given), P-7
 birth date, P-8 sex (``U``/``I`` unknown; read as every format reads it: transforms/parsers/sex.py),
 P-10 address (component 5 postal code); OBR-3 (else OBR-2) request, OBR-7 collection, OBR-14
-reception, OBR-15 specimen, OBR-22 report time; OBX-2 type, OBX-3 code, OBX-5 value, OBX-6 unit,
-OBX-7 ranges (``low^high`` read as ``low-high``), OBX-8 flag, OBX-11 status, OBX-14 observation
-time (collection fallback), OBX-15 producing lab (its FINESS, else the FINESS in H-4, the sender),
-OBX-19 validation time.
+reception, OBR-15 specimen, OBR-22 report time; OBX-2 type, OBX-3 code, OBX-4 sub-ID, OBX-5 value,
+OBX-6 unit, OBX-7 ranges (``low^high`` read as ``low-high``), OBX-8 flag, OBX-11 status, OBX-14
+observation time (observed_at; collection fallback), OBX-15 producing lab (its FINESS, else the
+FINESS in H-4, the sender), OBX-19 validation time.
 
 Rejects: lines before the first H form one ``MALFORMED_MESSAGE`` reject; a line that is not a
 record, a record of a type the parser does not know (``RES``, ``OBXX``: anything but H, P, OBR, OBX
@@ -221,8 +222,9 @@ def _record(text: str, no: int, st: _State, sink: ResultSink, check: bool = True
             ranges = _ranges(f[7], d) if f[7] else None
             if ranges is not None:
                 res = (*res[:6], ranges, *res[7:])
+            sub = decode(f[4], d) if f[4] else ""
             sink.rows.append(
-                (no, None, lab, req, *st.patient, obr7 or o14, obr14, o19 or obr22, *res, obr15, None)
+                (no, None, lab, req, *st.patient, obr7 or o14, obr14, o19 or obr22, *res, obr15, sub, o14, None)
             )
     elif rtype == "OBR":
         if st.patient is None:

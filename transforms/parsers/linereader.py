@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from transforms.parsers.base import decode_8bit
+
 BLOCK_SIZE = 1 << 20
 MAX_LINE = 64 << 20
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -150,11 +152,15 @@ def iter_blocks(fh: BinaryIO, *, block_size: int | None = None, max_line: int = 
 
 
 def decode_text(data: bytes, preferred: str | None = None) -> str:
-    """Decode ``data`` with ``preferred`` (when given and it fits), else UTF-8, else Latin-1.
+    """Decode ``data`` with ``preferred`` (when given and it fits), else UTF-8, else as 8-bit
+    Windows-1252 text (:func:`~transforms.parsers.base.decode_8bit`, which never fails).
 
-    Latin-1 maps every byte, so this never fails: a Latin-1 SGL export is read as such, a UTF-8
-    one as UTF-8, without guessing from the file name.
+    A Windows SGL's export ("ANSI", declared ``8859/1`` or not at all) is read with its Œ, ’ and €,
+    a UTF-8 one as UTF-8, without guessing from the file name. ``preferred`` ``cp1252`` is read
+    the same way (its five undefined bytes as Latin-1 C1 controls, refused by the parsers).
     """
+    if preferred == "cp1252":
+        return decode_8bit(data)
     if preferred and preferred != "utf-8":
         try:
             return data.decode(preferred)
@@ -163,4 +169,4 @@ def decode_text(data: bytes, preferred: str | None = None) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        return decode_8bit(data)

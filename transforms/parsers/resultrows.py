@@ -72,6 +72,8 @@ RAW_COLUMNS: tuple[str, ...] = (
     "abnormal_flag",
     "result_status",
     "specimen",
+    "observation_sub_id",
+    "observed_at",
     "parse_issues",
 )
 RAW_SCHEMA = pl.Schema({n: (pl.Int64() if n == "line_no" else pl.Utf8()) for n in RAW_COLUMNS})
@@ -79,6 +81,10 @@ RAW_SCHEMA = pl.Schema({n: (pl.Int64() if n == "line_no" else pl.Utf8()) for n i
 IDX = {n: i for i, n in enumerate(RAW_COLUMNS)}
 PATIENT_SLICE = slice(IDX["patient_nir"], IDX["postal_code"] + 1)
 TIMESTAMP_COLUMNS = ("collected_at", "received_at", "validated_at")
+# a timestamp read like the others but never a reason to refuse the result: the observation's own
+# time (OBX-14) was ignored before it was kept (QA fmt F1), and some senders write junk there; an
+# unreadable one is null
+_QUIET_TIMESTAMPS = ("observed_at",)
 BATCH_ROWS = 16_384
 RAW_TEXT_CAP = 1 << 20  # characters of raw_text kept in a reject
 
@@ -167,7 +173,7 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     Work is staged (regex groups, then conversions, then issues) so that no regex runs twice.
     """
     text_cols = [n for n in RAW_COLUMNS if n != "line_no"]
-    dated = (*TIMESTAMP_COLUMNS, "birth_date")
+    dated = (*TIMESTAMP_COLUMNS, *_QUIET_TIMESTAMPS, "birth_date")
     df = raw.with_columns(
         [pl.when(pl.col(n) == "").then(None).otherwise(pl.col(n)).alias(n) for n in text_cols]
     )
@@ -241,6 +247,8 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     sex, sex_issue = sex_columns(df["sex"])
     issues: list[pl.Expr] = [pl.col("parse_issues")]
     for n in dated:
+        if n in _QUIET_TIMESTAMPS:
+            continue
         unread = pl.col(n).is_not_null() & pl.col(f"__t_{n}").is_null()
         if n == "birth_date":  # a year or year-month birth date is partial, not unreadable
             issues.append(pl.when(unread).then(birth_date_issue(pl.col(n), PARTIAL_BIRTH_TS)))
@@ -255,7 +263,7 @@ def finish(raw: pl.DataFrame, file_id: str, source: str) -> pl.DataFrame:
     issues.append(sex_issue)
     joined = pl.concat_str(issues, separator=";", ignore_nulls=True)
     df = df.with_columns(
-        [pl.col(f"__t_{n}").alias(n) for n in TIMESTAMP_COLUMNS]
+        [pl.col(f"__t_{n}").alias(n) for n in (*TIMESTAMP_COLUMNS, *_QUIET_TIMESTAMPS)]
         + [
             pl.col("__t_birth_date").dt.date().alias("birth_date"),
             sex.alias("sex"),

@@ -15,7 +15,10 @@ them:
 * rows with a test INS OID (.10/.11) are written but come back as TEST_IDENTITY rejects;
 * CDA only: value types other than NM, SN, ST, TX, CE, CWE and TS come back as ST; SN values
   that are neither a comparator, a ``low-high`` range, a ``n:d`` ratio nor a plain number come
-  back as ST; a unit on a value that is not NM or SN is not carried.
+  back as ST; a unit on a value that is not NM or SN is not carried; ``observation_sub_id`` is not
+  carried (CDA has no OBX-4), ``observed_at`` is the observation's effectiveTime;
+* HL7 v2 with ``embed_cda``: ``observed_at`` does not come back (the parser gives an embedded
+  document's rows no own time: transforms/versions.py).
 
 The time a message, document or file was made (MSH-7; CDA effectiveTime and author time; the
 HPRIM H record) is the latest validation time among its rows.
@@ -195,9 +198,10 @@ def _obx(i: int, r: dict) -> str:
     lab = r["lab_finess"]
     xon = f"LABO^^^^^FINESS&{FINESS_OID}&ISO^FINEG^^^{lab}" if lab else ""
     return _fields(
-        "OBX", str(i), _e(r["value_type"]), _code_field(r), "", _composite(r["value_raw"], r["value_type"]),
+        "OBX", str(i), _e(r["value_type"]), _code_field(r), _e(r.get("observation_sub_id")),
+        _composite(r["value_raw"], r["value_type"]),
         _e(r["unit_raw"]), _e(r["ref_range"]), _repeating(r["abnormal_flag"]), "", "", _e(r["result_status"]),
-        "", "", "", "", "", "", "", _ts(r["validated_at"]), "", "", "", xon,
+        "", "", _ts(r.get("observed_at")), "", "", "", "", _ts(r["validated_at"]), "", "", "", xon,
     )
 
 
@@ -314,6 +318,8 @@ def _cda_observation(r: dict) -> str:
     out = ['<component><observation classCode="OBS" moodCode="EVN">', _cda_code(r)]
     if r["result_status"] is not None:
         out.append(f"<statusCode{_attrs(code=STATUS_TO_CDA.get(r['result_status'], r['result_status']))}/>")
+    if r.get("observed_at") is not None:
+        out.append(f"<effectiveTime{_attrs(value=_ts(r['observed_at']))}/>")
     out.append(_cda_value(r))
     for flag in (r["abnormal_flag"] or "").split("~"):
         if flag:
@@ -470,9 +476,11 @@ def hprim_records(df: pl.DataFrame) -> Iterator[str]:
             for i, r in enumerate(order, start=1):
                 count += 1
                 yield _fields(
-                    "OBX", str(i), _e(r["value_type"]), _code_field(r), "", _composite(r["value_raw"], r["value_type"]),
+                    "OBX", str(i), _e(r["value_type"]), _code_field(r), _e(r.get("observation_sub_id")),
+                    _composite(r["value_raw"], r["value_type"]),
                     _e(r["unit_raw"]), _e(r["ref_range"]), _repeating(r["abnormal_flag"]), "", "",
-                    _e(r["result_status"]), "", "", "", _e(r["lab_finess"]), "", "", "", _ts(r["validated_at"]),
+                    _e(r["result_status"]), "", "", _ts(r.get("observed_at")), _e(r["lab_finess"]), "", "", "",
+                    _ts(r["validated_at"]),
                 )
     yield f"L|1|||{count}"
 
