@@ -154,7 +154,7 @@ def run_plain(home: Path) -> dict:
     if steps.mappings_changed(ctx, fingerprint):
         steps.save_mappings_fingerprint(ctx, fingerprint)
     t = time.perf_counter()
-    fct = pub.publish_fct(ctx, changed)
+    pub.publish_fct(ctx, changed)
     epi = _optional("flows.epi", "publish_epi")
     if epi is not None:
         epi(ctx, steps.read_refs(ctx))

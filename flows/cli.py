@@ -569,7 +569,6 @@ def serve(
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         with temporary_settings(updates={PREFECT_API_URL: api}):
-            d.ensure_writer_limit()
             deps = d.deployments(str(settings.home_abs))
             console.print("serving: " + ", ".join(dep.name for dep in deps) + "  (Ctrl-C to stop)")
             prefect_serve(*deps, print_starting_message=False)

@@ -97,16 +97,3 @@ def start_server(prefect_home: Path, host: str, port: int, log_path: Path) -> su
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def ensure_writer_limit(limit: int = 1) -> None:
-    """The Prefect global concurrency limit ``biolake-warehouse-writer``: one publication writing
-    the warehouse at a time, across workers (flows/pipeline.writer_slot takes it)."""
-    import anyio
-    from prefect.client.orchestration import get_client
-
-    from flows.pipeline import WRITER_LIMIT
-
-    async def go():
-        async with get_client() as client:
-            await client.upsert_global_concurrency_limit_by_name(WRITER_LIMIT, limit)
-
-    anyio.run(go)

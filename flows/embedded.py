@@ -14,7 +14,6 @@ SIGKILL). At a normal exit Prefect stops its server as before and the watchdog i
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import shutil
 import subprocess
@@ -51,12 +50,6 @@ def start() -> int | None:
 
         server._run_uvicorn_command = launch_watched  # this instance only; Prefect's own code otherwise
     server.start()
-    try:  # the writer slot exists here too: without it Prefect warned at every run that it did not
-        from flows.deployments import ensure_writer_limit
-
-        ensure_writer_limit()
-    except Exception as err:  # noqa: BLE001 - the file lock keeps runs apart anyway
-        logging.getLogger(__name__).debug("writer limit not created: %s", err)
     return server.server_process.pid if server.server_process else None
 
 

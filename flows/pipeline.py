@@ -5,8 +5,9 @@ ids and small dicts, never DataFrames. Per-file work runs in ``process-files`` t
 of files of about BIOLAKE_BATCH_MB of input (flows/process.py: a task per small file would cost
 more in orchestration than the work), on threads or on a Dask cluster (BIOLAKE_DASK_ADDRESS); the
 storage layout (one partition per file, uniquely named temporary files) keeps concurrent writers
-apart. Publication runs once, under an exclusive warehouse lock and the Prefect concurrency limit
-``biolake-warehouse-writer``.
+apart. Publication runs once, under the exclusive warehouse lock (flows/lock.py), which alone keeps
+writers apart: a Prefect concurrency limit taken beside it outlived a killed run in the Prefect
+database and stopped every later run (QA crash F1).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter
-from contextlib import contextmanager
 from datetime import datetime
 
 from prefect import flow, get_run_logger, task
@@ -28,20 +28,7 @@ from flows import publish as pub
 from flows.lock import warehouse_lock
 from flows.settings import Settings
 
-WRITER_LIMIT = "biolake-warehouse-writer"
 RECODE_BATCH_FILES = 50  # files re-coded per task after a mapping change
-
-
-@contextmanager
-def writer_slot(settings: Settings):
-    """The warehouse's one writer slot across workers: a Prefect global concurrency limit of 1 that
-    `biolake serve` creates. Taken once around a whole publication (not per task: every acquisition
-    is an API round trip, slow while the server is busy). Without the limit (the embedded Prefect of
-    `biolake run`), the file lock alone keeps runs apart."""
-    from prefect.concurrency.sync import concurrency
-
-    with concurrency(WRITER_LIMIT, occupy=1, strict=False, timeout_seconds=settings.lock_timeout):
-        yield
 
 
 def _ctx(home: str) -> steps.Context:
@@ -357,8 +344,7 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
         privacy.audit(ctx, "run_started", str(ctx.wh.home))
         try:
             ing = _with_runner(ingest_flow, ctx.settings)(home=home)
-            with writer_slot(ctx.settings):
-                pubd = publish_flow(home=home, changed=ing["changed"])
+            pubd = publish_flow(home=home, changed=ing["changed"])
         except BaseException as err:
             privacy.audit(ctx, "run_finished", str(ctx.wh.home), details={"status": "failed",
                                                                           "error": type(err).__name__})
@@ -369,7 +355,7 @@ def pipeline(home: str = "data", export: bool = False, reports: bool = True) -> 
             gate = quality_gate_task(home, file_ids=ing["changed"], run_files=ing["files"])
         published = None
         if export and gate["ok"]:
-            with Stage(ctx, "export"), writer_slot(ctx.settings):
+            with Stage(ctx, "export"):
                 published = export_task(home)
         report_paths: dict = {}
         if reports:

@@ -17,7 +17,7 @@ from prefect.cache_policies import NONE
 
 from flows import steps
 from flows.lock import warehouse_lock
-from flows.pipeline import _ctx, publish_epi_task, writer_slot
+from flows.pipeline import _ctx, publish_epi_task
 
 
 @task(name="quality-gate", cache_policy=NONE)
@@ -84,7 +84,7 @@ def publication_flow(home: str = "data", issue_date: str | None = None) -> dict:
     refusal = refused(ctx, landing=False)  # an invalid MDO rules table: one line, nothing written
     if refusal is not None:
         return refusal
-    with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout), writer_slot(ctx.settings):
+    with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
         epi = publish_epi_task(home)
         out = gated_export(home, issue_date=issue_date) | {"epi": epi}
         report_paths = {"data_quality": dq_report_task(home)}

@@ -513,3 +513,37 @@ def test_the_command_listing_gives_each_command_one_line():
         in_commands = text[text.index("Commands"):]
         continued = [r for r in in_commands.splitlines() if r.startswith("│     ")]  # a wrapped summary
         assert not continued, text
+
+
+def test_a_concurrency_slot_a_killed_run_left_taken_does_not_stop_the_next_run(prefect_harness, tmp_path,
+                                                                              monkeypatch):
+    """QA crash F1: a run killed during its publication left the Prefect limit
+    biolake-warehouse-writer taken (active_slots 1 in the Prefect database: the lease died with the
+    embedded server), and every later run waited BIOLAKE_LOCK_TIMEOUT for it, then failed with a
+    traceback; nothing was published again. Runs no longer take a Prefect slot: the file lock, freed
+    by the kernel when its holder dies, keeps writers apart."""
+    import anyio
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from flows.pipeline import pipeline
+    from tests.helpers import HEADER, line
+
+    (tmp_path / "landing" / "labo_alpha").mkdir(parents=True)
+    (tmp_path / "landing" / "labo_alpha" / "x.csv").write_text("\n".join([HEADER, line()]) + "\n", encoding="utf-8")
+    monkeypatch.setenv("BIOLAKE_LOCK_TIMEOUT", "2")
+
+    async def leaked(create: bool):
+        async with get_client() as client:
+            if create:
+                await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
+                    name="biolake-warehouse-writer", limit=1, active_slots=1))
+            else:
+                await client.delete_global_concurrency_limit_by_name("biolake-warehouse-writer")
+
+    anyio.run(leaked, True)
+    try:
+        summary = pipeline(home=str(tmp_path), reports=False)
+    finally:
+        anyio.run(leaked, False)
+    assert summary["files_new"] == 1 and summary["rows_valid"] == 1

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import polars as pl
-import pytest
 
 from tests.helpers import HEADER, line
 from transforms.canonical import conform

@@ -60,8 +60,9 @@ def test_serve_registers_the_scheduled_deployments(tmp_path):
         assert found["biolake-pipeline/ingest-every-15-min"]["parameters"]["reports"] is False
         daily = found["biolake-publication/daily-indicators"]["schedules"][0]["schedule"]
         assert daily["cron"] == "0 6 * * *" and daily["timezone"] == "Europe/Paris"
-        limits = post(f"{api}/v2/concurrency_limits/filter", {})
-        assert [(c["name"], c["limit"]) for c in limits] == [("biolake-warehouse-writer", 1)]
+        # no Prefect concurrency limit: one left taken by a killed run stopped every later run (QA crash
+        # F1); the warehouse's file lock keeps writers apart
+        assert post(f"{api}/v2/concurrency_limits/filter", {}) == []
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:  # the UI is served too
             assert r.status == 200 and b"<html" in r.read(2000).lower()
         # QA: the server's scheduler failed on every loop (SQLAlchemy 2.1), so no run ever fired;

@@ -13,7 +13,7 @@ Layers and what they may hold:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import polars as pl
 
