@@ -146,6 +146,10 @@ def ingest_flow(home: str = "data") -> dict:
     with Stage(ctx, "reference"):
         steps.load_ref(ctx)
         loinc, mappings, fingerprint = terminology_for(ctx)
+        if steps.first_coding(ctx):  # nothing coded yet: every file of this run is coded with these
+            # mappings, so a run killed before its end leaves them recorded (QA crash F2: the next run
+            # found no fingerprint, said "the mappings changed", re-coded and audited a change)
+            steps.save_mappings_fingerprint(ctx, fingerprint)
     with Stage(ctx, "validate"):
         # staging written by earlier code: plain request numbers and message ids replaced by their
         # keyed hashes, value_comparator added (a warehouse no migration can bring to the current

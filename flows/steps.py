@@ -1072,6 +1072,12 @@ def mappings_changed(ctx: Context, fingerprint: str) -> bool:
     return _state(ctx).get("mappings_fingerprint") != fingerprint
 
 
+def first_coding(ctx: Context) -> bool:
+    """No mappings recorded and no file coded yet: a new home (a home of before the record, with
+    coded files, is re-coded once by the next run, as when its mappings change)."""
+    return "mappings_fingerprint" not in _state(ctx) and not ctx.wh.partitions(cat.STG_RESULTS_CODED)
+
+
 def recode_requested(ctx: Context) -> str | None:
     """Why every file must be re-coded although the mappings did not change ("reprocess"), or None."""
     return _state(ctx).get("recode_all")

@@ -547,3 +547,34 @@ def test_a_concurrency_slot_a_killed_run_left_taken_does_not_stop_the_next_run(p
     finally:
         anyio.run(leaked, False)
     assert summary["files_new"] == 1 and summary["rows_valid"] == 1
+
+
+def test_a_first_run_stopped_midway_leaves_its_mappings_recorded(prefect_harness, tmp_path, monkeypatch):
+    """QA crash F2: a first load killed during ingest left files coded but the mappings' fingerprint
+    unrecorded; the next run said "re-coded: the mappings or qualitative words changed", re-coded
+    them and audited a mappings_changed event that never happened."""
+    from flows import process
+    from flows.pipeline import pipeline
+    from flows.privacy import read_audit
+    from tests.helpers import HEADER, line
+    from warehouse.store import Warehouse
+
+    folder = tmp_path / "landing" / "labo_alpha"
+    folder.mkdir(parents=True)
+    for name in ("a.csv", "b.csv"):
+        (folder / name).write_text("\n".join([HEADER, line(N_DEMANDE=name)]) + "\n", encoding="utf-8")
+    real = process.process_file
+
+    def stopped(ctx, t, work):
+        if t.path.endswith("b.csv"):
+            raise RuntimeError("the machine stopped")
+        return real(ctx, t, work)
+
+    monkeypatch.setattr(process, "process_file", stopped)
+    state = pipeline(home=str(tmp_path), reports=False, return_state=True)
+    assert state.is_failed()
+    monkeypatch.setattr(process, "process_file", real)
+    summary = pipeline(home=str(tmp_path), reports=False)
+    assert summary["files_new"] == 1 and summary.get("files_recoded", 0) == 0, summary
+    assert summary.get("recoded_because") is None
+    assert read_audit(Warehouse(tmp_path)).filter(pl.col("kind") == "mappings_changed").is_empty()
