@@ -267,3 +267,19 @@ def test_an_under_full_pack_is_merged_with_new_partitions_sorted(tmp_path):
     assert ids.is_sorted()
     assert counts_polars(wh) == before == counts_duckdb(wh)
     assert [df["line_no"].to_list() for df in wh.parts(T, "f010")] == [[1, 2, 3]]
+
+
+def test_a_view_built_before_a_rewrite_reads_each_row_once(wh):
+    """QA crash F3: a purge killed between rewriting packed partitions (loose, without identities) and
+    compacting them left the views of biolake.duckdb reading both copies (raw.results 385,888 rows
+    for 300,007): a view over a clean table was a glob. A view names its files: it reads the table
+    as it was built, each row once, until the next run or `biolake views` rebuilds it."""
+    wh.compact(T, min_loose=2)
+    assert wh.layout(T).clean
+    pinned = wh.sql_source(T, pinned=True)
+    assert "**" not in pinned and "**" in wh.sql_source(T)
+    before = counts_duckdb(wh)
+    wh.write_partition(T, "f3", [rows("f3", 7, detail="new")])  # the purge's rewrite, then a kill
+    with duckdb.connect() as con:
+        assert dict(con.sql(f"SELECT file_id, count(*) FROM {pinned} GROUP BY 1").fetchall()) == before
+    assert counts_duckdb(wh)["f3"] == 7  # read now, the table holds the rewrite once

@@ -36,9 +36,11 @@ def duckdb_type(c) -> str:
 
 
 def _source(wh: Warehouse, t: Table) -> str:
-    """The table's true rows: a glob of its files, or, while a pack holds stale rows (between a
-    partition's rewrite and the next compaction, warehouse/store.py), the files with those filtered."""
-    return wh.sql_source(t)
+    """The table's true rows: its files named (a view outlives the moment it is built: a glob
+    would also read partitions rewritten after it, beside their packed copy), or, while a pack holds
+    stale rows (between a partition's rewrite and the next compaction, warehouse/store.py), the
+    files with those filtered."""
+    return wh.sql_source(t, pinned=True)
 
 
 def view_sql(wh: Warehouse, t: Table, present: set[str] | None = None) -> str:
