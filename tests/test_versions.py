@@ -113,9 +113,9 @@ def test_specimens_stated_and_different_are_two_results_and_one_unstated_fits_ei
     assert _flags(segur) == {"a:1": (False, "a:2"), "a:2": (True, None)}
 
 
-def test_a_segur_message_publishes_each_result_once(tmp_path):
-    """End to end: an HL7 message carrying a glucose as an OBX and again inside its embedded CR-BIO
-    document (which also states the specimen) has one current glucose in the fact table."""
+def _segur_glucose(tmp_path, glucose_obx: str) -> pl.DataFrame:
+    """The fact table's glucose rows of an HL7 message carrying the glucose as the OBX
+    ``glucose_obx`` and again inside its embedded CR-BIO document (tests/fixtures/cda)."""
     import base64
     from pathlib import Path
 
@@ -127,14 +127,20 @@ def test_a_segur_message_publishes_each_result_once(tmp_path):
                "PID|1||285077512345655^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||LEGRAND^Élodie^^^^^L"
                "||19850712|F\r"
                "OBR|1||DEM-2024-0042|11502-2^CR d'examens biologiques^LN|||20240305073500\r"
-               "OBX|1|NM|GLY^Glycémie à jeun^L^2345-7^Glucose^LN||5.4|mmol/L|3.9-5.8|N|||F\r"
+               + glucose_obx + "\r"
                "OBX|2|ED|11502-2^CR d'examens biologiques^LN||^text^XML^Base64^"
                + base64.b64encode(cda).decode("ascii") + "||||||F\r")
     home = tmp_path / "home"
     (home / "landing" / "labo_segur").mkdir(parents=True)
     (home / "landing" / "labo_segur" / "message.hl7").write_bytes(message.encode("utf-8"))
     ctx, _ = run_steps(home)
-    glucose = ctx.wh.read(cat.FCT_LAB_RESULTS).filter(pl.col("local_code") == "GLY").sort("line_no")
+    return ctx.wh.read(cat.FCT_LAB_RESULTS).filter(pl.col("local_code") == "GLY").sort("line_no")
+
+
+def test_a_segur_message_publishes_each_result_once(tmp_path):
+    """End to end: an HL7 message carrying a glucose as an OBX and again inside its embedded CR-BIO
+    document (which also states the specimen) has one current glucose in the fact table."""
+    glucose = _segur_glucose(tmp_path, "OBX|1|NM|GLY^Glycémie à jeun^L^2345-7^Glucose^LN||5.4|mmol/L|3.9-5.8|N|||F")
     assert glucose.height == 2  # both rows are kept, as sent
     assert glucose["is_current"].to_list() == [False, True]
     assert glucose["superseded_by"][0] == f"{glucose['file_id'][1]}:{glucose['result_no'][1]}"
@@ -406,26 +412,12 @@ def test_a_segur_message_whose_obx_states_the_collection_time_publishes_each_res
     """OBX-14 holds the collection time (IHE LAB, the NIST samples) while the embedded CR-BIO's
     observation says 10:15, its analysis time: the document's rows get no own time, so the OBX and
     its copy stay one result (docs/formats.md)."""
-    import base64
     from pathlib import Path
-
-    from tests.epi_support import run_steps
-    from warehouse import catalog as cat
 
     cda = (Path(__file__).parent / "fixtures" / "cda" / "crbio_sample.xml").read_bytes()
     assert b'<effectiveTime value="20240305101500+0100"/>' in cda
-    message = ("MSH|^~\\&|SGL|LABO^750000002^FINESS|DMP|ANS|20240305120000||ORU^R01^ORU_R01|ED-1|P|2.5\r"
-               "PID|1||285077512345655^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||LEGRAND^Élodie^^^^^L"
-               "||19850712|F\r"
-               "OBR|1||DEM-2024-0042|11502-2^CR d'examens biologiques^LN|||20240305073500\r"
-               "OBX|1|NM|GLY^Glycémie à jeun^L^2345-7^Glucose^LN|1|5.4|mmol/L|3.9-5.8|N|||F|||20240305073500\r"
-               "OBX|2|ED|11502-2^CR d'examens biologiques^LN||^text^XML^Base64^"
-               + base64.b64encode(cda).decode("ascii") + "||||||F\r")
-    home = tmp_path / "home"
-    (home / "landing" / "labo_segur").mkdir(parents=True)
-    (home / "landing" / "labo_segur" / "message.hl7").write_bytes(message.encode("utf-8"))
-    ctx, _ = run_steps(home)
-    glucose = ctx.wh.read(cat.FCT_LAB_RESULTS).filter(pl.col("local_code") == "GLY").sort("line_no")
+    glucose = _segur_glucose(tmp_path, "OBX|1|NM|GLY^Glycémie à jeun^L^2345-7^Glucose^LN|1|5.4|mmol/L|3.9-5.8|N|||F|||"
+                                       "20240305073500")
     assert glucose.height == 2
     assert glucose["is_current"].to_list() == [False, True]
     assert glucose["observed_at"].dt.strftime("%H:%M").to_list() == ["07:35", None]
