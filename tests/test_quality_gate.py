@@ -260,7 +260,7 @@ def test_a_lab_that_delivered_regularly_and_went_silent_is_a_warning_naming_it(g
     assert not [w for w in gate["warnings"] if "lab_deliveries" in w], gate["warnings"]
     home = copy_home(home, tmp_path / "home")
     now = datetime.now()
-    _log_deliveries(home, "labo_silent", [20, 19.2, 12.3], now)
+    _log_deliveries(home, "labo_silent", [20, 18, 12.3], now)  # 3 dates at any hour (19.2: 20's date before 04:48)
     _log_deliveries(home, "labo_once", [40], now)
     _log_deliveries(home, "labo_weekly", [14, 7, 0.5], now)
     late = run_quality_gate(context(home, "late-labs"), now=now)
