@@ -57,7 +57,6 @@ from transforms.parsers.base import (
     Chunk,
     FileFormatError,
     control_byte,
-    decode_8bit,
     holds_control,
     holds_utf8_sequences,
     open_input,
@@ -527,10 +526,7 @@ def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink
         raw = b"\r".join(lines)
         charset = _charset(lines[0])
         if charset is None:
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                text = decode_8bit(raw)
+            text = decode_text(raw)  # UTF-8, else Windows-1252
         elif holds_utf8_sequences(raw) and _is_utf8(raw):
             # declared 8859 but sent in UTF-8 (a common misconfiguration): é arrives as two bytes
             # that are valid UTF-8, which Latin-1 text practically never holds (it would read Ã©)
