@@ -689,6 +689,21 @@ def _one_line_listings(typer_app: typer.Typer) -> None:
 _register_subapps()
 _one_line_listings(app)
 
+# the commands that write the warehouse or its publication under the home's lock
+_WRITING = {"run", "reprocess", "demo", "purge", "views", "analyst-db", "mappings", "epi", "report"}
+
+
+def _interrupted_hint(command: list[str]) -> str:
+    """What an interrupted command left behind (QA crash: Ctrl-C printed Prefect's "Crash detected"
+    and nothing else). Every writer publishes each file, table and publication folder by a rename
+    of a complete copy, and a run skips the files it loaded before, so running it again finishes."""
+    if command and command[0] in _WRITING:
+        return (f"[yellow]interrupted[/yellow] (Ctrl-C): `biolake {command[0]}` stopped before its end. Nothing "
+                "half-written is kept (each file, table and publication is written whole, then renamed into "
+                "place); run the same command again to finish it: files already loaded are not read again.")
+    return "[yellow]interrupted[/yellow] (Ctrl-C)"
+
+
 def main() -> None:
     """The `biolake` command: the app, with the expected failures (a missing or changed secret, a
     path that is not a directory, a missing file...) told in one line instead of a traceback
@@ -704,6 +719,10 @@ def main() -> None:
 
     try:
         app()
+    except SystemExit as err:
+        if err.code == 130:  # Typer's exit on Ctrl-C, silent but for Prefect's "Crash detected" lines
+            errors.print(_interrupted_hint(sys.argv[1:2]), soft_wrap=True, highlight=False)
+        raise
     except (SecretMissing, LockTimeout, HomeNotWritable, MappingError, LoincFormatError, QualitativeWordsError,
             MdoRulesError, WarehouseFormatError,
             ValidationError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,21 +37,54 @@ def _open_lock(home: Path) -> int:
                               "home (its lock, its warehouse); check --home or BIOLAKE_HOME and the mount") from None
 
 
+def _holder(fd: int) -> str:
+    return os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+
+
+def say_waiting(message: str) -> None:
+    """Tell whoever watches the run that it waits: the run's log inside a Prefect flow or task (the
+    UI shows it), standard error otherwise (QA crash: a run waiting inside the flow said nothing for
+    up to BIOLAKE_LOCK_TIMEOUT)."""
+    try:
+        from prefect import get_run_logger
+        from prefect.exceptions import MissingContextError
+
+        try:
+            get_run_logger().warning(message)
+            return
+        except MissingContextError:
+            pass
+    except ImportError:  # pragma: no cover - prefect is a dependency
+        pass
+    print(message, file=sys.stderr, flush=True)
+
+
 @contextmanager
-def warehouse_lock(home: Path, timeout: float = 600, poll: float = 0.2):
+def warehouse_lock(home: Path, timeout: float = 600, poll: float = 0.2, on_wait=say_waiting,
+                   remind_every: float = 60):
+    """Hold the home's lock for the block. When another run holds it, ``on_wait(message)`` is told
+    at once (naming the holder's pid and the time limit), then every ``remind_every`` seconds;
+    ``on_wait=None`` waits silently."""
     path = home / ".biolake.lock"
     fd = _open_lock(home)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
+    next_word = started
     try:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                    raise LockTimeout(f"{path}: another biolake run (pid {holder}) holds the warehouse "
+                now = time.monotonic()
+                if now >= deadline:
+                    raise LockTimeout(f"{path}: another biolake run (pid {_holder(fd)}) holds the warehouse "
                                       f"lock; gave up after {timeout:.0f} s") from None
+                if on_wait is not None and timeout > 0 and now >= next_word:
+                    waited = f"waited {now - started:.0f} s; " if next_word > started else ""
+                    on_wait(f"another biolake run (pid {_holder(fd)}) is writing to {home}: {waited}waiting "
+                            f"for it, at most {timeout:.0f} s in all (BIOLAKE_LOCK_TIMEOUT)")
+                    next_word = now + remind_every
                 time.sleep(poll)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
@@ -75,8 +109,8 @@ def wait_until_free(home: Path, timeout: float = 600, on_wait=None) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             fcntl.flock(fd, fcntl.LOCK_UN)
         except BlockingIOError:
-            on_wait(os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown")
+            on_wait(_holder(fd))
         finally:
             os.close(fd)
-    with warehouse_lock(home, timeout=timeout):
+    with warehouse_lock(home, timeout=timeout, on_wait=None):
         pass

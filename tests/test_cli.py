@@ -578,3 +578,26 @@ def test_a_first_run_stopped_midway_leaves_its_mappings_recorded(prefect_harness
     assert summary["files_new"] == 1 and summary.get("files_recoded", 0) == 0, summary
     assert summary.get("recoded_because") is None
     assert read_audit(Warehouse(tmp_path)).filter(pl.col("kind") == "mappings_changed").is_empty()
+
+
+def test_ctrl_c_says_what_was_left_and_what_to_do(tmp_path, monkeypatch, capsys):
+    """QA crash: Ctrl-C during a run printed Prefect's "Crash detected" lines and nothing else."""
+    import sys
+
+    import flows.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run_and_show", interrupted)
+    monkeypatch.setenv("BIOLAKE_PSEUDONYM_SECRET", "k3Y-" + "pQ7zR2mX9vL4tW8s")
+    (tmp_path / "landing").mkdir()
+    monkeypatch.setattr(sys, "argv", ["biolake", "run", "--home", str(tmp_path)])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    assert stop.value.code == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert "interrupted (Ctrl-C): `biolake run` stopped before its end" in err
+    assert "run the same command again to finish it" in err
+    # a command that writes nothing is told to have been interrupted, no more
+    assert "again" not in cli._interrupted_hint(["sql"]) and "interrupted" in cli._interrupted_hint(["sql"])

@@ -111,6 +111,72 @@ def test_one_writer_at_a_time(tmp_path):
         pass
 
 
+def _held_lock(home):
+    """Hold the home's lock from another thread until the returned release() is called."""
+    holding, release = threading.Event(), threading.Event()
+
+    def holder():
+        with warehouse_lock(home, timeout=5):
+            holding.set()
+            release.wait(10)
+
+    th = threading.Thread(target=holder)
+    th.start()
+    assert holding.wait(5)
+
+    def done():
+        release.set()
+        th.join()
+    return done
+
+
+def test_a_run_waiting_for_the_lock_says_so_and_repeats_it(tmp_path, capsys):
+    """QA crash: a run waiting inside the flow said nothing for up to BIOLAKE_LOCK_TIMEOUT."""
+    done = _held_lock(tmp_path)
+    try:
+        with pytest.raises(LockTimeout):
+            with warehouse_lock(tmp_path, timeout=4, remind_every=1.5):
+                pass
+    finally:
+        done()
+    said = [line for line in capsys.readouterr().err.splitlines() if "another biolake run" in line]
+    assert len(said) >= 2, said  # at once, then again
+    assert f"pid {os.getpid()}" in said[0] and "at most 4 s in all (BIOLAKE_LOCK_TIMEOUT)" in said[0]
+    assert "waited" not in said[0] and "waited 0 s" not in said[-1] and "waited" in said[-1]
+    with warehouse_lock(tmp_path, timeout=0.3):  # free again, and silent when free
+        pass
+    assert capsys.readouterr().err == ""
+
+
+def test_a_flow_waiting_for_the_lock_writes_it_in_its_run_log(prefect_harness, tmp_path):
+    from prefect import flow
+
+    messages = []
+
+    @flow
+    def waiting_flow():
+        import logging
+
+        class Keep(logging.Handler):
+            def emit(self, record):
+                messages.append((record.name, record.levelname, record.getMessage()))
+        handler = Keep()
+        logging.getLogger("prefect.flow_runs").addHandler(handler)
+        try:
+            with pytest.raises(LockTimeout):
+                with warehouse_lock(tmp_path, timeout=0.5):
+                    pass
+        finally:
+            logging.getLogger("prefect.flow_runs").removeHandler(handler)
+
+    done = _held_lock(tmp_path)
+    try:
+        waiting_flow()
+    finally:
+        done()
+    assert [m for m in messages if m[1] == "WARNING" and "another biolake run" in m[2]], messages
+
+
 def test_dask_cluster_gives_the_same_warehouse(clean_run, generated, tmp_path, monkeypatch):
     from distributed import LocalCluster
 
