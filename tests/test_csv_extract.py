@@ -564,3 +564,20 @@ def test_a_header_spelt_differently_and_a_row_of_quoted_empty_fields_qa_regr2_f8
                    DATE_NAISSANCE="", NIR="", CODE_POSTAL="", FINESS="")
     rows, rejects, _ = parse_all(write(tmp_path, [HEADER, no_date], name="y.csv"))
     assert rows["line_no"].to_list() == [2] and rejects.is_empty()
+
+
+@pytest.mark.parametrize("whole_file", [True, False], ids=["cp1252-file", "cp1252-line-in-utf8"])
+def test_a_byte_windows_1252_leaves_undefined_refuses_its_line_as_in_hl7(tmp_path, whole_file):
+    """A byte Windows-1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) in 8-bit text was read as
+    the replacement character and stored in the name and its pseudonym, where HL7 and HPRIM refuse
+    the unit holding it: the CSV refuses the line, naming the field, and reads the others."""
+    good = line(N_DEMANDE="D1", NOM="CŒUR", LIBELLE_ANALYSE="Hématies")
+    bad = line(N_DEMANDE="D2", NOM="CŒUR", LIBELLE_ANALYSE="Hématies").encode("cp1252").replace(b"C\x8cUR", b"C\x81UR")
+    other = (lambda text: text.encode("cp1252")) if whole_file else (lambda text: text.encode("utf-8"))
+    p = tmp_path / "x.csv"
+    p.write_bytes(b"\n".join([other(HEADER), other(good), bad, other(line(N_DEMANDE="D3"))]) + b"\n")
+    rows, rejects, seen = parse_all(p)
+    assert seen == 3 and rows["request_id"].to_list() == ["D1", "D3"]
+    assert rows["family_name"][0] == "CŒUR"
+    assert rejects.select("line_no", "reason_code").rows() == [(3, "MALFORMED_LINE")]
+    assert rejects["detail"][0].startswith("control character U+0081 in field NOM: the line is not read")

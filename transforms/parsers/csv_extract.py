@@ -35,6 +35,7 @@ from transforms.parsers.base import (
     comparator_of,
     comparator_pattern,
     control_byte,
+    decode_8bit,
     holds_utf8_sequences,
 )
 
@@ -132,7 +133,7 @@ def _line_by_line(block: bytes) -> str:
         try:
             out.append(line.decode("utf-8"))
         except UnicodeDecodeError:
-            out.append(line.decode("cp1252", errors="replace"))
+            out.append(decode_8bit(line))
     return "\n".join(out)
 
 
@@ -156,7 +157,9 @@ def _decode(block: bytes, state: dict) -> pl.Series:
         state["encoding"] = "mixed"
         return pl.Series("raw", [_line_by_line(block)], dtype=pl.Utf8)
     state["encoding"] = "cp1252"
-    return pl.Series("raw", [block.decode("cp1252", errors="replace")], dtype=pl.Utf8)
+    # an undefined byte becomes its C1 control, refused with its line like HL7/HPRIM's (it was U+FFFD,
+    # stored in a name and its pseudonym)
+    return pl.Series("raw", [decode_8bit(block)], dtype=pl.Utf8)
 
 
 def _date_tries(col: str, formats: tuple[str, ...], dtype) -> list[pl.Expr]:
