@@ -361,3 +361,25 @@ def test_an_observations_own_time_is_observed_at_and_the_procedures_the_collecti
     assert rejects.height == 0
     assert rows.select(pl.col("collected_at").dt.hour(), pl.col("observed_at").dt.hour(),
                        "observation_sub_id").rows() == [(8, 8, None), (8, 10, None)]
+
+
+@pytest.mark.parametrize("declared", ['encoding="ISO-8859-1"', "encoding='latin1'", ""],
+                         ids=["declared-iso-8859-1", "declared-latin1", "undeclared"])
+def test_8bit_text_is_read_as_windows_1252_and_an_undefined_byte_refuses_its_document(tmp_path, declared):
+    """CDA read 8-bit text as Latin-1 when HL7 and HPRIM read it as Windows-1252 (QA fmt F3): CŒUR
+    became C\\x8cUR, linked as another person. A byte Windows-1252 leaves undefined refuses its
+    document, naming it and its line, and the documents around it are read."""
+    def eight_bit(i, family):
+        text = doc(i).replace('<?xml version="1.0" encoding="UTF-8"?>', f'<?xml version="1.0" {declared}?>')
+        return text.replace("MARTIN", family).encode("cp1252")
+
+    bad = eight_bit(2, "CŒUR").replace(b"C\x8cUR", b"C\x81UR")
+    data = eight_bit(1, "CŒUR D’ALÈNE") + bad + eight_bit(3, "CŒUR")
+    rows, rejects, units = parse_all(write(tmp_path, data))
+    assert units == 3
+    assert rows["family_name"].to_list() == ["CŒUR D’ALÈNE", "CŒUR"]
+    assert rows["message_id"].to_list() == ["1.2.3^D1", "1.2.3^D3"]
+    bad_line = data[: data.index(b"C\x81UR")].count(b"\n") + 1
+    assert rejects["reason_code"].to_list() == ["MALFORMED_MESSAGE"]
+    assert rejects["detail"][0].startswith(f"control character U+0081 at line {bad_line}, column ")
+    assert "a byte Windows-1252 leaves undefined" in rejects["detail"][0]
