@@ -83,7 +83,8 @@ PARSER_VERSION = "8"  # bump when a parser's output changes: earlier ingests are
 # "8": CSV: a byte Windows-1252 leaves undefined in 8-bit text refuses its line like a C1 control in
 # HL7/HPRIM (it was read as U+FFFD and stored in the name and its pseudonym); CDA: a document
 # declaring ISO-8859-1, or not UTF-8, is read as Windows-1252 (it was Latin-1), and one holding a byte
-# Windows-1252 leaves undefined is refused naming it
+# Windows-1252 leaves undefined is refused naming it; HL7: in a file without BHS, an FTS-1 above its
+# number of messages is a truncated-delivery reject
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was

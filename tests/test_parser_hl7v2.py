@@ -366,7 +366,13 @@ def test_an_mllp_frame_without_its_end_byte_is_a_truncated_delivery(tmp_path):
     (["FHS|^~\\&|QA", "BHS|^~\\&|QA", "M1", "BTS|1", "FTS|2"], [
         (8, "truncated or incomplete file: FTS at line 8 counts 2 batch(es), the file holds 1"),
     ]),
+    # FHS ... FTS without BHS: FTS-1 counting more messages than the file holds (QA fmt note)
+    (["FHS|^~\\&|QA", "M1", "FTS|3"], [
+        (6, "truncated or incomplete file: FTS at line 6 counts 3, the file holds no BHS and 1 message(s)"),
+    ]),
     # complete wrappers, or none at all: nothing to say
+    (["FHS|^~\\&|QA", "M1", "M2", "FTS|2"], []),
+    (["FHS|^~\\&|QA", "M1", "M2", "FTS|1"], []),
     (["FHS|^~\\&|QA", "BHS|^~\\&|QA", "M1", "M2", "BTS|2", "FTS|1"], []),
     (["BHS|^~\\&|QA", "M1", "M2", "BTS|2"], []),
     (["M1", "M2", "BTS|", "FTS|"], []),

@@ -200,6 +200,11 @@ class MessageSplitter:
             if count.isdigit() and self.n_bhs and int(count) != self.n_bhs:
                 self.problems.append((no, f"truncated or incomplete file: FTS at line {no} counts {int(count)} "
                                           f"batch(es), the file holds {self.n_bhs}", line))
+            elif count.isdigit() and not self.n_bhs and int(count) > max(self.n_msh, 1):
+                # FHS ... FTS without BHS: senders count their messages in FTS-1 (one implicit batch
+                # is 1); more than the file holds is messages lost on the way (QA fmt note)
+                self.problems.append((no, f"truncated or incomplete file: FTS at line {no} counts {int(count)}, "
+                                          f"the file holds no BHS and {self.n_msh} message(s)", line))
             self._unclosed("BHS", "BTS", f"the FTS at line {no}")
             self.fhs = None
 
