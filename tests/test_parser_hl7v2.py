@@ -908,3 +908,19 @@ def test_an_embedded_cda_gives_its_rows_no_own_time(tmp_path):
     assert rows.height > 0 and rejects.height == 0
     assert rows["observed_at"].null_count() == rows.height
     assert rows["observation_sub_id"].null_count() == rows.height
+
+
+@pytest.mark.parametrize(("pid3", "nir", "oid"), [
+    # an INS sent without its OID after the IPP (QA fmt note: the IPP was read, the patient linked by traits)
+    ("000003^^^CHU-X^PI~176026912345646^^^^INS", "176026912345646", ""),
+    ("000003^^^CHU-X^PI~176026912345646^^^ASIP-SANTE-INS-NIR^ins", "176026912345646", ""),
+    # with its OID it wins wherever it stands, typed or not
+    ("000003^^^CHU-X^PI~176026912345646^^^&1.2.250.1.213.1.4.8&ISO", "176026912345646", "1.2.250.1.213.1.4.8"),
+    # no INS, typed or with its OID: the first identifier, as before (validation drops a local one)
+    ("000003^^^CHU-X^PI~176026912345646^^^CPAM^SS", "000003", ""),
+])
+def test_pid3_an_ins_typed_without_its_oid_is_preferred_to_the_ipp(tmp_path, pid3, nir, oid):
+    m = msg("1").replace("176026912345646^^^&1.2.250.1.213.1.4.8&ISO^INS", pid3, 1)
+    rows, rejects, _ = parse_all(write(tmp_path, m))
+    assert rejects.is_empty()
+    assert (rows["patient_nir"][0], rows["ins_oid"][0] or "") == (nir, oid)

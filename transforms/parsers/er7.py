@@ -333,11 +333,16 @@ def pick_identifier(field: str, d: Delimiters) -> tuple[str, str]:
     """(identifier, assigning-authority OID) from a repeating CX field (PID-3, HPRIM ids).
 
     The repetition whose assigning authority (CX-4, ``namespace&OID&ISO``) is an INS OID wins,
-    else the first repetition with an identifier (else the first repetition). The OID is CX-4.2 (or a
-    bare OID in CX-4.1). Whether a non-INS identifier is a NIR is decided at validation
-    (flows/steps.local_ids_are_not_ins): the parser only extracts.
+    else the first one typed ``INS`` (CX-5) with an identifier, else the first repetition with an
+    identifier (else the first repetition). The OID is CX-4.2 (or a bare OID in CX-4.1). Whether a
+    non-INS identifier is a NIR is decided at validation (flows/steps.local_ids_are_not_ins): the
+    parser only extracts. (QA fmt note: an INS sent without its OID after the IPP,
+    ``IPP^^^LAB^PI~<NIR>^^^^INS``, was passed over for the IPP, and the patient linked by traits.)
+    The legacy PID-19 (SSN) is never read: it may hold the insured person's number, a parent's for
+    a child, which would link two persons as one.
     """
     first: tuple[str, str] | None = None
+    typed: tuple[str, str] | None = None
     for rep in field.split(d.repetition):
         c = rep.split(d.component)
         ident = decode(c[0], d) if c else ""
@@ -350,6 +355,8 @@ def pick_identifier(field: str, d: Delimiters) -> tuple[str, str]:
                 oid = hd[0]
         if oid in INS_OIDS:
             return ident, oid
+        if typed is None and ident and len(c) > 4 and c[4].strip().upper() == "INS":
+            typed = (ident, oid)
         if first is None or (not first[0] and ident):
             first = (ident, oid)
-    return first if first is not None else ("", "")
+    return typed or first or ("", "")
