@@ -85,7 +85,9 @@ PARSER_VERSION = "8"  # bump when a parser's output changes: earlier ingests are
 # declaring ISO-8859-1, or not UTF-8, is read as Windows-1252 (it was Latin-1), and one holding a byte
 # Windows-1252 leaves undefined is refused naming it; HL7: in a file without BHS, an FTS-1 above its
 # number of messages is a truncated-delivery reject; PID-3: an identifier typed INS (CX-5) without
-# its OID is read before the IPP (the IPP was read, and the patient linked by traits)
+# its OID is read before the IPP (the IPP was read, and the patient linked by traits); UTF-8 text:
+# the 27 C1 code points Windows-1252 defines are read as its signs (U+0092 as ’), not refused as
+# controls (QA regr F3); only the five it leaves undefined refuse their unit
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was

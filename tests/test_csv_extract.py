@@ -581,3 +581,15 @@ def test_a_byte_windows_1252_leaves_undefined_refuses_its_line_as_in_hl7(tmp_pat
     assert rows["family_name"][0] == "CŒUR"
     assert rejects.select("line_no", "reason_code").rows() == [(3, "MALFORMED_LINE")]
     assert rejects["detail"][0].startswith("control character U+0081 in field NOM: the line is not read")
+
+
+def test_c1_code_points_of_a_latin1_conversion_are_read_as_their_windows_1252_signs(tmp_path):
+    """QA regr F3: ’ written U+0092 (Windows-1252 converted to UTF-8 as if it were Latin-1) refused
+    its line as a control character, and the positive was lost. It is read as ’, Œ (U+008C) as Œ;
+    U+0081, which no Windows-1252 sign stands for, still refuses its line."""
+    lines = [HEADER, line(N_DEMANDE="D1", NOM="C\u008cUR", LIBELLE_ANALYSE="Recherche d\u0092ARN SARS-CoV-2"),
+             line(N_DEMANDE="D2", NOM="C\u0081UR"), line(N_DEMANDE="D3")]
+    rows, rejects, seen = parse_all(write(tmp_path, lines))
+    assert seen == 3 and rows["request_id"].to_list() == ["D1", "D3"]
+    assert rows.select("family_name", "local_label").row(0) == ("CŒUR", "Recherche d’ARN SARS-CoV-2")
+    assert rejects["detail"].to_list()[0].startswith("control character U+0081 in field NOM")

@@ -861,10 +861,30 @@ def test_a_c1_control_character_refuses_its_message_like_a_c0_one(tmp_path):
     assert rows["message_id"].to_list() == ["2"]
     assert rejects.select("line_no", "reason_code").rows() == [(1, "MALFORMED_MESSAGE")]
     assert rejects["detail"][0].startswith("control character U+0081 in PID at line 2: the message is not read")
-    utf8 = _CP1252_MSG.format(charset="UNICODE UTF-8").replace("cœur", "c\x9cur", 1)
+    utf8 = _CP1252_MSG.format(charset="UNICODE UTF-8").replace("cœur", "c\x81ur", 1)
     rows, rejects, _ = parse_all(write(tmp_path, utf8, name="u.hl7"))
     assert rows.height == 0
-    assert rejects["detail"][0].startswith("control character U+009C in OBX at line 4")
+    assert rejects["detail"][0].startswith("control character U+0081 in OBX at line 4")
+
+
+@pytest.mark.parametrize("charset", ["UNICODE UTF-8", ""], ids=["declared-utf8", "undeclared"])
+def test_c1_code_points_of_a_latin1_conversion_are_read_as_their_windows_1252_signs(tmp_path, charset):
+    """QA regr F3: an exporter converting Windows-1252 to UTF-8 as if it were Latin-1 writes ’ as
+    U+0092 and Œ as U+008C; refused as control characters, a ’ in a comment cost a positive. They
+    are read as the signs they stand for, in names, values and comments; a message without them is
+    read as before."""
+    mojibake = {"Œ": "\x8c", "œ": "\x9c", "’": "\x92", "€": "\x80", "–": "\x96"}
+    text = _CP1252_MSG.format(charset=charset)
+    garbled = text
+    for sign, c1 in mojibake.items():
+        garbled = garbled.replace(sign, c1)
+    assert garbled != text and any(c in garbled for c in mojibake.values())
+    garbled += msg("2").replace("OBX|1|", "NTE|1||Contrôle dans l\x92intervalle\rOBX|1|", 1)
+    rows, rejects, _ = parse_all(write(tmp_path, garbled, name="m.hl7"))
+    expected, _, _ = parse_all(write(tmp_path, text, name="e.hl7"))
+    assert rejects.is_empty()
+    assert rows["message_id"].to_list() == [expected["message_id"][0], "2"]
+    assert rows.drop("file_id", "line_no").row(0) == expected.drop("file_id", "line_no").row(0)
 
 
 def test_decode_text_reads_8bit_text_as_windows_1252():

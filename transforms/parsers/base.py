@@ -117,11 +117,13 @@ def comparator_of(group: pl.Expr) -> pl.Expr:
 # control characters no lab writes in a value (tab, and the CR and LF that end lines, aside): a NUL
 # or another C0 byte inside a name would change the person's linkage key (QA ops F4), so the line
 # (CSV) or unit (HL7 message, HPRIM record) holding one is rejected, naming the byte, never the value.
-# The C1 controls (U+0080-U+009F) too: 8-bit text is read as Windows-1252 (decode_8bit), where those
-# bytes are letters and signs (Œ œ ’ – €), so a C1 control left in a text is one of the five bytes
-# Windows-1252 leaves undefined, or UTF-8 text that encodes one: never a letter (QA fmt F3: read as
-# Latin-1, CŒUR became C\x8cUR, linked as CUR, and one person counted twice)
-CONTROL_CHARS = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]"
+# Five C1 controls too: 8-bit text is read as Windows-1252 (decode_8bit), where bytes 0x80-0x9F are
+# letters and signs (Œ œ ’ – €) but for five it leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D), and
+# UTF-8 text has the other 27 C1 code points read as the Windows-1252 signs they stand for
+# (decode_utf8), so one of these five is left in a text only as a stray byte, never a letter (QA fmt
+# F3: read as Latin-1, CŒUR became C\x8cUR, linked as CUR, and one person counted twice; QA regr F3:
+# refusing all 32 refused a message for a ’ in its comment that an exporter wrote as U+0092)
+CONTROL_CHARS = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f\\x81\\x8d\\x8f\\x90\\x9d]"
 _CONTROL = re.compile(CONTROL_CHARS)
 _CONTROL_NAMES = {0: "NUL", 0x1b: "ESC", 0x7f: "DEL"}
 
@@ -131,7 +133,7 @@ _CONTROL_NAMES = {0: "NUL", 0x1b: "ESC", 0x7f: "DEL"}
 # one of the five bytes Windows-1252 leaves undefined in 8-bit text (they also occur inside some UTF-8
 # letters: then the search on the decoded text finds nothing), or 0xC2 0x80-0x9F in UTF-8
 CONTROL_BYTES = bytes(range(0x09)) + b"\x0b\x0c" + bytes(range(0x0e, 0x20)) + b"\x7f" + b"\x81\x8d\x8f\x90\x9d"
-_UTF8_C1 = re.compile(b"\xc2[\x80-\x9f]")
+_UTF8_C1 = re.compile(b"\xc2[\x81\x8d\x8f\x90\x9d]")
 
 
 def holds_control(data: bytes) -> bool:
@@ -143,6 +145,25 @@ def holds_control(data: bytes) -> bool:
     if len(data.translate(None, CONTROL_BYTES)) != len(data):
         return True
     return b"\xc2" in data and _UTF8_C1.search(data) is not None
+
+
+# the 27 C1 code points Windows-1252 defines, as its signs: an exporter converting Windows-1252 text
+# to UTF-8 as if it were Latin-1 writes ’ as U+0092, € as U+0080, Œ as U+008C (QA regr F3)
+C1_AS_CP1252 = str.maketrans({c: bytes([c]).decode("cp1252") for c in range(0x80, 0xa0)
+                              if c not in (0x81, 0x8d, 0x8f, 0x90, 0x9d)})
+_UTF8_C1_DEFINED = re.compile(b"\xc2[\x80\x82-\x8c\x8e\x91-\x9c\x9e\x9f]")
+
+
+def utf8_holds_c1_signs(data: bytes) -> bool:
+    """Whether UTF-8 ``data`` holds one of the 27 C1 code points Windows-1252 defines (one C pass)."""
+    return b"\xc2" in data and _UTF8_C1_DEFINED.search(data) is not None
+
+
+def decode_utf8(data: bytes) -> str:
+    """``data.decode("utf-8")`` (raises like it), with the C1 code points Windows-1252 defines read
+    as its signs (:data:`C1_AS_CP1252`): text converted from Windows-1252 as if it were Latin-1."""
+    text = data.decode("utf-8")
+    return text.translate(C1_AS_CP1252) if utf8_holds_c1_signs(data) else text
 
 
 def control_byte(text: str) -> tuple[int, str] | None:

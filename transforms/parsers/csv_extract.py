@@ -36,6 +36,8 @@ from transforms.parsers.base import (
     comparator_pattern,
     control_byte,
     decode_8bit,
+    decode_utf8,
+    utf8_holds_c1_signs,
     holds_utf8_sequences,
 )
 
@@ -131,7 +133,7 @@ def _line_by_line(block: bytes) -> str:
     out = []
     for line in block.split(b"\n"):
         try:
-            out.append(line.decode("utf-8"))
+            out.append(decode_utf8(line))
         except UnicodeDecodeError:
             out.append(decode_8bit(line))
     return "\n".join(out)
@@ -152,6 +154,8 @@ def _decode(block: bytes, state: dict) -> pl.Series:
         except UnicodeDecodeError:
             pass
         else:
+            if utf8_holds_c1_signs(block):  # ’ written U+0092 by a Latin-1 conversion: read as ’
+                return pl.Series("raw", [decode_utf8(block)], dtype=pl.Utf8)
             return pl.Series("raw", [block], dtype=pl.Binary).cast(pl.Utf8)
     if holds_utf8_sequences(block, french_only=True):
         state["encoding"] = "mixed"
@@ -503,7 +507,7 @@ def _header(block: bytes, state: dict, path: Path) -> list[str]:
     end = block.find(b"\n")
     first = block if end < 0 else block[:end]
     # a newline always ends a character: the line decodes as the whole block did
-    text = _line_by_line(first) if state.get("encoding") in ("cp1252", "mixed") else first.decode("utf-8")
+    text = _line_by_line(first) if state.get("encoding") in ("cp1252", "mixed") else decode_utf8(first)
     header = text.removesuffix("\r").lstrip("\ufeff")
     state["header_line"] = header.strip()
     names = [_unquoted(h.strip()) for h in header.split(";")]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from transforms.parsers.base import decode_8bit
+from transforms.parsers.base import decode_8bit, decode_utf8
 
 INS_OIDS = frozenset(
     {
@@ -131,7 +131,7 @@ def _decode_sequence(seq: str, d: Delimiters) -> str | None:
         except ValueError:
             return None
         try:
-            return raw.decode("utf-8")
+            return decode_utf8(raw)
         except UnicodeDecodeError:
             return decode_8bit(raw)
     if seq.startswith("."):

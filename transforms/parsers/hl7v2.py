@@ -57,6 +57,7 @@ from transforms.parsers.base import (
     Chunk,
     FileFormatError,
     control_byte,
+    decode_utf8,
     holds_control,
     holds_utf8_sequences,
     open_input,
@@ -530,7 +531,7 @@ def _read_message(lines: list, nos: list[int], truncated: bool, sink: ResultSink
         elif holds_utf8_sequences(raw) and _is_utf8(raw):
             # declared 8859 but sent in UTF-8 (a common misconfiguration): é arrives as two bytes
             # that are valid UTF-8, which Latin-1 text practically never holds (it would read Ã©)
-            text = raw.decode("utf-8")
+            text = decode_utf8(raw)
         else:
             text = decode_text(raw, charset)
         segs = text.split("\r")

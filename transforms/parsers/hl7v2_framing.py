@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 
+from transforms.parsers.base import decode_utf8
 from transforms.parsers.linereader import BLOCK_SIZE, LineBlock
 
 BATCH_SEGMENTS = frozenset({b"FHS", b"BHS", b"BTS", b"FTS"})
@@ -101,7 +102,7 @@ class MessageSplitter:
         src: bytes | str = data
         if b"8859/" not in data and b"\x1f" not in data:  # MSH-18 "8859/n": decode per message
             try:
-                src = data.decode("utf-8")
+                src = decode_utf8(data)
             except UnicodeDecodeError:
                 src = data
         nl, msh = ("\n", "MSH") if isinstance(src, str) else (b"\n", b"MSH")

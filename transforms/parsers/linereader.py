@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from transforms.parsers.base import decode_8bit
+from transforms.parsers.base import decode_8bit, decode_utf8
 
 BLOCK_SIZE = 1 << 20
 MAX_LINE = 64 << 20
@@ -167,6 +167,6 @@ def decode_text(data: bytes, preferred: str | None = None) -> str:
         except (UnicodeDecodeError, LookupError):
             pass
     try:
-        return data.decode("utf-8")
+        return decode_utf8(data)
     except UnicodeDecodeError:
         return decode_8bit(data)
