@@ -102,7 +102,9 @@ PARSER_VERSION = "8"  # bump when a parser's output changes: earlier ingests are
 # republishes every file, so an earlier fact table's versions are settled again the current way.
 # "6": staging, coded and fct hold observation_sub_id and observed_at (QA fmt F1): the bump makes the
 # next run look for partitions without them again and add them as null (NULL_WHEN_MISSING).
-CODING_FORMAT = "6"
+# "7": a late correction (validated over 366 days after its collection) that corrected nothing is
+# not current, provisionally too (QA regr F1): re-coding and republishing settles earlier ones so.
+CODING_FORMAT = "7"
 
 
 # --------------------------------------------------------------------------------------------
@@ -987,10 +989,13 @@ def version_key_expr() -> pl.Expr:
 
 def with_provisional_versions(df: pl.DataFrame) -> pl.DataFrame:
     """The version columns as they are for a result that has no other version: current unless its
-    status is D (deleted), superseded by nothing. The publication corrects them across files."""
+    status is D (deleted) or it is a late correction (which corrected nothing, then:
+    transforms/versions.py), superseded by nothing. The publication corrects them across files."""
+    from transforms.versions import late_replacement_expr
+
     return df.with_columns(
         version_key_expr().alias("version_key"),
-        (pl.col("result_status") != "D").fill_null(True).alias("is_current"),
+        ((pl.col("result_status") != "D").fill_null(True) & ~late_replacement_expr()).alias("is_current"),
         pl.lit(None, dtype=pl.Utf8).alias("superseded_by"),
     )
 

@@ -211,6 +211,9 @@ def fct_summary_suite(frame: pl.DataFrame, where: dict[str, str] | None = None) 
         _zero("n_deletions_unmatched", "every deletion (status D) deleted a result: one that found none, or "
               "several for a deletion without a collection date, deleted nothing (the result may still count)",
               critical=False),
+        _zero("n_corrections_unmatched", "every correction (status C) validated over a year after its collection "
+              "corrected a result of its collection day: one that found none is not counted (its date may be "
+              "a mistyped year, or its original was never delivered)", critical=False),
         _zero("n_versions_moved_day", "no correction or deletion (status C, D) moved a result to another collection "
               "day: one that did (a corrected date, or another day's result of a daily request number) is listed",
               critical=False),

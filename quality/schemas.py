@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import pandera.polars as pa
 import polars as pl
@@ -32,6 +32,7 @@ from quality.reasons import check as reason
 from transforms.canonical import CANONICAL_SCHEMA, COMPARATORS
 from transforms.parsers.sex import SEX_INVALID, SEX_ISSUE
 from transforms.identity import nir_format_ok_expr, nir_key_ok_expr
+from transforms.versions import MAX_VALIDATION_DELAY  # the slowest cultures take weeks; a year more is an error
 from transforms.terminology.loinc import loinc_valid_expr
 
 STATUSES = ("F", "C", "X", "D")
@@ -40,7 +41,6 @@ MAX_AGE = 125  # years at the collection; the quality gate's age range (quality/
 # a collection before 2000 is a typing error (a two-digit year read as 0026, 2016 for 2026): such a
 # date would also stretch the SI-DEP grid (every day x département x age class) over the years between
 OLDEST_COLLECTION = datetime(2000, 1, 1)
-MAX_VALIDATION_DELAY = timedelta(days=366)  # the slowest cultures take weeks; a year more is an error
 
 
 # what a quarantine row's detail says of each failed check (pandera's name of the check as key):
@@ -199,7 +199,9 @@ class CanonicalResult(pa.DataFrameModel):
     def validated_within_a_year(cls, data: pa.PolarsData) -> pl.LazyFrame:
         """Guards a new result against a mistyped collection year. A correction or deletion (C, D)
         is validated when it is made, and may retract a result of more than a year ago: it passes
-        (QA cal F5: a lab could not delete a false positive of 14 months ago, which kept counting)."""
+        (QA cal F5: a lab could not delete a false positive of 14 months ago, which kept counting),
+        and corrects only a result of its own collection day, or nothing and is not current
+        (transforms/versions.py: its date may be the mistyped one, QA regr F1)."""
         return data.lazyframe.select(
             ((pl.col("validated_at") - pl.col("collected_at")) <= MAX_VALIDATION_DELAY).fill_null(True)
             | pl.col("result_status").is_in(["C", "D"]).fill_null(False)

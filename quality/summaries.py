@@ -20,6 +20,7 @@ import duckdb
 import polars as pl
 
 from quality.clock import latest_local_time
+from transforms.versions import late_replacement_sql
 from warehouse import catalog as cat
 from warehouse.catalog import Table
 from warehouse.store import Warehouse, empty_relation
@@ -343,6 +344,10 @@ def fct_summary(con: duckdb.DuckDBPyConnection, src: Sources, departements: list
                    IS DISTINCT FROM max(CASE WHEN {person} IS NOT NULL THEN hash({person}) END))"""
     everywhere = {
         "n_person_key_null": "person_key IS NULL",
+        # a late correction (validated over a year after its collection) that found no result of
+        # its collection day to correct: not current, its date may be a mistyped year (transforms/
+        # versions.py, QA regr F1); a late deletion that deleted nothing is n_deletions_unmatched's
+        "n_corrections_unmatched": "result_status = 'C' AND superseded_by IS NULL AND NOT is_current",
         # a deletion may come without a collection date (quality/schemas.py): it is never current
         "n_collected_null": "result_status IS DISTINCT FROM 'D' AND (collected_at IS NULL OR collected_date IS NULL)",
     }
@@ -424,8 +429,10 @@ def _versions_inconsistent(con: duckdb.DuckDBPyConnection, fct: str) -> str:
             SELECT file_id, result_no, version_key, superseded_by FROM {fct}
             WHERE file_id IN (SELECT DISTINCT f FROM sup)) h ON h.file_id = sup.f AND h.result_no = sup.n
         WHERE h.file_id IS NULL OR h.superseded_by IS NOT NULL OR h.version_key IS DISTINCT FROM sup.version_key""")[0]
+    # a head that is not current is a deletion, or a late correction that corrected nothing
     return (f"({int(dangling)} + count(*) FILTER (WHERE superseded_by IS NULL AND NOT is_current "
-            "AND result_status IS DISTINCT FROM 'D') + count(*) FILTER (WHERE is_current AND superseded_by IS NOT NULL))")
+            f"AND result_status IS DISTINCT FROM 'D' AND NOT {late_replacement_sql()}) "
+            "+ count(*) FILTER (WHERE is_current AND superseded_by IS NOT NULL))")
 
 
 FCT_DOMAIN_COLUMNS = ("sex", "cl_age90", "result_status", "mapping_status", "result_class",

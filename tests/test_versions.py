@@ -421,3 +421,28 @@ def test_a_segur_message_whose_obx_states_the_collection_time_publishes_each_res
     assert glucose.height == 2
     assert glucose["is_current"].to_list() == [False, True]
     assert glucose["observed_at"].dt.strftime("%H:%M").to_list() == ["07:35", None]
+
+
+def test_a_late_correction_corrects_its_own_day_only_and_alone_is_not_current():
+    """A C or D validated over 366 days after its collection (QA regr F1): it corrects a result of
+    its collection day (QA cal F5), never the same person's result of another day, and a result it
+    alone forms is not current; an F joining that result makes it one again."""
+    def rows(*spec):
+        return pl.DataFrame(
+            [{"version_key": "lab|req|PCR|", "file_id": f, "result_no": 1, "file_seq": seq,
+              "placed_at": validated, "result_status": st, "person_key": "p", "collected_date": collected.date(),
+              "collected_at": collected, "validated_at": validated}
+             for f, seq, st, collected, validated in spec])
+
+    y25, y26, later = datetime(2025, 11, 2, 10), datetime(2026, 11, 2, 10), datetime(2026, 11, 5, 9)
+    same_day = _flags(rows(("a", 1, "F", y25, datetime(2025, 11, 2, 18)), ("b", 2, "C", y25, later)))
+    assert same_day == {"a:1": (False, "b:1"), "b:1": (True, None)}
+    other_day = _flags(rows(("a", 1, "F", y26, datetime(2026, 11, 2, 18)), ("b", 2, "C", y25, later)))
+    assert other_day == {"a:1": (True, None), "b:1": (False, None)}
+    deleted = _flags(rows(("a", 1, "F", y26, datetime(2026, 11, 2, 18)), ("b", 2, "D", y25, later)))
+    assert deleted == {"a:1": (True, None), "b:1": (False, None)}
+    alone_twice = _flags(rows(("b", 1, "C", y25, later), ("c", 2, "C", y25, datetime(2026, 11, 6, 9))))
+    assert alone_twice == {"b:1": (False, "c:1"), "c:1": (False, None)}
+    # not late (validated within the year): a corrected date moves the result, as before
+    moved = _flags(rows(("a", 1, "F", y26, datetime(2026, 11, 2, 18)), ("b", 2, "C", datetime(2026, 11, 1, 10), later)))
+    assert moved == {"a:1": (False, "b:1"), "b:1": (True, None)}

@@ -235,3 +235,30 @@ def test_a_deletion_and_a_correction_more_than_a_year_later_retract_the_positive
     assert h.ctx.wh.read(cat.QUARANTINE).is_empty()
     assert h.current() == {("R2", "CHARPENTIER", "Négatif", "C")}
     assert h.sidep() == [("01/10", "09", 0, 1)]
+
+
+def test_a_late_correction_corrects_only_its_own_collection_day_and_otherwise_does_not_count(tmp_path):
+    """QA regr F1: a correction validated 05/11/2026 of a result typed as collected 02/11/2025 (the
+    year mistyped; the original positive is of 02/11/2026) moved that current positive a year back,
+    and a correction of 01/09/2025 whose original was never delivered added a year-old positive;
+    both passed, the row checks exempting a C or D from the 366 days (QA cal F5). Now the first
+    corrects nothing, the original keeps counting on its day, and neither is current: the gate names
+    both. A late deletion does not move either."""
+    h = Home(tmp_path).deliver(
+        "1.csv",
+        result("R1", "benoit", "02/11/2026 10:00", "02/11/2026 18:00", "Positif"),
+        result("R2", "chloe", "02/11/2026 10:10", "02/11/2026 18:00", "Positif"))
+    assert h.sidep() == [("02/11", "09", 2, 2)]
+    h.deliver("2.csv",
+              result("R1", "benoit", "02/11/2025 10:00", "05/11/2026 09:00", "Négatif", status="C"),  # year typo
+              result("R9", "benoit", "01/09/2025 10:00", "20/11/2026 09:00", "Positif", status="C"),  # no original
+              result("R2", "chloe", "02/11/2025 10:10", "05/11/2026 09:00", "", status="D"))  # year typo
+    assert h.ctx.wh.read(cat.QUARANTINE).is_empty()  # kept in the warehouse, not counted
+    assert h.current() == {("R1", "BERTRAND", "Positif", "F"), ("R2", "CHARPENTIER", "Positif", "F")}
+    assert h.sidep() == [("02/11", "09", 2, 2)]
+    gate = _gate(h)
+    assert gate["ok"], gate["failures"]
+    unmatched = [w for w in gate["warnings"] if "n_corrections_unmatched" in w]
+    assert len(unmatched) == 1 and "line 2" in unmatched[0] and "line 3" in unmatched[0], gate["warnings"]
+    assert [w for w in gate["warnings"] if "n_deletions_unmatched" in w and "line 4" in w], gate["warnings"]
+    assert not [w for w in gate["warnings"] if "n_versions_moved_day" in w or "n_versions_inconsistent" in w]

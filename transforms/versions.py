@@ -57,6 +57,14 @@ A row with status C (correction) or D (deletion) corrects, the first of these th
    A correction or deletion that did move a result to another day is counted by the quality gate
    (``n_versions_moved_day``, a warning: quality/summaries.py), so it is never silent.
 
+A *late* correction or deletion, validated more than :data:`MAX_VALIDATION_DELAY` after its own
+collection, may retract a result of more than a year ago (QA cal F5: the row checks let it pass,
+quality/schemas.py), but its collection date may as well be a mistyped year: it corrects only a
+result collected the same day (1 to 4 above), never moves one to another day, and one that corrects
+nothing is not current (QA regr F1: a correction dated a year early moved a current positive a
+year back, and one without its original added a year-old positive). The gate counts those
+(``n_corrections_unmatched``, a warning).
+
 A collection time or day shared with the row comes before the same person's other days: with
 request numbers restarting every day (or reused), the same number on another day is another
 request (QA: a correction giving the 03/11 sample of request 1 to Benoit replaced Benoit's own
@@ -88,9 +96,26 @@ an original it may correct (QA: an undated C or D delivered before its original 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import polars as pl
 
 REPLACING = ("C", "D")
+MAX_VALIDATION_DELAY = timedelta(days=366)  # the slowest cultures take weeks; a year more is an error
+
+
+def late_replacement_expr() -> pl.Expr:
+    """A correction or deletion validated more than :data:`MAX_VALIDATION_DELAY` after its own
+    collection (null dates: not late)."""
+    return (pl.col("result_status").is_in(REPLACING)
+            & ((pl.col("validated_at") - pl.col("collected_at")) > MAX_VALIDATION_DELAY)).fill_null(False)
+
+
+def late_replacement_sql() -> str:
+    """:func:`late_replacement_expr` in DuckDB's SQL."""
+    micros = int(MAX_VALIDATION_DELAY.total_seconds()) * 1_000_000
+    return (f"coalesce(result_status IN ('C', 'D') AND epoch_us(validated_at) - epoch_us(collected_at) > {micros}, "
+            "false)")
 
 
 def settle(rows: pl.DataFrame) -> pl.DataFrame:
@@ -119,6 +144,8 @@ def settle(rows: pl.DataFrame) -> pl.DataFrame:
                    else pl.Series([None] * r.height, dtype=pl.Utf8)).to_list(),
         values=r.with_columns(_value_expr(r.columns))["_value"].to_list(),
         messages=col("message_key"),
+        late=(r.select(late_replacement_expr()).to_series().to_list()
+              if {"validated_at", "collected_at"} <= set(r.columns) else [False] * r.height),
         subs=(r["observation_sub_id"].cast(pl.Utf8).str.strip_chars().replace("", None)
               if "observation_sub_id" in r.columns else pl.Series([None] * r.height, dtype=pl.Utf8)).to_list(),
         observed=col("observed_at", pl.Datetime("us")))
@@ -132,9 +159,10 @@ def settle(rows: pl.DataFrame) -> pl.DataFrame:
         end = start
         while end < n and keys[end] == keys[start]:
             end += 1
-        for members in _results(range(start, end), rows_of):
+        for members, orphan in _results(range(start, end), rows_of):
             head = members[-1]
-            current[head] = rows_of.status[head] != "D"
+            # a result that late corrections alone formed corrected nothing: not a result of its own
+            current[head] = rows_of.status[head] != "D" and not orphan
             head_id = f"{rows_of.files[head]}:{nos[head]}"
             for m in members[:-1]:
                 superseded[m] = head_id
@@ -169,7 +197,7 @@ def _value_expr(columns: list[str]) -> pl.Expr:
 
 class _Result:
     __slots__ = ("persons", "links", "day", "time", "specimen", "files", "members", "touched", "seen", "sub",
-                 "observed")
+                 "observed", "orphan")
 
     def __init__(self) -> None:
         self.persons: set = set()
@@ -178,10 +206,12 @@ class _Result:
         self.members: list[int] = []
         self.specimen = self.day = self.time = self.seen = self.sub = self.observed = None
         self.touched = -1
+        self.orphan = True  # until a row other than a late correction or deletion is one of its versions
 
 
-def _results(order, rows: _Rows) -> list[list[int]]:
-    """The rows of one version key (indexes, in version order) grouped into results."""
+def _results(order, rows: _Rows) -> list[tuple[list[int], bool]]:
+    """The rows of one version key (indexes, in version order) grouped into results, each with
+    whether only late corrections or deletions formed it (``orphan``: it corrected nothing)."""
     results: list[_Result] = []
     for tick, k in enumerate(order):
         file, day, time, specimen = rows.files[k], rows.days[k], rows.times[k], rows.specimens[k]
@@ -202,7 +232,7 @@ def _results(order, rows: _Rows) -> list[list[int]]:
             # another day only for a specimen that can be this one (collected no later than the
             # day that result was received or validated), and not when an original of this day
             # was delivered and quarantined: with a daily request number it is another request (QA F1)
-            moved = [] if rows.quarantined[k] else _nearest(
+            moved = [] if rows.quarantined[k] or rows.late[k] else _nearest(
                 [c for c in mine if c.seen is None or day is None or day <= c.seen], day)
             for pool in ([c for c in mine if timed and c.time == time], [c for c in others if timed and c.time == time],
                          [c for c in mine if day is not None and c.day == day],
@@ -251,7 +281,8 @@ def _results(order, rows: _Rows) -> list[list[int]]:
         target.files.add(file)
         target.members.append(k)
         target.touched = tick
-    return [c.members for c in results]
+        target.orphan = target.orphan and rows.late[k]
+    return [(c.members, c.orphan) for c in results]
 
 
 def _differ(a, b) -> bool:
