@@ -103,7 +103,8 @@ PARSER_VERSION = "8"  # bump when a parser's output changes: earlier ingests are
 # "6": staging, coded and fct hold observation_sub_id and observed_at (QA fmt F1): the bump makes the
 # next run look for partitions without them again and add them as null (NULL_WHEN_MISSING).
 # "7": a late correction (validated over 366 days after its collection) that corrected nothing is
-# not current, provisionally too (QA regr F1): re-coding and republishing settles earlier ones so.
+# not current, provisionally too (QA regr F1); own times under 5 minutes apart no longer tell two
+# rows of one message apart (QA regr F5): re-coding and republishing settles earlier ones so.
 CODING_FORMAT = "7"
 
 

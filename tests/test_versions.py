@@ -446,3 +446,24 @@ def test_a_late_correction_corrects_its_own_day_only_and_alone_is_not_current():
     # not late (validated within the year): a corrected date moves the result, as before
     moved = _flags(rows(("a", 1, "F", y26, datetime(2026, 11, 2, 18)), ("b", 2, "C", datetime(2026, 11, 1, 10), later)))
     assert moved == {"a:1": (False, "b:1"), "b:1": (True, None)}
+
+
+def test_a_message_sent_again_with_its_own_time_stamped_again_is_that_result_again():
+    """QA regr F5: message X1 sent twice in one file, OBX-14 10:00:00 then 10:00:01: two current
+    results, and a correction stating 09:00 the next day replaced one, the positive still counting.
+    Own times under 5 minutes apart are one time; a tolerance test's points (30 minutes) stay two."""
+    def rows(*spec):
+        return pl.DataFrame(
+            [{"version_key": "lab|req|PCR|", "file_id": f, "result_no": n, "file_seq": seq,
+              "placed_at": datetime(2026, 11, 2, 18), "result_status": st, "person_key": "p", "collected_date": D1,
+              "collected_at": datetime(2026, 11, 2, 8), "message_key": "m1" if f == "a" else "m2",
+              "observed_at": observed, "value_raw": value}
+             for f, n, seq, st, observed, value in spec])
+
+    sent_twice = rows(("a", 1, 1, "F", datetime(2026, 11, 2, 10, 0, 0), "DETECTE"),
+                      ("a", 2, 1, "F", datetime(2026, 11, 2, 10, 0, 1), "DETECTE"))
+    assert _flags(sent_twice) == {"a:1": (False, "a:2"), "a:2": (True, None)}
+    corrected = pl.concat([sent_twice, rows(("b", 1, 2, "C", datetime(2026, 11, 3, 9), "NEGATIF"))])
+    assert [cur for cur, _ in _flags(corrected).values()] == [False, False, True]
+    tolerance = rows(("a", 1, 1, "F", datetime(2026, 11, 2, 10, 0), "5,0"), ("a", 2, 1, "F", datetime(2026, 11, 2, 10, 30), "5,0"))
+    assert _flags(tolerance) == {"a:1": (True, None), "a:2": (True, None)}

@@ -16,7 +16,8 @@ Two rows of one message (the same ``message_key``; rows without one, HPRIM's, in
 results when both state an observation sub-ID (HL7/HPRIM OBX-4: with OBX-3 it identifies an
 observation in its order, HL7 v2.5 7.4.2.4: an antibiogram's isolate 1 and 2), or both an own time
 (``observed_at``: OBX-14, a CDA observation's effectiveTime: a tolerance test's T0 and T120), and
-these differ, whatever their values (QA fmt F1: an isolate's susceptibility, a time point of equal
+these differ (own times by 5 minutes or more, :data:`SAME_OBSERVATION`: a message sent again in the
+file with its OBX-14 stamped again seconds later is that result again, QA regr F5), whatever their values (QA fmt F1: an isolate's susceptibility, a time point of equal
 value, were taken for the other again). A row that states none is not told apart so (the rows of a
 CDA embedded beside the OBX segments, which the HL7 parser gives no own time: the Ségur copy).
 Across messages these only guide the choice among results that fit otherwise (a re-delivery or a
@@ -289,12 +290,22 @@ def _differ(a, b) -> bool:
     return a is not None and b is not None and a != b
 
 
+# own times closer than this are one observation time stated twice: an interface re-sending a message
+# stamps its OBX-14 again, seconds later (QA regr F5: the copy became a second result, and a correction
+# retracted only one); the points of a tolerance or stimulation test are 15 minutes apart or more
+SAME_OBSERVATION = timedelta(minutes=5)
+
+
+def _times_differ(a, b) -> bool:
+    return a is not None and b is not None and abs(a - b) >= SAME_OBSERVATION
+
+
 def _told_apart(k: int, j: int, rows: _Rows) -> bool:
     """Rows ``k`` and ``j`` are two observations of one message: their sub-IDs or own times are
     stated and differ (HL7 identifies an observation in its order by OBX-3 and OBX-4). Rows without
     a message id (HPRIM) count as one message per file."""
     return rows.messages[k] == rows.messages[j] and rows.files[k] == rows.files[j] and (
-        _differ(rows.subs[k], rows.subs[j]) or _differ(rows.observed[k], rows.observed[j]))
+        _differ(rows.subs[k], rows.subs[j]) or _times_differ(rows.observed[k], rows.observed[j]))
 
 
 def _agreeing(pool: list[_Result], k: int, rows: _Rows) -> list[_Result]:
@@ -302,7 +313,7 @@ def _agreeing(pool: list[_Result], k: int, rows: _Rows) -> list[_Result]:
     and others do not (a re-delivery or correction of isolate 2, of the 10:00 point); else ``pool``."""
     if rows.subs[k] is None and rows.observed[k] is None:
         return pool
-    fit = [c for c in pool if not _differ(c.sub, rows.subs[k]) and not _differ(c.observed, rows.observed[k])]
+    fit = [c for c in pool if not _differ(c.sub, rows.subs[k]) and not _times_differ(c.observed, rows.observed[k])]
     return fit or pool
 
 
