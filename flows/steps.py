@@ -87,7 +87,8 @@ PARSER_VERSION = "8"  # bump when a parser's output changes: earlier ingests are
 # number of messages is a truncated-delivery reject; PID-3: an identifier typed INS (CX-5) without
 # its OID is read before the IPP (the IPP was read, and the patient linked by traits); UTF-8 text:
 # the 27 C1 code points Windows-1252 defines are read as its signs (U+0092 as ’), not refused as
-# controls (QA regr F3); only the five it leaves undefined refuse their unit
+# controls (QA regr F3); only the five it leaves undefined refuse their unit; CDA: a coded value's
+# text by reference to a table row or paragraph reads its cells and lines apart (QA regr F7)
 
 # bump when the coded rows change shape or meaning: part of the coding fingerprint, so the next run
 # re-codes (and republishes) every earlier file. "2": the version key became a keyed hash (it was

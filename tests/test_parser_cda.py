@@ -383,3 +383,16 @@ def test_8bit_text_is_read_as_windows_1252_and_an_undefined_byte_refuses_its_doc
     assert rejects["reason_code"].to_list() == ["MALFORMED_MESSAGE"]
     assert rejects["detail"][0].startswith(f"control character U+0081 at line {bad_line}, column ")
     assert "a byte Windows-1252 leaves undefined" in rejects["detail"][0]
+
+
+def test_a_reference_to_a_table_row_reads_its_cells_apart(tmp_path):
+    """QA regr F7: ``<reference value="#r1"/>`` naming a ``<tr>`` read 'SARS-CoV-2 PCRDétectéValeur...',
+    the cells glued together. Cells, paragraphs and line breaks are words apart; inline content is not."""
+    values = ['<value xsi:type="CD" nullFlavor="OTH"><originalText><reference value="#r1"/></originalText></value>',
+              '<value xsi:type="CD" nullFlavor="OTH"><originalText><reference value="#p1"/></originalText></value>']
+    narrative = ('<table><tr ID="r1"><td>SARS-CoV-2 PCR</td><td>Détecté</td><td>Valeur de référence :'
+                 ' Non détecté</td></tr></table><paragraph ID="p1">Positif<br/>faible</paragraph>')
+    rows, rejects, _ = parse_all(write(tmp_path, _section_doc(values, narrative)))
+    assert rejects.height == 0
+    assert rows["value_raw"].to_list() == ["^SARS-CoV-2 PCR Détecté Valeur de référence : Non détecté",
+                                           "^Positif faible"]

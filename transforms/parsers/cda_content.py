@@ -31,6 +31,8 @@ _NULL_TYPES = {"PQ": "NM", "INT": "NM", "REAL": "NM", "IVL_PQ": "SN", "ED": "TX"
 _SKIPPED = frozenset({"nonXMLBody", "observationMedia", "regionOfInterest"})
 _TEXT_TAGS = frozenset({"family", "given", "postalCode", "value", "text", "originalText"})
 _DESCEND = frozenset({"entry", "act", "organizer", "observation", "component", "entryRelationship"})
+# the narrative elements whose end separates texts: a referred table row reads its cells apart
+_NARRATIVE_BREAKS = frozenset({"td", "th", "tr", "paragraph", "item", "br", "caption", "list", "table"})
 # characters of a document's narrative blocks kept for the texts a coded value refers to
 # (``originalText/reference value="#id"``): the elements carrying an ID, up to this many in all
 NARRATIVE_CAP = 1 << 20
@@ -198,9 +200,12 @@ class Builder:
         if self.skip:
             open_ids = self.open_ids
             if open_ids is not None:
+                if open_ids and name.rsplit(" ", 1)[-1] in _NARRATIVE_BREAKS:
+                    for _, _, parts in open_ids:  # a table row's cells are words apart (QA regr F7)
+                        parts.append(" ")
                 if open_ids and open_ids[-1][0] == self.skip:
                     _, ref_id, parts = open_ids.pop()
-                    self.narrative.setdefault(ref_id, "".join(parts).strip())
+                    self.narrative.setdefault(ref_id, " ".join("".join(parts).split()))
                 if self.skip == 1:
                     self.open_ids = None
             self.skip -= 1
