@@ -498,6 +498,10 @@ def test_quarantine_examples_of_lines_the_parser_refused_show_no_false_empty_val
     shown = [e for rows in examples.values() for e in rows if e["value"] is not None]
     assert shown, "a safe value of a line that reached raw.results is shown"
     assert not [e for rows in examples.values() for e in rows if e["value_note"] == "empty or unreadable"]
+    # QA priv F5: an unreadable date (typed columns keep no text they cannot read) is not "empty"
+    notes = {(reason, e["value_note"]) for reason, rows in examples.items() for e in rows if e["value"] is None}
+    assert ("DATE_INVALID", "could not be read (its text is not kept)") in notes, notes
+    assert {reason for reason, note in notes if note == "empty in the file"} <= {"MISSING_VALUE"}, notes
     html = build_dq(wh, tmp_path).read_text(encoding="utf-8")
     assert "not kept (rejected before loading)" in html and "empty or unreadable" not in html
 

@@ -143,7 +143,10 @@ def _examples(con, src: S.Sources) -> dict[str, list[dict]]:
                 # a NIR, name or birth date typed into the text is masked as in staging
                 r["value"] = mask_text(*got[0])
                 if r["value"] is None:
-                    r["value_note"] = "empty in the file"
+                    # a typed column (a date, a number) keeps no text it could not read (QA priv F5:
+                    # an unreadable date was said to be "empty in the file")
+                    r["value_note"] = ("empty in the file" if r["reason_code"] == "MISSING_VALUE"
+                                       else "could not be read (its text is not kept)")
     out: dict[str, list[dict]] = {}
     for r in rows:
         out.setdefault(r["reason_code"], []).append(r)
