@@ -403,13 +403,17 @@ def not_in_files(ctx: Context, geo: pl.DataFrame, rule: DisclosureRule, sidep: l
 
 def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: str | None = None,
                        rule: DisclosureRule | None = None, diseases: list[str] | None = None,
-                       gate: dict | None = None) -> dict:
+                       gate: dict | None = None, replace: str | None = None) -> dict:
     """Write ``<home>/publication/<issue_date>/``: SpF-shaped files, suppressed, plus manifest.csv/.json.
     ``gate``: what manifest.json says of the quality gate (an override: its why and failures).
 
-    Re-issuing the same date replaces that issue (atomically); other issues are never touched.
+    An issue holds the warehouse as it is when written. Today's issue may be written again (the
+    day's latest export replaces it, atomically); a past one only with ``replace`` (why, audited);
+    a new issue dated before the latest one is refused (:func:`check_issue_date`). Other issues are
+    never touched.
     """
     issue = _issue(issue_date)
+    check_issue_date(ctx.wh.home, issue, replace)
     rule = rule or disclosure_rule(ctx.settings)
     geo = indicators.geography(refs["departements"], refs["population"])
     published = sidep_diseases(ctx)
@@ -437,7 +441,14 @@ def export_publication(ctx: Context, refs: dict[str, pl.DataFrame], issue_date: 
     if leaks and rule.secondary != "none":  # cannot happen with the hypercube method: refuse to publish
         raise RuntimeError(f"disclosure audit failed, suppressed cells a reader could pin: {leaks}")
     missing = not_in_files(ctx, geo, rule, diseases, published, weeks)
-    return _write_issue(ctx, issue, files, rule, audit, gate, missing)
+    replaced = (publication_root(ctx.wh.home) / issue / "manifest.json").exists() and bool(replace)
+    out = _write_issue(ctx, issue, files, rule, audit, gate, missing)
+    if replaced:
+        from flows.privacy import audit as audit_event
+
+        audit_event(ctx, "issue_replaced", f"publication/{issue}", None,
+                    {"issue_date": issue, "why": replace.strip(), "files": len(out["files"])})
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -648,6 +659,36 @@ def _issue(issue_date: str | None) -> str:
     return issue
 
 
+class IssueRefused(ValueError):
+    """An issue date that would rewrite a past publication, or label today's data with a past date."""
+
+
+def check_issue_date(home: Path, issue: str, replace: str | None = None, today: date | None = None) -> None:
+    """Refuse an export that would change what was published (QA months F1: exporting a past issue
+    date again replaced its files with weeks of newer data, silently, and ``epi compare`` of that
+    issue with a later one then showed no difference): a past issue that exists, unless ``replace``
+    says why (audited as ``issue_replaced``); a new issue dated before the latest one (the files
+    would hold today's data under an earlier date). Today's issue (or a later date) may be written
+    again: the day's latest export is its issue."""
+    today = today or date.today()
+    issues = sorted(i["issue_date"] for i in list_issues(home))
+    if date.fromisoformat(issue) >= today:
+        return
+    if issue in issues:
+        if replace and replace.strip():
+            return
+        raise IssueRefused(
+            f"issue {issue} was already published and is never rewritten: its files hold the warehouse as it "
+            f"was then (`biolake epi issues` lists the issues; `biolake epi compare {issue} <later issue>` shows "
+            "what changed since). Publish today's issue (no --issue-date), or replace it with --replace \"why\" "
+            "(kept in the audit trail)")
+    later = [i for i in issues if i > issue]
+    if later:
+        raise IssueRefused(
+            f"issue date {issue} is before the latest issue ({later[-1]}): its files would hold today's data "
+            "under an earlier date. Publish today's issue (no --issue-date)")
+
+
 def _write_issue(ctx: Context, issue: str, files: list[exports.PublishedFile], rule: DisclosureRule,
                  audit: dict, gate: dict | None = None, missing: dict | None = None) -> dict:
     root = publication_root(ctx.wh.home)
@@ -758,6 +799,9 @@ def export_cmd(
     ignore_gate: Annotated[Optional[str], typer.Option(
         "--ignore-gate", metavar="WHY",
         help="publish although the quality gate fails; WHY is kept in the audit trail")] = None,
+    replace: Annotated[Optional[str], typer.Option(
+        "--replace", metavar="WHY",
+        help="write a past issue again (it is otherwise never rewritten); WHY is kept in the audit trail")] = None,
 ) -> None:
     """Write <home>/publication/<issue-date>/: SpF-shaped CSV files with disclosure control and a manifest.
     The quality gate runs first: when a critical expectation fails nothing is written (exit 1)."""
@@ -779,8 +823,8 @@ def export_cmd(
                 raise ValueError(f"{option} {value}: Input should be greater than or equal to 1")
         rule = DisclosureRule(threshold=base.threshold if threshold is None else threshold,
                               min_count=base.min_count if min_count is None else min_count)
-        _issue(issue_date)
         ctx, refs = _cli_ctx(home)
+        check_issue_date(ctx.wh.home, _issue(issue_date), replace)  # before the gate: a line, no work
         # read the marts while no run rewrites them
         with warehouse_lock(ctx.wh.home, timeout=ctx.settings.lock_timeout):
             check_upgradable(ctx, migrated=True)  # marts of an earlier biolake: a line, not a traceback
@@ -791,7 +835,7 @@ def export_cmd(
                               "quality.expectation_results keeps it), or publish anyway with "
                               "--ignore-gate \"why\" (kept in the audit trail).", soft_wrap=True)
                 raise typer.Exit(1)
-            out = export_publication(ctx, refs, issue_date=issue_date, rule=rule, gate=overridden)
+            out = export_publication(ctx, refs, issue_date=issue_date, rule=rule, gate=overridden, replace=replace)
             refresh_databases(ctx, by="epi-export")  # quality.publications shows the issue now
     except (ValueError, NothingToPublish, LockTimeout, WarehouseFormatError) as err:
         fail(err)

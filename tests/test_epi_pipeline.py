@@ -357,7 +357,8 @@ def test_no_suppressed_cell_can_be_recomputed_from_the_margins(scenario, issue_2
 
 def test_the_attack_recovers_cells_when_only_small_counts_are_hidden(scenario, issue_2_cells):
     """The same attack against primary suppression alone finds cells, with their true values."""
-    out = epi.export_publication(scenario.ctx, scenario.refs, issue_date="2026-01-01",
+    # a scratch issue, removed below (dated ahead: a new issue before the latest ones is refused)
+    out = epi.export_publication(scenario.ctx, scenario.refs, issue_date="2099-12-31",
                                  rule=DisclosureRule(secondary="none"))
     try:
         cells = published_cells(Path(out["folder"]), "covid19")
@@ -419,6 +420,39 @@ def test_command_line_export_issues_and_compare(scenario):
     assert "2026-11-13" in folders and all(date.fromisoformat(f).isoformat() == f for f in folders), folders
     shutil.rmtree(scenario.home / "publication" / "2026-11-13")
 
+
+
+def test_a_published_past_issue_is_never_rewritten_silently(scenario, tmp_path):
+    """QA months F1: exporting a past issue date again (after 16 more runs) replaced its files with
+    weeks of newer data, exit 0, and `epi compare` of it with a later issue showed no difference."""
+    from flows.epi import check_issue_date, epi_app
+    from flows.privacy import read_audit
+    from flows.settings import Settings
+    from tests.helpers import copy_home
+    from warehouse.store import Warehouse
+
+    runner = CliRunner()
+    copy = copy_home(scenario.home, tmp_path / "home")  # the module's issues stay as they are
+    home = str(copy)
+    folder = copy / "publication" / ISSUE_1
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    res = runner.invoke(epi_app, ["export", "--home", home, "--issue-date", ISSUE_1])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert f"issue {ISSUE_1} was already published and is never rewritten" in text and "--replace" in text
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    # a new issue dated before the latest one would hold today's data under an earlier date
+    res = runner.invoke(epi_app, ["export", "--home", home, "--issue-date", "2026-11-10"])
+    assert res.exit_code == 2 and f"before the latest issue ({ISSUE_2})" in " ".join(res.output.split())
+    assert not (copy / "publication" / "2026-11-10").exists()
+    # replaced on purpose: written again, and the why is in the audit trail
+    res = runner.invoke(epi_app, ["export", "--home", home, "--issue-date", ISSUE_1, "--replace", "QA test"])
+    assert res.exit_code == 0, res.output
+    events = read_audit(Warehouse(Settings(home=copy).home_abs)).filter(pl.col("kind") == "issue_replaced")
+    assert events["subject"].to_list() == [f"publication/{ISSUE_1}"] and "QA test" in events["details"][0]
+    # today's issue (and a later date) may be written again: the day's latest export is its issue
+    check_issue_date(copy, ISSUE_2, today=date.fromisoformat(ISSUE_2))
+    check_issue_date(copy, "2099-01-01")
 
 # ------------------------------------------------------------------------------------------------
 # suppression week by week, and its cache (quality.epi_suppression)

@@ -25,6 +25,7 @@ AUDIT_KINDS: tuple[str, ...] = (
     "gate_overridden",  # a publication written although the quality gate failed (details: its failures)
     "mappings_changed",  # the mappings or qualitative words changed: earlier files re-coded (details: counts)
     "reprocess_requested",  # `biolake reprocess`: loaded files to read again (details: counts, labs)
+    "issue_replaced",  # a past publication issue written again (`epi export --replace`; details: why, files)
 )
 
 AUDIT_EVENTS = Table(
