@@ -146,6 +146,7 @@ def ingest_flow(home: str = "data") -> dict:
     with Stage(ctx, "reference"):
         steps.load_ref(ctx)
         loinc, mappings, fingerprint = terminology_for(ctx)
+        cause = steps.recoding_cause(ctx, fingerprint)  # before the migrations below record anything
         if steps.first_coding(ctx):  # nothing coded yet: every file of this run is coded with these
             # mappings, so a run killed before its end leaves them recorded (QA crash F2: the next run
             # found no fingerprint, said "the mappings changed", re-coded and audited a change)
@@ -266,10 +267,10 @@ def ingest_flow(home: str = "data") -> dict:
             changed += redo
         if redo:
             totals["files_recoded"] = len(redo)
-            because = ("mappings" if new_mappings else requested) if recode_all else "upgrade"
-            if new_mappings:  # QA: a mapping import rewrote history and SI-DEP counts without a trace
+            because = ((cause or "mappings") if new_mappings else requested) if recode_all else "upgrade"
+            if because == "mappings":  # QA: a mapping import rewrote history and SI-DEP counts without a trace
                 privacy.audit(ctx, "mappings_changed", "mappings", details={
-                    "files_recoded": len(redo), "fingerprint": fingerprint[:16]})
+                    "files_recoded": len(redo), "fingerprint": fingerprint.rsplit("|", 1)[-1][:16]})
         steps.save_mappings_fingerprint(ctx, fingerprint)
     # files an interrupted run processed but did not publish are published now (QA: they were lost)
     owed = [fid for fid in steps.owed_publication(ctx) if fid not in set(changed)]

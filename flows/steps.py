@@ -969,14 +969,20 @@ def load_terminology(ctx: Context, refs: dict[str, pl.DataFrame]):
     mappings = load_mappings([d for d in mapping_dirs(ctx) if d.exists()], loinc)
     words = qualitative_words(ctx)
     h = hashlib.sha256(mappings.drop("origin", strict=False).sort(pl.all()).write_csv().encode())
-    h.update(f"qualitative rules {RULES_VERSION}\n".encode())
-    h.update(f"coding format {CODING_FORMAT}\n".encode())
     h.update(words.select("key", "code").sort(pl.all()).write_csv().encode())
     if ctx.settings.loinc_table is not None:  # the subset alone changes only with the code (CODING_FORMAT)
         h.update(b"official loinc\n")
         h.update(loinc.select("loinc_num", "property_class", "example_ucum_unit").sort("loinc_num")
                  .write_csv().encode())
-    return loinc, mappings, h.hexdigest()
+    # the code's part apart from the operator's: an upgrade is not said to be a mapping change
+    return loinc, mappings, f"{coding_version(RULES_VERSION)}|{h.hexdigest()}"
+
+
+def coding_version(rules_version: str | None = None) -> str:
+    """The code's part of the coding fingerprint: CODING_FORMAT and the qualitative rules' version."""
+    if rules_version is None:
+        from transforms.terminology.qualitative import RULES_VERSION as rules_version
+    return f"coding format {CODING_FORMAT}, qualitative rules {rules_version}"
 
 
 def version_key_expr() -> pl.Expr:
@@ -1085,6 +1091,22 @@ def _state(ctx: Context) -> dict:
 
 def mappings_changed(ctx: Context, fingerprint: str) -> bool:
     return _state(ctx).get("mappings_fingerprint") != fingerprint
+
+
+def recoding_cause(ctx: Context, fingerprint: str) -> str | None:
+    """Why the earlier files must be re-coded, read before this run migrates anything: None (the
+    fingerprint is the one recorded), "mappings" (the operator's mappings, qualitative words or
+    LOINC table changed) or "upgrade" (this version codes otherwise: CODING_FORMAT or the
+    qualitative rules; QA regr: an upgrade was said, and audited, to be a mapping change). A home
+    of before the split fingerprint is upgraded when its staging format is not the current one."""
+    state = _state(ctx)
+    stored = state.get("mappings_fingerprint")
+    if stored == fingerprint or stored is None:
+        return None if stored == fingerprint or not ctx.wh.partitions(cat.STG_RESULTS_CODED) else "mappings"
+    if "|" in stored:
+        code, operator = stored.split("|", 1)
+        return "mappings" if operator != fingerprint.split("|", 1)[1] else "upgrade"
+    return "upgrade" if state.get("staging_format") != CODING_FORMAT else "mappings"
 
 
 def first_coding(ctx: Context) -> bool:

@@ -210,7 +210,7 @@ def test_a_warehouse_from_before_sub_ids_and_own_times_is_upgraded(built, tmp_pa
     (the earlier parsers stated none: the old rows keep their reading) and publishes every file."""
     from flows import steps
     from flows.pipeline import pipeline
-    from flows.privacy import purge_identities
+    from flows.privacy import purge_identities, read_audit
 
     new = ["observation_sub_id", "observed_at"]
     home = copy_home(built, tmp_path / "home")
@@ -219,7 +219,10 @@ def test_a_warehouse_from_before_sub_ids_and_own_times_is_upgraded(built, tmp_pa
         _rewrite(wh.files(t), lambda df: df.drop(new))
     _edit_state(home, mappings_fingerprint="fingerprint of the earlier code", staging_format="5")
     assert steps.CODING_FORMAT != "5"
-    pipeline(home=str(home))
+    out = pipeline(home=str(home))
+    # an upgrade, said so, and no mapping change in the audit trail (QA regr: it was both)
+    assert out["recoded_because"] == "upgrade" and out["files_recoded"] > 0, out
+    assert "mappings_changed" not in read_audit(_wh(home))["kind"].to_list()
     got, fresh = _tables(home), _tables(built)
     for t in UPGRADED:
         assert all(set(pl.read_parquet_schema(f)) == set(t.schema) for f in _wh(home).files(t)), t.qualified
