@@ -10,8 +10,9 @@ dropped.
 What is masked (:func:`mask_text`), in the text folded to upper case without accents:
 
 - any NIR/INS-shaped number, whoever it belongs to: a sex digit (1-4, 7, 8), then year, month,
-  département (2 digits, 2A or 2B), commune and order (3 + 3 digits), with or without one blank,
-  dot or dash between the groups ('2 80 05 75 111 001 16'), followed or not by a 1- or 2-digit key,
+  département (2 digits, 2A or 2B), commune and order (3 + 3 digits), with or without a run of the
+  separators the NIR field accepts between the groups (blanks of any kind, dots, hyphens, dashes:
+  '2 80 05 75 111 001 16', '2–80–05–75–111–001–16', '2. 80. 05...'), followed or not by a 1- or 2-digit key,
   not inside a longer run of digits. The key is **not** required to be valid: the 13 characters
   alone give sex, birth year and month, birthplace and order, and a NIR typed with a wrong key is
   still the patient's. Also any run of exactly 15 digits: no lab value is a 15-digit number (values
@@ -46,6 +47,8 @@ import unicodedata
 from datetime import date
 
 import polars as pl
+
+from transforms.identity import INS_SEPARATORS
 
 MASK = "[masqué]"
 FLAG = "IDENTITY_IN_TEXT"
@@ -86,8 +89,11 @@ def fold(text: str) -> str:
 
 
 # --- NIR shapes ------------------------------------------------------------------------------------
-_S = r"[ .\-]?"  # one optional blank, dot or dash between the groups of a NIR
-NIR_TEXT_PATTERN = (rf"(?<![0-9])[1-478]{_S}[0-9]{{2}}{_S}[0-9]{{2}}{_S}(?:[0-9]{{2}}|2[AB]){_S}[0-9]{{3}}{_S}[0-9]{{3}}"
+# between the groups of a NIR: what the NIR field accepts (transforms/identity.py INS_SEPARATORS, a run
+# of blanks of any kind, dots, hyphens and dashes: '2–80–05', '2  80  05', '2. 80. 05'; QA regr F4), or nothing
+_S = f"(?:{INS_SEPARATORS})?"
+NIR_TEXT_PATTERN = (rf"(?<![0-9])[1-478]{_S}[0-9]{{2}}{_S}[0-9]{{2}}{_S}(?:[0-9]{{2}}|2[AB])"
+                    rf"{_S}[0-9]{{3}}{_S}[0-9]{{3}}"
                     rf"(?:{_S}[0-9]{{1,2}})?(?![0-9])|(?<![0-9])[0-9]{{15}}(?![0-9])")
 _NIR = re.compile(NIR_TEXT_PATTERN)
 
@@ -260,7 +266,7 @@ def mask_text(text: str | None, family_name: str | None = None, first_name: str 
 _MAYBE = (r"[^\x00-\x7F]|[A-Za-z]{2}|[0-9]{8}|[0-9]{15}"
           r"|[0-9]{1,2}(?:\s*[/.\-]\s*|\s+)[0-9]{1,2}(?:\s*[/.\-]\s*|\s+)[0-9]{2}"
           r"|[0-9]{4}\s*[/.\-]\s*[0-9]{1,2}\s*[/.\-]\s*[0-9]"
-          r"|[0-9][ .\-]?[0-9]{2}[ .\-]?[0-9]{2}[ .\-]?[0-9A-Za-z]{2}[ .\-]?[0-9]{3}[ .\-]?[0-9]{3}")
+          rf"|[0-9]{_S}[0-9]{{2}}{_S}[0-9]{{2}}{_S}[0-9A-Za-z]{{2}}{_S}[0-9]{{3}}{_S}[0-9]{{3}}")
 
 
 def fold_expr(expr: pl.Expr) -> pl.Expr:
