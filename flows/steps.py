@@ -836,22 +836,31 @@ def migrate_staging(ctx: Context) -> list[str]:
 
 # bump when transforms/identity_text.py masks more: the staging partitions written before are then
 # masked again by the next run (mask_staging_text), re-coded and republished
-TEXT_MASKING = "2"  # 2: NIRs spelt with any run of the NIR field's separators (QA regr F4)
+# 2: NIRs spelt with any run of the NIR field's separators (QA regr F4); 3: the codes masked too and a FINESS
+# of another shape emptied (QA priv F1, F2)
+TEXT_MASKING = "3"
 _IDENTITY_FOR_MASKING = ("result_no", "family_name", "first_name", "birth_date")
 
 
 def _masked_staging(part: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame | None:
-    """``part`` (staging rows) with the identities in its free text masked as ``to_staging`` masks
-    them, each row with its own names and birth date from ``ids`` (raw.results by result_no; null
-    once purged: only NIR-shaped numbers are masked then), flagged IDENTITY_IN_TEXT; None when
-    nothing changes (a partition staged by the current code, or without identity in its text)."""
-    from transforms.identity_text import FLAG, MASKED_COLUMN, mask_identities_in_text
+    """``part`` (staging rows) with the identities in its free text and codes masked as ``to_staging``
+    masks them, each row with its own names and birth date from ``ids`` (raw.results by result_no; null
+    once purged: only NIR-shaped numbers are masked then), flagged IDENTITY_IN_TEXT, and a FINESS that
+    has no FINESS's shape emptied (``staging.finess_kept``); None when nothing changes (a partition
+    staged by the current code, or without identity in its text)."""
+    from transforms.identity_text import FLAG, MASKED_COLUMN, STAGING_MASKED_COLUMNS, mask_identities_in_text
+    from transforms.staging import finess_kept
 
-    rows = mask_identities_in_text(part.join(ids, on="result_no", how="left", maintain_order="left"))
-    if not rows.get_column(MASKED_COLUMN).any():
+    rows = mask_identities_in_text(part.join(ids, on="result_no", how="left", maintain_order="left"),
+                                   STAGING_MASKED_COLUMNS)
+    finess = "lab_finess" in part.columns and part.select(
+        pl.col("lab_finess").ne_missing(finess_kept(pl.col("lab_finess"))).any()).item()
+    if not rows.get_column(MASKED_COLUMN).any() and not finess:
         return None
     flags = pl.col("dq_flags")
     flagged = flags.fill_null("").str.split(";").list.contains(FLAG)
+    if finess:
+        rows = rows.with_columns(finess_kept(pl.col("lab_finess")).alias("lab_finess"))
     return rows.with_columns(
         pl.when(pl.col(MASKED_COLUMN) & ~flagged)
         .then(pl.concat_str([flags, pl.lit(FLAG)], separator=";", ignore_nulls=True))
@@ -875,14 +884,14 @@ def mask_staging_text(ctx: Context) -> list[str]:
     pass resumes by running again; once a pass is complete the state records it
     (``text_masking``) and later runs skip it: the pass reads every staging partition's text
     columns and the names of raw.results, once."""
-    from transforms.identity_text import FREE_TEXT_COLUMNS
+    from transforms.identity_text import STAGING_MASKED_COLUMNS
 
     state = _state(ctx)
     owed = set(state.get("recode_owed", []))
     if state.get("text_masking") == TEXT_MASKING:
         return sorted(owed)
     t = cat.STG_RESULTS
-    light = ["result_no", *FREE_TEXT_COLUMNS, "value_num", "value_comparator", "dq_flags"]
+    light = ["result_no", *STAGING_MASKED_COLUMNS, "lab_finess", "value_num", "value_comparator", "dq_flags"]
     lay, raw_lay = ctx.wh.layout(t), ctx.wh.layout(cat.RAW_RESULTS)
     for fid in ctx.wh.partitions(t):
         # the text columns first (the usual partition has nothing to mask: no full read, no write)

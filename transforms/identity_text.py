@@ -2,8 +2,8 @@
 
 Labs sometimes type the patient's NIR, name or birth date into a result comment, a test label or a
 reference range ("Positif - patiente DUPONT Marie NIR 280057511100116"). ``to_staging`` drops the
-identity columns; this module masks the identity inside the free-text columns that staging keeps
-(:data:`FREE_TEXT_COLUMNS`), replacing each occurrence with :data:`MASK`, and says which rows it
+identity columns; this module masks the identity inside the free-text columns and the lab's codes that staging keeps
+(:data:`STAGING_MASKED_COLUMNS`), replacing each occurrence with :data:`MASK`, and says which rows it
 changed (the staging row then carries the data-quality flag :data:`FLAG`). The result is never
 dropped.
 
@@ -53,9 +53,15 @@ from transforms.identity import INS_SEPARATORS
 MASK = "[masqué]"
 FLAG = "IDENTITY_IN_TEXT"
 MASKED_COLUMN = "identity_in_text"  # boolean column added by mask_identities_in_text
-# the free-text columns staging keeps (warehouse/catalog.py STAGING_RESULT_COLUMNS); codes, ids and
-# enumerations checked by the model (local_code, loinc_code_src, value_type, result_status) are not text
+# the free-text columns staging keeps (warehouse/catalog.py STAGING_RESULT_COLUMNS); enumerations checked
+# by the model (value_type, result_status) are not text
 FREE_TEXT_COLUMNS = ("value_raw", "local_label", "ref_range", "unit_raw", "specimen", "abnormal_flag")
+# the codes staging keeps that the lab types freely: its test code (CSV CODE_ANALYSE, HL7 OBX-3), the LOINC
+# it sent, the HL7 OBX-4 sub-ID. QA priv F2: a NIR or the patient's name typed there reached analysts, the
+# mapping work queue and the data-quality report. Masked as the free text (a real code is rarely a
+# candidate: few distinct values, most ruled out in polars)
+CODE_COLUMNS = ("local_code", "loinc_code_src", "observation_sub_id")
+STAGING_MASKED_COLUMNS = FREE_TEXT_COLUMNS + CODE_COLUMNS
 
 # --- folding -----------------------------------------------------------------------------------------
 _LIGATURES = {"Œ": "OE", "œ": "OE", "Æ": "AE", "æ": "AE", "ß": "SS", "Ø": "O", "ø": "O", "Ł": "L", "ł": "L",
