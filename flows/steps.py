@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import stat
 import os
 import time
 import uuid
@@ -223,13 +224,34 @@ class LandingHashes:
         """Keep the files seen by this run (those gone from the landing area are forgotten)."""
         if self.now == self.kept:
             return
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        self._write(self.path, self.now)
+
+    @staticmethod
+    def _write(path: Path, kept: dict) -> None:
+        """Written 0600 (it names every landing file, and labs name files after patients: QA priv F3)."""
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.now, separators=(",", ":"), sort_keys=True))
-            os.replace(tmp, self.path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(kept, separators=(",", ":"), sort_keys=True))
+            os.replace(tmp, path)
         except OSError:  # a cache: failing to keep it costs the next run its hashing, nothing else
             tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def forget(cls, ctx: Context, rels: set[str]) -> int:
+        """Drop these landing paths from the kept hashes (the purge deleted their files: their names,
+        which may be patients', must not outlive them). Returns how many were dropped."""
+        path = ctx.wh.root / "landing_hashes.json"
+        try:
+            kept = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, ValueError):
+            kept = {}
+        left = {k: v for k, v in kept.items() if k not in rels}
+        if len(left) != len(kept) or (path.exists() and stat.S_IMODE(path.stat().st_mode) != 0o600):
+            cls._write(path, left)
+        return len(kept) - len(left)
 
 
 def _skipped_name(name: str) -> bool:
@@ -319,7 +341,7 @@ def discover(ctx: Context) -> list[FileTicket]:
     logged once and looked at again by every run: a file that cannot be read and a folder that
     cannot be listed. Hidden files and folders and office lock files (``~$...``) are skipped.
     """
-    from flows.privacy import landing_name_problem, safe_display_name
+    from flows.privacy import PERSON_NAMED_FOLDER, lab_folder_problem, landing_name_problem, safe_display_name
 
     landing = ctx.settings.landing
     if not landing.exists():
@@ -362,6 +384,15 @@ def discover(ctx: Context) -> list[FileTicket]:
             continue  # hidden files (partial uploads by convention) and office lock files
         shown = safe_display_name(rel)
         problem, reason, salt = landing_name_problem(rel), "UNSAFE_FILE_NAME", "unsafe"
+        folder_problem = not problem and "/" in rel and lab_folder_problem(rel.split("/")[0])
+        if folder_problem:  # a patient's folder at the root, not a lab's (QA priv F4): never shown, never read
+            below = rel.split("/", 1)[1]
+            shown = f"{PERSON_NAMED_FOLDER}/{safe_display_name(below)}"
+            refuse(_sighting_id("person-folder", rel, path), shown, "_unknown", path,
+                   f"{shown}: in a folder at the root of the landing area whose name cannot be a lab's "
+                   f"({folder_problem}): not read, the folder not named (deliver into landing/<lab>/)",
+                   "LAB_FOLDER_NAME", rel)
+            continue
         if not problem and path.is_symlink():  # never followed (it may point anywhere), but logged
             problem = f"{shown}: a symbolic link, not followed (deliver the file itself)"
             reason, salt = "NOT_A_FILE", f"symlink\0{os.readlink(path)}"

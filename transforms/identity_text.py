@@ -103,6 +103,13 @@ NIR_TEXT_PATTERN = (rf"(?<![0-9])[1-478]{_S}[0-9]{{2}}{_S}[0-9]{{2}}{_S}(?:[0-9]
                     rf"(?:{_S}[0-9]{{1,2}})?(?![0-9])|(?<![0-9])[0-9]{{15}}(?![0-9])")
 _NIR = re.compile(NIR_TEXT_PATTERN)
 
+def looks_like_identity(text: str) -> bool:
+    """Whether ``text`` holds something NIR- or date-shaped (what the masking looks for whoever it
+    belongs to, and a birth date's shapes): for names that must never be a person's (lab folders)."""
+    folded = fold(text)
+    return bool(_NIR.search(folded) or _ANY_DATE.search(folded))
+
+
 # --- dates ---------------------------------------------------------------------------------------
 MONTH_NAMES: dict[int, tuple[str, ...]] = {
     1: ("JANVIER", "JANV", "JAN"), 2: ("FEVRIER", "FEVR", "FEV"), 3: ("MARS", "MAR"), 4: ("AVRIL", "AVR"),

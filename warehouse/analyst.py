@@ -162,7 +162,31 @@ def restrict_raw_permissions(wh: Warehouse) -> list[Path]:
         if stat.S_IMODE(d.stat().st_mode) != PRIVATE_DIR_MODE:
             os.chmod(d, PRIVATE_DIR_MODE)
             changed.append(d)
+    close_file(wh.root / "landing_hashes.json")  # every landing path (written 0600 since, QA priv F3)
     return changed
+
+
+PRIVATE_FILE_MODE = 0o600  # files outside the closed folders that name landing files (QA priv F3)
+
+
+def close_dir(path: Path) -> Path:
+    """Create ``path`` if missing and make it readable by the pipeline's own account only (0700):
+    for folders the pipeline writes that hold landing paths (the GX validation store, Data Docs,
+    the Prefect home). Returns the path."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != PRIVATE_DIR_MODE:
+        os.chmod(path, PRIVATE_DIR_MODE)
+    return path
+
+
+def close_file(path: Path) -> Path:
+    """Make the file ``path`` readable and writable by the pipeline's own account only (0600):
+    ``warehouse/landing_hashes.json``, ``reports/data_quality.html`` (QA priv F3)."""
+    path = Path(path)
+    if path.exists() and stat.S_IMODE(path.stat().st_mode) != PRIVATE_FILE_MODE:
+        os.chmod(path, PRIVATE_FILE_MODE)
+    return path
 
 
 def build_analyst_db(wh: Warehouse, db_path: Path | None = None) -> Path:
