@@ -60,7 +60,10 @@ def configure_prefect(settings) -> None:
     """
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home_abs))
-        settings.prefect_home_abs.mkdir(parents=True, exist_ok=True)
+        from warehouse.analyst import close_dir
+
+        # its database holds landing paths (logs, artifacts, task names): the pipeline's account only
+        close_dir(settings.prefect_home_abs)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

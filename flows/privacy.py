@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import sys
 import unicodedata
 import uuid
@@ -92,6 +93,25 @@ def landing_name_problem(rel_path: str) -> str | None:
             return "leading or trailing blank in a name segment"
         if part.startswith(FORMULA_CHARS):
             return "a name segment starts with =, +, - or @ (formula or option injection)"
+    return None
+
+
+PERSON_NAMED_FOLDER = "<folder named like a person>"  # how such a lab folder is shown (never its name)
+
+
+def lab_folder_problem(name: str) -> str | None:
+    """Why the folder ``name`` at the root of the landing area cannot be a lab's, or None. A lab
+    folder's name becomes ``source`` in every analyst table (QA priv F4: ``ROUXQZ Denis 05-05-1972``,
+    a patient's folder dropped at the root, was loaded as a lab). A lab's id never holds a blank nor
+    a date or NIR: a folder whose name does (what the free-text masking looks for:
+    transforms/identity_text.py) looks like a person's (``DURAND Alice``, ``DURAND_Alice_12031985``)
+    and its files are refused unread (LAB_FOLDER_NAME). The message never repeats the name."""
+    from transforms.identity_text import looks_like_identity
+
+    if any(ch.isspace() for ch in name):
+        return "a blank in its name (a lab's id has none; 'NAME First name' is a person's)"
+    if looks_like_identity(name):
+        return "a date or a NIR-shaped number in its name (a person's birth date or NIR?)"
     return None
 
 
@@ -373,14 +393,58 @@ def purge_identities(ctx, older_than_days: int, now: datetime | None = None, *, 
 
         build_views(wh)
     if delete_landing:
-        out["landing_files_deleted"] = _delete_landing(ctx, cutoff, dry_run)
+        deleted = _delete_landing(ctx, cutoff, dry_run)
+        out["landing_files_deleted"] = len(deleted)
+        if not dry_run and deleted:
+            # their names (labs name files after patients) must not outlive them (QA priv F3)
+            from flows.steps import LandingHashes
+
+            LandingHashes.forget(ctx, deleted)
+    # never read, so never deleted: counted, for the operator to look at (QA priv F6)
+    out["hidden_landing_entries"] = hidden_landing_entries(ctx.settings.landing, cutoff)
     if not dry_run and (purged_ids or out["landing_files_deleted"]):
         audit(ctx, "purge", "raw.results, raw.rejected_lines, landing",
               details={k: v for k, v in out.items() if k != "dry_run"} | {"file_ids": purged_ids}, by="purge")
     return out
 
 
-def _delete_landing(ctx, cutoff: datetime, dry_run: bool) -> int:
+def hidden_landing_entries(landing: Path, cutoff: datetime) -> dict[str, int]:
+    """The hidden landing entries (a name starting with ``.``, or an office lock file ``~$``, or any
+    file in a hidden folder: partial uploads, a transfer server's staging folder) last modified
+    before ``cutoff``, counted per place: ``{lab folder shown safely: files}`` (``<landing root>``
+    for those at the root, :data:`PERSON_NAMED_FOLDER` for a folder that cannot be a lab's). Discovery
+    never reads them, so the purge never deletes them (their content was never proved anything);
+    but they may hold identities past the retention delay: the purge reports them (QA priv F6)."""
+    from flows.steps import _skipped_name
+
+    landing = Path(landing)
+    if not landing.is_dir():
+        return {}
+    limit = cutoff.timestamp()
+    out: dict[str, int] = {}
+    for top, dirs, files in os.walk(landing):
+        rel_top = Path(top).relative_to(landing).parts
+        hidden_top = any(_skipped_name(p) for p in rel_top)
+        for name in [*files, *(d for d in dirs if Path(top, d).is_symlink())]:
+            if not (hidden_top or _skipped_name(name)):
+                continue
+            try:
+                if os.lstat(os.path.join(top, name)).st_mtime >= limit:
+                    continue
+            except OSError:
+                continue
+            lab = rel_top[0] if rel_top else None
+            if lab is None or _skipped_name(lab):
+                where = "<landing root>"
+            elif landing_name_problem(lab) or lab_folder_problem(lab):
+                where = PERSON_NAMED_FOLDER
+            else:
+                where = safe_display_name(lab)
+            out[where] = out.get(where, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _delete_landing(ctx, cutoff: datetime, dry_run: bool) -> set[str]:
     """Delete the landing files logged before ``cutoff`` that are still what was logged: the bytes
     of the logged sha256; for a file refused unread at the landing root (NOT_IN_LAB_FOLDER, no
     hash), the same name, size and modification time as when it was logged (QA ledger F3: such a
@@ -389,7 +453,7 @@ def _delete_landing(ctx, cutoff: datetime, dry_run: bool) -> int:
 
     landing = ctx.settings.landing.resolve()
     log = ctx.wh.read(cat.FILE_LOG).filter(pl.col("registered_at") < cutoff)
-    deleted = 0
+    deleted: set[str] = set()
     rows = log.select("path", "sha256", "size_bytes", "reason_code", "log_id").unique().sort("path", "log_id")
     for rel, sha, size, reason, log_id in rows.iter_rows():
         if not rel or landing_name_problem(rel):
@@ -407,7 +471,7 @@ def _delete_landing(ctx, cutoff: datetime, dry_run: bool) -> int:
             continue  # cannot be read (FILE_UNREADABLE): cannot be proved the logged content, kept
         if not dry_run:
             path.unlink()
-        deleted += 1
+        deleted.add(rel)
     return deleted
 
 
@@ -458,6 +522,9 @@ def purge_command(
                f"{res['rejected_lines_redacted']} rejected lines; "
                f"{res['landing_files_deleted']} landing file(s) {'to delete' if dry_run else 'deleted'}; "
                f"{res['files_kept']} younger file(s) kept")
+    for where, n in res.get("hidden_landing_entries", {}).items():
+        typer.echo(f"{n} hidden landing file(s) older than the delay left in {where} (never read by biolake, "
+                   "so never deleted: an abandoned upload or a transfer's staging folder? delete by hand)")
 
 
 @privacy_app.command("audit")

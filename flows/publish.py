@@ -219,6 +219,54 @@ def publish_quality(ctx: Context) -> dict:
 
 
 KEYS_CACHE = ("_cache", "quarantine_keys")  # under the warehouse root; not a catalog table
+# bump when the keys are computed otherwise: the files written before are brought up to date (_remask_keys)
+# 2: the codes masked as staging masks them (QA priv F2: a name typed as the test code was kept here)
+KEYS_FORMAT = "2"
+_KEYS_CODES = ("local_code", "loinc_code_src")
+_KEYS_IDENTITY = ("family_name", "first_name", "birth_date")
+
+
+def _masked_codes(raw: pl.DataFrame) -> pl.DataFrame:
+    """``raw`` (raw.results rows with the identity columns) with the codes masked as ``to_staging``
+    masks them (transforms/identity_text.py), so the cached version_key is the staging one."""
+    from transforms.identity_text import MASKED_COLUMN, mask_identities_in_text
+
+    return mask_identities_in_text(raw, _KEYS_CODES).drop(MASKED_COLUMN, *_KEYS_IDENTITY)
+
+
+def _remask_keys(ctx: Context, folder) -> None:
+    """Bring cached key files of an earlier format up to date: their codes (and the version_key made
+    of them) taken again from raw.results, masked with the row's identity while raw holds it (after the
+    purge, raw's codes are already masked, the purge having masked them with it). The request keys are
+    kept (the purge empties the request numbers they come from). A file whose raw partition is gone
+    is deleted (nothing to prove it clean)."""
+    from flows.steps import version_key_expr
+
+    marker = folder / "FORMAT"
+    if not folder.exists() or (marker.exists() and marker.read_text().strip() == KEYS_FORMAT):
+        return
+    raw_files = set(ctx.wh.partitions(cat.RAW_RESULTS))
+    for path in sorted(folder.glob("*.parquet")):
+        fid = path.stem
+        if fid not in raw_files:
+            path.unlink(missing_ok=True)
+            continue
+        keys = pl.read_parquet(path)
+        raw = _masked_codes(ctx.wh.scan(cat.RAW_RESULTS, [fid])
+                            .select("file_id", "result_no", *_KEYS_CODES, *_KEYS_IDENTITY)
+                            .join(keys.lazy().select("file_id", "result_no"), on=["file_id", "result_no"],
+                                  how="semi").collect())
+        keys = (keys.drop("local_code").join(raw.drop("file_id"), on="result_no", how="left")
+                .with_columns(version_key_expr().alias("version_key"))
+                .select([pl.col(c).cast(t) for c, t in _KEYS_SCHEMA.items()]))
+        _write_keys(keys, path)
+    marker.write_text(KEYS_FORMAT + "\n")
+
+
+def _write_keys(keys: pl.DataFrame, path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    keys.write_parquet(tmp)
+    os.replace(tmp, path)
 _KEYS_SCHEMA = {"file_id": pl.Utf8, "result_no": pl.Int64, "source": pl.Utf8, "request_key": pl.Utf8,
                 "local_code": pl.Utf8, "version_key": pl.Utf8, "collected_at": pl.Datetime("us")}
 
@@ -233,10 +281,13 @@ def quarantine_keys(ctx: Context) -> list:
     publication sees its quarantine (bounded memory: QA bench, 13 M quarantined results of 20 M,
     took 5 GB read at once), kept when the purge empties the request numbers they come from, and
     forgotten when the file is read again (``biolake reprocess``). A file without quarantined
-    results has an empty one."""
+    results has an empty one. The codes are masked as staging masks them (a NIR or the patient's
+    name typed as the test code: QA priv F2), and the folder is closed like raw
+    (warehouse/analyst.private_dirs)."""
     from flows.steps import version_key_expr, with_lineage_keys
 
     folder = ctx.wh.root.joinpath(*KEYS_CACHE)
+    _remask_keys(ctx, folder)
     current = set(ctx.wh.partitions(cat.QUARANTINE))
     have = {p.stem: p for p in folder.glob("*.parquet")} if folder.exists() else {}
     for stale in set(have) - current:
@@ -244,6 +295,7 @@ def quarantine_keys(ctx: Context) -> list:
     todo = sorted(current - set(have))
     if todo:
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / "FORMAT").write_text(KEYS_FORMAT + "\n")
         raw_files = set(ctx.wh.partitions(cat.RAW_RESULTS))
         secret = ctx.settings.secret_bytes()
         for fid in todo:
@@ -252,17 +304,15 @@ def quarantine_keys(ctx: Context) -> list:
             keys = pl.DataFrame(schema=_KEYS_SCHEMA)
             if q.height and fid in raw_files:
                 raw = (ctx.wh.scan(cat.RAW_RESULTS, [fid])
-                       .select("file_id", "result_no", "source", "request_id", "message_id", "local_code",
-                               "loinc_code_src", "collected_at")
+                       .select("file_id", "result_no", "source", "request_id", "message_id", *_KEYS_CODES,
+                               "collected_at", *_KEYS_IDENTITY)
                        .join(q.lazy(), on=["file_id", "result_no"], how="semi").collect())
-                keys = (with_lineage_keys(raw, secret)
+                keys = (with_lineage_keys(_masked_codes(raw), secret)
                         .with_columns(version_key_expr().alias("version_key"),
                                       pl.col("collected_at").cast(pl.Datetime("us")))
                         .select([pl.col(c).cast(t) for c, t in _KEYS_SCHEMA.items()]))
             path = folder / f"{fid}.parquet"
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            keys.write_parquet(tmp)
-            os.replace(tmp, path)
+            _write_keys(keys, path)
             have[fid] = path
     return [have[f] for f in sorted(have)]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import stat
 import os
 import time
 import uuid
@@ -229,13 +230,34 @@ class LandingHashes:
         """Keep the files seen by this run (those gone from the landing area are forgotten)."""
         if self.now == self.kept:
             return
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        self._write(self.path, self.now)
+
+    @staticmethod
+    def _write(path: Path, kept: dict) -> None:
+        """Written 0600 (it names every landing file, and labs name files after patients: QA priv F3)."""
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.now, separators=(",", ":"), sort_keys=True))
-            os.replace(tmp, self.path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(kept, separators=(",", ":"), sort_keys=True))
+            os.replace(tmp, path)
         except OSError:  # a cache: failing to keep it costs the next run its hashing, nothing else
             tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def forget(cls, ctx: Context, rels: set[str]) -> int:
+        """Drop these landing paths from the kept hashes (the purge deleted their files: their names,
+        which may be patients', must not outlive them). Returns how many were dropped."""
+        path = ctx.wh.root / "landing_hashes.json"
+        try:
+            kept = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, ValueError):
+            kept = {}
+        left = {k: v for k, v in kept.items() if k not in rels}
+        if len(left) != len(kept) or (path.exists() and stat.S_IMODE(path.stat().st_mode) != 0o600):
+            cls._write(path, left)
+        return len(kept) - len(left)
 
 
 def _skipped_name(name: str) -> bool:
@@ -325,7 +347,7 @@ def discover(ctx: Context) -> list[FileTicket]:
     logged once and looked at again by every run: a file that cannot be read and a folder that
     cannot be listed. Hidden files and folders and office lock files (``~$...``) are skipped.
     """
-    from flows.privacy import landing_name_problem, safe_display_name
+    from flows.privacy import PERSON_NAMED_FOLDER, lab_folder_problem, landing_name_problem, safe_display_name
 
     landing = ctx.settings.landing
     if not landing.exists():
@@ -368,6 +390,15 @@ def discover(ctx: Context) -> list[FileTicket]:
             continue  # hidden files (partial uploads by convention) and office lock files
         shown = safe_display_name(rel)
         problem, reason, salt = landing_name_problem(rel), "UNSAFE_FILE_NAME", "unsafe"
+        folder_problem = not problem and "/" in rel and lab_folder_problem(rel.split("/")[0])
+        if folder_problem:  # a patient's folder at the root, not a lab's (QA priv F4): never shown, never read
+            below = rel.split("/", 1)[1]
+            shown = f"{PERSON_NAMED_FOLDER}/{safe_display_name(below)}"
+            refuse(_sighting_id("person-folder", rel, path), shown, "_unknown", path,
+                   f"{shown}: in a folder at the root of the landing area whose name cannot be a lab's "
+                   f"({folder_problem}): not read, the folder not named (deliver into landing/<lab>/)",
+                   "LAB_FOLDER_NAME", rel)
+            continue
         if not problem and path.is_symlink():  # never followed (it may point anywhere), but logged
             problem = f"{shown}: a symbolic link, not followed (deliver the file itself)"
             reason, salt = "NOT_A_FILE", f"symlink\0{os.readlink(path)}"
@@ -842,22 +873,31 @@ def migrate_staging(ctx: Context) -> list[str]:
 
 # bump when transforms/identity_text.py masks more: the staging partitions written before are then
 # masked again by the next run (mask_staging_text), re-coded and republished
-TEXT_MASKING = "1"
+# 2: NIRs spelt with any run of the NIR field's separators (QA regr F4); 3: the codes masked too and a FINESS
+# of another shape emptied (QA priv F1, F2)
+TEXT_MASKING = "3"
 _IDENTITY_FOR_MASKING = ("result_no", "family_name", "first_name", "birth_date")
 
 
 def _masked_staging(part: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame | None:
-    """``part`` (staging rows) with the identities in its free text masked as ``to_staging`` masks
-    them, each row with its own names and birth date from ``ids`` (raw.results by result_no; null
-    once purged: only NIR-shaped numbers are masked then), flagged IDENTITY_IN_TEXT; None when
-    nothing changes (a partition staged by the current code, or without identity in its text)."""
-    from transforms.identity_text import FLAG, MASKED_COLUMN, mask_identities_in_text
+    """``part`` (staging rows) with the identities in its free text and codes masked as ``to_staging``
+    masks them, each row with its own names and birth date from ``ids`` (raw.results by result_no; null
+    once purged: only NIR-shaped numbers are masked then), flagged IDENTITY_IN_TEXT, and a FINESS that
+    has no FINESS's shape emptied (``staging.finess_kept``); None when nothing changes (a partition
+    staged by the current code, or without identity in its text)."""
+    from transforms.identity_text import FLAG, MASKED_COLUMN, STAGING_MASKED_COLUMNS, mask_identities_in_text
+    from transforms.staging import finess_kept
 
-    rows = mask_identities_in_text(part.join(ids, on="result_no", how="left", maintain_order="left"))
-    if not rows.get_column(MASKED_COLUMN).any():
+    rows = mask_identities_in_text(part.join(ids, on="result_no", how="left", maintain_order="left"),
+                                   STAGING_MASKED_COLUMNS)
+    finess = "lab_finess" in part.columns and part.select(
+        pl.col("lab_finess").ne_missing(finess_kept(pl.col("lab_finess"))).any()).item()
+    if not rows.get_column(MASKED_COLUMN).any() and not finess:
         return None
     flags = pl.col("dq_flags")
     flagged = flags.fill_null("").str.split(";").list.contains(FLAG)
+    if finess:
+        rows = rows.with_columns(finess_kept(pl.col("lab_finess")).alias("lab_finess"))
     return rows.with_columns(
         pl.when(pl.col(MASKED_COLUMN) & ~flagged)
         .then(pl.concat_str([flags, pl.lit(FLAG)], separator=";", ignore_nulls=True))
@@ -881,14 +921,14 @@ def mask_staging_text(ctx: Context) -> list[str]:
     pass resumes by running again; once a pass is complete the state records it
     (``text_masking``) and later runs skip it: the pass reads every staging partition's text
     columns and the names of raw.results, once."""
-    from transforms.identity_text import FREE_TEXT_COLUMNS
+    from transforms.identity_text import STAGING_MASKED_COLUMNS
 
     state = _state(ctx)
     owed = set(state.get("recode_owed", []))
     if state.get("text_masking") == TEXT_MASKING:
         return sorted(owed)
     t = cat.STG_RESULTS
-    light = ["result_no", *FREE_TEXT_COLUMNS, "value_num", "value_comparator", "dq_flags"]
+    light = ["result_no", *STAGING_MASKED_COLUMNS, "lab_finess", "value_num", "value_comparator", "dq_flags"]
     lay, raw_lay = ctx.wh.layout(t), ctx.wh.layout(cat.RAW_RESULTS)
     for fid in ctx.wh.partitions(t):
         # the text columns first (the usual partition has nothing to mask: no full read, no write)

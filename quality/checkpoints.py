@@ -641,6 +641,7 @@ def run_suites(home: Path, suites: list[Suite], run_name: str) -> tuple[list[dic
     home = Path(home)
     prune_history(home, keep=KEEP_RUNS - 1)  # this run makes KEEP_RUNS
     ctx = _context(home)
+    close_private_stores(home)
     ds = _datasource(ctx)
     run_id = RunIdentifier(run_name=run_name, run_time=datetime.now().astimezone())
     outcomes: list[dict] = []
@@ -774,6 +775,16 @@ def _observed(res: dict, labels: tuple[str, ...]) -> str:
     else:
         examples = ", ".join(str(_plain(v)) for v in (res.get("partial_unexpected_list") or [])[:3])
     return f"{n} of {res.get('element_count')} rows unexpected, e.g. {examples}"[:500]
+
+
+def close_private_stores(home: Path) -> list[Path]:
+    """Close (0700, warehouse/analyst.close_dir) GX's validation store and the Data Docs: the
+    observations of the suites ``file_accounting`` and ``landing_files`` name landing files, which
+    labs sometimes name after patients (QA priv F3: world-readable copies of what
+    quality.expectation_results keeps closed)."""
+    from warehouse.analyst import close_dir
+
+    return [close_dir(gx_root(home) / "uncommitted"), close_dir(data_docs_dir(home))]
 
 
 def prune_history(home: Path, keep: int = KEEP_RUNS) -> int:

@@ -38,6 +38,9 @@ REASONS: dict[str, str] = {
     "FILE_UNREADABLE": "the file cannot be read (permissions, I/O error: the detail gives the operating system's error): logged as failed, tried again by every later run and loaded once readable",
     "FOLDER_UNREADABLE": "a landing folder cannot be listed (permissions, I/O error): the files inside are not seen; logged as failed, listed again by every later run",
     "NOT_IN_LAB_FOLDER": "a file at the root of the landing area, outside any lab folder: not read (the folder names the lab; deliver into landing/<lab>/)",
+    "LAB_FOLDER_NAME": ("a file in a folder at the root of the landing area whose name cannot be a lab's (a blank, "
+                        "a date or a NIR in it: a patient's folder?): not read, the folder never named "
+                        "(deliver into landing/<lab>/)"),
     "HEADER_INVALID": "the file's header does not name the required columns",
 }
 

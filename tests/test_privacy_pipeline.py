@@ -504,7 +504,8 @@ def test_raw_layer_is_private_to_the_pipeline_account(ran, analyst_db):
     assert stat.S_IMODE(raw.stat().st_mode) == 0o700
     dirs = private_dirs(Warehouse(ran.home))
     assert {d.relative_to(ran.home / "warehouse").as_posix() for d in dirs} == {
-        "raw", "quality/file_log", "quality/quarantine", "quality/audit_events", "quality/expectation_results"}
+        "raw", "quality/file_log", "quality/quarantine", "quality/audit_events", "quality/expectation_results",
+        "_cache"}
     assert all(stat.S_IMODE(d.stat().st_mode) == 0o700 for d in dirs)
     assert stat.S_IMODE(analyst_db.stat().st_mode) == 0o644
 

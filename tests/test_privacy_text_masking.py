@@ -236,3 +236,20 @@ def test_the_work_queue_suggestions_ignore_the_mask():
     from transforms.terminology.suggest import normalise_label
 
     assert normalise_label(f"Glycémie {M}") == normalise_label("Glycémie")
+
+
+@pytest.mark.parametrize("sep", [" ", "  ", "\u00a0", "\u202f", "\u2013", "\u2014", "\u2010", ". ", ".-", " - ",
+                                 "\t", " \u2013 "])
+def test_every_nir_spelling_the_nir_field_accepts_is_masked_in_text(sep):
+    """QA regr F4: the NIR field reads a run of blanks, dots, hyphens or dashes between the groups
+    (transforms/identity.py INS_SEPARATORS); the same spelling typed into a label went to analysts."""
+    from transforms.identity import normalise_ins
+
+    spelt = sep.join(["2", "57", "03", "30", "294", "583", "37"])
+    assert normalise_ins(spelt) == "257033029458337"
+    assert mask_text(f"Glycémie NIR {spelt}") == f"Glycémie NIR {M}"
+    assert mask_text(f"NIR {spelt} vu") == f"NIR {M} vu"  # ASCII only: the frame's pre-filter must find it too
+    df = pl.DataFrame({"family_name": ["X"], "first_name": ["Y"], "birth_date": [None], "value_raw": [spelt],
+                       "local_label": [f"NIR {spelt}"]}, schema_overrides={"birth_date": pl.Date})
+    out = mask_identities_in_text(df)
+    assert out["value_raw"].to_list() == [M] and out["local_label"].to_list() == [f"NIR {M}"]

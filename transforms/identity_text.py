@@ -2,16 +2,17 @@
 
 Labs sometimes type the patient's NIR, name or birth date into a result comment, a test label or a
 reference range ("Positif - patiente DUPONT Marie NIR 280057511100116"). ``to_staging`` drops the
-identity columns; this module masks the identity inside the free-text columns that staging keeps
-(:data:`FREE_TEXT_COLUMNS`), replacing each occurrence with :data:`MASK`, and says which rows it
+identity columns; this module masks the identity inside the free-text columns and the lab's codes that staging keeps
+(:data:`STAGING_MASKED_COLUMNS`), replacing each occurrence with :data:`MASK`, and says which rows it
 changed (the staging row then carries the data-quality flag :data:`FLAG`). The result is never
 dropped.
 
 What is masked (:func:`mask_text`), in the text folded to upper case without accents:
 
 - any NIR/INS-shaped number, whoever it belongs to: a sex digit (1-4, 7, 8), then year, month,
-  département (2 digits, 2A or 2B), commune and order (3 + 3 digits), with or without one blank,
-  dot or dash between the groups ('2 80 05 75 111 001 16'), followed or not by a 1- or 2-digit key,
+  département (2 digits, 2A or 2B), commune and order (3 + 3 digits), with or without a run of the
+  separators the NIR field accepts between the groups (blanks of any kind, dots, hyphens, dashes:
+  '2 80 05 75 111 001 16', '2–80–05–75–111–001–16', '2. 80. 05...'), followed or not by a 1- or 2-digit key,
   not inside a longer run of digits. The key is **not** required to be valid: the 13 characters
   alone give sex, birth year and month, birthplace and order, and a NIR typed with a wrong key is
   still the patient's. Also any run of exactly 15 digits: no lab value is a 15-digit number (values
@@ -47,12 +48,20 @@ from datetime import date
 
 import polars as pl
 
+from transforms.identity import INS_SEPARATORS
+
 MASK = "[masqué]"
 FLAG = "IDENTITY_IN_TEXT"
 MASKED_COLUMN = "identity_in_text"  # boolean column added by mask_identities_in_text
-# the free-text columns staging keeps (warehouse/catalog.py STAGING_RESULT_COLUMNS); codes, ids and
-# enumerations checked by the model (local_code, loinc_code_src, value_type, result_status) are not text
+# the free-text columns staging keeps (warehouse/catalog.py STAGING_RESULT_COLUMNS); enumerations checked
+# by the model (value_type, result_status) are not text
 FREE_TEXT_COLUMNS = ("value_raw", "local_label", "ref_range", "unit_raw", "specimen", "abnormal_flag")
+# the codes staging keeps that the lab types freely: its test code (CSV CODE_ANALYSE, HL7 OBX-3), the LOINC
+# it sent, the HL7 OBX-4 sub-ID. QA priv F2: a NIR or the patient's name typed there reached analysts, the
+# mapping work queue and the data-quality report. Masked as the free text (a real code is rarely a
+# candidate: few distinct values, most ruled out in polars)
+CODE_COLUMNS = ("local_code", "loinc_code_src", "observation_sub_id")
+STAGING_MASKED_COLUMNS = FREE_TEXT_COLUMNS + CODE_COLUMNS
 
 # --- folding -----------------------------------------------------------------------------------------
 _LIGATURES = {"Œ": "OE", "œ": "OE", "Æ": "AE", "æ": "AE", "ß": "SS", "Ø": "O", "ø": "O", "Ł": "L", "ł": "L",
@@ -86,10 +95,20 @@ def fold(text: str) -> str:
 
 
 # --- NIR shapes ------------------------------------------------------------------------------------
-_S = r"[ .\-]?"  # one optional blank, dot or dash between the groups of a NIR
-NIR_TEXT_PATTERN = (rf"(?<![0-9])[1-478]{_S}[0-9]{{2}}{_S}[0-9]{{2}}{_S}(?:[0-9]{{2}}|2[AB]){_S}[0-9]{{3}}{_S}[0-9]{{3}}"
+# between the groups of a NIR: what the NIR field accepts (transforms/identity.py INS_SEPARATORS, a run
+# of blanks of any kind, dots, hyphens and dashes: '2–80–05', '2  80  05', '2. 80. 05'; QA regr F4), or nothing
+_S = f"(?:{INS_SEPARATORS})?"
+NIR_TEXT_PATTERN = (rf"(?<![0-9])[1-478]{_S}[0-9]{{2}}{_S}[0-9]{{2}}{_S}(?:[0-9]{{2}}|2[AB])"
+                    rf"{_S}[0-9]{{3}}{_S}[0-9]{{3}}"
                     rf"(?:{_S}[0-9]{{1,2}})?(?![0-9])|(?<![0-9])[0-9]{{15}}(?![0-9])")
 _NIR = re.compile(NIR_TEXT_PATTERN)
+
+def looks_like_identity(text: str) -> bool:
+    """Whether ``text`` holds something NIR- or date-shaped (what the masking looks for whoever it
+    belongs to, and a birth date's shapes): for names that must never be a person's (lab folders)."""
+    folded = fold(text)
+    return bool(_NIR.search(folded) or _ANY_DATE.search(folded))
+
 
 # --- dates ---------------------------------------------------------------------------------------
 MONTH_NAMES: dict[int, tuple[str, ...]] = {
@@ -260,7 +279,7 @@ def mask_text(text: str | None, family_name: str | None = None, first_name: str 
 _MAYBE = (r"[^\x00-\x7F]|[A-Za-z]{2}|[0-9]{8}|[0-9]{15}"
           r"|[0-9]{1,2}(?:\s*[/.\-]\s*|\s+)[0-9]{1,2}(?:\s*[/.\-]\s*|\s+)[0-9]{2}"
           r"|[0-9]{4}\s*[/.\-]\s*[0-9]{1,2}\s*[/.\-]\s*[0-9]"
-          r"|[0-9][ .\-]?[0-9]{2}[ .\-]?[0-9]{2}[ .\-]?[0-9A-Za-z]{2}[ .\-]?[0-9]{3}[ .\-]?[0-9]{3}")
+          rf"|[0-9]{_S}[0-9]{{2}}{_S}[0-9]{{2}}{_S}[0-9A-Za-z]{{2}}{_S}[0-9]{{3}}{_S}[0-9]{{3}}")
 
 
 def fold_expr(expr: pl.Expr) -> pl.Expr:

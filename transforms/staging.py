@@ -9,7 +9,7 @@ import polars as pl
 
 from transforms import finess
 from transforms.identity import IDENTITY_COLUMNS, link_keys, person_keys
-from transforms.identity_text import FLAG, MASKED_COLUMN, mask_identities_in_text
+from transforms.identity_text import FLAG, MASKED_COLUMN, STAGING_MASKED_COLUMNS, mask_identities_in_text
 from transforms.parsers.sex import SEX_INVALID
 from warehouse.catalog import STG_RESULTS
 
@@ -52,7 +52,8 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
     """
     # the pseudonyms first (once per distinct identity), then one polars query to the staging rows
     # (the in-memory engine: on a file's rows its joins are about twice as fast as the streaming one)
-    valid = mask_identities_in_text(valid)  # a NIR, name or birth date typed into free text
+    # a NIR, name or birth date typed into free text or into the lab's codes
+    valid = mask_identities_in_text(valid, STAGING_MASKED_COLUMNS)
     keys = person_keys(valid, secret)
     keys = keys.with_columns(link_keys(keys, secret))
     pc = postal_codes.select(pl.col("postal_code").alias("__postal_code"), pl.col("dep_code").alias("dep"))
@@ -101,4 +102,13 @@ def to_staging(valid: pl.DataFrame, *, file_seq: int, postal_codes: pl.DataFrame
             ).replace("", None).alias("dq_flags"),
         )
     )
+    df = df.with_columns(finess_kept(pl.col("lab_finess")).alias("lab_finess"))
     return df.select([pl.col(c.name).cast(c.dtype) for c in STG_RESULTS.columns]).collect(engine="in-memory")
+
+
+def finess_kept(sent: pl.Expr) -> pl.Expr:
+    """The FINESS staging keeps: the value sent when it has a FINESS's shape (9 characters, even with a
+    wrong check digit: an establishment's number, nothing personal), else null. QA priv F1: the row's
+    own NIR, name or birth date typed in the FINESS column reached analysts verbatim; the row keeps its
+    FINESS_INVALID flag, and raw.results the value as sent, for the engineers."""
+    return pl.when(sent.str.contains(finess.SHAPE)).then(sent).otherwise(pl.lit(None, pl.Utf8))

@@ -20,8 +20,8 @@ catalog with these rules (docs/privacy.md explains them):
 DuckDB lets anyone who opens a database run ``read_parquet`` on any file the operating system
 lets them read: a view cannot prevent that. The raw layer and the quality tables holding landing
 paths are therefore closed at the OS level (``restrict_raw_permissions``: ``warehouse/raw``,
-``warehouse/quality/{file_log,quarantine,audit_events,expectation_results}`` mode 0700, owner = the pipeline's
-account), and
+``warehouse/quality/{file_log,quarantine,audit_events,expectation_results}``, ``warehouse/_cache`` mode 0700,
+owner = the pipeline's account), and
 ``connect_analyst`` opens the database read-only with external access limited to the four
 analyst layers and the configuration locked, for tools that go through biolake.
 
@@ -145,10 +145,11 @@ def analyst_columns(t: Table) -> list[tuple[str, str]]:
 # build
 # --------------------------------------------------------------------------------------------
 def private_dirs(wh: Warehouse) -> list[Path]:
-    """The folders only the pipeline's account may read: the raw layer and the folders of the
-    quality tables that hold landing paths (``PRIVATE_QUALITY_TABLES``)."""
+    """The folders only the pipeline's account may read: the raw layer, the folders of the
+    quality tables that hold landing paths (``PRIVATE_QUALITY_TABLES``) and the warehouse's caches
+    (``_cache``: keys and codes computed from raw, flows/publish.py quarantine_keys; QA priv F2)."""
     by_name = {t.qualified: t for t in cat.TABLES}
-    return [wh.root / "raw", *(wh.table_dir(by_name[q]) for q in PRIVATE_QUALITY_TABLES)]
+    return [wh.root / "raw", *(wh.table_dir(by_name[q]) for q in PRIVATE_QUALITY_TABLES), wh.root / "_cache"]
 
 
 def restrict_raw_permissions(wh: Warehouse) -> list[Path]:
@@ -161,7 +162,31 @@ def restrict_raw_permissions(wh: Warehouse) -> list[Path]:
         if stat.S_IMODE(d.stat().st_mode) != PRIVATE_DIR_MODE:
             os.chmod(d, PRIVATE_DIR_MODE)
             changed.append(d)
+    close_file(wh.root / "landing_hashes.json")  # every landing path (written 0600 since, QA priv F3)
     return changed
+
+
+PRIVATE_FILE_MODE = 0o600  # files outside the closed folders that name landing files (QA priv F3)
+
+
+def close_dir(path: Path) -> Path:
+    """Create ``path`` if missing and make it readable by the pipeline's own account only (0700):
+    for folders the pipeline writes that hold landing paths (the GX validation store, Data Docs,
+    the Prefect home). Returns the path."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != PRIVATE_DIR_MODE:
+        os.chmod(path, PRIVATE_DIR_MODE)
+    return path
+
+
+def close_file(path: Path) -> Path:
+    """Make the file ``path`` readable and writable by the pipeline's own account only (0600):
+    ``warehouse/landing_hashes.json``, ``reports/data_quality.html`` (QA priv F3)."""
+    path = Path(path)
+    if path.exists() and stat.S_IMODE(path.stat().st_mode) != PRIVATE_FILE_MODE:
+        os.chmod(path, PRIVATE_FILE_MODE)
+    return path
 
 
 def build_analyst_db(wh: Warehouse, db_path: Path | None = None) -> Path:

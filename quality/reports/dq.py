@@ -266,4 +266,7 @@ def build_dq(wh: Warehouse, out_dir: Path, run_id: str | None = None, now: datet
     now = now or datetime.now()
     data = dq_data(wh)
     html = render.render("dq.html.j2", d=data, generated=now.strftime("%Y-%m-%d %H:%M"), run_id=run_id)
-    return render.write_atomic(Path(out_dir) / "data_quality.html", html)
+    from warehouse.analyst import close_file
+
+    # for data engineers: it names landing files and quotes quarantined values (QA priv F3), so 0600
+    return close_file(render.write_atomic(Path(out_dir) / "data_quality.html", html))
