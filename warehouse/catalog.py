@@ -138,7 +138,7 @@ CODED_COLUMNS: tuple[Column, ...] = (
     C("loinc_code", U, "LOINC code, null when unmapped"),
     C("mapping_status", U, "mapped | source_loinc | unmapped"),
     C("result_qual", U, "SNOMED CT qualifier of a qualitative result"),
-    C("result_class", U, "POS | NEG | INVALID for qualitative results, null for numeric"),
+    C("result_class", U, "POS | NEG | INVALID for qualitative results; null for a number, a text not recognised (quality.unrecognised_results) or an organism name (read by the MDO organism rules)"),
     C("unit_ucum", U, "unit as UCUM"),
     C("value_canonical", F, "value in the LOINC's canonical unit; a bound when value_comparator is set "
                             "(filter value_comparator IS NULL for exact values)"),
@@ -179,7 +179,7 @@ SIDEP_PERSON_DAYS = Table(
     "Counted SI-DEP person-days (after same-day and 60-day episode rules), per disease.",
     (
         C("disease", U, "test definition (seeds/test_definitions.csv)"),
-        C("person_key", U, "pseudonym"), C("jour", D, "collection date"), C("dep", U, "département"),
+        C("person_key", U, "the person: the least person_key of the linked pseudonyms (an INS and the traits of one person: docs/epidemiology.md, Person linkage), not always the counted result's own"), C("jour", D, "collection date"), C("dep", U, "département"),
         C("cl_age90", I, "age class, null when unknown"), C("sex", U, "F, M or null"),
         C("positive", B, "counted in P (else a negative counted in T only)"),
     ),

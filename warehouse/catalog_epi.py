@@ -79,7 +79,7 @@ MDO_CASES = Table(
     "New notifiable-disease cases: a person's positive result (per seeds/mdo_rules.csv) opening a disease "
     "episode, dated by collection.",
     (
-        C("mdo_id", U, "disease (ref.mdo_list)"), C("person_key", U, "keyed pseudonym"),
+        C("mdo_id", U, "disease (ref.mdo_list)"), C("person_key", U, "the person: the least person_key of the linked pseudonyms (docs/epidemiology.md, Person linkage), not always that of the result that opened the case"),
         C("jour", D, "collection date of the case"), C("semaine", U, "ISO week"),
         C("dep", U, "département of residence"), C("cl_age90", I, "age class, null when unknown"),
         C("sex", U, "F, M or null"), C("loinc_code", U, "test of the result that opened the case"),
