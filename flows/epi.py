@@ -151,7 +151,7 @@ def publish_epi(ctx: Context, refs: dict[str, pl.DataFrame], diseases: list[str]
     for disease in diseases:
         rows = results.filter(pl.col("loinc_code").is_in(codes[disease]))
         old = stored.filter((pl.col("dataset") == "sidep") & (pl.col("disease") == disease))
-        person_days[disease] = indicators.person_days(rows)
+        person_days[disease] = indicators.person_days(rows, sidep_episode_days(rules, disease))
         summary["sidep"][disease], new = _publish_sidep(ctx, disease, person_days[disease], geo, pops, old, force,
                                                         log)
         digests.append(new.with_columns(pl.lit("sidep").alias("dataset"), pl.lit(disease).alias("disease")))
@@ -487,6 +487,17 @@ def sidep_marts(ctx: Context, disease: str) -> tuple[dict[str, pl.DataFrame], pl
     daily = {lvl: ctx.wh.read(t).filter(pl.col("disease") == disease).drop("disease")
              for lvl, t in DAILY_TABLES.items()}
     return daily, ctx.wh.read(ce.SIDEP_WEEKLY).filter(pl.col("disease") == disease).drop("disease")
+
+
+def sidep_episode_days(rules: pl.DataFrame, disease: str) -> int:
+    """The episode length of a test definition's P: the MDO disease's of the same name (its active
+    rules' ``episode_days``), else SI-DEP's 60 days. A disease published as SI-DEP files is left out
+    of the MDO files, its cases being the SI-DEP P: that holds only with one episode length (QA
+    recompute F1: hepatitis A as a test definition counted a reinfection after 60 days that its MDO
+    definition, 365 days, does not)."""
+    from transforms.epi.sidep import EPISODE_DAYS
+
+    return mdo.episode_days(rules.filter("active")).get(disease, EPISODE_DAYS)
 
 
 def mdo_marts(ctx: Context, sidep_diseases: list[str]) -> pl.DataFrame:

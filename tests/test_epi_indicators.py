@@ -161,3 +161,17 @@ def test_complete_weeks_are_those_the_period_holds_entirely():
     assert indicators.complete_weeks(D0, D0 + timedelta(days=5)) == set()  # Monday to Saturday
     assert indicators.complete_weeks(D0 + timedelta(days=1), D0 + timedelta(days=13)) == {"2026-S46"}
 
+
+
+def test_a_test_definition_named_like_an_mdo_disease_counts_its_episodes_as_the_mdo_does():
+    """QA recompute F1: hepatitis A added as a test definition counted two P for positives 92 days
+    apart (SI-DEP's 60-day episode), one MDO case (its 365 days), and only the P was published."""
+    from flows.epi import sidep_episode_days
+    from transforms.epi.mdo import load_rules
+
+    rules = load_rules(SEEDS / "mdo_rules.csv")
+    assert sidep_episode_days(rules, "hepatite_a") == 365
+    assert sidep_episode_days(rules, "covid19") == 60 and sidep_episode_days(rules, "grippe_x") == 60
+    res = results(("a", 0, "POS", "75", 39, "F"), ("a", 92, "POS", "75", 39, "F"))
+    assert indicators.person_days(res)["positive"].sum() == 2
+    assert indicators.person_days(res, sidep_episode_days(rules, "hepatite_a"))["positive"].sum() == 1

@@ -111,9 +111,9 @@ def populations(population: pl.DataFrame, geo: pl.DataFrame) -> dict[str, pl.Dat
 # --------------------------------------------------------------------------------------------
 # daily counts
 # --------------------------------------------------------------------------------------------
-def person_days(results: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+def person_days(results: pl.DataFrame | pl.LazyFrame, episode_days: int = sidep.EPISODE_DAYS) -> pl.DataFrame:
     """Counted person-days of one test definition (see sidep.person_days), sorted."""
-    return sidep.person_days(results).sort("person_key", "jour")
+    return sidep.person_days(results, episode_days).sort("person_key", "jour")
 
 
 def daily_dep(days: pl.DataFrame, geo: pl.DataFrame, jours: list[date], pops: dict[str, pl.DataFrame]
