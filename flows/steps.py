@@ -154,6 +154,13 @@ def load_ref(ctx: Context) -> dict[str, pl.DataFrame]:
     for name, rel in cat.REF_SEEDS.items():
         if name == "loinc":  # the table in use: the subset, or the official table completed by it
             df = loinc_table(ctx.settings).select([c.name for c in cat.REF_TABLES["loinc"].columns])
+        elif name == "mdo_rules":  # the table in use: the operator's (BIOLAKE_MDO_RULES), else the seed,
+            # in the catalog's columns (an optional one absent is empty) and 'yes'/'no' as mdo.load_rules reads
+            df = pl.read_csv(ctx.settings.mdo_rules or ctx.settings.seeds_dir / rel, infer_schema=False)
+            df = df.select([(pl.col(c.name) if c.name in df.columns else pl.lit(None, pl.Utf8)).alias(c.name)
+                            for c in cat.REF_TABLES["mdo_rules"].columns])
+            df = df.with_columns(pl.col("active").str.strip_chars().str.to_lowercase().replace("", None)
+                                 .fill_null("yes"))
         else:
             df = pl.read_csv(ctx.settings.seeds_dir / rel, infer_schema=False)
         if name == "population":

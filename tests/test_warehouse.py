@@ -143,6 +143,13 @@ def test_ref_views_follow_the_seeds_typed(both_databases):
             assert {pc: (n, m) for pc, n, m in con.execute(
                 "SELECT postal_code, n_communes, multi_dep FROM ref.postal_codes").fetchall()} == pcs
             assert con.execute("SELECT count(*) FROM ref.population").fetchall() == [(len(seeds["population"]),)]
+            # what the marts count, for an analyst to check them from the fact table (QA recompute F4)
+            assert (types["mdo_rules", "active"], types["mdo_rules", "episode_days"]) == ("BOOLEAN", "INTEGER")
+            assert con.execute("SELECT count(*) FILTER (WHERE active), count(*) FILTER (WHERE NOT active) "
+                               "FROM ref.mdo_rules").fetchall() == [(
+                sum(r["active"] == "yes" for r in seeds["mdo_rules"]), sum(r["active"] == "no" for r in seeds["mdo_rules"]))]
+            assert sorted(con.execute("SELECT disease, loinc_num FROM ref.test_definitions").fetchall()) == sorted(
+                (r["disease"], r["loinc_num"]) for r in seeds["test_definitions"])
         finally:
             con.close()
     # the pipeline's own code keeps reading the seeds' text from the Parquet files

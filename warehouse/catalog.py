@@ -370,6 +370,9 @@ REF_SEEDS: dict[str, str] = {
     "population": "reference/population.csv",
     "loinc": "reference/loinc.csv",
     "mdo_list": "reference/mdo_list.csv",
+    # what counts: the analysts can check the marts from the fact table with these (QA recompute F4)
+    "test_definitions": "test_definitions.csv",
+    "mdo_rules": "mdo_rules.csv",  # or the operator's table, BIOLAKE_MDO_RULES (flows/steps.load_ref)
 }
 
 I32 = pl.Int32()
@@ -450,6 +453,42 @@ REF_TABLES: dict[str, Table] = {t.name: t for t in (
             C("candidate_loinc", U, "';'-joined LOINC codes whose name matches the agent (candidates, not rules)"),
         ),
         key=("mdo_id",),
+    ),
+    Table(
+        "ref", "test_definitions",
+        "The tests each SI-DEP test definition counts (seeds/test_definitions.csv): a current result of "
+        "marts.fct_lab_results with one of a disease's LOINC codes and result_class POS or NEG counts in its "
+        "P and T (docs/epidemiology.md).",
+        (
+            C("disease", U, "test definition (the disease column of the SI-DEP marts)"),
+            C("loinc_num", U, "a LOINC code it counts"),
+            C("method", U, "naat, antigen, igm...: the kind of test"),
+            C("display_en", U, "the LOINC code's English name"),
+        ),
+        key=("disease", "loinc_num"),
+    ),
+    Table(
+        "ref", "mdo_rules",
+        "The MDO case rules in use (seeds/mdo_rules.csv, or the operator's BIOLAKE_MDO_RULES; documented in "
+        "seeds/mdo_rules.md): a current positive result matching an active rule opens a case of its disease, "
+        "once per episode (marts.mdo_cases).",
+        (
+            C("mdo_id", U, "disease (ref.mdo_list)"),
+            C("loinc_num", U, "LOINC code of the result"),
+            C("condition", U, "pos (a positive qualitative result), organism (an agent named in the text), "
+                               "or ge/gt/le/lt against the threshold"),
+            C("threshold", U, "threshold of a ge/gt/le/lt rule, in its unit (as written in the table)"),
+            C("unit", U, "unit of the threshold"),
+            C("min_age", U, "youngest age (years) a case may have, empty: none"),
+            C("max_age", U, "oldest age (years) a case may have, empty: none"),
+            C("specimen", U, "specimen the result must be on (e.g. sterile), empty: any"),
+            C("agent", U, "agent an organism rule looks for in the text"),
+            C("episode_days", I32, "days after a counted case during which the same person's positives are the same "
+                                   "case (also the SI-DEP episode of a test definition of that name)"),
+            C("active", B, "whether the rule counts"),
+            C("note", U, "why the rule is there, or not active"),
+        ),
+        key=("mdo_id", "loinc_num"),
     ),
 )}
 
