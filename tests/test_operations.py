@@ -89,28 +89,6 @@ def test_a_run_killed_midway_then_rerun_equals_a_clean_run(clean_run, generated,
     assert_same_tables(snapshot(home), snapshot(clean_run[0]))
 
 
-def test_one_writer_at_a_time(tmp_path):
-    holding, release = threading.Event(), threading.Event()
-
-    def holder():
-        with warehouse_lock(tmp_path, timeout=5):
-            holding.set()
-            release.wait(10)
-
-    th = threading.Thread(target=holder)
-    th.start()
-    holding.wait(5)
-    try:
-        with pytest.raises(LockTimeout, match="holds the warehouse lock"):
-            with warehouse_lock(tmp_path, timeout=0.3):
-                pass
-    finally:
-        release.set()
-        th.join()
-    with warehouse_lock(tmp_path, timeout=1):  # free again
-        pass
-
-
 def _held_lock(home):
     """Hold the home's lock from another thread until the returned release() is called."""
     holding, release = threading.Event(), threading.Event()
@@ -128,6 +106,18 @@ def _held_lock(home):
         release.set()
         th.join()
     return done
+
+
+def test_one_writer_at_a_time(tmp_path):
+    done = _held_lock(tmp_path)
+    try:
+        with pytest.raises(LockTimeout, match="holds the warehouse lock"):
+            with warehouse_lock(tmp_path, timeout=0.3):
+                pass
+    finally:
+        done()
+    with warehouse_lock(tmp_path, timeout=1):  # free again
+        pass
 
 
 def test_a_run_waiting_for_the_lock_says_so_and_repeats_it(tmp_path, capsys):
