@@ -34,11 +34,13 @@ def _landing(home: Path) -> None:
         line(N_DEMANDE="F2", FINESS="JABBERQZ HUGOQZ", **JAB),
         line(N_DEMANDE="F3", FINESS="13021966", **JAB),
         line(N_DEMANDE="F4", FINESS="750000003", **JAB),
-        # F2: the row's own NIR and name as the test code
+        # F2: the row's own NIR and name as the test code; one word is a code, even the patient's
+        # name (a patient named Deng tested for dengue, code DENG: QA regr2 F2)
         line(N_DEMANDE="C1", CODE_ANALYSE=JAB_NIR, **JAB),
-        line(N_DEMANDE="C2", CODE_ANALYSE="JABBERQZ", **JAB),
+        line(N_DEMANDE="C2", CODE_ANALYSE="JABBERQZ HUGOQZ", **JAB),
+        line(N_DEMANDE="C3", CODE_ANALYSE="JABBERQZ", **JAB),
         # quarantined (unreadable collection date), its test code the patient's name: cached keys
-        line(N_DEMANDE="Q1", CODE_ANALYSE="HUGOQZ", DATE_PRELEVEMENT="pas une date", **JAB),
+        line(N_DEMANDE="Q1", CODE_ANALYSE="HUGOQZ JABBERQZ", DATE_PRELEVEMENT="pas une date", **JAB),
         line(N_DEMANDE="OK", **JAB),
     ]
     (csv / "extract_20261102.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -78,7 +80,7 @@ def test_the_planted_identities_are_in_raw(ran):
     home, _, _ = ran
     raw = query(home, "SELECT lab_finess, local_code, observation_sub_id FROM raw.results")
     assert {JAB_NIR, "JABBERQZ HUGOQZ", "13021966"} <= set(raw["lab_finess"])
-    assert {JAB_NIR, "JABBERQZ", "HUGOQZ"} <= set(raw["local_code"])
+    assert {JAB_NIR, "JABBERQZ HUGOQZ", "JABBERQZ", "HUGOQZ JABBERQZ"} <= set(raw["local_code"])
     assert f"{SUB_NIR} SUBIDQZ" in set(raw["observation_sub_id"])
 
 
@@ -90,11 +92,17 @@ def test_no_identity_typed_in_finess_or_codes_reaches_analysts(ran):
         finess = {r[0] for r in con.execute("SELECT DISTINCT lab_finess FROM marts.fct_lab_results").fetchall()}
     finally:
         con.close()
+    # the one name left: a code of one word (C3), which is a code whoever the patient is (documented)
+    names = found.pop("name")
+    assert names and all(n.split(": ")[0].rsplit(".", 1)[1] in ("local_code", "version_key")
+                         and n.endswith(": ['JABBERQZ']") for n in names), names
     assert_clean(found, "the analyst database")
     assert "13021966" not in finess  # ddmmyyyy: not among the scanner's spellings
     assert finess == {"750000002", "750000003", None}
     report = Path(summary["reports"]["data_quality"]).read_text(encoding="utf-8")
-    assert_clean(leaks([report], _identities()), "the data-quality report")
+    in_report = leaks([report], _identities())
+    assert in_report.pop("name") <= {"JABBERQZ"}
+    assert_clean(in_report, "the data-quality report")
 
 
 def test_the_rows_are_kept_and_flagged(ran):
@@ -113,11 +121,12 @@ def test_the_rows_are_kept_and_flagged(ran):
     assert rows["OK"]["lab_finess"] == "750000002" and rows["OK"]["dq_flags"] is None
     for req in ("C1", "C2"):
         assert rows[req]["local_code"] == MASK and FLAG in rows[req]["dq_flags"].split(";")
+    assert rows["C3"]["local_code"] == "JABBERQZ" and rows["C3"]["dq_flags"] is None  # a code
     assert "Q1" not in rows
     hl7 = stg.filter(pl.col("source") == "labo_codes_hl7").row(0, named=True)
     assert hl7["observation_sub_id"] == f"{MASK}" and FLAG in hl7["dq_flags"].split(";")
     backlog = query(home, "SELECT local_code FROM quality.unmapped_backlog")["local_code"].to_list()
-    assert MASK in backlog and not {"JABBERQZ", JAB_NIR} & set(backlog)
+    assert MASK in backlog and not {"JABBERQZ HUGOQZ", JAB_NIR} & set(backlog)
 
 
 def test_the_quarantine_keys_cache_is_masked_and_closed(ran):

@@ -59,7 +59,8 @@ FREE_TEXT_COLUMNS = ("value_raw", "local_label", "ref_range", "unit_raw", "speci
 # the codes staging keeps that the lab types freely: its test code (CSV CODE_ANALYSE, HL7 OBX-3), the LOINC
 # it sent, the HL7 OBX-4 sub-ID. QA priv F2: a NIR or the patient's name typed there reached analysts, the
 # mapping work queue and the data-quality report. Masked as the free text (a real code is rarely a
-# candidate: few distinct values, most ruled out in polars)
+# candidate: few distinct values, most ruled out in polars), but for the names in a code of one word:
+# that is a code (DENG, HAM, MONO...), whoever the patient is (QA regr2 F2)
 CODE_COLUMNS = ("local_code", "loinc_code_src", "observation_sub_id")
 STAGING_MASKED_COLUMNS = FREE_TEXT_COLUMNS + CODE_COLUMNS
 
@@ -347,11 +348,18 @@ def mask_identities_in_text(df: pl.DataFrame, columns: tuple[str, ...] = FREE_TE
     rows = df[idx].select("family_name", "first_name", "birth_date", *suspect)
     new = {c: rows.get_column(c).to_list() for c in suspect}
     changed = [False] * rows.height
+    codes = [c in CODE_COLUMNS for c in suspect]
     for i, (fam, first, born, *texts) in enumerate(rows.iter_rows()):
-        for c, text in zip(suspect, texts, strict=True):
+        for is_code, c, text in zip(codes, suspect, texts, strict=True):
             if text is None:
                 continue
-            masked = mask_text(text, fam, first, born)
+            if is_code and not any(ch.isspace() for ch in text.strip()):
+                # one word in a code column is a code, even when it is the patient's name: DENG (dengue
+                # IgM) of a patient named Deng, HAM, MONO, PAL (QA regr2 F2: masked, the result lost its
+                # LOINC and the MDO case its count); NIR and date shapes are masked still
+                masked = mask_text(text, None, None, born)
+            else:
+                masked = mask_text(text, fam, first, born)
             if masked != text:
                 new[c][i] = masked
                 changed[i] = True
