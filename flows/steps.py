@@ -344,6 +344,25 @@ def _modified_within(path: Path, seconds: float) -> bool:
         return False  # gone or unreadable: the checks below say so
 
 
+def known_lab_folders(ctx: Context, log: pl.DataFrame | None = None) -> set[str]:
+    """The landing folders that are labs whatever their name (``flows.privacy.lab_folder_problem``
+    is for new folders only): one a file was loaded from, one listed in seeds/labs.csv (its
+    ``source`` column), one with a mapping file (``mappings/<lab>.csv``). QA regr2 F1: after the
+    rule came, existing labs named with a blank or a SIRET stopped loading, their loaded files were
+    logged failed, and renaming the folder would make a new lab."""
+    log = ctx.wh.read(cat.FILE_LOG) if log is None else log
+    known = set(log.filter(pl.col("status") == "loaded")["source"].unique().to_list()) if log.height else set()
+    labs = ctx.settings.seeds_dir / "labs.csv"
+    if labs.is_file():
+        seeded = pl.read_csv(labs, infer_schema=False)
+        if "source" in seeded.columns:
+            known |= set(seeded["source"].drop_nulls().to_list())
+    for d in mapping_dirs(ctx):
+        if d.is_dir():
+            known |= {p.stem for p in d.glob("*.csv")}
+    return known
+
+
 def discover(ctx: Context) -> list[FileTicket]:
     """Files in landing/<source>/ not yet logged, in path order, each hashed and registered.
 
@@ -372,6 +391,7 @@ def discover(ctx: Context) -> list[FileTicket]:
                    if again else {})
     next_seq = max([(log["file_seq"].max() or 0) if log.height else 0, *pending.values()]) + 1
     tickets: list[FileTicket] = []
+    known_labs = known_lab_folders(ctx, log)
 
     def refuse(uid: str, shown: str, source: str, path: Path, problem: str, reason: str, raw: str) -> None:
         if uid not in seen_logs:  # logged once
@@ -397,13 +417,16 @@ def discover(ctx: Context) -> list[FileTicket]:
             continue  # hidden files (partial uploads by convention) and office lock files
         shown = safe_display_name(rel)
         problem, reason, salt = landing_name_problem(rel), "UNSAFE_FILE_NAME", "unsafe"
-        folder_problem = not problem and "/" in rel and lab_folder_problem(rel.split("/")[0])
+        folder_problem = (not problem and "/" in rel and rel.split("/")[0] not in known_labs
+                          and lab_folder_problem(rel.split("/")[0]))
         if folder_problem:  # a patient's folder at the root, not a lab's (QA priv F4): never shown, never read
             below = rel.split("/", 1)[1]
             shown = f"{PERSON_NAMED_FOLDER}/{safe_display_name(below)}"
             refuse(_sighting_id("person-folder", rel, path), shown, "_unknown", path,
-                   f"{shown}: in a folder at the root of the landing area whose name cannot be a lab's "
-                   f"({folder_problem}): not read, the folder not named (deliver into landing/<lab>/)",
+                   f"{shown}: in a new folder at the root of the landing area whose name cannot be a lab's "
+                   f"({folder_problem}): not read, the folder not named. A patient's folder? Move it out of the "
+                   "landing area. A new lab? Name its folder without blanks, dates or long numbers "
+                   "(labo_pasteur), or list it in seeds/labs.csv or give it a mapping file (docs/privacy.md)",
                    "LAB_FOLDER_NAME", rel)
             continue
         if not problem and path.is_symlink():  # never followed (it may point anywhere), but logged

@@ -39,6 +39,36 @@ def test_a_lab_folder_named_like_a_person_is_no_lab(name, refused):
     assert not problem or ("ROUXQZ" not in problem and "1972" not in problem)
 
 
+def test_a_known_lab_is_read_whatever_its_folder_name(tmp_path):
+    """QA regr2 F1: after the upgrade, labs named `Labo Pasteur` or `lab_<SIRET>` stopped loading
+    (their loaded files logged failed, and renaming the folder would make a new lab). The rule is
+    for new folders: one a file was loaded from, one in seeds/labs.csv or with a mapping file is a lab."""
+    import polars as pl
+
+    from flows import steps
+    from flows.settings import Settings
+    from warehouse import catalog as cat
+
+    home = tmp_path / "home"
+    for i, folder in enumerate(("Labo Pasteur", "lab_34012345600018", FOLDER)):
+        (home / "landing" / folder).mkdir(parents=True)
+        rows = "\n".join([HEADER, line(N_DEMANDE=f"A{i}")]) + "\n"
+        (home / "landing" / folder / "d2.csv").write_text(rows, encoding="utf-8")
+    (home / "mappings").mkdir()
+    (home / "mappings" / "Labo Pasteur.csv").write_text(
+        "local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\n", encoding="utf-8")
+    ctx = steps.Context.create(Settings(home=home), "test")
+    loaded = {c.name: None for c in cat.FILE_LOG.columns} | {
+        "log_id": "l1", "file_id": "f1", "path": "lab_34012345600018/d1.csv", "source": "lab_34012345600018",
+        "status": "loaded", "sha256": "0" * 64, "file_seq": 1}
+    ctx.wh.write_partition_file(cat.FILE_LOG, "l1", pl.DataFrame([loaded], schema=cat.FILE_LOG.schema))
+    assert {"Labo Pasteur", "lab_34012345600018", "labo_alpha"} <= steps.known_lab_folders(ctx)
+    tickets = {t.source: t for t in steps.discover(ctx)}
+    assert tickets["Labo Pasteur"].status == "new" and tickets["lab_34012345600018"].status == "new"
+    refused = tickets["_unknown"]
+    assert refused.reason == "LAB_FOLDER_NAME" and "ROUXQZ" not in refused.path and "new folder" in refused.detail
+
+
 @pytest.fixture(scope="module")
 def ran(prefect_harness, tmp_path_factory):
     from flows.pipeline import pipeline
