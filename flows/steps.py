@@ -698,12 +698,16 @@ def quarantine_file_failure(ctx: Context, t: FileTicket, reason: str, detail: st
 # --------------------------------------------------------------------------------------------
 def local_ids_are_not_ins(rows: pl.DataFrame) -> pl.DataFrame:
     """In message formats the patient identifier may be a local number (MRN, IPP) rather than an
-    INS: one whose assigning authority is not an INS OID and that is not shaped like a NIR is
-    dropped, and the patient is linked by name, first name, birth date and sex instead."""
-    from transforms.identity import INS_OID_NIA, INS_OID_NIR, INS_OID_TEST, nir_format_ok_expr
+    INS: one whose assigning authority is not an INS OID and that is not a NIR (its shape and its
+    key) is dropped, and the patient is linked by name, first name, birth date and sex instead. An
+    identifier without the INS OID whose key is wrong is not trusted as one (QA regr2 F3: an INS
+    typed without its OID, read before the IPP since, was quarantined NIR_KEY where the row loaded
+    through its traits before); with the INS OID, a wrong key is quarantined."""
+    from transforms.identity import INS_OID_NIA, INS_OID_NIR, INS_OID_TEST, nir_format_ok_expr, nir_key_ok_expr
 
     ins_oids = [INS_OID_NIR, INS_OID_NIA, *INS_OID_TEST]
-    local = (~pl.col("ins_oid").fill_null("").is_in(ins_oids)) & ~nir_format_ok_expr("patient_nir").fill_null(False)
+    nir = (nir_format_ok_expr("patient_nir") & nir_key_ok_expr("patient_nir")).fill_null(False)
+    local = (~pl.col("ins_oid").fill_null("").is_in(ins_oids)) & ~nir
     return rows.with_columns(pl.when(local).then(None).otherwise(pl.col("patient_nir")).alias("patient_nir"))
 
 

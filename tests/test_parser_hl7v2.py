@@ -944,3 +944,15 @@ def test_pid3_an_ins_typed_without_its_oid_is_preferred_to_the_ipp(tmp_path, pid
     rows, rejects, _ = parse_all(write(tmp_path, m))
     assert rejects.is_empty()
     assert (rows["patient_nir"][0], rows["ins_oid"][0] or "") == (nir, oid)
+
+
+def test_an_identifier_without_the_ins_oid_is_a_nir_only_with_its_key():
+    """QA regr2 F3: an INS typed without its OID (read before the IPP since) whose key is wrong was
+    quarantined NIR_KEY, where the row loaded through its traits before. Without the INS OID an
+    identifier is a NIR only when its shape and key are; with the OID a wrong key stays quarantined."""
+    from flows.steps import local_ids_are_not_ins
+
+    good, bad_key = "176026912345646", "176026912345647"
+    rows = pl.DataFrame({"patient_nir": [good, bad_key, "000003", "1760269123456", bad_key],
+                         "ins_oid": ["", None, "", "", "1.2.250.1.213.1.4.8"]})
+    assert local_ids_are_not_ins(rows)["patient_nir"].to_list() == [good, None, None, None, bad_key]
