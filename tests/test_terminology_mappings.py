@@ -125,3 +125,13 @@ def test_versioned_rows_consecutive_days_are_not_a_conflict_but_a_shared_day_is(
     f = write(tmp_path, "labo_v.csv", HEADER + "GLY,Glycémie,,,2339-0,,2024-01-01\nGLY,Glycémie,,,14749-6,2024-01-01,\n")
     with pytest.raises(MappingError, match=f"{f}:3: conflicting"):
         load_mappings([tmp_path], loinc)
+
+
+def test_a_masked_code_cannot_be_mapped(tmp_path, loinc):
+    """QA regr2 F2: the work queue listed `[masqué]` (an identity typed as the test code, masked in
+    staging) and a mapping of it would have coded every such result of the lab as one test."""
+    f = write(tmp_path, "labo_beta.csv", "local_code,local_label,unit,specimen,loinc_num,valid_from,valid_to\n"
+                                         "GLY,Glucose,mmol/L,,2345-7,,\n[masqué],Dengue IgM,,,25338-5,,\n")
+    with pytest.raises(MappingError) as err:
+        load_mappings([tmp_path], loinc)
+    assert f"{f}:3" in str(err.value) and "cannot be mapped" in str(err.value)

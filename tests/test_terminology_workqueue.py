@@ -170,7 +170,8 @@ def test_import_errors_name_file_and_line(loinc, tmp_path):
         + line("approve", "D", "1234-4")  # 6: unknown LOINC
         + line("approve", "", "718-7")  # 7
         + line("", "E", "718-7")  # 8: undecided, ignored
-        + line("reject", "F", "xx"),  # 9: rejected, ignored even if malformed
+        + line("reject", "F", "xx")  # 9: rejected, ignored even if malformed
+        + line("approve", "[masqué]", "718-7"),  # 10: an identity masked in staging (QA regr2 F2)
         encoding="utf-8",
     )
     with pytest.raises(MappingError) as err:
@@ -178,6 +179,8 @@ def test_import_errors_name_file_and_line(loinc, tmp_path):
     assert err.value.issues == [
         (f"{wq}:2", "decision 'maybe' is not approve, reject or empty"),
         (f"{wq}:7", "missing required field local_code"),
+        (f"{wq}:10", "local_code '[masqué]' is an identity masked in staging, not a code: it cannot be mapped "
+                     "(ask the lab to send the test's code)"),
         (f"{wq}:3", "LOINC '718-6' is malformed or has a bad check digit"),
         (f"{wq}:6", "unknown LOINC '1234-4' (not in the LOINC table)"),
         (f"{wq}:5", f"conflicting (different LOINC, overlapping validity) with {wq}:4: 718-7 vs 20509-6 for local_code 'C'"),

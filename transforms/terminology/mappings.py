@@ -27,6 +27,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from transforms.identity_text import MASK
 from transforms.terminology.loinc import loinc_check_ok
 from transforms.terminology.units import UnitTables, unit_match_key
 
@@ -221,6 +222,7 @@ def _read_dir(directory: Path, layer: int, issues: list) -> list[dict]:
             for f in REQUIRED_FIELDS:
                 if row[f] is None:
                     issues.append((origin, f"missing required field {f}"))
+            masked_code_issue(row["local_code"], origin, issues)
             row["valid_from"] = parse_date(rec.get("valid_from"), "valid_from", origin, issues)
             row["valid_to"] = parse_date(rec.get("valid_to"), "valid_to", origin, issues)
             row.update(source=source, origin=origin, layer=layer)
@@ -229,6 +231,15 @@ def _read_dir(directory: Path, layer: int, issues: list) -> list[dict]:
 
 
 # --- validation ---------------------------------------------------------------------------------
+def masked_code_issue(code: str | None, origin: str, issues: list) -> None:
+    """A code masked in staging (an identity typed as the test code) is no code: one mapping of it
+    would code every such result of the lab, whatever its test (QA regr2 F2)."""
+    if code is not None and MASK in code:
+        issues.append((origin, f"local_code {code!r} is an identity masked in staging, not a code: it cannot "
+                               "be mapped (ask the lab to send the test's code)"))
+
+
+
 def check_rows(rows: pl.DataFrame, known_loinc: set[str] | None, issues: list) -> None:
     """Check digit, LOINC known (skipped when ``known_loinc`` is None), date order."""
     for origin, code, vf, vt in rows.select("origin", "loinc_num", "valid_from", "valid_to").iter_rows():

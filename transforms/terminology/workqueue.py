@@ -38,6 +38,7 @@ from transforms.terminology.mappings import (
     MAPPING_SCHEMA,
     MappingError,
     check_overlaps,
+    masked_code_issue,
     check_rows,
     parse_date,
     read_mapping_dir,
@@ -183,6 +184,7 @@ def read_workqueue(path: Path, loinc: pl.DataFrame, units: UnitTables | None = N
         for f in ("source", "local_code", "loinc_num"):
             if row[f] is None:
                 issues.append((origin, f"missing required field {f}"))
+        masked_code_issue(row["local_code"], origin, issues)
         if known_sources is not None and row["source"] is not None and row["source"] not in known_sources:
             issues.append((origin, f"source {row['source']!r} is not a lab of this platform "
                                    f"(known: {', '.join(sorted(known_sources)) or 'none'})"))
