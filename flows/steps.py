@@ -1178,8 +1178,8 @@ def recoding_cause(ctx: Context, fingerprint: str) -> str | None:
     if stored == fingerprint or stored is None:
         return None if stored == fingerprint or not ctx.wh.partitions(cat.STG_RESULTS_CODED) else "mappings"
     if "|" in stored:
-        code, operator = stored.split("|", 1)
-        return "mappings" if operator != fingerprint.split("|", 1)[1] else "upgrade"
+        # the operator's part (after the |) decides; the code's part alone changed is an upgrade
+        return "mappings" if stored.split("|", 1)[1] != fingerprint.split("|", 1)[1] else "upgrade"
     return "upgrade" if state.get("staging_format") != CODING_FORMAT else "mappings"
 
 
